@@ -1,0 +1,140 @@
+//! Command-line interface: argument parsing, dispatch, human and JSON output, exit codes.
+//! The only place (with `main.rs`) that uses `anyhow`.
+
+/// Prints a line to stdout; a closed pipe (`| head`) ends the program quietly, as Unix tools do.
+macro_rules! out {
+    ($($arg:tt)*) => { $crate::cli::emit(format_args!($($arg)*)) };
+}
+
+mod history;
+mod import;
+
+use crate::logging::{self, LogFormat};
+use crate::store::{OpenMode, Store, VersionRef};
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Debug, Parser)]
+#[command(name = "hypograph", version, about = "Turns a knowledge graph into a hypothesis-testing machine")]
+pub struct Cli {
+    /// The SQLite database holding the versioned graph.
+    #[arg(long, global = true, env = "HYPOGRAPH_DB", default_value = "hypograph.db")]
+    db: PathBuf,
+    /// More logging (-v info, -vv debug, -vvv trace); RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    /// Log line format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Import a triples TSV or a KGX nodes/edges pair as one new graph version.
+    Import(import::ImportArgs),
+    /// Counts of entities by category and triples by relation.
+    Stats {
+        /// Version to count (a number, HEAD or HEAD~N).
+        #[arg(long, default_value = "HEAD")]
+        version: VersionRef,
+        #[arg(long)]
+        json: bool,
+    },
+    /// History of the graph: log, show, diff, export, revert, blame, verify.
+    #[command(subcommand)]
+    Graph(history::GraphCommand),
+}
+
+/// Parses arguments, runs the command, prints any error, and returns the exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    logging::init(cli.verbose, cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eout!("error: starting the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eout!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let db = cli.db;
+    let open = |mode| {
+        let db = db.clone();
+        async move {
+            Store::open(&db, mode)
+                .await
+                .with_context(|| format!("opening {}", db.display()))
+        }
+    };
+    let (store, result) = match cli.command {
+        Command::Import(args) => {
+            let prepared = import::prepare(args)?;
+            let store = open(OpenMode::Create).await?;
+            let result = import::run(&store, prepared).await;
+            (store, result)
+        }
+        Command::Stats { version, json } => {
+            let store = open(OpenMode::Existing).await?;
+            let result = stats(&store, version, json).await;
+            (store, result)
+        }
+        Command::Graph(cmd) => {
+            let store = open(OpenMode::Existing).await?;
+            let result = history::run(&store, cmd).await;
+            (store, result)
+        }
+    };
+    store.close().await;
+    result
+}
+
+async fn stats(store: &Store, version: VersionRef, json: bool) -> anyhow::Result<ExitCode> {
+    let v = store.resolve(version).await?;
+    let s = store.stats(v).await?;
+    if json {
+        out!("{}", serde_json::to_string_pretty(&s)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    out!(
+        "version {}: {} entities, {} relations, {} triples, {} refuted triples",
+        s.version, s.entities, s.relations, s.triples, s.refutations
+    );
+    out!("entities by category:");
+    print_counts(&s.categories);
+    out!("triples by relation:");
+    print_counts(&s.by_relation);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_counts(counts: &std::collections::BTreeMap<String, u64>) {
+    let width = counts.keys().map(|k| k.len().max(6)).max().unwrap_or(6);
+    for (k, n) in counts {
+        let k = if k.is_empty() { "(none)" } else { k };
+        out!("  {k:<width$}  {n:>10}");
+    }
+}
+
+pub(crate) fn emit(args: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = writeln!(stdout, "{args}") {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eout!("error: writing to stdout: {e}");
+        std::process::exit(1);
+    }
+}

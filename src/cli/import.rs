@@ -1,0 +1,227 @@
+//! `hypograph import`: pick the reader (triples or KGX), parse, hand the batch to the store.
+
+use crate::graph::{OnInvalid, TripleBatch, kgx, tsv};
+use crate::logging::peak_rss_bytes;
+use crate::store::{ImportOptions, Outcome, Store};
+use anyhow::{Context, bail};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// Decide from the path and the first line.
+    Auto,
+    /// `head<TAB>relation<TAB>tail` lines, optional header.
+    Triples,
+    /// KGX nodes.tsv + edges.tsv.
+    Kgx,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ImportArgs {
+    /// A triples TSV, a KGX edges.tsv, or a directory holding nodes.tsv and edges.tsv.
+    file: PathBuf,
+    /// The KGX nodes file (default: nodes.tsv beside the edges file).
+    #[arg(long)]
+    nodes: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t = Format::Auto)]
+    format: Format,
+    /// Skip malformed lines (each is reported) instead of importing nothing.
+    #[arg(long)]
+    skip_invalid: bool,
+    /// Make the new version equal the file: edges absent from it are removed.
+    #[arg(long)]
+    replace: bool,
+    /// Message recorded with the version.
+    #[arg(short, long)]
+    message: Option<String>,
+    #[arg(long)]
+    json: bool,
+}
+
+/// The files one import reads, once the format is decided.
+enum Source {
+    Triples(PathBuf),
+    Kgx { nodes: PathBuf, edges: PathBuf },
+}
+
+fn decide(args: &ImportArgs) -> anyhow::Result<Source> {
+    let path = &args.file;
+    let meta = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
+    let kgx_pair = |edges: PathBuf| {
+        let nodes = args.nodes.clone().unwrap_or_else(|| {
+            edges
+                .parent()
+                .unwrap_or(Path::new("."))
+                .join("nodes.tsv")
+        });
+        Source::Kgx { nodes, edges }
+    };
+    if meta.is_dir() {
+        if args.format == Format::Triples {
+            bail!("{} is a directory, not a triples file", path.display());
+        }
+        return Ok(kgx_pair(path.join("edges.tsv")));
+    }
+    Ok(match args.format {
+        Format::Triples => Source::Triples(path.clone()),
+        Format::Kgx => kgx_pair(path.clone()),
+        Format::Auto if args.nodes.is_some() => kgx_pair(path.clone()),
+        Format::Auto => {
+            let sibling = path.parent().unwrap_or(Path::new(".")).join("nodes.tsv");
+            if has_kgx_edge_header(path)? && sibling.is_file() {
+                kgx_pair(path.clone())
+            } else {
+                Source::Triples(path.clone())
+            }
+        }
+    })
+}
+
+fn has_kgx_edge_header(path: &Path) -> anyhow::Result<bool> {
+    let mut head = Vec::with_capacity(4096);
+    std::fs::File::open(path)
+        .with_context(|| format!("reading {}", path.display()))?
+        .take(4096)
+        .read_to_end(&mut head)
+        .with_context(|| format!("reading {}", path.display()))?;
+    let text = String::from_utf8_lossy(&head);
+    let first = text.trim_start_matches('\u{feff}').lines().next().unwrap_or("");
+    let cols: Vec<String> = first.split('\t').map(|c| c.trim().to_ascii_lowercase()).collect();
+    Ok(["subject", "predicate", "object"]
+        .iter()
+        .all(|c| cols.iter().any(|x| x == c)))
+}
+
+fn digest(path: &Path) -> anyhow::Result<String> {
+    let mut hasher = blake3::Hasher::new();
+    let file = std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
+    hasher
+        .update_reader(file)
+        .with_context(|| format!("reading {}", path.display()))?;
+    Ok(hasher.finalize().to_hex().to_string())
+}
+
+/// A parsed import, ready for the store. Parsing happens before the database is opened, so a
+/// bad file never creates or touches one.
+pub struct Prepared {
+    args: ImportArgs,
+    batch: TripleBatch,
+    opts: ImportOptions,
+    shown: String,
+    started: Instant,
+    parsed: std::time::Duration,
+}
+
+pub fn prepare(args: ImportArgs) -> anyhow::Result<Prepared> {
+    let started = Instant::now();
+    let on_invalid = if args.skip_invalid {
+        OnInvalid::Skip
+    } else {
+        OnInvalid::Fail
+    };
+    let source = decide(&args)?;
+    let (batch, format, files): (TripleBatch, &str, Vec<&PathBuf>) = match &source {
+        Source::Triples(p) => (tsv::read_triples(p, on_invalid)?, "triples", vec![p]),
+        Source::Kgx { nodes, edges } => (
+            kgx::read_kgx(nodes, edges, on_invalid)?,
+            "kgx",
+            vec![nodes, edges],
+        ),
+    };
+    let parsed = started.elapsed();
+    for skipped in &batch.skipped {
+        eout!("skipped {skipped}");
+    }
+    let mut file_info = Vec::new();
+    for f in &files {
+        file_info.push(serde_json::json!({ "path": f.display().to_string(), "blake3": digest(f)? }));
+    }
+    let shown = files
+        .iter()
+        .map(|f| f.display().to_string())
+        .collect::<Vec<_>>()
+        .join(" + ");
+    let opts = ImportOptions {
+        message: args
+            .message
+            .clone()
+            .unwrap_or_else(|| format!("import {shown}")),
+        source: serde_json::json!({
+            "kind": "import",
+            "format": format,
+            "files": file_info,
+            "replace": args.replace,
+        }),
+        replace: args.replace,
+    };
+    Ok(Prepared {
+        args,
+        batch,
+        opts,
+        shown,
+        started,
+        parsed,
+    })
+}
+
+pub async fn run(store: &Store, p: Prepared) -> anyhow::Result<ExitCode> {
+    let Prepared {
+        args,
+        batch,
+        opts,
+        shown,
+        started,
+        parsed,
+    } = p;
+    let outcome = store.import(&batch, &opts).await?;
+    let elapsed = started.elapsed();
+    tracing::info!(
+        parse_ms = parsed.as_millis() as u64,
+        total_ms = elapsed.as_millis() as u64,
+        "import finished"
+    );
+    if args.json {
+        let report = serde_json::json!({
+            "outcome": outcome,
+            "lines": batch.lines_read,
+            "distinct_triples": batch.triples.len(),
+            "duplicates": batch.duplicates,
+            "skipped": batch.skipped.iter().map(|s| serde_json::json!({
+                "file": s.file.display().to_string(), "line": s.line, "message": s.message,
+            })).collect::<Vec<_>>(),
+            "seconds": elapsed.as_secs_f64(),
+            "peak_rss_bytes": peak_rss_bytes(),
+        });
+        out!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let extra = format!(
+        "{} lines, {} duplicates{}",
+        batch.lines_read,
+        batch.duplicates,
+        if batch.skipped.is_empty() {
+            String::new()
+        } else {
+            format!(", {} invalid lines skipped", batch.skipped.len())
+        }
+    );
+    match outcome {
+        Outcome::Unchanged { head, triples } => out!(
+            "nothing to import: every triple of {shown} is already in the graph{} ({triples} triples; {extra})",
+            head.map(|h| format!(" at version {h}")).unwrap_or_default()
+        ),
+        Outcome::Committed(s) => out!(
+            "imported {shown} as version {}: +{} triples{}, {} new entities, {} new relations ({extra}) in {:.2}s",
+            s.version,
+            s.added,
+            if args.replace { format!(", -{} triples", s.removed) } else { String::new() },
+            s.entities_added,
+            s.relations_added,
+            elapsed.as_secs_f64()
+        ),
+    }
+    Ok(ExitCode::SUCCESS)
+}

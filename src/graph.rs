@@ -1,0 +1,83 @@
+//! The knowledge graph as data: parsed input files and the in-memory indexed view models train on.
+//!
+//! Nothing here knows about SQL or models: `store` turns these values into versions, and
+//! `model` reads [`Graph`].
+
+mod intern;
+mod lines;
+pub mod kgx;
+pub mod tsv;
+mod view;
+
+pub use intern::Interner;
+pub use view::{Graph, GraphError, Triple};
+
+use std::path::PathBuf;
+
+/// One problem on one line of an input file; kept so `--skip-invalid` can report every skipped line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LineError {
+    pub file: PathBuf,
+    pub line: u64,
+    pub message: String,
+}
+
+/// Why an input file could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ParseError {
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}:{line}: {message}", path.display())]
+    Line {
+        path: PathBuf,
+        line: u64,
+        message: String,
+    },
+    #[error("{}: {message}", path.display())]
+    File { path: PathBuf, message: String },
+}
+
+/// A node as written in a KGX nodes file (or implied by a triple).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct EntityRecord {
+    pub key: String,
+    pub category: String,
+    pub name: String,
+    /// Extra columns of the nodes file, as a JSON object of strings.
+    pub attributes: serde_json::Map<String, serde_json::Value>,
+}
+
+/// A batch of triples read from files, interned to batch-local ids: the unit the store imports.
+#[derive(Debug, Default)]
+pub struct TripleBatch {
+    /// Every entity named by a node row or a triple, indexed by batch-local id.
+    pub entities: Vec<EntityRecord>,
+    pub relations: Vec<String>,
+    /// Distinct triples, as `[head, relation, tail]` batch-local ids, in first-seen order.
+    pub triples: Vec<[u32; 3]>,
+    /// Data lines read (blank lines and headers excluded).
+    pub lines_read: u64,
+    /// Lines that repeated an earlier triple (or node) exactly.
+    pub duplicates: u64,
+    /// Lines skipped under `--skip-invalid`, with the reason.
+    pub skipped: Vec<LineError>,
+}
+
+/// How strict a reader is about bad lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnInvalid {
+    /// The first bad line stops the read: nothing is imported.
+    #[default]
+    Fail,
+    /// Bad lines are skipped and reported.
+    Skip,
+}
+
+impl std::fmt::Display for LineError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}: {}", self.file.display(), self.line, self.message)
+    }
+}

@@ -1,0 +1,317 @@
+//! KGX-style TSV: a `nodes.tsv` (id, category, name, any order, extra columns kept as
+//! attributes) and an `edges.tsv` (subject, predicate, object, any order).
+
+use super::lines::{Line, lines};
+use super::{EntityRecord, Interner, LineError, OnInvalid, ParseError, TripleBatch};
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+
+/// Column positions found in a header line.
+struct Header {
+    names: Vec<String>,
+    positions: HashMap<String, usize>,
+}
+
+impl Header {
+    fn parse(path: &Path, line: &Line<'_>, required: &[&str]) -> Result<Self, ParseError> {
+        let names: Vec<String> = line
+            .text
+            .split('\t')
+            .map(|c| c.trim().to_ascii_lowercase())
+            .collect();
+        let mut positions = HashMap::new();
+        for (i, name) in names.iter().enumerate() {
+            if positions.insert(name.clone(), i).is_some() {
+                return Err(ParseError::Line {
+                    path: path.to_owned(),
+                    line: line.number,
+                    message: format!("column `{name}` appears twice in the header"),
+                });
+            }
+        }
+        for col in required {
+            if !positions.contains_key(*col) {
+                return Err(ParseError::Line {
+                    path: path.to_owned(),
+                    line: line.number,
+                    message: format!(
+                        "header has no `{col}` column (found: {})",
+                        names.join(", ")
+                    ),
+                });
+            }
+        }
+        Ok(Self { names, positions })
+    }
+
+    fn col(&self, name: &str) -> Option<usize> {
+        self.positions.get(name).copied()
+    }
+
+    /// Splits a data line into exactly as many fields as the header has.
+    fn fields<'a>(&self, text: &'a str) -> Result<Vec<&'a str>, String> {
+        let mut fields: Vec<&str> = text.split('\t').map(|f| f.trim_matches(' ')).collect();
+        while fields.len() > self.names.len() && fields.last() == Some(&"") {
+            fields.pop();
+        }
+        if fields.len() != self.names.len() {
+            return Err(format!(
+                "expected {} tab-separated columns as in the header, found {}",
+                self.names.len(),
+                fields.len()
+            ));
+        }
+        Ok(fields)
+    }
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, ParseError> {
+    std::fs::read(path).map_err(|source| ParseError::Io {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// Collects a line's problem, or fails the whole read, per `on_invalid`.
+fn reject(
+    path: &Path,
+    on_invalid: OnInvalid,
+    skipped: &mut Vec<LineError>,
+    line: u64,
+    message: String,
+) -> Result<(), ParseError> {
+    match on_invalid {
+        OnInvalid::Fail => Err(ParseError::Line {
+            path: path.to_owned(),
+            line,
+            message,
+        }),
+        OnInvalid::Skip => {
+            skipped.push(LineError {
+                file: path.to_owned(),
+                line,
+                message,
+            });
+            Ok(())
+        }
+    }
+}
+
+/// Reads a nodes file and its edges file into one batch.
+pub fn read_kgx(
+    nodes_path: &Path,
+    edges_path: &Path,
+    on_invalid: OnInvalid,
+) -> Result<TripleBatch, ParseError> {
+    let nodes = read(nodes_path)?;
+    let edges = read(edges_path)?;
+    parse_kgx(&nodes, nodes_path, &edges, edges_path, on_invalid)
+}
+
+/// Parses KGX nodes and edges; the paths are only used in messages.
+pub fn parse_kgx(
+    nodes: &[u8],
+    nodes_path: &Path,
+    edges: &[u8],
+    edges_path: &Path,
+    on_invalid: OnInvalid,
+) -> Result<TripleBatch, ParseError> {
+    let mut batch = TripleBatch::default();
+    let mut ids = Interner::new();
+    let mut defined_on: Vec<u64> = Vec::new();
+
+    let mut it = lines(nodes);
+    let header = match it.next() {
+        None => {
+            return Err(ParseError::File {
+                path: nodes_path.to_owned(),
+                message: "empty file: a header with an `id` column is required".into(),
+            });
+        }
+        Some(Err((line, message))) => {
+            return Err(ParseError::Line {
+                path: nodes_path.to_owned(),
+                line,
+                message,
+            });
+        }
+        Some(Ok(line)) => Header::parse(nodes_path, &line, &["id"])?,
+    };
+    let (id_col, cat_col, name_col) = (
+        header.col("id").unwrap_or_default(),
+        header.col("category"),
+        header.col("name"),
+    );
+    for line in it {
+        let parsed = line.and_then(|line| {
+            let fields = header.fields(line.text).map_err(|m| (line.number, m))?;
+            if fields[id_col].is_empty() {
+                return Err((line.number, "empty id field".to_string()));
+            }
+            Ok((line.number, fields))
+        });
+        let (number, fields) = match parsed {
+            Ok(p) => p,
+            Err((line, message)) => {
+                reject(nodes_path, on_invalid, &mut batch.skipped, line, message)?;
+                continue;
+            }
+        };
+        let mut record = EntityRecord {
+            key: fields[id_col].to_owned(),
+            category: cat_col.map(|c| fields[c].to_owned()).unwrap_or_default(),
+            name: name_col.map(|c| fields[c].to_owned()).unwrap_or_default(),
+            attributes: serde_json::Map::new(),
+        };
+        for (i, value) in fields.iter().enumerate() {
+            if Some(i) != cat_col && Some(i) != name_col && i != id_col && !value.is_empty() {
+                record
+                    .attributes
+                    .insert(header.names[i].clone(), (*value).into());
+            }
+        }
+        let before = ids.len();
+        let id = ids.intern(&record.key) as usize;
+        if id < before {
+            batch.lines_read += 1;
+            if batch.entities[id] == record {
+                batch.duplicates += 1;
+            } else {
+                let message = format!(
+                    "node `{}` is already defined differently on line {}",
+                    record.key, defined_on[id]
+                );
+                reject(nodes_path, on_invalid, &mut batch.skipped, number, message)?;
+            }
+            continue;
+        }
+        batch.lines_read += 1;
+        batch.entities.push(record);
+        defined_on.push(number);
+    }
+
+    let mut relations = Interner::new();
+    let mut seen: HashSet<[u32; 3]> = HashSet::new();
+    let mut it = lines(edges);
+    let header = match it.next() {
+        None => {
+            return Err(ParseError::File {
+                path: edges_path.to_owned(),
+                message: "empty file: a header with subject, predicate and object columns is required".into(),
+            });
+        }
+        Some(Err((line, message))) => {
+            return Err(ParseError::Line {
+                path: edges_path.to_owned(),
+                line,
+                message,
+            });
+        }
+        Some(Ok(line)) => Header::parse(edges_path, &line, &["subject", "predicate", "object"])?,
+    };
+    let cols = ["subject", "predicate", "object"].map(|c| header.col(c).unwrap_or_default());
+    let nodes_name = nodes_path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "the nodes file".into());
+    for line in it {
+        let parsed = line.and_then(|line| {
+            let fields = header.fields(line.text).map_err(|m| (line.number, m))?;
+            let [s, p, o] = cols.map(|c| fields[c]);
+            for (value, role) in [(s, "subject"), (p, "predicate"), (o, "object")] {
+                if value.is_empty() {
+                    return Err((line.number, format!("empty {role} field")));
+                }
+            }
+            let mut ends = [0u32; 2];
+            for (slot, (value, role)) in ends.iter_mut().zip([(s, "subject"), (o, "object")]) {
+                *slot = ids.get(value).ok_or_else(|| {
+                    (
+                        line.number,
+                        format!("{role} `{value}` is not in {nodes_name}"),
+                    )
+                })?;
+            }
+            Ok([ends[0], relations.intern(p), ends[1]])
+        });
+        match parsed {
+            Ok(t) => {
+                batch.lines_read += 1;
+                if seen.insert(t) {
+                    batch.triples.push(t);
+                } else {
+                    batch.duplicates += 1;
+                }
+            }
+            Err((line, message)) => {
+                reject(edges_path, on_invalid, &mut batch.skipped, line, message)?;
+            }
+        }
+    }
+    batch.relations = relations.into_keys().into_iter().map(Into::into).collect();
+    Ok(batch)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(nodes: &str, edges: &str, on: OnInvalid) -> Result<TripleBatch, String> {
+        parse_kgx(
+            nodes.as_bytes(),
+            Path::new("nodes.tsv"),
+            edges.as_bytes(),
+            Path::new("edges.tsv"),
+            on,
+        )
+        .map_err(|e| e.to_string())
+    }
+
+    const NODES: &str = "name\tid\tcategory\tsource\nAspirin\tC:1\tCompound\tdrugbank\nPain\tD:1\tDisease\t\n";
+
+    #[test]
+    fn columns_in_any_order_and_extras_as_attributes() {
+        let b = parse(NODES, "object\tsubject\tpredicate\nD:1\tC:1\ttreats\n", OnInvalid::Fail)
+            .expect("valid");
+        assert_eq!(b.entities[0].key, "C:1");
+        assert_eq!(b.entities[0].category, "Compound");
+        assert_eq!(b.entities[0].name, "Aspirin");
+        assert_eq!(b.entities[0].attributes["source"], "drugbank");
+        assert!(b.entities[1].attributes.is_empty());
+        assert_eq!(b.triples, vec![[0, 0, 1]]);
+        assert_eq!(b.relations, vec!["treats"]);
+    }
+
+    #[test]
+    fn unknown_subject_is_named() {
+        let err = parse(NODES, "subject\tpredicate\tobject\nC:9\ttreats\tD:1\n", OnInvalid::Fail);
+        assert_eq!(err.err().as_deref(), Some("edges.tsv:2: subject `C:9` is not in nodes.tsv"));
+    }
+
+    #[test]
+    fn missing_column_and_conflicting_node() {
+        let err = parse("id\tname\n", "subject\tpredicate\n", OnInvalid::Fail);
+        assert_eq!(
+            err.err().as_deref(),
+            Some("edges.tsv:1: header has no `object` column (found: subject, predicate)")
+        );
+        let err = parse("id\tname\nA\tx\nA\ty\n", "subject\tpredicate\tobject\n", OnInvalid::Fail);
+        assert_eq!(
+            err.err().as_deref(),
+            Some("nodes.tsv:3: node `A` is already defined differently on line 2")
+        );
+    }
+
+    #[test]
+    fn skip_invalid_reports_lines() {
+        let b = parse(
+            NODES,
+            "subject\tpredicate\tobject\nC:9\ttreats\tD:1\nC:1\ttreats\tD:1\nC:1\ttreats\tD:1\n",
+            OnInvalid::Skip,
+        )
+        .expect("skips");
+        assert_eq!(b.triples.len(), 1);
+        assert_eq!(b.duplicates, 1);
+        assert_eq!(b.skipped, vec![LineError { file: "edges.tsv".into(), line: 2, message: "subject `C:9` is not in nodes.tsv".into() }]);
+    }
+}

@@ -1,0 +1,77 @@
+//! Line splitting shared by the TSV readers: BOM, CRLF, trailing blanks and UTF-8 checks in one place.
+
+/// A non-blank line of a text file, with its 1-based number.
+pub(crate) struct Line<'a> {
+    pub number: u64,
+    pub text: &'a str,
+}
+
+/// Splits `bytes` into lines, yielding `Err((line, message))` for a line that is not UTF-8.
+///
+/// The BOM is dropped, `\r\n` is accepted, trailing spaces are removed (tabs are kept: they
+/// delimit columns), and blank lines are skipped.
+pub(crate) fn lines(bytes: &[u8]) -> impl Iterator<Item = Result<Line<'_>, (u64, String)>> + '_ {
+    let body = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    let mut rest = body;
+    let mut number = 0u64;
+    std::iter::from_fn(move || {
+        loop {
+            if rest.is_empty() {
+                return None;
+            }
+            number += 1;
+            let (raw, next) = match memchr::memchr(b'\n', rest) {
+                Some(i) => (&rest[..i], &rest[i + 1..]),
+                None => (rest, &rest[rest.len()..]),
+            };
+            rest = next;
+            let mut end = raw.len();
+            while end > 0 {
+                match raw[end - 1] {
+                    b'\r' | b' ' => end -= 1,
+                    _ => break,
+                }
+            }
+            let raw = &raw[..end];
+            if raw.is_empty() {
+                continue;
+            }
+            return Some(match std::str::from_utf8(raw) {
+                Ok(text) => Ok(Line { number, text }),
+                Err(e) => Err((
+                    number,
+                    format!("invalid UTF-8 at byte {} of the line", e.valid_up_to() + 1),
+                )),
+            });
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn collect(input: &[u8]) -> Vec<Result<(u64, String), (u64, String)>> {
+        lines(input)
+            .map(|r| r.map(|l| (l.number, l.text.to_owned())))
+            .collect()
+    }
+
+    #[test]
+    fn bom_crlf_blank_and_trailing_blanks() {
+        let got = collect(b"\xEF\xBB\xBFa\tb\r\n\r\n  \nc\td  \n");
+        assert_eq!(got, vec![Ok((1, "a\tb".into())), Ok((4, "c\td".into()))]);
+    }
+
+    #[test]
+    fn tabs_kept_as_column_separators() {
+        let got = collect(b"a\t\t\n");
+        assert_eq!(got, vec![Ok((1, "a\t\t".into()))]);
+    }
+
+    #[test]
+    fn invalid_utf8_names_line() {
+        let got = collect(b"ok\nbad\xFF\n");
+        assert_eq!(got[1], Err((2, "invalid UTF-8 at byte 4 of the line".into())));
+    }
+}

@@ -1,0 +1,8 @@
+//! hypograph: turns a biomedical knowledge graph into a hypothesis-testing machine.
+//!
+//! See `ARCHITECTURE.md` for the data flow and which module owns what.
+
+pub mod cli;
+pub mod graph;
+mod logging;
+pub mod store;

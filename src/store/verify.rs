@@ -1,0 +1,116 @@
+//! `graph verify`: recompute every version's hash from the stored edges and find the first
+//! version whose stored history no longer matches.
+
+use super::hash::{CanonicalDelta, ROOT};
+use super::read::VersionInfo;
+use super::scan::{self, Filter};
+use super::write::Keys;
+use super::{Result, Store};
+use serde::Serialize;
+use std::collections::HashMap;
+
+/// The outcome of a verification.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Verification {
+    pub versions_checked: u64,
+    pub edges_checked: u64,
+    /// The first version that does not match, if any.
+    pub first_mismatch: Option<Mismatch>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Mismatch {
+    pub version: i64,
+    pub reason: String,
+}
+
+impl Store {
+    pub async fn verify(&self) -> Result<Verification> {
+        let versions: Vec<VersionInfo> = self.log(None).await?.into_iter().rev().collect();
+        let mut conn = self.pool.acquire().await?;
+        let keys = Keys::load(&mut conn).await?;
+        let rows = scan::edges(&mut conn, Filter::All).await?;
+        let entities: Vec<(String, String, i64)> =
+            sqlx::query_as("SELECT key, category, added_in FROM entities")
+                .fetch_all(&mut *conn)
+                .await?;
+        drop(conn);
+        let mut added: HashMap<i64, Vec<[&str; 3]>> = HashMap::new();
+        let mut removed: HashMap<i64, Vec<[&str; 3]>> = HashMap::new();
+        for e in &rows {
+            let t = keys.triple([e.head, e.relation, e.tail]);
+            added.entry(e.added_in).or_default().push(t);
+            if e.removed_in != 0 {
+                removed.entry(e.removed_in).or_default().push(t);
+            }
+        }
+        let mut new_entities: HashMap<i64, Vec<(&str, &str)>> = HashMap::new();
+        for (key, category, v) in &entities {
+            new_entities
+                .entry(*v)
+                .or_default()
+                .push((key.as_str(), category.as_str()));
+        }
+        let mut parent: Option<&VersionInfo> = None;
+        let mut first_mismatch = None;
+        for v in &versions {
+            let delta = CanonicalDelta {
+                created_at: &v.created_at,
+                message: &v.message,
+                source: &v.source.to_string(),
+                round_id: v.round_id,
+                entities: new_entities.remove(&v.id).unwrap_or_default(),
+                added: added.remove(&v.id).unwrap_or_default(),
+                removed: removed.remove(&v.id).unwrap_or_default(),
+            };
+            let counts = (
+                delta.added.len() as i64,
+                delta.removed.len() as i64,
+                delta.entities.len() as i64,
+            );
+            let problem = if v.parent_id != parent.map(|p| p.id) {
+                Some(format!(
+                    "parent is {:?}, expected {:?}",
+                    v.parent_id,
+                    parent.map(|p| p.id)
+                ))
+            } else if counts != (v.n_added, v.n_removed, v.n_entities) {
+                Some(format!(
+                    "stored counts (+{} -{} entities {}) differ from the edges found (+{} -{} entities {})",
+                    v.n_added, v.n_removed, v.n_entities, counts.0, counts.1, counts.2
+                ))
+            } else {
+                let computed = delta.hash(parent.map_or(ROOT, |p| p.hash.as_str()));
+                (computed != v.hash).then(|| {
+                    format!(
+                        "hash mismatch: stored {}, recomputed {computed}: its edges or metadata were altered",
+                        v.hash
+                    )
+                })
+            };
+            if let Some(reason) = problem {
+                first_mismatch = Some(Mismatch {
+                    version: v.id,
+                    reason,
+                });
+                break;
+            }
+            parent = Some(v);
+        }
+        if first_mismatch.is_none() {
+            // Edges or entities pointing at versions that do not exist in the log.
+            let stray = added.keys().chain(removed.keys()).chain(new_entities.keys()).min();
+            if let Some(&v) = stray {
+                first_mismatch = Some(Mismatch {
+                    version: v,
+                    reason: format!("rows refer to version {v}, which is not in the history"),
+                });
+            }
+        }
+        Ok(Verification {
+            versions_checked: versions.len() as u64,
+            edges_checked: rows.len() as u64,
+            first_mismatch,
+        })
+    }
+}

@@ -1,0 +1,462 @@
+//! The write path: every change to the graph becomes one version, committed in one
+//! transaction with its hash. Imports and reverts compute a delta here and share `commit`.
+
+use super::hash::{CanonicalDelta, ROOT};
+use super::scan::{self, Filter};
+use super::{Result, Store, StoreError};
+use crate::graph::{EntityRecord, TripleBatch};
+use sqlx::{AssertSqlSafe, SqliteConnection};
+use std::collections::{HashMap, HashSet};
+use tracing::{debug, info};
+
+/// SQLite allows 32,766 parameters a statement; stay well below.
+const MAX_PARAMS: usize = 15_000;
+/// Above this many new edges (and more than already stored), rebuilding the edge indexes
+/// after the insert beats updating them row by row.
+const REBUILD_INDEXES_ABOVE: usize = 100_000;
+
+/// What produced a version, and how an import treats edges absent from the file.
+#[derive(Debug, Clone, Default)]
+pub struct ImportOptions {
+    pub message: String,
+    /// JSON describing the source (file path, checksum, ...), kept with the version.
+    pub source: serde_json::Value,
+    /// Make the new version equal to the batch: live edges absent from it are removed.
+    pub replace: bool,
+}
+
+/// What a write did.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum Outcome {
+    /// Nothing changed; no version was written.
+    Unchanged { head: Option<i64>, triples: u64 },
+    Committed(CommitSummary),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct CommitSummary {
+    pub version: i64,
+    pub added: u64,
+    pub removed: u64,
+    pub entities_added: u64,
+    pub relations_added: u64,
+    pub hash: String,
+}
+
+/// Key tables indexed by store id (slot 0 unused), loaded once per write.
+pub(crate) struct Keys {
+    pub entity: Vec<String>,
+    pub category: Vec<String>,
+    pub relation: Vec<String>,
+    pub entity_ids: HashMap<String, i64>,
+    pub relation_ids: HashMap<String, i64>,
+}
+
+impl Keys {
+    pub async fn load(conn: &mut SqliteConnection) -> Result<Self> {
+        let rows: Vec<(i64, String, String)> =
+            sqlx::query_as("SELECT id, key, category FROM entities ORDER BY id")
+                .fetch_all(&mut *conn)
+                .await?;
+        let n = rows.last().map_or(0, |r| r.0 as usize);
+        let mut entity = vec![String::new(); n + 1];
+        let mut category = vec![String::new(); n + 1];
+        let mut entity_ids = HashMap::with_capacity(rows.len());
+        for (id, key, cat) in rows {
+            entity_ids.insert(key.clone(), id);
+            entity[id as usize] = key;
+            category[id as usize] = cat;
+        }
+        let rows: Vec<(i64, String)> = sqlx::query_as("SELECT id, key FROM relations ORDER BY id")
+            .fetch_all(&mut *conn)
+            .await?;
+        let n = rows.last().map_or(0, |r| r.0 as usize);
+        let mut relation = vec![String::new(); n + 1];
+        let mut relation_ids = HashMap::with_capacity(rows.len());
+        for (id, key) in rows {
+            relation_ids.insert(key.clone(), id);
+            relation[id as usize] = key;
+        }
+        Ok(Self {
+            entity,
+            category,
+            relation,
+            entity_ids,
+            relation_ids,
+        })
+    }
+
+    pub fn triple(&self, t: [i64; 3]) -> [&str; 3] {
+        [
+            &self.entity[t[0] as usize],
+            &self.relation[t[1] as usize],
+            &self.entity[t[2] as usize],
+        ]
+    }
+}
+
+/// One version's changes in store ids.
+#[derive(Default)]
+struct Delta<'a> {
+    entities: Vec<&'a EntityRecord>,
+    relations: Vec<&'a str>,
+    added: Vec<[i64; 3]>,
+    /// Parallel to `added` when non-empty.
+    provenance: Vec<Option<String>>,
+    removed: Vec<[i64; 3]>,
+}
+
+struct Meta<'a> {
+    message: &'a str,
+    source: String,
+    round_id: Option<i64>,
+}
+
+impl Store {
+    /// Imports a parsed batch as one new version (or reports that nothing changed).
+    pub async fn import(&self, batch: &TripleBatch, opts: &ImportOptions) -> Result<Outcome> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut keys = Keys::load(&mut tx).await?;
+        let mut delta = Delta::default();
+
+        let mut next_entity = keys.entity.len() as i64;
+        let entity_map: Vec<i64> = batch
+            .entities
+            .iter()
+            .map(|e| match keys.entity_ids.get(&e.key) {
+                Some(&id) => id,
+                None => {
+                    let id = next_entity;
+                    next_entity += 1;
+                    keys.entity_ids.insert(e.key.clone(), id);
+                    keys.entity.push(e.key.clone());
+                    keys.category.push(e.category.clone());
+                    delta.entities.push(e);
+                    id
+                }
+            })
+            .collect();
+        let mut next_relation = keys.relation.len() as i64;
+        let relation_map: Vec<i64> = batch
+            .relations
+            .iter()
+            .map(|r| match keys.relation_ids.get(r) {
+                Some(&id) => id,
+                None => {
+                    let id = next_relation;
+                    next_relation += 1;
+                    keys.relation_ids.insert(r.clone(), id);
+                    keys.relation.push(r.clone());
+                    delta.relations.push(r);
+                    id
+                }
+            })
+            .collect();
+
+        let live: HashSet<[i64; 3]> = scan::edges(&mut tx, Filter::Live)
+            .await?
+            .into_iter()
+            .map(|e| [e.head, e.relation, e.tail])
+            .collect();
+        let mapped = batch.triples.iter().map(|&[h, r, t]| {
+            [
+                entity_map[h as usize],
+                relation_map[r as usize],
+                entity_map[t as usize],
+            ]
+        });
+        delta.added = mapped.clone().filter(|t| !live.contains(t)).collect();
+        if opts.replace {
+            let wanted: HashSet<[i64; 3]> = mapped.collect();
+            delta.removed = live.iter().filter(|t| !wanted.contains(*t)).copied().collect();
+            delta.removed.sort_unstable();
+        }
+        if delta.added.is_empty() && delta.removed.is_empty() && delta.entities.is_empty() {
+            tx.rollback().await?;
+            return Ok(Outcome::Unchanged {
+                head: self.head().await?,
+                triples: live.len() as u64,
+            });
+        }
+        let live_before = live.len();
+        drop(live);
+        let meta = Meta {
+            message: &opts.message,
+            source: opts.source.to_string(),
+            round_id: None,
+        };
+        let summary = commit(&mut tx, &keys, &delta, &meta, live_before).await?;
+        tx.commit().await?;
+        Ok(Outcome::Committed(summary))
+    }
+
+    /// Writes a new version that undoes version `v`: its additions still live are removed,
+    /// its removals not live again are restored. Entities are never removed.
+    pub async fn revert(&self, v: i64, message: Option<&str>) -> Result<Outcome> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let original: Option<String> =
+            sqlx::query_scalar("SELECT message FROM graph_versions WHERE id = ?")
+                .bind(v)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let original = original.ok_or_else(|| StoreError::UnknownVersion(v.to_string()))?;
+        let keys = Keys::load(&mut tx).await?;
+        let rows = scan::edges(&mut tx, Filter::All).await?;
+        let live: HashSet<[i64; 3]> = rows
+            .iter()
+            .filter(|e| e.removed_in == 0)
+            .map(|e| [e.head, e.relation, e.tail])
+            .collect();
+        let mut delta = Delta::default();
+        let mut restored = HashSet::new();
+        for e in &rows {
+            let t = [e.head, e.relation, e.tail];
+            if e.added_in == v && e.removed_in == 0 {
+                delta.removed.push(t);
+            } else if e.removed_in == v && !live.contains(&t) && restored.insert(t) {
+                delta.added.push(t);
+                delta
+                    .provenance
+                    .push(Some(serde_json::json!({ "revert_of": v }).to_string()));
+            }
+        }
+        if delta.added.is_empty() && delta.removed.is_empty() {
+            tx.rollback().await?;
+            return Ok(Outcome::Unchanged {
+                head: self.head().await?,
+                triples: live.len() as u64,
+            });
+        }
+        let message = message
+            .map(str::to_owned)
+            .unwrap_or_else(|| format!("revert version {v}: {original}"));
+        let meta = Meta {
+            message: &message,
+            source: serde_json::json!({ "kind": "revert", "of": v }).to_string(),
+            round_id: None,
+        };
+        let summary = commit(&mut tx, &keys, &delta, &meta, live.len()).await?;
+        tx.commit().await?;
+        Ok(Outcome::Committed(summary))
+    }
+
+    /// Records that a review refuted `(head, relation, tail)`: negative evidence for training,
+    /// never proposed again. Re-recording replaces the evidence.
+    pub async fn refute(
+        &self,
+        triple: [&str; 3],
+        version: i64,
+        evidence: &serde_json::Value,
+    ) -> Result<()> {
+        let mut conn = self.pool.acquire().await?;
+        let ids = self.ids(&mut conn, triple).await?;
+        sqlx::query(
+            "INSERT INTO refutations (head, relation, tail, version, evidence) VALUES (?, ?, ?, ?, ?) \
+             ON CONFLICT (head, relation, tail) DO UPDATE SET version = excluded.version, evidence = excluded.evidence",
+        )
+        .bind(ids[0])
+        .bind(ids[1])
+        .bind(ids[2])
+        .bind(version)
+        .bind(evidence.to_string())
+        .execute(&mut *conn)
+        .await?;
+        Ok(())
+    }
+}
+
+/// Writes `delta` as the version after the current head, inside the caller's transaction.
+async fn commit(
+    conn: &mut SqliteConnection,
+    keys: &Keys,
+    delta: &Delta<'_>,
+    meta: &Meta<'_>,
+    live_before: usize,
+) -> Result<CommitSummary> {
+    let head: Option<(i64, String)> =
+        sqlx::query_as("SELECT id, hash FROM graph_versions ORDER BY id DESC LIMIT 1")
+            .fetch_optional(&mut *conn)
+            .await?;
+    let (parent, parent_hash) = match &head {
+        Some((id, hash)) => (Some(*id), hash.as_str()),
+        None => (None, ROOT),
+    };
+    let version = parent.map_or(1, |p| p + 1);
+    let created_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    sqlx::query(
+        "INSERT INTO graph_versions (id, parent_id, round_id, created_at, message, source, \
+         n_added, n_removed, n_entities, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, '')",
+    )
+    .bind(version)
+    .bind(parent)
+    .bind(meta.round_id)
+    .bind(&created_at)
+    .bind(meta.message)
+    .bind(&meta.source)
+    .bind(delta.added.len() as i64)
+    .bind(delta.removed.len() as i64)
+    .bind(delta.entities.len() as i64)
+    .execute(&mut *conn)
+    .await?;
+
+    let first_entity = keys.entity.len() - delta.entities.len();
+    for (c, chunk) in delta.entities.chunks(MAX_PARAMS / 6).enumerate() {
+        let sql = values_sql(
+            "INSERT INTO entities (id, key, category, name, attributes, added_in) VALUES ",
+            6,
+            chunk.len(),
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for (i, e) in chunk.iter().enumerate() {
+            let id = (first_entity + c * (MAX_PARAMS / 6) + i) as i64;
+            q = q
+                .bind(id)
+                .bind(e.key.as_str())
+                .bind(e.category.as_str())
+                .bind(e.name.as_str())
+                .bind(serde_json::Value::Object(e.attributes.clone()).to_string())
+                .bind(version);
+        }
+        q.execute(&mut *conn).await?;
+    }
+    let first_relation = keys.relation.len() - delta.relations.len();
+    for (i, r) in delta.relations.iter().enumerate() {
+        sqlx::query("INSERT INTO relations (id, key, added_in) VALUES (?, ?, ?)")
+            .bind((first_relation + i) as i64)
+            .bind(*r)
+            .bind(version)
+            .execute(&mut *conn)
+            .await?;
+    }
+
+    let signatures: HashSet<(i64, &str, &str)> = delta
+        .added
+        .iter()
+        .map(|t| {
+            (
+                t[1],
+                keys.category[t[0] as usize].as_str(),
+                keys.category[t[2] as usize].as_str(),
+            )
+        })
+        .collect();
+    for (r, h, t) in signatures {
+        sqlx::query(
+            "INSERT OR IGNORE INTO relation_signatures (relation_id, head_category, tail_category) \
+             VALUES (?, ?, ?)",
+        )
+        .bind(r)
+        .bind(h)
+        .bind(t)
+        .execute(&mut *conn)
+        .await?;
+    }
+
+    let rebuild = delta.added.len() > REBUILD_INDEXES_ABOVE && delta.added.len() > live_before;
+    let indexes: Vec<(String, String)> = if rebuild {
+        sqlx::query_as(
+            "SELECT name, sql FROM sqlite_master \
+             WHERE type = 'index' AND tbl_name = 'edges' AND sql IS NOT NULL",
+        )
+        .fetch_all(&mut *conn)
+        .await?
+    } else {
+        Vec::new()
+    };
+    for (name, _) in &indexes {
+        debug!(index = %name, "dropping edge index for a bulk insert");
+        sqlx::query(AssertSqlSafe(format!("DROP INDEX \"{}\"", name.replace('"', "\"\""))))
+            .execute(&mut *conn)
+            .await?;
+    }
+    let per_chunk = MAX_PARAMS / 5;
+    for (c, chunk) in delta.added.chunks(per_chunk).enumerate() {
+        let sql = values_sql(
+            "INSERT INTO edges (head, relation, tail, added_in, provenance) VALUES ",
+            5,
+            chunk.len(),
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for (i, t) in chunk.iter().enumerate() {
+            let provenance = delta
+                .provenance
+                .get(c * per_chunk + i)
+                .and_then(|p| p.as_deref());
+            q = q.bind(t[0]).bind(t[1]).bind(t[2]).bind(version).bind(provenance);
+        }
+        q.execute(&mut *conn).await?;
+    }
+    for (_, sql) in &indexes {
+        sqlx::query(AssertSqlSafe(sql.clone()))
+            .execute(&mut *conn)
+            .await?;
+    }
+    for chunk in delta.removed.chunks(MAX_PARAMS / 3) {
+        let sql = values_sql(
+            "UPDATE edges SET removed_in = ? WHERE removed_in IS NULL AND (head, relation, tail) IN (VALUES ",
+            3,
+            chunk.len(),
+        ) + ")";
+        let mut q = sqlx::query(AssertSqlSafe(sql)).bind(version);
+        for t in chunk {
+            q = q.bind(t[0]).bind(t[1]).bind(t[2]);
+        }
+        let done = q.execute(&mut *conn).await?.rows_affected();
+        if done != chunk.len() as u64 {
+            return Err(StoreError::Corrupt(format!(
+                "removing {} edges touched {done} rows",
+                chunk.len()
+            )));
+        }
+    }
+
+    let canonical = CanonicalDelta {
+        created_at: &created_at,
+        message: meta.message,
+        source: &meta.source,
+        round_id: meta.round_id,
+        entities: delta
+            .entities
+            .iter()
+            .map(|e| (e.key.as_str(), e.category.as_str()))
+            .collect(),
+        added: delta.added.iter().map(|&t| keys.triple(t)).collect(),
+        removed: delta.removed.iter().map(|&t| keys.triple(t)).collect(),
+    };
+    let hash = canonical.hash(parent_hash);
+    sqlx::query("UPDATE graph_versions SET hash = ? WHERE id = ?")
+        .bind(&hash)
+        .bind(version)
+        .execute(&mut *conn)
+        .await?;
+    info!(
+        version,
+        added = delta.added.len(),
+        removed = delta.removed.len(),
+        entities = delta.entities.len(),
+        "graph version committed"
+    );
+    Ok(CommitSummary {
+        version,
+        added: delta.added.len() as u64,
+        removed: delta.removed.len() as u64,
+        entities_added: delta.entities.len() as u64,
+        relations_added: delta.relations.len() as u64,
+        hash,
+    })
+}
+
+/// `prefix` followed by `rows` groups of `width` placeholders.
+fn values_sql(prefix: &str, width: usize, rows: usize) -> String {
+    let group = format!("({})", vec!["?"; width].join(","));
+    let mut sql = String::with_capacity(prefix.len() + rows * (group.len() + 1));
+    sql.push_str(prefix);
+    for i in 0..rows {
+        if i > 0 {
+            sql.push(',');
+        }
+        sql.push_str(&group);
+    }
+    sql
+}
