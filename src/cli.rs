@@ -56,14 +56,14 @@ pub fn main() -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
-            eout!("error: starting the async runtime: {e}");
+            eprintln!("error: starting the async runtime: {e}");
             return ExitCode::FAILURE;
         }
     };
     match runtime.block_on(run(cli)) {
         Ok(code) => code,
         Err(e) => {
-            eout!("error: {e:#}");
+            eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
     }
@@ -134,7 +134,7 @@ pub(crate) fn emit(args: std::fmt::Arguments<'_>) {
         if e.kind() == std::io::ErrorKind::BrokenPipe {
             std::process::exit(0);
         }
-        eout!("error: writing to stdout: {e}");
+        eprintln!("error: writing to stdout: {e}");
         std::process::exit(1);
     }
 }

@@ -140,11 +140,11 @@ pub async fn run(store: &Store, cmd: GraphCommand) -> anyhow::Result<ExitCode> {
                     let mut w = std::io::BufWriter::new(file);
                     let n = store.export_tsv(v, &mut w).await?;
                     w.flush().with_context(|| format!("writing {}", out.display()))?;
-                    eout!("exported {n} triples of version {v} to {}", out.display());
+                    eprintln!("exported {n} triples of version {v} to {}", out.display());
                 }
                 ExportFormat::Kgx => {
                     let (nodes, edges) = store.export_kgx(v, &out).await?;
-                    eout!(
+                    eprintln!(
                         "exported {nodes} nodes and {edges} edges of version {v} to {}",
                         out.display()
                     );
@@ -217,7 +217,7 @@ pub async fn run(store: &Store, cmd: GraphCommand) -> anyhow::Result<ExitCode> {
                     }
                 }
                 Some(m) => {
-                    eout!("version {} does not verify: {}", m.version, m.reason);
+                    eprintln!("version {} does not verify: {}", m.version, m.reason);
                     return Ok(ExitCode::FAILURE);
                 }
             }

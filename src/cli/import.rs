@@ -133,7 +133,7 @@ pub fn prepare(args: ImportArgs) -> anyhow::Result<Prepared> {
     };
     let parsed = started.elapsed();
     for skipped in &batch.skipped {
-        eout!("skipped {skipped}");
+        eprintln!("skipped {skipped}");
     }
     let mut file_info = Vec::new();
     for f in &files {
