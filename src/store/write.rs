@@ -191,8 +191,8 @@ impl Store {
         Ok(Outcome::Committed(summary))
     }
 
-    /// Writes a new version that undoes version `v`: its additions still live are removed,
-    /// its removals not live again are restored. Entities are never removed.
+    /// Writes a new version that undoes version `v`: triples it added that are live are
+    /// removed, triples it removed that are not live are restored. Entities are never removed.
     pub async fn revert(&self, v: i64, message: Option<&str>) -> Result<Outcome> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let original: Option<String> =
@@ -208,13 +208,14 @@ impl Store {
             .filter(|e| e.removed_in == 0)
             .map(|e| [e.head, e.relation, e.tail])
             .collect();
+        // Triple-level inverse of v's delta, applied to the current graph.
         let mut delta = Delta::default();
-        let mut restored = HashSet::new();
+        let mut seen = HashSet::new();
         for e in &rows {
             let t = [e.head, e.relation, e.tail];
-            if e.added_in == v && e.removed_in == 0 {
+            if e.added_in == v && live.contains(&t) && seen.insert(t) {
                 delta.removed.push(t);
-            } else if e.removed_in == v && !live.contains(&t) && restored.insert(t) {
+            } else if e.removed_in == v && !live.contains(&t) && seen.insert(t) {
                 delta.added.push(t);
                 delta
                     .provenance

@@ -1,0 +1,133 @@
+//! Versions, diffs, exports at old versions, revert, blame and verify through the binary.
+
+use crate::support::{Env, file_lines, sorted_lines};
+
+/// Three versions: v1 = {ab, bc}, v2 adds {cd, de}, v3 (replace) = {ab, cd, ef}.
+fn three_versions() -> Env {
+    let env = Env::new();
+    let v1 = env.write("v1.tsv", "a\tr\tb\nb\tr\tc\n");
+    let v2 = env.write("v2.tsv", "c\tr\td\nd\ts\te\n");
+    let v3 = env.write("v3.tsv", "a\tr\tb\nc\tr\td\ne\ts\tf\n");
+    env.ok(&["import", v1.to_str().expect("path"), "-m", "first"]);
+    env.ok(&["import", v2.to_str().expect("path"), "-m", "second"]);
+    let out = env.ok(&["import", v3.to_str().expect("path"), "--replace", "-m", "third"]);
+    assert!(out.contains("+1 triples, -2 triples"), "{out}");
+    env
+}
+
+fn lines(v: &[&str]) -> Vec<String> {
+    sorted_lines(&v.join("\n"))
+}
+
+#[test]
+fn export_at_each_version_is_the_graph_then() {
+    let env = three_versions();
+    assert_eq!(env.export("1"), file_lines(&env.path("v1.tsv")));
+    assert_eq!(
+        env.export("2"),
+        lines(&["a\tr\tb", "b\tr\tc", "c\tr\td", "d\ts\te"])
+    );
+    assert_eq!(env.export("HEAD"), file_lines(&env.path("v3.tsv")));
+    assert_eq!(env.export("HEAD~1"), env.export("2"));
+    let err = env.fail(&["graph", "export", "--version", "9", "-"]);
+    assert!(err.contains("version 9 does not exist"), "{err}");
+}
+
+#[test]
+fn log_and_show() {
+    let env = three_versions();
+    let log = env.ok(&["graph", "log"]);
+    let messages: Vec<&str> = log.lines().map(|l| l.rsplit("  ").next().unwrap_or("")).collect();
+    assert_eq!(messages, vec!["third", "second", "first"]);
+    let show = env.json(&["graph", "show", "3"]);
+    assert_eq!(show["version"]["parent_id"], 2);
+    assert_eq!(show["added"], serde_json::json!([["e", "s", "f"]]));
+    assert_eq!(
+        show["removed"],
+        serde_json::json!([["b", "r", "c"], ["d", "s", "e"]])
+    );
+}
+
+#[test]
+fn diff_both_directions() {
+    let env = three_versions();
+    let d = env.json(&["graph", "diff", "1", "3"]);
+    assert_eq!(d["added"], serde_json::json!([["c", "r", "d"], ["e", "s", "f"]]));
+    assert_eq!(d["removed"], serde_json::json!([["b", "r", "c"]]));
+    let back = env.json(&["graph", "diff", "3", "1"]);
+    assert_eq!(back["added"], d["removed"]);
+    assert_eq!(back["removed"], d["added"]);
+    let text = env.ok(&["graph", "diff", "1", "3"]);
+    assert!(text.contains("+ e\ts\tf\n"), "{text}");
+    assert!(text.contains("- b\tr\tc\n"), "{text}");
+    assert!(text.ends_with("2 added, 1 removed between versions 1 and 3\n"), "{text}");
+}
+
+#[test]
+fn revert_undoes_a_version_and_is_itself_a_version() {
+    let env = three_versions();
+    let out = env.ok(&["graph", "revert", "3"]);
+    assert!(out.contains("version 4 reverts version 3: +2 -1"), "{out}");
+    assert_eq!(env.export("4"), env.export("2"));
+    let again = env.ok(&["graph", "revert", "3"]);
+    assert!(again.starts_with("nothing to revert"), "{again}");
+    // Reverting the first version removes what it added and is still live.
+    env.ok(&["graph", "revert", "1"]);
+    assert_eq!(env.export("HEAD"), lines(&["c\tr\td", "d\ts\te"]));
+    env.ok(&["graph", "verify"]);
+}
+
+#[test]
+fn blame_names_versions_that_added_and_removed() {
+    let env = three_versions();
+    let b = env.json(&["graph", "blame", "b", "r", "c"]);
+    assert_eq!(b["history"][0]["added_in"]["id"], 1);
+    assert_eq!(b["history"][0]["added_in"]["message"], "first");
+    assert_eq!(b["history"][0]["removed_in"]["id"], 3);
+    env.ok(&["graph", "revert", "3"]);
+    let b = env.json(&["graph", "blame", "b", "r", "c"]);
+    assert_eq!(b["history"].as_array().map(Vec::len), Some(2));
+    assert_eq!(b["history"][1]["added_in"]["id"], 4);
+    assert_eq!(b["history"][1]["provenance"]["revert_of"], 3);
+    assert!(b["history"][1]["removed_in"].is_null());
+    let text = env.ok(&["graph", "blame", "a", "r", "b"]);
+    assert!(text.contains("added in   version 1"), "{text}");
+    assert!(text.contains("live"), "{text}");
+    let err = env.fail(&["graph", "blame", "a", "s", "b"]);
+    assert!(err.contains("a s b was never in the graph"), "{err}");
+    let err = env.fail(&["graph", "blame", "zz", "r", "b"]);
+    assert!(err.contains("unknown entity `zz`"), "{err}");
+}
+
+#[test]
+fn verify_passes_then_catches_edits_behind_the_stores_back() {
+    let env = three_versions();
+    let ok = env.ok(&["graph", "verify"]);
+    assert!(ok.starts_with("ok: 3 versions and 5 edges"), "{ok}");
+
+    // Point one edge of version 2 at another entity.
+    env.sql(
+        "UPDATE edges SET tail = (SELECT id FROM entities WHERE key = 'a') \
+         WHERE id = (SELECT min(id) FROM edges WHERE added_in = 2)",
+    );
+    let err = env.fail(&["graph", "verify"]);
+    assert!(err.contains("version 2 does not verify: hash mismatch"), "{err}");
+    let report = serde_json::from_slice::<serde_json::Value>(
+        &env.run(&["graph", "verify", "--json"]).stdout,
+    )
+    .expect("json");
+    assert_eq!(report["first_mismatch"]["version"], 2);
+}
+
+#[test]
+fn verify_catches_a_deleted_edge_and_an_edited_message() {
+    let env = three_versions();
+    env.sql("UPDATE graph_versions SET message = 'forged' WHERE id = 3");
+    let err = env.fail(&["graph", "verify"]);
+    assert!(err.contains("version 3 does not verify"), "{err}");
+
+    let env = three_versions();
+    env.sql("DELETE FROM edges WHERE id = (SELECT min(id) FROM edges)");
+    let err = env.fail(&["graph", "verify"]);
+    assert!(err.contains("version 1 does not verify: stored counts"), "{err}");
+}

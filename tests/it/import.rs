@@ -1,0 +1,123 @@
+//! Importing triples and KGX files through the binary.
+
+use crate::support::{Env, data, file_lines};
+
+#[test]
+fn umls_import_log_and_stats() {
+    let env = Env::new();
+    let train = data("umls/train.txt");
+    let out = env.ok(&["import", train.to_str().expect("utf-8 path")]);
+    assert!(out.contains("as version 1: +5216 triples"), "{out}");
+    let stats = env.json(&["stats"]);
+    assert_eq!(stats["triples"], 5216);
+    assert_eq!(stats["entities"], 135);
+    assert_eq!(stats["relations"], 46);
+    assert_eq!(stats["categories"][""], 135);
+    assert_eq!(stats["by_relation"]["isa"].as_u64().map(|n| n > 0), Some(true));
+    let log = env.json(&["graph", "log"]);
+    assert_eq!(log.as_array().map(Vec::len), Some(1));
+    assert_eq!(log[0]["source"]["kind"], "import");
+    assert_eq!(log[0]["hash"].as_str().map(str::len), Some(64));
+    assert_eq!(env.export("HEAD"), file_lines(&train));
+}
+
+#[test]
+fn reimport_adds_nothing_and_says_so() {
+    let env = Env::new();
+    let f = env.write("a.tsv", "a\tr\tb\nb\tr\tc\n");
+    env.ok(&["import", f.to_str().expect("path")]);
+    let again = env.ok(&["import", f.to_str().expect("path")]);
+    assert!(again.starts_with("nothing to import"), "{again}");
+    assert_eq!(env.json(&["graph", "log"]).as_array().map(Vec::len), Some(1));
+}
+
+#[test]
+fn messy_file_equals_clean_file() {
+    let env = Env::new();
+    let clean = env.write("clean.tsv", "a\tr\tb\nb\tr\tc\nc\ts\ta\n");
+    let messy = env.write(
+        "messy.tsv",
+        "\u{feff}head\trelation\ttail\r\na\tr\tb  \r\n\r\nb\tr\tc\t\r\na\tr\tb\r\nc\ts\ta",
+    );
+    let out = env.ok(&["import", messy.to_str().expect("path"), "--json"]);
+    let report: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(report["duplicates"], 1);
+    assert_eq!(report["outcome"]["added"], 3);
+    assert_eq!(env.export("HEAD"), file_lines(&clean));
+    let again = env.ok(&["import", clean.to_str().expect("path")]);
+    assert!(again.starts_with("nothing to import"), "{again}");
+}
+
+#[test]
+fn kgx_import_keeps_categories_names_attributes_and_round_trips() {
+    let env = Env::new();
+    env.write(
+        "kgx/nodes.tsv",
+        "category\tid\tname\tsource\nCompound\tC:1\taspirin\tdrugbank\nDisease\tD:1\tpain\t\nGene\tG:1\tPTGS2\t\n",
+    );
+    env.write(
+        "kgx/edges.tsv",
+        "subject\tobject\tpredicate\nC:1\tD:1\ttreats\nC:1\tG:1\tbinds\n",
+    );
+    let dir = env.path("kgx");
+    let out = env.ok(&["import", dir.to_str().expect("path")]);
+    assert!(out.contains("+2 triples, 3 new entities"), "{out}");
+    let stats = env.json(&["stats"]);
+    assert_eq!(stats["categories"]["Compound"], 1);
+    assert_eq!(stats["categories"]["Gene"], 1);
+    assert_eq!(
+        env.export("HEAD"),
+        vec!["C:1\tbinds\tG:1".to_string(), "C:1\ttreats\tD:1".to_string()]
+    );
+
+    let out_dir = env.path("exported");
+    env.ok(&["graph", "export", "--format", "kgx", out_dir.to_str().expect("path")]);
+    let nodes = std::fs::read_to_string(out_dir.join("nodes.tsv")).expect("nodes");
+    assert!(nodes.starts_with("id\tcategory\tname\tsource\n"), "{nodes}");
+    assert!(nodes.contains("C:1\tCompound\taspirin\tdrugbank\n"), "{nodes}");
+
+    // The export imports into a fresh database as the same graph.
+    let fresh = Env::new();
+    fresh.ok(&["import", out_dir.to_str().expect("path")]);
+    assert_eq!(fresh.export("HEAD"), env.export("HEAD"));
+    assert_eq!(fresh.json(&["stats"])["categories"], stats["categories"]);
+}
+
+#[test]
+fn kgx_edges_file_with_sibling_nodes_is_detected() {
+    let env = Env::new();
+    env.write("k/nodes.tsv", "id\tcategory\nA\tX\nB\tY\n");
+    let edges = env.write("k/edges.tsv", "subject\tpredicate\tobject\nA\tr\tB\n");
+    env.ok(&["import", edges.to_str().expect("path")]);
+    assert_eq!(env.json(&["stats"])["categories"]["X"], 1);
+}
+
+#[test]
+fn db_path_from_environment() {
+    let env = Env::new();
+    let f = env.write("a.tsv", "a\tr\tb\n");
+    let db = env.path("from-env.db");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hypograph"))
+        .args(["import", f.to_str().expect("path")])
+        .env("HYPOGRAPH_DB", &db)
+        .output()
+        .expect("run");
+    assert!(out.status.success());
+    assert!(db.exists());
+}
+
+#[test]
+fn json_logs_on_stderr() {
+    let env = Env::new();
+    let f = env.write("a.tsv", "a\tr\tb\n");
+    let out = env.run(&["-v", "--log-format", "json", "import", f.to_str().expect("path")]);
+    assert!(out.status.success());
+    let stderr = String::from_utf8(out.stderr).expect("utf-8");
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("graph version committed"))
+        .expect("a commit log line");
+    let parsed: serde_json::Value = serde_json::from_str(line).expect("json log line");
+    assert_eq!(parsed["fields"]["version"], 1);
+    assert_eq!(parsed["level"], "INFO");
+}

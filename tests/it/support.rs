@@ -1,0 +1,114 @@
+//! Runs the real `hypograph` binary against a temporary database.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub struct Env {
+    pub dir: tempfile::TempDir,
+    pub db: PathBuf,
+}
+
+pub fn data(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("data").join(rel)
+}
+
+impl Env {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db = dir.path().join("graph.db");
+        Self { dir, db }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Writes a file under the temp dir and returns its path.
+    pub fn write(&self, name: &str, content: impl AsRef<[u8]>) -> PathBuf {
+        let p = self.path(name);
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent).expect("mkdir");
+        }
+        std::fs::write(&p, content).expect("write file");
+        p
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_hypograph"))
+            .arg("--db")
+            .arg(&self.db)
+            .args(args)
+            .env_remove("RUST_LOG")
+            .env_remove("HYPOGRAPH_DB")
+            .output()
+            .expect("run hypograph")
+    }
+
+    /// Runs and asserts success; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "hypograph {args:?} failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("utf-8 stdout")
+    }
+
+    /// Runs and asserts a non-zero exit; returns stderr.
+    pub fn fail(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            !out.status.success(),
+            "hypograph {args:?} should have failed; stdout:\n{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8(out.stderr).expect("utf-8 stderr")
+    }
+
+    pub fn json(&self, args: &[&str]) -> serde_json::Value {
+        let mut all = args.to_vec();
+        all.push("--json");
+        serde_json::from_str(&self.ok(&all)).expect("valid JSON on stdout")
+    }
+
+    /// The graph at `version` as sorted lines.
+    pub fn export(&self, version: &str) -> Vec<String> {
+        let text = self.ok(&["graph", "export", "--version", version, "-"]);
+        sorted_lines(&text)
+    }
+
+    /// Edits the database behind hypograph's back.
+    pub fn sql(&self, statement: &str) {
+        let db = self.db.clone();
+        let statement = statement.to_owned();
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+            .block_on(async move {
+                use sqlx::ConnectOptions;
+                let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
+                    .filename(&db)
+                    .create_if_missing(true)
+                    .connect()
+                    .await
+                    .expect("open db");
+                sqlx::raw_sql(sqlx::AssertSqlSafe(statement))
+                    .execute(&mut conn)
+                    .await
+                    .expect("tamper statement");
+            });
+    }
+}
+
+pub fn sorted_lines(text: &str) -> Vec<String> {
+    let mut v: Vec<String> = text.lines().filter(|l| !l.is_empty()).map(str::to_owned).collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
+pub fn file_lines(path: &Path) -> Vec<String> {
+    sorted_lines(&std::fs::read_to_string(path).expect("read file"))
+}
