@@ -17,10 +17,19 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Debug, Parser)]
-#[command(name = "hypograph", version, about = "Turns a knowledge graph into a hypothesis-testing machine")]
+#[command(
+    name = "hypograph",
+    version,
+    about = "Turns a knowledge graph into a hypothesis-testing machine"
+)]
 pub struct Cli {
     /// The SQLite database holding the versioned graph.
-    #[arg(long, global = true, env = "HYPOGRAPH_DB", default_value = "hypograph.db")]
+    #[arg(
+        long,
+        global = true,
+        env = "HYPOGRAPH_DB",
+        default_value = "hypograph.db"
+    )]
     db: PathBuf,
     /// More logging (-v info, -vv debug, -vvv trace); RUST_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
@@ -53,7 +62,10 @@ enum Command {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     logging::init(cli.verbose, cli.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: starting the async runtime: {e}");
@@ -110,7 +122,11 @@ async fn stats(store: &Store, version: VersionRef, json: bool) -> anyhow::Result
     }
     out!(
         "version {}: {} entities, {} relations, {} triples, {} refuted triples",
-        s.version, s.entities, s.relations, s.triples, s.refutations
+        s.version,
+        s.entities,
+        s.relations,
+        s.triples,
+        s.refutations
     );
     out!("entities by category:");
     print_counts(&s.categories);

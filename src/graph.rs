@@ -4,8 +4,8 @@
 //! `model` reads [`Graph`].
 
 mod intern;
-mod lines;
 pub mod kgx;
+mod lines;
 pub mod tsv;
 mod view;
 
@@ -56,7 +56,7 @@ pub struct TripleBatch {
     /// Every entity named by a node row or a triple, indexed by batch-local id.
     pub entities: Vec<EntityRecord>,
     pub relations: Vec<String>,
-    /// Distinct triples, as `[head, relation, tail]` batch-local ids, in first-seen order.
+    /// Distinct triples, as `[head, relation, tail]` batch-local ids, sorted.
     pub triples: Vec<[u32; 3]>,
     /// Data lines read (blank lines and headers excluded).
     pub lines_read: u64,
@@ -80,4 +80,13 @@ impl std::fmt::Display for LineError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}:{}: {}", self.file.display(), self.line, self.message)
     }
+}
+
+/// Sorts and dedups triples in place; returns how many duplicates were dropped. Sorting beats
+/// a hash set here: no per-triple hashing, and the store inserts in index order.
+fn sort_dedup(triples: &mut Vec<[u32; 3]>) -> u64 {
+    let before = triples.len();
+    triples.sort_unstable();
+    triples.dedup();
+    (before - triples.len()) as u64
 }

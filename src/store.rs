@@ -11,7 +11,10 @@ pub use read::{BlameRow, Diff, Stats, VersionInfo};
 pub use verify::Verification;
 pub use write::{CommitSummary, ImportOptions, Outcome};
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::ConnectOptions;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
@@ -82,7 +85,11 @@ impl FromStr for VersionRef {
                 return Ok(Self::Head { back: 0 });
             }
             let n = rest.strip_prefix('~').ok_or_else(bad)?;
-            let back = if n.is_empty() { 1 } else { n.parse().map_err(|_| bad())? };
+            let back = if n.is_empty() {
+                1
+            } else {
+                n.parse().map_err(|_| bad())?
+            };
             return Ok(Self::Head { back });
         }
         let digits = t.strip_prefix('v').unwrap_or(t);
@@ -125,7 +132,9 @@ impl Store {
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10))
             .pragma("cache_size", "-65536")
-            .pragma("temp_store", "memory");
+            .pragma("temp_store", "memory")
+            // Bulk statements legitimately take seconds; that is not worth a warning.
+            .log_slow_statements(log::LevelFilter::Debug, Duration::from_secs(1));
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(options)
@@ -160,7 +169,9 @@ impl Store {
                 });
             }
             if !tables.iter().any(|t| t == "graph_versions") {
-                return Err(not_ours("its migration table belongs to another program".into()));
+                return Err(not_ours(
+                    "its migration table belongs to another program".into(),
+                ));
             }
         }
         MIGRATOR.run(&pool).await?;

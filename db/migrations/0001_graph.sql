@@ -38,22 +38,26 @@ CREATE TABLE relation_signatures (
     PRIMARY KEY (relation_id, head_category, tail_category)
 ) STRICT, WITHOUT ROWID;
 
+-- The edge table carries no FOREIGN KEY clauses: checking four parent keys per row tripled
+-- the cost of bulk imports (measured: 1.67 s vs 0.58 s for 2M rows). The store is the only
+-- writer, assigns every id itself, and `graph verify` checks that each id resolves.
+-- Rows are append-only with added_in = the newest version, so id order is version order.
 CREATE TABLE edges (
     id          INTEGER PRIMARY KEY,
-    head        INTEGER NOT NULL REFERENCES entities(id),
-    relation    INTEGER NOT NULL REFERENCES relations(id),
-    tail        INTEGER NOT NULL REFERENCES entities(id),
-    added_in    INTEGER NOT NULL REFERENCES graph_versions(id),
-    removed_in  INTEGER REFERENCES graph_versions(id),
+    head        INTEGER NOT NULL,            -- entities(id)
+    relation    INTEGER NOT NULL,            -- relations(id)
+    tail        INTEGER NOT NULL,            -- entities(id)
+    added_in    INTEGER NOT NULL,            -- graph_versions(id)
+    removed_in  INTEGER,                     -- graph_versions(id); NULL while live
     provenance  TEXT                         -- JSON: hypothesis, stage, evidence; NULL for imports
 ) STRICT;
 
 -- A triple is live at most once: the store's idempotence rests on this.
 CREATE UNIQUE INDEX edges_live ON edges(head, relation, tail) WHERE removed_in IS NULL;
--- History of one triple (blame), including removed copies.
-CREATE INDEX edges_triple ON edges(head, relation, tail, added_in);
-CREATE INDEX edges_added ON edges(added_in);
+-- Removed copies, for blame; small partial indexes cost nothing on imports.
+CREATE INDEX edges_gone ON edges(head, relation, tail) WHERE removed_in IS NOT NULL;
 CREATE INDEX edges_removed ON edges(removed_in) WHERE removed_in IS NOT NULL;
+CREATE INDEX edges_added ON edges(added_in);
 
 -- Negative evidence: triples a review refuted. Hard negatives for training; never proposed again.
 CREATE TABLE refutations (

@@ -107,7 +107,12 @@ pub async fn run(store: &Store, cmd: GraphCommand) -> anyhow::Result<ExitCode> {
                 out!("date     {}", info.created_at);
                 out!("hash     {}", info.hash);
                 out!("source   {}", info.source);
-                out!("changes  +{} -{} ({} new entities)", info.n_added, info.n_removed, info.n_entities);
+                out!(
+                    "changes  +{} -{} ({} new entities)",
+                    info.n_added,
+                    info.n_removed,
+                    info.n_entities
+                );
                 out!("\n    {}\n", info.message);
                 print_diff(&diff, limit);
             }
@@ -139,7 +144,8 @@ pub async fn run(store: &Store, cmd: GraphCommand) -> anyhow::Result<ExitCode> {
                         .with_context(|| format!("creating {}", out.display()))?;
                     let mut w = std::io::BufWriter::new(file);
                     let n = store.export_tsv(v, &mut w).await?;
-                    w.flush().with_context(|| format!("writing {}", out.display()))?;
+                    w.flush()
+                        .with_context(|| format!("writing {}", out.display()))?;
                     eprintln!("exported {n} triples of version {v} to {}", out.display());
                 }
                 ExportFormat::Kgx => {
@@ -167,7 +173,9 @@ pub async fn run(store: &Store, cmd: GraphCommand) -> anyhow::Result<ExitCode> {
                     }
                     Outcome::Committed(s) => out!(
                         "version {} reverts version {v}: +{} -{} triples",
-                        s.version, s.added, s.removed
+                        s.version,
+                        s.added,
+                        s.removed
                     ),
                 }
             }
@@ -212,7 +220,8 @@ pub async fn run(store: &Store, cmd: GraphCommand) -> anyhow::Result<ExitCode> {
                     if !json {
                         out!(
                             "ok: {} versions and {} edges match their hash chain",
-                            report.versions_checked, report.edges_checked
+                            report.versions_checked,
+                            report.edges_checked
                         );
                     }
                 }
@@ -234,7 +243,9 @@ fn log_line(v: &VersionInfo) -> String {
         format!("+{}", v.n_added),
         format!("-{}", v.n_removed),
         &v.hash[..v.hash.len().min(12)],
-        v.round_id.map(|r| format!("[round {r}] ")).unwrap_or_default(),
+        v.round_id
+            .map(|r| format!("[round {r}] "))
+            .unwrap_or_default(),
         v.message
     )
 }
@@ -244,7 +255,9 @@ fn blame_version(v: &VersionInfo) -> String {
         "version {} ({}{}): {}",
         v.id,
         v.created_at,
-        v.round_id.map(|r| format!(", round {r}")).unwrap_or_default(),
+        v.round_id
+            .map(|r| format!(", round {r}"))
+            .unwrap_or_default(),
         v.message
     )
 }

@@ -51,12 +51,10 @@ fn decide(args: &ImportArgs) -> anyhow::Result<Source> {
     let path = &args.file;
     let meta = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
     let kgx_pair = |edges: PathBuf| {
-        let nodes = args.nodes.clone().unwrap_or_else(|| {
-            edges
-                .parent()
-                .unwrap_or(Path::new("."))
-                .join("nodes.tsv")
-        });
+        let nodes = args
+            .nodes
+            .clone()
+            .unwrap_or_else(|| edges.parent().unwrap_or(Path::new(".")).join("nodes.tsv"));
         Source::Kgx { nodes, edges }
     };
     if meta.is_dir() {
@@ -88,8 +86,15 @@ fn has_kgx_edge_header(path: &Path) -> anyhow::Result<bool> {
         .read_to_end(&mut head)
         .with_context(|| format!("reading {}", path.display()))?;
     let text = String::from_utf8_lossy(&head);
-    let first = text.trim_start_matches('\u{feff}').lines().next().unwrap_or("");
-    let cols: Vec<String> = first.split('\t').map(|c| c.trim().to_ascii_lowercase()).collect();
+    let first = text
+        .trim_start_matches('\u{feff}')
+        .lines()
+        .next()
+        .unwrap_or("");
+    let cols: Vec<String> = first
+        .split('\t')
+        .map(|c| c.trim().to_ascii_lowercase())
+        .collect();
     Ok(["subject", "predicate", "object"]
         .iter()
         .all(|c| cols.iter().any(|x| x == c)))
@@ -137,7 +142,8 @@ pub fn prepare(args: ImportArgs) -> anyhow::Result<Prepared> {
     }
     let mut file_info = Vec::new();
     for f in &files {
-        file_info.push(serde_json::json!({ "path": f.display().to_string(), "blake3": digest(f)? }));
+        file_info
+            .push(serde_json::json!({ "path": f.display().to_string(), "blake3": digest(f)? }));
     }
     let shown = files
         .iter()
@@ -217,7 +223,11 @@ pub async fn run(store: &Store, p: Prepared) -> anyhow::Result<ExitCode> {
             "imported {shown} as version {}: +{} triples{}, {} new entities, {} new relations ({extra}) in {:.2}s",
             s.version,
             s.added,
-            if args.replace { format!(", -{} triples", s.removed) } else { String::new() },
+            if args.replace {
+                format!(", -{} triples", s.removed)
+            } else {
+                String::new()
+            },
             s.entities_added,
             s.relations_added,
             elapsed.as_secs_f64()

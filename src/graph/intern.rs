@@ -1,11 +1,11 @@
 //! String interning to dense `u32` ids, the currency of every in-memory triple.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 
 /// Maps keys to dense ids in first-seen order.
 #[derive(Debug, Default, Clone)]
 pub struct Interner {
-    ids: HashMap<Box<str>, u32>,
+    ids: FxHashMap<Box<str>, u32>,
     keys: Vec<Box<str>>,
 }
 

@@ -3,7 +3,7 @@
 
 use super::lines::{Line, lines};
 use super::{EntityRecord, Interner, LineError, OnInvalid, ParseError, TripleBatch};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::Path;
 
 /// Column positions found in a header line.
@@ -34,10 +34,7 @@ impl Header {
                 return Err(ParseError::Line {
                     path: path.to_owned(),
                     line: line.number,
-                    message: format!(
-                        "header has no `{col}` column (found: {})",
-                        names.join(", ")
-                    ),
+                    message: format!("header has no `{col}` column (found: {})", names.join(", ")),
                 });
             }
         }
@@ -191,13 +188,14 @@ pub fn parse_kgx(
     }
 
     let mut relations = Interner::new();
-    let mut seen: HashSet<[u32; 3]> = HashSet::new();
     let mut it = lines(edges);
     let header = match it.next() {
         None => {
             return Err(ParseError::File {
                 path: edges_path.to_owned(),
-                message: "empty file: a header with subject, predicate and object columns is required".into(),
+                message:
+                    "empty file: a header with subject, predicate and object columns is required"
+                        .into(),
             });
         }
         Some(Err((line, message))) => {
@@ -237,17 +235,14 @@ pub fn parse_kgx(
         match parsed {
             Ok(t) => {
                 batch.lines_read += 1;
-                if seen.insert(t) {
-                    batch.triples.push(t);
-                } else {
-                    batch.duplicates += 1;
-                }
+                batch.triples.push(t);
             }
             Err((line, message)) => {
                 reject(edges_path, on_invalid, &mut batch.skipped, line, message)?;
             }
         }
     }
+    batch.duplicates += super::sort_dedup(&mut batch.triples);
     batch.relations = relations.into_keys().into_iter().map(Into::into).collect();
     Ok(batch)
 }
@@ -267,12 +262,17 @@ mod tests {
         .map_err(|e| e.to_string())
     }
 
-    const NODES: &str = "name\tid\tcategory\tsource\nAspirin\tC:1\tCompound\tdrugbank\nPain\tD:1\tDisease\t\n";
+    const NODES: &str =
+        "name\tid\tcategory\tsource\nAspirin\tC:1\tCompound\tdrugbank\nPain\tD:1\tDisease\t\n";
 
     #[test]
     fn columns_in_any_order_and_extras_as_attributes() {
-        let b = parse(NODES, "object\tsubject\tpredicate\nD:1\tC:1\ttreats\n", OnInvalid::Fail)
-            .expect("valid");
+        let b = parse(
+            NODES,
+            "object\tsubject\tpredicate\nD:1\tC:1\ttreats\n",
+            OnInvalid::Fail,
+        )
+        .expect("valid");
         assert_eq!(b.entities[0].key, "C:1");
         assert_eq!(b.entities[0].category, "Compound");
         assert_eq!(b.entities[0].name, "Aspirin");
@@ -284,8 +284,15 @@ mod tests {
 
     #[test]
     fn unknown_subject_is_named() {
-        let err = parse(NODES, "subject\tpredicate\tobject\nC:9\ttreats\tD:1\n", OnInvalid::Fail);
-        assert_eq!(err.err().as_deref(), Some("edges.tsv:2: subject `C:9` is not in nodes.tsv"));
+        let err = parse(
+            NODES,
+            "subject\tpredicate\tobject\nC:9\ttreats\tD:1\n",
+            OnInvalid::Fail,
+        );
+        assert_eq!(
+            err.err().as_deref(),
+            Some("edges.tsv:2: subject `C:9` is not in nodes.tsv")
+        );
     }
 
     #[test]
@@ -295,7 +302,11 @@ mod tests {
             err.err().as_deref(),
             Some("edges.tsv:1: header has no `object` column (found: subject, predicate)")
         );
-        let err = parse("id\tname\nA\tx\nA\ty\n", "subject\tpredicate\tobject\n", OnInvalid::Fail);
+        let err = parse(
+            "id\tname\nA\tx\nA\ty\n",
+            "subject\tpredicate\tobject\n",
+            OnInvalid::Fail,
+        );
         assert_eq!(
             err.err().as_deref(),
             Some("nodes.tsv:3: node `A` is already defined differently on line 2")
@@ -312,6 +323,13 @@ mod tests {
         .expect("skips");
         assert_eq!(b.triples.len(), 1);
         assert_eq!(b.duplicates, 1);
-        assert_eq!(b.skipped, vec![LineError { file: "edges.tsv".into(), line: 2, message: "subject `C:9` is not in nodes.tsv".into() }]);
+        assert_eq!(
+            b.skipped,
+            vec![LineError {
+                file: "edges.tsv".into(),
+                line: 2,
+                message: "subject `C:9` is not in nodes.tsv".into()
+            }]
+        );
     }
 }

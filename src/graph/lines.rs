@@ -72,6 +72,9 @@ mod tests {
     #[test]
     fn invalid_utf8_names_line() {
         let got = collect(b"ok\nbad\xFF\n");
-        assert_eq!(got[1], Err((2, "invalid UTF-8 at byte 4 of the line".into())));
+        assert_eq!(
+            got[1],
+            Err((2, "invalid UTF-8 at byte 4 of the line".into()))
+        );
     }
 }

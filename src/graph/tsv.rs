@@ -2,7 +2,6 @@
 
 use super::lines::lines;
 use super::{EntityRecord, Interner, LineError, OnInvalid, ParseError, TripleBatch};
-use std::collections::HashSet;
 use std::path::Path;
 
 const ROLES: [&str; 3] = ["head", "relation", "tail"];
@@ -17,9 +16,11 @@ const HEADERS: [[&str; 3]; 4] = [
 
 pub fn is_header(fields: &[&str]) -> bool {
     fields.len() == 3
-        && HEADERS
-            .iter()
-            .any(|h| h.iter().zip(fields).all(|(a, b)| a.eq_ignore_ascii_case(b.trim())))
+        && HEADERS.iter().any(|h| {
+            h.iter()
+                .zip(fields)
+                .all(|(a, b)| a.eq_ignore_ascii_case(b.trim()))
+        })
 }
 
 /// Splits one data line into its three non-empty, trimmed fields.
@@ -69,7 +70,6 @@ pub fn parse_triples(
     let mut entities = Interner::new();
     let mut relations = Interner::new();
     let mut triples = Vec::new();
-    let mut seen: HashSet<[u32; 3]> = HashSet::new();
     let mut batch = TripleBatch::default();
     let mut first = true;
     for line in lines(bytes) {
@@ -102,17 +102,13 @@ pub fn parse_triples(
             continue;
         }
         batch.lines_read += 1;
-        let t = [
+        triples.push([
             entities.intern(fields[0]),
             relations.intern(fields[1]),
             entities.intern(fields[2]),
-        ];
-        if seen.insert(t) {
-            triples.push(t);
-        } else {
-            batch.duplicates += 1;
-        }
+        ]);
     }
+    batch.duplicates = super::sort_dedup(&mut triples);
     batch.entities = entities
         .into_keys()
         .into_iter()
@@ -136,20 +132,31 @@ mod tests {
 
     #[test]
     fn header_duplicates_and_crlf() {
-        let b = parse("head\trelation\ttail\r\na\tr\tb\r\na\tr\tb\nb\tr\tc\n", OnInvalid::Fail)
-            .expect("valid");
+        let b = parse(
+            "head\trelation\ttail\r\na\tr\tb\r\na\tr\tb\nb\tr\tc\n",
+            OnInvalid::Fail,
+        )
+        .expect("valid");
         assert_eq!(b.triples, vec![[0, 0, 1], [1, 0, 2]]);
         assert_eq!(b.duplicates, 1);
         assert_eq!(b.lines_read, 3);
         assert_eq!(b.entities.len(), 3);
+        let b = parse("b\tr\tc\na\tr\tb\n", OnInvalid::Fail).expect("valid");
+        assert_eq!(b.triples, vec![[0, 0, 1], [2, 0, 0]], "sorted by batch ids");
     }
 
     #[test]
     fn bad_lines_name_their_number() {
         let cases = [
-            ("a\tr\tb\na\tr\n", "t.tsv:2: expected 3 tab-separated columns (head, relation, tail), found 2"),
+            (
+                "a\tr\tb\na\tr\n",
+                "t.tsv:2: expected 3 tab-separated columns (head, relation, tail), found 2",
+            ),
             ("a\tr\tb\na\t\tb\n", "t.tsv:2: empty relation field"),
-            ("a\tr\tb\tx\n", "t.tsv:1: expected 3 tab-separated columns (head, relation, tail), found 4"),
+            (
+                "a\tr\tb\tx\n",
+                "t.tsv:1: expected 3 tab-separated columns (head, relation, tail), found 4",
+            ),
             ("\n\n a \tr\t \n", "t.tsv:3: empty tail field"),
             ("a\tr\tb\t\t \n", "no error"),
         ];

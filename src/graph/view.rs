@@ -186,9 +186,14 @@ impl Graph {
     /// Heap bytes held, for the memory-per-triple budget.
     pub fn heap_bytes(&self) -> usize {
         use std::mem::size_of;
-        let keys = |v: &[Box<str>]| v.iter().map(|k| k.len() + size_of::<Box<str>>()).sum::<usize>();
+        let keys = |v: &[Box<str>]| {
+            v.iter()
+                .map(|k| k.len() + size_of::<Box<str>>())
+                .sum::<usize>()
+        };
         let map = |m: &HashMap<Box<str>, u32>| {
-            m.capacity() * (size_of::<(Box<str>, u32)>() + 1) + m.keys().map(|k| k.len()).sum::<usize>()
+            m.capacity() * (size_of::<(Box<str>, u32)>() + 1)
+                + m.keys().map(|k| k.len()).sum::<usize>()
         };
         (self.by_head.capacity() + self.by_tail.capacity()) * size_of::<Triple>()
             + (self.head_offsets.capacity() + self.tail_offsets.capacity()) * 4
@@ -226,15 +231,27 @@ mod tests {
     use super::*;
 
     fn graph(triples: &[(u32, u32, u32)]) -> Graph {
-        let entities = (0..5).map(|i| (format!("e{i}").into(), "C".into())).collect();
+        let entities = (0..5)
+            .map(|i| (format!("e{i}").into(), "C".into()))
+            .collect();
         let relations = vec!["r0".into(), "r1".into()];
-        let triples = triples.iter().map(|&(h, r, t)| Triple::new(h, r, t)).collect();
+        let triples = triples
+            .iter()
+            .map(|&(h, r, t)| Triple::new(h, r, t))
+            .collect();
         Graph::new(entities, relations, triples).expect("valid graph")
     }
 
     #[test]
     fn lookups_match_brute_force() {
-        let list = [(0, 0, 1), (0, 0, 2), (0, 1, 2), (3, 0, 2), (2, 1, 0), (0, 0, 1)];
+        let list = [
+            (0, 0, 1),
+            (0, 0, 2),
+            (0, 1, 2),
+            (3, 0, 2),
+            (2, 1, 0),
+            (0, 0, 1),
+        ];
         let g = graph(&list);
         assert_eq!(g.num_triples(), 5);
         for h in 0..5 {
@@ -244,14 +261,20 @@ mod tests {
                     assert_eq!(g.contains(Triple::new(h, r, t)), want, "{h} {r} {t}");
                 }
                 let tails: Vec<u32> = g.tails(h, r).collect();
-                let mut want: Vec<u32> =
-                    list.iter().filter(|x| x.0 == h && x.1 == r).map(|x| x.2).collect();
+                let mut want: Vec<u32> = list
+                    .iter()
+                    .filter(|x| x.0 == h && x.1 == r)
+                    .map(|x| x.2)
+                    .collect();
                 want.sort();
                 want.dedup();
                 assert_eq!(tails, want);
                 let heads: Vec<u32> = g.heads(r, h).collect();
-                let mut want: Vec<u32> =
-                    list.iter().filter(|x| x.2 == h && x.1 == r).map(|x| x.0).collect();
+                let mut want: Vec<u32> = list
+                    .iter()
+                    .filter(|x| x.2 == h && x.1 == r)
+                    .map(|x| x.0)
+                    .collect();
                 want.sort();
                 want.dedup();
                 assert_eq!(heads, want);
@@ -266,6 +289,9 @@ mod tests {
     fn rejects_out_of_range_ids() {
         let entities = vec![("a".into(), "".into())];
         let err = Graph::new(entities, vec!["r".into()], vec![Triple::new(0, 0, 1)]);
-        assert_eq!(err.err(), Some(GraphError::IdOutOfRange(Triple::new(0, 0, 1))));
+        assert_eq!(
+            err.err(),
+            Some(GraphError::IdOutOfRange(Triple::new(0, 0, 1)))
+        );
     }
 }

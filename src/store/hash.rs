@@ -40,7 +40,12 @@ impl CanonicalDelta<'_> {
         field(self.created_at.as_bytes());
         field(self.message.as_bytes());
         field(self.source.as_bytes());
-        field(self.round_id.map(|r| r.to_string()).unwrap_or_default().as_bytes());
+        field(
+            self.round_id
+                .map(|r| r.to_string())
+                .unwrap_or_default()
+                .as_bytes(),
+        );
         field(&(self.entities.len() as u64).to_le_bytes());
         for (key, category) in &self.entities {
             field(key.as_bytes());

@@ -5,7 +5,7 @@ use super::write::Keys;
 use super::{Result, Store, StoreError};
 use crate::graph::{Graph, Triple};
 use serde::Serialize;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 
 /// One version's metadata, as `graph log` shows it.
@@ -55,7 +55,8 @@ pub struct Stats {
     pub by_relation: BTreeMap<String, u64>,
 }
 
-const VERSION_COLUMNS: &str = "id, parent_id, round_id, created_at, message, source, n_added, n_removed, n_entities, hash";
+const VERSION_COLUMNS: &str =
+    "id, parent_id, round_id, created_at, message, source, n_added, n_removed, n_entities, hash";
 
 impl Store {
     /// Versions, newest first.
@@ -82,39 +83,40 @@ impl Store {
     /// The change from `from` to `to` (either may be the older).
     pub async fn diff(&self, from: i64, to: i64) -> Result<Diff> {
         let (lo, hi) = (from.min(to), from.max(to));
-        let mut conn = self.pool.acquire().await?;
-        let keys = Keys::load(&mut conn).await?;
-        // Rows that changed state between lo and hi; a triple removed and re-added cancels.
-        let rows: Vec<(i64, i64, i64, i64, Option<i64>)> = sqlx::query_as(
-            "SELECT head, relation, tail, added_in, removed_in FROM edges \
-             WHERE added_in > ?1 AND added_in <= ?2 AND (removed_in IS NULL OR removed_in > ?2) \
-             UNION ALL \
-             SELECT head, relation, tail, added_in, removed_in FROM edges \
-             WHERE added_in <= ?1 AND removed_in > ?1 AND removed_in <= ?2",
+        // Rows that changed state between lo and hi, with their keys; only the changed rows
+        // are touched (through the added_in and removed_in indexes).
+        let rows: Vec<(String, String, String, i64)> = sqlx::query_as(
+            "SELECT h.key, r.key, t.key, e.added_in FROM \
+               (SELECT head, relation, tail, added_in FROM edges \
+                  WHERE added_in > ?1 AND added_in <= ?2 AND (removed_in IS NULL OR removed_in > ?2) \
+                UNION ALL \
+                SELECT head, relation, tail, added_in FROM edges \
+                  WHERE removed_in > ?1 AND removed_in <= ?2 AND added_in <= ?1) e \
+             JOIN entities h ON h.id = e.head \
+             JOIN relations r ON r.id = e.relation \
+             JOIN entities t ON t.id = e.tail",
         )
         .bind(lo)
         .bind(hi)
-        .fetch_all(&mut *conn)
+        .fetch_all(&self.pool)
         .await?;
-        let mut gained = HashSet::new();
-        let mut lost = HashSet::new();
-        for (h, r, t, added_in, _) in rows {
+        let mut gained = BTreeSet::new();
+        let mut lost = BTreeSet::new();
+        for (h, r, t, added_in) in rows {
             if added_in > lo {
                 gained.insert([h, r, t]);
             } else {
                 lost.insert([h, r, t]);
             }
         }
-        let named = |set: &HashSet<[i64; 3]>, other: &HashSet<[i64; 3]>| {
-            let mut v: Vec<[String; 3]> = set
-                .difference(other)
-                .map(|&t| keys.triple(t).map(str::to_owned))
-                .collect();
-            v.sort_unstable();
-            v
+        // A triple removed and re-added in between is unchanged.
+        let plus: Vec<[String; 3]> = gained.difference(&lost).cloned().collect();
+        let minus: Vec<[String; 3]> = lost.difference(&gained).cloned().collect();
+        let (added, removed) = if from <= to {
+            (plus, minus)
+        } else {
+            (minus, plus)
         };
-        let (plus, minus) = (named(&gained, &lost), named(&lost, &gained));
-        let (added, removed) = if from <= to { (plus, minus) } else { (minus, plus) };
         Ok(Diff {
             from,
             to,
@@ -181,7 +183,10 @@ impl Store {
     }
 
     /// Every stored copy of a triple, oldest first.
-    pub async fn blame(&self, triple: [&str; 3]) -> Result<(Vec<BlameRow>, Option<serde_json::Value>)> {
+    pub async fn blame(
+        &self,
+        triple: [&str; 3],
+    ) -> Result<(Vec<BlameRow>, Option<serde_json::Value>)> {
         let mut conn = self.pool.acquire().await?;
         let [h, r, t] = self.ids(&mut conn, triple).await?;
         let rows: Vec<(i64, Option<i64>, Option<String>)> = sqlx::query_as(
@@ -228,7 +233,11 @@ impl Store {
         Ok((out, refuted))
     }
 
-    pub(crate) async fn ids(&self, conn: &mut sqlx::SqliteConnection, triple: [&str; 3]) -> Result<[i64; 3]> {
+    pub(crate) async fn ids(
+        &self,
+        conn: &mut sqlx::SqliteConnection,
+        triple: [&str; 3],
+    ) -> Result<[i64; 3]> {
         let mut ids = [0i64; 3];
         for (i, key) in triple.iter().enumerate() {
             let sql = if i == 1 {
@@ -321,7 +330,9 @@ impl Store {
             map.get(id as usize)
                 .copied()
                 .filter(|&d| d != u32::MAX)
-                .ok_or_else(|| StoreError::Corrupt(format!("edge names id {id}, unknown at version {v}")))
+                .ok_or_else(|| {
+                    StoreError::Corrupt(format!("edge names id {id}, unknown at version {v}"))
+                })
         };
         let mut triples = Vec::with_capacity(rows.len());
         for e in &rows {
@@ -337,7 +348,10 @@ impl Store {
                 .into_iter()
                 .map(|(_, k, c)| (k.into_boxed_str(), c.into_boxed_str()))
                 .collect(),
-            relations.into_iter().map(|(_, k)| k.into_boxed_str()).collect(),
+            relations
+                .into_iter()
+                .map(|(_, k)| k.into_boxed_str())
+                .collect(),
             triples,
         )?)
     }
@@ -349,7 +363,7 @@ fn write_triples(keys: &Keys, rows: &[EdgeRow], out: &mut impl Write, kgx: bool)
     }
     let mut buf = Vec::with_capacity(1 << 16);
     for e in rows {
-        let [h, r, t] = keys.triple([e.head, e.relation, e.tail]);
+        let [h, r, t] = keys.triple([e.head, e.relation, e.tail])?;
         buf.extend_from_slice(h.as_bytes());
         buf.push(b'\t');
         buf.extend_from_slice(r.as_bytes());

@@ -32,10 +32,9 @@ const CHUNK: i64 = 250_000;
 
 /// Edges matching `filter`, in id order.
 pub(crate) async fn edges(conn: &mut SqliteConnection, filter: Filter) -> Result<Vec<EdgeRow>> {
-    let (lo, hi): (Option<i64>, Option<i64>) =
-        sqlx::query_as("SELECT min(id), max(id) FROM edges")
-            .fetch_one(&mut *conn)
-            .await?;
+    let (lo, hi): (Option<i64>, Option<i64>) = sqlx::query_as("SELECT min(id), max(id) FROM edges")
+        .fetch_one(&mut *conn)
+        .await?;
     let (Some(lo), Some(hi)) = (lo, hi) else {
         return Ok(Vec::new());
     };

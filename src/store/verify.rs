@@ -37,8 +37,18 @@ impl Store {
         drop(conn);
         let mut added: HashMap<i64, Vec<[&str; 3]>> = HashMap::new();
         let mut removed: HashMap<i64, Vec<[&str; 3]>> = HashMap::new();
+        let mut dangling = None;
         for e in &rows {
-            let t = keys.triple([e.head, e.relation, e.tail]);
+            let Some(t) = keys.get([e.head, e.relation, e.tail]) else {
+                dangling.get_or_insert(Mismatch {
+                    version: e.added_in,
+                    reason: format!(
+                        "edge {} names an entity or relation id that does not exist",
+                        e.id
+                    ),
+                });
+                continue;
+            };
             added.entry(e.added_in).or_default().push(t);
             if e.removed_in != 0 {
                 removed.entry(e.removed_in).or_default().push(t);
@@ -54,6 +64,10 @@ impl Store {
         let mut parent: Option<&VersionInfo> = None;
         let mut first_mismatch = None;
         for v in &versions {
+            if dangling.as_ref().is_some_and(|d| d.version <= v.id) {
+                first_mismatch = dangling.take();
+                break;
+            }
             let delta = CanonicalDelta {
                 created_at: &v.created_at,
                 message: &v.message,
@@ -97,9 +111,14 @@ impl Store {
             }
             parent = Some(v);
         }
+        let mut first_mismatch = first_mismatch.or(dangling);
         if first_mismatch.is_none() {
             // Edges or entities pointing at versions that do not exist in the log.
-            let stray = added.keys().chain(removed.keys()).chain(new_entities.keys()).min();
+            let stray = added
+                .keys()
+                .chain(removed.keys())
+                .chain(new_entities.keys())
+                .min();
             if let Some(&v) = stray {
                 first_mismatch = Some(Mismatch {
                     version: v,

@@ -5,15 +5,15 @@ use super::hash::{CanonicalDelta, ROOT};
 use super::scan::{self, Filter};
 use super::{Result, Store, StoreError};
 use crate::graph::{EntityRecord, TripleBatch};
-use sqlx::{AssertSqlSafe, SqliteConnection};
-use std::collections::{HashMap, HashSet};
+use rustc_hash::{FxHashMap, FxHashSet};
+use sqlx::sqlite::SqliteArguments;
+use sqlx::{Arguments, AssertSqlSafe, SqliteConnection};
+use std::collections::HashMap;
+use std::sync::Arc;
 use tracing::{debug, info};
 
 /// SQLite allows 32,766 parameters a statement; stay well below.
 const MAX_PARAMS: usize = 15_000;
-/// Above this many new edges (and more than already stored), rebuilding the edge indexes
-/// after the insert beats updating them row by row.
-const REBUILD_INDEXES_ABOVE: usize = 100_000;
 
 /// What produced a version, and how an import treats edges absent from the file.
 #[derive(Debug, Clone, Default)]
@@ -30,7 +30,10 @@ pub struct ImportOptions {
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum Outcome {
     /// Nothing changed; no version was written.
-    Unchanged { head: Option<i64>, triples: u64 },
+    Unchanged {
+        head: Option<i64>,
+        triples: u64,
+    },
     Committed(CommitSummary),
 }
 
@@ -87,28 +90,44 @@ impl Keys {
         })
     }
 
-    pub fn triple(&self, t: [i64; 3]) -> [&str; 3] {
-        [
-            &self.entity[t[0] as usize],
-            &self.relation[t[1] as usize],
-            &self.entity[t[2] as usize],
-        ]
+    /// The keys of a triple of store ids; `None` if an id does not resolve (only possible
+    /// when the database was edited behind the store's back).
+    pub fn get(&self, t: [i64; 3]) -> Option<[&str; 3]> {
+        let entity = |id: i64| usize::try_from(id).ok().and_then(|i| self.entity.get(i));
+        let relation = usize::try_from(t[1])
+            .ok()
+            .and_then(|i| self.relation.get(i))?;
+        Some([entity(t[0])?, relation, entity(t[2])?])
+            .filter(|k| k.iter().all(|s| !s.is_empty()))
+            .map(|k| k.map(String::as_str))
+    }
+
+    /// Like [`Keys::get`], as a store error.
+    pub fn triple(&self, t: [i64; 3]) -> Result<[&str; 3]> {
+        self.get(t).ok_or_else(|| {
+            StoreError::Corrupt(format!(
+                "edge ({}, {}, {}) names an id with no entity or relation; run `graph verify`",
+                t[0], t[1], t[2]
+            ))
+        })
     }
 }
 
-/// One version's changes in store ids.
+/// One version's changes in store ids. New entities and relations are the last ones in
+/// [`Keys`]; the triple lists are shared with the thread that hashes them.
 #[derive(Default)]
 struct Delta<'a> {
     entities: Vec<&'a EntityRecord>,
     relations: Vec<&'a str>,
-    added: Vec<[i64; 3]>,
+    added: Arc<Vec<[i64; 3]>>,
     /// Parallel to `added` when non-empty.
     provenance: Vec<Option<String>>,
-    removed: Vec<[i64; 3]>,
+    removed: Arc<Vec<[i64; 3]>>,
 }
 
-struct Meta<'a> {
-    message: &'a str,
+#[derive(Clone)]
+struct Meta {
+    message: String,
     source: String,
     round_id: Option<i64>,
 }
@@ -154,7 +173,7 @@ impl Store {
             })
             .collect();
 
-        let live: HashSet<[i64; 3]> = scan::edges(&mut tx, Filter::Live)
+        let live: FxHashSet<[i64; 3]> = scan::edges(&mut tx, Filter::Live)
             .await?
             .into_iter()
             .map(|e| [e.head, e.relation, e.tail])
@@ -166,27 +185,38 @@ impl Store {
                 entity_map[t as usize],
             ]
         });
-        delta.added = mapped.clone().filter(|t| !live.contains(t)).collect();
+        let added: Vec<[i64; 3]> = mapped.clone().filter(|t| !live.contains(t)).collect();
+        let mut removed = Vec::new();
         if opts.replace {
-            let wanted: HashSet<[i64; 3]> = mapped.collect();
-            delta.removed = live.iter().filter(|t| !wanted.contains(*t)).copied().collect();
-            delta.removed.sort_unstable();
+            let wanted: FxHashSet<[i64; 3]> = mapped.collect();
+            removed = live
+                .iter()
+                .filter(|t| !wanted.contains(*t))
+                .copied()
+                .collect();
+            removed.sort_unstable();
         }
-        if delta.added.is_empty() && delta.removed.is_empty() && delta.entities.is_empty() {
+        if added.is_empty() && removed.is_empty() && delta.entities.is_empty() {
             tx.rollback().await?;
             return Ok(Outcome::Unchanged {
                 head: self.head().await?,
                 triples: live.len() as u64,
             });
         }
-        let live_before = live.len();
+        debug!(
+            added = added.len(),
+            removed = removed.len(),
+            "delta computed"
+        );
         drop(live);
+        delta.added = Arc::new(added);
+        delta.removed = Arc::new(removed);
         let meta = Meta {
-            message: &opts.message,
+            message: opts.message.clone(),
             source: opts.source.to_string(),
             round_id: None,
         };
-        let summary = commit(&mut tx, &keys, &delta, &meta, live_before).await?;
+        let summary = commit(&mut tx, Arc::new(keys), delta, meta).await?;
         tx.commit().await?;
         Ok(Outcome::Committed(summary))
     }
@@ -203,41 +233,44 @@ impl Store {
         let original = original.ok_or_else(|| StoreError::UnknownVersion(v.to_string()))?;
         let keys = Keys::load(&mut tx).await?;
         let rows = scan::edges(&mut tx, Filter::All).await?;
-        let live: HashSet<[i64; 3]> = rows
+        let live: FxHashSet<[i64; 3]> = rows
             .iter()
             .filter(|e| e.removed_in == 0)
             .map(|e| [e.head, e.relation, e.tail])
             .collect();
         // Triple-level inverse of v's delta, applied to the current graph.
-        let mut delta = Delta::default();
-        let mut seen = HashSet::new();
+        let (mut added, mut removed, mut provenance) = (Vec::new(), Vec::new(), Vec::new());
+        let mut seen = FxHashSet::default();
         for e in &rows {
             let t = [e.head, e.relation, e.tail];
             if e.added_in == v && live.contains(&t) && seen.insert(t) {
-                delta.removed.push(t);
+                removed.push(t);
             } else if e.removed_in == v && !live.contains(&t) && seen.insert(t) {
-                delta.added.push(t);
-                delta
-                    .provenance
-                    .push(Some(serde_json::json!({ "revert_of": v }).to_string()));
+                added.push(t);
+                provenance.push(Some(serde_json::json!({ "revert_of": v }).to_string()));
             }
         }
-        if delta.added.is_empty() && delta.removed.is_empty() {
+        if added.is_empty() && removed.is_empty() {
             tx.rollback().await?;
             return Ok(Outcome::Unchanged {
                 head: self.head().await?,
                 triples: live.len() as u64,
             });
         }
-        let message = message
-            .map(str::to_owned)
-            .unwrap_or_else(|| format!("revert version {v}: {original}"));
+        let delta = Delta {
+            added: Arc::new(added),
+            removed: Arc::new(removed),
+            provenance,
+            ..Delta::default()
+        };
         let meta = Meta {
-            message: &message,
+            message: message
+                .map(str::to_owned)
+                .unwrap_or_else(|| format!("revert version {v}: {original}")),
             source: serde_json::json!({ "kind": "revert", "of": v }).to_string(),
             round_id: None,
         };
-        let summary = commit(&mut tx, &keys, &delta, &meta, live.len()).await?;
+        let summary = commit(&mut tx, Arc::new(keys), delta, meta).await?;
         tx.commit().await?;
         Ok(Outcome::Committed(summary))
     }
@@ -267,24 +300,78 @@ impl Store {
     }
 }
 
+/// What the hashing thread returns: the version hash and the relation signatures seen.
+type Hashed = (String, FxHashSet<(i64, String, String)>);
+
 /// Writes `delta` as the version after the current head, inside the caller's transaction.
+/// The canonical hash (a sort of every changed triple by key) runs on a blocking thread
+/// while SQLite inserts the rows.
 async fn commit(
     conn: &mut SqliteConnection,
-    keys: &Keys,
-    delta: &Delta<'_>,
-    meta: &Meta<'_>,
-    live_before: usize,
+    keys: Arc<Keys>,
+    delta: Delta<'_>,
+    meta: Meta,
 ) -> Result<CommitSummary> {
+    let started = std::time::Instant::now();
     let head: Option<(i64, String)> =
         sqlx::query_as("SELECT id, hash FROM graph_versions ORDER BY id DESC LIMIT 1")
             .fetch_optional(&mut *conn)
             .await?;
-    let (parent, parent_hash) = match &head {
-        Some((id, hash)) => (Some(*id), hash.as_str()),
-        None => (None, ROOT),
+    let (parent, parent_hash) = match head {
+        Some((id, hash)) => (Some(id), hash),
+        None => (None, ROOT.to_owned()),
     };
     let version = parent.map_or(1, |p| p + 1);
     let created_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let first_entity = keys.entity.len() - delta.entities.len();
+
+    let hashing = {
+        let (keys, added, removed) = (keys.clone(), delta.added.clone(), delta.removed.clone());
+        let (created_at, meta) = (created_at.clone(), meta.clone());
+        tokio::task::spawn_blocking(move || -> Result<Hashed> {
+            let triples = |list: &[[i64; 3]]| -> Result<Vec<[&str; 3]>> {
+                list.iter().map(|&t| keys.triple(t)).collect()
+            };
+            let canonical = CanonicalDelta {
+                created_at: &created_at,
+                message: &meta.message,
+                source: &meta.source,
+                round_id: meta.round_id,
+                entities: (first_entity..keys.entity.len())
+                    .map(|i| (keys.entity[i].as_str(), keys.category[i].as_str()))
+                    .collect(),
+                added: triples(&added)?,
+                removed: triples(&removed)?,
+            };
+            let hash = canonical.hash(&parent_hash);
+            // Few distinct (relation, categories) triples: dedup on ids, then name them.
+            let mut ids: FxHashSet<(i64, i64, i64)> = FxHashSet::default();
+            let mut category_of: FxHashMap<&str, i64> = FxHashMap::default();
+            let mut names: Vec<&str> = Vec::new();
+            let mut cat = |e: i64| -> i64 {
+                let c = keys.category[e as usize].as_str();
+                *category_of.entry(c).or_insert_with(|| {
+                    names.push(c);
+                    names.len() as i64 - 1
+                })
+            };
+            for t in added.iter() {
+                ids.insert((t[1], cat(t[0]), cat(t[2])));
+            }
+            let signatures = ids
+                .into_iter()
+                .map(|(r, h, t)| {
+                    (
+                        r,
+                        names[h as usize].to_owned(),
+                        names[t as usize].to_owned(),
+                    )
+                })
+                .collect();
+            Ok((hash, signatures))
+        })
+    };
+
     sqlx::query(
         "INSERT INTO graph_versions (id, parent_id, round_id, created_at, message, source, \
          n_added, n_removed, n_entities, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, '')",
@@ -293,7 +380,7 @@ async fn commit(
     .bind(parent)
     .bind(meta.round_id)
     .bind(&created_at)
-    .bind(meta.message)
+    .bind(&meta.message)
     .bind(&meta.source)
     .bind(delta.added.len() as i64)
     .bind(delta.removed.len() as i64)
@@ -301,25 +388,27 @@ async fn commit(
     .execute(&mut *conn)
     .await?;
 
-    let first_entity = keys.entity.len() - delta.entities.len();
-    for (c, chunk) in delta.entities.chunks(MAX_PARAMS / 6).enumerate() {
+    let per_chunk = MAX_PARAMS / 6;
+    for (c, chunk) in delta.entities.chunks(per_chunk).enumerate() {
         let sql = values_sql(
             "INSERT INTO entities (id, key, category, name, attributes, added_in) VALUES ",
             6,
             chunk.len(),
         );
-        let mut q = sqlx::query(AssertSqlSafe(sql));
+        let mut args = SqliteArguments::default();
         for (i, e) in chunk.iter().enumerate() {
-            let id = (first_entity + c * (MAX_PARAMS / 6) + i) as i64;
-            q = q
-                .bind(id)
-                .bind(e.key.as_str())
-                .bind(e.category.as_str())
-                .bind(e.name.as_str())
-                .bind(serde_json::Value::Object(e.attributes.clone()).to_string())
-                .bind(version);
+            let id = (first_entity + c * per_chunk + i) as i64;
+            args.add(id).map_err(sqlx::Error::Encode)?;
+            args.add(e.key.clone()).map_err(sqlx::Error::Encode)?;
+            args.add(e.category.clone()).map_err(sqlx::Error::Encode)?;
+            args.add(e.name.clone()).map_err(sqlx::Error::Encode)?;
+            args.add(serde_json::Value::Object(e.attributes.clone()).to_string())
+                .map_err(sqlx::Error::Encode)?;
+            args.add(version).map_err(sqlx::Error::Encode)?;
         }
-        q.execute(&mut *conn).await?;
+        sqlx::query_with(AssertSqlSafe(sql), args)
+            .execute(&mut *conn)
+            .await?;
     }
     let first_relation = keys.relation.len() - delta.relations.len();
     for (i, r) in delta.relations.iter().enumerate() {
@@ -331,46 +420,6 @@ async fn commit(
             .await?;
     }
 
-    let signatures: HashSet<(i64, &str, &str)> = delta
-        .added
-        .iter()
-        .map(|t| {
-            (
-                t[1],
-                keys.category[t[0] as usize].as_str(),
-                keys.category[t[2] as usize].as_str(),
-            )
-        })
-        .collect();
-    for (r, h, t) in signatures {
-        sqlx::query(
-            "INSERT OR IGNORE INTO relation_signatures (relation_id, head_category, tail_category) \
-             VALUES (?, ?, ?)",
-        )
-        .bind(r)
-        .bind(h)
-        .bind(t)
-        .execute(&mut *conn)
-        .await?;
-    }
-
-    let rebuild = delta.added.len() > REBUILD_INDEXES_ABOVE && delta.added.len() > live_before;
-    let indexes: Vec<(String, String)> = if rebuild {
-        sqlx::query_as(
-            "SELECT name, sql FROM sqlite_master \
-             WHERE type = 'index' AND tbl_name = 'edges' AND sql IS NOT NULL",
-        )
-        .fetch_all(&mut *conn)
-        .await?
-    } else {
-        Vec::new()
-    };
-    for (name, _) in &indexes {
-        debug!(index = %name, "dropping edge index for a bulk insert");
-        sqlx::query(AssertSqlSafe(format!("DROP INDEX \"{}\"", name.replace('"', "\"\""))))
-            .execute(&mut *conn)
-            .await?;
-    }
     let per_chunk = MAX_PARAMS / 5;
     for (c, chunk) in delta.added.chunks(per_chunk).enumerate() {
         let sql = values_sql(
@@ -378,21 +427,19 @@ async fn commit(
             5,
             chunk.len(),
         );
-        let mut q = sqlx::query(AssertSqlSafe(sql));
+        let mut args = SqliteArguments::default();
         for (i, t) in chunk.iter().enumerate() {
-            let provenance = delta
-                .provenance
-                .get(c * per_chunk + i)
-                .and_then(|p| p.as_deref());
-            q = q.bind(t[0]).bind(t[1]).bind(t[2]).bind(version).bind(provenance);
+            let provenance = delta.provenance.get(c * per_chunk + i).cloned().flatten();
+            for v in [t[0], t[1], t[2], version] {
+                args.add(v).map_err(sqlx::Error::Encode)?;
+            }
+            args.add(provenance).map_err(sqlx::Error::Encode)?;
         }
-        q.execute(&mut *conn).await?;
-    }
-    for (_, sql) in &indexes {
-        sqlx::query(AssertSqlSafe(sql.clone()))
+        sqlx::query_with(AssertSqlSafe(sql), args)
             .execute(&mut *conn)
             .await?;
     }
+    debug!(ms = started.elapsed().as_millis() as u64, "edges inserted");
     for chunk in delta.removed.chunks(MAX_PARAMS / 3) {
         let sql = values_sql(
             "UPDATE edges SET removed_in = ? WHERE removed_in IS NULL AND (head, relation, tail) IN (VALUES ",
@@ -412,20 +459,21 @@ async fn commit(
         }
     }
 
-    let canonical = CanonicalDelta {
-        created_at: &created_at,
-        message: meta.message,
-        source: &meta.source,
-        round_id: meta.round_id,
-        entities: delta
-            .entities
-            .iter()
-            .map(|e| (e.key.as_str(), e.category.as_str()))
-            .collect(),
-        added: delta.added.iter().map(|&t| keys.triple(t)).collect(),
-        removed: delta.removed.iter().map(|&t| keys.triple(t)).collect(),
-    };
-    let hash = canonical.hash(parent_hash);
+    let (hash, signatures) = hashing
+        .await
+        .map_err(|e| StoreError::Corrupt(format!("hashing thread failed: {e}")))??;
+    debug!(ms = started.elapsed().as_millis() as u64, "hash ready");
+    for (r, h, t) in signatures {
+        sqlx::query(
+            "INSERT OR IGNORE INTO relation_signatures (relation_id, head_category, tail_category) \
+             VALUES (?, ?, ?)",
+        )
+        .bind(r)
+        .bind(h)
+        .bind(t)
+        .execute(&mut *conn)
+        .await?;
+    }
     sqlx::query("UPDATE graph_versions SET hash = ? WHERE id = ?")
         .bind(&hash)
         .bind(version)

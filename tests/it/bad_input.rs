@@ -12,10 +12,19 @@ fn assert_nothing_imported(env: &Env) {
 #[test]
 fn malformed_lines_name_file_and_line_and_import_nothing() {
     let cases: [(&[u8], &str); 4] = [
-        (b"a\tr\tb\na\tr\n", ":2: expected 3 tab-separated columns (head, relation, tail), found 2"),
+        (
+            b"a\tr\tb\na\tr\n",
+            ":2: expected 3 tab-separated columns (head, relation, tail), found 2",
+        ),
         (b"a\tr\tb\nb\tr\tc\n\t\tr\n", ":3: empty head field"),
-        (b"a\tr\tb\nb\xff\tr\tc\n", ":2: invalid UTF-8 at byte 2 of the line"),
-        (b"a\tr\tb\tc\td\n", ":1: expected 3 tab-separated columns (head, relation, tail), found 5"),
+        (
+            b"a\tr\tb\nb\xff\tr\tc\n",
+            ":2: invalid UTF-8 at byte 2 of the line",
+        ),
+        (
+            b"a\tr\tb\tc\td\n",
+            ":1: expected 3 tab-separated columns (head, relation, tail), found 5",
+        ),
     ];
     for (content, want) in cases {
         let env = Env::new();
@@ -24,7 +33,10 @@ fn malformed_lines_name_file_and_line_and_import_nothing() {
         let expected = format!("{}{want}", f.display());
         assert!(err.contains(&expected), "want {expected:?} in {err:?}");
         assert_nothing_imported(&env);
-        assert!(!env.db.exists(), "a failed parse must not create the database");
+        assert!(
+            !env.db.exists(),
+            "a failed parse must not create the database"
+        );
     }
 }
 
@@ -35,8 +47,14 @@ fn skip_invalid_imports_the_rest_and_reports_each_line() {
     let out = env.run(&["import", f.to_str().expect("path"), "--skip-invalid"]);
     assert!(out.status.success());
     let stderr = String::from_utf8(out.stderr).expect("utf-8");
-    assert!(stderr.contains(&format!("skipped {}:2: expected 3", f.display())), "{stderr}");
-    assert!(stderr.contains(&format!("skipped {}:4: empty relation field", f.display())), "{stderr}");
+    assert!(
+        stderr.contains(&format!("skipped {}:2: expected 3", f.display())),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("skipped {}:4: empty relation field", f.display())),
+        "{stderr}"
+    );
     let stdout = String::from_utf8(out.stdout).expect("utf-8");
     assert!(stdout.contains("2 invalid lines skipped"), "{stdout}");
     assert_eq!(env.export("HEAD"), vec!["a\tr\tb", "b\tr\tc"]);
@@ -46,9 +64,15 @@ fn skip_invalid_imports_the_rest_and_reports_each_line() {
 fn kgx_edge_with_unknown_subject_is_named() {
     let env = Env::new();
     env.write("k/nodes.tsv", "id\tcategory\tname\nA\tX\ta\n");
-    env.write("k/edges.tsv", "subject\tpredicate\tobject\nA\tr\tA\nQ\tr\tA\n");
+    env.write(
+        "k/edges.tsv",
+        "subject\tpredicate\tobject\nA\tr\tA\nQ\tr\tA\n",
+    );
     let err = env.fail(&["import", env.path("k").to_str().expect("path")]);
-    assert!(err.contains("edges.tsv:3: subject `Q` is not in nodes.tsv"), "{err}");
+    assert!(
+        err.contains("edges.tsv:3: subject `Q` is not in nodes.tsv"),
+        "{err}"
+    );
     assert_nothing_imported(&env);
 }
 
@@ -75,7 +99,10 @@ fn another_programs_sqlite_database_is_refused() {
     let env = Env::new();
     env.sql("CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT)");
     let err = env.fail(&["graph", "log"]);
-    assert!(err.contains("is not a hypograph database: it holds other tables (customers)"), "{err}");
+    assert!(
+        err.contains("is not a hypograph database: it holds other tables (customers)"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -88,7 +115,10 @@ fn a_database_from_a_newer_hypograph_is_refused() {
          VALUES (9999, 'from the future', 1, x'00', 0)",
     );
     let err = env.fail(&["graph", "log"]);
-    assert!(err.contains("written by a newer hypograph (schema version 9999"), "{err}");
+    assert!(
+        err.contains("written by a newer hypograph (schema version 9999"),
+        "{err}"
+    );
 }
 
 #[test]

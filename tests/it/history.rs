@@ -10,7 +10,13 @@ fn three_versions() -> Env {
     let v3 = env.write("v3.tsv", "a\tr\tb\nc\tr\td\ne\ts\tf\n");
     env.ok(&["import", v1.to_str().expect("path"), "-m", "first"]);
     env.ok(&["import", v2.to_str().expect("path"), "-m", "second"]);
-    let out = env.ok(&["import", v3.to_str().expect("path"), "--replace", "-m", "third"]);
+    let out = env.ok(&[
+        "import",
+        v3.to_str().expect("path"),
+        "--replace",
+        "-m",
+        "third",
+    ]);
     assert!(out.contains("+1 triples, -2 triples"), "{out}");
     env
 }
@@ -37,7 +43,10 @@ fn export_at_each_version_is_the_graph_then() {
 fn log_and_show() {
     let env = three_versions();
     let log = env.ok(&["graph", "log"]);
-    let messages: Vec<&str> = log.lines().map(|l| l.rsplit("  ").next().unwrap_or("")).collect();
+    let messages: Vec<&str> = log
+        .lines()
+        .map(|l| l.rsplit("  ").next().unwrap_or(""))
+        .collect();
     assert_eq!(messages, vec!["third", "second", "first"]);
     let show = env.json(&["graph", "show", "3"]);
     assert_eq!(show["version"]["parent_id"], 2);
@@ -52,7 +61,10 @@ fn log_and_show() {
 fn diff_both_directions() {
     let env = three_versions();
     let d = env.json(&["graph", "diff", "1", "3"]);
-    assert_eq!(d["added"], serde_json::json!([["c", "r", "d"], ["e", "s", "f"]]));
+    assert_eq!(
+        d["added"],
+        serde_json::json!([["c", "r", "d"], ["e", "s", "f"]])
+    );
     assert_eq!(d["removed"], serde_json::json!([["b", "r", "c"]]));
     let back = env.json(&["graph", "diff", "3", "1"]);
     assert_eq!(back["added"], d["removed"]);
@@ -60,7 +72,10 @@ fn diff_both_directions() {
     let text = env.ok(&["graph", "diff", "1", "3"]);
     assert!(text.contains("+ e\ts\tf\n"), "{text}");
     assert!(text.contains("- b\tr\tc\n"), "{text}");
-    assert!(text.ends_with("2 added, 1 removed between versions 1 and 3\n"), "{text}");
+    assert!(
+        text.ends_with("2 added, 1 removed between versions 1 and 3\n"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -111,7 +126,10 @@ fn verify_passes_then_catches_edits_behind_the_stores_back() {
          WHERE id = (SELECT min(id) FROM edges WHERE added_in = 2)",
     );
     let err = env.fail(&["graph", "verify"]);
-    assert!(err.contains("version 2 does not verify: hash mismatch"), "{err}");
+    assert!(
+        err.contains("version 2 does not verify: hash mismatch"),
+        "{err}"
+    );
     let report = serde_json::from_slice::<serde_json::Value>(
         &env.run(&["graph", "verify", "--json"]).stdout,
     )
@@ -129,5 +147,8 @@ fn verify_catches_a_deleted_edge_and_an_edited_message() {
     let env = three_versions();
     env.sql("DELETE FROM edges WHERE id = (SELECT min(id) FROM edges)");
     let err = env.fail(&["graph", "verify"]);
-    assert!(err.contains("version 1 does not verify: stored counts"), "{err}");
+    assert!(
+        err.contains("version 1 does not verify: stored counts"),
+        "{err}"
+    );
 }

@@ -13,7 +13,10 @@ fn umls_import_log_and_stats() {
     assert_eq!(stats["entities"], 135);
     assert_eq!(stats["relations"], 46);
     assert_eq!(stats["categories"][""], 135);
-    assert_eq!(stats["by_relation"]["isa"].as_u64().map(|n| n > 0), Some(true));
+    assert_eq!(
+        stats["by_relation"]["isa"].as_u64().map(|n| n > 0),
+        Some(true)
+    );
     let log = env.json(&["graph", "log"]);
     assert_eq!(log.as_array().map(Vec::len), Some(1));
     assert_eq!(log[0]["source"]["kind"], "import");
@@ -28,7 +31,10 @@ fn reimport_adds_nothing_and_says_so() {
     env.ok(&["import", f.to_str().expect("path")]);
     let again = env.ok(&["import", f.to_str().expect("path")]);
     assert!(again.starts_with("nothing to import"), "{again}");
-    assert_eq!(env.json(&["graph", "log"]).as_array().map(Vec::len), Some(1));
+    assert_eq!(
+        env.json(&["graph", "log"]).as_array().map(Vec::len),
+        Some(1)
+    );
 }
 
 #[test]
@@ -67,14 +73,26 @@ fn kgx_import_keeps_categories_names_attributes_and_round_trips() {
     assert_eq!(stats["categories"]["Gene"], 1);
     assert_eq!(
         env.export("HEAD"),
-        vec!["C:1\tbinds\tG:1".to_string(), "C:1\ttreats\tD:1".to_string()]
+        vec![
+            "C:1\tbinds\tG:1".to_string(),
+            "C:1\ttreats\tD:1".to_string()
+        ]
     );
 
     let out_dir = env.path("exported");
-    env.ok(&["graph", "export", "--format", "kgx", out_dir.to_str().expect("path")]);
+    env.ok(&[
+        "graph",
+        "export",
+        "--format",
+        "kgx",
+        out_dir.to_str().expect("path"),
+    ]);
     let nodes = std::fs::read_to_string(out_dir.join("nodes.tsv")).expect("nodes");
     assert!(nodes.starts_with("id\tcategory\tname\tsource\n"), "{nodes}");
-    assert!(nodes.contains("C:1\tCompound\taspirin\tdrugbank\n"), "{nodes}");
+    assert!(
+        nodes.contains("C:1\tCompound\taspirin\tdrugbank\n"),
+        "{nodes}"
+    );
 
     // The export imports into a fresh database as the same graph.
     let fresh = Env::new();
@@ -110,7 +128,13 @@ fn db_path_from_environment() {
 fn json_logs_on_stderr() {
     let env = Env::new();
     let f = env.write("a.tsv", "a\tr\tb\n");
-    let out = env.run(&["-v", "--log-format", "json", "import", f.to_str().expect("path")]);
+    let out = env.run(&[
+        "-v",
+        "--log-format",
+        "json",
+        "import",
+        f.to_str().expect("path"),
+    ]);
     assert!(out.status.success());
     let stderr = String::from_utf8(out.stderr).expect("utf-8");
     let line = stderr

@@ -10,7 +10,11 @@ use std::path::Path;
 type Triple = (u8, u8, u8);
 
 fn key(t: &Triple) -> [String; 3] {
-    [format!("e{}", t.0), format!("r{}", t.1), format!("e{}", t.2)]
+    [
+        format!("e{}", t.0),
+        format!("r{}", t.1),
+        format!("e{}", t.2),
+    ]
 }
 
 fn triple() -> impl Strategy<Value = Triple> {
@@ -20,7 +24,10 @@ fn triple() -> impl Strategy<Value = Triple> {
 /// Each step adds some triples and removes some (possibly absent) ones.
 fn steps() -> impl Strategy<Value = Vec<(Vec<Triple>, Vec<Triple>)>> {
     prop::collection::vec(
-        (prop::collection::vec(triple(), 0..8), prop::collection::vec(triple(), 0..8)),
+        (
+            prop::collection::vec(triple(), 0..8),
+            prop::collection::vec(triple(), 0..8),
+        ),
         1..7,
     )
 }
@@ -38,10 +45,7 @@ async fn check(steps: Vec<(Vec<Triple>, Vec<Triple>)>) -> Result<(), TestCaseErr
         for t in &remove {
             state.remove(t);
         }
-        let text: String = state
-            .iter()
-            .map(|t| key(t).join("\t") + "\n")
-            .collect();
+        let text: String = state.iter().map(|t| key(t).join("\t") + "\n").collect();
         let batch = tsv::parse_triples(text.as_bytes(), Path::new("step.tsv"), OnInvalid::Fail)
             .expect("parse");
         let opts = ImportOptions {
@@ -81,7 +85,11 @@ async fn check(steps: Vec<(Vec<Triple>, Vec<Triple>)>) -> Result<(), TestCaseErr
         prop_assert_eq!(graph.num_triples(), states[v].len());
     }
     let report = store.verify().await.expect("verify");
-    prop_assert!(report.first_mismatch.is_none(), "{:?}", report.first_mismatch);
+    prop_assert!(
+        report.first_mismatch.is_none(),
+        "{:?}",
+        report.first_mismatch
+    );
     store.close().await;
     Ok(())
 }

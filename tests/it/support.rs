@@ -103,7 +103,11 @@ impl Env {
 }
 
 pub fn sorted_lines(text: &str) -> Vec<String> {
-    let mut v: Vec<String> = text.lines().filter(|l| !l.is_empty()).map(str::to_owned).collect();
+    let mut v: Vec<String> = text
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(str::to_owned)
+        .collect();
     v.sort();
     v.dedup();
     v
