@@ -130,8 +130,30 @@ async fn stats(store: &Store, version: VersionRef, json: bool) -> anyhow::Result
     );
     out!("entities by category:");
     print_counts(&s.categories);
-    out!("triples by relation:");
-    print_counts(&s.by_relation);
+    out!("triples by relation (head category -> tail category):");
+    let width = s
+        .by_relation
+        .keys()
+        .map(|k| k.len().max(6))
+        .max()
+        .unwrap_or(6);
+    for (relation, n) in &s.by_relation {
+        let shown = |c: &str| {
+            if c.is_empty() {
+                "(none)".to_owned()
+            } else {
+                c.to_owned()
+            }
+        };
+        let pairs: Vec<String> = s
+            .signatures
+            .get(relation)
+            .into_iter()
+            .flatten()
+            .map(|(h, t)| format!("{} -> {}", shown(h), shown(t)))
+            .collect();
+        out!("  {relation:<width$}  {n:>10}  {}", pairs.join(", "));
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -156,22 +156,27 @@ impl Store {
                     tables.join(", ")
                 )));
             }
-            let found: Option<i64> =
-                sqlx::query_scalar("SELECT max(version) FROM _sqlx_migrations WHERE success")
-                    .fetch_one(&pool)
+            let applied: Vec<(i64, Vec<u8>)> =
+                sqlx::query_as("SELECT version, checksum FROM _sqlx_migrations WHERE success")
+                    .fetch_all(&pool)
                     .await?;
             let known = MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0);
-            if let Some(found) = found.filter(|&f| f > known) {
+            if let Some(found) = applied.iter().map(|a| a.0).max().filter(|&f| f > known) {
                 return Err(StoreError::NewerSchema {
                     path: path.to_owned(),
                     found,
                     known,
                 });
             }
-            if !tables.iter().any(|t| t == "graph_versions") {
-                return Err(not_ours(
-                    "its migration table belongs to another program".into(),
-                ));
+            // A migration table whose history differs from ours belongs to another program.
+            // (An empty one is ours, interrupted before its first migration committed.)
+            for (version, checksum) in &applied {
+                let ours = MIGRATOR.iter().find(|m| m.version == *version);
+                if ours.is_none_or(|m| m.checksum.as_ref() != checksum.as_slice()) {
+                    return Err(not_ours(format!(
+                        "its schema migration {version} is not hypograph's"
+                    )));
+                }
             }
         }
         MIGRATOR.run(&pool).await?;

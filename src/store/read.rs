@@ -53,6 +53,8 @@ pub struct Stats {
     pub categories: BTreeMap<String, u64>,
     /// Live triples by relation.
     pub by_relation: BTreeMap<String, u64>,
+    /// `(head category, tail category)` pairs each relation has been seen with.
+    pub signatures: BTreeMap<String, Vec<(String, String)>>,
 }
 
 const VERSION_COLUMNS: &str =
@@ -284,6 +286,18 @@ impl Store {
                 .bind(v)
                 .fetch_one(&mut *conn)
                 .await?;
+        let signature_rows: Vec<(String, String, String)> = sqlx::query_as(
+            "SELECT r.key, s.head_category, s.tail_category FROM relation_signatures s \
+             JOIN relations r ON r.id = s.relation_id WHERE r.added_in <= ? \
+             ORDER BY r.key, s.head_category, s.tail_category",
+        )
+        .bind(v)
+        .fetch_all(&mut *conn)
+        .await?;
+        let mut signatures: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
+        for (r, h, t) in signature_rows {
+            signatures.entry(r).or_default().push((h, t));
+        }
         let to_map = |rows: Vec<(String, i64)>| -> BTreeMap<String, u64> {
             rows.into_iter().map(|(k, n)| (k, n as u64)).collect()
         };
@@ -297,6 +311,7 @@ impl Store {
             refutations: refutations as u64,
             categories,
             by_relation,
+            signatures,
         })
     }
 

@@ -4,4 +4,5 @@ mod bad_input;
 mod history;
 mod import;
 mod replay;
+mod store_api;
 mod support;

@@ -1,0 +1,151 @@
+//! The store's library API: refutations, the in-memory graph, and a killed import.
+
+use crate::support::{Env, data};
+use hypograph::graph::{OnInvalid, Triple, tsv};
+use hypograph::store::{ImportOptions, OpenMode, Store, StoreError};
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+#[test]
+fn refutations_are_recorded_counted_and_blamed() {
+    let env = Env::new();
+    let f = env.write("a.tsv", "a\tr\tb\nb\tr\tc\n");
+    env.ok(&["import", f.to_str().expect("path")]);
+    runtime().block_on(async {
+        let store = Store::open(&env.db, OpenMode::Existing)
+            .await
+            .expect("open");
+        let evidence = serde_json::json!({ "assay": "x", "p": 0.2 });
+        store
+            .refute(["c", "r", "a"], 1, &evidence)
+            .await
+            .expect("refute");
+        let err = store.refute(["c", "nope", "a"], 1, &evidence).await;
+        assert!(matches!(err, Err(StoreError::UnknownRelation(r)) if r == "nope"));
+        store.close().await;
+    });
+    assert_eq!(env.json(&["stats"])["refutations"], 1);
+    let b = env.json(&["graph", "blame", "c", "r", "a"]);
+    assert_eq!(b["refuted"]["evidence"]["assay"], "x");
+    assert_eq!(b["history"].as_array().map(Vec::len), Some(0));
+}
+
+#[test]
+fn loaded_graph_answers_lookups_like_the_file() {
+    let env = Env::new();
+    let train = data("umls/train.txt");
+    env.ok(&["import", train.to_str().expect("path")]);
+    let text = std::fs::read_to_string(&train).expect("read");
+    runtime().block_on(async {
+        let store = Store::open(&env.db, OpenMode::Existing)
+            .await
+            .expect("open");
+        let g = store.load_graph(1).await.expect("graph");
+        assert_eq!(
+            (g.num_entities(), g.num_relations(), g.num_triples()),
+            (135, 46, 5216)
+        );
+        for line in text.lines().take(200) {
+            let f: Vec<&str> = line.split('\t').collect();
+            let t = Triple::new(
+                g.entity_id(f[0]).expect("head"),
+                g.relation_id(f[1]).expect("relation"),
+                g.entity_id(f[2]).expect("tail"),
+            );
+            assert!(g.contains(t), "{line}");
+            assert!(g.tails(t.head, t.relation).any(|x| x == t.tail));
+            assert!(g.heads(t.relation, t.tail).any(|x| x == t.head));
+        }
+        let isa = g.relation_id("isa").expect("isa");
+        let absent = (0..135u32)
+            .flat_map(|h| (0..135u32).map(move |t| Triple::new(h, isa, t)))
+            .find(|t| {
+                !text.contains(&format!(
+                    "{}\tisa\t{}\n",
+                    g.entity_key(t.head),
+                    g.entity_key(t.tail)
+                ))
+            })
+            .expect("some absent isa edge");
+        assert!(!g.contains(absent));
+        store.close().await;
+    });
+}
+
+#[test]
+fn import_api_is_idempotent() {
+    let env = Env::new();
+    let batch = tsv::parse_triples(b"a\tr\tb\n", std::path::Path::new("x"), OnInvalid::Fail)
+        .expect("parse");
+    runtime().block_on(async {
+        let store = Store::open(&env.db, OpenMode::Create).await.expect("open");
+        let opts = ImportOptions::default();
+        let first = store.import(&batch, &opts).await.expect("import");
+        let second = store.import(&batch, &opts).await.expect("import");
+        assert!(matches!(first, hypograph::store::Outcome::Committed(_)));
+        assert!(matches!(
+            second,
+            hypograph::store::Outcome::Unchanged {
+                head: Some(1),
+                triples: 1
+            }
+        ));
+        store.close().await;
+    });
+}
+
+/// SIGKILL in the middle of an import leaves either no version or a complete one, never a
+/// partial one; importing again completes the graph.
+#[test]
+fn killed_import_leaves_no_partial_version() {
+    let env = Env::new();
+    let mut text = String::new();
+    for i in 0..300_000u32 {
+        text.push_str(&format!(
+            "e{}\tr{}\te{}\n",
+            i % 5000,
+            i % 7,
+            (i * 7919) % 5000
+        ));
+    }
+    let f = env.write("big.tsv", &text);
+    let expected = crate::support::sorted_lines(&text);
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_hypograph"))
+        .arg("--db")
+        .arg(&env.db)
+        .arg("import")
+        .arg(&f)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    // Ready to kill once the write transaction has started filling the WAL.
+    let wal = env.db.with_extension("db-wal");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::fs::metadata(&wal).map_or(0, |m| m.len()) < 4096
+        && child.try_wait().expect("poll").is_none()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "import never started writing"
+        );
+        std::thread::yield_now();
+    }
+    child.kill().ok();
+    child.wait().expect("reap");
+
+    let versions = env.json(&["graph", "log"]).as_array().map(Vec::len);
+    env.ok(&["graph", "verify"]);
+    match versions {
+        Some(0) => {}
+        Some(1) => assert_eq!(env.export("HEAD"), expected),
+        other => panic!("unexpected history {other:?}"),
+    }
+    env.ok(&["import", f.to_str().expect("path")]);
+    assert_eq!(env.export("HEAD"), expected);
+    env.ok(&["graph", "verify"]);
+}
