@@ -5,4 +5,5 @@
 pub mod cli;
 pub mod graph;
 mod logging;
+pub mod model;
 pub mod store;

@@ -1,0 +1,229 @@
+//! The scoring functions as burn tensor programs. Every model reduces to a query built from
+//! (head, relation) or (relation, tail) and compared with candidate entities by one matrix
+//! product, so scoring a batch against shared negatives or all entities is a GEMM.
+
+use super::config::ModelKind;
+use burn::tensor::Tensor;
+
+/// Entity rows: real part, and imaginary part for complex models. `[n, dim]` each.
+#[derive(Debug, Clone)]
+pub struct Ent {
+    pub re: Tensor<2>,
+    pub im: Option<Tensor<2>>,
+}
+
+impl Ent {
+    /// Rows `idx` of these entities (differentiable).
+    pub fn select(&self, idx: &Tensor<1, burn::tensor::Int>) -> Ent {
+        Ent {
+            re: self.re.clone().select(0, idx.clone()),
+            im: self.im.as_ref().map(|im| im.clone().select(0, idx.clone())),
+        }
+    }
+}
+
+/// Relation rows: `re`/`im` for ComplEx, `re` for DistMult, phases in `re` for RotatE.
+#[derive(Debug, Clone)]
+pub struct Rel {
+    pub re: Tensor<2>,
+    pub im: Option<Tensor<2>>,
+}
+
+/// Which side of the triple is being predicted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Tail,
+    Head,
+}
+
+/// A batch of queries ready to be compared with candidates.
+#[derive(Debug, Clone)]
+pub struct Query {
+    re: Tensor<2>,
+    im: Option<Tensor<2>>,
+    /// RotatE: scores are negative distances to the query point, not inner products.
+    distance: bool,
+}
+
+/// Builds the query for predicting `side` given the other entity `e` (`[b, dim]`) and the
+/// relation `r` (`[b, dim]`).
+pub fn query(kind: ModelKind, side: Side, e: &Ent, r: &Rel) -> Query {
+    match kind {
+        ModelKind::Distmult => Query {
+            re: e.re.clone() * r.re.clone(),
+            im: None,
+            distance: false,
+        },
+        ModelKind::Complex => {
+            let (er, ei) = (e.re.clone(), complex_part(&e.im));
+            let (rr, ri) = (r.re.clone(), complex_part(&r.im));
+            match side {
+                // h*r, compared with t by Re(<q, conj t>) = q_re.t_re + q_im.t_im
+                Side::Tail => Query {
+                    re: er.clone() * rr.clone() - ei.clone() * ri.clone(),
+                    im: Some(er * ri + ei * rr),
+                    distance: false,
+                },
+                // Re(<h, r conj(t)>) = h_re.u_re - h_im.u_im with u = r conj(t)
+                Side::Head => Query {
+                    re: rr.clone() * er.clone() + ri.clone() * ei.clone(),
+                    im: Some(-(ri * er - rr * ei)),
+                    distance: false,
+                },
+            }
+        }
+        ModelKind::Rotate => {
+            let (er, ei) = (e.re.clone(), complex_part(&e.im));
+            let (c, s) = (r.re.clone().cos(), r.re.clone().sin());
+            match side {
+                // h * r
+                Side::Tail => Query {
+                    re: er.clone() * c.clone() - ei.clone() * s.clone(),
+                    im: Some(er * s + ei * c),
+                    distance: true,
+                },
+                // t * conj(r), since |r| = 1
+                Side::Head => Query {
+                    re: er.clone() * c.clone() + ei.clone() * s.clone(),
+                    im: Some(ei * c - er * s),
+                    distance: true,
+                },
+            }
+        }
+    }
+}
+
+fn complex_part(t: &Option<Tensor<2>>) -> Tensor<2> {
+    t.clone().expect("complex model without imaginary part")
+}
+
+const DIST_EPS: f64 = 1e-9;
+
+impl Query {
+    /// Scores every query against every candidate: `[b, n]`.
+    pub fn against(&self, cand: &Ent) -> Tensor<2> {
+        let mut dot = self.re.clone().matmul(cand.re.clone().transpose());
+        if let (Some(qi), Some(ci)) = (&self.im, &cand.im) {
+            dot = dot + qi.clone().matmul(ci.clone().transpose());
+        }
+        if !self.distance {
+            return dot;
+        }
+        // ||q - c||^2 = ||q||^2 + ||c||^2 - 2 q.c
+        let q2 = self.sq_norm(); // [b, 1]
+        let c2 = sq_norm(&cand.re, &cand.im).transpose(); // [1, n]
+        let d2 = q2 + c2 - dot * 2.0;
+        -(d2.clamp_min(DIST_EPS).sqrt())
+    }
+
+    /// Scores query `i` against candidate `i`: `[b, 1]`.
+    pub fn with(&self, cand: &Ent) -> Tensor<2> {
+        if self.distance {
+            let mut d2 = (self.re.clone() - cand.re.clone())
+                .powi_scalar(2)
+                .sum_dim(1);
+            if let (Some(qi), Some(ci)) = (&self.im, &cand.im) {
+                d2 = d2 + (qi.clone() - ci.clone()).powi_scalar(2).sum_dim(1);
+            }
+            return -(d2.clamp_min(DIST_EPS).sqrt());
+        }
+        let mut dot = (self.re.clone() * cand.re.clone()).sum_dim(1);
+        if let (Some(qi), Some(ci)) = (&self.im, &cand.im) {
+            dot = dot + (qi.clone() * ci.clone()).sum_dim(1);
+        }
+        dot
+    }
+
+    fn sq_norm(&self) -> Tensor<2> {
+        sq_norm(&self.re, &self.im)
+    }
+}
+
+fn sq_norm(re: &Tensor<2>, im: &Option<Tensor<2>>) -> Tensor<2> {
+    let mut n = re.clone().powi_scalar(2).sum_dim(1);
+    if let Some(im) = im {
+        n = n + im.clone().powi_scalar(2).sum_dim(1);
+    }
+    n
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::{Device, TensorData};
+
+    fn t(v: &[f32], rows: usize) -> Tensor<2> {
+        Tensor::from_data(
+            TensorData::new(v.to_vec(), [rows, v.len() / rows]),
+            &Device::flex(),
+        )
+    }
+
+    fn to_vec(x: Tensor<2>) -> Vec<f32> {
+        x.into_data().to_vec::<f32>().expect("f32 data")
+    }
+
+    /// Reference scores in plain complex arithmetic.
+    fn reference(kind: ModelKind, h: (f32, f32), r: (f32, f32), tl: (f32, f32)) -> f32 {
+        match kind {
+            ModelKind::Distmult => h.0 * r.0 * tl.0,
+            ModelKind::Complex => {
+                // Re(h * r * conj(t))
+                let hr = (h.0 * r.0 - h.1 * r.1, h.0 * r.1 + h.1 * r.0);
+                hr.0 * tl.0 + hr.1 * tl.1
+            }
+            ModelKind::Rotate => {
+                let (c, s) = (r.0.cos(), r.0.sin());
+                let hr = (h.0 * c - h.1 * s, h.0 * s + h.1 * c);
+                -((hr.0 - tl.0).powi(2) + (hr.1 - tl.1).powi(2)).sqrt()
+            }
+        }
+    }
+
+    #[test]
+    fn both_sides_and_both_forms_match_the_reference() {
+        // Three entities with one complex dimension; relation (0.7, -0.4).
+        let ents = [(0.3f32, -1.2f32), (0.8, 0.5), (-0.6, 0.9)];
+        let rel = (0.7f32, -0.4f32);
+        for kind in [ModelKind::Complex, ModelKind::Distmult, ModelKind::Rotate] {
+            let complex = kind != ModelKind::Distmult;
+            let all = Ent {
+                re: t(&ents.map(|e| e.0), 3),
+                im: complex.then(|| t(&ents.map(|e| e.1), 3)),
+            };
+            let r = Rel {
+                re: t(&[rel.0], 1),
+                im: (kind == ModelKind::Complex).then(|| t(&[rel.1], 1)),
+            };
+            let rel_c = if kind == ModelKind::Complex {
+                rel
+            } else {
+                (rel.0, 0.0)
+            };
+            let ent_c = |e: (f32, f32)| if complex { e } else { (e.0, 0.0) };
+            for (i, &e) in ents.iter().enumerate() {
+                let one = Ent {
+                    re: t(&[e.0], 1),
+                    im: complex.then(|| t(&[e.1], 1)),
+                };
+                let tails = to_vec(query(kind, Side::Tail, &one, &r).against(&all));
+                let heads = to_vec(query(kind, Side::Head, &one, &r).against(&all));
+                for (j, &c) in ents.iter().enumerate() {
+                    let want_tail = reference(kind, ent_c(e), rel_c, ent_c(c));
+                    let want_head = reference(kind, ent_c(c), rel_c, ent_c(e));
+                    assert!(
+                        (tails[j] - want_tail).abs() < 1e-4,
+                        "{kind:?} tail {i}->{j}"
+                    );
+                    assert!(
+                        (heads[j] - want_head).abs() < 1e-4,
+                        "{kind:?} head {j}->{i}"
+                    );
+                }
+                let pair = to_vec(query(kind, Side::Tail, &one, &r).with(&one));
+                let want = reference(kind, ent_c(e), rel_c, ent_c(e));
+                assert!((pair[0] - want).abs() < 1e-4, "{kind:?} pair {i}");
+            }
+        }
+    }
+}

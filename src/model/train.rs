@@ -1,0 +1,488 @@
+//! The training loop: batches, negatives, losses, regularizers, sparse optimizer steps,
+//! validation MRR and early stopping.
+
+use super::ModelError;
+use super::config::{LossKind, ModelKind, Regime, Regularizer, TrainConfig};
+use super::eval::{Known, evaluate};
+use super::kge::{KgeModel, index, to_vec};
+use super::score::{Ent, Rel, Side, query};
+use crate::graph::Triple;
+use burn::tensor::activation::{log_sigmoid, log_softmax, softmax, softplus};
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rand::seq::{IndexedRandom, SliceRandom};
+use rustc_hash::FxHashMap;
+use std::time::Instant;
+
+/// What a model trains on, in dense graph ids.
+pub struct TrainSet<'a> {
+    pub num_entities: usize,
+    pub num_relations: usize,
+    pub train: &'a [Triple],
+    /// Validation triples for early stopping (may be empty).
+    pub valid: &'a [Triple],
+    /// Every known true triple (filter for validation ranks).
+    pub known: &'a Known,
+    /// Refuted triples: extra hard negatives.
+    pub refuted: &'a [Triple],
+}
+
+/// One epoch's report.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct EpochStats {
+    pub epoch: usize,
+    pub loss: f64,
+    pub valid_mrr: Option<f64>,
+    pub seconds: f64,
+}
+
+#[derive(Debug, Clone)]
+pub struct TrainOutcome {
+    pub model: KgeModel,
+    pub history: Vec<EpochStats>,
+    /// Epoch whose weights were kept (best validation MRR, or the last).
+    pub best_epoch: usize,
+    pub best_valid_mrr: Option<f64>,
+    pub stopped_early: bool,
+}
+
+/// Validation ranks at most this many triples, for speed on large graphs.
+const VALID_SAMPLE: usize = 2_000;
+
+/// Trains a model (from `warm` if given, grown to this graph) and returns the best weights.
+pub fn train(
+    config: &TrainConfig,
+    set: &TrainSet<'_>,
+    warm: Option<KgeModel>,
+    device: &Device,
+    on_epoch: &mut dyn FnMut(&EpochStats),
+) -> Result<TrainOutcome, ModelError> {
+    validate(config, set)?;
+    let mut rng = StdRng::seed_from_u64(config.seed);
+    let mut model = match warm {
+        Some(mut m) => {
+            if m.config.model != config.model
+                || m.config.dim != config.dim
+                || m.config.regime != config.regime
+            {
+                return Err(ModelError::Incompatible(format!(
+                    "warm start from a {:?} dim {} {:?} model into a {:?} dim {} {:?} one",
+                    m.config.model,
+                    m.config.dim,
+                    m.config.regime,
+                    config.model,
+                    config.dim,
+                    config.regime
+                )));
+            }
+            m.grow(set.num_entities, set.num_relations, &mut rng);
+            m.config = config.clone();
+            m
+        }
+        None => KgeModel::init(config, set.num_entities, set.num_relations, &mut rng),
+    };
+    let autodiff = device.clone().autodiff();
+    let valid: Vec<Triple> = if set.valid.len() > VALID_SAMPLE {
+        let mut v = set.valid.to_vec();
+        v.shuffle(&mut StdRng::seed_from_u64(config.seed ^ 0x5eed));
+        v.truncate(VALID_SAMPLE);
+        v
+    } else {
+        set.valid.to_vec()
+    };
+
+    let mut examples: Vec<(Triple, Side)> = match config.regime {
+        Regime::OneVsAll => set
+            .train
+            .iter()
+            .flat_map(|&t| {
+                let inv = Triple::new(t.tail, t.relation + set.num_relations as u32, t.head);
+                [(t, Side::Tail), (inv, Side::Tail)]
+            })
+            .collect(),
+        Regime::Negatives => set.train.iter().map(|&t| (t, Side::Tail)).collect(),
+    };
+    let mut history = Vec::new();
+    let mut best: Option<(f64, usize, KgeModel)> = None;
+    let mut since_best = 0;
+    let mut stopped_early = false;
+    let mut step = 0u64;
+    for epoch in 1..=config.epochs {
+        let started = Instant::now();
+        examples.shuffle(&mut rng);
+        let mut loss_sum = 0.0;
+        let mut batches = 0usize;
+        for batch in examples.chunks(config.batch_size) {
+            step += 1;
+            let loss = match config.regime {
+                Regime::OneVsAll => {
+                    one_vs_all_step(&mut model, batch, set, &autodiff, step, &mut rng)
+                }
+                Regime::Negatives => {
+                    negatives_step(&mut model, batch, set, &autodiff, step, &mut rng)
+                }
+            };
+            if !loss.is_finite() {
+                return Err(ModelError::Diverged { epoch, loss });
+            }
+            loss_sum += loss;
+            batches += 1;
+        }
+        let mut stats = EpochStats {
+            epoch,
+            loss: loss_sum / batches.max(1) as f64,
+            valid_mrr: None,
+            seconds: 0.0,
+        };
+        let validate_now = config.eval_every > 0
+            && !valid.is_empty()
+            && (epoch % config.eval_every == 0 || epoch == config.epochs);
+        if validate_now {
+            let scorer = model.scorer(device);
+            let mrr = evaluate(&scorer, &valid, set.known, 256).both.mrr;
+            stats.valid_mrr = Some(mrr);
+            if best.as_ref().is_none_or(|b| mrr > b.0) {
+                best = Some((mrr, epoch, model.clone()));
+                since_best = 0;
+            } else {
+                since_best += 1;
+            }
+        }
+        stats.seconds = started.elapsed().as_secs_f64();
+        on_epoch(&stats);
+        history.push(stats);
+        if config.patience > 0 && since_best >= config.patience {
+            stopped_early = epoch < config.epochs;
+            break;
+        }
+    }
+    let last_epoch = history.last().map_or(0, |s| s.epoch);
+    let (best_valid_mrr, best_epoch, model) = match best {
+        Some((mrr, epoch, m)) => (Some(mrr), epoch, m),
+        None => (None, last_epoch, model),
+    };
+    Ok(TrainOutcome {
+        model: KgeModel {
+            entities: model.entities.without_state(),
+            relations: model.relations.without_state(),
+            ..model
+        },
+        history,
+        best_epoch,
+        best_valid_mrr,
+        stopped_early,
+    })
+}
+
+fn validate(config: &TrainConfig, set: &TrainSet<'_>) -> Result<(), ModelError> {
+    if set.train.is_empty() || set.num_entities == 0 {
+        return Err(ModelError::EmptyGraph);
+    }
+    let bad = |what: &str| Err(ModelError::BadConfig(what.to_owned()));
+    if config.dim == 0 {
+        return bad("dim must be positive");
+    }
+    if config.batch_size == 0 {
+        return bad("batch_size must be positive");
+    }
+    if config.regime == Regime::Negatives && config.negatives == 0 {
+        return bad("negatives must be positive in the negatives regime");
+    }
+    if config.regime == Regime::OneVsAll && config.loss != LossKind::CrossEntropy {
+        return bad("the one-vs-all regime trains with the cross-entropy loss");
+    }
+    if !(0.0..1.0).contains(&config.label_smoothing) {
+        return bad("label_smoothing must be in [0, 1)");
+    }
+    let n = set.num_entities as u32;
+    let m = set.num_relations as u32;
+    for t in set.train.iter().chain(set.valid).chain(set.refuted) {
+        if t.head >= n || t.tail >= n || t.relation >= m {
+            return Err(ModelError::Incompatible(format!(
+                "triple {t:?} is outside {n} entities and {m} relations"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Distinct ids in first-seen order, and each input's position among them.
+fn localize(ids: impl Iterator<Item = u32>) -> (Vec<u32>, Vec<u32>) {
+    let mut map: FxHashMap<u32, u32> = FxHashMap::default();
+    let mut distinct = Vec::new();
+    let pos = ids
+        .map(|id| {
+            *map.entry(id).or_insert_with(|| {
+                distinct.push(id);
+                distinct.len() as u32 - 1
+            })
+        })
+        .collect();
+    (distinct, pos)
+}
+
+/// The regularization term over the factors a batch used.
+fn regularizer(
+    config: &TrainConfig,
+    factors: &[&Ent],
+    rel: Option<&Rel>,
+    batch: usize,
+) -> Option<Tensor<1>> {
+    let w = config.reg_weight;
+    if config.regularizer == Regularizer::None || w == 0.0 {
+        return None;
+    }
+    let norm = |re: &Tensor<2>, im: &Option<Tensor<2>>| -> Tensor<1> {
+        match config.regularizer {
+            Regularizer::L2 => {
+                let mut s = re.clone().powi_scalar(2).sum();
+                if let Some(im) = im {
+                    s = s + im.clone().powi_scalar(2).sum();
+                }
+                s
+            }
+            _ => {
+                // |z|^3 per complex coordinate (|x|^3 for real ones).
+                let sq = match im {
+                    Some(im) => re.clone().powi_scalar(2) + im.clone().powi_scalar(2),
+                    None => re.clone().powi_scalar(2),
+                };
+                sq.clamp_min(1e-12).sqrt().powi_scalar(3).sum()
+            }
+        }
+    };
+    let mut total = factors
+        .iter()
+        .map(|e| norm(&e.re, &e.im))
+        .reduce(|a, b| a + b)?;
+    if let Some(r) = rel {
+        // RotatE's relations are phases: nothing to shrink.
+        if config.model != ModelKind::Rotate {
+            total = total + norm(&r.re, &r.im);
+        }
+    }
+    Some(total * (w / batch as f64))
+}
+
+/// Applies the gradients of the leaves to the tables' rows.
+fn apply(
+    model: &mut KgeModel,
+    grads: &burn::tensor::Gradients,
+    ent_ids: &[u32],
+    ent: &Ent,
+    rel_ids: &[u32],
+    rel: &Rel,
+    step: u64,
+) {
+    let k = model.config.dim;
+    let (opt, lr) = (model.config.optimizer, model.config.lr as f32);
+    let grad = |t: &Tensor<2>| t.grad(grads).map(to_vec);
+    if let Some(g) = grad(&ent.re) {
+        model.entities.step(ent_ids, 0..k, &g, opt, lr, step);
+    }
+    if let Some(g) = ent.im.as_ref().and_then(grad) {
+        model.entities.step(ent_ids, k..2 * k, &g, opt, lr, step);
+    }
+    if let Some(g) = grad(&rel.re) {
+        model.relations.step(rel_ids, 0..k, &g, opt, lr, step);
+    }
+    if let Some(g) = rel.im.as_ref().and_then(grad) {
+        model.relations.step(rel_ids, k..2 * k, &g, opt, lr, step);
+    }
+}
+
+fn ids_tensor(pos: &[u32], device: &Device) -> Tensor<1, Int> {
+    index(pos, device)
+}
+
+/// A sample of refuted triples as extra negatives: softplus(score) pushes them down.
+fn refuted_sample(set: &TrainSet<'_>, n: usize, rng: &mut StdRng) -> Vec<Triple> {
+    if set.refuted.is_empty() {
+        return Vec::new();
+    }
+    set.refuted
+        .choose_multiple(rng, n.min(set.refuted.len()))
+        .copied()
+        .collect()
+}
+
+/// One-vs-all: every entity is a candidate tail; reciprocal relations cover heads.
+fn one_vs_all_step(
+    model: &mut KgeModel,
+    batch: &[(Triple, Side)],
+    set: &TrainSet<'_>,
+    device: &Device,
+    step: u64,
+    rng: &mut StdRng,
+) -> f64 {
+    let config = model.config.clone();
+    let b = batch.len();
+    let n = model.num_entities;
+    let refuted = refuted_sample(set, b / 4, rng);
+    let (rel_ids, rel_pos) = localize(
+        batch
+            .iter()
+            .map(|(t, _)| t.relation)
+            .chain(refuted.iter().map(|t| t.relation)),
+    );
+    let ent = model.ent(None, device, true);
+    let rel = model.rel(&rel_ids, device, true);
+    let heads: Vec<u32> = batch.iter().map(|(t, _)| t.head).collect();
+    let tails: Vec<u32> = batch.iter().map(|(t, _)| t.tail).collect();
+    let h = ent.select(&ids_tensor(&heads, device));
+    let t = ent.select(&ids_tensor(&tails, device));
+    let r = Rel {
+        re: rel.re.clone().select(0, ids_tensor(&rel_pos[..b], device)),
+        im: rel
+            .im
+            .clone()
+            .map(|im| im.select(0, ids_tensor(&rel_pos[..b], device))),
+    };
+    let scores = query(config.model, Side::Tail, &h, &r).against(&ent); // [b, n]
+    let logp = log_softmax(scores, 1);
+    let targets: Tensor<2, Int> = Tensor::from_data(
+        TensorData::new(
+            tails.iter().map(|&x| i64::from(x)).collect::<Vec<_>>(),
+            [b, 1],
+        ),
+        device,
+    );
+    let eps = config.label_smoothing;
+    let picked = logp.clone().gather(1, targets); // [b, 1]
+    let mut loss: Tensor<1> = -(picked.mean() * (1.0 - eps));
+    if eps > 0.0 {
+        loss = loss - logp.sum_dim(1).mean() * (eps / n as f64);
+    }
+    if let Some(reg) = regularizer(&config, &[&h, &t], Some(&r), b) {
+        loss = loss + reg;
+    }
+    if !refuted.is_empty() {
+        let pos = &rel_pos[b..];
+        let rh = ent.select(&ids_tensor(
+            &refuted.iter().map(|x| x.head).collect::<Vec<_>>(),
+            device,
+        ));
+        let rt = ent.select(&ids_tensor(
+            &refuted.iter().map(|x| x.tail).collect::<Vec<_>>(),
+            device,
+        ));
+        let rr = Rel {
+            re: rel.re.clone().select(0, ids_tensor(pos, device)),
+            im: rel
+                .im
+                .clone()
+                .map(|im| im.select(0, ids_tensor(pos, device))),
+        };
+        let s = query(config.model, Side::Tail, &rh, &rr).with(&rt);
+        loss = loss + softplus(s, 1.0).mean();
+    }
+    let value = f64::from(loss.clone().into_scalar::<f32>());
+    let grads = loss.backward();
+    let all: Vec<u32> = (0..n as u32).collect();
+    apply(model, &grads, &all, &ent, &rel_ids, &rel, step);
+    value
+}
+
+/// Negative sampling with negatives shared across the batch: the first half of the batch
+/// has its tails corrupted, the second half its heads.
+fn negatives_step(
+    model: &mut KgeModel,
+    batch: &[(Triple, Side)],
+    set: &TrainSet<'_>,
+    device: &Device,
+    step: u64,
+    rng: &mut StdRng,
+) -> f64 {
+    use rand::Rng;
+    let config = model.config.clone();
+    let b = batch.len();
+    let n = model.num_entities as u32;
+    let negs: Vec<u32> = (0..config.negatives)
+        .map(|_| rng.random_range(0..n))
+        .collect();
+    let refuted = refuted_sample(set, b / 4, rng);
+    let triples: Vec<Triple> = batch
+        .iter()
+        .map(|(t, _)| *t)
+        .chain(refuted.iter().copied())
+        .collect();
+    let (ent_ids, ent_pos) = localize(
+        triples
+            .iter()
+            .flat_map(|t| [t.head, t.tail])
+            .chain(negs.iter().copied()),
+    );
+    let (rel_ids, rel_pos) = localize(triples.iter().map(|t| t.relation));
+    let ent = model.ent(Some(&ent_ids), device, true);
+    let rel = model.rel(&rel_ids, device, true);
+    let pick_e = |from: usize, to: usize, which: usize| -> Ent {
+        let pos: Vec<u32> = (from..to).map(|i| ent_pos[2 * i + which]).collect();
+        ent.select(&ids_tensor(&pos, device))
+    };
+    let pick_r = |from: usize, to: usize| -> Rel {
+        let idx = ids_tensor(&rel_pos[from..to], device);
+        Rel {
+            re: rel.re.clone().select(0, idx.clone()),
+            im: rel.im.clone().map(|im| im.select(0, idx)),
+        }
+    };
+    let neg_pos: Vec<u32> = ent_pos[2 * triples.len()..].to_vec();
+    let neg = ent.select(&ids_tensor(&neg_pos, device));
+    let half = b.div_ceil(2);
+    let mut pos_scores = Vec::new();
+    let mut neg_scores = Vec::new();
+    let mut used: Vec<Ent> = Vec::new();
+    let mut used_rel: Vec<Rel> = Vec::new();
+    for (side, from, to) in [(Side::Tail, 0, half), (Side::Head, half, b)] {
+        if from == to {
+            continue;
+        }
+        let (h, r, t) = (pick_e(from, to, 0), pick_r(from, to), pick_e(from, to, 1));
+        let (given, target) = match side {
+            Side::Tail => (&h, &t),
+            Side::Head => (&t, &h),
+        };
+        let q = query(config.model, side, given, &r);
+        pos_scores.push(q.with(target));
+        neg_scores.push(q.against(&neg));
+        used.extend([h, t]);
+        used_rel.push(r);
+    }
+    let pos = Tensor::cat(pos_scores, 0); // [b, 1]
+    let negm = Tensor::cat(neg_scores, 0); // [b, N]
+    let mut loss: Tensor<1> = match config.loss {
+        LossKind::Softplus => softplus(-pos, 1.0).mean() + softplus(negm, 1.0).mean(),
+        LossKind::CrossEntropy => {
+            let logits = Tensor::cat(vec![pos, negm], 1);
+            -(log_softmax(logits, 1).narrow(1, 0, 1).mean())
+        }
+        LossKind::Adversarial => {
+            let g = config.margin;
+            let weights = softmax((negm.clone() + g) * config.adversarial_temperature, 1).detach();
+            let pos_term = -log_sigmoid(pos + g).mean();
+            let neg_term = -(log_sigmoid(-(negm + g)) * weights).sum_dim(1).mean();
+            (pos_term + neg_term) * 0.5
+        }
+    };
+    let rels: Vec<&Rel> = used_rel.iter().collect();
+    let factors: Vec<&Ent> = used.iter().collect();
+    if let Some(reg) = regularizer(&config, &factors, None, b) {
+        loss = loss + reg;
+    }
+    for r in rels {
+        if let Some(reg) = regularizer(&config, &[], Some(r), b) {
+            loss = loss + reg;
+        }
+    }
+    if !refuted.is_empty() {
+        let (from, to) = (b, triples.len());
+        let (h, r, t) = (pick_e(from, to, 0), pick_r(from, to), pick_e(from, to, 1));
+        let s = query(config.model, Side::Tail, &h, &r).with(&t);
+        loss = loss + softplus(s, 1.0).mean();
+    }
+    let value = f64::from(loss.clone().into_scalar::<f32>());
+    let grads = loss.backward();
+    apply(model, &grads, &ent_ids, &ent, &rel_ids, &rel, step);
+    value
+}
