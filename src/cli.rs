@@ -8,12 +8,13 @@ macro_rules! out {
 
 mod history;
 mod import;
+mod train;
 
 use crate::logging::{self, LogFormat};
 use crate::store::{OpenMode, Store, VersionRef};
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[derive(Debug, Parser)]
@@ -37,6 +38,9 @@ pub struct Cli {
     /// Log line format on stderr.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    /// Where checkpoints and training artifacts go (default: hypograph-data beside the database).
+    #[arg(long, global = true, env = "HYPOGRAPH_DATA")]
+    data_dir: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -56,6 +60,10 @@ enum Command {
     /// History of the graph: log, show, diff, export, revert, blame, verify.
     #[command(subcommand)]
     Graph(history::GraphCommand),
+    /// Train a link-prediction model on a graph version (warm-started from the last one).
+    Train(Box<train::TrainArgs>),
+    /// Filtered ranking metrics of a trained model on test triples.
+    Eval(train::EvalArgs),
 }
 
 /// Parses arguments, runs the command, prints any error, and returns the exit code.
@@ -83,6 +91,12 @@ pub fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let db = cli.db;
+    let data_dir = cli.data_dir.unwrap_or_else(|| {
+        db.parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+            .join("hypograph-data")
+    });
     let open = |mode| {
         let db = db.clone();
         async move {
@@ -106,6 +120,16 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Graph(cmd) => {
             let store = open(OpenMode::Existing).await?;
             let result = history::run(&store, cmd).await;
+            (store, result)
+        }
+        Command::Train(args) => {
+            let store = open(OpenMode::Existing).await?;
+            let result = train::train(&store, &data_dir, *args).await;
+            (store, result)
+        }
+        Command::Eval(args) => {
+            let store = open(OpenMode::Existing).await?;
+            let result = train::eval(&store, args).await;
             (store, result)
         }
     };

@@ -6,4 +6,5 @@ pub mod cli;
 pub mod graph;
 mod logging;
 pub mod model;
+pub mod plot;
 pub mod store;

@@ -1,6 +1,7 @@
 //! Link-prediction models trained with burn: the hypothesis generator. The only module that
 //! imports burn.
 
+pub mod checkpoint;
 pub mod config;
 pub mod eval;
 pub mod kge;

@@ -2,11 +2,13 @@
 //! migrations, the versioned edge table and everything read from or written to it.
 
 mod hash;
+mod models;
 mod read;
 mod scan;
 mod verify;
 mod write;
 
+pub use models::{ModelInfo, NewModel};
 pub use read::{BlameRow, Diff, Stats, VersionInfo};
 pub use verify::Verification;
 pub use write::{CommitSummary, ImportOptions, Outcome};
@@ -47,6 +49,8 @@ pub enum StoreError {
     UnknownEntity(String),
     #[error("unknown relation `{0}`")]
     UnknownRelation(String),
+    #[error("model {0} does not exist")]
+    UnknownModel(i64),
     #[error("the store is inconsistent: {0}")]
     Corrupt(String),
     #[error(transparent)]

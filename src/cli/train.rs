@@ -1,0 +1,424 @@
+//! `hypograph train` and `hypograph eval`: models on graph versions, checkpoints in the data
+//! directory, their records in the store.
+
+use crate::graph::{Graph, OnInvalid, Triple, tsv};
+use crate::model::checkpoint::{self, Vocab};
+use crate::model::{
+    self, EpochStats, Known, LossKind, ModelKind, OptimizerKind, Regime, Regularizer, TrainConfig,
+    TrainSet,
+};
+use crate::plot::{Panel, Series};
+use crate::store::{ModelInfo, NewModel, Store, VersionRef};
+use anyhow::{Context, bail};
+use burn::config::Config;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+#[derive(Debug, clap::Args)]
+pub struct TrainArgs {
+    /// Graph version to train on.
+    #[arg(long, default_value = "HEAD")]
+    version: VersionRef,
+    /// Start from a saved TrainConfig JSON (e.g. a checkpoint's config.json); flags override it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    #[arg(long, value_enum)]
+    model: Option<ModelKind>,
+    #[arg(long)]
+    dim: Option<usize>,
+    #[arg(long, value_enum)]
+    regime: Option<Regime>,
+    #[arg(long, value_enum)]
+    loss: Option<LossKind>,
+    #[arg(long)]
+    label_smoothing: Option<f64>,
+    #[arg(long)]
+    negatives: Option<usize>,
+    #[arg(long)]
+    margin: Option<f64>,
+    #[arg(long, value_enum)]
+    optimizer: Option<OptimizerKind>,
+    #[arg(long)]
+    lr: Option<f64>,
+    #[arg(long, value_enum)]
+    regularizer: Option<Regularizer>,
+    #[arg(long)]
+    reg_weight: Option<f64>,
+    #[arg(long)]
+    batch_size: Option<usize>,
+    #[arg(long)]
+    epochs: Option<usize>,
+    #[arg(long)]
+    eval_every: Option<usize>,
+    #[arg(long)]
+    patience: Option<usize>,
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Validation triples (head, relation, tail keys) for early stopping.
+    #[arg(long)]
+    valid: Option<PathBuf>,
+    /// Start from random weights even if a compatible checkpoint exists.
+    #[arg(long)]
+    cold: bool,
+    #[arg(long)]
+    json: bool,
+}
+
+impl TrainArgs {
+    fn config(&self) -> anyhow::Result<TrainConfig> {
+        let mut c = match &self.config {
+            Some(p) => {
+                TrainConfig::load(p).map_err(|e| anyhow::anyhow!("{}: {e:?}", p.display()))?
+            }
+            None => TrainConfig::new(),
+        };
+        macro_rules! set {
+            ($($field:ident),*) => { $( if let Some(v) = self.$field { c.$field = v; } )* };
+        }
+        set!(
+            model,
+            dim,
+            regime,
+            loss,
+            label_smoothing,
+            negatives,
+            margin,
+            optimizer,
+            lr
+        );
+        set!(
+            regularizer,
+            reg_weight,
+            batch_size,
+            epochs,
+            eval_every,
+            patience,
+            seed
+        );
+        if self.regime == Some(Regime::Negatives) && self.loss.is_none() && self.config.is_none() {
+            c.loss = LossKind::Softplus;
+        }
+        Ok(c)
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct EvalArgs {
+    /// Test triples (head, relation, tail keys).
+    #[arg(long)]
+    test: PathBuf,
+    /// Model id (default: the newest).
+    #[arg(long)]
+    model: Option<i64>,
+    /// More known triples to filter out of the ranking (the training graph, the checkpoint's
+    /// validation triples and the test triples always are).
+    #[arg(long)]
+    filter: Vec<PathBuf>,
+    #[arg(long)]
+    json: bool,
+}
+
+/// Triples of a file mapped to a graph's ids; lines naming unknown keys are counted.
+struct Mapped {
+    triples: Vec<Triple>,
+    unknown: usize,
+}
+
+fn map_file(path: &Path, graph: &Graph) -> anyhow::Result<Mapped> {
+    let batch = tsv::read_triples(path, OnInvalid::Fail)?;
+    let mut triples = Vec::with_capacity(batch.triples.len());
+    let mut unknown = 0;
+    for &[h, r, t] in &batch.triples {
+        let ids = (
+            graph.entity_id(&batch.entities[h as usize].key),
+            graph.relation_id(&batch.relations[r as usize]),
+            graph.entity_id(&batch.entities[t as usize].key),
+        );
+        match ids {
+            (Some(h), Some(r), Some(t)) => triples.push(Triple::new(h, r, t)),
+            _ => unknown += 1,
+        }
+    }
+    Ok(Mapped { triples, unknown })
+}
+
+fn keys_of(graph: &Graph, triples: &[Triple]) -> String {
+    triples
+        .iter()
+        .map(|t| {
+            format!(
+                "{}\t{}\t{}\n",
+                graph.entity_key(t.head),
+                graph.relation_key(t.relation),
+                graph.entity_key(t.tail)
+            )
+        })
+        .collect()
+}
+
+/// Loads a recorded checkpoint and checks that it belongs to `vocab`'s graph.
+pub fn load_checkpoint(info: &ModelInfo, vocab: &Vocab) -> anyhow::Result<model::KgeModel> {
+    let (m, saved) = checkpoint::load(Path::new(&info.path), Some(&info.checksum))?;
+    saved
+        .check_prefix_of(vocab)
+        .map_err(|why| anyhow::anyhow!("model {} was trained on another graph: {why}", info.id))?;
+    Ok(m)
+}
+
+pub async fn train(store: &Store, data_dir: &Path, args: TrainArgs) -> anyhow::Result<ExitCode> {
+    let config = args.config()?;
+    let v = store.resolve(args.version).await?;
+    let graph = store.load_graph(v).await?;
+    let vocab = Vocab::of(&graph);
+    let train_triples = graph.triples().to_vec();
+    let valid = match &args.valid {
+        Some(p) => map_file(p, &graph)?,
+        None => Mapped {
+            triples: Vec::new(),
+            unknown: 0,
+        },
+    };
+    if valid.unknown > 0 {
+        tracing::warn!(
+            skipped = valid.unknown,
+            "validation triples naming unknown keys were skipped"
+        );
+    }
+    let mut refuted = Vec::new();
+    for [h, r, t] in store.refuted(v).await? {
+        if let (Some(h), Some(r), Some(t)) = (
+            graph.entity_id(&h),
+            graph.relation_id(&r),
+            graph.entity_id(&t),
+        ) {
+            refuted.push(Triple::new(h, r, t));
+        }
+    }
+    let known = Known::new(&[&train_triples, &valid.triples]);
+
+    let mut warm = None;
+    if !args.cold {
+        if let Some(info) = store.latest_model().await? {
+            let saved: TrainConfig = serde_json::from_value(info.config.clone())?;
+            if saved.model == config.model
+                && saved.dim == config.dim
+                && saved.regime == config.regime
+            {
+                let m = load_checkpoint(&info, &vocab)?;
+                tracing::info!(model = info.id, "warm start");
+                warm = Some((info.id, m));
+            }
+        }
+    }
+    let warm_from = warm.as_ref().map(|w| w.0);
+    let set = TrainSet {
+        num_entities: graph.num_entities(),
+        num_relations: graph.num_relations(),
+        train: &train_triples,
+        valid: &valid.triples,
+        known: &known,
+        refuted: &refuted,
+    };
+    let bar = indicatif::ProgressBar::new(config.epochs as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} epoch {pos}/{len} [{bar:30}] {msg} eta {eta}",
+        )?
+        .progress_chars("=> "),
+    );
+    let mut last_mrr = None;
+    let started = Instant::now();
+    let device = model::default_device();
+    let outcome = model::train(
+        &config,
+        &set,
+        warm.map(|w| w.1),
+        &device,
+        &mut |s: &EpochStats| {
+            if s.valid_mrr.is_some() {
+                last_mrr = s.valid_mrr;
+            }
+            bar.set_message(format!(
+                "loss {:.4}{}",
+                s.loss,
+                last_mrr
+                    .map(|m| format!(" valid MRR {m:.3}"))
+                    .unwrap_or_default()
+            ));
+            bar.inc(1);
+        },
+    )?;
+    bar.finish_and_clear();
+    let seconds = started.elapsed().as_secs_f64();
+
+    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ");
+    let dir = data_dir
+        .join("models")
+        .join(format!("v{v}-{}-{stamp}", kind_name(config.model)));
+    let checksum = checkpoint::save(&outcome.model, &vocab, &dir)?;
+    write_curve(&dir, &outcome.history)?;
+    std::fs::write(dir.join("valid.tsv"), keys_of(&graph, &valid.triples))?;
+    let metrics = serde_json::json!({
+        "best_epoch": outcome.best_epoch,
+        "best_valid_mrr": outcome.best_valid_mrr,
+        "epochs_run": outcome.history.len(),
+        "stopped_early": outcome.stopped_early,
+        "seconds": seconds,
+        "train_triples": train_triples.len(),
+        "valid_triples": valid.triples.len(),
+        "valid_skipped": valid.unknown,
+        "refuted_negatives": refuted.len(),
+    });
+    let path = std::fs::canonicalize(&dir).unwrap_or(dir.clone());
+    let config_json = serde_json::to_value(&config)?;
+    let id = store
+        .record_model(&NewModel {
+            graph_version: v,
+            parent_id: warm_from,
+            kind: kind_name(config.model),
+            config: &config_json,
+            path: &path.display().to_string(),
+            checksum: &checksum,
+            metrics: &metrics,
+        })
+        .await?;
+    if args.json {
+        out!("{}", serde_json::to_string_pretty(&store.model(id).await?)?);
+    } else {
+        out!(
+            "model {id}: {} dim {} on version {v}, {} epochs in {seconds:.1}s{}{}",
+            kind_name(config.model),
+            config.dim,
+            outcome.history.len(),
+            outcome
+                .best_valid_mrr
+                .map(|m| format!(", best valid MRR {m:.4} at epoch {}", outcome.best_epoch))
+                .unwrap_or_default(),
+            warm_from
+                .map(|w| format!(", warm from model {w}"))
+                .unwrap_or_default()
+        );
+        out!("checkpoint {}", path.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn kind_name(k: ModelKind) -> &'static str {
+    match k {
+        ModelKind::Complex => "complex",
+        ModelKind::Distmult => "distmult",
+        ModelKind::Rotate => "rotate",
+    }
+}
+
+/// The training curve as CSV and as an SVG plot beside the checkpoint.
+fn write_curve(dir: &Path, history: &[EpochStats]) -> anyhow::Result<()> {
+    let mut csv = String::from("epoch,loss,valid_mrr,seconds\n");
+    for s in history {
+        csv.push_str(&format!(
+            "{},{},{},{}\n",
+            s.epoch,
+            s.loss,
+            s.valid_mrr.map(|m| m.to_string()).unwrap_or_default(),
+            s.seconds
+        ));
+    }
+    std::fs::write(dir.join("curve.csv"), csv)?;
+    let loss = Panel {
+        title: "training loss".into(),
+        x_label: "epoch".into(),
+        y_label: "loss".into(),
+        series: vec![Series {
+            name: "loss".into(),
+            points: history.iter().map(|s| (s.epoch as f64, s.loss)).collect(),
+            markers: false,
+        }],
+        y_range: None,
+    };
+    let mrr = Panel {
+        title: "validation MRR (filtered)".into(),
+        x_label: "epoch".into(),
+        y_label: "MRR".into(),
+        series: vec![Series {
+            name: "valid MRR".into(),
+            points: history
+                .iter()
+                .filter_map(|s| s.valid_mrr.map(|m| (s.epoch as f64, m)))
+                .collect(),
+            markers: true,
+        }],
+        y_range: Some((0.0, 1.0)),
+    };
+    std::fs::write(dir.join("curve.svg"), crate::plot::svg(&[loss, mrr]))?;
+    Ok(())
+}
+
+pub async fn eval(store: &Store, args: EvalArgs) -> anyhow::Result<ExitCode> {
+    let info = match args.model {
+        Some(id) => store.model(id).await?,
+        None => match store.latest_model().await? {
+            Some(m) => m,
+            None => bail!("no trained model yet: run `hypograph train` first"),
+        },
+    };
+    let graph = store.load_graph(info.graph_version).await?;
+    let vocab = Vocab::of(&graph);
+    let m = load_checkpoint(&info, &vocab)?;
+    let test = map_file(&args.test, &graph)?;
+    let mut filter_sets = vec![graph.triples().to_vec(), test.triples.clone()];
+    let valid_path = Path::new(&info.path).join("valid.tsv");
+    if valid_path.is_file() {
+        filter_sets.push(map_file(&valid_path, &graph)?.triples);
+    }
+    for f in &args.filter {
+        filter_sets.push(
+            map_file(f, &graph)
+                .with_context(|| format!("filter file {}", f.display()))?
+                .triples,
+        );
+    }
+    let refs: Vec<&[Triple]> = filter_sets.iter().map(Vec::as_slice).collect();
+    let known = Known::new(&refs);
+    let device = model::default_device();
+    let scorer = m.scorer(&device);
+    let metrics = model::evaluate(&scorer, &test.triples, &known, 256);
+    if args.json {
+        let out = serde_json::json!({
+            "model": info.id,
+            "graph_version": info.graph_version,
+            "test_triples": test.triples.len(),
+            "skipped_unknown": test.unknown,
+            "metrics": metrics,
+        });
+        out!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    out!(
+        "model {} on {}: {} test triples{}",
+        info.id,
+        args.test.display(),
+        test.triples.len(),
+        if test.unknown > 0 {
+            format!(" ({} skipped: unknown entity or relation)", test.unknown)
+        } else {
+            String::new()
+        }
+    );
+    out!("side    MRR     H@1     H@3     H@10    mean rank");
+    for (name, s) in [
+        ("both", metrics.both),
+        ("head", metrics.head),
+        ("tail", metrics.tail),
+    ] {
+        out!(
+            "{name:<6}  {:.4}  {:.4}  {:.4}  {:.4}  {:.1}",
+            s.mrr,
+            s.hits_at_1,
+            s.hits_at_3,
+            s.hits_at_10,
+            s.mean_rank
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

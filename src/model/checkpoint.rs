@@ -1,0 +1,184 @@
+//! Checkpoints: the weights as a burn record (burnpack), the `TrainConfig` beside them, and
+//! the entity/relation keys they were trained on, so a checkpoint can be refused for another
+//! graph and grown for a newer version of the same one.
+
+use super::config::TrainConfig;
+use super::kge::{KgeModel, relation_rows, widths};
+use super::tables::Table;
+use burn::config::Config;
+use burn::module::{Module, Param};
+use burn::tensor::{Device, Tensor, TensorData};
+use std::path::{Path, PathBuf};
+
+const WEIGHTS: &str = "weights.bpk";
+const CONFIG: &str = "config.json";
+const VOCAB: &str = "vocab.json";
+
+/// The weights as a burn module, the unit burn records.
+#[derive(Module, Debug)]
+pub struct KgeWeights {
+    pub entities: Param<Tensor<2>>,
+    pub relations: Param<Tensor<2>>,
+}
+
+/// The keys behind the dense ids a checkpoint was trained on.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Vocab {
+    pub entities: Vec<String>,
+    pub relations: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("checkpoint {} is corrupted: {reason}", path.display())]
+    Corrupt { path: PathBuf, reason: String },
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CheckpointError + '_ {
+    move |source| CheckpointError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+fn corrupt(path: &Path, reason: impl std::fmt::Display) -> CheckpointError {
+    CheckpointError::Corrupt {
+        path: path.to_owned(),
+        reason: reason.to_string(),
+    }
+}
+
+/// Writes the checkpoint into `dir` and returns the blake3 checksum of its weights file.
+pub fn save(model: &KgeModel, vocab: &Vocab, dir: &Path) -> Result<String, CheckpointError> {
+    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    let device = Device::flex();
+    let table =
+        |t: &Table| Param::from_data(TensorData::new(t.data.clone(), [t.rows, t.width]), &device);
+    let weights = KgeWeights {
+        entities: table(&model.entities),
+        relations: table(&model.relations),
+    };
+    let path = dir.join(WEIGHTS);
+    weights
+        .save_file(&path)
+        .map_err(|e| corrupt(&path, format!("writing weights: {e:?}")))?;
+    let config = dir.join(CONFIG);
+    model.config.save(&config).map_err(io(&config))?;
+    let vocab_path = dir.join(VOCAB);
+    let text = serde_json::to_vec(vocab).map_err(|e| corrupt(&vocab_path, e))?;
+    std::fs::write(&vocab_path, text).map_err(io(&vocab_path))?;
+    checksum(&path)
+}
+
+/// blake3 of a checkpoint's weights file.
+pub fn checksum(weights: &Path) -> Result<String, CheckpointError> {
+    let mut h = blake3::Hasher::new();
+    let f = std::fs::File::open(weights).map_err(io(weights))?;
+    h.update_reader(f).map_err(io(weights))?;
+    Ok(h.finalize().to_hex().to_string())
+}
+
+/// Loads a checkpoint, refusing it if its weights do not match `expected_checksum`.
+pub fn load(
+    dir: &Path,
+    expected_checksum: Option<&str>,
+) -> Result<(KgeModel, Vocab), CheckpointError> {
+    let weights_path = dir.join(WEIGHTS);
+    if let Some(want) = expected_checksum {
+        let got = checksum(&weights_path)?;
+        if got != want {
+            return Err(corrupt(
+                &weights_path,
+                format!("checksum {got} does not match the recorded {want}"),
+            ));
+        }
+    }
+    let config_path = dir.join(CONFIG);
+    let config =
+        TrainConfig::load(&config_path).map_err(|e| corrupt(&config_path, format!("{e:?}")))?;
+    let vocab_path = dir.join(VOCAB);
+    let vocab: Vocab =
+        serde_json::from_slice(&std::fs::read(&vocab_path).map_err(io(&vocab_path))?)
+            .map_err(|e| corrupt(&vocab_path, e))?;
+    let (ew, rw) = widths(&config);
+    let (n, m) = (vocab.entities.len(), vocab.relations.len());
+    let rel_rows = relation_rows(&config, m);
+    let device = Device::flex();
+    let empty = KgeWeights {
+        entities: Param::from_data(TensorData::new(vec![0f32; n * ew], [n, ew]), &device),
+        relations: Param::from_data(
+            TensorData::new(vec![0f32; rel_rows * rw], [rel_rows, rw]),
+            &device,
+        ),
+    };
+    let weights = empty
+        .try_load_file(&weights_path)
+        .map_err(|e| corrupt(&weights_path, format!("{e:?}")))?;
+    let data = |p: Param<Tensor<2>>, rows: usize, width: usize| -> Result<Table, CheckpointError> {
+        let t = p.val();
+        let dims = t.dims();
+        if dims != [rows, width] {
+            return Err(corrupt(
+                &weights_path,
+                format!("a table is {dims:?}, the config and vocabulary say [{rows}, {width}]"),
+            ));
+        }
+        let v = t
+            .into_data()
+            .convert::<f32>()
+            .try_into_vec::<f32>()
+            .map_err(|e| corrupt(&weights_path, format!("{e:?}")))?;
+        Ok(Table::from_data(rows, width, v))
+    };
+    let model = KgeModel {
+        entities: data(weights.entities, n, ew)?,
+        relations: data(weights.relations, rel_rows, rw)?,
+        config,
+        num_entities: n,
+        num_relations: m,
+    };
+    Ok((model, vocab))
+}
+
+impl Vocab {
+    /// The keys of a graph, in dense id order.
+    pub fn of(graph: &crate::graph::Graph) -> Self {
+        Self {
+            entities: (0..graph.num_entities() as u32)
+                .map(|i| graph.entity_key(i).to_owned())
+                .collect(),
+            relations: (0..graph.num_relations() as u32)
+                .map(|i| graph.relation_key(i).to_owned())
+                .collect(),
+        }
+    }
+
+    /// A checkpoint applies to a graph whose ids extend its own: same keys at the same ids,
+    /// possibly more after them (a newer version of the same graph).
+    pub fn check_prefix_of(&self, newer: &Vocab) -> Result<(), String> {
+        for (what, old, new) in [
+            ("entity", &self.entities, &newer.entities),
+            ("relation", &self.relations, &newer.relations),
+        ] {
+            if old.len() > new.len() {
+                return Err(format!(
+                    "it knows {} {what} keys, this graph only {}",
+                    old.len(),
+                    new.len()
+                ));
+            }
+            if let Some(i) = old.iter().zip(new.iter()).position(|(a, b)| a != b) {
+                return Err(format!(
+                    "{what} {i} is `{}` in the checkpoint and `{}` in this graph",
+                    old[i], new[i]
+                ));
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,96 @@
+//! The registry of trained models and the reads training needs (refuted triples).
+
+use super::{Result, Store, StoreError};
+use serde::Serialize;
+
+/// A model checkpoint as recorded in the store.
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct ModelInfo {
+    pub id: i64,
+    pub graph_version: i64,
+    pub parent_id: Option<i64>,
+    pub kind: String,
+    #[sqlx(json)]
+    pub config: serde_json::Value,
+    pub path: String,
+    pub checksum: String,
+    #[sqlx(json)]
+    pub metrics: serde_json::Value,
+    pub created_at: String,
+}
+
+/// What to record about a new checkpoint.
+#[derive(Debug, Clone)]
+pub struct NewModel<'a> {
+    pub graph_version: i64,
+    pub parent_id: Option<i64>,
+    pub kind: &'a str,
+    pub config: &'a serde_json::Value,
+    pub path: &'a str,
+    pub checksum: &'a str,
+    pub metrics: &'a serde_json::Value,
+}
+
+const COLUMNS: &str =
+    "id, graph_version, parent_id, kind, config, path, checksum, metrics, created_at";
+
+impl Store {
+    pub async fn record_model(&self, m: &NewModel<'_>) -> Result<i64> {
+        let created_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        let id = sqlx::query_scalar(
+            "INSERT INTO models (graph_version, parent_id, kind, config, path, checksum, metrics, created_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(m.graph_version)
+        .bind(m.parent_id)
+        .bind(m.kind)
+        .bind(m.config.to_string())
+        .bind(m.path)
+        .bind(m.checksum)
+        .bind(m.metrics.to_string())
+        .bind(created_at)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(id)
+    }
+
+    pub async fn model(&self, id: i64) -> Result<ModelInfo> {
+        let row: Option<ModelInfo> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM models WHERE id = ?"
+        )))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.ok_or(StoreError::UnknownModel(id))
+    }
+
+    /// The newest model, if any.
+    pub async fn latest_model(&self) -> Result<Option<ModelInfo>> {
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM models ORDER BY id DESC LIMIT 1"
+        )))
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    pub async fn models(&self) -> Result<Vec<ModelInfo>> {
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM models ORDER BY id DESC"
+        )))
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Refuted triples recorded at or before version `v`, as keys.
+    pub async fn refuted(&self, v: i64) -> Result<Vec<[String; 3]>> {
+        let rows: Vec<(String, String, String)> = sqlx::query_as(
+            "SELECT h.key, r.key, t.key FROM refutations f \
+             JOIN entities h ON h.id = f.head JOIN relations r ON r.id = f.relation \
+             JOIN entities t ON t.id = f.tail WHERE f.version <= ? ORDER BY f.rowid",
+        )
+        .bind(v)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(|(h, r, t)| [h, r, t]).collect())
+    }
+}
