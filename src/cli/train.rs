@@ -198,17 +198,18 @@ pub async fn train(store: &Store, data_dir: &Path, args: TrainArgs) -> anyhow::R
     let known = Known::new(&[&train_triples, &valid.triples]);
 
     let mut warm = None;
-    if !args.cold {
-        if let Some(info) = store.latest_model().await? {
-            let saved: TrainConfig = serde_json::from_value(info.config.clone())?;
-            if saved.model == config.model
-                && saved.dim == config.dim
-                && saved.regime == config.regime
-            {
-                let m = load_checkpoint(&info, &vocab)?;
-                tracing::info!(model = info.id, "warm start");
-                warm = Some((info.id, m));
-            }
+    let latest = if args.cold {
+        None
+    } else {
+        store.latest_model().await?
+    };
+    // Warm start from the newest checkpoint when its shape fits this config.
+    if let Some(info) = latest {
+        let saved: TrainConfig = serde_json::from_value(info.config.clone())?;
+        if saved.model == config.model && saved.dim == config.dim && saved.regime == config.regime {
+            let m = load_checkpoint(&info, &vocab)?;
+            tracing::info!(model = info.id, "warm start");
+            warm = Some((info.id, m));
         }
     }
     let warm_from = warm.as_ref().map(|w| w.0);

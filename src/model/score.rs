@@ -160,7 +160,7 @@ mod tests {
     }
 
     fn to_vec(x: Tensor<2>) -> Vec<f32> {
-        x.into_data().to_vec::<f32>().expect("f32 data")
+        x.into_data().try_to_vec::<f32>().expect("f32 data")
     }
 
     /// Reference scores in plain complex arithmetic.

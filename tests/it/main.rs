@@ -3,6 +3,8 @@
 mod bad_input;
 mod history;
 mod import;
+mod model;
 mod replay;
 mod store_api;
 mod support;
+mod train_cli;

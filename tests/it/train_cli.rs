@@ -1,0 +1,144 @@
+//! `hypograph train` and `hypograph eval` through the binary.
+
+use crate::support::{Env, data};
+
+fn trained() -> Env {
+    let env = Env::new();
+    env.ok(&["import", data("umls/train.txt").to_str().expect("path")]);
+    let out = env.ok(&[
+        "train",
+        "--epochs",
+        "8",
+        "--dim",
+        "32",
+        "--eval-every",
+        "4",
+        "--valid",
+        data("umls/valid.txt").to_str().expect("path"),
+    ]);
+    assert!(
+        out.starts_with("model 1: complex dim 32 on version 1, 8 epochs"),
+        "{out}"
+    );
+    env
+}
+
+#[test]
+fn train_then_eval_umls() {
+    let env = trained();
+    let models = env.dir.path().join("hypograph-data/models");
+    let dir = std::fs::read_dir(&models)
+        .expect("models dir")
+        .next()
+        .expect("one")
+        .expect("entry")
+        .path();
+    for f in [
+        "weights.bpk",
+        "config.json",
+        "vocab.json",
+        "curve.csv",
+        "curve.svg",
+        "valid.tsv",
+    ] {
+        assert!(dir.join(f).is_file(), "{f} missing");
+    }
+    let csv = std::fs::read_to_string(dir.join("curve.csv")).expect("csv");
+    assert_eq!(csv.lines().count(), 9, "{csv}");
+    assert!(
+        csv.lines()
+            .nth(4)
+            .is_some_and(|l| l.split(',').nth(2).is_some_and(|m| !m.is_empty()))
+    );
+
+    let report = env.json(&[
+        "eval",
+        "--test",
+        data("umls/test.txt").to_str().expect("path"),
+    ]);
+    assert_eq!(report["metrics"]["both"]["count"], 2 * 661);
+    let mrr = report["metrics"]["both"]["mrr"].as_f64().expect("mrr");
+    assert!(
+        mrr > 0.5,
+        "8 epochs of ComplEx should be far above random (0.04): {mrr}"
+    );
+    assert_eq!(report["skipped_unknown"], 0);
+}
+
+#[test]
+fn eval_skips_and_counts_unknown_entities() {
+    let env = trained();
+    let test = env.write(
+        "t.tsv",
+        "cell\tlocation_of\tcell\nnot_an_entity\tisa\tcell\ncell\tnot_a_relation\tcell\n",
+    );
+    let report = env.json(&["eval", "--test", test.to_str().expect("path")]);
+    assert_eq!(report["test_triples"], 1);
+    assert_eq!(report["skipped_unknown"], 2);
+}
+
+#[test]
+fn second_training_warm_starts_and_cold_does_not() {
+    let env = trained();
+    let extra = env.write("extra.tsv", "new_entity\tisa\tcell\n");
+    env.ok(&["import", extra.to_str().expect("path")]);
+    let warm = env.json(&["train", "--epochs", "1", "--dim", "32"]);
+    assert_eq!(warm["parent_id"], 1);
+    assert_eq!(warm["graph_version"], 2);
+    let cold = env.json(&["train", "--epochs", "1", "--dim", "32", "--cold"]);
+    assert!(cold["parent_id"].is_null());
+    // A different dimension cannot grow from the old checkpoint: trained from scratch.
+    let other = env.json(&["train", "--epochs", "1", "--dim", "16"]);
+    assert!(other["parent_id"].is_null());
+}
+
+#[test]
+fn corrupted_or_foreign_checkpoints_are_refused() {
+    let env = trained();
+    let test = data("umls/test.txt");
+    let models = env.dir.path().join("hypograph-data/models");
+    let dir = std::fs::read_dir(&models)
+        .expect("models dir")
+        .next()
+        .expect("one")
+        .expect("entry")
+        .path();
+    let weights = dir.join("weights.bpk");
+    let mut bytes = std::fs::read(&weights).expect("read");
+    bytes[100] ^= 1;
+    std::fs::write(&weights, bytes).expect("write");
+    let err = env.fail(&["eval", "--test", test.to_str().expect("path")]);
+    assert!(err.contains("is corrupted: checksum"), "{err}");
+
+    // A checkpoint trained on another graph.
+    let other = Env::new();
+    let f = other.write("g.tsv", "a\tr\tb\nb\tr\tc\n");
+    other.ok(&["import", f.to_str().expect("path")]);
+    other.ok(&["train", "--epochs", "1", "--dim", "8"]);
+    let foreign = other.dir.path().join("hypograph-data/models");
+    let foreign = std::fs::read_dir(&foreign)
+        .expect("dir")
+        .next()
+        .expect("one")
+        .expect("entry")
+        .path();
+    let sum = hypograph::model::checkpoint::checksum(&foreign.join("weights.bpk")).expect("sum");
+    env.sql(&format!(
+        "UPDATE models SET path = '{}', checksum = '{sum}'",
+        foreign.display()
+    ));
+    let err = env.fail(&["eval", "--test", test.to_str().expect("path")]);
+    assert!(err.contains("was trained on another graph"), "{err}");
+}
+
+#[test]
+fn training_needs_a_graph() {
+    let env = Env::new();
+    let f = env.write("a.tsv", "a\tr\tb\n");
+    env.ok(&["import", f.to_str().expect("path")]);
+    env.ok(&["graph", "revert", "1"]);
+    let err = env.fail(&["train", "--epochs", "1"]);
+    assert!(err.contains("no triples to train on"), "{err}");
+    let err = env.fail(&["eval", "--test", f.to_str().expect("path")]);
+    assert!(err.contains("no trained model yet"), "{err}");
+}
