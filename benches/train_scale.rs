@@ -5,23 +5,30 @@
 //! (`SYNTH_DIR`, `EPOCHS`, `BATCH`, `NEGATIVES` adjust it).
 
 use hypograph::graph::{OnInvalid, Triple, tsv};
-use hypograph::model::{self, Known, LossKind, OptimizerKind, Regime, Regularizer, TrainConfig, TrainSet};
+use hypograph::model::{
+    self, Known, LossKind, OptimizerKind, Regime, Regularizer, TrainConfig, TrainSet,
+};
 use std::time::Instant;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn env(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn peak_rss_gib() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|n| n.parse::<f64>().ok()))
+            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .and_then(|n| n.parse::<f64>().ok())
+            })
         })
         .map_or(f64::NAN, |kib| kib / (1024.0 * 1024.0))
 }
@@ -29,11 +36,22 @@ fn peak_rss_gib() -> f64 {
 fn main() -> anyhow::Result<()> {
     let dir = std::env::var("SYNTH_DIR").unwrap_or_else(|_| "target/synth1".into());
     let path = std::path::Path::new(&dir).join("triples.tsv");
-    anyhow::ensure!(path.is_file(), "{} not found: run synth_kg.py first", path.display());
+    anyhow::ensure!(
+        path.is_file(),
+        "{} not found: run synth_kg.py first",
+        path.display()
+    );
     let batch = tsv::read_triples(&path, OnInvalid::Fail)?;
-    let train: Vec<Triple> = batch.triples.iter().map(|&[h, r, t]| Triple::new(h, r, t)).collect();
+    let train: Vec<Triple> = batch
+        .triples
+        .iter()
+        .map(|&[h, r, t]| Triple::new(h, r, t))
+        .collect();
     let (n, m) = (batch.entities.len(), batch.relations.len());
-    println!("graph: {n} entities, {m} relations, {} triples", train.len());
+    println!(
+        "graph: {n} entities, {m} relations, {} triples",
+        train.len()
+    );
     let config = TrainConfig::new()
         .with_dim(128)
         .with_regime(Regime::Negatives)
@@ -47,7 +65,14 @@ fn main() -> anyhow::Result<()> {
         .with_eval_every(0)
         .with_patience(0);
     let known = Known::new(&[&train]);
-    let set = TrainSet { num_entities: n, num_relations: m, train: &train, valid: &[], known: &known, refuted: &[] };
+    let set = TrainSet {
+        num_entities: n,
+        num_relations: m,
+        train: &train,
+        valid: &[],
+        known: &known,
+        refuted: &[],
+    };
     let device = model::default_device();
     let started = Instant::now();
     let out = model::train(&config, &set, None, &device, &mut |s| {

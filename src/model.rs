@@ -1,8 +1,10 @@
 //! Link-prediction models trained with burn: the hypothesis generator. The only module that
 //! imports burn.
 
+pub mod calibrate;
 pub mod checkpoint;
 pub mod config;
+pub mod ensemble;
 pub mod eval;
 pub mod kge;
 mod score;
@@ -10,7 +12,8 @@ pub mod tables;
 pub mod train;
 
 pub use config::{LossKind, ModelKind, OptimizerKind, Regime, Regularizer, TrainConfig};
-pub use eval::{Known, Metrics, SideMetrics, evaluate};
+pub use ensemble::{Ensemble, Prediction, mutual_information};
+pub use eval::{Known, Metrics, RankScorer, SideMetrics, evaluate};
 pub use kge::{KgeModel, Scorer};
 pub use train::{EpochStats, TrainOutcome, TrainSet, train};
 

@@ -2,6 +2,8 @@
 //! directory, their records in the store.
 
 use crate::graph::{Graph, OnInvalid, Triple, tsv};
+use crate::model::Ensemble;
+use crate::model::calibrate::{self, Method};
 use crate::model::checkpoint::{self, Vocab};
 use crate::model::{
     self, EpochStats, Known, LossKind, ModelKind, OptimizerKind, Regime, Regularizer, TrainConfig,
@@ -61,6 +63,12 @@ pub struct TrainArgs {
     /// Start from random weights even if a compatible checkpoint exists.
     #[arg(long)]
     cold: bool,
+    /// Ensemble members (different seeds, bootstrap samples of the training triples).
+    #[arg(long, default_value_t = 1)]
+    ensemble: usize,
+    /// How scores become probabilities, fitted on half the validation triples.
+    #[arg(long, value_enum, default_value_t = Method::Platt)]
+    calibration: Method,
     #[arg(long)]
     json: bool,
 }
@@ -115,6 +123,9 @@ pub struct EvalArgs {
     /// validation triples and the test triples always are).
     #[arg(long)]
     filter: Vec<PathBuf>,
+    /// Write a reliability diagram of the test triples (against as many sampled negatives).
+    #[arg(long)]
+    reliability: Option<PathBuf>,
     #[arg(long)]
     json: bool,
 }
@@ -157,13 +168,13 @@ fn keys_of(graph: &Graph, triples: &[Triple]) -> String {
         .collect()
 }
 
-/// Loads a recorded checkpoint and checks that it belongs to `vocab`'s graph.
-pub fn load_checkpoint(info: &ModelInfo, vocab: &Vocab) -> anyhow::Result<model::KgeModel> {
-    let (m, saved) = checkpoint::load(Path::new(&info.path), Some(&info.checksum))?;
+/// Loads a recorded model and checks that it belongs to `vocab`'s graph.
+pub fn load_model(info: &ModelInfo, vocab: &Vocab) -> anyhow::Result<Ensemble> {
+    let (e, saved) = checkpoint::load_ensemble(Path::new(&info.path), Some(&info.checksum))?;
     saved
         .check_prefix_of(vocab)
         .map_err(|why| anyhow::anyhow!("model {} was trained on another graph: {why}", info.id))?;
-    Ok(m)
+    Ok(e)
 }
 
 pub async fn train(store: &Store, data_dir: &Path, args: TrainArgs) -> anyhow::Result<ExitCode> {
@@ -197,22 +208,23 @@ pub async fn train(store: &Store, data_dir: &Path, args: TrainArgs) -> anyhow::R
     }
     let known = Known::new(&[&train_triples, &valid.triples]);
 
-    let mut warm = None;
+    // Warm start from the newest model when its shape fits this config.
     let latest = if args.cold {
         None
     } else {
         store.latest_model().await?
     };
-    // Warm start from the newest checkpoint when its shape fits this config.
+    let mut warm: Vec<Option<model::KgeModel>> = Vec::new();
+    let mut warm_from = None;
     if let Some(info) = latest {
         let saved: TrainConfig = serde_json::from_value(info.config.clone())?;
         if saved.model == config.model && saved.dim == config.dim && saved.regime == config.regime {
-            let m = load_checkpoint(&info, &vocab)?;
+            let e = load_model(&info, &vocab)?;
             tracing::info!(model = info.id, "warm start");
-            warm = Some((info.id, m));
+            warm = e.members.into_iter().map(|m| Some(m.model)).collect();
+            warm_from = Some(info.id);
         }
     }
-    let warm_from = warm.as_ref().map(|w| w.0);
     let set = TrainSet {
         num_entities: graph.num_entities(),
         num_relations: graph.num_relations(),
@@ -221,24 +233,29 @@ pub async fn train(store: &Store, data_dir: &Path, args: TrainArgs) -> anyhow::R
         known: &known,
         refuted: &refuted,
     };
-    let bar = indicatif::ProgressBar::new(config.epochs as u64);
+    let k = args.ensemble;
+    let bar = indicatif::ProgressBar::new((config.epochs * k) as u64);
     bar.set_style(
         indicatif::ProgressStyle::with_template(
-            "{spinner} epoch {pos}/{len} [{bar:30}] {msg} eta {eta}",
+            "{spinner} {prefix}epoch {pos}/{len} [{bar:30}] {msg} eta {eta}",
         )?
         .progress_chars("=> "),
     );
     let mut last_mrr = None;
     let started = Instant::now();
     let device = model::default_device();
-    let outcome = model::train(
+    let outcomes = model::ensemble::train_members(
         &config,
         &set,
-        warm.map(|w| w.1),
+        k,
+        warm,
         &device,
-        &mut |s: &EpochStats| {
+        &mut |member, s: &EpochStats| {
             if s.valid_mrr.is_some() {
                 last_mrr = s.valid_mrr;
+            }
+            if k > 1 {
+                bar.set_prefix(format!("member {}/{k} ", member + 1));
             }
             bar.set_message(format!(
                 "loss {:.4}{}",
@@ -247,29 +264,60 @@ pub async fn train(store: &Store, data_dir: &Path, args: TrainArgs) -> anyhow::R
                     .map(|m| format!(" valid MRR {m:.3}"))
                     .unwrap_or_default()
             ));
-            bar.inc(1);
+            bar.set_position((member * config.epochs + s.epoch) as u64);
         },
     )?;
     bar.finish_and_clear();
     let seconds = started.elapsed().as_secs_f64();
+    let histories: Vec<Vec<EpochStats>> = outcomes.iter().map(|o| o.history.clone()).collect();
+    let member_metrics: Vec<serde_json::Value> = outcomes
+        .iter()
+        .map(|o| {
+            serde_json::json!({
+                "best_epoch": o.best_epoch,
+                "best_valid_mrr": o.best_valid_mrr,
+                "epochs_run": o.history.len(),
+                "stopped_early": o.stopped_early,
+            })
+        })
+        .collect();
+    let first = outcomes
+        .first()
+        .map(|o| (o.best_valid_mrr, o.best_epoch, o.history.len()));
+    let models: Vec<model::KgeModel> = outcomes.into_iter().map(|o| o.model).collect();
+    let (ensemble, calibration) = Ensemble::calibrate(
+        models,
+        args.calibration,
+        &valid.triples,
+        &known,
+        config.seed,
+        &device,
+    );
 
     let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ");
     let dir = data_dir
         .join("models")
         .join(format!("v{v}-{}-{stamp}", kind_name(config.model)));
-    let checksum = checkpoint::save(&outcome.model, &vocab, &dir)?;
-    write_curve(&dir, &outcome.history)?;
+    let checksum = checkpoint::save_ensemble(&ensemble, &vocab, &dir)?;
+    write_curve(&dir, &histories)?;
     std::fs::write(dir.join("valid.tsv"), keys_of(&graph, &valid.triples))?;
+    if let Some(c) = &calibration {
+        let svg = calibrate::reliability_svg(
+            "reliability on held-out validation triples",
+            &[("raw sigmoid", &c.before), ("calibrated", &c.after)],
+        );
+        std::fs::write(dir.join("reliability.svg"), svg)?;
+    }
+    let (best_valid_mrr, best_epoch, epochs_run) = first.unwrap_or((None, 0, 0));
     let metrics = serde_json::json!({
-        "best_epoch": outcome.best_epoch,
-        "best_valid_mrr": outcome.best_valid_mrr,
-        "epochs_run": outcome.history.len(),
-        "stopped_early": outcome.stopped_early,
+        "members": member_metrics,
+        "best_valid_mrr": best_valid_mrr,
         "seconds": seconds,
         "train_triples": train_triples.len(),
         "valid_triples": valid.triples.len(),
         "valid_skipped": valid.unknown,
         "refuted_negatives": refuted.len(),
+        "calibration": calibration,
     });
     let path = std::fs::canonicalize(&dir).unwrap_or(dir.clone());
     let config_json = serde_json::to_value(&config)?;
@@ -288,18 +336,32 @@ pub async fn train(store: &Store, data_dir: &Path, args: TrainArgs) -> anyhow::R
         out!("{}", serde_json::to_string_pretty(&store.model(id).await?)?);
     } else {
         out!(
-            "model {id}: {} dim {} on version {v}, {} epochs in {seconds:.1}s{}{}",
+            "model {id}: {} dim {} on version {v}, {}{epochs_run} epochs in {seconds:.1}s{}{}",
             kind_name(config.model),
             config.dim,
-            outcome.history.len(),
-            outcome
-                .best_valid_mrr
-                .map(|m| format!(", best valid MRR {m:.4} at epoch {}", outcome.best_epoch))
+            if k > 1 {
+                format!("{k} members, ")
+            } else {
+                String::new()
+            },
+            best_valid_mrr
+                .map(|m| format!(", best valid MRR {m:.4} at epoch {best_epoch}"))
                 .unwrap_or_default(),
             warm_from
                 .map(|w| format!(", warm from model {w}"))
                 .unwrap_or_default()
         );
+        if let Some(c) = &calibration {
+            out!(
+                "calibration ({:?}): ECE {:.4} -> {:.4}, Brier {:.4} -> {:.4} on {} held-out validation triples",
+                c.method,
+                c.before.ece,
+                c.after.ece,
+                c.before.brier,
+                c.after.brier,
+                c.measured_on
+            );
+        }
         out!("checkpoint {}", path.display());
     }
     Ok(ExitCode::SUCCESS)
@@ -313,42 +375,47 @@ fn kind_name(k: ModelKind) -> &'static str {
     }
 }
 
-/// The training curve as CSV and as an SVG plot beside the checkpoint.
-fn write_curve(dir: &Path, history: &[EpochStats]) -> anyhow::Result<()> {
-    let mut csv = String::from("epoch,loss,valid_mrr,seconds\n");
-    for s in history {
-        csv.push_str(&format!(
-            "{},{},{},{}\n",
-            s.epoch,
-            s.loss,
-            s.valid_mrr.map(|m| m.to_string()).unwrap_or_default(),
-            s.seconds
-        ));
+/// The training curves as CSV and as an SVG plot beside the checkpoint.
+fn write_curve(dir: &Path, histories: &[Vec<EpochStats>]) -> anyhow::Result<()> {
+    let mut csv = String::from("member,epoch,loss,valid_mrr,seconds\n");
+    for (m, history) in histories.iter().enumerate() {
+        for s in history {
+            csv.push_str(&format!(
+                "{m},{},{},{},{}\n",
+                s.epoch,
+                s.loss,
+                s.valid_mrr.map(|m| m.to_string()).unwrap_or_default(),
+                s.seconds
+            ));
+        }
     }
     std::fs::write(dir.join("curve.csv"), csv)?;
+    let series = |f: &dyn Fn(&EpochStats) -> Option<f64>, markers: bool| -> Vec<Series> {
+        histories
+            .iter()
+            .enumerate()
+            .map(|(m, h)| Series {
+                name: format!("member {m}"),
+                points: h
+                    .iter()
+                    .filter_map(|s| f(s).map(|y| (s.epoch as f64, y)))
+                    .collect(),
+                markers,
+            })
+            .collect()
+    };
     let loss = Panel {
         title: "training loss".into(),
         x_label: "epoch".into(),
         y_label: "loss".into(),
-        series: vec![Series {
-            name: "loss".into(),
-            points: history.iter().map(|s| (s.epoch as f64, s.loss)).collect(),
-            markers: false,
-        }],
+        series: series(&|s| Some(s.loss), false),
         y_range: None,
     };
     let mrr = Panel {
         title: "validation MRR (filtered)".into(),
         x_label: "epoch".into(),
         y_label: "MRR".into(),
-        series: vec![Series {
-            name: "valid MRR".into(),
-            points: history
-                .iter()
-                .filter_map(|s| s.valid_mrr.map(|m| (s.epoch as f64, m)))
-                .collect(),
-            markers: true,
-        }],
+        series: series(&|s| s.valid_mrr, true),
         y_range: Some((0.0, 1.0)),
     };
     std::fs::write(dir.join("curve.svg"), crate::plot::svg(&[loss, mrr]))?;
@@ -365,7 +432,7 @@ pub async fn eval(store: &Store, args: EvalArgs) -> anyhow::Result<ExitCode> {
     };
     let graph = store.load_graph(info.graph_version).await?;
     let vocab = Vocab::of(&graph);
-    let m = load_checkpoint(&info, &vocab)?;
+    let ensemble = load_model(&info, &vocab)?;
     let test = map_file(&args.test, &graph)?;
     let mut filter_sets = vec![graph.triples().to_vec(), test.triples.clone()];
     let valid_path = Path::new(&info.path).join("valid.tsv");
@@ -382,8 +449,21 @@ pub async fn eval(store: &Store, args: EvalArgs) -> anyhow::Result<ExitCode> {
     let refs: Vec<&[Triple]> = filter_sets.iter().map(Vec::as_slice).collect();
     let known = Known::new(&refs);
     let device = model::default_device();
-    let scorer = m.scorer(&device);
-    let metrics = model::evaluate(&scorer, &test.triples, &known, 256);
+    let scorers: Vec<model::Scorer<'_>> = ensemble
+        .members
+        .iter()
+        .map(|m| m.model.scorer(&device))
+        .collect();
+    let metrics = model::evaluate(scorers.as_slice(), &test.triples, &known, 256);
+    drop(scorers);
+    let calibration = test_calibration(&ensemble, &test.triples, &known, &device);
+    if let (Some(path), Some((before, after))) = (&args.reliability, &calibration) {
+        let svg = calibrate::reliability_svg(
+            "reliability on test triples",
+            &[("raw sigmoid", before), ("calibrated", after)],
+        );
+        std::fs::write(path, svg).with_context(|| format!("writing {}", path.display()))?;
+    }
     if args.json {
         let out = serde_json::json!({
             "model": info.id,
@@ -391,6 +471,7 @@ pub async fn eval(store: &Store, args: EvalArgs) -> anyhow::Result<ExitCode> {
             "test_triples": test.triples.len(),
             "skipped_unknown": test.unknown,
             "metrics": metrics,
+            "calibration": calibration.as_ref().map(|(b, a)| serde_json::json!({ "before": b, "after": a })),
         });
         out!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(ExitCode::SUCCESS);
@@ -407,6 +488,12 @@ pub async fn eval(store: &Store, args: EvalArgs) -> anyhow::Result<ExitCode> {
         }
     );
     out!("side    MRR     H@1     H@3     H@10    mean rank");
+    let calibration_line = calibration.as_ref().map(|(b, a)| {
+        format!(
+            "calibration on test (+ as many sampled negatives): ECE {:.4} -> {:.4}, Brier {:.4} -> {:.4}",
+            b.ece, a.ece, b.brier, a.brier
+        )
+    });
     for (name, s) in [
         ("both", metrics.both),
         ("head", metrics.head),
@@ -421,5 +508,49 @@ pub async fn eval(store: &Store, args: EvalArgs) -> anyhow::Result<ExitCode> {
             s.mean_rank
         );
     }
+    if let Some(line) = calibration_line {
+        out!("{line}");
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// ECE and Brier of the ensemble's probabilities on test positives and sampled negatives,
+/// before (sigmoid of raw scores) and after calibration.
+fn test_calibration(
+    ensemble: &Ensemble,
+    test: &[Triple],
+    known: &Known,
+    device: &burn::tensor::Device,
+) -> Option<(calibrate::Report, calibrate::Report)> {
+    let n = ensemble.members.first()?.model.num_entities;
+    if test.is_empty() {
+        return None;
+    }
+    let negatives = calibrate::sample_negatives(test, known, n, 1, 17);
+    let triples: Vec<Triple> = test.iter().chain(&negatives).copied().collect();
+    let labels: Vec<bool> = test
+        .iter()
+        .map(|_| true)
+        .chain(negatives.iter().map(|_| false))
+        .collect();
+    let raw = Ensemble {
+        members: ensemble
+            .members
+            .iter()
+            .map(|m| model::ensemble::Member {
+                model: m.model.clone(),
+                calibrator: calibrate::Calibrator::Sigmoid,
+            })
+            .collect(),
+    };
+    let mean = |e: &Ensemble| -> Vec<f64> {
+        e.predict(&triples, device)
+            .into_iter()
+            .map(|p| p.mean)
+            .collect()
+    };
+    Some((
+        calibrate::report(&mean(&raw), &labels, 10),
+        calibrate::report(&mean(ensemble), &labels, 10),
+    ))
 }

@@ -182,3 +182,69 @@ impl Vocab {
         Ok(())
     }
 }
+
+const CALIBRATION: &str = "calibration.json";
+
+/// An ensemble on disk: `member-<i>/` checkpoints and `calibration.json`.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct CalibrationFile {
+    members: Vec<super::calibrate::Calibrator>,
+}
+
+/// Saves every member and the calibrators; returns one checksum over the members' weights.
+pub fn save_ensemble(
+    ensemble: &super::Ensemble,
+    vocab: &Vocab,
+    dir: &Path,
+) -> Result<String, CheckpointError> {
+    let mut sums = String::new();
+    for (i, m) in ensemble.members.iter().enumerate() {
+        sums.push_str(&save(&m.model, vocab, &dir.join(format!("member-{i}")))?);
+        sums.push('\n');
+    }
+    let file = CalibrationFile {
+        members: ensemble
+            .members
+            .iter()
+            .map(|m| m.calibrator.clone())
+            .collect(),
+    };
+    let path = dir.join(CALIBRATION);
+    let text = serde_json::to_vec_pretty(&file).map_err(|e| corrupt(&path, e))?;
+    std::fs::write(&path, text).map_err(io(&path))?;
+    Ok(blake3::hash(sums.as_bytes()).to_hex().to_string())
+}
+
+/// Loads an ensemble saved by [`save_ensemble`], refusing it unless its combined checksum is
+/// `expected_checksum`.
+pub fn load_ensemble(
+    dir: &Path,
+    expected_checksum: Option<&str>,
+) -> Result<(super::Ensemble, Vocab), CheckpointError> {
+    let path = dir.join(CALIBRATION);
+    let file: CalibrationFile = serde_json::from_slice(&std::fs::read(&path).map_err(io(&path))?)
+        .map_err(|e| corrupt(&path, e))?;
+    let mut sums = String::new();
+    for i in 0..file.members.len() {
+        sums.push_str(&checksum(&dir.join(format!("member-{i}")).join(WEIGHTS))?);
+        sums.push('\n');
+    }
+    if let Some(want) = expected_checksum {
+        let got = blake3::hash(sums.as_bytes()).to_hex().to_string();
+        if got != want {
+            return Err(corrupt(
+                dir,
+                format!("checksum {got} does not match the recorded {want}"),
+            ));
+        }
+    }
+    let mut members = Vec::with_capacity(file.members.len());
+    let mut vocab = None;
+    for (i, calibrator) in file.members.into_iter().enumerate() {
+        let (model, v) = load(&dir.join(format!("member-{i}")), None)?;
+        vocab = Some(v);
+        members.push(super::ensemble::Member { model, calibrator });
+    }
+    let vocab = vocab.ok_or_else(|| corrupt(dir, "an ensemble without members"))?;
+    Ok((super::Ensemble { members }, vocab))
+}

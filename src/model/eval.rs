@@ -123,8 +123,62 @@ pub fn realistic_rank(scores: &[f32], truth: usize, filtered: impl Iterator<Item
     (optimistic + pessimistic) / 2.0
 }
 
+/// Anything that scores every entity as the answer to a batch of queries.
+pub trait RankScorer {
+    fn num_entities(&self) -> usize;
+    /// `queries.len() x n` scores of every entity as the tail of `(head, relation)`.
+    fn tails(&self, queries: &[(u32, u32)]) -> Vec<f32>;
+    /// `queries.len() x n` scores of every entity as the head of `(relation, tail)`.
+    fn heads(&self, queries: &[(u32, u32)]) -> Vec<f32>;
+}
+
+impl RankScorer for Scorer<'_> {
+    fn num_entities(&self) -> usize {
+        Scorer::num_entities(self)
+    }
+    fn tails(&self, queries: &[(u32, u32)]) -> Vec<f32> {
+        Scorer::tails(self, queries)
+    }
+    fn heads(&self, queries: &[(u32, u32)]) -> Vec<f32> {
+        Scorer::heads(self, queries)
+    }
+}
+
+/// An ensemble ranks by the mean of its members' scores.
+impl RankScorer for [Scorer<'_>] {
+    fn num_entities(&self) -> usize {
+        self.first().map_or(0, Scorer::num_entities)
+    }
+    fn tails(&self, queries: &[(u32, u32)]) -> Vec<f32> {
+        mean_of(self.iter().map(|s| s.tails(queries)))
+    }
+    fn heads(&self, queries: &[(u32, u32)]) -> Vec<f32> {
+        mean_of(self.iter().map(|s| s.heads(queries)))
+    }
+}
+
+fn mean_of(parts: impl Iterator<Item = Vec<f32>>) -> Vec<f32> {
+    let mut sum: Vec<f32> = Vec::new();
+    let mut k = 0.0f32;
+    for p in parts {
+        if sum.is_empty() {
+            sum = p;
+        } else {
+            sum.iter_mut().zip(p).for_each(|(a, b)| *a += b);
+        }
+        k += 1.0;
+    }
+    sum.iter_mut().for_each(|x| *x /= k.max(1.0));
+    sum
+}
+
 /// Ranks every triple of `test` on both sides against all entities.
-pub fn evaluate(scorer: &Scorer<'_>, test: &[Triple], known: &Known, batch: usize) -> Metrics {
+pub fn evaluate<S: RankScorer + ?Sized>(
+    scorer: &S,
+    test: &[Triple],
+    known: &Known,
+    batch: usize,
+) -> Metrics {
     let n = scorer.num_entities();
     let mut head_ranks = Vec::with_capacity(test.len());
     let mut tail_ranks = Vec::with_capacity(test.len());

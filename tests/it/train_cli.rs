@@ -34,9 +34,11 @@ fn train_then_eval_umls() {
         .expect("entry")
         .path();
     for f in [
-        "weights.bpk",
-        "config.json",
-        "vocab.json",
+        "member-0/weights.bpk",
+        "member-0/config.json",
+        "member-0/vocab.json",
+        "calibration.json",
+        "reliability.svg",
         "curve.csv",
         "curve.svg",
         "valid.tsv",
@@ -103,7 +105,7 @@ fn corrupted_or_foreign_checkpoints_are_refused() {
         .expect("one")
         .expect("entry")
         .path();
-    let weights = dir.join("weights.bpk");
+    let weights = dir.join("member-0/weights.bpk");
     let mut bytes = std::fs::read(&weights).expect("read");
     bytes[100] ^= 1;
     std::fs::write(&weights, bytes).expect("write");
@@ -122,7 +124,15 @@ fn corrupted_or_foreign_checkpoints_are_refused() {
         .expect("one")
         .expect("entry")
         .path();
-    let sum = hypograph::model::checkpoint::checksum(&foreign.join("weights.bpk")).expect("sum");
+    let sum = other.json(&["eval", "--test", f.to_str().expect("path")])["model"].clone();
+    assert_eq!(sum, 1);
+    let sum: String = {
+        let sums = hypograph::model::checkpoint::checksum(&foreign.join("member-0/weights.bpk"))
+            .expect("sum");
+        blake3::hash(format!("{sums}\n").as_bytes())
+            .to_hex()
+            .to_string()
+    };
     env.sql(&format!(
         "UPDATE models SET path = '{}', checksum = '{sum}'",
         foreign.display()
@@ -141,4 +151,57 @@ fn training_needs_a_graph() {
     assert!(err.contains("no triples to train on"), "{err}");
     let err = env.fail(&["eval", "--test", f.to_str().expect("path")]);
     assert!(err.contains("no trained model yet"), "{err}");
+}
+
+#[test]
+fn ensemble_with_calibration() {
+    let env = Env::new();
+    env.ok(&["import", data("umls/train.txt").to_str().expect("path")]);
+    let out = env.ok(&[
+        "train",
+        "--epochs",
+        "6",
+        "--dim",
+        "16",
+        "--ensemble",
+        "3",
+        "--calibration",
+        "isotonic",
+        "--valid",
+        data("umls/valid.txt").to_str().expect("path"),
+    ]);
+    assert!(out.contains("3 members"), "{out}");
+    assert!(out.contains("calibration (Isotonic): ECE"), "{out}");
+    let info = env.json(&[
+        "eval",
+        "--test",
+        data("umls/test.txt").to_str().expect("path"),
+    ]);
+    let cal = &info["calibration"];
+    let (before, after) = (
+        cal["before"]["ece"].as_f64().expect("ece"),
+        cal["after"]["ece"].as_f64().expect("ece"),
+    );
+    assert!(
+        after < before,
+        "isotonic calibration should lower test ECE: {before} -> {after}"
+    );
+    let svg = env.path("rel.svg");
+    env.ok(&[
+        "eval",
+        "--test",
+        data("umls/test.txt").to_str().expect("path"),
+        "--reliability",
+        svg.to_str().expect("path"),
+    ]);
+    let text = std::fs::read_to_string(&svg).expect("svg");
+    assert!(text.contains("calibrated (ECE"), "{text}");
+    let models = env.dir.path().join("hypograph-data/models");
+    let dir = std::fs::read_dir(&models)
+        .expect("dir")
+        .next()
+        .expect("one")
+        .expect("entry")
+        .path();
+    assert!(dir.join("member-2/weights.bpk").is_file());
 }

@@ -1,0 +1,226 @@
+//! Ensembles: k members trained with different seeds on bootstrap samples of the training
+//! triples. Their calibrated probabilities give each candidate a mean, a spread, and the
+//! per-member values from which BALD's mutual information is computed.
+
+use super::calibrate::{self, Calibrator, Method, Report};
+use super::eval::Known;
+use super::kge::KgeModel;
+use super::train::{EpochStats, TrainOutcome, TrainSet, train};
+use super::{ModelError, TrainConfig};
+use crate::graph::Triple;
+use burn::tensor::Device;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde::Serialize;
+
+/// A member's weights and its own score-to-probability map.
+#[derive(Debug, Clone)]
+pub struct Member {
+    pub model: KgeModel,
+    pub calibrator: Calibrator,
+}
+
+#[derive(Debug, Clone)]
+pub struct Ensemble {
+    pub members: Vec<Member>,
+}
+
+/// A candidate's probability under the ensemble.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Prediction {
+    pub mean: f64,
+    pub std: f64,
+    pub members: Vec<f64>,
+}
+
+/// Calibration quality before (sigmoid of raw scores) and after fitting, measured on the half
+/// of the validation split the calibrators were not fitted on.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CalibrationSummary {
+    pub method: Method,
+    pub before: Report,
+    pub after: Report,
+    pub fitted_on: usize,
+    pub measured_on: usize,
+}
+
+/// Trains `k` members. Member `i` uses seed `config.seed + i` and, when `k > 1`, a bootstrap
+/// sample of the training triples; `warm[i]`, if present, is its starting point.
+pub fn train_members(
+    config: &TrainConfig,
+    set: &TrainSet<'_>,
+    k: usize,
+    mut warm: Vec<Option<KgeModel>>,
+    device: &Device,
+    on_epoch: &mut dyn FnMut(usize, &EpochStats),
+) -> Result<Vec<TrainOutcome>, ModelError> {
+    if k == 0 {
+        return Err(ModelError::BadConfig(
+            "an ensemble needs at least one member".into(),
+        ));
+    }
+    warm.resize(k, None);
+    let mut out = Vec::with_capacity(k);
+    for (i, start) in warm.into_iter().enumerate() {
+        let member_config = config.clone().with_seed(config.seed.wrapping_add(i as u64));
+        let sample: Vec<Triple>;
+        let train_triples = if k > 1 {
+            let mut rng = StdRng::seed_from_u64(member_config.seed ^ 0xb007_u64);
+            sample = (0..set.train.len())
+                .map(|_| set.train[rng.random_range(0..set.train.len())])
+                .collect();
+            &sample[..]
+        } else {
+            set.train
+        };
+        let member_set = TrainSet {
+            train: train_triples,
+            ..*set
+        };
+        out.push(train(
+            &member_config,
+            &member_set,
+            start,
+            device,
+            &mut |s| on_epoch(i, s),
+        )?);
+    }
+    Ok(out)
+}
+
+impl Ensemble {
+    /// Fits each member's calibrator on half of `valid` (against as many sampled negatives)
+    /// and reports calibration on the other half.
+    pub fn calibrate(
+        models: Vec<KgeModel>,
+        method: Method,
+        valid: &[Triple],
+        known: &Known,
+        seed: u64,
+        device: &Device,
+    ) -> (Self, Option<CalibrationSummary>) {
+        let n = models.first().map_or(0, |m| m.num_entities);
+        let (fit_pos, test_pos): (Vec<Triple>, Vec<Triple>) = {
+            let (a, b): (Vec<_>, Vec<_>) = valid.iter().enumerate().partition(|(i, _)| i % 2 == 0);
+            (
+                a.into_iter().map(|x| *x.1).collect(),
+                b.into_iter().map(|x| *x.1).collect(),
+            )
+        };
+        let labelled = |pos: &[Triple], seed: u64| {
+            let neg = calibrate::sample_negatives(pos, known, n, 1, seed);
+            let labels: Vec<bool> = pos
+                .iter()
+                .map(|_| true)
+                .chain(neg.iter().map(|_| false))
+                .collect();
+            let triples: Vec<Triple> = pos.iter().chain(&neg).copied().collect();
+            (triples, labels)
+        };
+        let (fit_t, fit_l) = labelled(&fit_pos, seed);
+        let (test_t, test_l) = labelled(&test_pos, seed ^ 1);
+        let can_fit = !fit_pos.is_empty() && !test_pos.is_empty();
+        let mut members = Vec::with_capacity(models.len());
+        let mut raw_test: Vec<Vec<f64>> = Vec::new();
+        for model in models {
+            let scorer = model.scorer(device);
+            let calibrator = if can_fit {
+                let s: Vec<f64> = scorer.triples(&fit_t).into_iter().map(f64::from).collect();
+                Calibrator::fit(method, &s, &fit_l)
+            } else {
+                Calibrator::Sigmoid
+            };
+            if can_fit {
+                raw_test.push(scorer.triples(&test_t).into_iter().map(f64::from).collect());
+            }
+            drop(scorer);
+            members.push(Member { model, calibrator });
+        }
+        let ensemble = Self { members };
+        if !can_fit {
+            return (ensemble, None);
+        }
+        let mean_over = |f: &dyn Fn(usize, f64) -> f64| -> Vec<f64> {
+            (0..test_t.len())
+                .map(|j| {
+                    raw_test
+                        .iter()
+                        .enumerate()
+                        .map(|(i, s)| f(i, s[j]))
+                        .sum::<f64>()
+                        / raw_test.len() as f64
+                })
+                .collect()
+        };
+        let before = mean_over(&|_, s| Calibrator::Sigmoid.prob(s));
+        let after = mean_over(&|i, s| ensemble.members[i].calibrator.prob(s));
+        let summary = CalibrationSummary {
+            method,
+            before: calibrate::report(&before, &test_l, 10),
+            after: calibrate::report(&after, &test_l, 10),
+            fitted_on: fit_t.len(),
+            measured_on: test_t.len(),
+        };
+        (ensemble, Some(summary))
+    }
+
+    /// Calibrated probabilities of `triples` under every member.
+    pub fn predict(&self, triples: &[Triple], device: &Device) -> Vec<Prediction> {
+        let per_member: Vec<Vec<f64>> = self
+            .members
+            .iter()
+            .map(|m| {
+                let scorer = m.model.scorer(device);
+                scorer
+                    .triples(triples)
+                    .into_iter()
+                    .map(|s| m.calibrator.prob(f64::from(s)))
+                    .collect()
+            })
+            .collect();
+        (0..triples.len())
+            .map(|j| {
+                let members: Vec<f64> = per_member.iter().map(|p| p[j]).collect();
+                let k = members.len() as f64;
+                let mean = members.iter().sum::<f64>() / k;
+                let var = members.iter().map(|p| (p - mean).powi(2)).sum::<f64>() / k;
+                Prediction {
+                    mean,
+                    std: var.sqrt(),
+                    members,
+                }
+            })
+            .collect()
+    }
+}
+
+fn entropy(p: f64) -> f64 {
+    let p = p.clamp(1e-12, 1.0 - 1e-12);
+    -(p * p.ln() + (1.0 - p) * (1.0 - p).ln())
+}
+
+/// BALD: the entropy of the mean prediction minus the mean entropy of the members; high when
+/// the members are individually confident but disagree.
+pub fn mutual_information(members: &[f64]) -> f64 {
+    if members.is_empty() {
+        return 0.0;
+    }
+    let k = members.len() as f64;
+    let mean = members.iter().sum::<f64>() / k;
+    entropy(mean) - members.iter().map(|&p| entropy(p)).sum::<f64>() / k
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bald_prefers_confident_disagreement() {
+        let agree_unsure = mutual_information(&[0.5, 0.5, 0.5]);
+        let disagree = mutual_information(&[0.01, 0.99, 0.5]);
+        let agree_sure = mutual_information(&[0.99, 0.99, 0.99]);
+        assert!(agree_unsure.abs() < 1e-12);
+        assert!(agree_sure.abs() < 1e-9);
+        assert!(disagree > 0.3, "{disagree}");
+    }
+}
