@@ -61,7 +61,28 @@ fn main() -> anyhow::Result<()> {
     let only = std::env::var("UMLS_ONLY").ok();
     println!("| config | test MRR | H@1 | H@3 | H@10 | epochs | s/epoch |");
     println!("| --- | --- | --- | --- | --- | --- | --- |");
+    let over = |c: TrainConfig| -> TrainConfig {
+        let get = |k: &str| std::env::var(k).ok();
+        let mut c = c;
+        if let Some(v) = get("BATCH").and_then(|v| v.parse().ok()) {
+            c.batch_size = v;
+        }
+        if let Some(v) = get("LR").and_then(|v| v.parse().ok()) {
+            c.lr = v;
+        }
+        if let Some(v) = get("EPOCHS").and_then(|v| v.parse().ok()) {
+            c.epochs = v;
+        }
+        if let Some(v) = get("REG").and_then(|v| v.parse().ok()) {
+            c.reg_weight = v;
+        }
+        if let Some(v) = get("DIM").and_then(|v| v.parse().ok()) {
+            c.dim = v;
+        }
+        c
+    };
     for (name, config) in configs() {
+        let config = over(config);
         if only.as_deref().is_some_and(|o| !name.starts_with(o)) {
             continue;
         }

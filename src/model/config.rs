@@ -87,7 +87,7 @@ pub struct TrainConfig {
     pub regularizer: Regularizer,
     #[config(default = 0.01)]
     pub reg_weight: f64,
-    #[config(default = 128)]
+    #[config(default = 512)]
     pub batch_size: usize,
     #[config(default = 100)]
     pub epochs: usize,

@@ -119,11 +119,11 @@ impl Query {
     /// Scores query `i` against candidate `i`: `[b, 1]`.
     pub fn with(&self, cand: &Ent) -> Tensor<2> {
         if self.distance {
-            let mut d2 = (self.re.clone() - cand.re.clone())
-                .powi_scalar(2)
-                .sum_dim(1);
+            let dr = self.re.clone() - cand.re.clone();
+            let mut d2 = (dr.clone() * dr).sum_dim(1);
             if let (Some(qi), Some(ci)) = (&self.im, &cand.im) {
-                d2 = d2 + (qi.clone() - ci.clone()).powi_scalar(2).sum_dim(1);
+                let di = qi.clone() - ci.clone();
+                d2 = d2 + (di.clone() * di).sum_dim(1);
             }
             return -(d2.clamp_min(DIST_EPS).sqrt());
         }
@@ -140,9 +140,10 @@ impl Query {
 }
 
 fn sq_norm(re: &Tensor<2>, im: &Option<Tensor<2>>) -> Tensor<2> {
-    let mut n = re.clone().powi_scalar(2).sum_dim(1);
+    // Products, not powi_scalar: burn evaluates the latter with scalar powf.
+    let mut n = (re.clone() * re.clone()).sum_dim(1);
     if let Some(im) = im {
-        n = n + im.clone().powi_scalar(2).sum_dim(1);
+        n = n + (im.clone() * im.clone()).sum_dim(1);
     }
     n
 }

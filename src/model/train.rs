@@ -6,6 +6,7 @@ use super::config::{LossKind, ModelKind, Regime, Regularizer, TrainConfig};
 use super::eval::{Known, evaluate};
 use super::kge::{KgeModel, index, to_vec};
 use super::score::{Ent, Rel, Side, query};
+use super::tables::Table;
 use crate::graph::Triple;
 use burn::tensor::activation::{log_sigmoid, log_softmax, softmax, softplus};
 use burn::tensor::{Device, Int, Tensor, TensorData};
@@ -222,74 +223,138 @@ fn localize(ids: impl Iterator<Item = u32>) -> (Vec<u32>, Vec<u32>) {
     (distinct, pos)
 }
 
-/// The regularization term over the factors a batch used.
-fn regularizer(
+/// L2 or N3 applied to the rows a batch used, computed on the host: its gradient is added to
+/// burn's before the optimizer step. (In burn's graph, the `sqrt` of N3 differentiates
+/// through scalar `powf` and doubled the step time.) Returns the term's value.
+///
+/// `occurrences` are positions in `ids` (one per use of a row in the batch); `g_re`/`g_im`
+/// are the gradients of the `ids` rows, columns `0..k` and `k..2k` of `table`.
+#[allow(clippy::too_many_arguments)]
+fn add_regularizer(
     config: &TrainConfig,
-    factors: &[&Ent],
-    rel: Option<&Rel>,
+    table: &Table,
+    ids: &[u32],
+    occurrences: &[u32],
+    complex: bool,
+    g_re: &mut [f32],
+    mut g_im: Option<&mut [f32]>,
     batch: usize,
-) -> Option<Tensor<1>> {
-    let w = config.reg_weight;
+) -> f64 {
+    let w = config.reg_weight / batch as f64;
     if config.regularizer == Regularizer::None || w == 0.0 {
-        return None;
+        return 0.0;
     }
-    let norm = |re: &Tensor<2>, im: &Option<Tensor<2>>| -> Tensor<1> {
-        match config.regularizer {
-            Regularizer::L2 => {
-                let mut s = re.clone().powi_scalar(2).sum();
-                if let Some(im) = im {
-                    s = s + im.clone().powi_scalar(2).sum();
+    let k = config.dim;
+    let wf = w as f32;
+    let mut value = 0.0f64;
+    for &p in occurrences {
+        let row = table.row(ids[p as usize] as usize);
+        let base = p as usize * k;
+        for j in 0..k {
+            let re = row[j];
+            let im = if complex { row[k + j] } else { 0.0 };
+            match config.regularizer {
+                Regularizer::L2 => {
+                    value += f64::from(re * re + im * im);
+                    g_re[base + j] += 2.0 * wf * re;
+                    if let Some(g) = g_im.as_deref_mut() {
+                        g[base + j] += 2.0 * wf * im;
+                    }
                 }
-                s
+                _ => {
+                    let m = (re * re + im * im).sqrt();
+                    value += f64::from(m * m * m);
+                    g_re[base + j] += 3.0 * wf * m * re;
+                    if let Some(g) = g_im.as_deref_mut() {
+                        g[base + j] += 3.0 * wf * m * im;
+                    }
+                }
             }
-            _ => {
-                // |z|^3 per complex coordinate (|x|^3 for real ones).
-                let sq = match im {
-                    Some(im) => re.clone().powi_scalar(2) + im.clone().powi_scalar(2),
-                    None => re.clone().powi_scalar(2),
-                };
-                sq.clamp_min(1e-12).sqrt().powi_scalar(3).sum()
-            }
-        }
-    };
-    let mut total = factors
-        .iter()
-        .map(|e| norm(&e.re, &e.im))
-        .reduce(|a, b| a + b)?;
-    if let Some(r) = rel {
-        // RotatE's relations are phases: nothing to shrink.
-        if config.model != ModelKind::Rotate {
-            total = total + norm(&r.re, &r.im);
         }
     }
-    Some(total * (w / batch as f64))
+    value * w
 }
 
-/// Applies the gradients of the leaves to the tables' rows.
+/// Which rows of a batch the regularizer covers: positions in the entity and relation ids.
+#[derive(Default)]
+struct RegRows {
+    entities: Vec<u32>,
+    relations: Vec<u32>,
+    batch: usize,
+}
+
+/// Applies the gradients of the leaves (plus the regularizer's) to the tables' rows; returns
+/// the regularizer's value.
+/// The leaf tensors of a step and the table rows they hold.
+struct Leaves<'a> {
+    ent_ids: &'a [u32],
+    ent: &'a Ent,
+    rel_ids: &'a [u32],
+    rel: &'a Rel,
+}
+
 fn apply(
     model: &mut KgeModel,
     grads: &burn::tensor::Gradients,
-    ent_ids: &[u32],
-    ent: &Ent,
-    rel_ids: &[u32],
-    rel: &Rel,
+    leaves: &Leaves<'_>,
+    reg: &RegRows,
     step: u64,
-) {
-    let k = model.config.dim;
-    let (opt, lr) = (model.config.optimizer, model.config.lr as f32);
-    let grad = |t: &Tensor<2>| t.grad(grads).map(to_vec);
-    if let Some(g) = grad(&ent.re) {
-        model.entities.step(ent_ids, 0..k, &g, opt, lr, step);
+) -> f64 {
+    let Leaves {
+        ent_ids,
+        ent,
+        rel_ids,
+        rel,
+    } = *leaves;
+    let config = model.config.clone();
+    let k = config.dim;
+    let (opt, lr) = (config.optimizer, config.lr as f32);
+    let grad = |t: &Tensor<2>, rows: usize| {
+        t.grad(grads)
+            .map(to_vec)
+            .unwrap_or_else(|| vec![0.0; rows * k])
+    };
+    let complex = model.is_complex();
+    let mut value = 0.0;
+
+    let mut e_re = grad(&ent.re, ent_ids.len());
+    let mut e_im = ent.im.as_ref().map(|t| grad(t, ent_ids.len()));
+    value += add_regularizer(
+        &config,
+        &model.entities,
+        ent_ids,
+        &reg.entities,
+        complex,
+        &mut e_re,
+        e_im.as_deref_mut(),
+        reg.batch,
+    );
+    model.entities.step(ent_ids, 0..k, &e_re, opt, lr, step);
+    if let Some(g) = &e_im {
+        model.entities.step(ent_ids, k..2 * k, g, opt, lr, step);
     }
-    if let Some(g) = ent.im.as_ref().and_then(grad) {
-        model.entities.step(ent_ids, k..2 * k, &g, opt, lr, step);
+
+    let mut r_re = grad(&rel.re, rel_ids.len());
+    let mut r_im = rel.im.as_ref().map(|t| grad(t, rel_ids.len()));
+    // RotatE's relations are phases: nothing to shrink.
+    if config.model != ModelKind::Rotate {
+        let rel_complex = config.model == ModelKind::Complex;
+        value += add_regularizer(
+            &config,
+            &model.relations,
+            rel_ids,
+            &reg.relations,
+            rel_complex,
+            &mut r_re,
+            r_im.as_deref_mut(),
+            reg.batch,
+        );
     }
-    if let Some(g) = grad(&rel.re) {
-        model.relations.step(rel_ids, 0..k, &g, opt, lr, step);
+    model.relations.step(rel_ids, 0..k, &r_re, opt, lr, step);
+    if let Some(g) = &r_im {
+        model.relations.step(rel_ids, k..2 * k, g, opt, lr, step);
     }
-    if let Some(g) = rel.im.as_ref().and_then(grad) {
-        model.relations.step(rel_ids, k..2 * k, &g, opt, lr, step);
-    }
+    value
 }
 
 fn ids_tensor(pos: &[u32], device: &Device) -> Tensor<1, Int> {
@@ -331,7 +396,6 @@ fn one_vs_all_step(
     let heads: Vec<u32> = batch.iter().map(|(t, _)| t.head).collect();
     let tails: Vec<u32> = batch.iter().map(|(t, _)| t.tail).collect();
     let h = ent.select(&ids_tensor(&heads, device));
-    let t = ent.select(&ids_tensor(&tails, device));
     let r = Rel {
         re: rel.re.clone().select(0, ids_tensor(&rel_pos[..b], device)),
         im: rel
@@ -353,9 +417,6 @@ fn one_vs_all_step(
     let mut loss: Tensor<1> = -(picked.mean() * (1.0 - eps));
     if eps > 0.0 {
         loss = loss - logp.sum_dim(1).mean() * (eps / n as f64);
-    }
-    if let Some(reg) = regularizer(&config, &[&h, &t], Some(&r), b) {
-        loss = loss + reg;
     }
     if !refuted.is_empty() {
         let pos = &rel_pos[b..];
@@ -380,8 +441,18 @@ fn one_vs_all_step(
     let value = f64::from(loss.clone().into_scalar::<f32>());
     let grads = loss.backward();
     let all: Vec<u32> = (0..n as u32).collect();
-    apply(model, &grads, &all, &ent, &rel_ids, &rel, step);
-    value
+    let reg = RegRows {
+        entities: heads.iter().chain(&tails).copied().collect(),
+        relations: rel_pos[..b].to_vec(),
+        batch: b,
+    };
+    let leaves = Leaves {
+        ent_ids: &all,
+        ent: &ent,
+        rel_ids: &rel_ids,
+        rel: &rel,
+    };
+    value + apply(model, &grads, &leaves, &reg, step)
 }
 
 /// Negative sampling with negatives shared across the batch: the first half of the batch
@@ -432,8 +503,6 @@ fn negatives_step(
     let half = b.div_ceil(2);
     let mut pos_scores = Vec::new();
     let mut neg_scores = Vec::new();
-    let mut used: Vec<Ent> = Vec::new();
-    let mut used_rel: Vec<Rel> = Vec::new();
     for (side, from, to) in [(Side::Tail, 0, half), (Side::Head, half, b)] {
         if from == to {
             continue;
@@ -446,8 +515,6 @@ fn negatives_step(
         let q = query(config.model, side, given, &r);
         pos_scores.push(q.with(target));
         neg_scores.push(q.against(&neg));
-        used.extend([h, t]);
-        used_rel.push(r);
     }
     let pos = Tensor::cat(pos_scores, 0); // [b, 1]
     let negm = Tensor::cat(neg_scores, 0); // [b, N]
@@ -465,16 +532,6 @@ fn negatives_step(
             (pos_term + neg_term) * 0.5
         }
     };
-    let rels: Vec<&Rel> = used_rel.iter().collect();
-    let factors: Vec<&Ent> = used.iter().collect();
-    if let Some(reg) = regularizer(&config, &factors, None, b) {
-        loss = loss + reg;
-    }
-    for r in rels {
-        if let Some(reg) = regularizer(&config, &[], Some(r), b) {
-            loss = loss + reg;
-        }
-    }
     if !refuted.is_empty() {
         let (from, to) = (b, triples.len());
         let (h, r, t) = (pick_e(from, to, 0), pick_r(from, to), pick_e(from, to, 1));
@@ -483,6 +540,16 @@ fn negatives_step(
     }
     let value = f64::from(loss.clone().into_scalar::<f32>());
     let grads = loss.backward();
-    apply(model, &grads, &ent_ids, &ent, &rel_ids, &rel, step);
-    value
+    let reg = RegRows {
+        entities: ent_pos[..2 * b].to_vec(),
+        relations: rel_pos[..b].to_vec(),
+        batch: b,
+    };
+    let leaves = Leaves {
+        ent_ids: &ent_ids,
+        ent: &ent,
+        rel_ids: &rel_ids,
+        rel: &rel,
+    };
+    value + apply(model, &grads, &leaves, &reg, step)
 }
