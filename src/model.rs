@@ -30,7 +30,35 @@ pub enum ModelError {
     Diverged { epoch: usize, loss: f64 },
 }
 
-/// The device models run on: burn's `flex` CPU backend unless a GPU feature picks another.
+/// The device models run on by default: burn's `flex` CPU backend.
 pub fn default_device() -> burn::tensor::Device {
     burn::tensor::Device::flex()
+}
+
+/// Which backend to run on. GPU backends exist only in builds with the `wgpu` or `cuda`
+/// cargo feature.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Backend {
+    #[default]
+    Cpu,
+    Wgpu,
+    Cuda,
+}
+
+/// The device for a backend, or why this build cannot provide it.
+pub fn device(backend: Backend) -> Result<burn::tensor::Device, ModelError> {
+    match backend {
+        Backend::Cpu => Ok(default_device()),
+        #[cfg(feature = "wgpu")]
+        Backend::Wgpu => Ok(burn::tensor::Device::wgpu(
+            burn::tensor::DeviceKind::DiscreteGpu(0),
+        )),
+        #[cfg(feature = "cuda")]
+        Backend::Cuda => Ok(burn::tensor::Device::cuda(0)),
+        #[allow(unreachable_patterns)]
+        other => Err(ModelError::BadConfig(format!(
+            "this build has no {other:?} backend: rebuild with `--features {}`",
+            format!("{other:?}").to_lowercase()
+        ))),
+    }
 }

@@ -69,6 +69,9 @@ pub struct TrainArgs {
     /// How scores become probabilities, fitted on half the validation triples.
     #[arg(long, value_enum, default_value_t = Method::Platt)]
     calibration: Method,
+    /// Compute backend (GPU ones need a build with the matching cargo feature).
+    #[arg(long, value_enum, default_value_t = model::Backend::Cpu)]
+    device: model::Backend,
     #[arg(long)]
     json: bool,
 }
@@ -243,7 +246,7 @@ pub async fn train(store: &Store, data_dir: &Path, args: TrainArgs) -> anyhow::R
     );
     let mut last_mrr = None;
     let started = Instant::now();
-    let device = model::default_device();
+    let device = model::device(args.device)?;
     let outcomes = model::ensemble::train_members(
         &config,
         &set,

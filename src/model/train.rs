@@ -246,31 +246,39 @@ fn add_regularizer(
     }
     let k = config.dim;
     let wf = w as f32;
+    let n3 = config.regularizer == Regularizer::N3;
     let mut value = 0.0f64;
+    // Slice-at-a-time loops without branches inside, so they vectorize.
     for &p in occurrences {
         let row = table.row(ids[p as usize] as usize);
         let base = p as usize * k;
-        for j in 0..k {
-            let re = row[j];
-            let im = if complex { row[k + j] } else { 0.0 };
-            match config.regularizer {
-                Regularizer::L2 => {
-                    value += f64::from(re * re + im * im);
-                    g_re[base + j] += 2.0 * wf * re;
-                    if let Some(g) = g_im.as_deref_mut() {
-                        g[base + j] += 2.0 * wf * im;
-                    }
+        let re = &row[..k];
+        let gr = &mut g_re[base..base + k];
+        let mut v = 0.0f32;
+        match (complex, g_im.as_deref_mut()) {
+            (true, Some(g_im)) => {
+                let im = &row[k..2 * k];
+                let gi = &mut g_im[base..base + k];
+                for j in 0..k {
+                    let sq = re[j] * re[j] + im[j] * im[j];
+                    let m = if n3 { sq.sqrt() } else { 1.0 };
+                    let c = if n3 { 3.0 * wf * m } else { 2.0 * wf };
+                    v += sq * m;
+                    gr[j] += c * re[j];
+                    gi[j] += c * im[j];
                 }
-                _ => {
-                    let m = (re * re + im * im).sqrt();
-                    value += f64::from(m * m * m);
-                    g_re[base + j] += 3.0 * wf * m * re;
-                    if let Some(g) = g_im.as_deref_mut() {
-                        g[base + j] += 3.0 * wf * m * im;
-                    }
+            }
+            _ => {
+                for j in 0..k {
+                    let sq = re[j] * re[j];
+                    let m = if n3 { sq.sqrt() } else { 1.0 };
+                    let c = if n3 { 3.0 * wf * m } else { 2.0 * wf };
+                    v += sq * m;
+                    gr[j] += c * re[j];
                 }
             }
         }
+        value += f64::from(v);
     }
     value * w
 }
