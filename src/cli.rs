@@ -64,6 +64,8 @@ enum Command {
     Train(Box<train::TrainArgs>),
     /// Filtered ranking metrics of a trained model on test triples.
     Eval(train::EvalArgs),
+    /// Calibrated probability, spread and BALD of candidate triples under the newest model.
+    Predict(train::PredictArgs),
 }
 
 /// Parses arguments, runs the command, prints any error, and returns the exit code.
@@ -130,6 +132,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Eval(args) => {
             let store = open(OpenMode::Existing).await?;
             let result = train::eval(&store, args).await;
+            (store, result)
+        }
+        Command::Predict(args) => {
+            let store = open(OpenMode::Existing).await?;
+            let result = train::predict(&store, args).await;
             (store, result)
         }
     };

@@ -557,3 +557,86 @@ fn test_calibration(
         calibrate::report(&mean(ensemble), &labels, 10),
     ))
 }
+
+#[derive(Debug, clap::Args)]
+pub struct PredictArgs {
+    /// Candidate triples (head, relation, tail keys).
+    triples: PathBuf,
+    /// Model id (default: the newest).
+    #[arg(long)]
+    model: Option<i64>,
+    #[arg(long)]
+    json: bool,
+}
+
+/// Calibrated probability, spread and BALD mutual information of candidate triples.
+pub async fn predict(store: &Store, args: PredictArgs) -> anyhow::Result<ExitCode> {
+    let info = match args.model {
+        Some(id) => store.model(id).await?,
+        None => match store.latest_model().await? {
+            Some(m) => m,
+            None => bail!("no trained model yet: run `hypograph train` first"),
+        },
+    };
+    let graph = store.load_graph(info.graph_version).await?;
+    let ensemble = load_model(&info, &Vocab::of(&graph))?;
+    let batch = tsv::read_triples(&args.triples, OnInvalid::Fail)?;
+    let mut rows = Vec::with_capacity(batch.triples.len());
+    let mut known_triples = Vec::new();
+    for &[h, r, t] in &batch.triples {
+        let keys = [
+            batch.entities[h as usize].key.as_str(),
+            batch.relations[r as usize].as_str(),
+            batch.entities[t as usize].key.as_str(),
+        ];
+        let ids = (
+            graph.entity_id(keys[0]),
+            graph.relation_id(keys[1]),
+            graph.entity_id(keys[2]),
+        );
+        let id = match ids {
+            (Some(h), Some(r), Some(t)) => {
+                known_triples.push(Triple::new(h, r, t));
+                Some(known_triples.len() - 1)
+            }
+            _ => None,
+        };
+        rows.push((keys, id));
+    }
+    let predictions = ensemble.predict(&known_triples, &model::default_device());
+    let mut out = Vec::with_capacity(rows.len());
+    for (keys, id) in &rows {
+        let p = id.map(|i| &predictions[i]);
+        out.push(serde_json::json!({
+            "head": keys[0], "relation": keys[1], "tail": keys[2],
+            "known": id.is_some_and(|i| graph.contains(known_triples[i])),
+            "probability": p.map(|p| p.mean),
+            "std": p.map(|p| p.std),
+            "mutual_information": p.map(|p| model::mutual_information(&p.members)),
+            "members": p.map(|p| p.members.clone()),
+            "error": id.is_none().then_some("unknown entity or relation"),
+        }));
+    }
+    if args.json {
+        out!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    out!("probability  std     BALD    triple");
+    for (row, (keys, _)) in out.iter().zip(&rows) {
+        let triple = keys.join("\t");
+        match row["probability"].as_f64() {
+            Some(p) => out!(
+                "{p:.4}       {:.4}  {:.4}  {triple}{}",
+                row["std"].as_f64().unwrap_or(0.0),
+                row["mutual_information"].as_f64().unwrap_or(0.0),
+                if row["known"].as_bool() == Some(true) {
+                    "  (in the graph)"
+                } else {
+                    ""
+                }
+            ),
+            None => out!("-            -       -       {triple}  (unknown entity or relation)"),
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -205,3 +205,37 @@ fn ensemble_with_calibration() {
         .path();
     assert!(dir.join("member-2/weights.bpk").is_file());
 }
+
+#[test]
+fn predict_reports_probability_spread_and_bald() {
+    let env = Env::new();
+    env.ok(&["import", data("umls/train.txt").to_str().expect("path")]);
+    env.ok(&[
+        "train",
+        "--epochs",
+        "4",
+        "--dim",
+        "16",
+        "--ensemble",
+        "2",
+        "--valid",
+        data("umls/valid.txt").to_str().expect("path"),
+    ]);
+    let c = env.write(
+        "c.tsv",
+        "acquired_abnormality\tlocation_of\texperimental_model_of_disease\ncell\tisa\tcell\nnope\tisa\tcell\n",
+    );
+    let rows = env.json(&["predict", c.to_str().expect("path")]);
+    let rows = rows.as_array().expect("array");
+    assert_eq!(rows.len(), 3);
+    assert_eq!(rows[0]["known"], true);
+    for row in &rows[..2] {
+        let p = row["probability"].as_f64().expect("p");
+        assert!((0.0..=1.0).contains(&p));
+        assert_eq!(row["members"].as_array().map(Vec::len), Some(2));
+        assert!(row["std"].as_f64().expect("std") >= 0.0);
+        assert!(row["mutual_information"].as_f64().expect("mi") >= -1e-12);
+    }
+    assert!(rows[2]["probability"].is_null());
+    assert_eq!(rows[2]["error"], "unknown entity or relation");
+}
