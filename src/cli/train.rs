@@ -180,6 +180,23 @@ pub fn load_model(info: &ModelInfo, vocab: &Vocab) -> anyhow::Result<Ensemble> {
     Ok(e)
 }
 
+/// The model `id` (default: the newest), the graph it was trained on, and its weights.
+async fn open_model(
+    store: &Store,
+    id: Option<i64>,
+) -> anyhow::Result<(ModelInfo, Graph, Ensemble)> {
+    let info = match id {
+        Some(id) => store.model(id).await?,
+        None => match store.latest_model().await? {
+            Some(m) => m,
+            None => bail!("no trained model yet: run `hypograph train` first"),
+        },
+    };
+    let graph = store.load_graph(info.graph_version).await?;
+    let ensemble = load_model(&info, &Vocab::of(&graph))?;
+    Ok((info, graph, ensemble))
+}
+
 pub async fn train(store: &Store, data_dir: &Path, args: TrainArgs) -> anyhow::Result<ExitCode> {
     let config = args.config()?;
     let v = store.resolve(args.version).await?;
@@ -426,16 +443,7 @@ fn write_curve(dir: &Path, histories: &[Vec<EpochStats>]) -> anyhow::Result<()> 
 }
 
 pub async fn eval(store: &Store, args: EvalArgs) -> anyhow::Result<ExitCode> {
-    let info = match args.model {
-        Some(id) => store.model(id).await?,
-        None => match store.latest_model().await? {
-            Some(m) => m,
-            None => bail!("no trained model yet: run `hypograph train` first"),
-        },
-    };
-    let graph = store.load_graph(info.graph_version).await?;
-    let vocab = Vocab::of(&graph);
-    let ensemble = load_model(&info, &vocab)?;
+    let (info, graph, ensemble) = open_model(store, args.model).await?;
     let test = map_file(&args.test, &graph)?;
     let mut filter_sets = vec![graph.triples().to_vec(), test.triples.clone()];
     let valid_path = Path::new(&info.path).join("valid.tsv");
@@ -571,15 +579,7 @@ pub struct PredictArgs {
 
 /// Calibrated probability, spread and BALD mutual information of candidate triples.
 pub async fn predict(store: &Store, args: PredictArgs) -> anyhow::Result<ExitCode> {
-    let info = match args.model {
-        Some(id) => store.model(id).await?,
-        None => match store.latest_model().await? {
-            Some(m) => m,
-            None => bail!("no trained model yet: run `hypograph train` first"),
-        },
-    };
-    let graph = store.load_graph(info.graph_version).await?;
-    let ensemble = load_model(&info, &Vocab::of(&graph))?;
+    let (_, graph, ensemble) = open_model(store, args.model).await?;
     let batch = tsv::read_triples(&args.triples, OnInvalid::Fail)?;
     let mut rows = Vec::with_capacity(batch.triples.len());
     let mut known_triples = Vec::new();
