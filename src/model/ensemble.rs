@@ -52,7 +52,7 @@ pub fn train_members(
     k: usize,
     mut warm: Vec<Option<KgeModel>>,
     device: &Device,
-    on_epoch: &mut dyn FnMut(usize, &EpochStats),
+    on_epoch: &mut (dyn FnMut(usize, &EpochStats) + Send),
 ) -> Result<Vec<TrainOutcome>, ModelError> {
     if k == 0 {
         return Err(ModelError::BadConfig(
