@@ -13,7 +13,7 @@ pub mod train;
 
 pub use config::{LossKind, ModelKind, OptimizerKind, Regime, Regularizer, TrainConfig};
 pub use ensemble::{Ensemble, Prediction, mutual_information};
-pub use eval::{Known, Metrics, RankScorer, SideMetrics, evaluate};
+pub use eval::{Known, LinkPredictor, Metrics, SideMetrics, evaluate};
 pub use kge::{KgeModel, Scorer};
 pub use train::{EpochStats, TrainOutcome, TrainSet, train};
 

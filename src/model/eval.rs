@@ -123,18 +123,25 @@ pub fn realistic_rank(scores: &[f32], truth: usize, filtered: impl Iterator<Item
     (optimistic + pessimistic) / 2.0
 }
 
-/// Anything that scores every entity as the answer to a batch of queries.
-pub trait RankScorer {
+/// The one interface every trained model answers to: score triples, and score every entity
+/// as the missing tail or head of a batch of queries. Implemented by a single model's
+/// [`Scorer`] and by an ensemble's members together.
+pub trait LinkPredictor {
     fn num_entities(&self) -> usize;
+    /// The score of each triple.
+    fn triples(&self, triples: &[Triple]) -> Vec<f32>;
     /// `queries.len() x n` scores of every entity as the tail of `(head, relation)`.
     fn tails(&self, queries: &[(u32, u32)]) -> Vec<f32>;
     /// `queries.len() x n` scores of every entity as the head of `(relation, tail)`.
     fn heads(&self, queries: &[(u32, u32)]) -> Vec<f32>;
 }
 
-impl RankScorer for Scorer<'_> {
+impl LinkPredictor for Scorer<'_> {
     fn num_entities(&self) -> usize {
         Scorer::num_entities(self)
+    }
+    fn triples(&self, triples: &[Triple]) -> Vec<f32> {
+        Scorer::triples(self, triples)
     }
     fn tails(&self, queries: &[(u32, u32)]) -> Vec<f32> {
         Scorer::tails(self, queries)
@@ -145,9 +152,12 @@ impl RankScorer for Scorer<'_> {
 }
 
 /// An ensemble ranks by the mean of its members' scores.
-impl RankScorer for [Scorer<'_>] {
+impl LinkPredictor for [Scorer<'_>] {
     fn num_entities(&self) -> usize {
         self.first().map_or(0, Scorer::num_entities)
+    }
+    fn triples(&self, triples: &[Triple]) -> Vec<f32> {
+        mean_of(self.iter().map(|s| s.triples(triples)))
     }
     fn tails(&self, queries: &[(u32, u32)]) -> Vec<f32> {
         mean_of(self.iter().map(|s| s.tails(queries)))
@@ -173,7 +183,7 @@ fn mean_of(parts: impl Iterator<Item = Vec<f32>>) -> Vec<f32> {
 }
 
 /// Ranks every triple of `test` on both sides against all entities.
-pub fn evaluate<S: RankScorer + ?Sized>(
+pub fn evaluate<S: LinkPredictor + ?Sized>(
     scorer: &S,
     test: &[Triple],
     known: &Known,
