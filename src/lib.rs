@@ -2,6 +2,7 @@
 //!
 //! See `ARCHITECTURE.md` for the data flow and which module owns what.
 
+pub mod acquire;
 pub mod cli;
 pub mod graph;
 mod logging;

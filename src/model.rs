@@ -12,7 +12,7 @@ pub mod tables;
 pub mod train;
 
 pub use config::{LossKind, ModelKind, OptimizerKind, Regime, Regularizer, TrainConfig};
-pub use ensemble::{Ensemble, Prediction, mutual_information};
+pub use ensemble::{Ensemble, Prediction};
 pub use eval::{Known, LinkPredictor, Metrics, SideMetrics, evaluate};
 pub use kge::{KgeModel, Scorer};
 pub use train::{EpochStats, TrainOutcome, TrainSet, train};

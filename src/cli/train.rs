@@ -612,7 +612,7 @@ pub async fn predict(store: &Store, args: PredictArgs) -> anyhow::Result<ExitCod
             "known": id.is_some_and(|i| graph.contains(known_triples[i])),
             "probability": p.map(|p| p.mean),
             "std": p.map(|p| p.std),
-            "mutual_information": p.map(|p| model::mutual_information(&p.members)),
+            "mutual_information": p.map(|p| crate::acquire::mutual_information(&p.members)),
             "members": p.map(|p| p.members.clone()),
             "error": id.is_none().then_some("unknown entity or relation"),
         }));

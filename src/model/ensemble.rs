@@ -1,6 +1,6 @@
 //! Ensembles: k members trained with different seeds on bootstrap samples of the training
 //! triples. Their calibrated probabilities give each candidate a mean, a spread, and the
-//! per-member values from which BALD's mutual information is computed.
+//! per-member values from which BALD's mutual information is computed (in `acquire`).
 
 use super::calibrate::{self, Calibrator, Method, Report};
 use super::eval::Known;
@@ -191,36 +191,5 @@ impl Ensemble {
                 }
             })
             .collect()
-    }
-}
-
-fn entropy(p: f64) -> f64 {
-    let p = p.clamp(1e-12, 1.0 - 1e-12);
-    -(p * p.ln() + (1.0 - p) * (1.0 - p).ln())
-}
-
-/// BALD: the entropy of the mean prediction minus the mean entropy of the members; high when
-/// the members are individually confident but disagree.
-pub fn mutual_information(members: &[f64]) -> f64 {
-    if members.is_empty() {
-        return 0.0;
-    }
-    let k = members.len() as f64;
-    let mean = members.iter().sum::<f64>() / k;
-    entropy(mean) - members.iter().map(|&p| entropy(p)).sum::<f64>() / k
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn bald_prefers_confident_disagreement() {
-        let agree_unsure = mutual_information(&[0.5, 0.5, 0.5]);
-        let disagree = mutual_information(&[0.01, 0.99, 0.5]);
-        let agree_sure = mutual_information(&[0.99, 0.99, 0.99]);
-        assert!(agree_unsure.abs() < 1e-12);
-        assert!(agree_sure.abs() < 1e-9);
-        assert!(disagree > 0.3, "{disagree}");
     }
 }
