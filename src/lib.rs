@@ -8,4 +8,5 @@ pub mod graph;
 mod logging;
 pub mod model;
 pub mod plot;
+pub mod plugin;
 pub mod store;
