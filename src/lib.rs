@@ -9,4 +9,5 @@ mod logging;
 pub mod model;
 pub mod plot;
 pub mod plugin;
+pub mod simulate;
 pub mod store;
