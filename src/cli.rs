@@ -8,6 +8,7 @@ macro_rules! out {
 
 mod history;
 mod import;
+mod simulate;
 mod train;
 
 use crate::logging::{self, LogFormat};
@@ -66,6 +67,9 @@ enum Command {
     Eval(train::EvalArgs),
     /// Calibrated probability, spread and BALD of candidate triples under the newest model.
     Predict(train::PredictArgs),
+    /// Compare acquisition strategies: rounds of generate, rank, oracle, ingest and retrain on
+    /// a graph with hidden truth (no database needed).
+    Simulate(Box<simulate::SimulateArgs>),
 }
 
 /// Parses arguments, runs the command, prints any error, and returns the exit code.
@@ -92,6 +96,9 @@ pub fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    if let Command::Simulate(args) = cli.command {
+        return tokio::task::spawn_blocking(move || simulate::run(*args)).await?;
+    }
     let db = cli.db;
     let data_dir = cli.data_dir.unwrap_or_else(|| {
         db.parent()
@@ -139,6 +146,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let result = train::predict(&store, args).await;
             (store, result)
         }
+        Command::Simulate(_) => unreachable!("handled before a database is opened"),
     };
     store.close().await;
     result

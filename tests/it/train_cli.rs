@@ -239,3 +239,69 @@ fn predict_reports_probability_spread_and_bald() {
     assert!(rows[2]["probability"].is_null());
     assert_eq!(rows[2]["error"], "unknown entity or relation");
 }
+
+#[test]
+fn simulate_writes_csv_summary_and_plot() {
+    let env = Env::new();
+    let out = env.path("sim");
+    let stdout = env.ok(&[
+        "simulate",
+        data("umls/train.txt").to_str().expect("path"),
+        "--test",
+        data("umls/test.txt").to_str().expect("path"),
+        "--rounds",
+        "2",
+        "--seeds",
+        "2",
+        "--batch",
+        "10",
+        "--strategies",
+        "random,greedy,ucb",
+        "--epochs",
+        "5",
+        "--retrain-epochs",
+        "1",
+        "--dim",
+        "16",
+        "--ensemble",
+        "2",
+        "--out",
+        out.to_str().expect("path"),
+    ]);
+    assert!(
+        stdout.contains("| greedy |")
+            && stdout.contains("| random |")
+            && stdout.contains("| ucb |"),
+        "{stdout}"
+    );
+    let csv = std::fs::read_to_string(out.join("rounds.csv")).expect("csv");
+    assert_eq!(csv.lines().count(), 1 + 3 * 2 * 2, "{csv}");
+    assert!(
+        csv.lines()
+            .skip(1)
+            .all(|l| l.split(',').nth(3) == Some("10")),
+        "{csv}"
+    );
+    let md = std::fs::read_to_string(out.join("summary.md")).expect("md");
+    assert!(
+        md.starts_with("| strategy | discoveries after 2 rounds"),
+        "{md}"
+    );
+    let svg = std::fs::read_to_string(out.join("curves.svg")).expect("svg");
+    assert_eq!(
+        svg.matches("<polyline").count(),
+        2 * 3,
+        "two panels, three strategies"
+    );
+    // The database is never created.
+    assert!(!env.db.exists());
+    let err = env.fail(&[
+        "simulate",
+        data("umls/train.txt").to_str().expect("path"),
+        "--test",
+        data("umls/test.txt").to_str().expect("path"),
+        "--strategies",
+        "magic",
+    ]);
+    assert!(err.contains("unknown strategy `magic`"), "{err}");
+}

@@ -1,0 +1,309 @@
+//! `hypograph simulate`: compare acquisition strategies on a graph with hidden truth.
+
+use crate::acquire::Acquisition;
+use crate::graph::{Interner, OnInvalid, Triple, TripleBatch, kgx, tsv};
+use crate::model::TrainConfig;
+use crate::plot::{Panel, Series};
+use crate::simulate::{self, RoundRecord, SimSpec, Universe};
+use anyhow::{Context, bail};
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+#[derive(Debug, clap::Args)]
+pub struct SimulateArgs {
+    /// The graph: a triples TSV or a KGX directory.
+    graph: PathBuf,
+    /// The truth the oracle answers from (default: hide `--hide` of the graph's triples).
+    #[arg(long)]
+    hidden: Option<PathBuf>,
+    /// Fraction of the graph hidden as the truth when no `--hidden` file is given.
+    #[arg(long, default_value_t = 0.5)]
+    hide: f64,
+    /// The fixed test split (triples TSV).
+    #[arg(long)]
+    test: PathBuf,
+    /// Comma-separated: random, greedy, uncertainty, spread, bald, ucb, thompson, epsilon.
+    #[arg(long, default_value = "random,greedy,uncertainty,ucb,thompson,bald")]
+    strategies: String,
+    #[arg(long, default_value_t = 10)]
+    rounds: usize,
+    /// Hypotheses tested per round.
+    #[arg(long, default_value_t = 50)]
+    batch: usize,
+    #[arg(long, default_value_t = 3)]
+    seeds: u64,
+    #[arg(long, default_value_t = 3)]
+    ensemble: usize,
+    #[arg(long, default_value_t = 3)]
+    max_per_entity: usize,
+    /// Candidates kept per relation before acquisition.
+    #[arg(long, default_value_t = 200)]
+    top_k: usize,
+    #[arg(long, default_value_t = 64)]
+    dim: usize,
+    /// Epochs of the first training in each run.
+    #[arg(long, default_value_t = 40)]
+    epochs: usize,
+    /// Epochs of each warm retrain.
+    #[arg(long, default_value_t = 5)]
+    retrain_epochs: usize,
+    #[arg(long, default_value_t = 1.0)]
+    beta: f64,
+    #[arg(long, default_value_t = 0.1)]
+    epsilon: f64,
+    /// Cost of one oracle verdict.
+    #[arg(long, default_value_t = 1.0)]
+    cost: f64,
+    /// Where rounds.csv, summary.md and curves.svg go.
+    #[arg(long, default_value = "simulation")]
+    out: PathBuf,
+}
+
+fn strategy(name: &str, beta: f64, epsilon: f64) -> anyhow::Result<Acquisition> {
+    Ok(match name {
+        "random" => Acquisition::Random,
+        "greedy" => Acquisition::Greedy,
+        "uncertainty" => Acquisition::Uncertainty,
+        "spread" => Acquisition::Spread,
+        "bald" => Acquisition::Bald,
+        "ucb" => Acquisition::Ucb { beta },
+        "thompson" => Acquisition::Thompson,
+        "epsilon" => Acquisition::Epsilon {
+            epsilon,
+            inner: Box::new(Acquisition::Greedy),
+        },
+        other => bail!(
+            "unknown strategy `{other}` (random, greedy, uncertainty, spread, bald, ucb, thompson, epsilon)"
+        ),
+    })
+}
+
+/// Triples of `batch` in the ids of `ents`/`rels` (adding keys), skipping none.
+fn intern(batch: &TripleBatch, ents: &mut Interner, rels: &mut Interner) -> Vec<Triple> {
+    batch
+        .triples
+        .iter()
+        .map(|&[h, r, t]| {
+            Triple::new(
+                ents.intern(&batch.entities[h as usize].key),
+                rels.intern(&batch.relations[r as usize]),
+                ents.intern(&batch.entities[t as usize].key),
+            )
+        })
+        .collect()
+}
+
+pub fn run(args: SimulateArgs) -> anyhow::Result<ExitCode> {
+    let strategies = args
+        .strategies
+        .split(',')
+        .map(|s| s.trim())
+        .filter(|s| !s.is_empty())
+        .map(|s| strategy(s, args.beta, args.epsilon).map(|a| (s.to_owned(), a)))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let graph = if args.graph.is_dir() {
+        kgx::read_kgx(
+            &args.graph.join("nodes.tsv"),
+            &args.graph.join("edges.tsv"),
+            OnInvalid::Fail,
+        )?
+    } else {
+        tsv::read_triples(&args.graph, OnInvalid::Fail)?
+    };
+    let (mut ents, mut rels) = (Interner::new(), Interner::new());
+    let mut observed = intern(&graph, &mut ents, &mut rels);
+    let mut category: Vec<String> = graph.entities.iter().map(|e| e.category.clone()).collect();
+    let (visible, hidden) = match &args.hidden {
+        Some(p) => {
+            let h = intern(
+                &tsv::read_triples(p, OnInvalid::Fail)?,
+                &mut ents,
+                &mut rels,
+            );
+            (observed, h)
+        }
+        None => {
+            if !(0.0..1.0).contains(&args.hide) {
+                bail!("--hide must be in [0, 1)");
+            }
+            observed.shuffle(&mut rand::rngs::StdRng::seed_from_u64(0x5eed));
+            let cut = ((1.0 - args.hide) * observed.len() as f64).round() as usize;
+            let hidden = observed.split_off(cut);
+            (observed, hidden)
+        }
+    };
+    let test_batch = tsv::read_triples(&args.test, OnInvalid::Fail)?;
+    let before = (ents.len(), rels.len());
+    let test_all = intern(&test_batch, &mut ents, &mut rels);
+    // Test triples naming keys the graph lacks cannot be ranked: count and drop them.
+    let test: Vec<Triple> = test_all
+        .into_iter()
+        .filter(|t| {
+            (t.head as usize) < before.0
+                && (t.tail as usize) < before.0
+                && (t.relation as usize) < before.1
+        })
+        .collect();
+    let dropped = test_batch.triples.len() - test.len();
+    if dropped > 0 {
+        tracing::warn!(
+            dropped,
+            "test triples naming keys outside the graph were skipped"
+        );
+    }
+    category.resize(ents.len(), String::new());
+    let universe = Universe {
+        entities: (0..before.0 as u32)
+            .map(|i| (ents.key(i).into(), category[i as usize].clone().into()))
+            .collect(),
+        relations: (0..before.1 as u32).map(|i| rels.key(i).into()).collect(),
+    };
+    let spec = SimSpec {
+        strategies,
+        seeds: (0..args.seeds).collect(),
+        rounds: args.rounds,
+        batch: args.batch,
+        max_per_entity: (args.max_per_entity > 0).then_some(args.max_per_entity),
+        top_k: args.top_k,
+        ensemble: args.ensemble,
+        config: TrainConfig::new()
+            .with_dim(args.dim)
+            .with_epochs(args.epochs),
+        retrain_epochs: args.retrain_epochs,
+        cost: args.cost,
+    };
+    let total = (spec.strategies.len() * spec.seeds.len() * spec.rounds) as u64;
+    let bar = indicatif::ProgressBar::new(total);
+    bar.set_style(indicatif::ProgressStyle::with_template(
+        "{spinner} round {pos}/{len} [{bar:30}] {msg} eta {eta}",
+    )?);
+    let records = simulate::run(
+        &universe,
+        &visible,
+        &hidden,
+        &test,
+        &spec,
+        &mut |r: &RoundRecord| {
+            bar.set_message(format!(
+                "{} seed {} round {}: {} found, MRR {:.3}",
+                r.strategy, r.seed, r.round, r.cumulative_discoveries, r.test_mrr
+            ));
+            bar.inc(1);
+        },
+    )?;
+    bar.finish_and_clear();
+    write_outputs(&args.out, &records, args.batch)?;
+    out!("{}", summary(&records));
+    out!(
+        "wrote {}/rounds.csv, summary.md and curves.svg",
+        args.out.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Mean over seeds of each strategy's value at each round.
+fn per_round(
+    records: &[RoundRecord],
+    f: impl Fn(&RoundRecord) -> f64,
+) -> BTreeMap<String, Vec<(f64, f64)>> {
+    let mut sums: BTreeMap<String, BTreeMap<usize, (f64, f64, usize)>> = BTreeMap::new();
+    for r in records {
+        let e = sums
+            .entry(r.strategy.clone())
+            .or_default()
+            .entry(r.round)
+            .or_insert((0.0, 0.0, 0));
+        e.0 += r.cumulative_cost;
+        e.1 += f(r);
+        e.2 += 1;
+    }
+    sums.into_iter()
+        .map(|(s, rounds)| {
+            let points = rounds
+                .values()
+                .map(|&(c, v, n)| (c / n as f64, v / n as f64))
+                .collect();
+            (s, points)
+        })
+        .collect()
+}
+
+fn summary(records: &[RoundRecord]) -> String {
+    let last = records.iter().map(|r| r.round).max().unwrap_or(0);
+    let mut rows: BTreeMap<&str, Vec<&RoundRecord>> = BTreeMap::new();
+    for r in records.iter().filter(|r| r.round == last) {
+        rows.entry(&r.strategy).or_default().push(r);
+    }
+    let mut md = format!(
+        "| strategy | discoveries after {last} rounds (mean ± sd over seeds) | mean precision | test MRR | cost |\n| --- | --- | --- | --- | --- |\n"
+    );
+    for (s, rs) in rows {
+        let k = rs.len() as f64;
+        let d: Vec<f64> = rs.iter().map(|r| r.cumulative_discoveries as f64).collect();
+        let mean = d.iter().sum::<f64>() / k;
+        let sd = (d.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / k).sqrt();
+        let precision = records
+            .iter()
+            .filter(|r| r.strategy == s)
+            .map(|r| r.precision)
+            .sum::<f64>()
+            / records.iter().filter(|r| r.strategy == s).count().max(1) as f64;
+        let mrr = rs.iter().map(|r| r.test_mrr).sum::<f64>() / k;
+        let cost = rs.iter().map(|r| r.cumulative_cost).sum::<f64>() / k;
+        md.push_str(&format!(
+            "| {s} | {mean:.1} ± {sd:.1} | {precision:.3} | {mrr:.3} | {cost:.0} |\n"
+        ));
+    }
+    md
+}
+
+fn write_outputs(dir: &Path, records: &[RoundRecord], _batch: usize) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut csv = String::from(
+        "strategy,seed,round,tested,confirmed,precision,cumulative_discoveries,cumulative_cost,test_mrr\n",
+    );
+    for r in records {
+        csv.push_str(&format!(
+            "{},{},{},{},{},{},{},{},{}\n",
+            r.strategy,
+            r.seed,
+            r.round,
+            r.tested,
+            r.confirmed,
+            r.precision,
+            r.cumulative_discoveries,
+            r.cumulative_cost,
+            r.test_mrr
+        ));
+    }
+    std::fs::write(dir.join("rounds.csv"), csv)?;
+    std::fs::write(dir.join("summary.md"), summary(records))?;
+    let panel = |title: &str, y: &str, f: &dyn Fn(&RoundRecord) -> f64, range| Panel {
+        title: title.into(),
+        x_label: "labels spent (cost)".into(),
+        y_label: y.into(),
+        series: per_round(records, f)
+            .into_iter()
+            .map(|(name, points)| Series {
+                name,
+                points,
+                markers: true,
+            })
+            .collect(),
+        y_range: range,
+    };
+    let svg = crate::plot::svg(&[
+        panel(
+            "true edges discovered (mean over seeds)",
+            "discoveries",
+            &|r| r.cumulative_discoveries as f64,
+            None,
+        ),
+        panel("test MRR (filtered)", "MRR", &|r| r.test_mrr, None),
+    ]);
+    std::fs::write(dir.join("curves.svg"), svg)?;
+    Ok(())
+}
