@@ -9,15 +9,10 @@ use hypograph::model::{self, Known, TrainConfig, TrainSet};
 use std::path::Path;
 
 fn read(path: &Path, ents: &mut Interner, rels: &mut Interner) -> anyhow::Result<Vec<Triple>> {
-    let text = std::fs::read_to_string(path)?;
-    Ok(text
-        .lines()
-        .filter(|l| !l.is_empty())
-        .map(|l| {
-            let f: Vec<&str> = l.split('\t').collect();
-            Triple::new(ents.intern(f[0]), rels.intern(f[1]), ents.intern(f[2]))
-        })
-        .collect())
+    Ok(
+        hypograph::graph::tsv::read_triples(path, hypograph::graph::OnInvalid::Fail)?
+            .triples_in(ents, rels),
+    )
 }
 
 pub fn configs() -> Vec<(&'static str, TrainConfig)> {

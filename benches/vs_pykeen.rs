@@ -14,14 +14,10 @@ use std::time::Instant;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn read(path: &Path, ents: &mut Interner, rels: &mut Interner) -> anyhow::Result<Vec<Triple>> {
-    Ok(std::fs::read_to_string(path)?
-        .lines()
-        .filter(|l| !l.is_empty())
-        .map(|l| {
-            let f: Vec<&str> = l.split('\t').collect();
-            Triple::new(ents.intern(f[0]), rels.intern(f[1]), ents.intern(f[2]))
-        })
-        .collect())
+    Ok(
+        hypograph::graph::tsv::read_triples(path, hypograph::graph::OnInvalid::Fail)?
+            .triples_in(ents, rels),
+    )
 }
 
 struct Case {

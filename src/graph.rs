@@ -66,6 +66,23 @@ pub struct TripleBatch {
     pub skipped: Vec<LineError>,
 }
 
+impl TripleBatch {
+    /// The batch's triples renumbered into shared interners (adding keys they lack), so that
+    /// several files (train, valid, test) end up in one id space.
+    pub fn triples_in(&self, entities: &mut Interner, relations: &mut Interner) -> Vec<Triple> {
+        self.triples
+            .iter()
+            .map(|&[h, r, t]| {
+                Triple::new(
+                    entities.intern(&self.entities[h as usize].key),
+                    relations.intern(&self.relations[r as usize]),
+                    entities.intern(&self.entities[t as usize].key),
+                )
+            })
+            .collect()
+    }
+}
+
 /// How strict a reader is about bad lines.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum OnInvalid {

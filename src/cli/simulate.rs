@@ -1,7 +1,7 @@
 //! `hypograph simulate`: compare acquisition strategies on a graph with hidden truth.
 
 use crate::acquire::Acquisition;
-use crate::graph::{Interner, OnInvalid, Triple, TripleBatch, kgx, tsv};
+use crate::graph::{Interner, OnInvalid, Triple, kgx, tsv};
 use crate::model::TrainConfig;
 use crate::plot::{Panel, Series};
 use crate::simulate::{self, RoundRecord, SimSpec, Universe};
@@ -81,21 +81,6 @@ fn strategy(name: &str, beta: f64, epsilon: f64) -> anyhow::Result<Acquisition> 
     })
 }
 
-/// Triples of `batch` in the ids of `ents`/`rels` (adding keys), skipping none.
-fn intern(batch: &TripleBatch, ents: &mut Interner, rels: &mut Interner) -> Vec<Triple> {
-    batch
-        .triples
-        .iter()
-        .map(|&[h, r, t]| {
-            Triple::new(
-                ents.intern(&batch.entities[h as usize].key),
-                rels.intern(&batch.relations[r as usize]),
-                ents.intern(&batch.entities[t as usize].key),
-            )
-        })
-        .collect()
-}
-
 pub fn run(args: SimulateArgs) -> anyhow::Result<ExitCode> {
     let strategies = args
         .strategies
@@ -114,15 +99,15 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<ExitCode> {
         tsv::read_triples(&args.graph, OnInvalid::Fail)?
     };
     let (mut ents, mut rels) = (Interner::new(), Interner::new());
-    let mut observed = intern(&graph, &mut ents, &mut rels);
-    let mut category: Vec<String> = graph.entities.iter().map(|e| e.category.clone()).collect();
+    let mut observed = graph.triples_in(&mut ents, &mut rels);
+    let category: std::collections::HashMap<&str, &str> = graph
+        .entities
+        .iter()
+        .map(|e| (e.key.as_str(), e.category.as_str()))
+        .collect();
     let (visible, hidden) = match &args.hidden {
         Some(p) => {
-            let h = intern(
-                &tsv::read_triples(p, OnInvalid::Fail)?,
-                &mut ents,
-                &mut rels,
-            );
+            let h = tsv::read_triples(p, OnInvalid::Fail)?.triples_in(&mut ents, &mut rels);
             (observed, h)
         }
         None => {
@@ -137,7 +122,7 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<ExitCode> {
     };
     let test_batch = tsv::read_triples(&args.test, OnInvalid::Fail)?;
     let before = (ents.len(), rels.len());
-    let test_all = intern(&test_batch, &mut ents, &mut rels);
+    let test_all = test_batch.triples_in(&mut ents, &mut rels);
     // Test triples naming keys the graph lacks cannot be ranked: count and drop them.
     let test: Vec<Triple> = test_all
         .into_iter()
@@ -154,10 +139,12 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<ExitCode> {
             "test triples naming keys outside the graph were skipped"
         );
     }
-    category.resize(ents.len(), String::new());
     let universe = Universe {
         entities: (0..before.0 as u32)
-            .map(|i| (ents.key(i).into(), category[i as usize].clone().into()))
+            .map(|i| {
+                let key = ents.key(i);
+                (key.into(), category.get(key).copied().unwrap_or("").into())
+            })
             .collect(),
         relations: (0..before.1 as u32).map(|i| rels.key(i).into()).collect(),
     };

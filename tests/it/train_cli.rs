@@ -305,3 +305,59 @@ fn simulate_writes_csv_summary_and_plot() {
     ]);
     assert!(err.contains("unknown strategy `magic`"), "{err}");
 }
+
+#[test]
+fn simulate_reads_kgx_with_categories() {
+    let env = Env::new();
+    let mut nodes = String::from("id\tcategory\n");
+    let mut edges = String::from("subject\tpredicate\tobject\n");
+    let mut hidden = String::new();
+    for i in 0..12 {
+        nodes.push_str(&format!("drug{i}\tDrug\ndis{i}\tDisease\n"));
+        let line = format!("drug{i}\ttreats\tdis{}\n", (i + 1) % 12);
+        if i % 3 == 0 {
+            hidden.push_str(&line)
+        } else {
+            edges.push_str(&line)
+        }
+    }
+    env.write("kg/nodes.tsv", nodes);
+    env.write("kg/edges.tsv", edges);
+    let hidden = env.write("hidden.tsv", &hidden);
+    let out = env.path("sim");
+    let stdout = env.ok(&[
+        "simulate",
+        env.path("kg").to_str().expect("path"),
+        "--hidden",
+        hidden.to_str().expect("path"),
+        "--test",
+        hidden.to_str().expect("path"),
+        "--rounds",
+        "1",
+        "--seeds",
+        "1",
+        "--batch",
+        "4",
+        "--strategies",
+        "greedy",
+        "--epochs",
+        "3",
+        "--retrain-epochs",
+        "1",
+        "--dim",
+        "8",
+        "--ensemble",
+        "1",
+        "--out",
+        out.to_str().expect("path"),
+    ]);
+    assert!(stdout.contains("| greedy |"), "{stdout}");
+    let csv = std::fs::read_to_string(out.join("rounds.csv")).expect("csv");
+    // Every candidate is Drug -> Disease, so 4 hypotheses can always be found.
+    assert!(
+        csv.lines()
+            .nth(1)
+            .is_some_and(|l| l.split(',').nth(3) == Some("4")),
+        "{csv}"
+    );
+}
