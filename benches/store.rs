@@ -170,14 +170,5 @@ async fn make_changed_version(
 }
 
 fn rss_bytes() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| {
-                l.split_whitespace()
-                    .nth(1)
-                    .and_then(|n| n.parse::<u64>().ok())
-            })
-        })
-        .map_or(0, |kib| kib * 1024)
+    hypograph::logging::proc_status_bytes("VmRSS").unwrap_or(0)
 }

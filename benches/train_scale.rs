@@ -21,16 +21,7 @@ fn env(name: &str, default: usize) -> usize {
 }
 
 fn peak_rss_gib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| {
-                l.split_whitespace()
-                    .nth(1)
-                    .and_then(|n| n.parse::<f64>().ok())
-            })
-        })
-        .map_or(f64::NAN, |kib| kib / (1024.0 * 1024.0))
+    hypograph::logging::peak_rss_bytes().map_or(f64::NAN, |b| b as f64 / (1u64 << 30) as f64)
 }
 
 fn main() -> anyhow::Result<()> {

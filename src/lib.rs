@@ -5,7 +5,7 @@
 pub mod acquire;
 pub mod cli;
 pub mod graph;
-mod logging;
+pub mod logging;
 pub mod model;
 pub mod plot;
 pub mod plugin;

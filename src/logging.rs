@@ -28,10 +28,19 @@ pub fn init(verbose: u8, format: LogFormat) {
     };
 }
 
-/// Peak resident memory of this process, where the platform tells (Linux).
-pub fn peak_rss_bytes() -> Option<u64> {
+/// A memory figure of this process from `/proc/self/status` (`VmHWM` peak, `VmRSS` current),
+/// in bytes, where the platform tells (Linux).
+pub fn proc_status_bytes(field: &str) -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let line = status.lines().find(|l| {
+        l.strip_prefix(field)
+            .is_some_and(|rest| rest.starts_with(':'))
+    })?;
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib * 1024)
+}
+
+/// Peak resident memory of this process.
+pub fn peak_rss_bytes() -> Option<u64> {
+    proc_status_bytes("VmHWM")
 }

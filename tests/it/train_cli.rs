@@ -2,6 +2,16 @@
 
 use crate::support::{Env, data};
 
+/// The single entry of a directory (a models directory after one training).
+fn only_entry(dir: &std::path::Path) -> std::path::PathBuf {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .expect("directory")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    entries.remove(0)
+}
+
 fn trained() -> Env {
     let env = Env::new();
     env.ok(&["import", data("umls/train.txt").to_str().expect("path")]);
@@ -27,12 +37,7 @@ fn trained() -> Env {
 fn train_then_eval_umls() {
     let env = trained();
     let models = env.dir.path().join("hypograph-data/models");
-    let dir = std::fs::read_dir(&models)
-        .expect("models dir")
-        .next()
-        .expect("one")
-        .expect("entry")
-        .path();
+    let dir = only_entry(&models);
     for f in [
         "member-0/weights.bpk",
         "member-0/config.json",
@@ -99,12 +104,7 @@ fn corrupted_or_foreign_checkpoints_are_refused() {
     let env = trained();
     let test = data("umls/test.txt");
     let models = env.dir.path().join("hypograph-data/models");
-    let dir = std::fs::read_dir(&models)
-        .expect("models dir")
-        .next()
-        .expect("one")
-        .expect("entry")
-        .path();
+    let dir = only_entry(&models);
     let weights = dir.join("member-0/weights.bpk");
     let mut bytes = std::fs::read(&weights).expect("read");
     bytes[100] ^= 1;
@@ -118,12 +118,7 @@ fn corrupted_or_foreign_checkpoints_are_refused() {
     other.ok(&["import", f.to_str().expect("path")]);
     other.ok(&["train", "--epochs", "1", "--dim", "8"]);
     let foreign = other.dir.path().join("hypograph-data/models");
-    let foreign = std::fs::read_dir(&foreign)
-        .expect("dir")
-        .next()
-        .expect("one")
-        .expect("entry")
-        .path();
+    let foreign = only_entry(&foreign);
     let sum = other.json(&["eval", "--test", f.to_str().expect("path")])["model"].clone();
     assert_eq!(sum, 1);
     let sum: String = {
@@ -197,12 +192,7 @@ fn ensemble_with_calibration() {
     let text = std::fs::read_to_string(&svg).expect("svg");
     assert!(text.contains("calibrated (ECE"), "{text}");
     let models = env.dir.path().join("hypograph-data/models");
-    let dir = std::fs::read_dir(&models)
-        .expect("dir")
-        .next()
-        .expect("one")
-        .expect("entry")
-        .path();
+    let dir = only_entry(&models);
     assert!(dir.join("member-2/weights.bpk").is_file());
 }
 
