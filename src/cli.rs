@@ -8,6 +8,7 @@ macro_rules! out {
 
 mod history;
 mod import;
+mod rounds;
 mod simulate;
 mod train;
 
@@ -70,6 +71,12 @@ enum Command {
     /// Compare acquisition strategies: rounds of generate, rank, oracle, ingest and retrain on
     /// a graph with hidden truth (no database needed).
     Simulate(Box<simulate::SimulateArgs>),
+    /// Check workflow files; every problem is printed as FILE:LINE:COL: field: message.
+    Validate(rounds::ValidateArgs),
+    /// Run rounds of a workflow now (resuming an unfinished one first).
+    Run(rounds::RunArgs),
+    /// Rounds, their states, counts per stage and what each waits on.
+    Status(rounds::StatusArgs),
 }
 
 /// Parses arguments, runs the command, prints any error, and returns the exit code.
@@ -98,6 +105,9 @@ pub fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     if let Command::Simulate(args) = cli.command {
         return tokio::task::spawn_blocking(move || simulate::run(*args)).await?;
+    }
+    if let Command::Validate(args) = cli.command {
+        return rounds::validate(args);
     }
     let db = cli.db;
     let data_dir = cli.data_dir.unwrap_or_else(|| {
@@ -146,7 +156,21 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let result = train::predict(&store, args).await;
             (store, result)
         }
-        Command::Simulate(_) => unreachable!("handled before a database is opened"),
+        Command::Run(args) => {
+            // Validate before the database exists: a bad workflow writes nothing.
+            let loaded = rounds::load(&args.file)?;
+            let store = open(OpenMode::Create).await?;
+            let result = rounds::run(&store, &db, &data_dir, loaded, args).await;
+            (store, result)
+        }
+        Command::Status(args) => {
+            let store = open(OpenMode::Existing).await?;
+            let result = rounds::status(&store, args).await;
+            (store, result)
+        }
+        Command::Simulate(_) | Command::Validate(_) => {
+            unreachable!("handled before a database is opened")
+        }
     };
     store.close().await;
     result

@@ -25,10 +25,11 @@ pub struct LineError {
 /// Why an input file could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum ParseError {
-    #[error("{}: {source}", path.display())]
+    // Not a `source`: the message already carries it, and a chain would print it twice.
+    #[error("{}: {cause}", path.display())]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("{}:{line}: {message}", path.display())]
     Line {

@@ -4,6 +4,7 @@
 
 pub mod acquire;
 pub mod cli;
+pub mod engine;
 pub mod graph;
 pub mod logging;
 pub mod model;
@@ -11,3 +12,5 @@ pub mod plot;
 pub mod plugin;
 pub mod simulate;
 pub mod store;
+pub mod training;
+pub mod workflow;

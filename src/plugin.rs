@@ -51,6 +51,14 @@ pub enum Plugin {
 }
 
 impl Plugin {
+    /// Whether every verdict comes back from `submit` itself (rather than later, by polling
+    /// or callback): a hypothesis a synchronous plugin did not answer is a failure.
+    pub fn is_synchronous(&self) -> bool {
+        match self {
+            Self::Oracle(_) => true,
+        }
+    }
+
     /// Submits a batch. The oracle's verdicts depend only on the hypotheses, so resubmitting
     /// after a crash answers the same; stateful plugins (issue 6) will take the idempotency
     /// key `(round, hypothesis, stage)` of DESIGN.md.

@@ -8,6 +8,7 @@ use crate::model::calibrate::Method;
 use crate::model::{self, Ensemble, KgeModel, Known, ModelError, TrainConfig, TrainSet};
 use serde::Serialize;
 use std::collections::HashSet;
+use std::time::Instant;
 
 /// One simulation's settings.
 #[derive(Debug, Clone)]
@@ -41,6 +42,14 @@ pub struct RoundRecord {
     pub cumulative_discoveries: usize,
     pub cumulative_cost: f64,
     pub test_mrr: f64,
+    /// Seconds spent generating and scoring candidates.
+    pub generate_s: f64,
+    /// Seconds spent on the ensemble's mean and spread and on acquisition.
+    pub rank_s: f64,
+    /// Seconds spent asking the oracle and ingesting its verdicts.
+    pub judge_s: f64,
+    /// Seconds spent on the warm retrain after the round.
+    pub train_s: f64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -114,10 +123,26 @@ pub fn run(
                     batch: 64,
                     seed: seed ^ round as u64,
                 };
-                let scored =
-                    acquire::generate(&graph, &refuted, scorers.as_slice(), &generate_spec);
+                let clock = Instant::now();
+                // `random` tests what an unguided experimenter would: a uniform draw over every
+                // allowed pair, not over the model's favourites.
+                let triples: Vec<Triple> = if *acquisition == Acquisition::Random {
+                    acquire::sample_uniform(
+                        &graph,
+                        &refuted,
+                        &[],
+                        spec.batch * 4,
+                        generate_spec.seed,
+                    )
+                } else {
+                    acquire::generate(&graph, &refuted, scorers.as_slice(), &generate_spec)
+                        .iter()
+                        .map(|s| s.triple)
+                        .collect()
+                };
                 drop(scorers);
-                let triples: Vec<Triple> = scored.iter().map(|s| s.triple).collect();
+                let generate_s = clock.elapsed().as_secs_f64();
+                let clock = Instant::now();
                 let candidates: Vec<Candidate> = ensemble
                     .predict(&triples, &device)
                     .into_iter()
@@ -137,6 +162,8 @@ pub fn run(
                     spec.max_per_entity,
                     seed.wrapping_mul(1_000_003) ^ round as u64,
                 );
+                let rank_s = clock.elapsed().as_secs_f64();
+                let clock = Instant::now();
                 let mut confirmed = 0;
                 for p in &picks {
                     let t = candidates[p.index].triple;
@@ -149,8 +176,11 @@ pub fn run(
                 }
                 discoveries += confirmed;
                 cost += spec.cost * picks.len() as f64;
+                let judge_s = clock.elapsed().as_secs_f64();
+                let clock = Instant::now();
                 let retrain = config.clone().with_epochs(spec.retrain_epochs);
                 members = train(universe, &known, &refuted, &retrain, spec.ensemble, members)?;
+                let train_s = clock.elapsed().as_secs_f64();
                 let scorers: Vec<model::Scorer<'_>> =
                     members.iter().map(|m| m.scorer(&device)).collect();
                 let mrr = model::evaluate(scorers.as_slice(), test, &all_true, 256)
@@ -170,6 +200,10 @@ pub fn run(
                     cumulative_discoveries: discoveries,
                     cumulative_cost: cost,
                     test_mrr: mrr,
+                    generate_s,
+                    rank_s,
+                    judge_s,
+                    train_s,
                 };
                 on_round(&record);
                 records.push(record);

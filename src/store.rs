@@ -4,12 +4,17 @@
 mod hash;
 mod models;
 mod read;
+mod rounds;
 mod scan;
 mod verify;
 mod write;
 
 pub use models::{ModelInfo, NewModel};
 pub use read::{BlameRow, Diff, Stats, VersionInfo};
+pub use rounds::{
+    HypothesisInfo, Ingested, NewHypothesis, Recorded, RoundInfo, RoundState, RoundUpdate,
+    StageClose,
+};
 pub use verify::Verification;
 pub use write::{CommitSummary, ImportOptions, Outcome};
 
@@ -51,6 +56,12 @@ pub enum StoreError {
     UnknownRelation(String),
     #[error("model {0} does not exist")]
     UnknownModel(i64),
+    #[error("round {0} does not exist")]
+    UnknownRound(i64),
+    #[error("hypothesis {0} does not exist")]
+    UnknownHypothesis(i64),
+    #[error("conflict: {0}")]
+    Conflict(String),
     #[error("the store is inconsistent: {0}")]
     Corrupt(String),
     #[error(transparent)]

@@ -98,6 +98,77 @@ fn domain_range(graph: &Graph, relation: u32) -> (BTreeSet<&str>, BTreeSet<&str>
     (domain, range)
 }
 
+/// The entities a relation's observed domain and range allow as heads and tails.
+fn endpoints(graph: &Graph, relation: u32) -> (Vec<u32>, Vec<u32>) {
+    let (domain, range) = domain_range(graph, relation);
+    let n = graph.num_entities() as u32;
+    let heads = (0..n)
+        .filter(|&e| domain.contains(graph.category(e)))
+        .collect();
+    let tails = (0..n)
+        .filter(|&e| range.contains(graph.category(e)))
+        .collect();
+    (heads, tails)
+}
+
+fn all_relations(graph: &Graph, relations: &[u32]) -> Vec<u32> {
+    if relations.is_empty() {
+        (0..graph.num_relations() as u32).collect()
+    } else {
+        relations.to_vec()
+    }
+}
+
+/// Up to `n` distinct triples drawn uniformly from every allowed (unknown, unrefuted,
+/// category-matching) triple of `relations` (all when empty): the honest `random` baseline,
+/// what an unguided experimenter would test. Relations are weighted by their pair counts.
+pub fn sample_uniform(
+    graph: &Graph,
+    refuted: &HashSet<Triple>,
+    relations: &[u32],
+    n: usize,
+    seed: u64,
+) -> Vec<Triple> {
+    let per_relation: Vec<(u32, Vec<u32>, Vec<u32>)> = all_relations(graph, relations)
+        .into_iter()
+        .map(|r| {
+            let (h, t) = endpoints(graph, r);
+            (r, h, t)
+        })
+        .filter(|(_, h, t)| !h.is_empty() && !t.is_empty())
+        .collect();
+    let weights: Vec<f64> = per_relation
+        .iter()
+        .map(|(_, h, t)| h.len() as f64 * t.len() as f64)
+        .collect();
+    let total: f64 = weights.iter().sum();
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut seen = HashSet::new();
+    let mut out = Vec::with_capacity(n);
+    // Rejection sampling; the attempt cap ends it on graphs with few allowed pairs left.
+    let mut attempts = 0usize;
+    while out.len() < n && attempts < n.saturating_mul(1000).max(10_000) && total > 0.0 {
+        attempts += 1;
+        let mut x = rng.random::<f64>() * total;
+        let mut pick = per_relation.len() - 1;
+        for (i, w) in weights.iter().enumerate() {
+            if x < *w {
+                pick = i;
+                break;
+            }
+            x -= w;
+        }
+        let (r, heads, tails) = &per_relation[pick];
+        let h = heads[rng.random_range(0..heads.len())];
+        let t = tails[rng.random_range(0..tails.len())];
+        let triple = Triple::new(h, *r, t);
+        if h != t && !graph.contains(triple) && !refuted.contains(&triple) && seen.insert(triple) {
+            out.push(triple);
+        }
+    }
+    out
+}
+
 /// Generates the best-scored unknown, unrefuted triples of each relation in `spec`.
 pub fn generate<P: LinkPredictor + ?Sized>(
     graph: &Graph,
@@ -105,23 +176,15 @@ pub fn generate<P: LinkPredictor + ?Sized>(
     predictor: &P,
     spec: &GenerateSpec,
 ) -> Vec<Scored> {
-    let relations: Vec<u32> = if spec.relations.is_empty() {
-        (0..graph.num_relations() as u32).collect()
-    } else {
-        spec.relations.clone()
-    };
     let n = graph.num_entities() as u32;
     let mut rng = StdRng::seed_from_u64(spec.seed);
     let mut out = Vec::new();
-    for r in relations {
-        let (domain, range) = domain_range(graph, r);
-        let heads: Vec<u32> = (0..n)
-            .filter(|&e| domain.contains(graph.category(e)))
-            .collect();
-        let tails: Vec<u32> = (0..n)
-            .filter(|&e| range.contains(graph.category(e)))
-            .collect();
-        let in_range: Vec<bool> = (0..n).map(|e| range.contains(graph.category(e))).collect();
+    for r in all_relations(graph, &spec.relations) {
+        let (heads, tails) = endpoints(graph, r);
+        let mut in_range = vec![false; n as usize];
+        for &t in &tails {
+            in_range[t as usize] = true;
+        }
         let allowed = |t: Triple| t.head != t.tail && !graph.contains(t) && !refuted.contains(&t);
         let mut top = TopK::new(spec.top_k);
         let pairs = heads.len() as u64 * tails.len() as u64;
@@ -296,5 +359,30 @@ mod tests {
         );
         let again = generate(&g, &HashSet::new(), &Formula(9), &spec);
         assert_eq!(got, again, "seeded");
+    }
+
+    #[test]
+    fn uniform_samples_cover_every_allowed_pair_and_nothing_else() {
+        let g = graph();
+        let refuted: HashSet<Triple> = [Triple::new(2, 0, 6)].into();
+        // Allowed: 9 treats pairs + 1 interacts pair (g1 -> g0).
+        let got = sample_uniform(&g, &refuted, &[], 100, 7);
+        assert_eq!(got.len(), 10, "every allowed triple once, then it stops");
+        let distinct: HashSet<Triple> = got.iter().copied().collect();
+        assert_eq!(distinct.len(), 10);
+        for t in &got {
+            assert!(!g.contains(*t) && !refuted.contains(t) && t.head != t.tail);
+            let (h, tl) = (g.category(t.head), g.category(t.tail));
+            assert!(
+                (t.relation == 0 && h == "Drug" && tl == "Disease")
+                    || (t.relation == 1 && h == "Gene" && tl == "Gene")
+            );
+        }
+        assert_eq!(sample_uniform(&g, &refuted, &[0], 4, 7).len(), 4);
+        assert_eq!(
+            sample_uniform(&g, &refuted, &[], 5, 9),
+            sample_uniform(&g, &refuted, &[], 5, 9),
+            "seeded"
+        );
     }
 }

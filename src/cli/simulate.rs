@@ -244,17 +244,26 @@ fn summary(records: &[RoundRecord]) -> String {
             "| {s} | {mean:.1} ± {sd:.1} | {precision:.3} | {mrr:.3} | {cost:.0} |\n"
         ));
     }
+    let n = records.len().max(1) as f64;
+    let phase = |f: fn(&RoundRecord) -> f64| records.iter().map(f).sum::<f64>() / n;
+    md.push_str(&format!(
+        "\nmean seconds per round: generate {:.2}, rank {:.2}, oracle + ingest {:.3}, warm retrain {:.2}\n",
+        phase(|r| r.generate_s),
+        phase(|r| r.rank_s),
+        phase(|r| r.judge_s),
+        phase(|r| r.train_s)
+    ));
     md
 }
 
 fn write_outputs(dir: &Path, records: &[RoundRecord], _batch: usize) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let mut csv = String::from(
-        "strategy,seed,round,tested,confirmed,precision,cumulative_discoveries,cumulative_cost,test_mrr\n",
+        "strategy,seed,round,tested,confirmed,precision,cumulative_discoveries,cumulative_cost,test_mrr,generate_s,rank_s,judge_s,train_s\n",
     );
     for r in records {
         csv.push_str(&format!(
-            "{},{},{},{},{},{},{},{},{}\n",
+            "{},{},{},{},{},{},{},{},{},{:.4},{:.4},{:.4},{:.4}\n",
             r.strategy,
             r.seed,
             r.round,
@@ -263,7 +272,11 @@ fn write_outputs(dir: &Path, records: &[RoundRecord], _batch: usize) -> anyhow::
             r.precision,
             r.cumulative_discoveries,
             r.cumulative_cost,
-            r.test_mrr
+            r.test_mrr,
+            r.generate_s,
+            r.rank_s,
+            r.judge_s,
+            r.train_s
         ));
     }
     std::fs::write(dir.join("rounds.csv"), csv)?;

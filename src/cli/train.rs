@@ -4,18 +4,16 @@
 use crate::graph::{Graph, OnInvalid, Triple, tsv};
 use crate::model::Ensemble;
 use crate::model::calibrate::{self, Method};
-use crate::model::checkpoint::{self, Vocab};
+use crate::model::checkpoint::Vocab;
 use crate::model::{
     self, EpochStats, Known, LossKind, ModelKind, OptimizerKind, Regime, Regularizer, TrainConfig,
-    TrainSet,
 };
-use crate::plot::{Panel, Series};
-use crate::store::{ModelInfo, NewModel, Store, VersionRef};
+use crate::store::{ModelInfo, Store, VersionRef};
+use crate::training::{self, Job, Warm};
 use anyhow::{Context, bail};
 use burn::config::Config;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Instant;
 
 #[derive(Debug, clap::Args)]
 pub struct TrainArgs {
@@ -133,51 +131,14 @@ pub struct EvalArgs {
     json: bool,
 }
 
-/// Triples of a file mapped to a graph's ids; lines naming unknown keys are counted.
 struct Mapped {
     triples: Vec<Triple>,
     unknown: usize,
 }
 
 fn map_file(path: &Path, graph: &Graph) -> anyhow::Result<Mapped> {
-    let batch = tsv::read_triples(path, OnInvalid::Fail)?;
-    let mut triples = Vec::with_capacity(batch.triples.len());
-    let mut unknown = 0;
-    for &[h, r, t] in &batch.triples {
-        let ids = (
-            graph.entity_id(&batch.entities[h as usize].key),
-            graph.relation_id(&batch.relations[r as usize]),
-            graph.entity_id(&batch.entities[t as usize].key),
-        );
-        match ids {
-            (Some(h), Some(r), Some(t)) => triples.push(Triple::new(h, r, t)),
-            _ => unknown += 1,
-        }
-    }
+    let (triples, unknown) = training::map_file(path, graph)?;
     Ok(Mapped { triples, unknown })
-}
-
-fn keys_of(graph: &Graph, triples: &[Triple]) -> String {
-    triples
-        .iter()
-        .map(|t| {
-            format!(
-                "{}\t{}\t{}\n",
-                graph.entity_key(t.head),
-                graph.relation_key(t.relation),
-                graph.entity_key(t.tail)
-            )
-        })
-        .collect()
-}
-
-/// Loads a recorded model and checks that it belongs to `vocab`'s graph.
-pub fn load_model(info: &ModelInfo, vocab: &Vocab) -> anyhow::Result<Ensemble> {
-    let (e, saved) = checkpoint::load_ensemble(Path::new(&info.path), Some(&info.checksum))?;
-    saved
-        .check_prefix_of(vocab)
-        .map_err(|why| anyhow::anyhow!("model {} was trained on another graph: {why}", info.id))?;
-    Ok(e)
 }
 
 /// The model `id` (default: the newest), the graph it was trained on, and its weights.
@@ -193,67 +154,22 @@ async fn open_model(
         },
     };
     let graph = store.load_graph(info.graph_version).await?;
-    let ensemble = load_model(&info, &Vocab::of(&graph))?;
+    let ensemble = training::load_model(&info, &Vocab::of(&graph))?;
     Ok((info, graph, ensemble))
 }
 
 pub async fn train(store: &Store, data_dir: &Path, args: TrainArgs) -> anyhow::Result<ExitCode> {
     let config = args.config()?;
-    let v = store.resolve(args.version).await?;
-    let graph = store.load_graph(v).await?;
-    let vocab = Vocab::of(&graph);
-    let train_triples = graph.triples().to_vec();
-    let valid = match &args.valid {
-        Some(p) => map_file(p, &graph)?,
-        None => Mapped {
-            triples: Vec::new(),
-            unknown: 0,
-        },
+    let job = Job {
+        version: store.resolve(args.version).await?,
+        config: config.clone(),
+        valid: args.valid.clone(),
+        ensemble: args.ensemble,
+        calibration: args.calibration,
+        warm: if args.cold { Warm::Cold } else { Warm::Latest },
+        backend: args.device,
     };
-    if valid.unknown > 0 {
-        tracing::warn!(
-            skipped = valid.unknown,
-            "validation triples naming unknown keys were skipped"
-        );
-    }
-    let mut refuted = Vec::new();
-    for [h, r, t] in store.refuted(v).await? {
-        if let (Some(h), Some(r), Some(t)) = (
-            graph.entity_id(&h),
-            graph.relation_id(&r),
-            graph.entity_id(&t),
-        ) {
-            refuted.push(Triple::new(h, r, t));
-        }
-    }
-    let known = Known::new(&[&train_triples, &valid.triples]);
-
-    // Warm start from the newest model when its shape fits this config.
-    let latest = if args.cold {
-        None
-    } else {
-        store.latest_model().await?
-    };
-    let mut warm: Vec<Option<model::KgeModel>> = Vec::new();
-    let mut warm_from = None;
-    if let Some(info) = latest {
-        let saved: TrainConfig = serde_json::from_value(info.config.clone())?;
-        if saved.model == config.model && saved.dim == config.dim && saved.regime == config.regime {
-            let e = load_model(&info, &vocab)?;
-            tracing::info!(model = info.id, "warm start");
-            warm = e.members.into_iter().map(|m| Some(m.model)).collect();
-            warm_from = Some(info.id);
-        }
-    }
-    let set = TrainSet {
-        num_entities: graph.num_entities(),
-        num_relations: graph.num_relations(),
-        train: &train_triples,
-        valid: &valid.triples,
-        known: &known,
-        refuted: &refuted,
-    };
-    let k = args.ensemble;
+    let k = job.ensemble.max(1);
     let bar = indicatif::ProgressBar::new((config.epochs * k) as u64);
     bar.set_style(
         indicatif::ProgressStyle::with_template(
@@ -262,116 +178,50 @@ pub async fn train(store: &Store, data_dir: &Path, args: TrainArgs) -> anyhow::R
         .progress_chars("=> "),
     );
     let mut last_mrr = None;
-    let started = Instant::now();
-    let device = model::device(args.device)?;
-    let outcomes = model::ensemble::train_members(
-        &config,
-        &set,
-        k,
-        warm,
-        &device,
-        &mut |member, s: &EpochStats| {
-            if s.valid_mrr.is_some() {
-                last_mrr = s.valid_mrr;
-            }
-            if k > 1 {
-                bar.set_prefix(format!("member {}/{k} ", member + 1));
-            }
-            bar.set_message(format!(
-                "loss {:.4}{}",
-                s.loss,
-                last_mrr
-                    .map(|m| format!(" valid MRR {m:.3}"))
-                    .unwrap_or_default()
-            ));
-            bar.set_position((member * config.epochs + s.epoch) as u64);
-        },
-    )?;
+    let trained = training::train(store, data_dir, &job, &mut |member, s: &EpochStats| {
+        if s.valid_mrr.is_some() {
+            last_mrr = s.valid_mrr;
+        }
+        if k > 1 {
+            bar.set_prefix(format!("member {}/{k} ", member + 1));
+        }
+        bar.set_message(format!(
+            "loss {:.4}{}",
+            s.loss,
+            last_mrr
+                .map(|m| format!(" valid MRR {m:.3}"))
+                .unwrap_or_default()
+        ));
+        bar.set_position((member * config.epochs + s.epoch) as u64);
+    })
+    .await?;
     bar.finish_and_clear();
-    let seconds = started.elapsed().as_secs_f64();
-    let histories: Vec<Vec<EpochStats>> = outcomes.iter().map(|o| o.history.clone()).collect();
-    let member_metrics: Vec<serde_json::Value> = outcomes
-        .iter()
-        .map(|o| {
-            serde_json::json!({
-                "best_epoch": o.best_epoch,
-                "best_valid_mrr": o.best_valid_mrr,
-                "epochs_run": o.history.len(),
-                "stopped_early": o.stopped_early,
-            })
-        })
-        .collect();
-    let first = outcomes
-        .first()
-        .map(|o| (o.best_valid_mrr, o.best_epoch, o.history.len()));
-    let models: Vec<model::KgeModel> = outcomes.into_iter().map(|o| o.model).collect();
-    let (ensemble, calibration) = Ensemble::calibrate(
-        models,
-        args.calibration,
-        &valid.triples,
-        &known,
-        config.seed,
-        &device,
-    );
-
-    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ");
-    let dir = data_dir
-        .join("models")
-        .join(format!("v{v}-{}-{stamp}", kind_name(config.model)));
-    let checksum = checkpoint::save_ensemble(&ensemble, &vocab, &dir)?;
-    write_curve(&dir, &histories)?;
-    std::fs::write(dir.join("valid.tsv"), keys_of(&graph, &valid.triples))?;
-    if let Some(c) = &calibration {
-        let svg = calibrate::reliability_svg(
-            "reliability on held-out validation triples",
-            &[("raw sigmoid", &c.before), ("calibrated", &c.after)],
-        );
-        std::fs::write(dir.join("reliability.svg"), svg)?;
-    }
-    let (best_valid_mrr, best_epoch, epochs_run) = first.unwrap_or((None, 0, 0));
-    let metrics = serde_json::json!({
-        "members": member_metrics,
-        "best_valid_mrr": best_valid_mrr,
-        "seconds": seconds,
-        "train_triples": train_triples.len(),
-        "valid_triples": valid.triples.len(),
-        "valid_skipped": valid.unknown,
-        "refuted_negatives": refuted.len(),
-        "calibration": calibration,
-    });
-    let path = std::fs::canonicalize(&dir).unwrap_or(dir.clone());
-    let config_json = serde_json::to_value(&config)?;
-    let id = store
-        .record_model(&NewModel {
-            graph_version: v,
-            parent_id: warm_from,
-            kind: kind_name(config.model),
-            config: &config_json,
-            path: &path.display().to_string(),
-            checksum: &checksum,
-            metrics: &metrics,
-        })
-        .await?;
+    let id = trained.info.id;
     if args.json {
-        out!("{}", serde_json::to_string_pretty(&store.model(id).await?)?);
+        out!("{}", serde_json::to_string_pretty(&trained.info)?);
     } else {
         out!(
-            "model {id}: {} dim {} on version {v}, {}{epochs_run} epochs in {seconds:.1}s{}{}",
-            kind_name(config.model),
+            "model {id}: {} dim {} on version {}, {}{} epochs in {:.1}s{}{}",
+            training::kind_name(config.model),
             config.dim,
+            job.version,
             if k > 1 {
                 format!("{k} members, ")
             } else {
                 String::new()
             },
-            best_valid_mrr
-                .map(|m| format!(", best valid MRR {m:.4} at epoch {best_epoch}"))
+            trained.epochs_run,
+            trained.seconds,
+            trained
+                .best_valid_mrr
+                .map(|m| format!(", best valid MRR {m:.4} at epoch {}", trained.best_epoch))
                 .unwrap_or_default(),
-            warm_from
+            trained
+                .warm_from
                 .map(|w| format!(", warm from model {w}"))
                 .unwrap_or_default()
         );
-        if let Some(c) = &calibration {
+        if let Some(c) = &trained.calibration {
             out!(
                 "calibration ({:?}): ECE {:.4} -> {:.4}, Brier {:.4} -> {:.4} on {} held-out validation triples",
                 c.method,
@@ -382,64 +232,9 @@ pub async fn train(store: &Store, data_dir: &Path, args: TrainArgs) -> anyhow::R
                 c.measured_on
             );
         }
-        out!("checkpoint {}", path.display());
+        out!("checkpoint {}", trained.info.path);
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn kind_name(k: ModelKind) -> &'static str {
-    match k {
-        ModelKind::Complex => "complex",
-        ModelKind::Distmult => "distmult",
-        ModelKind::Rotate => "rotate",
-    }
-}
-
-/// The training curves as CSV and as an SVG plot beside the checkpoint.
-fn write_curve(dir: &Path, histories: &[Vec<EpochStats>]) -> anyhow::Result<()> {
-    let mut csv = String::from("member,epoch,loss,valid_mrr,seconds\n");
-    for (m, history) in histories.iter().enumerate() {
-        for s in history {
-            csv.push_str(&format!(
-                "{m},{},{},{},{}\n",
-                s.epoch,
-                s.loss,
-                s.valid_mrr.map(|m| m.to_string()).unwrap_or_default(),
-                s.seconds
-            ));
-        }
-    }
-    std::fs::write(dir.join("curve.csv"), csv)?;
-    let series = |f: &dyn Fn(&EpochStats) -> Option<f64>, markers: bool| -> Vec<Series> {
-        histories
-            .iter()
-            .enumerate()
-            .map(|(m, h)| Series {
-                name: format!("member {m}"),
-                points: h
-                    .iter()
-                    .filter_map(|s| f(s).map(|y| (s.epoch as f64, y)))
-                    .collect(),
-                markers,
-            })
-            .collect()
-    };
-    let loss = Panel {
-        title: "training loss".into(),
-        x_label: "epoch".into(),
-        y_label: "loss".into(),
-        series: series(&|s| Some(s.loss), false),
-        y_range: None,
-    };
-    let mrr = Panel {
-        title: "validation MRR (filtered)".into(),
-        x_label: "epoch".into(),
-        y_label: "MRR".into(),
-        series: series(&|s| s.valid_mrr, true),
-        y_range: Some((0.0, 1.0)),
-    };
-    std::fs::write(dir.join("curve.svg"), crate::plot::svg(&[loss, mrr]))?;
-    Ok(())
 }
 
 pub async fn eval(store: &Store, args: EvalArgs) -> anyhow::Result<ExitCode> {

@@ -63,9 +63,9 @@ impl Header {
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, ParseError> {
-    std::fs::read(path).map_err(|source| ParseError::Io {
+    std::fs::read(path).map_err(|cause| ParseError::Io {
         path: path.to_owned(),
-        source,
+        cause,
     })
 }
 

@@ -5,9 +5,10 @@
 pub(crate) const ROOT: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 /// A version's content in the terms its hash is defined over: keys, never database ids.
+/// The wall-clock time is deliberately left out, so that replaying the same history (a
+/// resumed round, a rerun with the same seeds) yields the same hashes.
 #[derive(Debug, Default)]
 pub(crate) struct CanonicalDelta<'a> {
-    pub created_at: &'a str,
     pub message: &'a str,
     pub source: &'a str,
     pub round_id: Option<i64>,
@@ -35,9 +36,8 @@ impl CanonicalDelta<'_> {
                 buf.clear();
             }
         };
-        field(b"hypograph-version-1");
+        field(b"hypograph-version-2");
         field(parent.as_bytes());
-        field(self.created_at.as_bytes());
         field(self.message.as_bytes());
         field(self.source.as_bytes());
         field(

@@ -69,7 +69,6 @@ impl Store {
                 break;
             }
             let delta = CanonicalDelta {
-                created_at: &v.created_at,
                 message: &v.message,
                 source: &v.source.to_string(),
                 round_id: v.round_id,

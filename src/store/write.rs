@@ -13,7 +13,7 @@ use std::sync::Arc;
 use tracing::{debug, info};
 
 /// SQLite allows 32,766 parameters a statement; stay well below.
-const MAX_PARAMS: usize = 15_000;
+pub(super) const MAX_PARAMS: usize = 15_000;
 
 /// What produced a version, and how an import treats edges absent from the file.
 #[derive(Debug, Clone, Default)]
@@ -116,20 +116,20 @@ impl Keys {
 /// One version's changes in store ids. New entities and relations are the last ones in
 /// [`Keys`]; the triple lists are shared with the thread that hashes them.
 #[derive(Default)]
-struct Delta<'a> {
-    entities: Vec<&'a EntityRecord>,
-    relations: Vec<&'a str>,
-    added: Arc<Vec<[i64; 3]>>,
+pub(super) struct Delta<'a> {
+    pub entities: Vec<&'a EntityRecord>,
+    pub relations: Vec<&'a str>,
+    pub added: Arc<Vec<[i64; 3]>>,
     /// Parallel to `added` when non-empty.
-    provenance: Vec<Option<String>>,
-    removed: Arc<Vec<[i64; 3]>>,
+    pub provenance: Vec<Option<String>>,
+    pub removed: Arc<Vec<[i64; 3]>>,
 }
 
 #[derive(Clone)]
-struct Meta {
-    message: String,
-    source: String,
-    round_id: Option<i64>,
+pub(super) struct Meta {
+    pub message: String,
+    pub source: String,
+    pub round_id: Option<i64>,
 }
 
 impl Store {
@@ -306,7 +306,7 @@ type Hashed = (String, FxHashSet<(i64, String, String)>);
 /// Writes `delta` as the version after the current head, inside the caller's transaction.
 /// The canonical hash (a sort of every changed triple by key) runs on a blocking thread
 /// while SQLite inserts the rows.
-async fn commit(
+pub(super) async fn commit(
     conn: &mut SqliteConnection,
     keys: Arc<Keys>,
     delta: Delta<'_>,
@@ -327,13 +327,12 @@ async fn commit(
 
     let hashing = {
         let (keys, added, removed) = (keys.clone(), delta.added.clone(), delta.removed.clone());
-        let (created_at, meta) = (created_at.clone(), meta.clone());
+        let meta = meta.clone();
         tokio::task::spawn_blocking(move || -> Result<Hashed> {
             let triples = |list: &[[i64; 3]]| -> Result<Vec<[&str; 3]>> {
                 list.iter().map(|&t| keys.triple(t)).collect()
             };
             let canonical = CanonicalDelta {
-                created_at: &created_at,
                 message: &meta.message,
                 source: &meta.source,
                 round_id: meta.round_id,
@@ -497,7 +496,7 @@ async fn commit(
 }
 
 /// `prefix` followed by `rows` groups of `width` placeholders.
-fn values_sql(prefix: &str, width: usize, rows: usize) -> String {
+pub(super) fn values_sql(prefix: &str, width: usize, rows: usize) -> String {
     let group = format!("({})", vec!["?"; width].join(","));
     let mut sql = String::with_capacity(prefix.len() + rows * (group.len() + 1));
     sql.push_str(prefix);

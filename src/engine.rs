@@ -1,0 +1,734 @@
+//! The round engine: a state machine persisted in the store after every transition, so a
+//! killed process resumes the same round from the database. Each step is written so that
+//! redoing it after a crash yields the same result (seeded training and ranking) or is
+//! refused by the store's state guards (ingest, verdicts).
+
+use crate::acquire::{self, Acquisition, Candidate, GenerateSpec as AcquireSpec};
+use crate::graph::{OnInvalid, Triple, kgx, tsv};
+use crate::model::checkpoint::Vocab;
+use crate::model::{self, Known};
+use crate::plugin::{Hypothesis, Plugin, PluginError, oracle::Oracle};
+use crate::store::{
+    ImportOptions, ModelInfo, NewHypothesis, RoundInfo, RoundState, RoundUpdate, Store, StoreError,
+};
+use crate::training::{self, Job, TrainingError, Warm};
+use crate::workflow::{self, Loaded, PluginKind, RefuteOn, RetrainMode, StageSpec, WorkflowError};
+use rand::{Rng, SeedableRng};
+use serde::Serialize;
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+use tracing::{info, warn};
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Training(#[from] TrainingError),
+    #[error(transparent)]
+    Workflow(#[from] WorkflowError),
+    #[error(transparent)]
+    Parse(#[from] crate::graph::ParseError),
+    #[error("stage `{stage}`: {message}")]
+    Plugin { stage: String, message: String },
+    #[error("the database has no graph and the workflow names none to import (`graph.import`)")]
+    NoGraph,
+    #[error("stopped by a signal; the round resumes from `{0}`")]
+    Interrupted(RoundState),
+}
+
+type Result<T> = std::result::Result<T, EngineError>;
+
+/// What the engine tells its caller as a round moves.
+#[derive(Debug, Clone, Serialize)]
+pub enum Event {
+    Imported {
+        version: i64,
+        triples: u64,
+    },
+    State {
+        round: i64,
+        number: i64,
+        state: RoundState,
+        stage: i64,
+    },
+    Resumed {
+        round: i64,
+        number: i64,
+        state: RoundState,
+    },
+    Finished(RoundSummary),
+}
+
+/// One finished round, as the summary table shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct RoundSummary {
+    pub round: i64,
+    pub number: i64,
+    pub hypotheses: i64,
+    pub confirmed: i64,
+    pub refuted: i64,
+    pub failed: i64,
+    pub expired: i64,
+    pub precision: f64,
+    pub version: Option<i64>,
+    pub test_mrr: Option<f64>,
+    pub cost: f64,
+}
+
+/// How `run` is asked to behave.
+pub struct Options<'a> {
+    pub data_dir: PathBuf,
+    /// The schedule slot that started this round, if any.
+    pub fire_time: Option<String>,
+    pub on_event: &'a mut (dyn FnMut(&Event) + Send),
+    /// Set when the process should stop at the next step boundary.
+    pub stop: Option<tokio::sync::watch::Receiver<bool>>,
+    /// How long an `awaiting` stage is polled before `run` returns and leaves it waiting.
+    pub wait: Duration,
+}
+
+/// Why no new round starts.
+pub async fn stop_reason(store: &Store, l: &Loaded) -> Result<Option<String>> {
+    let w = &l.workflow;
+    let done: Vec<RoundInfo> = store
+        .rounds(Some(&w.name), i64::MAX)
+        .await?
+        .into_iter()
+        .filter(|r| r.state == RoundState::Done)
+        .collect();
+    if let Some(max) = w.stop.max_rounds
+        && done.len() as u64 >= max
+    {
+        return Ok(Some(format!("stop.max_rounds = {max} reached")));
+    }
+    if let Some(budget) = w.stop.budget {
+        let spent: f64 = done
+            .iter()
+            .filter_map(|r| r.metrics.get("cost").and_then(|c| c.as_f64()))
+            .sum();
+        if spent >= budget {
+            return Ok(Some(format!("stop.budget = {budget} spent ({spent})")));
+        }
+    }
+    Ok(None)
+}
+
+/// Imports the workflow's graph into an empty database and checks that every relation it
+/// names exists, before anything else is written.
+pub async fn prepare(
+    store: &Store,
+    l: &Loaded,
+    on_event: &mut (dyn FnMut(&Event) + Send),
+) -> Result<()> {
+    if store.head().await?.is_some() {
+        let graph = store
+            .load_graph(
+                store
+                    .resolve(crate::store::VersionRef::Head { back: 0 })
+                    .await?,
+            )
+            .await?;
+        workflow::check_relations(l, &|r| graph.relation_id(r).is_some())?;
+        return Ok(());
+    }
+    let w = &l.workflow;
+    let (batch, source) = match (&w.graph.import, &w.graph.kgx) {
+        (Some(p), _) => {
+            let p = l.resolve(p);
+            (tsv::read_triples(&p, OnInvalid::Fail)?, p)
+        }
+        (None, Some(d)) => {
+            let d = l.resolve(d);
+            (
+                kgx::read_kgx(&d.join("nodes.tsv"), &d.join("edges.tsv"), OnInvalid::Fail)?,
+                d,
+            )
+        }
+        (None, None) => return Err(EngineError::NoGraph),
+    };
+    let relations: HashSet<&str> = batch.relations.iter().map(String::as_str).collect();
+    workflow::check_relations(l, &|r| relations.contains(r))?;
+    let name = source
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let outcome = store
+        .import(
+            &batch,
+            &ImportOptions {
+                message: format!("workflow {}: import {name}", w.name),
+                source: serde_json::json!({ "kind": "workflow-import", "workflow": w.name, "file": name }),
+                replace: false,
+            },
+        )
+        .await?;
+    if let crate::store::Outcome::Committed(c) = outcome {
+        on_event(&Event::Imported {
+            version: c.version,
+            triples: c.added,
+        });
+    }
+    Ok(())
+}
+
+/// The model a round of this workflow should score with: the newest one its rounds trained.
+async fn workflow_model(store: &Store, name: &str) -> Result<Option<ModelInfo>> {
+    for r in store.rounds(Some(name), 50).await? {
+        if let Some(id) = r.retrained_model.or(r.model_id) {
+            return Ok(Some(store.model(id).await?));
+        }
+    }
+    Ok(None)
+}
+
+fn stopped(stop: &Option<tokio::sync::watch::Receiver<bool>>) -> bool {
+    stop.as_ref().is_some_and(|s| *s.borrow())
+}
+
+/// Aborts the process when `HYPOGRAPH_CRASH_AT` names this point: debug builds only, for the
+/// crash-safety tests.
+fn crash_point(name: &str) {
+    #[cfg(debug_assertions)]
+    if std::env::var("HYPOGRAPH_CRASH_AT").is_ok_and(|v| v == name) {
+        eprintln!("HYPOGRAPH_CRASH_AT={name}: aborting");
+        std::process::abort();
+    }
+    #[cfg(not(debug_assertions))]
+    let _ = name;
+}
+
+/// Resumes the workflow's open round or starts a new one, and drives it as far as it goes:
+/// to `done`, or to an `awaiting` stage still waiting after `opts.wait`. Returns the round.
+pub async fn run_round(store: &Store, file: &Loaded, opts: &mut Options<'_>) -> Result<RoundInfo> {
+    prepare(store, file, opts.on_event).await?;
+    let name = file.workflow.name.clone();
+    let mut round = match store.open_round(&name).await? {
+        Some(r) => {
+            info!(round = r.id, state = %r.state, "resuming round");
+            (opts.on_event)(&Event::Resumed {
+                round: r.id,
+                number: r.number,
+                state: r.state,
+            });
+            r
+        }
+        None => {
+            let number_seed = file.workflow.seed as i64;
+            let r = store
+                .create_round(&name, &file.text, number_seed, opts.fire_time.as_deref())
+                .await?;
+            (opts.on_event)(&Event::State {
+                round: r.id,
+                number: r.number,
+                state: r.state,
+                stage: 0,
+            });
+            r
+        }
+    };
+    // A resumed round keeps the workflow text it started with.
+    let l = if round.spec == file.text {
+        file.clone()
+    } else {
+        let parsed = workflow::parse(&file.file, &round.spec, &|n| std::env::var(n).ok())?;
+        Loaded {
+            dir: file.dir.clone(),
+            ..parsed
+        }
+    };
+    let mut timings = serde_json::Map::new();
+    loop {
+        crash_point(round.state.as_str());
+        if stopped(&opts.stop) && round.state.is_open() {
+            return Err(EngineError::Interrupted(round.state));
+        }
+        let clock = Instant::now();
+        let state = round.state;
+        match state {
+            RoundState::Planned => {
+                store
+                    .advance_round(
+                        round.id,
+                        state,
+                        RoundState::Training,
+                        0,
+                        RoundUpdate::default(),
+                    )
+                    .await?;
+            }
+            RoundState::Training => step_train(store, &l, &round, opts).await?,
+            RoundState::Generating | RoundState::Ranking => {
+                step_rank(store, &l, &round).await?;
+            }
+            RoundState::Dispatching => step_dispatch(store, &l, &round).await?,
+            RoundState::Awaiting => {
+                if !step_await(store, &l, &round, opts).await? {
+                    return Ok(store.round(round.id).await?);
+                }
+            }
+            RoundState::Ingesting => {
+                let ingested = store.ingest_round(&round).await?;
+                info!(
+                    round = round.id,
+                    version = ingested.version,
+                    added = ingested.added,
+                    "ingested"
+                );
+            }
+            RoundState::Retraining => {
+                let summary = step_retrain(store, &l, &round, opts, &timings).await?;
+                (opts.on_event)(&Event::Finished(summary));
+            }
+            RoundState::Done | RoundState::Failed => return Ok(round),
+        }
+        timings.insert(
+            state.as_str().into(),
+            serde_json::json!(clock.elapsed().as_secs_f64()),
+        );
+        round = store.round(round.id).await?;
+        (opts.on_event)(&Event::State {
+            round: round.id,
+            number: round.number,
+            state: round.state,
+            stage: round.stage,
+        });
+    }
+}
+
+fn round_seed(l: &Loaded, round: &RoundInfo) -> u64 {
+    l.workflow
+        .seed
+        .wrapping_mul(1_000_003)
+        .wrapping_add(round.number as u64)
+}
+
+async fn step_train(
+    store: &Store,
+    l: &Loaded,
+    round: &RoundInfo,
+    opts: &mut Options<'_>,
+) -> Result<()> {
+    let head = store.head().await?.ok_or(EngineError::NoGraph)?;
+    let previous = workflow_model(store, &l.workflow.name).await?;
+    let model_id = match previous {
+        Some(m) if m.graph_version == head => {
+            info!(model = m.id, "the latest model already covers the graph");
+            m.id
+        }
+        previous => {
+            let spec = &l.workflow.model;
+            let warm = match (&previous, spec.retrain) {
+                (Some(m), RetrainMode::Warm) => Warm::From(m.clone()),
+                _ => Warm::Cold,
+            };
+            let job = Job {
+                version: head,
+                config: spec.train_config(round_seed(l, round), matches!(warm, Warm::From(_))),
+                valid: l.workflow.evaluate.valid.as_ref().map(|p| l.resolve(p)),
+                ensemble: spec.ensemble,
+                calibration: spec.calibration_method(),
+                warm,
+                backend: model::Backend::Cpu,
+            };
+            let trained = training::train(store, &opts.data_dir, &job, &mut |_, _| {}).await?;
+            trained.info.id
+        }
+    };
+    store
+        .advance_round(
+            round.id,
+            RoundState::Training,
+            RoundState::Generating,
+            0,
+            RoundUpdate {
+                base_version: Some(head),
+                model_id: Some(model_id),
+                ..RoundUpdate::default()
+            },
+        )
+        .await?;
+    Ok(())
+}
+
+/// Generates candidates, scores them with the ensemble and stores the acquisition's batch.
+/// A resume from either state redoes both: they are pure functions of the seeded inputs.
+async fn step_rank(store: &Store, l: &Loaded, round: &RoundInfo) -> Result<()> {
+    let w = &l.workflow;
+    let (Some(version), Some(model_id)) = (round.base_version, round.model_id) else {
+        return Err(StoreError::Corrupt(format!("round {} has no model", round.id)).into());
+    };
+    let info = store.model(model_id).await?;
+    let graph = store.load_graph(version).await?;
+    let ensemble = training::load_model(&info, &Vocab::of(&graph))?;
+    let refuted: HashSet<Triple> = training::refuted(store, version, &graph)
+        .await?
+        .into_iter()
+        .collect();
+    let relations: Vec<u32> = w
+        .generate
+        .relations
+        .iter()
+        .filter_map(|r| graph.relation_id(r))
+        .collect();
+    let seed = round_seed(l, round);
+    let acquisition = w.rank.acquisition();
+    let device = model::default_device();
+    let triples: Vec<Triple> = tokio::task::block_in_place(|| {
+        if acquisition == Acquisition::Random {
+            acquire::sample_uniform(&graph, &refuted, &relations, w.rank.batch * 4, seed)
+        } else {
+            let scorers: Vec<model::Scorer<'_>> = ensemble
+                .members
+                .iter()
+                .map(|m| m.model.scorer(&device))
+                .collect();
+            let spec = AcquireSpec {
+                relations: relations.clone(),
+                top_k: w.generate.top_k,
+                max_candidates: w.generate.max_candidates,
+                batch: 64,
+                seed,
+            };
+            acquire::generate(&graph, &refuted, scorers.as_slice(), &spec)
+                .into_iter()
+                .map(|s| s.triple)
+                .collect()
+        }
+    });
+    if round.state == RoundState::Generating {
+        store
+            .advance_round(
+                round.id,
+                RoundState::Generating,
+                RoundState::Ranking,
+                0,
+                RoundUpdate {
+                    metrics: Some(serde_json::json!({ "candidates": triples.len() })),
+                    ..RoundUpdate::default()
+                },
+            )
+            .await?;
+        crash_point("ranking");
+    }
+    let cost: f64 = w.stages.iter().filter_map(|s| s.cost).sum();
+    let candidates: Vec<Candidate> = ensemble
+        .predict(&triples, &device)
+        .into_iter()
+        .zip(&triples)
+        .map(|(p, &triple)| Candidate {
+            triple,
+            mean: p.mean,
+            std: p.std,
+            members: p.members,
+            cost,
+        })
+        .collect();
+    let picks = acquire::select(
+        &acquisition,
+        &candidates,
+        w.rank.batch,
+        w.rank.max_per_entity,
+        seed,
+    );
+    let batch: Vec<NewHypothesis> = picks
+        .iter()
+        .map(|p| {
+            let c = &candidates[p.index];
+            NewHypothesis {
+                head: graph.entity_key(c.triple.head).to_owned(),
+                relation: graph.relation_key(c.triple.relation).to_owned(),
+                tail: graph.entity_key(c.triple.tail).to_owned(),
+                score: c.mean,
+                spread: c.std,
+                acquisition: p.value,
+                rank: p.rank as i64,
+            }
+        })
+        .collect();
+    store
+        .insert_hypotheses(
+            round.id,
+            RoundState::Ranking,
+            Some(model_id),
+            version,
+            &batch,
+        )
+        .await?;
+    Ok(())
+}
+
+/// Builds the plugin a stage names.
+fn plugin(l: &Loaded, round: &RoundInfo, stage: &StageSpec) -> Result<Plugin> {
+    let fail = |message: String| EngineError::Plugin {
+        stage: stage.name.clone(),
+        message,
+    };
+    match stage.plugin {
+        PluginKind::Oracle => {
+            let truth = stage
+                .truth
+                .as_ref()
+                .ok_or_else(|| fail("the oracle needs `truth`".into()))?;
+            let mut o = Oracle::from_file(&l.resolve(truth))?;
+            o.flip_rate = stage.flip_rate.unwrap_or(0.0);
+            o.latency = stage
+                .latency
+                .as_deref()
+                .map(workflow::parse_duration)
+                .transpose()
+                .map_err(fail)?
+                .unwrap_or_default();
+            o.cost = stage.cost.unwrap_or(1.0);
+            o.seed = round_seed(l, round);
+            Ok(Plugin::Oracle(o))
+        }
+        other => Err(fail(format!(
+            "the `{}` plugin is not available in this build yet",
+            other.name()
+        ))),
+    }
+}
+
+/// Sends the stage's waiting hypotheses to its plugin in batches, retrying retryable
+/// failures with exponential backoff and jitter, then marking them failed with the reason.
+async fn step_dispatch(store: &Store, l: &Loaded, round: &RoundInfo) -> Result<()> {
+    let i = round.stage;
+    let stage = &l.workflow.stages[i as usize];
+    let plugin = plugin(l, round, stage)?;
+    // A synchronous plugin's `submitted` items were sent by a process that died before
+    // recording the answers: send them again under the same idempotency key.
+    let mut items = store.stage_items(round.id, i, "queued").await?;
+    items.extend(store.stage_items(round.id, i, "submitted").await?);
+    items.sort_by_key(|h| h.rank);
+    let deadline = stage
+        .timeout()
+        .map(|t| {
+            chrono::Utc::now() + chrono::Duration::from_std(t).unwrap_or(chrono::Duration::MAX)
+        })
+        .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
+    let mut rng = rand::rngs::StdRng::seed_from_u64(round_seed(l, round) ^ 0xd15);
+    for (n, chunk) in items.chunks(stage.batch.max(1)).enumerate() {
+        let ids: Vec<i64> = chunk.iter().map(|h| h.id).collect();
+        store.mark_submitted(i, &ids, deadline.as_deref()).await?;
+        let batch: Vec<Hypothesis> = chunk
+            .iter()
+            .map(|h| Hypothesis {
+                id: h.id,
+                head: h.head.clone(),
+                relation: h.relation.clone(),
+                tail: h.tail.clone(),
+            })
+            .collect();
+        let mut attempt = 0u32;
+        let answer = loop {
+            match plugin.submit(&batch).await {
+                Ok(v) => break Ok(v),
+                Err(PluginError::Retryable(why)) if attempt < stage.retries => {
+                    attempt += 1;
+                    let base = 100u64 << attempt.min(10);
+                    let wait = Duration::from_millis(base + rng.random_range(0..=base / 2));
+                    warn!(stage = %stage.name, attempt, ?wait, reason = %why, "retrying");
+                    tokio::time::sleep(wait).await;
+                }
+                Err(e) => break Err(e.to_string()),
+            }
+        };
+        match answer {
+            Ok(verdicts) => {
+                let recorded = store.record_verdicts(round.id, i, &verdicts).await?;
+                if !recorded.rejected.is_empty() {
+                    warn!(stage = %stage.name, rejected = ?recorded.rejected, "verdicts for hypotheses not waiting here were rejected");
+                }
+                let answered: HashSet<i64> = verdicts.iter().map(|v| v.hypothesis).collect();
+                let missing: Vec<i64> = ids
+                    .iter()
+                    .copied()
+                    .filter(|h| !answered.contains(h))
+                    .collect();
+                if !missing.is_empty() && plugin.is_synchronous() {
+                    store
+                        .fail_items(i, &missing, "the plugin returned no verdict for it")
+                        .await?;
+                }
+            }
+            Err(reason) => {
+                warn!(stage = %stage.name, %reason, "giving up on a batch");
+                store.fail_items(i, &ids, &reason).await?;
+            }
+        }
+        if n == 0 {
+            crash_point("dispatching-mid");
+        }
+    }
+    store
+        .advance_round(
+            round.id,
+            RoundState::Dispatching,
+            RoundState::Awaiting,
+            i,
+            RoundUpdate::default(),
+        )
+        .await?;
+    Ok(())
+}
+
+/// Waits for the stage's answers (up to `opts.wait`), expiring overdue items, then sorts the
+/// stage's hypotheses and moves on. Returns false when answers are still outstanding.
+async fn step_await(
+    store: &Store,
+    l: &Loaded,
+    round: &RoundInfo,
+    opts: &Options<'_>,
+) -> Result<bool> {
+    let i = round.stage;
+    let stage = &l.workflow.stages[i as usize];
+    let started = Instant::now();
+    loop {
+        let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        let expired = store.expire_items(round.id, i, &now).await?;
+        if expired > 0 {
+            warn!(stage = %stage.name, expired, "hypotheses expired without an answer");
+        }
+        let counts = store.stage_counts(round.id).await?;
+        let open: i64 = ["queued", "submitted"]
+            .iter()
+            .filter_map(|s| counts.get(&(i, (*s).to_owned())))
+            .sum();
+        if open == 0 {
+            break;
+        }
+        if started.elapsed() >= opts.wait || stopped(&opts.stop) {
+            return Ok(false);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let last = i as usize + 1 == l.workflow.stages.len();
+    let (to, to_stage) = if last {
+        (RoundState::Ingesting, i)
+    } else {
+        (RoundState::Dispatching, i + 1)
+    };
+    let refute_here = l.workflow.ingest.refute_on == RefuteOn::Any;
+    let closed = store
+        .close_stage(
+            round.id,
+            i,
+            &stage.advance,
+            last || stage.is_final == Some(true),
+            refute_here,
+            RoundState::Awaiting,
+            to,
+            to_stage,
+        )
+        .await?;
+    info!(stage = %stage.name, ?closed, "stage closed");
+    Ok(true)
+}
+
+/// Retrains on the round's new version, evaluates, and closes the round with its metrics.
+async fn step_retrain(
+    store: &Store,
+    l: &Loaded,
+    round: &RoundInfo,
+    opts: &mut Options<'_>,
+    timings: &serde_json::Map<String, serde_json::Value>,
+) -> Result<RoundSummary> {
+    let w = &l.workflow;
+    let version = round
+        .result_version
+        .ok_or_else(|| StoreError::Corrupt(format!("round {} ingested nothing", round.id)))?;
+    let warm = match (w.model.retrain, round.model_id) {
+        (RetrainMode::Warm, Some(id)) => Warm::From(store.model(id).await?),
+        _ => Warm::Cold,
+    };
+    let job = Job {
+        version,
+        config: w
+            .model
+            .train_config(round_seed(l, round) ^ 0x7e7a, matches!(warm, Warm::From(_))),
+        valid: w.evaluate.valid.as_ref().map(|p| l.resolve(p)),
+        ensemble: w.model.ensemble,
+        calibration: w.model.calibration_method(),
+        warm,
+        backend: model::Backend::Cpu,
+    };
+    let trained = training::train(store, &opts.data_dir, &job, &mut |_, _| {}).await?;
+    let mut test_mrr = None;
+    let mut hits10 = None;
+    if let Some(test) = &w.evaluate.test {
+        let (triples, _) = training::map_file(&l.resolve(test), &trained.graph)?;
+        let valid = match &w.evaluate.valid {
+            Some(v) => training::map_file(&l.resolve(v), &trained.graph)?.0,
+            None => Vec::new(),
+        };
+        let mut filter = Vec::new();
+        for f in &w.evaluate.filter {
+            filter.extend(training::map_file(&l.resolve(f), &trained.graph)?.0);
+        }
+        let known = Known::new(&[trained.graph.triples(), &triples, &valid, &filter]);
+        let device = model::default_device();
+        let metrics = tokio::task::block_in_place(|| {
+            let scorers: Vec<model::Scorer<'_>> = trained
+                .ensemble
+                .members
+                .iter()
+                .map(|m| m.model.scorer(&device))
+                .collect();
+            model::evaluate(scorers.as_slice(), &triples, &known, 256)
+        });
+        test_mrr = Some(metrics.both.mrr);
+        hits10 = Some(metrics.both.hits_at_10);
+    }
+    let counts = store.hypothesis_counts(round.id).await?;
+    let count = |s: &str| counts.get(s).copied().unwrap_or(0);
+    let total: i64 = counts.values().sum();
+    let cost = store.round_cost(round.id).await?;
+    let judged = count("confirmed") + count("refuted");
+    let summary = RoundSummary {
+        round: round.id,
+        number: round.number,
+        hypotheses: total,
+        confirmed: count("confirmed"),
+        refuted: count("refuted"),
+        failed: count("failed"),
+        expired: count("expired"),
+        precision: if judged > 0 {
+            count("confirmed") as f64 / judged as f64
+        } else {
+            0.0
+        },
+        version: Some(version),
+        test_mrr,
+        cost,
+    };
+    let mut timings = timings.clone();
+    timings.insert("retraining".into(), serde_json::json!(trained.seconds));
+    store
+        .advance_round(
+            round.id,
+            RoundState::Retraining,
+            RoundState::Done,
+            round.stage,
+            RoundUpdate {
+                retrained_model: Some(trained.info.id),
+                metrics: Some(serde_json::json!({
+                    "hypotheses": total,
+                    "confirmed": summary.confirmed,
+                    "refuted": summary.refuted,
+                    "failed": summary.failed,
+                    "expired": summary.expired,
+                    "precision": summary.precision,
+                    "cost": cost,
+                    "test_mrr": test_mrr,
+                    "test_hits_at_10": hits10,
+                    "calibration": trained.calibration,
+                    "seconds": timings,
+                })),
+                ..RoundUpdate::default()
+            },
+        )
+        .await?;
+    Ok(summary)
+}

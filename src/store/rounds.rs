@@ -1,0 +1,945 @@
+//! Rounds, hypotheses, per-stage progress and verdicts. Each engine transition is one
+//! statement or one transaction here, guarded by the state it expects, so a resumed process
+//! can neither skip nor repeat a step.
+
+use super::write::{Delta, Keys, Meta, commit, values_sql};
+use super::{Result, Store, StoreError};
+use crate::plugin::{Outcome, Verdict};
+use rustc_hash::FxHashSet;
+use serde::Serialize;
+use sqlx::{AssertSqlSafe, Row, SqliteConnection};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// Where a round is. The order is the order of a round's life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RoundState {
+    Planned,
+    Training,
+    Generating,
+    Ranking,
+    Dispatching,
+    Awaiting,
+    Ingesting,
+    Retraining,
+    Done,
+    Failed,
+}
+
+impl RoundState {
+    pub const ALL: [Self; 10] = [
+        Self::Planned,
+        Self::Training,
+        Self::Generating,
+        Self::Ranking,
+        Self::Dispatching,
+        Self::Awaiting,
+        Self::Ingesting,
+        Self::Retraining,
+        Self::Done,
+        Self::Failed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Planned => "planned",
+            Self::Training => "training",
+            Self::Generating => "generating",
+            Self::Ranking => "ranking",
+            Self::Dispatching => "dispatching",
+            Self::Awaiting => "awaiting",
+            Self::Ingesting => "ingesting",
+            Self::Retraining => "retraining",
+            Self::Done => "done",
+            Self::Failed => "failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|x| x.as_str() == s)
+    }
+
+    pub fn is_open(self) -> bool {
+        !matches!(self, Self::Done | Self::Failed)
+    }
+}
+
+impl std::fmt::Display for RoundState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A round as stored.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RoundInfo {
+    pub id: i64,
+    pub workflow: String,
+    pub number: i64,
+    pub state: RoundState,
+    pub stage: i64,
+    #[serde(skip)]
+    pub spec: String,
+    pub seed: i64,
+    pub base_version: Option<i64>,
+    pub model_id: Option<i64>,
+    pub result_version: Option<i64>,
+    pub retrained_model: Option<i64>,
+    pub metrics: serde_json::Value,
+    pub error: Option<String>,
+    pub fire_time: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+const ROUND_COLUMNS: &str = "id, workflow, number, state, stage, spec, seed, base_version, \
+    model_id, result_version, retrained_model, metrics, error, fire_time, created_at, updated_at";
+
+fn round_from(row: &sqlx::sqlite::SqliteRow) -> Result<RoundInfo> {
+    let state: String = row.try_get("state")?;
+    let metrics: String = row.try_get("metrics")?;
+    Ok(RoundInfo {
+        id: row.try_get("id")?,
+        workflow: row.try_get("workflow")?,
+        number: row.try_get("number")?,
+        state: RoundState::parse(&state)
+            .ok_or_else(|| StoreError::Corrupt(format!("round state `{state}`")))?,
+        stage: row.try_get("stage")?,
+        spec: row.try_get("spec")?,
+        seed: row.try_get("seed")?,
+        base_version: row.try_get("base_version")?,
+        model_id: row.try_get("model_id")?,
+        result_version: row.try_get("result_version")?,
+        retrained_model: row.try_get("retrained_model")?,
+        metrics: serde_json::from_str(&metrics).unwrap_or(serde_json::Value::Null),
+        error: row.try_get("error")?,
+        fire_time: row.try_get("fire_time")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+/// Fields a transition may set along with the new state.
+#[derive(Debug, Clone, Default)]
+pub struct RoundUpdate {
+    pub base_version: Option<i64>,
+    pub model_id: Option<i64>,
+    pub result_version: Option<i64>,
+    pub retrained_model: Option<i64>,
+    /// Merged into the stored metrics object.
+    pub metrics: Option<serde_json::Value>,
+    pub error: Option<String>,
+}
+
+/// A ranked candidate to store.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewHypothesis {
+    pub head: String,
+    pub relation: String,
+    pub tail: String,
+    pub score: f64,
+    pub spread: f64,
+    pub acquisition: f64,
+    pub rank: i64,
+}
+
+/// A stored hypothesis, with what a plugin or reviewer needs to see.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HypothesisInfo {
+    pub id: i64,
+    pub round_id: i64,
+    pub head: String,
+    pub relation: String,
+    pub tail: String,
+    pub head_name: String,
+    pub tail_name: String,
+    pub head_category: String,
+    pub tail_category: String,
+    pub score: f64,
+    pub spread: f64,
+    pub acquisition: f64,
+    pub rank: i64,
+    pub model_id: Option<i64>,
+    pub graph_version: i64,
+    pub stage: i64,
+    pub status: String,
+    pub reason: Option<String>,
+}
+
+const HYPOTHESIS_SELECT: &str = "SELECT h.id, h.round_id, he.key AS head, r.key AS relation, \
+    te.key AS tail, he.name AS head_name, te.name AS tail_name, he.category AS head_category, \
+    te.category AS tail_category, h.score, h.spread, h.acquisition, h.rank, h.model_id, \
+    h.graph_version, h.stage, h.status, h.reason \
+    FROM hypotheses h JOIN entities he ON he.id = h.head JOIN entities te ON te.id = h.tail \
+    JOIN relations r ON r.id = h.relation";
+
+fn hypothesis_from(row: &sqlx::sqlite::SqliteRow) -> Result<HypothesisInfo> {
+    Ok(HypothesisInfo {
+        id: row.try_get("id")?,
+        round_id: row.try_get("round_id")?,
+        head: row.try_get("head")?,
+        relation: row.try_get("relation")?,
+        tail: row.try_get("tail")?,
+        head_name: row.try_get("head_name")?,
+        tail_name: row.try_get("tail_name")?,
+        head_category: row.try_get("head_category")?,
+        tail_category: row.try_get("tail_category")?,
+        score: row.try_get("score")?,
+        spread: row.try_get("spread")?,
+        acquisition: row.try_get("acquisition")?,
+        rank: row.try_get("rank")?,
+        model_id: row.try_get("model_id")?,
+        graph_version: row.try_get("graph_version")?,
+        stage: row.try_get("stage")?,
+        status: row.try_get("status")?,
+        reason: row.try_get("reason")?,
+    })
+}
+
+/// What happened to a batch of verdicts.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Recorded {
+    pub accepted: usize,
+    /// The same answer again (a repeated callback): nothing changed.
+    pub duplicates: usize,
+    /// Verdicts naming a hypothesis not waiting at that stage: rejected.
+    pub rejected: Vec<i64>,
+}
+
+/// How a closed stage sorted its hypotheses.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct StageClose {
+    pub advanced: usize,
+    pub confirmed: usize,
+    pub refuted: usize,
+    pub inconclusive: usize,
+    pub stopped: usize,
+}
+
+/// What an ingest wrote.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Ingested {
+    pub version: i64,
+    pub added: usize,
+    /// Confirmed triples that were already live (another workflow added them meanwhile).
+    pub already_known: usize,
+    pub refuted: usize,
+    pub hash: String,
+}
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+impl Store {
+    /// Starts round `number = last + 1` of `workflow` in state `planned`.
+    pub async fn create_round(
+        &self,
+        workflow: &str,
+        spec: &str,
+        seed: i64,
+        fire_time: Option<&str>,
+    ) -> Result<RoundInfo> {
+        let t = now();
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO rounds (workflow, number, state, spec, seed, fire_time, created_at, updated_at) \
+             SELECT ?1, coalesce(max(number), 0) + 1, 'planned', ?2, ?3, ?4, ?5, ?5 \
+             FROM rounds WHERE workflow = ?1 RETURNING id",
+        )
+        .bind(workflow)
+        .bind(spec)
+        .bind(seed)
+        .bind(fire_time)
+        .bind(&t)
+        .fetch_one(&self.pool)
+        .await?;
+        self.round(id).await
+    }
+
+    pub async fn round(&self, id: i64) -> Result<RoundInfo> {
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {ROUND_COLUMNS} FROM rounds WHERE id = ?"
+        )))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or(StoreError::UnknownRound(id))?;
+        round_from(&row)
+    }
+
+    /// The workflow's unfinished round, if any (there is at most one).
+    pub async fn open_round(&self, workflow: &str) -> Result<Option<RoundInfo>> {
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {ROUND_COLUMNS} FROM rounds WHERE workflow = ? AND state NOT IN ('done', 'failed') \
+             ORDER BY number LIMIT 1"
+        )))
+        .bind(workflow)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(round_from).transpose()
+    }
+
+    /// Rounds, newest first; of one workflow when named.
+    pub async fn rounds(&self, workflow: Option<&str>, limit: i64) -> Result<Vec<RoundInfo>> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {ROUND_COLUMNS} FROM rounds WHERE ?1 IS NULL OR workflow = ?1 \
+             ORDER BY id DESC LIMIT ?2"
+        )))
+        .bind(workflow)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(round_from).collect()
+    }
+
+    /// Moves a round from `from` to `to` (at `stage`), setting `update`'s fields. Fails if the
+    /// round is no longer in `from`: two processes cannot both take a step.
+    pub async fn advance_round(
+        &self,
+        id: i64,
+        from: RoundState,
+        to: RoundState,
+        stage: i64,
+        update: RoundUpdate,
+    ) -> Result<()> {
+        let mut conn = self.pool.acquire().await?;
+        advance(&mut conn, id, from, to, stage, &update).await
+    }
+
+    /// Stores the ranked batch, queues it at stage 0 and moves the round to `dispatching`,
+    /// in one transaction.
+    pub async fn insert_hypotheses(
+        &self,
+        round: i64,
+        from: RoundState,
+        model_id: Option<i64>,
+        graph_version: i64,
+        batch: &[NewHypothesis],
+    ) -> Result<usize> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut ids = Vec::with_capacity(batch.len());
+        for h in batch {
+            ids.push(self.ids(&mut tx, [&h.head, &h.relation, &h.tail]).await?);
+        }
+        let per_chunk = super::write::MAX_PARAMS / 10;
+        for (chunk, chunk_ids) in batch.chunks(per_chunk).zip(ids.chunks(per_chunk)) {
+            let sql = values_sql(
+                "INSERT INTO hypotheses (round_id, head, relation, tail, score, spread, \
+                 acquisition, rank, model_id, graph_version) VALUES ",
+                10,
+                chunk.len(),
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            for (h, t) in chunk.iter().zip(chunk_ids) {
+                q = q
+                    .bind(round)
+                    .bind(t[0])
+                    .bind(t[1])
+                    .bind(t[2])
+                    .bind(h.score)
+                    .bind(h.spread)
+                    .bind(h.acquisition)
+                    .bind(h.rank)
+                    .bind(model_id)
+                    .bind(graph_version);
+            }
+            q.execute(&mut *tx).await?;
+        }
+        sqlx::query(
+            "INSERT INTO stage_items (hypothesis_id, stage, status) \
+             SELECT id, 0, 'queued' FROM hypotheses WHERE round_id = ?",
+        )
+        .bind(round)
+        .execute(&mut *tx)
+        .await?;
+        advance(
+            &mut tx,
+            round,
+            from,
+            RoundState::Dispatching,
+            0,
+            &RoundUpdate::default(),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(batch.len())
+    }
+
+    pub async fn hypothesis(&self, id: i64) -> Result<HypothesisInfo> {
+        let row = sqlx::query(AssertSqlSafe(format!("{HYPOTHESIS_SELECT} WHERE h.id = ?")))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or(StoreError::UnknownHypothesis(id))?;
+        hypothesis_from(&row)
+    }
+
+    /// Every hypothesis of a round, best rank first.
+    pub async fn round_hypotheses(&self, round: i64) -> Result<Vec<HypothesisInfo>> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "{HYPOTHESIS_SELECT} WHERE h.round_id = ? ORDER BY h.rank"
+        )))
+        .bind(round)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(hypothesis_from).collect()
+    }
+
+    /// Hypotheses of `round` whose item at `stage` has `status`, best rank first.
+    pub async fn stage_items(
+        &self,
+        round: i64,
+        stage: i64,
+        status: &str,
+    ) -> Result<Vec<HypothesisInfo>> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "{HYPOTHESIS_SELECT} JOIN stage_items s ON s.hypothesis_id = h.id \
+             WHERE h.round_id = ? AND s.stage = ? AND s.status = ? ORDER BY h.rank"
+        )))
+        .bind(round)
+        .bind(stage)
+        .bind(status)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(hypothesis_from).collect()
+    }
+
+    /// Marks items as handed to the plugin, with the time after which they expire.
+    pub async fn mark_submitted(
+        &self,
+        stage: i64,
+        hypotheses: &[i64],
+        deadline: Option<&str>,
+    ) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        let t = now();
+        for &h in hypotheses {
+            sqlx::query(
+                "UPDATE stage_items SET status = 'submitted', attempts = attempts + 1, \
+                 submitted_at = ?, deadline = ? WHERE hypothesis_id = ? AND stage = ? AND status = 'queued'",
+            )
+            .bind(&t)
+            .bind(deadline)
+            .bind(h)
+            .bind(stage)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Records answers at `stage`, in one transaction. A verdict is accepted only for a
+    /// hypothesis of `round` waiting at that stage; the same answer twice changes nothing.
+    pub async fn record_verdicts(
+        &self,
+        round: i64,
+        stage: i64,
+        verdicts: &[Verdict],
+    ) -> Result<Recorded> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut out = Recorded::default();
+        let t = now();
+        for v in verdicts {
+            let item: Option<String> = sqlx::query_scalar(
+                "SELECT s.status FROM stage_items s JOIN hypotheses h ON h.id = s.hypothesis_id \
+                 WHERE s.hypothesis_id = ? AND s.stage = ? AND h.round_id = ?",
+            )
+            .bind(v.hypothesis)
+            .bind(stage)
+            .bind(round)
+            .fetch_optional(&mut *tx)
+            .await?;
+            match item.as_deref() {
+                Some("queued" | "submitted") => {}
+                Some("answered") => {
+                    out.duplicates += 1;
+                    continue;
+                }
+                _ => {
+                    out.rejected.push(v.hypothesis);
+                    continue;
+                }
+            }
+            sqlx::query(
+                "INSERT INTO verdicts (hypothesis_id, stage, verdict, confidence, evidence, cost, \
+                 reviewer, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) \
+                 ON CONFLICT (hypothesis_id, stage, reviewer) DO NOTHING",
+            )
+            .bind(v.hypothesis)
+            .bind(stage)
+            .bind(outcome_str(v.verdict))
+            .bind(v.confidence)
+            .bind(v.evidence.to_string())
+            .bind(v.cost)
+            .bind(v.reviewer.clone().unwrap_or_default())
+            .bind(&t)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "UPDATE stage_items SET status = 'answered', answered_at = ? \
+                 WHERE hypothesis_id = ? AND stage = ?",
+            )
+            .bind(&t)
+            .bind(v.hypothesis)
+            .bind(stage)
+            .execute(&mut *tx)
+            .await?;
+            out.accepted += 1;
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    /// Puts items back in the queue after a failed attempt that will be retried.
+    pub async fn requeue(&self, stage: i64, hypotheses: &[i64], reason: &str) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for &h in hypotheses {
+            sqlx::query(
+                "UPDATE stage_items SET status = 'queued', reason = ? \
+                 WHERE hypothesis_id = ? AND stage = ? AND status = 'submitted'",
+            )
+            .bind(reason)
+            .bind(h)
+            .bind(stage)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Gives up on items: the stage item and the hypothesis become `failed` with the reason.
+    pub async fn fail_items(&self, stage: i64, hypotheses: &[i64], reason: &str) -> Result<()> {
+        self.end_items(stage, hypotheses, "failed", reason).await
+    }
+
+    /// Items whose deadline passed become `expired`, as do their hypotheses. Returns how many.
+    pub async fn expire_items(&self, round: i64, stage: i64, now_rfc3339: &str) -> Result<usize> {
+        let due: Vec<i64> = sqlx::query_scalar(
+            "SELECT s.hypothesis_id FROM stage_items s JOIN hypotheses h ON h.id = s.hypothesis_id \
+             WHERE h.round_id = ? AND s.stage = ? AND s.status IN ('queued', 'submitted') \
+             AND s.deadline IS NOT NULL AND s.deadline <= ?",
+        )
+        .bind(round)
+        .bind(stage)
+        .bind(now_rfc3339)
+        .fetch_all(&self.pool)
+        .await?;
+        self.end_items(
+            stage,
+            &due,
+            "expired",
+            "no answer before the stage's timeout",
+        )
+        .await?;
+        Ok(due.len())
+    }
+
+    async fn end_items(
+        &self,
+        stage: i64,
+        hypotheses: &[i64],
+        status: &str,
+        reason: &str,
+    ) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for &h in hypotheses {
+            let changed = sqlx::query(
+                "UPDATE stage_items SET status = ?, reason = ? \
+                 WHERE hypothesis_id = ? AND stage = ? AND status IN ('queued', 'submitted')",
+            )
+            .bind(status)
+            .bind(reason)
+            .bind(h)
+            .bind(stage)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if changed > 0 {
+                sqlx::query(
+                    "UPDATE hypotheses SET status = ?, reason = ? WHERE id = ? AND status = 'active'",
+                )
+                .bind(status)
+                .bind(reason)
+                .bind(h)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Counts of a round's stage items by (stage, status).
+    pub async fn stage_counts(&self, round: i64) -> Result<BTreeMap<(i64, String), i64>> {
+        let rows: Vec<(i64, String, i64)> = sqlx::query_as(
+            "SELECT s.stage, s.status, count(*) FROM stage_items s \
+             JOIN hypotheses h ON h.id = s.hypothesis_id WHERE h.round_id = ? \
+             GROUP BY s.stage, s.status",
+        )
+        .bind(round)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(|(s, st, n)| ((s, st), n)).collect())
+    }
+
+    /// Counts of a round's hypotheses by status.
+    pub async fn hypothesis_counts(&self, round: i64) -> Result<BTreeMap<String, i64>> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT status, count(*) FROM hypotheses WHERE round_id = ? GROUP BY status",
+        )
+        .bind(round)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().collect())
+    }
+
+    /// Sorts the answered items of `stage`: on a final stage the verdict becomes the
+    /// hypothesis's status; elsewhere verdicts in `advance` queue it at `stage + 1` and the
+    /// rest stop. Then moves the round to `to` at `to_stage`. One transaction.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn close_stage(
+        &self,
+        round: i64,
+        stage: i64,
+        advance_on: &[Outcome],
+        is_final: bool,
+        refute_any: bool,
+        from: RoundState,
+        to: RoundState,
+        to_stage: i64,
+    ) -> Result<StageClose> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        // With several reviewers (a quorum) the latest verdict stands until issue 6's rules.
+        let answered: Vec<(i64, String)> = sqlx::query_as(
+            "SELECT s.hypothesis_id, (SELECT v.verdict FROM verdicts v \
+                WHERE v.hypothesis_id = s.hypothesis_id AND v.stage = s.stage ORDER BY v.id DESC LIMIT 1) \
+             FROM stage_items s JOIN hypotheses h ON h.id = s.hypothesis_id \
+             WHERE h.round_id = ? AND s.stage = ? AND s.status = 'answered' AND h.status = 'active' \
+             ORDER BY h.rank",
+        )
+        .bind(round)
+        .bind(stage)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut out = StageClose::default();
+        for (h, verdict) in answered {
+            let outcome = parse_outcome(&verdict)?;
+            if is_final {
+                sqlx::query("UPDATE hypotheses SET status = ? WHERE id = ?")
+                    .bind(&verdict)
+                    .bind(h)
+                    .execute(&mut *tx)
+                    .await?;
+                match outcome {
+                    Outcome::Confirmed => out.confirmed += 1,
+                    Outcome::Refuted => out.refuted += 1,
+                    Outcome::Inconclusive => out.inconclusive += 1,
+                }
+            } else if advance_on.contains(&outcome) {
+                sqlx::query("UPDATE hypotheses SET stage = ? WHERE id = ?")
+                    .bind(stage + 1)
+                    .bind(h)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query(
+                    "INSERT INTO stage_items (hypothesis_id, stage, status, submitted_at) \
+                     VALUES (?, ?, 'queued', NULL) ON CONFLICT DO NOTHING",
+                )
+                .bind(h)
+                .bind(stage + 1)
+                .execute(&mut *tx)
+                .await?;
+                out.advanced += 1;
+            } else if refute_any && outcome == Outcome::Refuted {
+                sqlx::query("UPDATE hypotheses SET status = 'refuted' WHERE id = ?")
+                    .bind(h)
+                    .execute(&mut *tx)
+                    .await?;
+                out.refuted += 1;
+            } else {
+                sqlx::query("UPDATE hypotheses SET status = 'stopped', reason = ? WHERE id = ?")
+                    .bind(format!("stage {stage} answered {verdict}"))
+                    .bind(h)
+                    .execute(&mut *tx)
+                    .await?;
+                out.stopped += 1;
+            }
+        }
+        advance(
+            &mut tx,
+            round,
+            from,
+            to,
+            to_stage,
+            &RoundUpdate {
+                metrics: Some(serde_json::json!({ format!("stage_{stage}"): &out })),
+                ..RoundUpdate::default()
+            },
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    /// Writes the round's graph version in one transaction: confirmed hypotheses become edges
+    /// carrying their provenance, refuted ones go to the refutations, and the round moves to
+    /// `retraining` with the version recorded. Running it twice is impossible: the state guard
+    /// fails inside the same transaction.
+    pub async fn ingest_round(&self, round: &RoundInfo) -> Result<Ingested> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let keys = Keys::load(&mut tx).await?;
+        let rows: Vec<(i64, i64, i64, i64, String)> = sqlx::query_as(
+            "SELECT id, head, relation, tail, status FROM hypotheses \
+             WHERE round_id = ? AND status IN ('confirmed', 'refuted') ORDER BY rank",
+        )
+        .bind(round.id)
+        .fetch_all(&mut *tx)
+        .await?;
+        let evidence = verdict_trail(&mut tx, round.id).await?;
+        let confirmed: Vec<&(i64, i64, i64, i64, String)> =
+            rows.iter().filter(|r| r.4 == "confirmed").collect();
+        let live = live_among(&mut tx, confirmed.iter().map(|r| [r.1, r.2, r.3])).await?;
+        let (mut added, mut provenance, mut already) = (Vec::new(), Vec::new(), 0);
+        for r in &confirmed {
+            let t = [r.1, r.2, r.3];
+            if live.contains(&t) {
+                already += 1;
+                continue;
+            }
+            added.push(t);
+            provenance.push(Some(
+                serde_json::json!({
+                    "workflow": round.workflow,
+                    "round": round.number,
+                    "round_id": round.id,
+                    "hypothesis": r.0,
+                    "verdicts": evidence.get(&r.0),
+                })
+                .to_string(),
+            ));
+        }
+        let refuted: Vec<&(i64, i64, i64, i64, String)> =
+            rows.iter().filter(|r| r.4 == "refuted").collect();
+        let n_added = added.len();
+        let meta = Meta {
+            message: format!(
+                "round {} of {}: {} confirmed, {} refuted",
+                round.number,
+                round.workflow,
+                n_added,
+                refuted.len()
+            ),
+            source: serde_json::json!({
+                "kind": "round", "workflow": round.workflow, "round": round.number,
+            })
+            .to_string(),
+            round_id: Some(round.id),
+        };
+        let delta = Delta {
+            added: Arc::new(added),
+            provenance,
+            ..Delta::default()
+        };
+        let summary = commit(&mut tx, Arc::new(keys), delta, meta).await?;
+        for r in &refuted {
+            sqlx::query(
+                "INSERT INTO refutations (head, relation, tail, version, evidence) VALUES (?, ?, ?, ?, ?) \
+                 ON CONFLICT (head, relation, tail) DO UPDATE SET version = excluded.version, \
+                 evidence = excluded.evidence",
+            )
+            .bind(r.1)
+            .bind(r.2)
+            .bind(r.3)
+            .bind(summary.version)
+            .bind(
+                serde_json::json!({
+                    "workflow": round.workflow,
+                    "round": round.number,
+                    "hypothesis": r.0,
+                    "verdicts": evidence.get(&r.0),
+                })
+                .to_string(),
+            )
+            .execute(&mut *tx)
+            .await?;
+        }
+        advance(
+            &mut tx,
+            round.id,
+            RoundState::Ingesting,
+            RoundState::Retraining,
+            round.stage,
+            &RoundUpdate {
+                result_version: Some(summary.version),
+                ..RoundUpdate::default()
+            },
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(Ingested {
+            version: summary.version,
+            added: n_added,
+            already_known: already,
+            refuted: refuted.len(),
+            hash: summary.hash,
+        })
+    }
+
+    /// What a round's verdicts cost.
+    pub async fn round_cost(&self, round: i64) -> Result<f64> {
+        Ok(sqlx::query_scalar(
+            "SELECT coalesce(sum(v.cost), 0.0) FROM verdicts v \
+             JOIN hypotheses h ON h.id = v.hypothesis_id WHERE h.round_id = ?",
+        )
+        .bind(round)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    /// The verdicts given on one hypothesis, oldest first.
+    pub async fn verdicts(&self, hypothesis: i64) -> Result<Vec<serde_json::Value>> {
+        let mut conn = self.pool.acquire().await?;
+        let rows: Vec<(i64, i64, String, f64, String, f64, String, String)> = sqlx::query_as(
+            "SELECT id, stage, verdict, confidence, evidence, cost, reviewer, created_at \
+             FROM verdicts WHERE hypothesis_id = ? ORDER BY id",
+        )
+        .bind(hypothesis)
+        .fetch_all(&mut *conn)
+        .await?;
+        Ok(rows.into_iter().map(verdict_json).collect())
+    }
+}
+
+fn verdict_json(
+    (id, stage, verdict, confidence, evidence, cost, reviewer, created_at): (
+        i64,
+        i64,
+        String,
+        f64,
+        String,
+        f64,
+        String,
+        String,
+    ),
+) -> serde_json::Value {
+    serde_json::json!({
+        "id": id,
+        "stage": stage,
+        "verdict": verdict,
+        "confidence": confidence,
+        "evidence": serde_json::from_str::<serde_json::Value>(&evidence).unwrap_or(serde_json::Value::Null),
+        "cost": cost,
+        "reviewer": (!reviewer.is_empty()).then_some(reviewer),
+        "at": created_at,
+    })
+}
+
+/// Every verdict of a round's hypotheses, by hypothesis.
+async fn verdict_trail(
+    conn: &mut SqliteConnection,
+    round: i64,
+) -> Result<BTreeMap<i64, Vec<serde_json::Value>>> {
+    let rows: Vec<(i64, i64, i64, String, f64, String, f64, String, String)> = sqlx::query_as(
+        "SELECT v.hypothesis_id, v.id, v.stage, v.verdict, v.confidence, v.evidence, v.cost, \
+         v.reviewer, v.created_at FROM verdicts v JOIN hypotheses h ON h.id = v.hypothesis_id \
+         WHERE h.round_id = ? ORDER BY v.id",
+    )
+    .bind(round)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut out: BTreeMap<i64, Vec<serde_json::Value>> = BTreeMap::new();
+    for (h, id, stage, verdict, confidence, evidence, cost, reviewer, at) in rows {
+        let mut v = verdict_json((id, stage, verdict, confidence, evidence, cost, reviewer, at));
+        // The wall-clock time stays in the verdicts table; provenance is what the hash covers,
+        // and a replayed round must hash alike.
+        if let Some(o) = v.as_object_mut() {
+            o.remove("at");
+        }
+        out.entry(h).or_default().push(v);
+    }
+    Ok(out)
+}
+
+/// Which of `triples` are live edges now.
+async fn live_among(
+    conn: &mut SqliteConnection,
+    triples: impl Iterator<Item = [i64; 3]>,
+) -> Result<FxHashSet<[i64; 3]>> {
+    let triples: Vec<[i64; 3]> = triples.collect();
+    let mut live = FxHashSet::default();
+    for chunk in triples.chunks(super::write::MAX_PARAMS / 3) {
+        let sql = values_sql(
+            "SELECT head, relation, tail FROM edges WHERE removed_in IS NULL AND (head, relation, tail) IN (VALUES ",
+            3,
+            chunk.len(),
+        ) + ")";
+        let mut q = sqlx::query_as::<_, (i64, i64, i64)>(AssertSqlSafe(sql));
+        for t in chunk {
+            q = q.bind(t[0]).bind(t[1]).bind(t[2]);
+        }
+        for (h, r, t) in q.fetch_all(&mut *conn).await? {
+            live.insert([h, r, t]);
+        }
+    }
+    Ok(live)
+}
+
+async fn advance(
+    conn: &mut SqliteConnection,
+    id: i64,
+    from: RoundState,
+    to: RoundState,
+    stage: i64,
+    u: &RoundUpdate,
+) -> Result<()> {
+    let metrics = u.metrics.as_ref().map(|m| m.to_string());
+    let changed = sqlx::query(
+        "UPDATE rounds SET state = ?, stage = ?, updated_at = ?, \
+         base_version = coalesce(?, base_version), model_id = coalesce(?, model_id), \
+         result_version = coalesce(?, result_version), retrained_model = coalesce(?, retrained_model), \
+         metrics = CASE WHEN ? IS NULL THEN metrics ELSE json_patch(metrics, ?) END, \
+         error = coalesce(?, error) \
+         WHERE id = ? AND state = ?",
+    )
+    .bind(to.as_str())
+    .bind(stage)
+    .bind(now())
+    .bind(u.base_version)
+    .bind(u.model_id)
+    .bind(u.result_version)
+    .bind(u.retrained_model)
+    .bind(&metrics)
+    .bind(&metrics)
+    .bind(&u.error)
+    .bind(id)
+    .bind(from.as_str())
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    if changed == 0 {
+        return Err(StoreError::Conflict(format!(
+            "round {id} is no longer `{from}` (another process moved it)"
+        )));
+    }
+    Ok(())
+}
+
+fn outcome_str(o: Outcome) -> &'static str {
+    match o {
+        Outcome::Confirmed => "confirmed",
+        Outcome::Refuted => "refuted",
+        Outcome::Inconclusive => "inconclusive",
+    }
+}
+
+fn parse_outcome(s: &str) -> Result<Outcome> {
+    match s {
+        "confirmed" => Ok(Outcome::Confirmed),
+        "refuted" => Ok(Outcome::Refuted),
+        "inconclusive" => Ok(Outcome::Inconclusive),
+        other => Err(StoreError::Corrupt(format!("verdict `{other}`"))),
+    }
+}

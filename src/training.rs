@@ -1,0 +1,336 @@
+//! Training on a stored graph version: load the graph, its refutations and a warm start,
+//! train the ensemble, calibrate, write the checkpoint under the data directory and record it
+//! in the store. Shared by `hypograph train` and the round engine, so both produce the same
+//! kind of model record.
+
+use crate::graph::{Graph, OnInvalid, Triple, tsv};
+use crate::model::calibrate::{self, Method};
+use crate::model::checkpoint::{self, CheckpointError, Vocab};
+use crate::model::ensemble::CalibrationSummary;
+use crate::model::{
+    self, Ensemble, EpochStats, Known, ModelError, ModelKind, TrainConfig, TrainSet,
+};
+use crate::plot::{Panel, Series};
+use crate::store::{ModelInfo, NewModel, Store, StoreError};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TrainingError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    #[error(transparent)]
+    Parse(#[from] crate::graph::ParseError),
+    #[error("model {id} was trained on another graph: {why}")]
+    OtherGraph { id: i64, why: String },
+    #[error("{}: {cause}", path.display())]
+    Io {
+        path: PathBuf,
+        cause: std::io::Error,
+    },
+    #[error("model {id} has an unreadable config: {cause}")]
+    BadRecord { id: i64, cause: serde_json::Error },
+}
+
+type Result<T> = std::result::Result<T, TrainingError>;
+
+/// Where the first weights come from.
+#[derive(Debug, Clone)]
+pub enum Warm {
+    /// Random initialisation.
+    Cold,
+    /// The newest model in the store, when its kind, dimension and regime match.
+    Latest,
+    /// This model, when its kind, dimension and regime match.
+    From(ModelInfo),
+}
+
+/// One training run.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub version: i64,
+    pub config: TrainConfig,
+    /// Validation triples file for early stopping and calibration.
+    pub valid: Option<PathBuf>,
+    pub ensemble: usize,
+    pub calibration: Method,
+    pub warm: Warm,
+    pub backend: model::Backend,
+}
+
+/// What a run recorded.
+#[derive(Debug)]
+pub struct Trained {
+    pub info: ModelInfo,
+    pub ensemble: Ensemble,
+    pub graph: Graph,
+    pub seconds: f64,
+    pub warm_from: Option<i64>,
+    pub best_valid_mrr: Option<f64>,
+    pub best_epoch: usize,
+    pub epochs_run: usize,
+    pub calibration: Option<CalibrationSummary>,
+}
+
+/// Triples of a file mapped to a graph's ids, and how many lines named unknown keys.
+pub fn map_file(path: &Path, graph: &Graph) -> Result<(Vec<Triple>, usize)> {
+    let batch = tsv::read_triples(path, OnInvalid::Fail)?;
+    let mut triples = Vec::with_capacity(batch.triples.len());
+    let mut unknown = 0;
+    for &[h, r, t] in &batch.triples {
+        let ids = (
+            graph.entity_id(&batch.entities[h as usize].key),
+            graph.relation_id(&batch.relations[r as usize]),
+            graph.entity_id(&batch.entities[t as usize].key),
+        );
+        match ids {
+            (Some(h), Some(r), Some(t)) => triples.push(Triple::new(h, r, t)),
+            _ => unknown += 1,
+        }
+    }
+    Ok((triples, unknown))
+}
+
+/// The refuted triples of version `v`, as ids of `graph`.
+pub async fn refuted(store: &Store, v: i64, graph: &Graph) -> Result<Vec<Triple>> {
+    let mut out = Vec::new();
+    for [h, r, t] in store.refuted(v).await? {
+        if let (Some(h), Some(r), Some(t)) = (
+            graph.entity_id(&h),
+            graph.relation_id(&r),
+            graph.entity_id(&t),
+        ) {
+            out.push(Triple::new(h, r, t));
+        }
+    }
+    Ok(out)
+}
+
+/// Loads a recorded model and checks that it belongs to `vocab`'s graph (or a prefix of it).
+pub fn load_model(info: &ModelInfo, vocab: &Vocab) -> Result<Ensemble> {
+    let (e, saved) = checkpoint::load_ensemble(Path::new(&info.path), Some(&info.checksum))?;
+    saved
+        .check_prefix_of(vocab)
+        .map_err(|why| TrainingError::OtherGraph { id: info.id, why })?;
+    Ok(e)
+}
+
+pub fn kind_name(k: ModelKind) -> &'static str {
+    match k {
+        ModelKind::Complex => "complex",
+        ModelKind::Distmult => "distmult",
+        ModelKind::Rotate => "rotate",
+    }
+}
+
+/// Runs CPU-bound work without stalling other tasks of a multi-threaded runtime.
+fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
+    }
+}
+
+/// Trains `job` and records the checkpoint. `on_epoch(member, stats)` reports progress.
+pub async fn train(
+    store: &Store,
+    data_dir: &Path,
+    job: &Job,
+    on_epoch: &mut (dyn FnMut(usize, &EpochStats) + Send),
+) -> Result<Trained> {
+    let config = &job.config;
+    let v = job.version;
+    let graph = store.load_graph(v).await?;
+    let vocab = Vocab::of(&graph);
+    let train_triples = graph.triples().to_vec();
+    let (valid, valid_unknown) = match &job.valid {
+        Some(p) => map_file(p, &graph)?,
+        None => (Vec::new(), 0),
+    };
+    if valid_unknown > 0 {
+        tracing::warn!(
+            skipped = valid_unknown,
+            "validation triples naming unknown keys were skipped"
+        );
+    }
+    let refuted = refuted(store, v, &graph).await?;
+    let known = Known::new(&[&train_triples, &valid]);
+
+    let candidate = match &job.warm {
+        Warm::Cold => None,
+        Warm::Latest => store.latest_model().await?,
+        Warm::From(info) => Some(info.clone()),
+    };
+    let mut warm: Vec<Option<model::KgeModel>> = Vec::new();
+    let mut warm_from = None;
+    if let Some(info) = candidate {
+        let saved: TrainConfig = serde_json::from_value(info.config.clone())
+            .map_err(|cause| TrainingError::BadRecord { id: info.id, cause })?;
+        if saved.model == config.model && saved.dim == config.dim && saved.regime == config.regime {
+            let e = load_model(&info, &vocab)?;
+            tracing::info!(model = info.id, "warm start");
+            warm = e.members.into_iter().map(|m| Some(m.model)).collect();
+            warm_from = Some(info.id);
+        }
+    }
+    let set = TrainSet {
+        num_entities: graph.num_entities(),
+        num_relations: graph.num_relations(),
+        train: &train_triples,
+        valid: &valid,
+        known: &known,
+        refuted: &refuted,
+    };
+    let started = Instant::now();
+    let device = model::device(job.backend)?;
+    let k = job.ensemble.max(1);
+    let outcomes =
+        blocking(|| model::ensemble::train_members(config, &set, k, warm, &device, on_epoch))?;
+    let seconds = started.elapsed().as_secs_f64();
+    let histories: Vec<Vec<EpochStats>> = outcomes.iter().map(|o| o.history.clone()).collect();
+    let member_metrics: Vec<serde_json::Value> = outcomes
+        .iter()
+        .map(|o| {
+            serde_json::json!({
+                "best_epoch": o.best_epoch,
+                "best_valid_mrr": o.best_valid_mrr,
+                "epochs_run": o.history.len(),
+                "stopped_early": o.stopped_early,
+            })
+        })
+        .collect();
+    let (best_valid_mrr, best_epoch, epochs_run) = outcomes
+        .first()
+        .map(|o| (o.best_valid_mrr, o.best_epoch, o.history.len()))
+        .unwrap_or((None, 0, 0));
+    let models: Vec<model::KgeModel> = outcomes.into_iter().map(|o| o.model).collect();
+    let (ensemble, calibration) = blocking(|| {
+        Ensemble::calibrate(
+            models,
+            job.calibration,
+            &valid,
+            &known,
+            config.seed,
+            &device,
+        )
+    });
+
+    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ");
+    let dir = data_dir
+        .join("models")
+        .join(format!("v{v}-{}-{stamp}", kind_name(config.model)));
+    let checksum = checkpoint::save_ensemble(&ensemble, &vocab, &dir)?;
+    let io = |path: PathBuf| move |cause| TrainingError::Io { path, cause };
+    write_curve(&dir, &histories).map_err(io(dir.join("curve.csv")))?;
+    std::fs::write(dir.join("valid.tsv"), keys_of(&graph, &valid))
+        .map_err(io(dir.join("valid.tsv")))?;
+    if let Some(c) = &calibration {
+        let svg = calibrate::reliability_svg(
+            "reliability on held-out validation triples",
+            &[("raw sigmoid", &c.before), ("calibrated", &c.after)],
+        );
+        std::fs::write(dir.join("reliability.svg"), svg)
+            .map_err(io(dir.join("reliability.svg")))?;
+    }
+    let metrics = serde_json::json!({
+        "members": member_metrics,
+        "best_valid_mrr": best_valid_mrr,
+        "seconds": seconds,
+        "train_triples": train_triples.len(),
+        "valid_triples": valid.len(),
+        "valid_skipped": valid_unknown,
+        "refuted_negatives": refuted.len(),
+        "calibration": calibration,
+    });
+    let path = std::fs::canonicalize(&dir).unwrap_or(dir.clone());
+    let config_json =
+        serde_json::to_value(config).map_err(|cause| TrainingError::BadRecord { id: 0, cause })?;
+    let id = store
+        .record_model(&NewModel {
+            graph_version: v,
+            parent_id: warm_from,
+            kind: kind_name(config.model),
+            config: &config_json,
+            path: &path.display().to_string(),
+            checksum: &checksum,
+            metrics: &metrics,
+        })
+        .await?;
+    Ok(Trained {
+        info: store.model(id).await?,
+        ensemble,
+        graph,
+        seconds,
+        warm_from,
+        best_valid_mrr,
+        best_epoch,
+        epochs_run,
+        calibration,
+    })
+}
+
+pub fn keys_of(graph: &Graph, triples: &[Triple]) -> String {
+    triples
+        .iter()
+        .map(|t| {
+            format!(
+                "{}\t{}\t{}\n",
+                graph.entity_key(t.head),
+                graph.relation_key(t.relation),
+                graph.entity_key(t.tail)
+            )
+        })
+        .collect()
+}
+
+/// The training curves as CSV and as an SVG plot beside the checkpoint.
+fn write_curve(dir: &Path, histories: &[Vec<EpochStats>]) -> std::io::Result<()> {
+    let mut csv = String::from("member,epoch,loss,valid_mrr,seconds\n");
+    for (m, history) in histories.iter().enumerate() {
+        for s in history {
+            csv.push_str(&format!(
+                "{m},{},{},{},{}\n",
+                s.epoch,
+                s.loss,
+                s.valid_mrr.map(|m| m.to_string()).unwrap_or_default(),
+                s.seconds
+            ));
+        }
+    }
+    std::fs::write(dir.join("curve.csv"), csv)?;
+    let series = |f: &dyn Fn(&EpochStats) -> Option<f64>, markers: bool| -> Vec<Series> {
+        histories
+            .iter()
+            .enumerate()
+            .map(|(m, h)| Series {
+                name: format!("member {m}"),
+                points: h
+                    .iter()
+                    .filter_map(|s| f(s).map(|y| (s.epoch as f64, y)))
+                    .collect(),
+                markers,
+            })
+            .collect()
+    };
+    let loss = Panel {
+        title: "training loss".into(),
+        x_label: "epoch".into(),
+        y_label: "loss".into(),
+        series: series(&|s| Some(s.loss), false),
+        y_range: None,
+    };
+    let mrr = Panel {
+        title: "validation MRR (filtered)".into(),
+        x_label: "epoch".into(),
+        y_label: "MRR".into(),
+        series: series(&|s| s.valid_mrr, true),
+        y_range: Some((0.0, 1.0)),
+    };
+    std::fs::write(dir.join("curve.svg"), crate::plot::svg(&[loss, mrr]))
+}

@@ -1,0 +1,453 @@
+//! The workflow file's shape. Every struct denies unknown fields: a typo is an error, never a
+//! silently ignored setting.
+
+use crate::acquire::Acquisition;
+use crate::model::calibrate::Method;
+use crate::model::{LossKind, ModelKind, OptimizerKind, Regime, TrainConfig};
+use crate::plugin::Outcome;
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// A whole workflow.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Workflow {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    /// Cron expression (6 fields with seconds, or the classic 5) for whole rounds.
+    #[serde(default)]
+    pub schedule: Option<String>,
+    /// A separate schedule that only retrains the model on the newest graph version.
+    #[serde(default)]
+    pub retrain: Option<RetrainSchedule>,
+    /// What to do when a fire comes while the last round still runs.
+    #[serde(default)]
+    pub overlap: Overlap,
+    /// What to do with fires missed while no daemon ran.
+    #[serde(default)]
+    pub missed: Missed,
+    #[serde(default)]
+    pub graph: GraphSpec,
+    #[serde(default)]
+    pub evaluate: EvaluateSpec,
+    #[serde(default)]
+    pub model: ModelSpec,
+    #[serde(default)]
+    pub generate: GenerateSpec,
+    #[serde(default)]
+    pub rank: RankSpec,
+    pub stages: Vec<StageSpec>,
+    #[serde(default)]
+    pub ingest: IngestSpec,
+    #[serde(default)]
+    pub stop: StopSpec,
+    /// Seeds training, ranking and plugins: equal seeds replay equal rounds.
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+}
+
+fn default_seed() -> u64 {
+    1
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetrainSchedule {
+    pub schedule: String,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Overlap {
+    /// Drop the fire (logged).
+    #[default]
+    Skip,
+    /// Keep one fire to run as soon as the current round ends.
+    BufferOne,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Missed {
+    /// Log every missed slot as skipped.
+    #[default]
+    Skip,
+    /// Run one round for all missed slots, log the others as skipped.
+    RunOnce,
+}
+
+/// Where the graph comes from. Paths are relative to the workflow file.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct GraphSpec {
+    /// A triples TSV imported when the database has no graph yet.
+    #[serde(default)]
+    pub import: Option<PathBuf>,
+    /// A KGX directory (nodes.tsv, edges.tsv) imported when the database has no graph yet.
+    #[serde(default)]
+    pub kgx: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvaluateSpec {
+    /// Test triples: each round records the retrained model's filtered MRR on them.
+    #[serde(default)]
+    pub test: Option<PathBuf>,
+    /// Validation triples for early stopping and calibration.
+    #[serde(default)]
+    pub valid: Option<PathBuf>,
+    /// More true triples to filter out of the test ranking (e.g. an oracle's truth file).
+    #[serde(default)]
+    pub filter: Vec<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RetrainMode {
+    #[default]
+    Warm,
+    Cold,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CalibrationSpec {
+    #[default]
+    Platt,
+    Isotonic,
+    None,
+}
+
+/// The model, as a subset of `TrainConfig` plus ensemble and retraining settings.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelSpec {
+    pub kind: ModelKind,
+    pub dim: usize,
+    pub regime: Regime,
+    pub loss: Option<LossKind>,
+    pub negatives: usize,
+    pub optimizer: OptimizerKind,
+    pub lr: f64,
+    pub batch_size: usize,
+    /// Epochs of the first training.
+    pub epochs: usize,
+    /// Epochs of each retrain after a round.
+    pub retrain_epochs: usize,
+    pub ensemble: usize,
+    pub calibration: CalibrationSpec,
+    pub retrain: RetrainMode,
+}
+
+impl Default for ModelSpec {
+    fn default() -> Self {
+        Self {
+            kind: ModelKind::Complex,
+            dim: 64,
+            regime: Regime::OneVsAll,
+            loss: None,
+            negatives: 256,
+            optimizer: OptimizerKind::Adagrad,
+            lr: 0.1,
+            batch_size: 512,
+            epochs: 40,
+            retrain_epochs: 5,
+            ensemble: 3,
+            calibration: CalibrationSpec::Platt,
+            retrain: RetrainMode::Warm,
+        }
+    }
+}
+
+impl ModelSpec {
+    /// The training configuration for a first (`retrain == false`) or later training.
+    pub fn train_config(&self, seed: u64, retrain: bool) -> TrainConfig {
+        let loss = self.loss.unwrap_or(match self.regime {
+            Regime::OneVsAll => LossKind::CrossEntropy,
+            Regime::Negatives => LossKind::Softplus,
+        });
+        TrainConfig::new()
+            .with_model(self.kind)
+            .with_dim(self.dim)
+            .with_regime(self.regime)
+            .with_loss(loss)
+            .with_negatives(self.negatives)
+            .with_optimizer(self.optimizer)
+            .with_lr(self.lr)
+            .with_batch_size(self.batch_size)
+            .with_epochs(if retrain {
+                self.retrain_epochs
+            } else {
+                self.epochs
+            })
+            .with_seed(seed)
+            // Rounds train a fixed budget: early stopping would make round time unpredictable.
+            .with_eval_every(0)
+            .with_patience(0)
+    }
+
+    pub fn calibration_method(&self) -> Method {
+        match self.calibration {
+            CalibrationSpec::Platt => Method::Platt,
+            CalibrationSpec::Isotonic => Method::Isotonic,
+            CalibrationSpec::None => Method::None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GenerateSpec {
+    /// Relations to propose edges for (all when empty).
+    pub relations: Vec<String>,
+    /// Candidates kept per relation, best first.
+    pub top_k: usize,
+    /// Score a uniform sample of this many pairs per relation instead of every pair.
+    pub max_candidates: Option<usize>,
+}
+
+impl Default for GenerateSpec {
+    fn default() -> Self {
+        Self {
+            relations: Vec::new(),
+            top_k: 200,
+            max_candidates: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AcquisitionName {
+    #[default]
+    Greedy,
+    Random,
+    Uncertainty,
+    Spread,
+    Bald,
+    Ucb,
+    Thompson,
+    Epsilon,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RankSpec {
+    pub acquisition: AcquisitionName,
+    /// UCB's weight on the spread.
+    pub beta: f64,
+    /// The random share of an `epsilon` batch.
+    pub epsilon: f64,
+    /// What an `epsilon` batch exploits with.
+    pub inner: AcquisitionName,
+    /// Hypotheses per round.
+    pub batch: usize,
+    /// At most this many hypotheses per entity in one batch.
+    pub max_per_entity: Option<usize>,
+}
+
+impl Default for RankSpec {
+    fn default() -> Self {
+        Self {
+            acquisition: AcquisitionName::Greedy,
+            beta: 1.0,
+            epsilon: 0.1,
+            inner: AcquisitionName::Greedy,
+            batch: 50,
+            max_per_entity: Some(3),
+        }
+    }
+}
+
+impl RankSpec {
+    pub fn acquisition(&self) -> Acquisition {
+        let simple = |a: AcquisitionName| match a {
+            AcquisitionName::Greedy | AcquisitionName::Epsilon => Acquisition::Greedy,
+            AcquisitionName::Random => Acquisition::Random,
+            AcquisitionName::Uncertainty => Acquisition::Uncertainty,
+            AcquisitionName::Spread => Acquisition::Spread,
+            AcquisitionName::Bald => Acquisition::Bald,
+            AcquisitionName::Ucb => Acquisition::Ucb { beta: self.beta },
+            AcquisitionName::Thompson => Acquisition::Thompson,
+        };
+        match self.acquisition {
+            AcquisitionName::Epsilon => Acquisition::Epsilon {
+                epsilon: self.epsilon,
+                inner: Box::new(simple(self.inner)),
+            },
+            other => simple(other),
+        }
+    }
+}
+
+/// The built-in plugin kinds a stage can name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PluginKind {
+    Oracle,
+    Http,
+    Command,
+    Llm,
+    Human,
+}
+
+impl PluginKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Oracle => "oracle",
+            Self::Http => "http",
+            Self::Command => "command",
+            Self::Llm => "llm",
+            Self::Human => "human",
+        }
+    }
+}
+
+/// One review stage. Plugin-specific settings sit beside the common ones; validation
+/// rejects settings that do not belong to the stage's plugin.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct StageSpec {
+    pub name: String,
+    pub plugin: PluginKind,
+    /// Verdicts that move a hypothesis on to the next stage.
+    #[serde(default = "default_advance")]
+    pub advance: Vec<Outcome>,
+    /// Whether this stage's verdict is what ingest applies (default: the last stage only).
+    #[serde(default, rename = "final")]
+    pub is_final: Option<bool>,
+    /// How long hypotheses may wait for an answer ("30s", "15m", "72h", "7d").
+    #[serde(default)]
+    pub timeout: Option<String>,
+    /// Attempts after the first on retryable errors.
+    #[serde(default = "default_retries")]
+    pub retries: u32,
+    /// Cost per hypothesis (divides the acquisition value when ranking).
+    #[serde(default)]
+    pub cost: Option<f64>,
+    /// Hypotheses per submission.
+    #[serde(default = "default_batch")]
+    pub batch: usize,
+
+    // oracle
+    /// Truth triples TSV the oracle answers from.
+    #[serde(default)]
+    pub truth: Option<PathBuf>,
+    /// Probability that the oracle's verdict is flipped.
+    #[serde(default)]
+    pub flip_rate: Option<f64>,
+    /// The oracle's answer delay per batch ("0s", "2s").
+    #[serde(default)]
+    pub latency: Option<String>,
+
+    // http / llm
+    #[serde(default)]
+    pub url: Option<String>,
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    #[serde(default)]
+    pub model: Option<String>,
+    #[serde(default)]
+    pub prompt: Option<String>,
+    // command
+    #[serde(default)]
+    pub command: Option<Vec<String>>,
+    // human
+    #[serde(default)]
+    pub quorum: Option<u32>,
+}
+
+fn default_advance() -> Vec<Outcome> {
+    vec![Outcome::Confirmed]
+}
+
+fn default_retries() -> u32 {
+    3
+}
+
+fn default_batch() -> usize {
+    1000
+}
+
+impl StageSpec {
+    /// The settings this stage's plugin does not take, as (field, plugin) pairs.
+    pub fn foreign_fields(&self) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        let mut check = |set: bool, field: &'static str, allowed: &[PluginKind]| {
+            if set && !allowed.contains(&self.plugin) {
+                out.push(field);
+            }
+        };
+        use PluginKind::*;
+        check(self.truth.is_some(), "truth", &[Oracle]);
+        check(self.flip_rate.is_some(), "flip_rate", &[Oracle]);
+        check(self.latency.is_some(), "latency", &[Oracle]);
+        check(self.url.is_some(), "url", &[Http]);
+        check(self.endpoint.is_some(), "endpoint", &[Llm]);
+        check(self.model.is_some(), "model", &[Llm]);
+        check(self.prompt.is_some(), "prompt", &[Llm]);
+        check(self.command.is_some(), "command", &[Command]);
+        check(self.quorum.is_some(), "quorum", &[Human]);
+        out
+    }
+
+    pub fn timeout(&self) -> Option<Duration> {
+        self.timeout.as_deref().and_then(|t| parse_duration(t).ok())
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RefuteOn {
+    /// Only a final stage's `refuted` becomes negative evidence.
+    #[default]
+    Final,
+    /// Any stage's `refuted` does.
+    Any,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestSpec {
+    pub refute_on: RefuteOn,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StopSpec {
+    /// No more rounds after this many have finished.
+    pub max_rounds: Option<u64>,
+    /// No more rounds once this much has been spent across rounds.
+    pub budget: Option<f64>,
+}
+
+/// "500ms", "30s", "15m", "72h", "7d", or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(t.len());
+    let (n, unit) = t.split_at(split);
+    let n: f64 = n
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration (e.g. 30s, 15m, 72h, 7d)"))?;
+    let secs = match unit.trim() {
+        "ms" => n / 1000.0,
+        "" | "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        "d" => n * 86400.0,
+        other => {
+            return Err(format!(
+                "unknown duration unit `{other}` in `{s}` (ms, s, m, h, d)"
+            ));
+        }
+    };
+    if !secs.is_finite() || secs < 0.0 {
+        return Err(format!("`{s}` is not a duration"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
