@@ -107,7 +107,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         return tokio::task::spawn_blocking(move || simulate::run(*args)).await?;
     }
     if let Command::Validate(args) = cli.command {
-        return rounds::validate(args);
+        return rounds::validate(&cli.db, args).await;
     }
     let db = cli.db;
     let data_dir = cli.data_dir.unwrap_or_else(|| {

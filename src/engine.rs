@@ -115,6 +115,42 @@ pub async fn stop_reason(store: &Store, l: &Loaded) -> Result<Option<String>> {
     Ok(None)
 }
 
+/// The workflow's graph file, parsed (when it names one).
+fn read_source(l: &Loaded) -> Result<Option<(crate::graph::TripleBatch, PathBuf)>> {
+    let w = &l.workflow;
+    Ok(match (&w.graph.import, &w.graph.kgx) {
+        (Some(p), _) => {
+            let p = l.resolve(p);
+            Some((tsv::read_triples(&p, OnInvalid::Fail)?, p))
+        }
+        (None, Some(d)) => {
+            let d = l.resolve(d);
+            Some((
+                kgx::read_kgx(&d.join("nodes.tsv"), &d.join("edges.tsv"), OnInvalid::Fail)?,
+                d,
+            ))
+        }
+        (None, None) => None,
+    })
+}
+
+/// Checks the relations a workflow names against the database's graph, or against the file it
+/// would import into an empty database.
+pub async fn check_graph(store: Option<&Store>, l: &Loaded) -> Result<()> {
+    if let Some(store) = store
+        && let Some(head) = store.head().await?
+    {
+        let graph = store.load_graph(head).await?;
+        workflow::check_relations(l, &|r| graph.relation_id(r).is_some())?;
+        return Ok(());
+    }
+    if let Some((batch, _)) = read_source(l)? {
+        let relations: HashSet<&str> = batch.relations.iter().map(String::as_str).collect();
+        workflow::check_relations(l, &|r| relations.contains(r))?;
+    }
+    Ok(())
+}
+
 /// Imports the workflow's graph into an empty database and checks that every relation it
 /// names exists, before anything else is written.
 pub async fn prepare(
@@ -123,31 +159,10 @@ pub async fn prepare(
     on_event: &mut (dyn FnMut(&Event) + Send),
 ) -> Result<()> {
     if store.head().await?.is_some() {
-        let graph = store
-            .load_graph(
-                store
-                    .resolve(crate::store::VersionRef::Head { back: 0 })
-                    .await?,
-            )
-            .await?;
-        workflow::check_relations(l, &|r| graph.relation_id(r).is_some())?;
-        return Ok(());
+        return check_graph(Some(store), l).await;
     }
     let w = &l.workflow;
-    let (batch, source) = match (&w.graph.import, &w.graph.kgx) {
-        (Some(p), _) => {
-            let p = l.resolve(p);
-            (tsv::read_triples(&p, OnInvalid::Fail)?, p)
-        }
-        (None, Some(d)) => {
-            let d = l.resolve(d);
-            (
-                kgx::read_kgx(&d.join("nodes.tsv"), &d.join("edges.tsv"), OnInvalid::Fail)?,
-                d,
-            )
-        }
-        (None, None) => return Err(EngineError::NoGraph),
-    };
+    let (batch, source) = read_source(l)?.ok_or(EngineError::NoGraph)?;
     let relations: HashSet<&str> = batch.relations.iter().map(String::as_str).collect();
     workflow::check_relations(l, &|r| relations.contains(r))?;
     let name = source
@@ -481,6 +496,7 @@ fn plugin(l: &Loaded, round: &RoundInfo, stage: &StageSpec) -> Result<Plugin> {
                 .map_err(fail)?
                 .unwrap_or_default();
             o.cost = stage.cost.unwrap_or(1.0);
+            o.outage = stage.outage.unwrap_or(0);
             o.seed = round_seed(l, round);
             Ok(Plugin::Oracle(o))
         }
@@ -532,7 +548,7 @@ async fn step_dispatch(store: &Store, l: &Loaded, round: &RoundInfo) -> Result<(
                     warn!(stage = %stage.name, attempt, ?wait, reason = %why, "retrying");
                     tokio::time::sleep(wait).await;
                 }
-                Err(e) => break Err(e.to_string()),
+                Err(PluginError::Retryable(why) | PluginError::Failed(why)) => break Err(why),
             }
         };
         match answer {

@@ -64,7 +64,14 @@ impl Plugin {
     /// key `(round, hypothesis, stage)` of DESIGN.md.
     pub async fn submit(&self, batch: &[Hypothesis]) -> Result<Vec<Verdict>, PluginError> {
         match self {
-            Self::Oracle(o) => Ok(o.judge(batch).await),
+            Self::Oracle(o) => {
+                if o.in_outage() {
+                    return Err(PluginError::Retryable(
+                        "oracle unavailable (simulated outage)".into(),
+                    ));
+                }
+                Ok(o.judge(batch).await)
+            }
         }
     }
 }

@@ -44,10 +44,24 @@ pub struct StatusArgs {
 }
 
 /// Loads every file and prints every problem; the exit code says whether all were valid.
-pub fn validate(args: ValidateArgs) -> anyhow::Result<ExitCode> {
+/// Relations are checked against the database's graph when there is one, else against the
+/// file the workflow would import.
+pub async fn validate(db: &Path, args: ValidateArgs) -> anyhow::Result<ExitCode> {
+    let store = if db.exists() {
+        Some(Store::open(db, crate::store::OpenMode::Existing).await?)
+    } else {
+        None
+    };
     let mut ok = true;
     for f in &args.files {
-        match workflow::load(f) {
+        let checked = match workflow::load(f) {
+            Ok(l) => match engine::check_graph(store.as_ref(), &l).await {
+                Ok(()) => Ok(l),
+                Err(e) => Err(e.to_string()),
+            },
+            Err(e) => Err(e.to_string()),
+        };
+        match checked {
             Ok(l) => out!(
                 "{}: ok (workflow `{}`, {} stage{})",
                 f.display(),
@@ -64,6 +78,9 @@ pub fn validate(args: ValidateArgs) -> anyhow::Result<ExitCode> {
                 eprintln!("{e}");
             }
         }
+    }
+    if let Some(s) = store {
+        s.close().await;
     }
     Ok(if ok {
         ExitCode::SUCCESS

@@ -19,6 +19,10 @@ pub struct Oracle {
     /// Cost charged per hypothesis.
     pub cost: f64,
     pub seed: u64,
+    /// Simulated outage: the first this-many submissions fail with a retryable error, so a
+    /// workflow's retry and failure handling can be rehearsed without a real service.
+    pub outage: u32,
+    calls: std::sync::Arc<std::sync::atomic::AtomicU32>,
 }
 
 impl Oracle {
@@ -29,6 +33,8 @@ impl Oracle {
             latency: Duration::ZERO,
             cost: 1.0,
             seed: 0,
+            outage: 0,
+            calls: Default::default(),
         }
     }
 
@@ -51,6 +57,13 @@ impl Oracle {
 
     pub fn is_empty(&self) -> bool {
         self.truth.is_empty()
+    }
+
+    /// Counts a submission; true while the simulated outage lasts.
+    pub fn in_outage(&self) -> bool {
+        self.calls
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            < self.outage
     }
 
     /// A uniform draw in [0, 1) fixed by the seed and the triple.

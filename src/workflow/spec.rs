@@ -342,6 +342,9 @@ pub struct StageSpec {
     /// The oracle's answer delay per batch ("0s", "2s").
     #[serde(default)]
     pub latency: Option<String>,
+    /// Simulated outage: the oracle's first this-many submissions fail (retryably).
+    #[serde(default)]
+    pub outage: Option<u32>,
 
     // http / llm
     #[serde(default)]
@@ -385,6 +388,7 @@ impl StageSpec {
         check(self.truth.is_some(), "truth", &[Oracle]);
         check(self.flip_rate.is_some(), "flip_rate", &[Oracle]);
         check(self.latency.is_some(), "latency", &[Oracle]);
+        check(self.outage.is_some(), "outage", &[Oracle]);
         check(self.url.is_some(), "url", &[Http]);
         check(self.endpoint.is_some(), "endpoint", &[Llm]);
         check(self.model.is_some(), "model", &[Llm]);

@@ -5,6 +5,7 @@ mod history;
 mod import;
 mod model;
 mod replay;
+mod rounds;
 mod store_api;
 mod support;
 mod train_cli;

@@ -102,6 +102,58 @@ impl Env {
     }
 }
 
+impl Env {
+    /// Runs with extra environment variables; returns the raw output.
+    pub fn run_with(&self, args: &[&str], vars: &[(&str, &str)]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_hypograph"))
+            .arg("--db")
+            .arg(&self.db)
+            .args(args)
+            .env_remove("RUST_LOG")
+            .env_remove("HYPOGRAPH_DB")
+            .envs(vars.iter().copied())
+            .output()
+            .expect("run hypograph")
+    }
+
+    /// One text column of a query, row by row (read-only).
+    pub fn strings(&self, query: &str) -> Vec<String> {
+        let db = self.db.clone();
+        let query = query.to_owned();
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+            .block_on(async move {
+                use sqlx::{ConnectOptions, Row};
+                let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
+                    .filename(&db)
+                    .read_only(true)
+                    .connect()
+                    .await
+                    .expect("open db");
+                sqlx::query(sqlx::AssertSqlSafe(query))
+                    .fetch_all(&mut conn)
+                    .await
+                    .expect("query")
+                    .iter()
+                    .map(|r| {
+                        r.try_get::<Option<String>, _>(0)
+                            .expect("text column")
+                            .unwrap_or_default()
+                    })
+                    .collect()
+            })
+    }
+
+    pub fn count(&self, query: &str) -> i64 {
+        self.strings(&format!("SELECT CAST(({query}) AS TEXT)"))
+            .first()
+            .and_then(|s| s.parse().ok())
+            .expect("a count")
+    }
+}
+
 pub fn sorted_lines(text: &str) -> Vec<String> {
     let mut v: Vec<String> = text
         .lines()

@@ -1,0 +1,310 @@
+//! The round engine through the real binary: rounds end to end, crash safety at every state,
+//! replay equivalence, and bad workflows that must write nothing.
+
+use crate::support::{Env, data};
+
+/// A small, fast workflow on the demo split (paths absolute, so it can live anywhere).
+fn workflow(name: &str, extra_stage: &str) -> String {
+    format!(
+        "name: {name}\n\
+         graph:\n  import: {visible}\n\
+         evaluate:\n  test: {test}\n\
+         model:\n  dim: 16\n  epochs: 4\n  retrain_epochs: 1\n  ensemble: 2\n  calibration: none\n\
+         generate:\n  top_k: 40\n\
+         rank:\n  acquisition: greedy\n  batch: 30\n  max_per_entity: 3\n\
+         stages:\n  - name: assay\n    plugin: oracle\n    truth: {hidden}\n    cost: 2\n    batch: 10\n{extra_stage}\
+         seed: 11\n",
+        visible = data("umls/demo-visible.tsv").display(),
+        hidden = data("umls/demo-hidden.tsv").display(),
+        test = data("umls/test.txt").display(),
+    )
+}
+
+fn head_hash(env: &Env) -> String {
+    env.strings("SELECT hash FROM graph_versions ORDER BY id DESC LIMIT 1")
+        .pop()
+        .expect("a version")
+}
+
+/// Every invariant a finished round must hold, whatever happened on the way.
+fn check_round(env: &Env, number: i64, batch: i64) {
+    let id = env.count(&format!(
+        "SELECT id FROM rounds WHERE workflow = 'w' AND number = {number}"
+    ));
+    assert_eq!(
+        env.strings(&format!("SELECT state FROM rounds WHERE id = {id}")),
+        vec!["done"]
+    );
+    assert_eq!(
+        env.count(&format!(
+            "SELECT count(*) FROM hypotheses WHERE round_id = {id}"
+        )),
+        batch,
+        "no hypothesis lost or added"
+    );
+    assert_eq!(
+        env.count(&format!(
+            "SELECT count(*) FROM hypotheses WHERE round_id = {id} AND status = 'active'"
+        )),
+        0,
+        "every hypothesis ends answered, failed or expired"
+    );
+    assert_eq!(
+        env.count(&format!(
+            "SELECT count(*) FROM verdicts v JOIN hypotheses h ON h.id = v.hypothesis_id WHERE h.round_id = {id}"
+        )),
+        batch,
+        "one verdict per hypothesis, none applied twice"
+    );
+    let version = env.count(&format!(
+        "SELECT result_version FROM rounds WHERE id = {id}"
+    ));
+    assert_eq!(
+        env.count(&format!(
+            "SELECT count(*) FROM graph_versions WHERE round_id = {id}"
+        )),
+        1,
+        "one version per round"
+    );
+    assert_eq!(
+        env.count(&format!(
+            "SELECT n_added FROM graph_versions WHERE id = {version}"
+        )),
+        env.count(&format!(
+            "SELECT count(*) FROM hypotheses WHERE round_id = {id} AND status = 'confirmed'"
+        )),
+    );
+    assert_eq!(
+        env.count(&format!(
+            "SELECT count(*) FROM edges WHERE added_in = {version} AND json_extract(provenance, '$.round_id') = {id}"
+        )),
+        env.count(&format!("SELECT n_added FROM graph_versions WHERE id = {version}")),
+        "confirmed edges carry their provenance"
+    );
+}
+
+#[test]
+fn a_round_runs_end_to_end_and_records_everything() {
+    let env = Env::new();
+    let w = env.write("w.yaml", workflow("w", ""));
+    let out = env.ok(&["run", w.to_str().expect("path"), "--rounds", "2"]);
+    assert!(out.contains("round 1: 30 hypotheses"), "{out}");
+    assert!(out.contains("| round | state |"), "summary table: {out}");
+    assert!(out.contains("plots:"), "{out}");
+    check_round(&env, 1, 30);
+    check_round(&env, 2, 30);
+    // Each stored hypothesis knows where it came from.
+    assert_eq!(
+        env.count(
+            "SELECT count(*) FROM hypotheses h JOIN rounds r ON r.id = h.round_id \
+             WHERE h.model_id = r.model_id AND h.graph_version = r.base_version \
+             AND h.score BETWEEN 0 AND 1 AND h.spread >= 0"
+        ),
+        60
+    );
+    // Refuted hypotheses became negative evidence; confirmed ones are never proposed again.
+    assert_eq!(
+        env.count("SELECT count(*) FROM refutations"),
+        env.count("SELECT count(*) FROM hypotheses WHERE status = 'refuted'")
+    );
+    assert_eq!(
+        env.count(
+            "SELECT count(*) FROM (SELECT head, relation, tail FROM hypotheses GROUP BY 1, 2, 3 HAVING count(*) > 1)"
+        ),
+        0,
+        "round 2 never re-proposes round 1's triples"
+    );
+    // The round keeps the workflow text and its metrics.
+    assert!(env.strings("SELECT spec FROM rounds WHERE number = 1")[0].contains("name: w"));
+    assert!(
+        env.count("SELECT count(*) FROM rounds WHERE json_extract(metrics, '$.test_mrr') > 0") == 2
+    );
+    let status = env.ok(&["status"]);
+    assert!(status.contains("w round 2 (id 2): done"), "{status}");
+    assert!(status.contains("stage 0 (assay): answered 30"), "{status}");
+    // stop.max_rounds holds.
+    let capped = env.write("capped.yaml", workflow("w", "stop:\n  max_rounds: 2\n"));
+    let out = env.ok(&["run", capped.to_str().expect("path")]);
+    assert!(
+        out.contains("no new round: stop.max_rounds = 2 reached"),
+        "{out}"
+    );
+}
+
+#[test]
+fn killed_at_every_state_resumes_to_the_same_graph() {
+    let straight = Env::new();
+    let w = straight.write("w.yaml", workflow("w", ""));
+    let wp = w.to_str().expect("path");
+    straight.ok(&["run", wp, "--rounds", "2"]);
+    let expected = head_hash(&straight);
+    for point in [
+        "planned",
+        "training",
+        "generating",
+        "ranking",
+        "dispatching",
+        "dispatching-mid",
+        "awaiting",
+        "ingesting",
+        "retraining",
+    ] {
+        let env = Env::new();
+        let w = env.write("w.yaml", workflow("w", ""));
+        let wp = w.to_str().expect("path");
+        env.ok(&["run", wp]);
+        let crashed = env.run_with(&["run", wp], &[("HYPOGRAPH_CRASH_AT", point)]);
+        assert!(!crashed.status.success(), "{point}: the crash hook fired");
+        assert!(
+            String::from_utf8_lossy(&crashed.stderr).contains("aborting"),
+            "{point}: {}",
+            String::from_utf8_lossy(&crashed.stderr)
+        );
+        assert_eq!(
+            env.strings("SELECT state FROM rounds WHERE number = 2"),
+            vec![point.trim_end_matches("-mid").to_owned()],
+            "{point}: the round was persisted in the state it died in"
+        );
+        let out = env.ok(&["run", wp]);
+        assert!(out.contains("resuming round 2"), "{point}: {out}");
+        check_round(&env, 1, 30);
+        check_round(&env, 2, 30);
+        assert_eq!(env.count("SELECT count(*) FROM rounds"), 2, "{point}");
+        assert_eq!(
+            env.count("SELECT count(*) FROM graph_versions"),
+            3,
+            "{point}"
+        );
+        assert_eq!(
+            head_hash(&env),
+            expected,
+            "{point}: a killed and resumed run ends with the straight run's graph"
+        );
+    }
+}
+
+#[test]
+fn a_failing_plugin_fails_only_its_hypotheses() {
+    let env = Env::new();
+    // Three submissions fail: the first batch of 10 exhausts its 2 retries, the rest succeed.
+    let w = env.write("w.yaml", workflow("w", "    outage: 3\n    retries: 2\n"));
+    env.ok(&["run", w.to_str().expect("path")]);
+    assert_eq!(
+        env.count("SELECT count(*) FROM hypotheses WHERE status = 'failed'"),
+        10
+    );
+    let reasons = env.strings("SELECT DISTINCT reason FROM hypotheses WHERE status = 'failed'");
+    assert_eq!(reasons, vec!["oracle unavailable (simulated outage)"]);
+    assert_eq!(
+        env.count("SELECT count(*) FROM hypotheses WHERE status IN ('confirmed', 'refuted')"),
+        20,
+        "the round went on"
+    );
+    assert_eq!(env.strings("SELECT state FROM rounds"), vec!["done"]);
+}
+
+/// Runs a bad workflow and checks the message, the exit code and that nothing was written.
+fn rejected(text: &str, vars: &[(&str, &str)], expect: &[&str]) {
+    let env = Env::new();
+    let w = env.write("bad.yaml", text);
+    let out = env.run_with(&["run", w.to_str().expect("path")], vars);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "should fail: {stderr}");
+    for e in expect {
+        assert!(stderr.contains(e), "expected `{e}` in:\n{stderr}");
+    }
+    if env.db.exists() {
+        assert_eq!(
+            env.count("SELECT count(*) FROM graph_versions"),
+            0,
+            "nothing imported"
+        );
+        assert_eq!(env.count("SELECT count(*) FROM rounds"), 0, "no round");
+    }
+    let v = env.run_with(&["validate", w.to_str().expect("path")], vars);
+    assert!(!v.status.success());
+}
+
+#[test]
+fn malformed_yaml() {
+    rejected(
+        "name: w\nstages: [\n  - oops",
+        &[],
+        &["bad.yaml:", "not valid YAML"],
+    );
+}
+
+#[test]
+fn wrong_type() {
+    let text = workflow("w", "").replace("batch: 30", "batch: thirty");
+    rejected(
+        &text,
+        &[],
+        &["bad.yaml:16:3: rank.batch: invalid type: string \"thirty\""],
+    );
+}
+
+#[test]
+fn unknown_field() {
+    let text = workflow("w", "").replace("  dim: 16\n", "  dim: 16\n  dimension: 16\n");
+    rejected(
+        &text,
+        &[],
+        &["bad.yaml:8:3: model.dimension: unknown field `dimension`"],
+    );
+}
+
+#[test]
+fn bad_cron_expression() {
+    let text = format!("schedule: \"every night\"\n{}", workflow("w", ""));
+    rejected(
+        &text,
+        &[],
+        &["bad.yaml:1:1: schedule: bad cron expression `every night`"],
+    );
+}
+
+#[test]
+fn unknown_plugin() {
+    let text = workflow("w", "").replace("plugin: oracle", "plugin: crystal_ball");
+    rejected(
+        &text,
+        &[],
+        &["stages[0].plugin: unknown variant `crystal_ball`"],
+    );
+}
+
+#[test]
+fn missing_environment_variable() {
+    let text = workflow("w", "").replace("cost: 2", "cost: ${ASSAY_COST}");
+    rejected(
+        &text,
+        &[],
+        &["stages[0].cost: environment variable `ASSAY_COST` is not set"],
+    );
+    // Set, it is used with its YAML type.
+    let env = Env::new();
+    let w = env.write("w.yaml", &text);
+    let out = env.run_with(
+        &["validate", w.to_str().expect("path")],
+        &[("ASSAY_COST", "3")],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn relation_not_in_the_graph() {
+    let text = workflow("w", "").replace(
+        "  top_k: 40\n",
+        "  top_k: 40\n  relations: [treats, cures_everything]\n",
+    );
+    rejected(
+        &text,
+        &[],
+        &["generate.relations[1]: relation `cures_everything` is not in the graph"],
+    );
+}
