@@ -149,3 +149,94 @@ fn killed_import_leaves_no_partial_version() {
     assert_eq!(env.export("HEAD"), expected);
     env.ok(&["graph", "verify"]);
 }
+
+/// The per-stage bookkeeping an asynchronous stage relies on: answers only for waiting
+/// hypotheses, duplicates change nothing, overdue items expire and are kept.
+#[test]
+fn stage_items_answer_once_and_expire_visibly() {
+    use hypograph::plugin::{Outcome, Verdict};
+    use hypograph::store::{NewHypothesis, RoundState, RoundUpdate};
+    let env = Env::new();
+    let f = env.write("a.tsv", "a\tr\tb\nb\tr\tc\nc\tr\td\n");
+    env.ok(&["import", f.to_str().expect("path")]);
+    runtime().block_on(async {
+        let store = Store::open(&env.db, OpenMode::Existing)
+            .await
+            .expect("open");
+        let round = store.create_round("w", "name: w", 1, None).await.expect("round");
+        for (from, to) in [
+            (RoundState::Planned, RoundState::Training),
+            (RoundState::Training, RoundState::Generating),
+            (RoundState::Generating, RoundState::Ranking),
+        ] {
+            store
+                .advance_round(round.id, from, to, 0, RoundUpdate::default())
+                .await
+                .expect("advance");
+        }
+        // A stale step is refused: another process already moved the round.
+        assert!(matches!(
+            store
+                .advance_round(round.id, RoundState::Planned, RoundState::Training, 0, RoundUpdate::default())
+                .await,
+            Err(StoreError::Conflict(_))
+        ));
+        let batch: Vec<NewHypothesis> = [("a", "c"), ("b", "d"), ("a", "d")]
+            .iter()
+            .enumerate()
+            .map(|(i, (h, t))| NewHypothesis {
+                head: (*h).into(),
+                relation: "r".into(),
+                tail: (*t).into(),
+                score: 0.5,
+                spread: 0.1,
+                acquisition: 0.5 - i as f64 * 0.1,
+                rank: i as i64,
+            })
+            .collect();
+        store
+            .insert_hypotheses(round.id, RoundState::Ranking, None, 1, &batch)
+            .await
+            .expect("insert");
+        let queued = store.stage_items(round.id, 0, "queued").await.expect("items");
+        let ids: Vec<i64> = queued.iter().map(|h| h.id).collect();
+        assert_eq!(ids.len(), 3);
+        store
+            .mark_submitted(0, &ids, Some("2000-01-01T00:00:00.000Z"))
+            .await
+            .expect("submit");
+        let verdict = |id: i64| Verdict {
+            hypothesis: id,
+            verdict: Outcome::Confirmed,
+            confidence: 0.9,
+            evidence: serde_json::json!({ "assay": "ok" }),
+            cost: 1.0,
+            reviewer: None,
+        };
+        let r = store
+            .record_verdicts(round.id, 0, &[verdict(ids[0]), verdict(9999)])
+            .await
+            .expect("record");
+        assert_eq!((r.accepted, r.duplicates, r.rejected.clone()), (1, 0, vec![9999]));
+        let again = store
+            .record_verdicts(round.id, 0, &[verdict(ids[0])])
+            .await
+            .expect("record");
+        assert_eq!((again.accepted, again.duplicates), (0, 1), "a repeated answer changes nothing");
+        let expired = store
+            .expire_items(round.id, 0, "2001-01-01T00:00:00.000Z")
+            .await
+            .expect("expire");
+        assert_eq!(expired, 2);
+        let late = store
+            .record_verdicts(round.id, 0, &[verdict(ids[1])])
+            .await
+            .expect("record");
+        assert_eq!(late.rejected, vec![ids[1]], "no answer after expiry");
+        let counts = store.hypothesis_counts(round.id).await.expect("counts");
+        assert_eq!(counts.get("expired"), Some(&2));
+        assert_eq!(counts.get("active"), Some(&1));
+        assert_eq!(store.verdicts(ids[0]).await.expect("verdicts").len(), 1);
+        store.close().await;
+    });
+}
