@@ -6,6 +6,7 @@ macro_rules! out {
     ($($arg:tt)*) => { $crate::cli::emit(format_args!($($arg)*)) };
 }
 
+mod daemon;
 mod history;
 mod import;
 mod rounds;
@@ -77,6 +78,11 @@ enum Command {
     Run(rounds::RunArgs),
     /// Rounds, their states, counts per stage and what each waits on.
     Status(rounds::StatusArgs),
+    /// Run every workflow in a directory on its cron schedule until SIGINT/SIGTERM.
+    Daemon(daemon::DaemonArgs),
+    /// Schedules: next fire times and recent fires.
+    #[command(subcommand)]
+    Schedule(daemon::ScheduleCommand),
 }
 
 /// Parses arguments, runs the command, prints any error, and returns the exit code.
@@ -105,6 +111,18 @@ pub fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     if let Command::Simulate(args) = cli.command {
         return tokio::task::spawn_blocking(move || simulate::run(*args)).await?;
+    }
+    if let Command::Schedule(cmd) = cli.command {
+        let store = if cli.db.exists() {
+            Some(Store::open(&cli.db, OpenMode::Existing).await?)
+        } else {
+            None
+        };
+        let result = daemon::schedule(store.as_ref(), cmd).await;
+        if let Some(s) = store {
+            s.close().await;
+        }
+        return result;
     }
     if let Command::Validate(args) = cli.command {
         return rounds::validate(&cli.db, args).await;
@@ -168,7 +186,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let result = rounds::status(&store, args).await;
             (store, result)
         }
-        Command::Simulate(_) | Command::Validate(_) => {
+        Command::Daemon(args) => {
+            let store = open(OpenMode::Create).await?;
+            let result = daemon::daemon(&store, &data_dir, args).await;
+            (store, result)
+        }
+        Command::Simulate(_) | Command::Validate(_) | Command::Schedule(_) => {
             unreachable!("handled before a database is opened")
         }
     };

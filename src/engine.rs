@@ -82,7 +82,7 @@ pub struct Options<'a> {
     pub data_dir: PathBuf,
     /// The schedule slot that started this round, if any.
     pub fire_time: Option<String>,
-    pub on_event: &'a mut (dyn FnMut(&Event) + Send),
+    pub on_event: &'a mut (dyn FnMut(&Event) + Send + Sync),
     /// Set when the process should stop at the next step boundary.
     pub stop: Option<tokio::sync::watch::Receiver<bool>>,
     /// How long an `awaiting` stage is polled before `run` returns and leaves it waiting.
@@ -156,7 +156,7 @@ pub async fn check_graph(store: Option<&Store>, l: &Loaded) -> Result<()> {
 pub async fn prepare(
     store: &Store,
     l: &Loaded,
-    on_event: &mut (dyn FnMut(&Event) + Send),
+    on_event: &mut (dyn FnMut(&Event) + Send + Sync),
 ) -> Result<()> {
     if store.head().await?.is_some() {
         return check_graph(Some(store), l).await;
@@ -188,14 +188,38 @@ pub async fn prepare(
     Ok(())
 }
 
-/// The model a round of this workflow should score with: the newest one its rounds trained.
-async fn workflow_model(store: &Store, name: &str) -> Result<Option<ModelInfo>> {
-    for r in store.rounds(Some(name), 50).await? {
-        if let Some(id) = r.retrained_model.or(r.model_id) {
-            return Ok(Some(store.model(id).await?));
-        }
+/// A retrain-only run: trains on the newest graph version, warm from the workflow's latest
+/// model, and records the model under the workflow. Nothing when it already covers HEAD.
+pub async fn retrain(store: &Store, l: &Loaded, data_dir: &std::path::Path) -> Result<ModelInfo> {
+    prepare(store, l, &mut |_| {}).await?;
+    let head = store.head().await?.ok_or(EngineError::NoGraph)?;
+    let previous = store.workflow_model(&l.workflow.name).await?;
+    if let Some(m) = &previous
+        && m.graph_version == head
+    {
+        return Ok(m.clone());
     }
-    Ok(None)
+    let spec = &l.workflow.model;
+    let warm = match (&previous, spec.retrain) {
+        (Some(m), RetrainMode::Warm) => Warm::From(m.clone()),
+        _ => Warm::Cold,
+    };
+    let job = Job {
+        version: head,
+        config: spec.train_config(
+            l.workflow.seed.wrapping_add(head as u64),
+            matches!(warm, Warm::From(_)),
+        ),
+        valid: l.workflow.evaluate.valid.as_ref().map(|p| l.resolve(p)),
+        ensemble: spec.ensemble,
+        calibration: spec.calibration_method(),
+        warm,
+        backend: model::Backend::Cpu,
+        workflow: Some(l.workflow.name.clone()),
+    };
+    Ok(training::train(store, data_dir, &job, &mut |_, _| {})
+        .await?
+        .info)
 }
 
 fn stopped(stop: &Option<tokio::sync::watch::Receiver<bool>>) -> bool {
@@ -326,7 +350,7 @@ async fn step_train(
     opts: &mut Options<'_>,
 ) -> Result<()> {
     let head = store.head().await?.ok_or(EngineError::NoGraph)?;
-    let previous = workflow_model(store, &l.workflow.name).await?;
+    let previous = store.workflow_model(&l.workflow.name).await?;
     let model_id = match previous {
         Some(m) if m.graph_version == head => {
             info!(model = m.id, "the latest model already covers the graph");
@@ -346,6 +370,7 @@ async fn step_train(
                 calibration: spec.calibration_method(),
                 warm,
                 backend: model::Backend::Cpu,
+                workflow: Some(l.workflow.name.clone()),
             };
             let trained = training::train(store, &opts.data_dir, &job, &mut |_, _| {}).await?;
             trained.info.id
@@ -669,6 +694,7 @@ async fn step_retrain(
         calibration: w.model.calibration_method(),
         warm,
         backend: model::Backend::Cpu,
+        workflow: Some(w.name.clone()),
     };
     let trained = training::train(store, &opts.data_dir, &job, &mut |_, _| {}).await?;
     let mut test_mrr = None;

@@ -10,6 +10,7 @@ pub mod logging;
 pub mod model;
 pub mod plot;
 pub mod plugin;
+pub mod schedule;
 pub mod simulate;
 pub mod store;
 pub mod training;

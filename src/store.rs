@@ -6,6 +6,7 @@ mod models;
 mod read;
 mod rounds;
 mod scan;
+mod schedule;
 mod verify;
 mod write;
 
@@ -15,6 +16,7 @@ pub use rounds::{
     HypothesisInfo, Ingested, NewHypothesis, Recorded, RoundInfo, RoundState, RoundUpdate,
     StageClose,
 };
+pub use schedule::{FireInfo, stamp};
 pub use verify::Verification;
 pub use write::{CommitSummary, ImportOptions, Outcome};
 

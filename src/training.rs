@@ -60,6 +60,8 @@ pub struct Job {
     pub calibration: Method,
     pub warm: Warm,
     pub backend: model::Backend,
+    /// The workflow training it, recorded with the model.
+    pub workflow: Option<String>,
 }
 
 /// What a run recorded.
@@ -260,6 +262,7 @@ pub async fn train(
             path: &path.display().to_string(),
             checksum: &checksum,
             metrics: &metrics,
+            workflow: job.workflow.as_deref(),
         })
         .await?;
     Ok(Trained {

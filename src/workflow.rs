@@ -462,8 +462,13 @@ fn validate(l: &Loaded) -> Vec<Issue> {
     if r.max_per_entity == Some(0) {
         bad("rank.max_per_entity", "must be at least 1".into());
     }
-    if w.stages.is_empty() {
-        bad("stages", "a workflow needs at least one stage".into());
+    if w.stages.is_empty() && (w.retrain.is_none() || w.schedule.is_some()) {
+        bad(
+            "stages",
+            "a workflow needs at least one stage (only a retrain-only workflow, with `retrain` \
+             and no `schedule`, has none)"
+                .into(),
+        );
     }
     let mut names = std::collections::HashSet::new();
     let last = w.stages.len().saturating_sub(1);
@@ -687,7 +692,11 @@ mod tests {
             "{e:?}"
         );
         let e = errors("name: t\n");
-        assert_eq!(e, vec!["w.yaml:1:1: (document): missing field `stages`"]);
+        assert_eq!(e.len(), 1);
+        assert!(
+            e[0].starts_with("w.yaml:1:1: stages: a workflow needs at least one stage"),
+            "{e:?}"
+        );
     }
 
     #[test]

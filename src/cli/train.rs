@@ -168,6 +168,7 @@ pub async fn train(store: &Store, data_dir: &Path, args: TrainArgs) -> anyhow::R
         calibration: args.calibration,
         warm: if args.cold { Warm::Cold } else { Warm::Latest },
         backend: args.device,
+        workflow: None,
     };
     let k = job.ensemble.max(1);
     let bar = indicatif::ProgressBar::new((config.epochs * k) as u64);

@@ -29,6 +29,8 @@ pub struct NewModel<'a> {
     pub path: &'a str,
     pub checksum: &'a str,
     pub metrics: &'a serde_json::Value,
+    /// The workflow that trained it, if any.
+    pub workflow: Option<&'a str>,
 }
 
 const COLUMNS: &str =
@@ -38,8 +40,8 @@ impl Store {
     pub async fn record_model(&self, m: &NewModel<'_>) -> Result<i64> {
         let created_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
         let id = sqlx::query_scalar(
-            "INSERT INTO models (graph_version, parent_id, kind, config, path, checksum, metrics, created_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            "INSERT INTO models (graph_version, parent_id, kind, config, path, checksum, metrics, created_at, workflow) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
         )
         .bind(m.graph_version)
         .bind(m.parent_id)
@@ -49,9 +51,21 @@ impl Store {
         .bind(m.checksum)
         .bind(m.metrics.to_string())
         .bind(created_at)
+        .bind(m.workflow)
         .fetch_one(&self.pool)
         .await?;
         Ok(id)
+    }
+
+    /// The newest model a workflow trained.
+    pub async fn workflow_model(&self, workflow: &str) -> Result<Option<ModelInfo>> {
+        let row: Option<ModelInfo> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM models WHERE workflow = ? ORDER BY id DESC LIMIT 1"
+        )))
+        .bind(workflow)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row)
     }
 
     pub async fn model(&self, id: i64) -> Result<ModelInfo> {

@@ -38,6 +38,8 @@ pub struct Workflow {
     pub generate: GenerateSpec,
     #[serde(default)]
     pub rank: RankSpec,
+    /// Review stages; none for a retrain-only workflow.
+    #[serde(default)]
     pub stages: Vec<StageSpec>,
     #[serde(default)]
     pub ingest: IngestSpec,

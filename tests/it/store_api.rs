@@ -163,7 +163,10 @@ fn stage_items_answer_once_and_expire_visibly() {
         let store = Store::open(&env.db, OpenMode::Existing)
             .await
             .expect("open");
-        let round = store.create_round("w", "name: w", 1, None).await.expect("round");
+        let round = store
+            .create_round("w", "name: w", 1, None)
+            .await
+            .expect("round");
         for (from, to) in [
             (RoundState::Planned, RoundState::Training),
             (RoundState::Training, RoundState::Generating),
@@ -177,7 +180,13 @@ fn stage_items_answer_once_and_expire_visibly() {
         // A stale step is refused: another process already moved the round.
         assert!(matches!(
             store
-                .advance_round(round.id, RoundState::Planned, RoundState::Training, 0, RoundUpdate::default())
+                .advance_round(
+                    round.id,
+                    RoundState::Planned,
+                    RoundState::Training,
+                    0,
+                    RoundUpdate::default()
+                )
                 .await,
             Err(StoreError::Conflict(_))
         ));
@@ -198,7 +207,10 @@ fn stage_items_answer_once_and_expire_visibly() {
             .insert_hypotheses(round.id, RoundState::Ranking, None, 1, &batch)
             .await
             .expect("insert");
-        let queued = store.stage_items(round.id, 0, "queued").await.expect("items");
+        let queued = store
+            .stage_items(round.id, 0, "queued")
+            .await
+            .expect("items");
         let ids: Vec<i64> = queued.iter().map(|h| h.id).collect();
         assert_eq!(ids.len(), 3);
         store
@@ -217,12 +229,19 @@ fn stage_items_answer_once_and_expire_visibly() {
             .record_verdicts(round.id, 0, &[verdict(ids[0]), verdict(9999)])
             .await
             .expect("record");
-        assert_eq!((r.accepted, r.duplicates, r.rejected.clone()), (1, 0, vec![9999]));
+        assert_eq!(
+            (r.accepted, r.duplicates, r.rejected.clone()),
+            (1, 0, vec![9999])
+        );
         let again = store
             .record_verdicts(round.id, 0, &[verdict(ids[0])])
             .await
             .expect("record");
-        assert_eq!((again.accepted, again.duplicates), (0, 1), "a repeated answer changes nothing");
+        assert_eq!(
+            (again.accepted, again.duplicates),
+            (0, 1),
+            "a repeated answer changes nothing"
+        );
         let expired = store
             .expire_items(round.id, 0, "2001-01-01T00:00:00.000Z")
             .await

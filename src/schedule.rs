@@ -1,0 +1,383 @@
+//! Cron schedules on tokio. Every slot is claimed in the database before its work starts
+//! (keyed by workflow, kind and scheduled time), so a slot runs at most once across crashes
+//! and daemons; a lease per workflow keeps two daemons from running one workflow at once.
+//! What a fire does is the caller's: the daemon runs rounds, the benchmark a no-op.
+
+use crate::store::{Store, StoreError, stamp};
+use crate::workflow::{self, Loaded, Missed, Overlap};
+use chrono::{DateTime, Utc};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ScheduleError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("workflow `{workflow}`: {message}")]
+    Cron { workflow: String, message: String },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FireKind {
+    Round,
+    Retrain,
+}
+
+impl FireKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Round => "round",
+            Self::Retrain => "retrain",
+        }
+    }
+}
+
+/// One slot being run.
+#[derive(Debug, Clone)]
+pub struct Fire {
+    pub workflow: String,
+    pub kind: FireKind,
+    pub at: DateTime<Utc>,
+}
+
+/// What a fire did: the round it ran, if any, or why it failed.
+pub type FireResult = Result<Option<i64>, String>;
+
+/// The work behind a fire.
+pub type Handler =
+    Arc<dyn Fn(Fire) -> Pin<Box<dyn Future<Output = FireResult> + Send>> + Send + Sync>;
+
+/// One schedule to keep.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub workflow: String,
+    pub kind: FireKind,
+    pub schedule: cron::Schedule,
+    pub overlap: Overlap,
+    pub missed: Missed,
+}
+
+/// The schedules a workflow asks for.
+pub fn entries(l: &Loaded) -> Result<Vec<Entry>, ScheduleError> {
+    let w = &l.workflow;
+    let mut out = Vec::new();
+    let cron = |expr: &str| {
+        workflow::cron_schedule(expr).map_err(|message| ScheduleError::Cron {
+            workflow: w.name.clone(),
+            message,
+        })
+    };
+    if let Some(expr) = &w.schedule {
+        out.push(Entry {
+            workflow: w.name.clone(),
+            kind: FireKind::Round,
+            schedule: cron(expr)?,
+            overlap: w.overlap,
+            missed: w.missed,
+        });
+    }
+    if let Some(r) = &w.retrain {
+        out.push(Entry {
+            workflow: w.name.clone(),
+            kind: FireKind::Retrain,
+            schedule: cron(&r.schedule)?,
+            overlap: Overlap::Skip,
+            missed: w.missed,
+        });
+    }
+    Ok(out)
+}
+
+/// Keeps a set of schedules until told to stop.
+pub struct Scheduler {
+    pub store: Store,
+    /// This daemon's name in fires and leases.
+    pub holder: String,
+    pub entries: Vec<Entry>,
+    pub handler: Handler,
+    /// How long a lease lasts without renewal (renewed every third of it while running).
+    pub lease_ttl: Duration,
+}
+
+impl Scheduler {
+    /// Runs every schedule until `stop` turns true, then waits for running fires to return
+    /// (the handler sees the same flag and stops at its next step boundary).
+    pub async fn run(self, stop: watch::Receiver<bool>) -> Result<(), ScheduleError> {
+        let shared = Arc::new(Shared {
+            store: self.store,
+            holder: self.holder,
+            handler: self.handler,
+            lease_ttl: self.lease_ttl,
+        });
+        let mut tasks = Vec::new();
+        for entry in self.entries {
+            let shared = shared.clone();
+            let stop = stop.clone();
+            tasks.push(tokio::spawn(async move {
+                if let Err(e) = keep(shared, entry.clone(), stop).await {
+                    warn!(workflow = %entry.workflow, error = %e, "schedule stopped");
+                }
+            }));
+        }
+        for t in tasks {
+            let _ = t.await;
+        }
+        Ok(())
+    }
+}
+
+struct Shared {
+    store: Store,
+    holder: String,
+    handler: Handler,
+    lease_ttl: Duration,
+}
+
+/// Slots after `after` and strictly before `until`, at most `cap`.
+fn slots_between(
+    schedule: &cron::Schedule,
+    after: DateTime<Utc>,
+    until: DateTime<Utc>,
+    cap: usize,
+) -> Vec<DateTime<Utc>> {
+    schedule
+        .after(&after)
+        .take_while(|t| *t < until)
+        .take(cap)
+        .collect()
+}
+
+/// One schedule's loop.
+async fn keep(
+    shared: Arc<Shared>,
+    entry: Entry,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(), ScheduleError> {
+    let kind = entry.kind.as_str();
+    let mut current: Option<JoinHandle<()>> = None;
+    let mut buffered: Option<DateTime<Utc>> = None;
+
+    // Slots missed while no daemon ran: each is run once (the newest, with `run_once`) or
+    // logged as skipped with its reason.
+    let now = Utc::now();
+    if let Some(last) = shared.store.last_fire(&entry.workflow, kind).await? {
+        let last = DateTime::parse_from_rfc3339(&last)
+            .map(|t| t.with_timezone(&Utc))
+            .unwrap_or(now);
+        let missed = slots_between(&entry.schedule, last, now, 100_000);
+        let run_last = entry.missed == Missed::RunOnce;
+        for (i, at) in missed.iter().enumerate() {
+            if run_last && i + 1 == missed.len() {
+                current = start(&shared, &entry, *at).await?;
+            } else {
+                let reason = if run_last {
+                    "missed while no daemon ran; a later missed slot ran once instead"
+                } else {
+                    "missed while no daemon ran (missed: skip)"
+                };
+                shared
+                    .store
+                    .claim_fire(
+                        &entry.workflow,
+                        kind,
+                        &stamp(*at),
+                        "skipped",
+                        Some(reason),
+                        &shared.holder,
+                    )
+                    .await?;
+            }
+        }
+        if !missed.is_empty() {
+            info!(workflow = %entry.workflow, kind, missed = missed.len(), policy = ?entry.missed, "missed slots handled");
+        }
+    }
+
+    let mut after = now;
+    loop {
+        let Some(next) = entry.schedule.after(&after).next() else {
+            return Ok(());
+        };
+        let wait = (next - Utc::now()).to_std().unwrap_or(Duration::ZERO);
+        let finished = async {
+            match current.as_mut() {
+                Some(h) => {
+                    let _ = h.await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = stop.changed() => {}
+            _ = finished => {
+                current = None;
+                if let Some(at) = buffered.take()
+                    && !*stop.borrow()
+                {
+                    current = start(&shared, &entry, at).await?;
+                }
+                continue;
+            }
+        }
+        if *stop.borrow() {
+            break;
+        }
+        after = next;
+        let at = stamp(next);
+        let running = current.as_ref().is_some_and(|h| !h.is_finished());
+        if running {
+            match entry.overlap {
+                Overlap::BufferOne if buffered.is_none() => {
+                    buffered = Some(next);
+                    info!(workflow = %entry.workflow, %at, "fire buffered: the last one still runs");
+                }
+                _ => {
+                    let reason = if entry.overlap == Overlap::BufferOne {
+                        "the last fire still runs and one is already buffered"
+                    } else {
+                        "the last fire still runs (overlap: skip)"
+                    };
+                    shared
+                        .store
+                        .claim_fire(
+                            &entry.workflow,
+                            kind,
+                            &at,
+                            "skipped",
+                            Some(reason),
+                            &shared.holder,
+                        )
+                        .await?;
+                    info!(workflow = %entry.workflow, %at, reason, "fire skipped");
+                }
+            }
+            continue;
+        }
+        current = start(&shared, &entry, next).await?;
+    }
+    if let Some(h) = current {
+        let _ = h.await;
+    }
+    Ok(())
+}
+
+/// Claims the slot and, if this daemon got it, runs the work under the workflow's lease.
+async fn start(
+    shared: &Arc<Shared>,
+    entry: &Entry,
+    at: DateTime<Utc>,
+) -> Result<Option<JoinHandle<()>>, ScheduleError> {
+    let kind = entry.kind.as_str();
+    let slot = stamp(at);
+    if !shared
+        .store
+        .claim_fire(
+            &entry.workflow,
+            kind,
+            &slot,
+            "started",
+            None,
+            &shared.holder,
+        )
+        .await?
+    {
+        return Ok(None);
+    }
+    let shared = shared.clone();
+    let fire = Fire {
+        workflow: entry.workflow.clone(),
+        kind: entry.kind,
+        at,
+    };
+    Ok(Some(tokio::spawn(async move {
+        let (status, reason, round) = run_leased(&shared, fire.clone()).await;
+        if let Err(e) = shared
+            .store
+            .finish_fire(
+                &fire.workflow,
+                fire.kind.as_str(),
+                &slot,
+                status,
+                reason.as_deref(),
+                round,
+            )
+            .await
+        {
+            warn!(workflow = %fire.workflow, error = %e, "recording the fire's end failed");
+        }
+    })))
+}
+
+async fn run_leased(shared: &Shared, fire: Fire) -> (&'static str, Option<String>, Option<i64>) {
+    let store = &shared.store;
+    match store
+        .acquire_lease(&fire.workflow, &shared.holder, shared.lease_ttl)
+        .await
+    {
+        Ok(true) => {}
+        Ok(false) => {
+            return (
+                "skipped",
+                Some("another daemon holds the workflow's lease".into()),
+                None,
+            );
+        }
+        Err(e) => return ("failed", Some(format!("taking the lease: {e}")), None),
+    }
+    let renew = {
+        let (store, workflow, holder, ttl) = (
+            store.clone(),
+            fire.workflow.clone(),
+            shared.holder.clone(),
+            shared.lease_ttl,
+        );
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(ttl / 3);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                match store.acquire_lease(&workflow, &holder, ttl).await {
+                    Ok(true) => {}
+                    Ok(false) => warn!(%workflow, "lost the workflow's lease"),
+                    Err(e) => warn!(%workflow, error = %e, "renewing the lease failed"),
+                }
+            }
+        })
+    };
+    let outcome = (shared.handler)(fire.clone()).await;
+    renew.abort();
+    if let Err(e) = store.release_lease(&fire.workflow, &shared.holder).await {
+        warn!(workflow = %fire.workflow, error = %e, "releasing the lease failed");
+    }
+    match outcome {
+        Ok(round) => ("done", None, round),
+        Err(reason) => ("failed", Some(reason), None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_between_is_half_open_and_capped() {
+        let s = workflow::cron_schedule("*/5 * * * * *").expect("cron");
+        let t0 = DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
+            .expect("time")
+            .with_timezone(&Utc);
+        let t1 = t0 + chrono::Duration::seconds(30);
+        let slots = slots_between(&s, t0, t1, 100);
+        assert_eq!(
+            slots.len(),
+            5,
+            "05, 10, 15, 20, 25: not 00 (after) nor 30 (before)"
+        );
+        assert_eq!(slots_between(&s, t0, t1, 2).len(), 2);
+    }
+}

@@ -1,0 +1,134 @@
+//! Schedule slots and workflow leases: the durable side of the scheduler.
+
+use super::{Result, Store};
+use serde::Serialize;
+
+/// One recorded schedule slot.
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct FireInfo {
+    pub workflow: String,
+    pub kind: String,
+    pub scheduled_at: String,
+    pub status: String,
+    pub reason: Option<String>,
+    pub holder: String,
+    pub fired_at: String,
+    pub round_id: Option<i64>,
+}
+
+/// Timestamps as stored: RFC 3339 UTC with milliseconds, so text order is time order.
+pub fn stamp(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+impl Store {
+    /// Claims a slot. False when it is already recorded: by another daemon, or by this one
+    /// before a crash. Either way it must not run again.
+    pub async fn claim_fire(
+        &self,
+        workflow: &str,
+        kind: &str,
+        scheduled_at: &str,
+        status: &str,
+        reason: Option<&str>,
+        holder: &str,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "INSERT INTO fires (workflow, kind, scheduled_at, status, reason, holder, fired_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+        )
+        .bind(workflow)
+        .bind(kind)
+        .bind(scheduled_at)
+        .bind(status)
+        .bind(reason)
+        .bind(holder)
+        .bind(stamp(chrono::Utc::now()))
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(done == 1)
+    }
+
+    /// Records how a started slot ended.
+    pub async fn finish_fire(
+        &self,
+        workflow: &str,
+        kind: &str,
+        scheduled_at: &str,
+        status: &str,
+        reason: Option<&str>,
+        round_id: Option<i64>,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE fires SET status = ?, reason = coalesce(?, reason), round_id = coalesce(?, round_id) \
+             WHERE workflow = ? AND kind = ? AND scheduled_at = ?",
+        )
+        .bind(status)
+        .bind(reason)
+        .bind(round_id)
+        .bind(workflow)
+        .bind(kind)
+        .bind(scheduled_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The newest recorded slot of a workflow's schedule.
+    pub async fn last_fire(&self, workflow: &str, kind: &str) -> Result<Option<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT max(scheduled_at) FROM fires WHERE workflow = ? AND kind = ?",
+        )
+        .bind(workflow)
+        .bind(kind)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    /// Recorded slots, newest first; of one workflow when named.
+    pub async fn fires(&self, workflow: Option<&str>, limit: i64) -> Result<Vec<FireInfo>> {
+        Ok(sqlx::query_as(
+            "SELECT workflow, kind, scheduled_at, status, reason, holder, fired_at, round_id \
+             FROM fires WHERE ?1 IS NULL OR workflow = ?1 ORDER BY scheduled_at DESC, workflow LIMIT ?2",
+        )
+        .bind(workflow)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Takes or renews the workflow's lease for `ttl`. False while another holder's lease
+    /// is unexpired.
+    pub async fn acquire_lease(
+        &self,
+        workflow: &str,
+        holder: &str,
+        ttl: std::time::Duration,
+    ) -> Result<bool> {
+        let now = chrono::Utc::now();
+        let until = now + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::seconds(60));
+        let done = sqlx::query(
+            "INSERT INTO leases (workflow, holder, expires_at) VALUES (?1, ?2, ?3) \
+             ON CONFLICT (workflow) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at \
+             WHERE leases.holder = excluded.holder OR leases.expires_at < ?4",
+        )
+        .bind(workflow)
+        .bind(holder)
+        .bind(stamp(until))
+        .bind(stamp(now))
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(done == 1)
+    }
+
+    pub async fn release_lease(&self, workflow: &str, holder: &str) -> Result<()> {
+        sqlx::query("DELETE FROM leases WHERE workflow = ? AND holder = ?")
+            .bind(workflow)
+            .bind(holder)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}
