@@ -87,6 +87,8 @@ pub struct Options<'a> {
     pub stop: Option<tokio::sync::watch::Receiver<bool>>,
     /// How long an `awaiting` stage is polled before `run` returns and leaves it waiting.
     pub wait: Duration,
+    /// Return as soon as the round reaches this state (benchmarks time parts of a round).
+    pub until: Option<RoundState>,
 }
 
 /// Why no new round starts.
@@ -280,6 +282,9 @@ pub async fn run_round(store: &Store, file: &Loaded, opts: &mut Options<'_>) -> 
     let mut timings = serde_json::Map::new();
     loop {
         crash_point(round.state.as_str());
+        if opts.until == Some(round.state) {
+            return Ok(round);
+        }
         if stopped(&opts.stop) && round.state.is_open() {
             return Err(EngineError::Interrupted(round.state));
         }

@@ -113,6 +113,7 @@ pub async fn daemon(store: &Store, data_dir: &Path, args: DaemonArgs) -> anyhow:
                             stop: Some(stop),
                             // Stages that answer later are looked at again on the next fire.
                             wait: Duration::ZERO,
+                            until: None,
                         };
                         let round = engine::run_round(&store, l, &mut opts)
                             .await

@@ -201,6 +201,7 @@ pub async fn run(
             on_event: &mut on_event,
             stop: Some(stop.clone()),
             wait,
+            until: None,
         };
         let round = engine::run_round(store, &loaded, &mut opts)
             .await

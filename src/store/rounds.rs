@@ -318,9 +318,21 @@ impl Store {
         batch: &[NewHypothesis],
     ) -> Result<usize> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let keys = Keys::load(&mut tx).await?;
+        let entity = |k: &str| {
+            keys.entity_ids
+                .get(k)
+                .copied()
+                .ok_or_else(|| StoreError::UnknownEntity(k.to_owned()))
+        };
         let mut ids = Vec::with_capacity(batch.len());
         for h in batch {
-            ids.push(self.ids(&mut tx, [&h.head, &h.relation, &h.tail]).await?);
+            let r = keys
+                .relation_ids
+                .get(&h.relation)
+                .copied()
+                .ok_or_else(|| StoreError::UnknownRelation(h.relation.clone()))?;
+            ids.push([entity(&h.head)?, r, entity(&h.tail)?]);
         }
         let per_chunk = super::write::MAX_PARAMS / 10;
         for (chunk, chunk_ids) in batch.chunks(per_chunk).zip(ids.chunks(per_chunk)) {
@@ -412,21 +424,17 @@ impl Store {
         hypotheses: &[i64],
         deadline: Option<&str>,
     ) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
-        let t = now();
-        for &h in hypotheses {
-            sqlx::query(
-                "UPDATE stage_items SET status = 'submitted', attempts = attempts + 1, \
-                 submitted_at = ?, deadline = ? WHERE hypothesis_id = ? AND stage = ? AND status = 'queued'",
-            )
-            .bind(&t)
-            .bind(deadline)
-            .bind(h)
-            .bind(stage)
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
+        sqlx::query(
+            "UPDATE stage_items SET status = 'submitted', attempts = attempts + 1, \
+             submitted_at = ?, deadline = ? WHERE stage = ? AND status IN ('queued', 'submitted') \
+             AND hypothesis_id IN (SELECT value FROM json_each(?))",
+        )
+        .bind(now())
+        .bind(deadline)
+        .bind(stage)
+        .bind(id_list(hypotheses))
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
@@ -439,75 +447,63 @@ impl Store {
         verdicts: &[Verdict],
     ) -> Result<Recorded> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let ids: Vec<i64> = verdicts.iter().map(|v| v.hypothesis).collect();
+        let status: std::collections::HashMap<i64, String> = sqlx::query_as(
+            "SELECT s.hypothesis_id, s.status FROM stage_items s JOIN hypotheses h ON h.id = s.hypothesis_id \
+             WHERE s.stage = ? AND h.round_id = ? AND s.hypothesis_id IN (SELECT value FROM json_each(?))",
+        )
+        .bind(stage)
+        .bind(round)
+        .bind(id_list(&ids))
+        .fetch_all(&mut *tx)
+        .await?
+        .into_iter()
+        .collect();
         let mut out = Recorded::default();
-        let t = now();
+        let mut accepted: Vec<&Verdict> = Vec::new();
+        let mut seen = FxHashSet::default();
         for v in verdicts {
-            let item: Option<String> = sqlx::query_scalar(
-                "SELECT s.status FROM stage_items s JOIN hypotheses h ON h.id = s.hypothesis_id \
-                 WHERE s.hypothesis_id = ? AND s.stage = ? AND h.round_id = ?",
-            )
-            .bind(v.hypothesis)
-            .bind(stage)
-            .bind(round)
-            .fetch_optional(&mut *tx)
-            .await?;
-            match item.as_deref() {
-                Some("queued" | "submitted") => {}
-                Some("answered") => {
-                    out.duplicates += 1;
-                    continue;
-                }
-                _ => {
-                    out.rejected.push(v.hypothesis);
-                    continue;
-                }
+            match status.get(&v.hypothesis).map(String::as_str) {
+                Some("queued" | "submitted") if seen.insert(v.hypothesis) => accepted.push(v),
+                Some("queued" | "submitted" | "answered") => out.duplicates += 1,
+                _ => out.rejected.push(v.hypothesis),
             }
-            sqlx::query(
-                "INSERT INTO verdicts (hypothesis_id, stage, verdict, confidence, evidence, cost, \
-                 reviewer, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) \
-                 ON CONFLICT (hypothesis_id, stage, reviewer) DO NOTHING",
-            )
-            .bind(v.hypothesis)
-            .bind(stage)
-            .bind(outcome_str(v.verdict))
-            .bind(v.confidence)
-            .bind(v.evidence.to_string())
-            .bind(v.cost)
-            .bind(v.reviewer.clone().unwrap_or_default())
-            .bind(&t)
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query(
-                "UPDATE stage_items SET status = 'answered', answered_at = ? \
-                 WHERE hypothesis_id = ? AND stage = ?",
-            )
-            .bind(&t)
-            .bind(v.hypothesis)
-            .bind(stage)
-            .execute(&mut *tx)
-            .await?;
-            out.accepted += 1;
         }
+        let t = now();
+        for chunk in accepted.chunks(super::write::MAX_PARAMS / 8) {
+            let sql = values_sql(
+                "INSERT INTO verdicts (hypothesis_id, stage, verdict, confidence, evidence, cost, \
+                 reviewer, created_at) VALUES ",
+                8,
+                chunk.len(),
+            ) + " ON CONFLICT (hypothesis_id, stage, reviewer) DO NOTHING";
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            for v in chunk {
+                q = q
+                    .bind(v.hypothesis)
+                    .bind(stage)
+                    .bind(outcome_str(v.verdict))
+                    .bind(v.confidence)
+                    .bind(v.evidence.to_string())
+                    .bind(v.cost)
+                    .bind(v.reviewer.clone().unwrap_or_default())
+                    .bind(&t);
+            }
+            q.execute(&mut *tx).await?;
+        }
+        let done: Vec<i64> = accepted.iter().map(|v| v.hypothesis).collect();
+        sqlx::query(
+            "UPDATE stage_items SET status = 'answered', answered_at = ? \
+             WHERE stage = ? AND hypothesis_id IN (SELECT value FROM json_each(?))",
+        )
+        .bind(&t)
+        .bind(stage)
+        .bind(id_list(&done))
+        .execute(&mut *tx)
+        .await?;
+        out.accepted = done.len();
         tx.commit().await?;
         Ok(out)
-    }
-
-    /// Puts items back in the queue after a failed attempt that will be retried.
-    pub async fn requeue(&self, stage: i64, hypotheses: &[i64], reason: &str) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
-        for &h in hypotheses {
-            sqlx::query(
-                "UPDATE stage_items SET status = 'queued', reason = ? \
-                 WHERE hypothesis_id = ? AND stage = ? AND status = 'submitted'",
-            )
-            .bind(reason)
-            .bind(h)
-            .bind(stage)
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(())
     }
 
     /// Gives up on items: the stage item and the hypothesis become `failed` with the reason.
@@ -527,13 +523,10 @@ impl Store {
         .bind(now_rfc3339)
         .fetch_all(&self.pool)
         .await?;
-        self.end_items(
-            stage,
-            &due,
-            "expired",
-            "no answer before the stage's timeout",
-        )
-        .await?;
+        if !due.is_empty() {
+            self.end_items(stage, &due, "expired", "no answer before the stage's timeout")
+                .await?;
+        }
         Ok(due.len())
     }
 
@@ -544,30 +537,35 @@ impl Store {
         status: &str,
         reason: &str,
     ) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
-        for &h in hypotheses {
-            let changed = sqlx::query(
-                "UPDATE stage_items SET status = ?, reason = ? \
-                 WHERE hypothesis_id = ? AND stage = ? AND status IN ('queued', 'submitted')",
-            )
-            .bind(status)
-            .bind(reason)
-            .bind(h)
-            .bind(stage)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            if changed > 0 {
-                sqlx::query(
-                    "UPDATE hypotheses SET status = ?, reason = ? WHERE id = ? AND status = 'active'",
-                )
-                .bind(status)
-                .bind(reason)
-                .bind(h)
-                .execute(&mut *tx)
-                .await?;
-            }
-        }
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let open: Vec<i64> = sqlx::query_scalar(
+            "SELECT hypothesis_id FROM stage_items WHERE stage = ? AND status IN ('queued', 'submitted') \
+             AND hypothesis_id IN (SELECT value FROM json_each(?))",
+        )
+        .bind(stage)
+        .bind(id_list(hypotheses))
+        .fetch_all(&mut *tx)
+        .await?;
+        let open = id_list(&open);
+        sqlx::query(
+            "UPDATE stage_items SET status = ?, reason = ? \
+             WHERE stage = ? AND hypothesis_id IN (SELECT value FROM json_each(?))",
+        )
+        .bind(status)
+        .bind(reason)
+        .bind(stage)
+        .bind(&open)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE hypotheses SET status = ?, reason = ? \
+             WHERE status = 'active' AND id IN (SELECT value FROM json_each(?))",
+        )
+        .bind(status)
+        .bind(reason)
+        .bind(&open)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -625,48 +623,67 @@ impl Store {
         .fetch_all(&mut *tx)
         .await?;
         let mut out = StageClose::default();
-        for (h, verdict) in answered {
-            let outcome = parse_outcome(&verdict)?;
+        // Final status per group, applied in a few bulk statements.
+        let mut finals: BTreeMap<&'static str, Vec<i64>> = BTreeMap::new();
+        let mut advanced = Vec::new();
+        let mut stopped: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+        for (h, verdict) in &answered {
+            let outcome = parse_outcome(verdict)?;
             if is_final {
-                sqlx::query("UPDATE hypotheses SET status = ? WHERE id = ?")
-                    .bind(&verdict)
-                    .bind(h)
-                    .execute(&mut *tx)
-                    .await?;
+                finals.entry(outcome_str(outcome)).or_default().push(*h);
                 match outcome {
                     Outcome::Confirmed => out.confirmed += 1,
                     Outcome::Refuted => out.refuted += 1,
                     Outcome::Inconclusive => out.inconclusive += 1,
                 }
             } else if advance_on.contains(&outcome) {
-                sqlx::query("UPDATE hypotheses SET stage = ? WHERE id = ?")
-                    .bind(stage + 1)
-                    .bind(h)
-                    .execute(&mut *tx)
-                    .await?;
-                sqlx::query(
-                    "INSERT INTO stage_items (hypothesis_id, stage, status, submitted_at) \
-                     VALUES (?, ?, 'queued', NULL) ON CONFLICT DO NOTHING",
-                )
-                .bind(h)
-                .bind(stage + 1)
-                .execute(&mut *tx)
-                .await?;
+                advanced.push(*h);
                 out.advanced += 1;
             } else if refute_any && outcome == Outcome::Refuted {
-                sqlx::query("UPDATE hypotheses SET status = 'refuted' WHERE id = ?")
-                    .bind(h)
-                    .execute(&mut *tx)
-                    .await?;
+                finals.entry("refuted").or_default().push(*h);
                 out.refuted += 1;
             } else {
-                sqlx::query("UPDATE hypotheses SET status = 'stopped', reason = ? WHERE id = ?")
-                    .bind(format!("stage {stage} answered {verdict}"))
-                    .bind(h)
-                    .execute(&mut *tx)
-                    .await?;
+                stopped
+                    .entry(format!("stage {stage} answered {verdict}"))
+                    .or_default()
+                    .push(*h);
                 out.stopped += 1;
             }
+        }
+        for (status, ids) in &finals {
+            sqlx::query(
+                "UPDATE hypotheses SET status = ? WHERE id IN (SELECT value FROM json_each(?))",
+            )
+            .bind(*status)
+            .bind(id_list(ids))
+            .execute(&mut *tx)
+            .await?;
+        }
+        for (reason, ids) in &stopped {
+            sqlx::query(
+                "UPDATE hypotheses SET status = 'stopped', reason = ? \
+                 WHERE id IN (SELECT value FROM json_each(?))",
+            )
+            .bind(reason)
+            .bind(id_list(ids))
+            .execute(&mut *tx)
+            .await?;
+        }
+        if !advanced.is_empty() {
+            let list = id_list(&advanced);
+            sqlx::query("UPDATE hypotheses SET stage = ? WHERE id IN (SELECT value FROM json_each(?))")
+                .bind(stage + 1)
+                .bind(&list)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(
+                "INSERT INTO stage_items (hypothesis_id, stage, status) \
+                 SELECT value, ?, 'queued' FROM json_each(?) WHERE true ON CONFLICT DO NOTHING",
+            )
+            .bind(stage + 1)
+            .bind(&list)
+            .execute(&mut *tx)
+            .await?;
         }
         advance(
             &mut tx,
@@ -744,27 +761,26 @@ impl Store {
             ..Delta::default()
         };
         let summary = commit(&mut tx, Arc::new(keys), delta, meta).await?;
-        for r in &refuted {
-            sqlx::query(
-                "INSERT INTO refutations (head, relation, tail, version, evidence) VALUES (?, ?, ?, ?, ?) \
-                 ON CONFLICT (head, relation, tail) DO UPDATE SET version = excluded.version, \
-                 evidence = excluded.evidence",
-            )
-            .bind(r.1)
-            .bind(r.2)
-            .bind(r.3)
-            .bind(summary.version)
-            .bind(
-                serde_json::json!({
-                    "workflow": round.workflow,
-                    "round": round.number,
-                    "hypothesis": r.0,
-                    "verdicts": evidence.get(&r.0),
-                })
-                .to_string(),
-            )
-            .execute(&mut *tx)
-            .await?;
+        for chunk in refuted.chunks(super::write::MAX_PARAMS / 5) {
+            let sql = values_sql(
+                "INSERT INTO refutations (head, relation, tail, version, evidence) VALUES ",
+                5,
+                chunk.len(),
+            ) + " ON CONFLICT (head, relation, tail) DO UPDATE SET version = excluded.version, \
+                 evidence = excluded.evidence";
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            for r in chunk {
+                q = q.bind(r.1).bind(r.2).bind(r.3).bind(summary.version).bind(
+                    serde_json::json!({
+                        "workflow": round.workflow,
+                        "round": round.number,
+                        "hypothesis": r.0,
+                        "verdicts": evidence.get(&r.0),
+                    })
+                    .to_string(),
+                );
+            }
+            q.execute(&mut *tx).await?;
         }
         advance(
             &mut tx,
@@ -925,6 +941,12 @@ async fn advance(
         )));
     }
     Ok(())
+}
+
+/// Ids as a JSON array, for `IN (SELECT value FROM json_each(?))`: one parameter for any
+/// number of rows.
+fn id_list(ids: &[i64]) -> String {
+    serde_json::to_string(ids).unwrap_or_else(|_| "[]".into())
 }
 
 fn outcome_str(o: Outcome) -> &'static str {
