@@ -95,7 +95,8 @@ async fn main() -> anyhow::Result<()> {
     store
         .insert_hypotheses(round.id, RoundState::Ranking, None, 1, &ranked)
         .await?;
-    let mut phases: Vec<(String, f64)> = vec![("store ranked batch".into(), started.elapsed().as_secs_f64())];
+    let mut phases: Vec<(String, f64)> =
+        vec![("store ranked batch".into(), started.elapsed().as_secs_f64())];
     let mut last = Instant::now();
     let mut current = "dispatching".to_owned();
     let mut on_event = |e: &Event| {
@@ -115,7 +116,11 @@ async fn main() -> anyhow::Result<()> {
     };
     let end = engine::run_round(&store, &loaded, &mut opts).await?;
     let total = total.elapsed().as_secs_f64();
-    anyhow::ensure!(end.state == RoundState::Retraining, "round ended in {}", end.state);
+    anyhow::ensure!(
+        end.state == RoundState::Retraining,
+        "round ended in {}",
+        end.state
+    );
     let version = end.result_version.unwrap_or(0);
     let info = store.version(version).await?;
     for (phase, secs) in &phases {

@@ -17,7 +17,12 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> anyhow::Result<()> {
-    let env = |k: &str, d: u64| std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(d);
+    let env = |k: &str, d: u64| {
+        std::env::var(k)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(d)
+    };
     let (workflows, seconds) = (env("WORKFLOWS", 100) as usize, env("SECONDS", 60));
     let work = tempfile::tempdir_in("target")?;
     let store = Store::open(&work.path().join("sched.db"), OpenMode::Create).await?;
@@ -31,8 +36,15 @@ async fn main() -> anyhow::Result<()> {
             missed: Missed::Skip,
         })
         .collect();
-    let seen: Arc<Mutex<Vec<(String, chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>)>>> =
-        Arc::default();
+    let seen: Arc<
+        Mutex<
+            Vec<(
+                String,
+                chrono::DateTime<chrono::Utc>,
+                chrono::DateTime<chrono::Utc>,
+            )>,
+        >,
+    > = Arc::default();
     let handler: Handler = {
         let seen = seen.clone();
         Arc::new(move |fire: Fire| {
@@ -60,7 +72,10 @@ async fn main() -> anyhow::Result<()> {
     tx.send(true)?;
     running.await??;
 
-    let seen = seen.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.clone();
+    let seen = seen
+        .lock()
+        .map_err(|_| anyhow::anyhow!("poisoned"))?
+        .clone();
     let expected: Vec<chrono::DateTime<chrono::Utc>> = schedule
         .after(&start)
         .take_while(|t| *t < end - chrono::Duration::seconds(1))

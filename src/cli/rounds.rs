@@ -128,12 +128,29 @@ pub async fn run(
     args: RunArgs,
 ) -> anyhow::Result<ExitCode> {
     let wait = workflow::parse_duration(&args.wait).map_err(|e| anyhow::anyhow!("--wait: {e}"))?;
+    let json = args.json;
     let stop = stop_on_signals();
     let name = loaded.workflow.name.clone();
+    if loaded.workflow.stages.is_empty() {
+        let m = engine::retrain(store, &loaded, data_dir).await?;
+        if json {
+            out!("{}", serde_json::to_string_pretty(&m)?);
+        } else {
+            out!(
+                "{name}: model {} on graph version {}{} ({})",
+                m.id,
+                m.graph_version,
+                m.parent_id
+                    .map(|p| format!(", warm from model {p}"))
+                    .unwrap_or_default(),
+                m.path
+            );
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let bar = indicatif::ProgressBar::new_spinner();
     bar.enable_steady_tick(Duration::from_millis(120));
     let mut summaries: Vec<RoundSummary> = Vec::new();
-    let json = args.json;
     for _ in 0..args.rounds {
         if store.open_round(&name).await?.is_none()
             && let Some(why) = engine::stop_reason(store, &loaded).await?
@@ -203,9 +220,19 @@ pub async fn run(
             wait,
             until: None,
         };
-        let round = engine::run_round(store, &loaded, &mut opts)
-            .await
-            .with_context(|| format!("running {}", args.file.display()))?;
+        let round = match engine::run_round(store, &loaded, &mut opts).await {
+            Ok(r) => r,
+            Err(engine::EngineError::Interrupted(state)) => {
+                bar.finish_and_clear();
+                out!("stopped by a signal at `{state}`; the same command resumes the round");
+                return Ok(ExitCode::SUCCESS);
+            }
+            Err(e) => {
+                return Err(
+                    anyhow::Error::new(e).context(format!("running {}", args.file.display()))
+                );
+            }
+        };
         if round.state == RoundState::Awaiting {
             bar.finish_and_clear();
             out!(

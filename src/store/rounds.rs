@@ -524,8 +524,13 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         if !due.is_empty() {
-            self.end_items(stage, &due, "expired", "no answer before the stage's timeout")
-                .await?;
+            self.end_items(
+                stage,
+                &due,
+                "expired",
+                "no answer before the stage's timeout",
+            )
+            .await?;
         }
         Ok(due.len())
     }
@@ -671,11 +676,13 @@ impl Store {
         }
         if !advanced.is_empty() {
             let list = id_list(&advanced);
-            sqlx::query("UPDATE hypotheses SET stage = ? WHERE id IN (SELECT value FROM json_each(?))")
-                .bind(stage + 1)
-                .bind(&list)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "UPDATE hypotheses SET stage = ? WHERE id IN (SELECT value FROM json_each(?))",
+            )
+            .bind(stage + 1)
+            .bind(&list)
+            .execute(&mut *tx)
+            .await?;
             sqlx::query(
                 "INSERT INTO stage_items (hypothesis_id, stage, status) \
                  SELECT value, ?, 'queued' FROM json_each(?) WHERE true ON CONFLICT DO NOTHING",

@@ -308,3 +308,113 @@ fn relation_not_in_the_graph() {
         &["generate.relations[1]: relation `cures_everything` is not in the graph"],
     );
 }
+
+#[test]
+fn bundled_workflows_validate() {
+    let env = Env::new();
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("workflows");
+    let files: Vec<String> = ["demo.yaml", "nightly-retrain.yaml", "drug-repurposing.yaml"]
+        .iter()
+        .map(|f| dir.join(f).display().to_string())
+        .collect();
+    let mut args = vec!["validate"];
+    args.extend(files.iter().map(String::as_str));
+    let vars = [
+        ("LLM_BASE_URL", "http://127.0.0.1:9/v1"),
+        ("LLM_MODEL", "m"),
+        ("ASSAY_URL", "http://127.0.0.1:9/assay"),
+    ];
+    let out = env.run_with(&args, &vars);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(stdout.matches(": ok (workflow").count(), 3, "{stdout}");
+    // Without its secrets the drug-repurposing workflow names each missing variable.
+    let out = env.run(&["validate", &files[2]]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    for var in ["LLM_BASE_URL", "LLM_MODEL", "ASSAY_URL"] {
+        assert!(
+            stderr.contains(&format!("environment variable `{var}` is not set")),
+            "{stderr}"
+        );
+    }
+}
+
+#[test]
+fn a_retrain_only_workflow_trains_once_per_graph_version() {
+    let env = Env::new();
+    let text = format!(
+        "name: nightly\nretrain:\n  schedule: \"0 0 2 * * *\"\ngraph:\n  import: {}\n\
+         model:\n  dim: 8\n  epochs: 2\n  retrain_epochs: 1\n  ensemble: 1\n  calibration: none\n",
+        data("umls/demo-visible.tsv").display()
+    );
+    let w = env.write("nightly.yaml", text);
+    let first = env.ok(&["run", w.to_str().expect("path")]);
+    assert!(
+        first.contains("nightly: model 1 on graph version 1"),
+        "{first}"
+    );
+    assert_eq!(env.strings("SELECT workflow FROM models"), vec!["nightly"]);
+    let again = env.ok(&["run", w.to_str().expect("path")]);
+    assert!(
+        again.contains("model 1 on graph version 1"),
+        "no new version, no retrain: {again}"
+    );
+    // A new version makes the next run train, warm from the last model.
+    let extra = env.write(
+        "extra.tsv",
+        "acquired_abnormality\tisa\tanatomical_abnormality\n",
+    );
+    env.ok(&["import", extra.to_str().expect("path")]);
+    let third = env.ok(&["run", w.to_str().expect("path")]);
+    assert!(
+        third.contains("model 2 on graph version 2, warm from model 1"),
+        "{third}"
+    );
+}
+
+#[test]
+fn sigterm_finishes_the_step_and_the_round_resumes() {
+    let env = Env::new();
+    // A slow oracle keeps the round in `dispatching` long enough to be interrupted there.
+    let w = env.write("w.yaml", workflow("w", "    latency: 2s\n"));
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_hypograph"))
+        .arg("--db")
+        .arg(&env.db)
+        .args(["run", w.to_str().expect("path")])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let start = std::time::Instant::now();
+    loop {
+        let state = if env.db.exists() {
+            env.strings("SELECT state FROM rounds").pop()
+        } else {
+            None
+        };
+        if state.as_deref() == Some("dispatching") {
+            break;
+        }
+        assert!(start.elapsed().as_secs() < 120, "never reached dispatching");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let out = child.wait_with_output().expect("wait");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "exit 0 after SIGTERM: {stdout}");
+    assert!(stdout.contains("stopped by a signal"), "{stdout}");
+    let state = env.strings("SELECT state FROM rounds");
+    assert_ne!(state, vec!["done"], "stopped before finishing the round");
+    let again = env.ok(&["run", w.to_str().expect("path")]);
+    assert!(again.contains("resuming round 1"), "{again}");
+    check_round(&env, 1, 30);
+}
