@@ -12,6 +12,13 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+/// Workflow, slot time, when the handler started.
+type Seen = (
+    String,
+    chrono::DateTime<chrono::Utc>,
+    chrono::DateTime<chrono::Utc>,
+);
+
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -36,15 +43,7 @@ async fn main() -> anyhow::Result<()> {
             missed: Missed::Skip,
         })
         .collect();
-    let seen: Arc<
-        Mutex<
-            Vec<(
-                String,
-                chrono::DateTime<chrono::Utc>,
-                chrono::DateTime<chrono::Utc>,
-            )>,
-        >,
-    > = Arc::default();
+    let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
     let handler: Handler = {
         let seen = seen.clone();
         Arc::new(move |fire: Fire| {

@@ -824,40 +824,44 @@ impl Store {
 
     /// The verdicts given on one hypothesis, oldest first.
     pub async fn verdicts(&self, hypothesis: i64) -> Result<Vec<serde_json::Value>> {
-        let mut conn = self.pool.acquire().await?;
-        let rows: Vec<(i64, i64, String, f64, String, f64, String, String)> = sqlx::query_as(
-            "SELECT id, stage, verdict, confidence, evidence, cost, reviewer, created_at \
-             FROM verdicts WHERE hypothesis_id = ? ORDER BY id",
+        let rows: Vec<VerdictRow> = sqlx::query_as(
+            "SELECT hypothesis_id, id, stage, verdict, confidence, evidence, cost, reviewer, \
+             created_at FROM verdicts WHERE hypothesis_id = ? ORDER BY id",
         )
         .bind(hypothesis)
-        .fetch_all(&mut *conn)
+        .fetch_all(&self.pool)
         .await?;
-        Ok(rows.into_iter().map(verdict_json).collect())
+        Ok(rows.into_iter().map(VerdictRow::json).collect())
     }
 }
 
-fn verdict_json(
-    (id, stage, verdict, confidence, evidence, cost, reviewer, created_at): (
-        i64,
-        i64,
-        String,
-        f64,
-        String,
-        f64,
-        String,
-        String,
-    ),
-) -> serde_json::Value {
-    serde_json::json!({
-        "id": id,
-        "stage": stage,
-        "verdict": verdict,
-        "confidence": confidence,
-        "evidence": serde_json::from_str::<serde_json::Value>(&evidence).unwrap_or(serde_json::Value::Null),
-        "cost": cost,
-        "reviewer": (!reviewer.is_empty()).then_some(reviewer),
-        "at": created_at,
-    })
+#[derive(sqlx::FromRow)]
+struct VerdictRow {
+    hypothesis_id: i64,
+    id: i64,
+    stage: i64,
+    verdict: String,
+    confidence: f64,
+    evidence: String,
+    cost: f64,
+    reviewer: String,
+    created_at: String,
+}
+
+impl VerdictRow {
+    fn json(self) -> serde_json::Value {
+        serde_json::json!({
+            "id": self.id,
+            "stage": self.stage,
+            "verdict": self.verdict,
+            "confidence": self.confidence,
+            "evidence": serde_json::from_str::<serde_json::Value>(&self.evidence)
+                .unwrap_or(serde_json::Value::Null),
+            "cost": self.cost,
+            "reviewer": (!self.reviewer.is_empty()).then_some(self.reviewer),
+            "at": self.created_at,
+        })
+    }
 }
 
 /// Every verdict of a round's hypotheses, by hypothesis.
@@ -865,7 +869,7 @@ async fn verdict_trail(
     conn: &mut SqliteConnection,
     round: i64,
 ) -> Result<BTreeMap<i64, Vec<serde_json::Value>>> {
-    let rows: Vec<(i64, i64, i64, String, f64, String, f64, String, String)> = sqlx::query_as(
+    let rows: Vec<VerdictRow> = sqlx::query_as(
         "SELECT v.hypothesis_id, v.id, v.stage, v.verdict, v.confidence, v.evidence, v.cost, \
          v.reviewer, v.created_at FROM verdicts v JOIN hypotheses h ON h.id = v.hypothesis_id \
          WHERE h.round_id = ? ORDER BY v.id",
@@ -874,10 +878,11 @@ async fn verdict_trail(
     .fetch_all(&mut *conn)
     .await?;
     let mut out: BTreeMap<i64, Vec<serde_json::Value>> = BTreeMap::new();
-    for (h, id, stage, verdict, confidence, evidence, cost, reviewer, at) in rows {
-        let mut v = verdict_json((id, stage, verdict, confidence, evidence, cost, reviewer, at));
-        // The wall-clock time stays in the verdicts table; provenance is what the hash covers,
-        // and a replayed round must hash alike.
+    for row in rows {
+        let h = row.hypothesis_id;
+        let mut v = row.json();
+        // The wall-clock time stays in the verdicts table, so a replayed round writes the same
+        // provenance.
         if let Some(o) = v.as_object_mut() {
             o.remove("at");
         }

@@ -211,3 +211,35 @@ fn missed_slots_are_logged_with_skip_and_run_once_with_run_once() {
         );
     }
 }
+
+#[test]
+fn buffer_one_keeps_one_fire_for_after_a_long_round() {
+    let env = Env::new();
+    // Every second, while each round's oracle takes 2.5 s: fires overlap.
+    let text = workflow("w", "overlap: buffer_one\n")
+        .replace("    truth:", "    latency: 2500ms\n    truth:");
+    env.write("wf/w.yaml", text);
+    let child = spawn(&env, "wf", "a");
+    wait_for(Duration::from_secs(120), "a buffered fire to run", || {
+        count_or_zero(
+            &env,
+            "SELECT count(*) FROM fires WHERE status = 'done' AND (julianday(fired_at) - julianday(scheduled_at)) * 86400 > 1.0",
+        ) >= 1
+            && count_or_zero(
+                &env,
+                "SELECT count(*) FROM fires WHERE reason LIKE '%already buffered%'",
+            ) >= 1
+    });
+    assert!(terminate(child).success());
+    assert_eq!(
+        env.count(
+            "SELECT count(*) FROM fires WHERE status = 'skipped' AND reason LIKE '%overlap: skip%'"
+        ),
+        0,
+        "buffer_one never uses the skip rule"
+    );
+    assert_eq!(
+        env.count("SELECT count(*) FROM rounds WHERE fire_time IS NOT NULL"),
+        env.count("SELECT count(DISTINCT fire_time) FROM rounds WHERE fire_time IS NOT NULL"),
+    );
+}
