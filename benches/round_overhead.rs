@@ -93,7 +93,7 @@ async fn main() -> anyhow::Result<()> {
     let total = Instant::now();
     let started = Instant::now();
     store
-        .insert_hypotheses(round.id, RoundState::Ranking, None, 1, &ranked)
+        .insert_hypotheses(round.id, RoundState::Ranking, None, 1, &[], &ranked)
         .await?;
     let mut phases: Vec<(String, f64)> =
         vec![("store ranked batch".into(), started.elapsed().as_secs_f64())];

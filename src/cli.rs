@@ -9,6 +9,7 @@ macro_rules! out {
 mod daemon;
 mod history;
 mod import;
+mod review;
 mod rounds;
 mod simulate;
 mod train;
@@ -83,6 +84,15 @@ enum Command {
     /// Schedules: next fire times and recent fires.
     #[command(subcommand)]
     Schedule(daemon::ScheduleCommand),
+    /// Serve the REST API (assay callbacks, review queue, verdicts, retractions).
+    Serve(review::ServeArgs),
+    /// Users and their bearer tokens.
+    #[command(subcommand)]
+    User(review::UserCommand),
+    /// Review queued hypotheses in the terminal, one key per answer.
+    Review(review::ReviewArgs),
+    /// Withdraw a verdict found wrong: its edges leave the graph in a new version.
+    Retract(review::RetractArgs),
 }
 
 /// Parses arguments, runs the command, prints any error, and returns the exit code.
@@ -189,6 +199,26 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Daemon(args) => {
             let store = open(OpenMode::Create).await?;
             let result = daemon::daemon(&store, &data_dir, args).await;
+            (store, result)
+        }
+        Command::Serve(args) => {
+            let store = open(OpenMode::Create).await?;
+            let result = review::serve(&store, args).await;
+            (store, result)
+        }
+        Command::User(cmd) => {
+            let store = open(OpenMode::Create).await?;
+            let result = review::user(&store, cmd).await;
+            (store, result)
+        }
+        Command::Review(args) => {
+            let store = open(OpenMode::Existing).await?;
+            let result = review::review(&store, args).await;
+            (store, result)
+        }
+        Command::Retract(args) => {
+            let store = open(OpenMode::Existing).await?;
+            let result = review::retract(&store, args).await;
             (store, result)
         }
         Command::Simulate(_) | Command::Validate(_) | Command::Schedule(_) => {

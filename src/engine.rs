@@ -7,12 +7,21 @@ use crate::acquire::{self, Acquisition, Candidate, GenerateSpec as AcquireSpec};
 use crate::graph::{OnInvalid, Triple, kgx, tsv};
 use crate::model::checkpoint::Vocab;
 use crate::model::{self, Known};
-use crate::plugin::{Hypothesis, Plugin, PluginError, oracle::Oracle};
+use crate::plugin::command::CommandPlugin;
+use crate::plugin::http::Http;
+use crate::plugin::llm::Llm;
+use crate::plugin::{
+    Context, Human, Hypothesis, Plugin, PluginError, idempotency_key, oracle::Oracle,
+};
+use crate::store::StageMeta;
 use crate::store::{
     ImportOptions, ModelInfo, NewHypothesis, RoundInfo, RoundState, RoundUpdate, Store, StoreError,
 };
 use crate::training::{self, Job, TrainingError, Warm};
-use crate::workflow::{self, Loaded, PluginKind, RefuteOn, RetrainMode, StageSpec, WorkflowError};
+use crate::workflow::{
+    self, Loaded, PluginKind, QuorumRule, RefuteOn, RetrainMode, StageSpec, WorkflowError,
+};
+use futures_util::StreamExt;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 use std::collections::HashSet;
@@ -306,7 +315,11 @@ pub async fn run_round(store: &Store, file: &Loaded, opts: &mut Options<'_>) -> 
             RoundState::Generating | RoundState::Ranking => {
                 step_rank(store, &l, &round).await?;
             }
-            RoundState::Dispatching => step_dispatch(store, &l, &round).await?,
+            RoundState::Dispatching => {
+                if !step_dispatch(store, &l, &round).await? {
+                    return Ok(store.round(round.id).await?);
+                }
+            }
             RoundState::Awaiting => {
                 if !step_await(store, &l, &round, opts).await? {
                     return Ok(store.round(round.id).await?);
@@ -498,19 +511,52 @@ async fn step_rank(store: &Store, l: &Loaded, round: &RoundInfo) -> Result<()> {
             RoundState::Ranking,
             Some(model_id),
             version,
+            &stage_metas(l),
             &batch,
         )
         .await?;
     Ok(())
 }
 
-/// Builds the plugin a stage names.
-fn plugin(l: &Loaded, round: &RoundInfo, stage: &StageSpec) -> Result<Plugin> {
+/// Builds the plugin stage `i` names: a built-in, or a manifest's kind with the manifest's
+/// settings under the stage's.
+pub fn plugin(l: &Loaded, round: &RoundInfo, i: usize) -> Result<Plugin> {
+    let stage = &l.workflow.stages[i];
+    let manifest = l.manifests.get(&stage.plugin);
     let fail = |message: String| EngineError::Plugin {
         stage: stage.name.clone(),
         message,
     };
-    match stage.plugin {
+    let kind = l
+        .kinds
+        .get(i)
+        .copied()
+        .flatten()
+        .ok_or_else(|| fail(format!("unknown plugin `{}`", stage.plugin)))?;
+    let duration = |s: Option<&String>, default: u64| -> Result<Duration> {
+        s.map(|t| workflow::parse_duration(t))
+            .transpose()
+            .map_err(fail)
+            .map(|d| d.unwrap_or(Duration::from_secs(default)))
+    };
+    let request_timeout = duration(
+        stage
+            .request_timeout
+            .as_ref()
+            .or(manifest.and_then(|m| m.timeout.as_ref())),
+        if kind == PluginKind::Command { 300 } else { 30 },
+    )?;
+    let cost = stage
+        .cost
+        .or(manifest.and_then(|m| m.cost))
+        .unwrap_or(match kind {
+            PluginKind::Oracle => 1.0,
+            _ => 0.0,
+        });
+    let env_var = |name: &str| -> Result<String> {
+        std::env::var(name).map_err(|_| fail(format!("environment variable `{name}` is not set")))
+    };
+    Ok(match kind {
         PluginKind::Oracle => {
             let truth = stage
                 .truth
@@ -518,35 +564,128 @@ fn plugin(l: &Loaded, round: &RoundInfo, stage: &StageSpec) -> Result<Plugin> {
                 .ok_or_else(|| fail("the oracle needs `truth`".into()))?;
             let mut o = Oracle::from_file(&l.resolve(truth))?;
             o.flip_rate = stage.flip_rate.unwrap_or(0.0);
-            o.latency = stage
-                .latency
-                .as_deref()
-                .map(workflow::parse_duration)
-                .transpose()
-                .map_err(fail)?
-                .unwrap_or_default();
-            o.cost = stage.cost.unwrap_or(1.0);
+            o.latency = duration(stage.latency.as_ref(), 0)?;
+            o.cost = cost;
             o.outage = stage.outage.unwrap_or(0);
             o.seed = round_seed(l, round);
-            Ok(Plugin::Oracle(o))
+            Plugin::Oracle(o)
         }
-        other => Err(fail(format!(
-            "the `{}` plugin is not available in this build yet",
-            other.name()
-        ))),
-    }
+        PluginKind::Http => {
+            let url = stage
+                .url
+                .as_ref()
+                .or(manifest.and_then(|m| m.url.as_ref()))
+                .ok_or_else(|| fail("an http stage needs `url`".into()))?;
+            let concurrency = stage
+                .concurrency
+                .or(manifest.and_then(|m| m.concurrency))
+                .unwrap_or(8);
+            let mut h = Http::new(&stage.name, url, request_timeout, concurrency, cost)
+                .map_err(|e| fail(e.to_string()))?;
+            h.poll_url = stage
+                .poll_url
+                .clone()
+                .or(manifest.and_then(|m| m.poll_url.clone()));
+            h.callback_url = stage
+                .callback_url
+                .as_ref()
+                .map(|u| format!("{}/api/v1/results", u.trim_end_matches('/')));
+            if let Some(var) = stage
+                .token_env
+                .as_ref()
+                .or(manifest.and_then(|m| m.token_env.as_ref()))
+            {
+                h.token = Some(env_var(var)?);
+            }
+            Plugin::Http(h)
+        }
+        PluginKind::Command => {
+            let argv = stage
+                .command
+                .clone()
+                .or(manifest.and_then(|m| m.command.clone()))
+                .filter(|c| !c.is_empty())
+                .ok_or_else(|| fail("a command stage needs `command`".into()))?;
+            let dir = manifest
+                .map(|m| m.dir.clone())
+                .unwrap_or_else(|| l.dir.clone());
+            Plugin::Command(CommandPlugin {
+                argv,
+                timeout: request_timeout,
+                cost,
+                dir: Some(dir),
+            })
+        }
+        PluginKind::Llm => {
+            let (Some(endpoint), Some(model)) = (&stage.endpoint, &stage.model) else {
+                return Err(fail("an llm stage needs `endpoint` and `model`".into()));
+            };
+            let mut m = Llm::new(&stage.name, endpoint, model, request_timeout)
+                .map_err(|e| fail(e.to_string()))?;
+            let key_var = stage.token_env.as_deref().unwrap_or("LLM_API_KEY");
+            m.api_key = std::env::var(key_var).ok();
+            if let Some(p) = &stage.prompt {
+                m.prompt = p.clone();
+            }
+            if let Some([a, b]) = stage.price_per_1k {
+                m.price_per_1k = (a, b);
+            }
+            m.attempts = stage.retries.max(1);
+            m.concurrency = stage.concurrency.unwrap_or(4);
+            Plugin::Llm(m)
+        }
+        PluginKind::Human => Plugin::Human(Human {
+            quorum: stage.quorum.unwrap_or(1),
+        }),
+    })
 }
 
-/// Sends the stage's waiting hypotheses to its plugin in batches, retrying retryable
-/// failures with exponential backoff and jitter, then marking them failed with the reason.
-async fn step_dispatch(store: &Store, l: &Loaded, round: &RoundInfo) -> Result<()> {
+/// The stages as the store keeps them with the round.
+fn stage_metas(l: &Loaded) -> Vec<StageMeta> {
+    l.workflow
+        .stages
+        .iter()
+        .enumerate()
+        .map(|(i, s)| StageMeta {
+            stage: i as i64,
+            name: s.name.clone(),
+            kind: l
+                .kinds
+                .get(i)
+                .copied()
+                .flatten()
+                .map_or("unknown", PluginKind::name)
+                .to_owned(),
+            quorum: i64::from(s.quorum.unwrap_or(1).max(1)),
+            rule: match s.rule.unwrap_or_default() {
+                QuorumRule::Majority => "majority".into(),
+                QuorumRule::Escalate => "escalate".into(),
+            },
+        })
+        .collect()
+}
+
+/// What one batch came to.
+enum BatchEnd {
+    Done,
+    /// Gave up after retries (counts toward the circuit breaker).
+    Failed,
+}
+
+/// Sends the stage's waiting hypotheses to its plugin in batches (up to the plugin's
+/// concurrency at once), retrying retryable failures with exponential backoff and jitter,
+/// then marking them failed with the reason. After `breaker` consecutive failed batches the
+/// stage pauses: the rest stay queued for the next run. Returns false when paused.
+async fn step_dispatch(store: &Store, l: &Loaded, round: &RoundInfo) -> Result<bool> {
     let i = round.stage;
     let stage = &l.workflow.stages[i as usize];
-    let plugin = plugin(l, round, stage)?;
+    let plugin = plugin(l, round, i as usize)?;
     // A synchronous plugin's `submitted` items were sent by a process that died before
     // recording the answers: send them again under the same idempotency key.
     let mut items = store.stage_items(round.id, i, "queued").await?;
-    items.extend(store.stage_items(round.id, i, "submitted").await?);
+    if plugin.is_synchronous() {
+        items.extend(store.stage_items(round.id, i, "submitted").await?);
+    }
     items.sort_by_key(|h| h.rank);
     let deadline = stage
         .timeout()
@@ -554,59 +693,91 @@ async fn step_dispatch(store: &Store, l: &Loaded, round: &RoundInfo) -> Result<(
             chrono::Utc::now() + chrono::Duration::from_std(t).unwrap_or(chrono::Duration::MAX)
         })
         .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
-    let mut rng = rand::rngs::StdRng::seed_from_u64(round_seed(l, round) ^ 0xd15);
-    for (n, chunk) in items.chunks(stage.batch.max(1)).enumerate() {
-        let ids: Vec<i64> = chunk.iter().map(|h| h.id).collect();
-        store.mark_submitted(i, &ids, deadline.as_deref()).await?;
-        let batch: Vec<Hypothesis> = chunk
-            .iter()
-            .map(|h| Hypothesis {
-                id: h.id,
-                head: h.head.clone(),
-                relation: h.relation.clone(),
-                tail: h.tail.clone(),
-            })
-            .collect();
-        let mut attempt = 0u32;
-        let answer = loop {
-            match plugin.submit(&batch).await {
-                Ok(v) => break Ok(v),
-                Err(PluginError::Retryable(why)) if attempt < stage.retries => {
-                    attempt += 1;
-                    let base = 100u64 << attempt.min(10);
-                    let wait = Duration::from_millis(base + rng.random_range(0..=base / 2));
-                    warn!(stage = %stage.name, attempt, ?wait, reason = %why, "retrying");
-                    tokio::time::sleep(wait).await;
+    let mut context = std::collections::HashMap::new();
+    if plugin.needs_context() {
+        for h in &items {
+            for key in [&h.head, &h.tail] {
+                if !context.contains_key(key) {
+                    context.insert(key.clone(), store.neighbours(key, 10).await?);
                 }
-                Err(PluginError::Retryable(why) | PluginError::Failed(why)) => break Err(why),
-            }
-        };
-        match answer {
-            Ok(verdicts) => {
-                let recorded = store.record_verdicts(round.id, i, &verdicts).await?;
-                if !recorded.rejected.is_empty() {
-                    warn!(stage = %stage.name, rejected = ?recorded.rejected, "verdicts for hypotheses not waiting here were rejected");
-                }
-                let answered: HashSet<i64> = verdicts.iter().map(|v| v.hypothesis).collect();
-                let missing: Vec<i64> = ids
-                    .iter()
-                    .copied()
-                    .filter(|h| !answered.contains(h))
-                    .collect();
-                if !missing.is_empty() && plugin.is_synchronous() {
-                    store
-                        .fail_items(i, &missing, "the plugin returned no verdict for it")
-                        .await?;
-                }
-            }
-            Err(reason) => {
-                warn!(stage = %stage.name, %reason, "giving up on a batch");
-                store.fail_items(i, &ids, &reason).await?;
             }
         }
-        if n == 0 {
-            crash_point("dispatching-mid");
+    }
+    let batches: Vec<Vec<Hypothesis>> = items
+        .chunks(stage.batch.max(1))
+        .map(|chunk| {
+            chunk
+                .iter()
+                .map(|h| Hypothesis {
+                    id: h.id,
+                    key: idempotency_key(round.id, h.id, i),
+                    head: h.head.clone(),
+                    relation: h.relation.clone(),
+                    tail: h.tail.clone(),
+                    head_name: h.head_name.clone(),
+                    tail_name: h.tail_name.clone(),
+                    head_category: h.head_category.clone(),
+                    tail_category: h.tail_category.clone(),
+                    score: h.score,
+                    spread: h.spread,
+                    context: Context {
+                        head: context.get(&h.head).cloned().unwrap_or_default(),
+                        tail: context.get(&h.tail).cloned().unwrap_or_default(),
+                    },
+                })
+                .collect()
+        })
+        .collect();
+    let breaker = stage.breaker.unwrap_or(5).max(1);
+    let consecutive = std::sync::atomic::AtomicU32::new(0);
+    let seed = round_seed(l, round);
+    let send = |(n, batch): (usize, Vec<Hypothesis>)| {
+        let (plugin, consecutive, deadline) = (&plugin, &consecutive, &deadline);
+        async move {
+            if consecutive.load(std::sync::atomic::Ordering::SeqCst) >= breaker {
+                return Ok::<_, EngineError>(None);
+            }
+            let end = send_batch(
+                store,
+                round,
+                stage,
+                plugin,
+                &batch,
+                deadline.as_deref(),
+                seed ^ n as u64,
+            )
+            .await?;
+            match end {
+                BatchEnd::Done => consecutive.store(0, std::sync::atomic::Ordering::SeqCst),
+                BatchEnd::Failed => {
+                    consecutive.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
+            }
+            if n == 0 {
+                crash_point("dispatching-mid");
+            }
+            Ok(Some(end))
         }
+    };
+    let results: Vec<Result<Option<BatchEnd>>> =
+        futures_util::stream::iter(batches.into_iter().enumerate())
+            .map(send)
+            .buffer_unordered(plugin.concurrency())
+            .collect()
+            .await;
+    let mut skipped = 0usize;
+    for r in results {
+        if r?.is_none() {
+            skipped += 1;
+        }
+    }
+    if skipped > 0 {
+        warn!(
+            stage = %stage.name,
+            batches = skipped,
+            "circuit open after {breaker} failed batches in a row: the stage pauses; the rest stay queued for the next run"
+        );
+        return Ok(false);
     }
     store
         .advance_round(
@@ -617,7 +788,82 @@ async fn step_dispatch(store: &Store, l: &Loaded, round: &RoundInfo) -> Result<(
             RoundUpdate::default(),
         )
         .await?;
-    Ok(())
+    Ok(true)
+}
+
+/// Submits one batch with retries and records what came back.
+async fn send_batch(
+    store: &Store,
+    round: &RoundInfo,
+    stage: &StageSpec,
+    plugin: &Plugin,
+    batch: &[Hypothesis],
+    deadline: Option<&str>,
+    seed: u64,
+) -> Result<BatchEnd> {
+    let i = round.stage;
+    let ids: Vec<i64> = batch.iter().map(|h| h.id).collect();
+    store.mark_submitted(i, &ids, deadline).await?;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed ^ 0xd15);
+    let mut attempt = 0u32;
+    let answer = loop {
+        match plugin.submit(batch).await {
+            Ok(v) => break Ok(v),
+            Err(PluginError::Retryable(why)) if attempt < stage.retries => {
+                attempt += 1;
+                let base = 100u64 << attempt.min(10);
+                let wait = Duration::from_millis(base + rng.random_range(0..=base / 2));
+                warn!(stage = %stage.name, attempt, ?wait, reason = %why, "retrying");
+                tokio::time::sleep(wait).await;
+            }
+            Err(e) => break Err(e.reason().to_owned()),
+        }
+    };
+    let sub = match answer {
+        Ok(s) => s,
+        Err(reason) => {
+            warn!(stage = %stage.name, %reason, "giving up on a batch");
+            store.fail_items(i, &ids, &reason).await?;
+            return Ok(BatchEnd::Failed);
+        }
+    };
+    for why in &sub.rejected {
+        warn!(stage = %stage.name, %why, "an answer was rejected");
+    }
+    let recorded = store.record_verdicts(round.id, i, &sub.verdicts).await?;
+    if !recorded.rejected.is_empty() {
+        warn!(stage = %stage.name, rejected = ?recorded.rejected, "verdicts for hypotheses not waiting here were rejected");
+    }
+    let jobs: Vec<(i64, String)> = sub
+        .pending
+        .iter()
+        .filter_map(|(h, job)| job.clone().map(|j| (*h, j)))
+        .collect();
+    if !jobs.is_empty() {
+        store.set_jobs(i, &jobs).await?;
+    }
+    let mut failed: Vec<(i64, String)> = sub.failed.clone();
+    if plugin.is_synchronous() {
+        let seen: HashSet<i64> = sub
+            .verdicts
+            .iter()
+            .map(|v| v.hypothesis)
+            .chain(sub.failed.iter().map(|f| f.0))
+            .collect();
+        failed.extend(
+            ids.iter()
+                .filter(|h| !seen.contains(h))
+                .map(|h| (*h, "the plugin returned no verdict for it".to_owned())),
+        );
+    }
+    let mut by_reason: std::collections::BTreeMap<String, Vec<i64>> = Default::default();
+    for (h, why) in failed {
+        by_reason.entry(why).or_default().push(h);
+    }
+    for (why, hs) in by_reason {
+        store.fail_items(i, &hs, &why).await?;
+    }
+    Ok(BatchEnd::Done)
 }
 
 /// Waits for the stage's answers (up to `opts.wait`), expiring overdue items, then sorts the
@@ -630,12 +876,24 @@ async fn step_await(
 ) -> Result<bool> {
     let i = round.stage;
     let stage = &l.workflow.stages[i as usize];
+    let poller = Some(plugin(l, round, i as usize)?).filter(Plugin::polls);
     let started = Instant::now();
     loop {
         let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
         let expired = store.expire_items(round.id, i, &now).await?;
         if expired > 0 {
             warn!(stage = %stage.name, expired, "hypotheses expired without an answer");
+        }
+        if let Some(p) = &poller {
+            let jobs = store.pending_jobs(round.id, i).await?;
+            if !jobs.is_empty() {
+                match p.poll(&jobs).await {
+                    Ok(verdicts) => {
+                        store.record_verdicts(round.id, i, &verdicts).await?;
+                    }
+                    Err(e) => warn!(stage = %stage.name, error = %e, "polling failed"),
+                }
+            }
         }
         let counts = store.stage_counts(round.id).await?;
         let open: i64 = ["queued", "submitted"]
@@ -648,7 +906,8 @@ async fn step_await(
         if started.elapsed() >= opts.wait || stopped(&opts.stop) {
             return Ok(false);
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        let pause = if poller.is_some() { 1000 } else { 200 };
+        tokio::time::sleep(Duration::from_millis(pause)).await;
     }
     let last = i as usize + 1 == l.workflow.stages.len();
     let (to, to_stage) = if last {

@@ -11,6 +11,7 @@ pub mod model;
 pub mod plot;
 pub mod plugin;
 pub mod schedule;
+pub mod server;
 pub mod simulate;
 pub mod store;
 pub mod training;

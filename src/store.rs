@@ -4,6 +4,7 @@
 mod hash;
 mod models;
 mod read;
+mod review;
 mod rounds;
 mod scan;
 mod schedule;
@@ -12,6 +13,9 @@ mod write;
 
 pub use models::{ModelInfo, NewModel};
 pub use read::{BlameRow, Diff, Stats, VersionInfo};
+pub use review::{
+    QueueFilter, QueueItem, Retracted, Review, Reviewed, Role, StageMeta, User, decide, token_hash,
+};
 pub use rounds::{
     HypothesisInfo, Ingested, NewHypothesis, Recorded, RoundInfo, RoundState, RoundUpdate,
     StageClose,

@@ -8,6 +8,7 @@ pub use positions::{Pos, Positions};
 pub use spec::*;
 
 use serde_yaml::Value;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
@@ -59,6 +60,10 @@ pub struct Loaded {
     pub file: PathBuf,
     /// Relative paths in the workflow are relative to this directory.
     pub dir: PathBuf,
+    /// The manifests the stages name, by plugin name.
+    pub manifests: BTreeMap<String, crate::plugin::manifest::Manifest>,
+    /// Each stage's plugin kind (built-in, or its manifest's).
+    pub kinds: Vec<Option<PluginKind>>,
 }
 
 impl Loaded {
@@ -94,48 +99,148 @@ pub fn parse(
         file: file.to_owned(),
         issues,
     };
-    let mut value: Value = serde_yaml::from_str(text).map_err(|e| {
-        fail(vec![Issue {
-            pos: e.location().map(|l| Pos {
-                line: l.line(),
-                col: l.column(),
-            }),
-            path: String::new(),
-            message: format!("not valid YAML: {}", strip_location(&e.to_string())),
-        }])
-    })?;
-    let positions = Positions::of(text);
-    let mut issues = Vec::new();
-    interpolate(&mut value, "", env, &mut issues);
-    for issue in &mut issues {
-        issue.pos = positions.find(&issue.path);
-    }
-    let workflow = deserialize(value, &positions, &mut issues);
-    issues.sort_by_key(|i| i.pos.map(|p| (p.line, p.col)));
-    let workflow = match workflow {
-        Some(w) if issues.is_empty() => w,
-        _ => return Err(fail(issues)),
+    let (workflow, structural, positions) = parse_partial::<Workflow>(text, env);
+    let Some(workflow) = workflow else {
+        return Err(fail(structural));
     };
     let dir = file
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."))
         .to_owned();
-    let loaded = Loaded {
+    let plugins_dir = match &workflow.plugins_dir {
+        Some(p) if p.is_absolute() => p.clone(),
+        Some(p) => dir.join(p),
+        None => dir.join("..").join("plugins"),
+    };
+    let mut loaded = Loaded {
         workflow,
         text: text.to_owned(),
         file: file.to_owned(),
         dir,
+        manifests: BTreeMap::new(),
+        kinds: Vec::new(),
     };
-    let mut problems = validate(&loaded);
+    let mut problems = resolve_plugins(&mut loaded, &plugins_dir, env);
+    problems.extend(validate(&loaded));
     for issue in &mut problems {
         issue.pos = positions.find(&issue.path);
     }
-    if problems.is_empty() {
+    // Fields taken out for structural errors fall back to defaults: whatever the checks say
+    // about them (or below them) repeats an error already reported.
+    let shadowed = |p: &str| {
+        structural.iter().any(|s| {
+            !s.path.is_empty()
+                && (p == s.path
+                    || p.starts_with(&format!("{}.", s.path))
+                    || p.starts_with(&format!("{}[", s.path)))
+        })
+    };
+    let mut all = structural.clone();
+    all.extend(problems.into_iter().filter(|p| !shadowed(&p.path)));
+    all.sort_by_key(|i| i.pos.map(|p| (p.line, p.col)));
+    if all.is_empty() {
         Ok(loaded)
     } else {
-        Err(fail(problems))
+        Err(fail(all))
     }
+}
+
+/// Parses one YAML document into `T` with `${VAR}` interpolation, reporting every problem
+/// with its position. Shared by workflow files and plugin manifests.
+pub fn parse_doc<T: serde::de::DeserializeOwned>(
+    file: &Path,
+    text: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<(T, Positions), WorkflowError> {
+    let (doc, issues, positions) = parse_partial::<T>(text, env);
+    match doc {
+        Some(d) if issues.is_empty() => Ok((d, positions)),
+        _ => Err(WorkflowError {
+            file: file.to_owned(),
+            issues,
+        }),
+    }
+}
+
+/// As far as a document parses: the value (with offending fields taken out) if any, and
+/// every problem found, sorted by position.
+fn parse_partial<T: serde::de::DeserializeOwned>(
+    text: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> (Option<T>, Vec<Issue>, Positions) {
+    let mut value: Value = match serde_yaml::from_str(text) {
+        Ok(v) => v,
+        Err(e) => {
+            let issue = Issue {
+                pos: e.location().map(|l| Pos {
+                    line: l.line(),
+                    col: l.column(),
+                }),
+                path: String::new(),
+                message: format!("not valid YAML: {}", strip_location(&e.to_string())),
+            };
+            return (None, vec![issue], Positions::default());
+        }
+    };
+    let positions = Positions::of(text);
+    let mut issues = Vec::new();
+    interpolate(&mut value, "", env, &mut issues);
+    for issue in &mut issues {
+        issue.pos = positions.find(&issue.path);
+    }
+    let doc = deserialize::<T>(value, &positions, &mut issues);
+    issues.sort_by_key(|i| i.pos.map(|p| (p.line, p.col)));
+    (doc, issues, positions)
+}
+
+/// Finds each stage's plugin: a built-in kind, or a manifest `<plugins dir>/<name>.yaml`.
+fn resolve_plugins(
+    l: &mut Loaded,
+    plugins_dir: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Vec<Issue> {
+    let mut issues = Vec::new();
+    for (i, stage) in l.workflow.stages.iter().enumerate() {
+        if let Some(kind) = PluginKind::builtin(&stage.plugin) {
+            l.kinds.push(Some(kind));
+            continue;
+        }
+        let file = plugins_dir.join(format!("{}.yaml", stage.plugin));
+        let valid_name = !stage.plugin.is_empty()
+            && stage
+                .plugin
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if !valid_name || !file.is_file() {
+            issues.push(Issue {
+                pos: None,
+                path: format!("stages[{i}].plugin"),
+                message: format!(
+                    "unknown plugin `{}` (built-in: oracle, http, command, llm, human; no manifest {})",
+                    stage.plugin,
+                    file.display()
+                ),
+            });
+            l.kinds.push(None);
+            continue;
+        }
+        match crate::plugin::manifest::load(&file, env) {
+            Ok(m) => {
+                l.kinds.push(Some(m.kind.into()));
+                l.manifests.insert(stage.plugin.clone(), m);
+            }
+            Err(e) => {
+                issues.push(Issue {
+                    pos: None,
+                    path: format!("stages[{i}].plugin"),
+                    message: format!("manifest `{}` is invalid:\n{e}", stage.plugin),
+                });
+                l.kinds.push(None);
+            }
+        }
+    }
+    issues
 }
 
 /// serde_yaml appends " at line L column C"; the position is printed separately.
@@ -222,14 +327,14 @@ fn interpolate(
 
 /// Deserializes, collecting every structural error: after each one the offending field is
 /// taken out and the rest is tried again, so one run reports all of them.
-fn deserialize(
+fn deserialize<T: serde::de::DeserializeOwned>(
     mut value: Value,
     positions: &Positions,
     issues: &mut Vec<Issue>,
-) -> Option<Workflow> {
+) -> Option<T> {
     let mut removed: Vec<String> = Vec::new();
     for _ in 0..50 {
-        let result: Result<Workflow, _> = serde_path_to_error::deserialize(value.clone());
+        let result: Result<T, _> = serde_path_to_error::deserialize(value.clone());
         let err = match result {
             Ok(w) => return Some(w),
             Err(e) => e,
@@ -480,10 +585,15 @@ fn validate(l: &Loaded) -> Vec<Issue> {
                 format!("stage name `{}` is used twice", s.name),
             );
         }
-        for f in s.foreign_fields() {
+        // A stage whose plugin was not found has its error already.
+        let Some(kind) = l.kinds.get(i).copied().flatten() else {
+            continue;
+        };
+        let manifest = l.manifests.get(&s.plugin);
+        for f in s.foreign_fields(kind) {
             bad(
                 &at(f),
-                format!("`{f}` is not a setting of the `{}` plugin", s.plugin.name()),
+                format!("`{f}` is not a setting of the `{}` plugin", kind.name()),
             );
         }
         match (i == last, s.is_final) {
@@ -530,23 +640,27 @@ fn validate(l: &Loaded) -> Vec<Issue> {
                 "no verdict advances: later stages would never see a hypothesis".into(),
             );
         }
-        let required: &[(&str, bool)] = match s.plugin {
+        let from_manifest =
+            |f: fn(&crate::plugin::manifest::Manifest) -> bool| manifest.is_some_and(f);
+        let required: &[(&str, bool)] = match kind {
             PluginKind::Oracle => &[("truth", s.truth.is_some())],
-            PluginKind::Http => &[("url", s.url.is_some())],
+            PluginKind::Http => &[("url", s.url.is_some() || from_manifest(|m| m.url.is_some()))],
             PluginKind::Llm => &[
                 ("endpoint", s.endpoint.is_some()),
                 ("model", s.model.is_some()),
             ],
-            PluginKind::Command => {
-                &[("command", s.command.as_ref().is_some_and(|c| !c.is_empty()))]
-            }
+            PluginKind::Command => &[(
+                "command",
+                s.command.as_ref().is_some_and(|c| !c.is_empty())
+                    || from_manifest(|m| m.command.as_ref().is_some_and(|c| !c.is_empty())),
+            )],
             PluginKind::Human => &[],
         };
         for (field, present) in required {
             if !present {
                 bad(
                     &format!("stages[{i}]"),
-                    format!("the `{}` plugin needs `{field}`", s.plugin.name()),
+                    format!("the `{}` plugin needs `{field}`", kind.name()),
                 );
             }
         }
@@ -646,7 +760,7 @@ mod tests {
         );
         assert!(
             e.iter()
-                .any(|l| l.starts_with("w.yaml:8:5: stages[0].plugin: unknown variant `oracel`")),
+                .any(|l| l.starts_with("w.yaml:8:5: stages[0].plugin: unknown plugin `oracel`")),
             "{e:?}"
         );
     }

@@ -17,6 +17,9 @@ pub struct DaemonArgs {
     /// This daemon's name in the fire log and leases (default: host and process id).
     #[arg(long)]
     holder: Option<String>,
+    /// Also serve the REST API (callbacks, review queue) on this address.
+    #[arg(long)]
+    bind: Option<String>,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -125,6 +128,20 @@ pub async fn daemon(store: &Store, data_dir: &Path, args: DaemonArgs) -> anyhow:
             })
         })
     };
+    let server = match &args.bind {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| anyhow::anyhow!("binding {addr}: {e}"))?;
+            eprintln!("hypograph daemon: API on http://{}", listener.local_addr()?);
+            Some(tokio::spawn(crate::server::serve(
+                store.clone(),
+                listener,
+                stop.clone(),
+            )))
+        }
+        None => None,
+    };
     tracing::info!(schedules = entries.len(), %holder, "daemon started");
     eprintln!(
         "hypograph daemon: {} schedule{} from {}; SIGINT/SIGTERM to stop",
@@ -141,6 +158,9 @@ pub async fn daemon(store: &Store, data_dir: &Path, args: DaemonArgs) -> anyhow:
     }
     .run(stop)
     .await?;
+    if let Some(s) = server {
+        s.await??;
+    }
     eprintln!("hypograph daemon: stopped");
     Ok(ExitCode::SUCCESS)
 }

@@ -114,12 +114,7 @@ mod tests {
     use super::*;
 
     fn hyp(i: i64) -> Hypothesis {
-        Hypothesis {
-            id: i,
-            head: format!("h{i}"),
-            relation: "r".into(),
-            tail: format!("t{}", i % 17),
-        }
+        Hypothesis::bare(i, &format!("h{i}"), "r", &format!("t{}", i % 17))
     }
 
     fn truth(n: i64) -> Vec<(String, String, String)> {

@@ -167,14 +167,14 @@ pub struct HypothesisInfo {
     pub reason: Option<String>,
 }
 
-const HYPOTHESIS_SELECT: &str = "SELECT h.id, h.round_id, he.key AS head, r.key AS relation, \
+pub(super) const HYPOTHESIS_SELECT: &str = "SELECT h.id, h.round_id, he.key AS head, r.key AS relation, \
     te.key AS tail, he.name AS head_name, te.name AS tail_name, he.category AS head_category, \
     te.category AS tail_category, h.score, h.spread, h.acquisition, h.rank, h.model_id, \
     h.graph_version, h.stage, h.status, h.reason \
     FROM hypotheses h JOIN entities he ON he.id = h.head JOIN entities te ON te.id = h.tail \
     JOIN relations r ON r.id = h.relation";
 
-fn hypothesis_from(row: &sqlx::sqlite::SqliteRow) -> Result<HypothesisInfo> {
+pub(super) fn hypothesis_from(row: &sqlx::sqlite::SqliteRow) -> Result<HypothesisInfo> {
     Ok(HypothesisInfo {
         id: row.try_get("id")?,
         round_id: row.try_get("round_id")?,
@@ -228,7 +228,7 @@ pub struct Ingested {
     pub hash: String,
 }
 
-fn now() -> String {
+pub(super) fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
@@ -315,9 +315,24 @@ impl Store {
         from: RoundState,
         model_id: Option<i64>,
         graph_version: i64,
+        stages: &[super::review::StageMeta],
         batch: &[NewHypothesis],
     ) -> Result<usize> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        for st in stages {
+            sqlx::query(
+                "INSERT INTO round_stages (round_id, stage, name, kind, quorum, rule) \
+                 VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            )
+            .bind(round)
+            .bind(st.stage)
+            .bind(&st.name)
+            .bind(&st.kind)
+            .bind(st.quorum)
+            .bind(&st.rule)
+            .execute(&mut *tx)
+            .await?;
+        }
         let keys = Keys::load(&mut tx).await?;
         let entity = |k: &str| {
             keys.entity_ids
@@ -436,6 +451,36 @@ impl Store {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    /// Remembers the job ids a service gave for pending items, for polling.
+    pub async fn set_jobs(&self, stage: i64, jobs: &[(i64, String)]) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for (h, job) in jobs {
+            sqlx::query(
+                "UPDATE stage_items SET external_id = ? WHERE hypothesis_id = ? AND stage = ?",
+            )
+            .bind(job)
+            .bind(h)
+            .bind(stage)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Items of a stage still waiting on a service job.
+    pub async fn pending_jobs(&self, round: i64, stage: i64) -> Result<Vec<(i64, String)>> {
+        Ok(sqlx::query_as(
+            "SELECT s.hypothesis_id, s.external_id FROM stage_items s \
+             JOIN hypotheses h ON h.id = s.hypothesis_id WHERE h.round_id = ? AND s.stage = ? \
+             AND s.status = 'submitted' AND s.external_id IS NOT NULL ORDER BY h.rank",
+        )
+        .bind(round)
+        .bind(stage)
+        .fetch_all(&self.pool)
+        .await?)
     }
 
     /// Records answers at `stage`, in one transaction. A verdict is accepted only for a
@@ -615,18 +660,43 @@ impl Store {
         to_stage: i64,
     ) -> Result<StageClose> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        // With several reviewers (a quorum) the latest verdict stands until issue 6's rules.
-        let answered: Vec<(i64, String)> = sqlx::query_as(
-            "SELECT s.hypothesis_id, (SELECT v.verdict FROM verdicts v \
-                WHERE v.hypothesis_id = s.hypothesis_id AND v.stage = s.stage ORDER BY v.id DESC LIMIT 1) \
+        let rule: Option<String> =
+            sqlx::query_scalar("SELECT rule FROM round_stages WHERE round_id = ? AND stage = ?")
+                .bind(round)
+                .bind(stage)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let escalate = rule.as_deref() == Some("escalate");
+        // Every standing (unretracted) verdict of the answered items; a quorum is decided by
+        // the stage's rule.
+        let rows: Vec<(i64, String, Option<String>)> = sqlx::query_as(
+            "SELECT s.hypothesis_id, v.verdict, v.role \
              FROM stage_items s JOIN hypotheses h ON h.id = s.hypothesis_id \
+             JOIN verdicts v ON v.hypothesis_id = s.hypothesis_id AND v.stage = s.stage \
              WHERE h.round_id = ? AND s.stage = ? AND s.status = 'answered' AND h.status = 'active' \
-             ORDER BY h.rank",
+             AND NOT EXISTS (SELECT 1 FROM retractions x WHERE x.verdict_id = v.id) \
+             ORDER BY h.rank, v.id",
         )
         .bind(round)
         .bind(stage)
         .fetch_all(&mut *tx)
         .await?;
+        let mut grouped: Vec<(i64, Vec<(Outcome, bool)>)> = Vec::new();
+        for (h, v, role) in rows {
+            let o = parse_outcome(&v)?;
+            match grouped.last_mut() {
+                Some((last, list)) if *last == h => {
+                    list.push((o, role.as_deref() == Some("admin")))
+                }
+                _ => grouped.push((h, vec![(o, role.as_deref() == Some("admin"))])),
+            }
+        }
+        let answered: Vec<(i64, String)> = grouped
+            .into_iter()
+            .filter_map(|(h, list)| {
+                super::review::decide(&list, escalate).map(|o| (h, outcome_str(o).to_owned()))
+            })
+            .collect();
         let mut out = StageClose::default();
         // Final status per group, applied in a few bulk statements.
         let mut finals: BTreeMap<&'static str, Vec<i64>> = BTreeMap::new();

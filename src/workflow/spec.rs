@@ -48,6 +48,10 @@ pub struct Workflow {
     /// Seeds training, ranking and plugins: equal seeds replay equal rounds.
     #[serde(default = "default_seed")]
     pub seed: u64,
+    /// Where plugin manifests (`NAME.yaml`) are looked up (default: `../plugins` from the
+    /// workflow file).
+    #[serde(default)]
+    pub plugins_dir: Option<PathBuf>,
 }
 
 fn default_seed() -> u64 {
@@ -285,7 +289,7 @@ impl RankSpec {
     }
 }
 
-/// The built-in plugin kinds a stage can name.
+/// The plugin kinds: built-ins a stage names directly, and what manifests describe.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum PluginKind {
@@ -306,6 +310,28 @@ impl PluginKind {
             Self::Human => "human",
         }
     }
+
+    pub fn builtin(name: &str) -> Option<Self> {
+        [
+            Self::Oracle,
+            Self::Http,
+            Self::Command,
+            Self::Llm,
+            Self::Human,
+        ]
+        .into_iter()
+        .find(|k| k.name() == name)
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum QuorumRule {
+    /// The most common verdict wins; a tie is `inconclusive`.
+    #[default]
+    Majority,
+    /// Any disagreement waits for an admin's verdict, which decides.
+    Escalate,
 }
 
 /// One review stage. Plugin-specific settings sit beside the common ones; validation
@@ -314,7 +340,8 @@ impl PluginKind {
 #[serde(deny_unknown_fields)]
 pub struct StageSpec {
     pub name: String,
-    pub plugin: PluginKind,
+    /// A built-in kind (oracle, http, command, llm, human) or a manifest's name.
+    pub plugin: String,
     /// Verdicts that move a hypothesis on to the next stage.
     #[serde(default = "default_advance")]
     pub advance: Vec<Outcome>,
@@ -333,6 +360,9 @@ pub struct StageSpec {
     /// Hypotheses per submission.
     #[serde(default = "default_batch")]
     pub batch: usize,
+    /// How long one request (http, llm) or one program run (command) may take.
+    #[serde(default)]
+    pub request_timeout: Option<String>,
 
     // oracle
     /// Truth triples TSV the oracle answers from.
@@ -348,21 +378,44 @@ pub struct StageSpec {
     #[serde(default)]
     pub outage: Option<u32>,
 
-    // http / llm
+    // http
     #[serde(default)]
     pub url: Option<String>,
+    /// Where pending jobs are polled.
+    #[serde(default)]
+    pub poll_url: Option<String>,
+    /// The service posts results back to `POST /api/v1/results` (given this base URL of
+    /// hypograph's server).
+    #[serde(default)]
+    pub callback_url: Option<String>,
+    /// The environment variable holding the bearer token sent to the service (http) or the
+    /// API key (llm; default `LLM_API_KEY`).
+    #[serde(default)]
+    pub token_env: Option<String>,
+    /// Batches in flight at once (http, llm).
+    #[serde(default)]
+    pub concurrency: Option<usize>,
+    /// Consecutive failed batches after which the stage pauses until the next run.
+    #[serde(default)]
+    pub breaker: Option<u32>,
+    // llm
     #[serde(default)]
     pub endpoint: Option<String>,
     #[serde(default)]
     pub model: Option<String>,
     #[serde(default)]
     pub prompt: Option<String>,
+    /// Dollars per 1,000 prompt and completion tokens.
+    #[serde(default)]
+    pub price_per_1k: Option<[f64; 2]>,
     // command
     #[serde(default)]
     pub command: Option<Vec<String>>,
     // human
     #[serde(default)]
     pub quorum: Option<u32>,
+    #[serde(default)]
+    pub rule: Option<QuorumRule>,
 }
 
 fn default_advance() -> Vec<Outcome> {
@@ -378,11 +431,11 @@ fn default_batch() -> usize {
 }
 
 impl StageSpec {
-    /// The settings this stage's plugin does not take, as (field, plugin) pairs.
-    pub fn foreign_fields(&self) -> Vec<&'static str> {
+    /// The settings a plugin of `kind` does not take.
+    pub fn foreign_fields(&self, kind: PluginKind) -> Vec<&'static str> {
         let mut out = Vec::new();
         let mut check = |set: bool, field: &'static str, allowed: &[PluginKind]| {
-            if set && !allowed.contains(&self.plugin) {
+            if set && !allowed.contains(&kind) {
                 out.push(field);
             }
         };
@@ -392,11 +445,23 @@ impl StageSpec {
         check(self.latency.is_some(), "latency", &[Oracle]);
         check(self.outage.is_some(), "outage", &[Oracle]);
         check(self.url.is_some(), "url", &[Http]);
+        check(self.poll_url.is_some(), "poll_url", &[Http]);
+        check(self.callback_url.is_some(), "callback_url", &[Http]);
+        check(self.token_env.is_some(), "token_env", &[Http, Llm]);
+        check(self.concurrency.is_some(), "concurrency", &[Http, Llm]);
+        check(self.breaker.is_some(), "breaker", &[Http, Llm, Command]);
+        check(
+            self.request_timeout.is_some(),
+            "request_timeout",
+            &[Http, Llm, Command],
+        );
         check(self.endpoint.is_some(), "endpoint", &[Llm]);
         check(self.model.is_some(), "model", &[Llm]);
         check(self.prompt.is_some(), "prompt", &[Llm]);
+        check(self.price_per_1k.is_some(), "price_per_1k", &[Llm]);
         check(self.command.is_some(), "command", &[Command]);
         check(self.quorum.is_some(), "quorum", &[Human]);
+        check(self.rule.is_some(), "rule", &[Human]);
         out
     }
 

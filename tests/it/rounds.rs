@@ -270,7 +270,7 @@ fn unknown_plugin() {
     rejected(
         &text,
         &[],
-        &["stages[0].plugin: unknown variant `crystal_ball`"],
+        &["stages[0].plugin: unknown plugin `crystal_ball`"],
     );
 }
 

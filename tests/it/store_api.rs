@@ -204,7 +204,7 @@ fn stage_items_answer_once_and_expire_visibly() {
             })
             .collect();
         store
-            .insert_hypotheses(round.id, RoundState::Ranking, None, 1, &batch)
+            .insert_hypotheses(round.id, RoundState::Ranking, None, 1, &[], &batch)
             .await
             .expect("insert");
         let queued = store

@@ -1,0 +1,284 @@
+//! `hypograph serve`, `user`, `review` and `retract`: the people side of review stages.
+
+use crate::plugin::Outcome;
+use crate::store::{QueueFilter, Review, Role, Store};
+use anyhow::{Context, bail};
+use std::io::{BufRead, IsTerminal, Write};
+use std::process::ExitCode;
+
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub bind: String,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum RoleArg {
+    Reviewer,
+    Admin,
+    Service,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum UserCommand {
+    /// Create a user and print their bearer token (shown once; only its hash is stored).
+    Add {
+        name: String,
+        #[arg(long, value_enum)]
+        role: RoleArg,
+    },
+    /// Users and their roles.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ReviewArgs {
+    /// The reviewer (a user created with `hypograph user add`).
+    #[arg(long = "as")]
+    reviewer: String,
+    #[arg(long)]
+    workflow: Option<String>,
+    #[arg(long)]
+    relation: Option<String>,
+    /// Only hypotheses whose head or tail is this entity.
+    #[arg(long)]
+    entity: Option<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RetractArgs {
+    /// The verdict's id (see `hypograph graph blame` or the API).
+    verdict: i64,
+    #[arg(long)]
+    reason: String,
+    /// Who retracts it.
+    #[arg(long, default_value = "cli")]
+    by: String,
+    #[arg(long)]
+    json: bool,
+}
+
+pub async fn serve(store: &Store, args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let listener = tokio::net::TcpListener::bind(&args.bind)
+        .await
+        .with_context(|| format!("binding {}", args.bind))?;
+    let addr = listener.local_addr()?;
+    eprintln!("hypograph serve: listening on http://{addr}");
+    let stop = super::rounds::stop_on_signals();
+    crate::server::serve(store.clone(), listener, stop).await?;
+    eprintln!("hypograph serve: stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn user(store: &Store, cmd: UserCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        UserCommand::Add { name, role } => {
+            let role = match role {
+                RoleArg::Reviewer => Role::Reviewer,
+                RoleArg::Admin => Role::Admin,
+                RoleArg::Service => Role::Service,
+            };
+            let valid = !name.is_empty()
+                && name.len() <= 64
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.@".contains(c));
+            if !valid {
+                bail!("`{name}` is not a user name (letters, digits, - _ . @; at most 64)");
+            }
+            let token = store.add_user(&name, role).await?;
+            eprintln!(
+                "user `{name}` ({}) created; their token (shown once):",
+                role.as_str()
+            );
+            out!("{token}");
+        }
+        UserCommand::List { json } => {
+            let users = store.users().await?;
+            if json {
+                out!("{}", serde_json::to_string_pretty(&users)?);
+            } else {
+                for u in users {
+                    out!("{}\t{}\t{}", u.name, u.role.as_str(), u.created_at);
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One key (raw mode on a terminal) or one line's first character (pipes, tests).
+fn read_key(
+    lines: &mut impl Iterator<Item = std::io::Result<String>>,
+) -> anyhow::Result<Option<char>> {
+    if std::io::stdin().is_terminal() {
+        use crossterm::event::{Event, KeyCode, KeyEvent, read};
+        crossterm::terminal::enable_raw_mode()?;
+        let key = loop {
+            match read() {
+                Ok(Event::Key(KeyEvent {
+                    code: KeyCode::Char(c),
+                    ..
+                })) => break Ok(Some(c)),
+                Ok(Event::Key(KeyEvent {
+                    code: KeyCode::Esc, ..
+                })) => break Ok(Some('q')),
+                Ok(_) => continue,
+                Err(e) => break Err(e),
+            }
+        };
+        crossterm::terminal::disable_raw_mode()?;
+        println!();
+        return Ok(key?);
+    }
+    match lines.next() {
+        Some(line) => Ok(line?.trim().chars().next().or(Some('s'))),
+        None => Ok(None),
+    }
+}
+
+pub async fn review(store: &Store, args: ReviewArgs) -> anyhow::Result<ExitCode> {
+    let Some(user) = store.user_by_name(&args.reviewer).await? else {
+        bail!(
+            "no user `{}`: create one with `hypograph user add`",
+            args.reviewer
+        );
+    };
+    if user.role == Role::Service {
+        bail!("`{}` is a service account and cannot review", user.name);
+    }
+    let items = store
+        .review_queue(
+            &user.name,
+            &QueueFilter {
+                workflow: args.workflow,
+                relation: args.relation,
+                entity: args.entity,
+                limit: 500,
+                offset: 0,
+            },
+        )
+        .await?;
+    if items.is_empty() {
+        out!("nothing waits for {}'s review", user.name);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let stdin = std::io::stdin();
+    let mut lines = stdin.lock().lines();
+    let (mut done, total) = (0usize, items.len());
+    for (n, item) in items.iter().enumerate() {
+        let h = &item.hypothesis;
+        let name = |n: &str, k: &str| {
+            if n.is_empty() {
+                k.to_owned()
+            } else {
+                format!("{n} ({k})")
+            }
+        };
+        out!("");
+        out!(
+            "[{}/{total}] {} round {} · stage {} · {}/{} reviews",
+            n + 1,
+            item.workflow,
+            item.round_number,
+            item.stage_name,
+            item.reviews,
+            item.quorum
+        );
+        out!(
+            "  {} [{}]  --{}-->  {} [{}]",
+            name(&h.head_name, &h.head),
+            h.head_category,
+            h.relation,
+            name(&h.tail_name, &h.tail),
+            h.tail_category
+        );
+        out!(
+            "  model probability {:.3} ± {:.3}, acquisition value {:.3} (rank {})",
+            h.score,
+            h.spread,
+            h.acquisition,
+            h.rank + 1
+        );
+        for v in store.verdicts(h.id).await? {
+            if let Some(r) = v["evidence"]["rationale"].as_str() {
+                out!(
+                    "  stage {} said {}: {r}",
+                    v["stage"],
+                    v["verdict"].as_str().unwrap_or("?")
+                );
+            }
+        }
+        print!("  [c]onfirm  [r]efute  [u]nsure  [s]kip  [q]uit > ");
+        std::io::stdout().flush()?;
+        let verdict = match read_key(&mut lines)? {
+            Some('c') => Outcome::Confirmed,
+            Some('r') => Outcome::Refuted,
+            Some('u') => Outcome::Inconclusive,
+            Some('q') | None => break,
+            _ => continue,
+        };
+        let r = store
+            .record_review(&Review {
+                hypothesis: h.id,
+                reviewer: &user,
+                verdict,
+                confidence: 1.0,
+                comment: None,
+                client: "cli",
+            })
+            .await;
+        match r {
+            Ok(r) => {
+                done += 1;
+                out!(
+                    "  recorded {} ({}/{} reviews{})",
+                    verdict.as_str(),
+                    r.reviews,
+                    r.quorum,
+                    if r.escalated {
+                        ", reviewers disagree: escalated to an admin"
+                    } else {
+                        ""
+                    }
+                );
+            }
+            Err(e) => out!("  not recorded: {e}"),
+        }
+    }
+    out!(
+        "{done} verdict{} recorded",
+        if done == 1 { "" } else { "s" }
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn retract(store: &Store, args: RetractArgs) -> anyhow::Result<ExitCode> {
+    if args.reason.trim().is_empty() {
+        bail!("a retraction needs a reason");
+    }
+    let r = store.retract(args.verdict, &args.reason, &args.by).await?;
+    if args.json {
+        out!("{}", serde_json::to_string_pretty(&r)?);
+    } else {
+        out!(
+            "verdict {} retracted (retraction {}): hypothesis {} {}{}",
+            r.verdict_id,
+            r.id,
+            r.hypothesis,
+            if r.outcome == "requeued" {
+                "is back in its stage's queue"
+            } else {
+                "is refuted"
+            },
+            r.version
+                .map(|v| format!("; version {v} removed the edge it had confirmed"))
+                .unwrap_or_default()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

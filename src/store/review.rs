@@ -1,0 +1,588 @@
+//! Users and their tokens, the human review queue, quorum verdicts, and retractions.
+
+use super::rounds::{HYPOTHESIS_SELECT, HypothesisInfo, hypothesis_from, now};
+use super::write::{Delta, Keys, Meta, commit};
+use super::{Result, Store, StoreError};
+use crate::plugin::Outcome;
+use serde::Serialize;
+use sqlx::{AssertSqlSafe, Row};
+use std::sync::Arc;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Reviewer,
+    Admin,
+    Service,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Reviewer => "reviewer",
+            Self::Admin => "admin",
+            Self::Service => "service",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Reviewer, Self::Admin, Self::Service]
+            .into_iter()
+            .find(|r| r.as_str() == s)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct User {
+    pub id: i64,
+    pub name: String,
+    pub role: Role,
+    pub created_at: String,
+}
+
+/// A stage of a round as declared when it was ranked.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StageMeta {
+    pub stage: i64,
+    pub name: String,
+    pub kind: String,
+    pub quorum: i64,
+    /// `majority` or `escalate`.
+    pub rule: String,
+}
+
+/// A person's answer.
+#[derive(Debug, Clone)]
+pub struct Review<'a> {
+    pub hypothesis: i64,
+    pub reviewer: &'a User,
+    pub verdict: Outcome,
+    pub confidence: f64,
+    pub comment: Option<&'a str>,
+    /// Where it came from: `cli`, `api`, `web`.
+    pub client: &'a str,
+}
+
+/// What a review did to its hypothesis's stage item.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Reviewed {
+    pub verdict_id: i64,
+    pub stage: i64,
+    /// Distinct reviewers so far, and how many the stage wants.
+    pub reviews: i64,
+    pub quorum: i64,
+    /// The stage item is complete (quorum met, disagreement resolved).
+    pub answered: bool,
+    /// Reviewers disagree and the stage escalates: an admin's verdict decides.
+    pub escalated: bool,
+}
+
+/// A hypothesis waiting for review, with where it waits.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct QueueItem {
+    #[serde(flatten)]
+    pub hypothesis: HypothesisInfo,
+    pub workflow: String,
+    pub round_number: i64,
+    pub stage_name: String,
+    pub quorum: i64,
+    pub reviews: i64,
+    pub deadline: Option<String>,
+}
+
+/// Filters of the review queue.
+#[derive(Debug, Clone, Default)]
+pub struct QueueFilter {
+    pub workflow: Option<String>,
+    pub relation: Option<String>,
+    /// Head or tail key.
+    pub entity: Option<String>,
+    pub limit: i64,
+    pub offset: i64,
+}
+
+/// A token: 32 random bytes, hex.
+fn new_token() -> String {
+    use rand::RngCore;
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+pub fn token_hash(token: &str) -> String {
+    blake3::hash(token.as_bytes()).to_hex().to_string()
+}
+
+/// The decision of a stage's verdicts: an admin's decides an escalated stage, else the
+/// majority; a tie is inconclusive.
+pub fn decide(verdicts: &[(Outcome, bool)], escalate: bool) -> Option<Outcome> {
+    if escalate && let Some((v, _)) = verdicts.iter().rev().find(|(_, admin)| *admin) {
+        return Some(*v);
+    }
+    let count = |o: Outcome| verdicts.iter().filter(|(v, _)| *v == o).count();
+    let mut tally = [
+        (Outcome::Confirmed, count(Outcome::Confirmed)),
+        (Outcome::Refuted, count(Outcome::Refuted)),
+        (Outcome::Inconclusive, count(Outcome::Inconclusive)),
+    ];
+    tally.sort_by(|a, b| b.1.cmp(&a.1));
+    match tally {
+        [(_, 0), ..] => None,
+        [(a, n), (_, m), _] if n > m => Some(a),
+        _ => Some(Outcome::Inconclusive),
+    }
+}
+
+impl Store {
+    /// Creates a user and returns their token (shown once; only its hash is stored).
+    pub async fn add_user(&self, name: &str, role: Role) -> Result<String> {
+        let token = new_token();
+        let done = sqlx::query(
+            "INSERT INTO users (name, role, token_hash, created_at) VALUES (?, ?, ?, ?) \
+             ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name)
+        .bind(role.as_str())
+        .bind(token_hash(&token))
+        .bind(now())
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        if done == 0 {
+            return Err(StoreError::Conflict(format!(
+                "user `{name}` already exists"
+            )));
+        }
+        Ok(token)
+    }
+
+    pub async fn users(&self) -> Result<Vec<User>> {
+        let rows = sqlx::query("SELECT id, name, role, created_at FROM users ORDER BY id")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(user_from).collect()
+    }
+
+    /// The user a bearer token belongs to.
+    pub async fn user_by_token(&self, token: &str) -> Result<Option<User>> {
+        let row = sqlx::query("SELECT id, name, role, created_at FROM users WHERE token_hash = ?")
+            .bind(token_hash(token))
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(user_from).transpose()
+    }
+
+    pub async fn user_by_name(&self, name: &str) -> Result<Option<User>> {
+        let row = sqlx::query("SELECT id, name, role, created_at FROM users WHERE name = ?")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(user_from).transpose()
+    }
+
+    pub async fn round_stages(&self, round: i64) -> Result<Vec<StageMeta>> {
+        let rows: Vec<(i64, String, String, i64, String)> = sqlx::query_as(
+            "SELECT stage, name, kind, quorum, rule FROM round_stages WHERE round_id = ? ORDER BY stage",
+        )
+        .bind(round)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(stage, name, kind, quorum, rule)| StageMeta {
+                stage,
+                name,
+                kind,
+                quorum,
+                rule,
+            })
+            .collect())
+    }
+
+    /// Hypotheses waiting at human stages that `reviewer` has not answered, best first.
+    pub async fn review_queue(&self, reviewer: &str, f: &QueueFilter) -> Result<Vec<QueueItem>> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "{HYPOTHESIS_SELECT} JOIN stage_items s ON s.hypothesis_id = h.id AND s.stage = h.stage \
+             JOIN rounds rd ON rd.id = h.round_id \
+             JOIN round_stages st ON st.round_id = h.round_id AND st.stage = h.stage \
+             WHERE st.kind = 'human' AND s.status = 'submitted' AND h.status = 'active' \
+             AND NOT EXISTS (SELECT 1 FROM verdicts v WHERE v.hypothesis_id = h.id \
+                 AND v.stage = h.stage AND v.reviewer = ?1) \
+             AND (?2 IS NULL OR rd.workflow = ?2) AND (?3 IS NULL OR r.key = ?3) \
+             AND (?4 IS NULL OR he.key = ?4 OR te.key = ?4) \
+             ORDER BY h.acquisition DESC, h.id LIMIT ?5 OFFSET ?6"
+        )))
+        .bind(reviewer)
+        .bind(&f.workflow)
+        .bind(&f.relation)
+        .bind(&f.entity)
+        .bind(if f.limit <= 0 { 50 } else { f.limit })
+        .bind(f.offset.max(0))
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let hypothesis = hypothesis_from(row)?;
+            let extra: (String, i64, String, i64, Option<String>, i64) = sqlx::query_as(
+                "SELECT rd.workflow, rd.number, st.name, st.quorum, s.deadline, \
+                 (SELECT count(DISTINCT v.reviewer) FROM verdicts v WHERE v.hypothesis_id = h.id \
+                  AND v.stage = h.stage AND NOT EXISTS (SELECT 1 FROM retractions x WHERE x.verdict_id = v.id)) \
+                 FROM hypotheses h JOIN rounds rd ON rd.id = h.round_id \
+                 JOIN round_stages st ON st.round_id = h.round_id AND st.stage = h.stage \
+                 JOIN stage_items s ON s.hypothesis_id = h.id AND s.stage = h.stage WHERE h.id = ?",
+            )
+            .bind(hypothesis.id)
+            .fetch_one(&self.pool)
+            .await?;
+            out.push(QueueItem {
+                hypothesis,
+                workflow: extra.0,
+                round_number: extra.1,
+                stage_name: extra.2,
+                quorum: extra.3,
+                deadline: extra.4,
+                reviews: extra.5,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Records a person's verdict on a hypothesis waiting at a human stage, applying the
+    /// stage's quorum and disagreement rule. One verdict per reviewer per stage.
+    pub async fn record_review(&self, r: &Review<'_>) -> Result<Reviewed> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let row: Option<(i64, i64, String, String, i64, String)> = sqlx::query_as(
+            "SELECT h.round_id, h.stage, h.status, s.status, st.quorum, st.rule FROM hypotheses h \
+             JOIN stage_items s ON s.hypothesis_id = h.id AND s.stage = h.stage \
+             JOIN round_stages st ON st.round_id = h.round_id AND st.stage = h.stage \
+             WHERE h.id = ? AND st.kind = 'human'",
+        )
+        .bind(r.hypothesis)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some((_, stage, h_status, item, quorum, rule)) = row else {
+            return Err(StoreError::Conflict(format!(
+                "hypothesis {} is not waiting for human review",
+                r.hypothesis
+            )));
+        };
+        if h_status != "active" || item != "submitted" {
+            return Err(StoreError::Conflict(format!(
+                "hypothesis {} is no longer open for review (it is {h_status}, its stage item {item})",
+                r.hypothesis
+            )));
+        }
+        let id: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO verdicts (hypothesis_id, stage, verdict, confidence, evidence, cost, \
+             reviewer, created_at, comment, client, role) VALUES (?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?) \
+             ON CONFLICT (hypothesis_id, stage, reviewer) DO NOTHING RETURNING id",
+        )
+        .bind(r.hypothesis)
+        .bind(stage)
+        .bind(r.verdict.as_str())
+        .bind(r.confidence)
+        .bind(
+            serde_json::json!({ "source": "human", "comment": r.comment, "client": r.client })
+                .to_string(),
+        )
+        .bind(&r.reviewer.name)
+        .bind(now())
+        .bind(r.comment)
+        .bind(r.client)
+        .bind(r.reviewer.role.as_str())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(verdict_id) = id else {
+            return Err(StoreError::Conflict(format!(
+                "{} has already answered hypothesis {}",
+                r.reviewer.name, r.hypothesis
+            )));
+        };
+        let given: Vec<(String, Option<String>)> = sqlx::query_as(
+            "SELECT v.verdict, v.role FROM verdicts v WHERE v.hypothesis_id = ? AND v.stage = ? \
+             AND NOT EXISTS (SELECT 1 FROM retractions x WHERE x.verdict_id = v.id) ORDER BY v.id",
+        )
+        .bind(r.hypothesis)
+        .bind(stage)
+        .fetch_all(&mut *tx)
+        .await?;
+        let outcomes: Vec<(Outcome, bool)> = given
+            .iter()
+            .filter_map(|(v, role)| Some((parse_outcome(v)?, role.as_deref() == Some("admin"))))
+            .collect();
+        let agree = outcomes.windows(2).all(|w| w[0].0 == w[1].0);
+        let escalate = rule == "escalate";
+        let admin_decided = escalate && outcomes.iter().any(|(_, admin)| *admin);
+        let quorum_met = outcomes.len() as i64 >= quorum;
+        let answered = quorum_met && (agree || !escalate || admin_decided);
+        let escalated = quorum_met && escalate && !agree && !admin_decided;
+        if answered {
+            sqlx::query(
+                "UPDATE stage_items SET status = 'answered', answered_at = ? \
+                 WHERE hypothesis_id = ? AND stage = ?",
+            )
+            .bind(now())
+            .bind(r.hypothesis)
+            .bind(stage)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(Reviewed {
+            verdict_id,
+            stage,
+            reviews: outcomes.len() as i64,
+            quorum,
+            answered,
+            escalated,
+        })
+    }
+
+    /// Withdraws a verdict found wrong after the fact. If it had confirmed an edge, a new
+    /// graph version naming the retraction removes the edge; the hypothesis goes back to its
+    /// stage's queue when the round still waits there, else to `refuted`. Nothing is deleted.
+    pub async fn retract(&self, verdict_id: i64, reason: &str, by: &str) -> Result<Retracted> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let row: Option<(i64, i64, String, i64, i64, i64, i64, String, String, i64)> =
+            sqlx::query_as(
+                "SELECT v.hypothesis_id, v.stage, v.verdict, h.round_id, h.head, h.relation, h.tail, \
+                 h.status, rd.state, rd.stage FROM verdicts v JOIN hypotheses h ON h.id = v.hypothesis_id \
+                 JOIN rounds rd ON rd.id = h.round_id WHERE v.id = ?",
+            )
+            .bind(verdict_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some((hyp, stage, verdict, round, head, relation, tail, status, state, round_stage)) =
+            row
+        else {
+            return Err(StoreError::Conflict(format!(
+                "verdict {verdict_id} does not exist"
+            )));
+        };
+        let already: Option<i64> =
+            sqlx::query_scalar("SELECT id FROM retractions WHERE verdict_id = ?")
+                .bind(verdict_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if already.is_some() {
+            return Err(StoreError::Conflict(format!(
+                "verdict {verdict_id} is already retracted"
+            )));
+        }
+        // Edges this hypothesis put in the graph and that are still live.
+        let live: Vec<(i64,)> = sqlx::query_as(
+            "SELECT id FROM edges WHERE head = ? AND relation = ? AND tail = ? AND removed_in IS NULL \
+             AND json_extract(provenance, '$.hypothesis') = ?",
+        )
+        .bind(head)
+        .bind(relation)
+        .bind(tail)
+        .bind(hyp)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut version = None;
+        if verdict == "confirmed" && !live.is_empty() {
+            let keys = Keys::load(&mut tx).await?;
+            let meta = Meta {
+                message: format!("retract verdict {verdict_id} (hypothesis {hyp}): {reason}"),
+                source: serde_json::json!({
+                    "kind": "retraction", "verdict": verdict_id, "hypothesis": hyp, "by": by,
+                })
+                .to_string(),
+                round_id: Some(round),
+            };
+            let delta = Delta {
+                removed: Arc::new(vec![[head, relation, tail]]),
+                ..Delta::default()
+            };
+            version = Some(commit(&mut tx, Arc::new(keys), delta, meta).await?.version);
+        }
+        // Back to the queue while the round still waits at that stage; else refuted.
+        let reopen = state == "awaiting" && round_stage == stage && status != "failed";
+        let outcome = if reopen {
+            sqlx::query(
+                "UPDATE stage_items SET status = 'submitted', answered_at = NULL \
+                 WHERE hypothesis_id = ? AND stage = ?",
+            )
+            .bind(hyp)
+            .bind(stage)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query("UPDATE hypotheses SET status = 'active', reason = NULL WHERE id = ?")
+                .bind(hyp)
+                .execute(&mut *tx)
+                .await?;
+            "requeued"
+        } else {
+            sqlx::query("UPDATE hypotheses SET status = 'refuted', reason = ? WHERE id = ?")
+                .bind(format!("verdict {verdict_id} retracted: {reason}"))
+                .bind(hyp)
+                .execute(&mut *tx)
+                .await?;
+            let v = match version {
+                Some(v) => v,
+                None => {
+                    sqlx::query_scalar("SELECT max(id) FROM graph_versions")
+                        .fetch_one(&mut *tx)
+                        .await?
+                }
+            };
+            sqlx::query(
+                "INSERT INTO refutations (head, relation, tail, version, evidence) VALUES (?, ?, ?, ?, ?) \
+                 ON CONFLICT (head, relation, tail) DO UPDATE SET version = excluded.version, \
+                 evidence = excluded.evidence",
+            )
+            .bind(head)
+            .bind(relation)
+            .bind(tail)
+            .bind(v)
+            .bind(serde_json::json!({ "retraction_of": verdict_id, "reason": reason, "by": by }).to_string())
+            .execute(&mut *tx)
+            .await?;
+            "refuted"
+        };
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO retractions (verdict_id, reason, by_user, version, outcome, created_at) \
+             VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(verdict_id)
+        .bind(reason)
+        .bind(by)
+        .bind(version)
+        .bind(outcome)
+        .bind(now())
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Retracted {
+            id,
+            verdict_id,
+            hypothesis: hyp,
+            version,
+            outcome: outcome.to_owned(),
+        })
+    }
+
+    /// A hypothesis with its verdicts (and retractions) and the graph around it: what a
+    /// reviewer sees.
+    pub async fn hypothesis_detail(&self, id: i64, neighbours: i64) -> Result<serde_json::Value> {
+        let h = self.hypothesis(id).await?;
+        let verdicts = self.verdicts(id).await?;
+        let retracted: Vec<i64> = sqlx::query_scalar(
+            "SELECT x.verdict_id FROM retractions x JOIN verdicts v ON v.id = x.verdict_id \
+             WHERE v.hypothesis_id = ?",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?;
+        let head = self.neighbours(&h.head, neighbours).await?;
+        let tail = self.neighbours(&h.tail, neighbours).await?;
+        let stages = self.round_stages(h.round_id).await?;
+        Ok(serde_json::json!({
+            "hypothesis": h,
+            "verdicts": verdicts,
+            "retracted": retracted,
+            "stages": stages,
+            "context": { "head": head, "tail": tail },
+        }))
+    }
+
+    /// Live edges touching an entity, up to `limit`, as plugin context.
+    pub async fn neighbours(&self, key: &str, limit: i64) -> Result<Vec<crate::plugin::Neighbour>> {
+        let rows = sqlx::query(
+            "SELECT r.key AS relation, o.key AS entity, o.name AS name, o.category AS category, 'out' AS direction \
+             FROM entities e JOIN edges x ON x.head = e.id AND x.removed_in IS NULL \
+             JOIN relations r ON r.id = x.relation JOIN entities o ON o.id = x.tail WHERE e.key = ?1 \
+             UNION ALL \
+             SELECT r.key, o.key, o.name, o.category, 'in' \
+             FROM entities e JOIN edges x ON x.tail = e.id AND x.removed_in IS NULL \
+             JOIN relations r ON r.id = x.relation JOIN entities o ON o.id = x.head WHERE e.key = ?1 \
+             LIMIT ?2",
+        )
+        .bind(key)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(crate::plugin::Neighbour {
+                    relation: r.try_get("relation")?,
+                    entity: r.try_get("entity")?,
+                    name: r.try_get("name")?,
+                    category: r.try_get("category")?,
+                    direction: r.try_get("direction")?,
+                })
+            })
+            .collect()
+    }
+}
+
+/// What a retraction did.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Retracted {
+    pub id: i64,
+    pub verdict_id: i64,
+    pub hypothesis: i64,
+    /// The graph version that removed the edge it had confirmed.
+    pub version: Option<i64>,
+    /// `requeued` or `refuted`.
+    pub outcome: String,
+}
+
+fn user_from(row: &sqlx::sqlite::SqliteRow) -> Result<User> {
+    let role: String = row.try_get("role")?;
+    Ok(User {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        role: Role::parse(&role).ok_or_else(|| StoreError::Corrupt(format!("role `{role}`")))?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+fn parse_outcome(s: &str) -> Option<Outcome> {
+    match s {
+        "confirmed" => Some(Outcome::Confirmed),
+        "refuted" => Some(Outcome::Refuted),
+        "inconclusive" => Some(Outcome::Inconclusive),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use Outcome::*;
+
+    #[test]
+    fn majority_admin_and_ties() {
+        assert_eq!(decide(&[], false), None);
+        assert_eq!(decide(&[(Confirmed, false)], false), Some(Confirmed));
+        assert_eq!(
+            decide(
+                &[(Confirmed, false), (Refuted, false), (Confirmed, false)],
+                false
+            ),
+            Some(Confirmed)
+        );
+        assert_eq!(
+            decide(&[(Confirmed, false), (Refuted, false)], false),
+            Some(Inconclusive)
+        );
+        assert_eq!(
+            decide(
+                &[(Confirmed, false), (Refuted, false), (Refuted, true)],
+                true
+            ),
+            Some(Refuted),
+            "escalated: the admin decides"
+        );
+        assert_eq!(
+            decide(
+                &[(Confirmed, false), (Confirmed, false), (Refuted, true)],
+                false
+            ),
+            Some(Confirmed),
+            "majority rule: an admin is one vote"
+        );
+    }
+}
