@@ -5,6 +5,7 @@ mod daemon;
 mod history;
 mod import;
 mod model;
+mod plugins;
 mod replay;
 mod rounds;
 mod store_api;

@@ -1,0 +1,405 @@
+//! Plugins against real loopback servers (wiremock) and real programs, through the real
+//! binary: every hypothesis ends answered, failed with a reason, or expired; none vanishes.
+
+use crate::support::{Env, data};
+use serde_json::{Value, json};
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
+
+/// A small workflow whose single (or several) stages are given as YAML.
+fn workflow(stages: &str) -> String {
+    format!(
+        "name: w\n\
+         graph:\n  import: {visible}\n\
+         model:\n  dim: 8\n  epochs: 2\n  retrain_epochs: 1\n  ensemble: 1\n  calibration: none\n\
+         generate:\n  top_k: 20\n\
+         rank:\n  batch: 10\n  max_per_entity: 3\n\
+         stages:\n{stages}\
+         seed: 5\n",
+        visible = data("umls/demo-visible.tsv").display(),
+    )
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+/// Answers every hypothesis of a batch with `verdict`.
+struct AnswerAll(&'static str);
+
+impl Respond for AnswerAll {
+    fn respond(&self, req: &Request) -> ResponseTemplate {
+        let body: Value = serde_json::from_slice(&req.body).unwrap_or(Value::Null);
+        let results: Vec<Value> = body["hypotheses"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|h| json!({ "key": h["key"], "verdict": self.0, "confidence": 0.9, "evidence": { "assay": "mock" } }))
+            .collect();
+        ResponseTemplate::new(200).set_body_json(json!({ "results": results }))
+    }
+}
+
+fn statuses(env: &Env) -> Vec<String> {
+    env.strings("SELECT status || ':' || coalesce(reason, '') FROM hypotheses ORDER BY id")
+}
+
+fn count(env: &Env, status: &str) -> i64 {
+    env.count(&format!(
+        "SELECT count(*) FROM hypotheses WHERE status = '{status}'"
+    ))
+}
+
+/// Runs one round; returns stderr.
+fn run_round(env: &Env, text: &str) -> String {
+    let w = env.write("w.yaml", text);
+    let out = env.run(&["run", w.to_str().expect("path"), "--wait", "0s"]);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{stderr}");
+    stderr
+}
+
+#[test]
+fn http_500_then_success_is_retried_to_one_verdict_each() {
+    let rt = runtime();
+    let server = rt.block_on(async {
+        let s = MockServer::start().await;
+        Mock::given(method("POST"))
+            .and(path("/assay"))
+            .respond_with(ResponseTemplate::new(500).set_body_string("busy"))
+            .up_to_n_times(1)
+            .with_priority(1)
+            .mount(&s)
+            .await;
+        Mock::given(method("POST"))
+            .and(path("/assay"))
+            .respond_with(AnswerAll("confirmed"))
+            .with_priority(2)
+            .mount(&s)
+            .await;
+        s
+    });
+    let env = Env::new();
+    run_round(
+        &env,
+        &workflow(&format!(
+            "  - name: assay\n    plugin: http\n    url: {}/assay\n",
+            server.uri()
+        )),
+    );
+    assert_eq!(count(&env, "confirmed"), 10, "{:?}", statuses(&env));
+    assert_eq!(
+        env.count("SELECT count(*) FROM verdicts"),
+        10,
+        "one verdict each"
+    );
+    let requests = rt.block_on(server.received_requests()).unwrap_or_default();
+    assert_eq!(requests.len(), 2, "one failure, one retry");
+    let body: Value = serde_json::from_slice(&requests[1].body).expect("json");
+    let h = &body["hypotheses"][0];
+    assert!(h["key"].as_str().is_some_and(|k| k.ends_with(":0")), "{h}");
+    assert!(
+        h["score"].as_f64().is_some() && h["context"]["head"].is_array(),
+        "{h}"
+    );
+}
+
+#[test]
+fn http_400_is_not_retried_and_the_body_is_the_reason() {
+    let rt = runtime();
+    let server = rt.block_on(async {
+        let s = MockServer::start().await;
+        Mock::given(method("POST"))
+            .respond_with(ResponseTemplate::new(400).set_body_string("relation `x` not assayable"))
+            .mount(&s)
+            .await;
+        s
+    });
+    let env = Env::new();
+    run_round(
+        &env,
+        &workflow(&format!(
+            "  - name: assay\n    plugin: http\n    url: {}/assay\n",
+            server.uri()
+        )),
+    );
+    assert_eq!(
+        rt.block_on(server.received_requests())
+            .unwrap_or_default()
+            .len(),
+        1
+    );
+    assert_eq!(count(&env, "failed"), 10);
+    assert!(
+        statuses(&env)[0].contains("HTTP 400"),
+        "{:?}",
+        statuses(&env)
+    );
+    assert!(
+        statuses(&env)[0].contains("not assayable"),
+        "{:?}",
+        statuses(&env)
+    );
+    assert_eq!(
+        env.strings("SELECT state FROM rounds"),
+        vec!["done"],
+        "the round went on"
+    );
+}
+
+#[test]
+fn a_hanging_service_times_out_and_fails_after_retries() {
+    let rt = runtime();
+    let server = rt.block_on(async {
+        let s = MockServer::start().await;
+        Mock::given(method("POST"))
+            .respond_with(ResponseTemplate::new(200).set_delay(std::time::Duration::from_secs(10)))
+            .mount(&s)
+            .await;
+        s
+    });
+    let env = Env::new();
+    let started = std::time::Instant::now();
+    run_round(
+        &env,
+        &workflow(&format!(
+            "  - name: assay\n    plugin: http\n    url: {}/assay\n    request_timeout: 300ms\n    retries: 1\n",
+            server.uri()
+        )),
+    );
+    assert!(started.elapsed().as_secs() < 60);
+    assert_eq!(
+        rt.block_on(server.received_requests())
+            .unwrap_or_default()
+            .len(),
+        2
+    );
+    assert_eq!(count(&env, "failed"), 10);
+    assert!(
+        statuses(&env)[0].contains("timed out"),
+        "{:?}",
+        statuses(&env)
+    );
+}
+
+#[test]
+fn invalid_json_is_retried_then_failed() {
+    let rt = runtime();
+    let server = rt.block_on(async {
+        let s = MockServer::start().await;
+        Mock::given(method("POST"))
+            .respond_with(ResponseTemplate::new(200).set_body_string("<html>oops</html>"))
+            .mount(&s)
+            .await;
+        s
+    });
+    let env = Env::new();
+    run_round(
+        &env,
+        &workflow(&format!(
+            "  - name: assay\n    plugin: http\n    url: {}/assay\n    retries: 1\n",
+            server.uri()
+        )),
+    );
+    assert_eq!(
+        rt.block_on(server.received_requests())
+            .unwrap_or_default()
+            .len(),
+        2
+    );
+    assert_eq!(count(&env, "failed"), 10);
+    assert!(
+        statuses(&env)[0].contains("invalid JSON"),
+        "{:?}",
+        statuses(&env)
+    );
+}
+
+/// Answers with one wrong key and one unknown hypothesis among otherwise good answers.
+struct Mixed;
+
+impl Respond for Mixed {
+    fn respond(&self, req: &Request) -> ResponseTemplate {
+        let body: Value = serde_json::from_slice(&req.body).unwrap_or(Value::Null);
+        let mut results: Vec<Value> = body["hypotheses"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .skip(1)
+            .map(|h| json!({ "key": h["key"], "verdict": "refuted" }))
+            .collect();
+        results.push(json!({ "key": "999:999:0", "verdict": "confirmed" }));
+        results.push(json!({ "hypothesis": 424242, "verdict": "confirmed" }));
+        ResponseTemplate::new(200).set_body_json(json!({ "results": results }))
+    }
+}
+
+#[test]
+fn answers_for_unknown_hypotheses_or_wrong_keys_are_rejected_and_the_rest_kept() {
+    let rt = runtime();
+    let server = rt.block_on(async {
+        let s = MockServer::start().await;
+        Mock::given(method("POST"))
+            .respond_with(Mixed)
+            .mount(&s)
+            .await;
+        s
+    });
+    let env = Env::new();
+    let stderr = run_round(
+        &env,
+        &workflow(&format!(
+            "  - name: assay\n    plugin: http\n    url: {}/assay\n",
+            server.uri()
+        )),
+    );
+    assert_eq!(count(&env, "refuted"), 9, "{:?}", statuses(&env));
+    assert_eq!(
+        count(&env, "failed"),
+        1,
+        "the unanswered one fails with a reason"
+    );
+    assert!(
+        statuses(&env)
+            .iter()
+            .any(|s| s.contains("did not answer it"))
+    );
+    assert!(stderr.contains("unknown key `999:999:0`"), "{stderr}");
+    assert!(stderr.contains("unknown hypothesis 424242"), "{stderr}");
+}
+
+/// A chat-completions endpoint that replies with `replies[i]` on the i-th call (then the last).
+struct Chat(Vec<&'static str>, std::sync::atomic::AtomicUsize);
+
+impl Respond for Chat {
+    fn respond(&self, _: &Request) -> ResponseTemplate {
+        let i = self.1.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let content = self.0[i.min(self.0.len() - 1)];
+        ResponseTemplate::new(200).set_body_json(json!({
+            "choices": [{ "message": { "role": "assistant", "content": content } }],
+            "usage": { "prompt_tokens": 100, "completion_tokens": 20 },
+        }))
+    }
+}
+
+fn llm_round(replies: Vec<&'static str>) -> Env {
+    let rt = runtime();
+    let server = rt.block_on(async {
+        let s = MockServer::start().await;
+        Mock::given(method("POST"))
+            .and(path("/v1/chat/completions"))
+            .respond_with(Chat(replies, Default::default()))
+            .mount(&s)
+            .await;
+        s
+    });
+    let env = Env::new();
+    run_round(
+        &env,
+        &workflow(&format!(
+            "  - name: triage\n    plugin: llm\n    endpoint: {}/v1\n    model: m\n    retries: 2\n    price_per_1k: [0.5, 1.5]\n    concurrency: 2\n",
+            server.uri()
+        )),
+    );
+    drop(server);
+    env
+}
+
+const GOOD: &str = r#"{"verdict": "confirmed", "confidence": 0.8, "rationale": "shared pathway"}"#;
+
+#[test]
+fn llm_prose_is_rejected_after_retries() {
+    let env = llm_round(vec!["I believe this is plausible."]);
+    assert_eq!(count(&env, "failed"), 10);
+    assert!(
+        statuses(&env)[0].contains("no usable answer from m after 2 attempts"),
+        "{:?}",
+        statuses(&env)
+    );
+}
+
+#[test]
+fn llm_json_in_a_code_fence_is_accepted_with_tokens_and_cost() {
+    let env = llm_round(vec![
+        "```json\n{\"verdict\": \"confirmed\", \"confidence\": 0.8, \"rationale\": \"shared pathway\"}\n```",
+    ]);
+    assert_eq!(count(&env, "confirmed"), 10, "{:?}", statuses(&env));
+    let evidence = env.strings("SELECT evidence FROM verdicts LIMIT 1");
+    let e: Value = serde_json::from_str(&evidence[0]).expect("json");
+    assert_eq!(e["rationale"], "shared pathway");
+    assert_eq!(e["prompt_tokens"], 100);
+    // 100 prompt tokens at 0.5 per 1k + 20 completion tokens at 1.5 per 1k.
+    let cost: f64 = env.strings("SELECT CAST(cost AS TEXT) FROM verdicts LIMIT 1")[0]
+        .parse()
+        .expect("cost");
+    assert!((cost - 0.08).abs() < 1e-9, "{cost}");
+}
+
+#[test]
+fn llm_missing_field_is_asked_again() {
+    let env = llm_round(vec![r#"{"verdict": "confirmed", "confidence": 0.8}"#, GOOD]);
+    // The first hypothesis needed a second question; the others may have had the good reply.
+    assert_eq!(count(&env, "confirmed"), 10, "{:?}", statuses(&env));
+    assert!(
+        env.count("SELECT count(*) FROM verdicts WHERE json_extract(evidence, '$.attempts') = 2")
+            >= 1
+    );
+}
+
+#[test]
+fn llm_confidence_out_of_range_is_rejected() {
+    let env = llm_round(vec![
+        r#"{"verdict": "confirmed", "confidence": 7, "rationale": "sure"}"#,
+    ]);
+    assert_eq!(count(&env, "failed"), 10);
+    assert!(
+        statuses(&env)[0].contains("confidence 7"),
+        "{:?}",
+        statuses(&env)
+    );
+}
+
+#[test]
+fn a_command_that_crashes_mid_batch_fails_only_what_it_did_not_answer() {
+    let env = Env::new();
+    // Answers the first two lines it reads, then dies.
+    let script = env.write(
+        "assay.sh",
+        "#!/bin/sh\nn=0\nwhile read -r line; do\n  n=$((n+1))\n  key=$(echo \"$line\" | sed 's/.*\"key\":\"\\([^\"]*\\)\".*/\\1/')\n  echo \"{\\\"key\\\": \\\"$key\\\", \\\"verdict\\\": \\\"confirmed\\\"}\"\n  if [ $n -eq 2 ]; then echo 'robot arm fault' >&2; exit 4; fi\ndone\n",
+    );
+    run_round(
+        &env,
+        &workflow(&format!(
+            "  - name: assay\n    plugin: command\n    command: [sh, {}]\n",
+            script.display()
+        )),
+    );
+    assert_eq!(count(&env, "confirmed"), 2, "{:?}", statuses(&env));
+    assert_eq!(count(&env, "failed"), 8);
+    assert!(
+        statuses(&env)
+            .iter()
+            .any(|s| s.contains("exit status: 4") && s.contains("robot arm fault"))
+    );
+}
+
+#[test]
+fn the_bundled_command_plugin_runs_from_its_manifest() {
+    let env = Env::new();
+    let plugins = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("plugins");
+    let text = workflow("  - name: triage\n    plugin: example-triage\n")
+        + &format!("plugins_dir: {}\n", plugins.display());
+    run_round(&env, &text);
+    let answered = count(&env, "confirmed") + count(&env, "refuted") + count(&env, "inconclusive");
+    assert_eq!(answered, 10, "{:?}", statuses(&env));
+    assert_eq!(
+        env.count(
+            "SELECT count(*) FROM verdicts WHERE json_extract(evidence, '$.rule') IS NOT NULL"
+        ),
+        10
+    );
+}
