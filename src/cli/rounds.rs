@@ -233,6 +233,21 @@ pub async fn run(
                 );
             }
         };
+        if round.state == RoundState::Dispatching {
+            bar.finish_and_clear();
+            out!(
+                "round {} of {name}: stage `{}` paused after repeated failures (circuit open); \
+                 the remaining hypotheses stay queued: run again later",
+                round.number,
+                loaded
+                    .workflow
+                    .stages
+                    .get(round.stage as usize)
+                    .map(|s| s.name.as_str())
+                    .unwrap_or("?")
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
         if round.state == RoundState::Awaiting {
             bar.finish_and_clear();
             out!(

@@ -7,6 +7,7 @@ mod import;
 mod model;
 mod plugins;
 mod replay;
+mod review;
 mod rounds;
 mod store_api;
 mod support;

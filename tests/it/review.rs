@@ -1,0 +1,465 @@
+//! The REST API and the people side: assay callbacks, the review queue with quorum rules,
+//! the terminal reviewer, retraction, polling the bundled assay service, the circuit breaker.
+
+use crate::support::{Env, data};
+use serde_json::{Value, json};
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, Command, Stdio};
+use wiremock::matchers::method;
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+fn workflow(stages: &str) -> String {
+    format!(
+        "name: w\n\
+         graph:\n  import: {visible}\n\
+         model:\n  dim: 8\n  epochs: 2\n  retrain_epochs: 1\n  ensemble: 1\n  calibration: none\n\
+         generate:\n  top_k: 20\n\
+         rank:\n  batch: 10\n  max_per_entity: 3\n\
+         stages:\n{stages}\
+         seed: 5\n",
+        visible = data("umls/demo-visible.tsv").display(),
+    )
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+/// `hypograph serve` on a free port; killed on drop.
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Server {
+    fn start(env: &Env) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_hypograph"))
+            .arg("--db")
+            .arg(&env.db)
+            .args(["serve", "--bind", "127.0.0.1:0"])
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn serve");
+        let stderr = child.stderr.take().expect("stderr");
+        let mut reader = BufReader::new(stderr);
+        let mut line = String::new();
+        reader.read_line(&mut line).expect("read");
+        // Keep draining: a closed pipe would make the server's later log lines fail.
+        std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
+        let base = line
+            .trim()
+            .rsplit(' ')
+            .next()
+            .filter(|u| u.starts_with("http://"))
+            .unwrap_or_else(|| panic!("no address in `{line}`"))
+            .to_owned();
+        Self { child, base }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn user(env: &Env, name: &str, role: &str) -> String {
+    env.ok(&["user", "add", name, "--role", role])
+        .trim()
+        .to_owned()
+}
+
+fn post(url: &str, token: Option<&str>, body: &Value) -> (u16, Value) {
+    runtime().block_on(async {
+        let mut req = reqwest::Client::new().post(url).json(body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await.expect("request");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    })
+}
+
+fn get(url: &str, token: &str) -> (u16, Value) {
+    runtime().block_on(async {
+        let resp = reqwest::Client::new()
+            .get(url)
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("request");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    })
+}
+
+fn run(env: &Env, file: &std::path::Path) -> String {
+    env.ok(&["run", file.to_str().expect("path"), "--wait", "0s"])
+}
+
+fn count(env: &Env, status: &str) -> i64 {
+    env.count(&format!(
+        "SELECT count(*) FROM hypotheses WHERE status = '{status}'"
+    ))
+}
+
+#[test]
+fn assay_callbacks_are_authenticated_idempotent_and_checked() {
+    let rt = runtime();
+    let assay = rt.block_on(async {
+        let s = MockServer::start().await;
+        // Accepts everything, answers later by callback.
+        Mock::given(method("POST"))
+            .respond_with(ResponseTemplate::new(202).set_body_json(json!({ "results": [] })))
+            .mount(&s)
+            .await;
+        s
+    });
+    let env = Env::new();
+    let svc = user(&env, "lab", "service");
+    let rev = user(&env, "alice", "reviewer");
+    let server = Server::start(&env);
+    let w = env.write(
+        "w.yaml",
+        workflow(&format!(
+            "  - name: assay\n    plugin: http\n    url: {}/assay\n    callback_url: {}\n    timeout: 1h\n",
+            assay.uri(),
+            server.base
+        )),
+    );
+    let out = run(&env, &w);
+    assert!(out.contains("awaiting answers at stage `assay`"), "{out}");
+    let sent: Value =
+        serde_json::from_slice(&rt.block_on(assay.received_requests()).unwrap_or_default()[0].body)
+            .expect("json");
+    assert_eq!(
+        sent["callback_url"],
+        format!("{}/api/v1/results", server.base)
+    );
+    let keys: Vec<String> = sent["hypotheses"]
+        .as_array()
+        .expect("hypotheses")
+        .iter()
+        .map(|h| h["key"].as_str().expect("key").to_owned())
+        .collect();
+    assert_eq!(keys.len(), 10);
+    let url = format!("{}/api/v1/results", server.base);
+    let results = |ks: &[String]| json!({ "results": ks.iter().map(|k| json!({ "key": k, "verdict": "confirmed", "confidence": 0.9, "evidence": { "plate": 7 } })).collect::<Vec<_>>() });
+    assert_eq!(post(&url, None, &results(&keys)).0, 401, "no token");
+    assert_eq!(
+        post(&url, Some("not-a-token"), &results(&keys)).0,
+        401,
+        "wrong token"
+    );
+    assert_eq!(
+        post(&url, Some(&rev), &results(&keys)).0,
+        403,
+        "a reviewer cannot post results"
+    );
+    assert_eq!(env.count("SELECT count(*) FROM verdicts"), 0);
+
+    let mut first: Vec<String> = keys[..5].to_vec();
+    first.push("1:99999:0".into());
+    let (status, body) = post(&url, Some(&svc), &results(&first));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        (
+            body["accepted"].as_i64(),
+            body["rejected"].as_array().map(Vec::len)
+        ),
+        (Some(5), Some(1)),
+        "{body}"
+    );
+    let (_, again) = post(&url, Some(&svc), &results(&keys[..5]));
+    assert_eq!(
+        (again["accepted"].as_i64(), again["duplicates"].as_i64()),
+        (Some(0), Some(5)),
+        "{again}"
+    );
+    assert_eq!(
+        env.count("SELECT count(*) FROM verdicts"),
+        5,
+        "a repeated callback changes nothing"
+    );
+    let (_, rest) = post(&url, Some(&svc), &results(&keys[5..]));
+    assert_eq!(rest["accepted"].as_i64(), Some(5), "{rest}");
+    let out = run(&env, &w);
+    assert!(
+        out.contains("round 1: 10 hypotheses, 10 confirmed"),
+        "{out}"
+    );
+    assert_eq!(
+        env.strings("SELECT DISTINCT reviewer FROM verdicts"),
+        vec!["lab"]
+    );
+}
+
+#[test]
+fn reviewers_reach_a_quorum_by_api_and_terminal_and_a_retraction_removes_the_edge() {
+    let env = Env::new();
+    let alice = user(&env, "alice", "reviewer");
+    user(&env, "bob", "reviewer");
+    let svc = user(&env, "lab", "service");
+    let server = Server::start(&env);
+    let w = env.write(
+        "w.yaml",
+        workflow("  - name: experts\n    plugin: human\n    quorum: 2\n    timeout: 72h\n"),
+    );
+    run(&env, &w);
+    let (status, q) = get(&format!("{}/api/v1/queue", server.base), &alice);
+    assert_eq!(status, 200, "{q}");
+    let items = q["items"].as_array().expect("items").clone();
+    assert_eq!(items.len(), 10);
+    assert_eq!(
+        get(&format!("{}/api/v1/queue", server.base), &svc).0,
+        403,
+        "a service token cannot review"
+    );
+    let (status, detail) = get(
+        &format!("{}/api/v1/hypotheses/{}", server.base, items[0]["id"]),
+        &alice,
+    );
+    assert_eq!(status, 200);
+    assert!(detail["context"]["head"].is_array(), "{detail}");
+    // Alice: the first five confirmed, the rest refuted.
+    for (i, item) in items.iter().enumerate() {
+        let verdict = if i < 5 { "confirmed" } else { "refuted" };
+        let (status, body) = post(
+            &format!("{}/api/v1/hypotheses/{}/verdict", server.base, item["id"]),
+            Some(&alice),
+            &json!({ "verdict": verdict, "comment": "checked the literature" }),
+        );
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["answered"], false, "one of two reviews");
+    }
+    let (status, _) = post(
+        &format!(
+            "{}/api/v1/hypotheses/{}/verdict",
+            server.base, items[0]["id"]
+        ),
+        Some(&alice),
+        &json!({ "verdict": "refuted" }),
+    );
+    assert_eq!(status, 409, "one verdict per reviewer");
+    assert_eq!(
+        get(&format!("{}/api/v1/queue", server.base), &alice).1["items"]
+            .as_array()
+            .map(Vec::len),
+        Some(0)
+    );
+    // Bob answers everything in the terminal, one key each.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hypograph"))
+        .arg("--db")
+        .arg(&env.db)
+        .args(["review", "--as", "bob"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn review");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all("c\n".repeat(10).as_bytes())
+        .expect("write");
+    let out = child.wait_with_output().expect("review");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("10 verdicts recorded"), "{stdout}");
+    assert!(stdout.contains("model probability"), "{stdout}");
+    let out = run(&env, &w);
+    assert!(
+        out.contains("round 1: 10 hypotheses, 5 confirmed, 0 refuted"),
+        "{out}"
+    );
+    assert_eq!(
+        count(&env, "inconclusive"),
+        5,
+        "a 1-1 split is a tie under the majority rule"
+    );
+    assert_eq!(
+        env.count("SELECT count(*) FROM verdicts WHERE client = 'cli'"),
+        10
+    );
+    assert_eq!(
+        env.count("SELECT count(*) FROM verdicts WHERE comment = 'checked the literature'"),
+        10
+    );
+
+    // Alice's confirmation of the first hypothesis was wrong: retract it.
+    let verdict = env.count(&format!(
+        "SELECT id FROM verdicts WHERE reviewer = 'alice' AND hypothesis_id = {}",
+        items[0]["id"]
+    ));
+    let triple = env
+        .strings(&format!(
+            "SELECT he.key || char(9) || r.key || char(9) || te.key FROM hypotheses h \
+         JOIN entities he ON he.id = h.head JOIN relations r ON r.id = h.relation \
+         JOIN entities te ON te.id = h.tail WHERE h.id = {}",
+            items[0]["id"]
+        ))
+        .pop()
+        .expect("triple");
+    let before = env.count("SELECT max(id) FROM graph_versions");
+    let out = env.ok(&[
+        "retract",
+        &verdict.to_string(),
+        "--reason",
+        "sample mix-up",
+        "--by",
+        "carol",
+    ]);
+    assert!(out.contains("is refuted"), "{out}");
+    assert!(
+        out.contains(&format!("version {} removed the edge", before + 1)),
+        "{out}"
+    );
+    let t: Vec<&str> = triple.split('\t').collect();
+    let blame = env.json(&["graph", "blame", t[0], t[1], t[2]]);
+    let history = blame["history"].as_array().expect("history");
+    assert!(
+        history.iter().any(|h| h["removed_in"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("sample mix-up"))),
+        "{blame}"
+    );
+    assert_eq!(
+        env.count("SELECT count(*) FROM verdicts"),
+        20,
+        "nothing is deleted"
+    );
+    assert_eq!(count(&env, "confirmed"), 4);
+    // The next round trains on the version without the edge.
+    run(&env, &w);
+    assert_eq!(
+        env.count("SELECT graph_version FROM models ORDER BY id DESC LIMIT 1"),
+        env.count("SELECT base_version FROM rounds WHERE number = 2")
+    );
+    assert_eq!(
+        env.count("SELECT base_version FROM rounds WHERE number = 2"),
+        before + 1
+    );
+}
+
+#[test]
+fn an_escalated_disagreement_waits_for_an_admin() {
+    let env = Env::new();
+    let alice = user(&env, "alice", "reviewer");
+    let bob = user(&env, "bob", "reviewer");
+    let carol = user(&env, "carol", "admin");
+    let server = Server::start(&env);
+    let w = env.write(
+        "w.yaml",
+        workflow("  - name: experts\n    plugin: human\n    quorum: 2\n    rule: escalate\n"),
+    );
+    run(&env, &w);
+    let items = get(&format!("{}/api/v1/queue?limit=1", server.base), &alice).1["items"].clone();
+    let id = items[0]["id"].as_i64().expect("id");
+    let verdict = |token: &str, v: &str| {
+        post(
+            &format!("{}/api/v1/hypotheses/{id}/verdict", server.base),
+            Some(token),
+            &json!({ "verdict": v }),
+        )
+        .1
+    };
+    assert_eq!(verdict(&alice, "confirmed")["answered"], false);
+    let split = verdict(&bob, "refuted");
+    assert_eq!(
+        (split["answered"].as_bool(), split["escalated"].as_bool()),
+        (Some(false), Some(true)),
+        "{split}"
+    );
+    let decided = verdict(&carol, "refuted");
+    assert_eq!(decided["answered"], true, "{decided}");
+    assert_eq!(
+        env.strings(&format!(
+            "SELECT s.status FROM stage_items s WHERE s.hypothesis_id = {id}"
+        )),
+        vec!["answered"]
+    );
+}
+
+#[test]
+fn the_bundled_assay_service_is_polled_to_completion() {
+    let env = Env::new();
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("plugins/example_assay.py");
+    let mut service = Command::new("python3")
+        .arg(&script)
+        .args(["--port", "0", "--mode", "poll", "--delay", "0.5"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("python3 runs the example service");
+    let mut line = String::new();
+    BufReader::new(service.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("read");
+    let base = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .expect("address")
+        .to_owned();
+    let plugins = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("plugins");
+    let text = workflow(&format!(
+        "  - name: assay\n    plugin: example-assay\n    url: {base}/assay\n    poll_url: {base}/poll\n    timeout: 1h\n"
+    )) + &format!("plugins_dir: {}\n", plugins.display());
+    let w = env.write("w.yaml", text);
+    let out = env.ok(&["run", w.to_str().expect("path"), "--wait", "60s"]);
+    let _ = service.kill();
+    let _ = service.wait();
+    assert!(out.contains("round 1: 10 hypotheses"), "{out}");
+    assert_eq!(count(&env, "confirmed") + count(&env, "refuted"), 10);
+    assert_eq!(
+        env.count("SELECT count(*) FROM stage_items WHERE external_id IS NOT NULL"),
+        10,
+        "job ids kept"
+    );
+    assert_eq!(
+        env.count("SELECT CAST(sum(cost) AS INTEGER) FROM verdicts"),
+        50,
+        "the manifest's cost"
+    );
+}
+
+#[test]
+fn repeated_failures_open_the_circuit_and_the_rest_wait() {
+    let rt = runtime();
+    let assay = rt.block_on(async {
+        let s = MockServer::start().await;
+        Mock::given(method("POST"))
+            .respond_with(ResponseTemplate::new(503))
+            .mount(&s)
+            .await;
+        s
+    });
+    let env = Env::new();
+    let w = env.write(
+        "w.yaml",
+        workflow(&format!(
+            "  - name: assay\n    plugin: http\n    url: {}/assay\n    retries: 0\n    breaker: 2\n    batch: 2\n    concurrency: 1\n",
+            assay.uri()
+        )),
+    );
+    let out = run(&env, &w);
+    assert!(out.contains("paused after repeated failures"), "{out}");
+    assert_eq!(count(&env, "failed"), 4, "two batches of two");
+    assert_eq!(
+        env.count("SELECT count(*) FROM stage_items WHERE status = 'queued'"),
+        6
+    );
+    assert_eq!(env.strings("SELECT state FROM rounds"), vec!["dispatching"]);
+}
