@@ -125,7 +125,7 @@ pub fn decide(verdicts: &[(Outcome, bool)], escalate: bool) -> Option<Outcome> {
         (Outcome::Refuted, count(Outcome::Refuted)),
         (Outcome::Inconclusive, count(Outcome::Inconclusive)),
     ];
-    tally.sort_by(|a, b| b.1.cmp(&a.1));
+    tally.sort_by_key(|t| std::cmp::Reverse(t.1));
     match tally {
         [(_, 0), ..] => None,
         [(a, n), (_, m), _] if n > m => Some(a),
@@ -343,17 +343,27 @@ impl Store {
     /// stage's queue when the round still waits there, else to `refuted`. Nothing is deleted.
     pub async fn retract(&self, verdict_id: i64, reason: &str, by: &str) -> Result<Retracted> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let row: Option<(i64, i64, String, i64, i64, i64, i64, String, String, i64)> =
+        let row: Option<RetractTarget> =
             sqlx::query_as(
-                "SELECT v.hypothesis_id, v.stage, v.verdict, h.round_id, h.head, h.relation, h.tail, \
-                 h.status, rd.state, rd.stage FROM verdicts v JOIN hypotheses h ON h.id = v.hypothesis_id \
+                "SELECT v.hypothesis_id AS hyp, v.stage, v.verdict, h.round_id AS round, h.head, \
+                 h.relation, h.tail, h.status, rd.state, rd.stage AS round_stage FROM verdicts v JOIN hypotheses h ON h.id = v.hypothesis_id \
                  JOIN rounds rd ON rd.id = h.round_id WHERE v.id = ?",
             )
             .bind(verdict_id)
             .fetch_optional(&mut *tx)
             .await?;
-        let Some((hyp, stage, verdict, round, head, relation, tail, status, state, round_stage)) =
-            row
+        let Some(RetractTarget {
+            hyp,
+            stage,
+            verdict,
+            round,
+            head,
+            relation,
+            tail,
+            status,
+            state,
+            round_stage,
+        }) = row
         else {
             return Err(StoreError::Conflict(format!(
                 "verdict {verdict_id} does not exist"
@@ -515,6 +525,21 @@ impl Store {
             })
             .collect()
     }
+}
+
+/// A verdict to retract, with its hypothesis and round.
+#[derive(sqlx::FromRow)]
+struct RetractTarget {
+    hyp: i64,
+    stage: i64,
+    verdict: String,
+    round: i64,
+    head: i64,
+    relation: i64,
+    tail: i64,
+    status: String,
+    state: String,
+    round_stage: i64,
 }
 
 /// What a retraction did.
