@@ -207,7 +207,7 @@ impl Store {
              JOIN round_stages st ON st.round_id = h.round_id AND st.stage = h.stage \
              WHERE st.kind = 'human' AND s.status = 'submitted' AND h.status = 'active' \
              AND NOT EXISTS (SELECT 1 FROM verdicts v WHERE v.hypothesis_id = h.id \
-                 AND v.stage = h.stage AND v.reviewer = ?1) \
+                 AND v.stage = h.stage AND v.reviewer = ?1 AND v.withdrawn = 0) \
              AND (?2 IS NULL OR rd.workflow = ?2) AND (?3 IS NULL OR r.key = ?3) \
              AND (?4 IS NULL OR he.key = ?4 OR te.key = ?4) \
              ORDER BY h.acquisition DESC, h.id LIMIT ?5 OFFSET ?6"
@@ -226,7 +226,7 @@ impl Store {
             let extra: (String, i64, String, i64, Option<String>, i64) = sqlx::query_as(
                 "SELECT rd.workflow, rd.number, st.name, st.quorum, s.deadline, \
                  (SELECT count(DISTINCT v.reviewer) FROM verdicts v WHERE v.hypothesis_id = h.id \
-                  AND v.stage = h.stage AND NOT EXISTS (SELECT 1 FROM retractions x WHERE x.verdict_id = v.id)) \
+                  AND v.stage = h.stage AND v.withdrawn = 0) \
                  FROM hypotheses h JOIN rounds rd ON rd.id = h.round_id \
                  JOIN round_stages st ON st.round_id = h.round_id AND st.stage = h.stage \
                  JOIN stage_items s ON s.hypothesis_id = h.id AND s.stage = h.stage WHERE h.id = ?",
@@ -275,7 +275,7 @@ impl Store {
         let id: Option<i64> = sqlx::query_scalar(
             "INSERT INTO verdicts (hypothesis_id, stage, verdict, confidence, evidence, cost, \
              reviewer, created_at, comment, client, role) VALUES (?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?) \
-             ON CONFLICT (hypothesis_id, stage, reviewer) DO NOTHING RETURNING id",
+             ON CONFLICT (hypothesis_id, stage, reviewer) WHERE withdrawn = 0 DO NOTHING RETURNING id",
         )
         .bind(r.hypothesis)
         .bind(stage)
@@ -300,7 +300,7 @@ impl Store {
         };
         let given: Vec<(String, Option<String>)> = sqlx::query_as(
             "SELECT v.verdict, v.role FROM verdicts v WHERE v.hypothesis_id = ? AND v.stage = ? \
-             AND NOT EXISTS (SELECT 1 FROM retractions x WHERE x.verdict_id = v.id) ORDER BY v.id",
+             AND v.withdrawn = 0 ORDER BY v.id",
         )
         .bind(r.hypothesis)
         .bind(stage)
@@ -451,6 +451,10 @@ impl Store {
             .await?;
             "refuted"
         };
+        sqlx::query("UPDATE verdicts SET withdrawn = 1 WHERE id = ?")
+            .bind(verdict_id)
+            .execute(&mut *tx)
+            .await?;
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO retractions (verdict_id, reason, by_user, version, outcome, created_at) \
              VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
@@ -470,6 +474,58 @@ impl Store {
             hypothesis: hyp,
             version,
             outcome: outcome.to_owned(),
+        })
+    }
+
+    /// Withdraws `reviewer`'s standing verdict on a hypothesis while its stage is still open
+    /// (the round awaits there and the hypothesis is not decided): the undo is a retraction
+    /// record by the reviewer, the verdict stays for the audit, and they may answer again.
+    pub async fn undo_review(&self, hypothesis: i64, reviewer: &str) -> Result<Retracted> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let row: Option<(i64, i64)> = sqlx::query_as(
+            "SELECT v.id, v.stage FROM verdicts v JOIN hypotheses h ON h.id = v.hypothesis_id \
+             JOIN rounds rd ON rd.id = h.round_id WHERE v.hypothesis_id = ? AND v.reviewer = ? \
+             AND v.withdrawn = 0 AND v.stage = h.stage AND h.status = 'active' \
+             AND rd.state IN ('dispatching', 'awaiting') AND rd.stage = h.stage \
+             ORDER BY v.id DESC LIMIT 1",
+        )
+        .bind(hypothesis)
+        .bind(reviewer)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some((verdict_id, stage)) = row else {
+            return Err(StoreError::Conflict(format!(
+                "{reviewer} has no verdict on hypothesis {hypothesis} that can still be undone"
+            )));
+        };
+        sqlx::query("UPDATE verdicts SET withdrawn = 1 WHERE id = ?")
+            .bind(verdict_id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "UPDATE stage_items SET status = 'submitted', answered_at = NULL \
+             WHERE hypothesis_id = ? AND stage = ? AND status = 'answered'",
+        )
+        .bind(hypothesis)
+        .bind(stage)
+        .execute(&mut *tx)
+        .await?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO retractions (verdict_id, reason, by_user, version, outcome, created_at) \
+             VALUES (?, 'undo', ?, NULL, 'requeued', ?) RETURNING id",
+        )
+        .bind(verdict_id)
+        .bind(reviewer)
+        .bind(now())
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Retracted {
+            id,
+            verdict_id,
+            hypothesis,
+            version: None,
+            outcome: "requeued".into(),
         })
     }
 

@@ -521,7 +521,7 @@ impl Store {
                  reviewer, created_at) VALUES ",
                 8,
                 chunk.len(),
-            ) + " ON CONFLICT (hypothesis_id, stage, reviewer) DO NOTHING";
+            ) + " ON CONFLICT (hypothesis_id, stage, reviewer) WHERE withdrawn = 0 DO NOTHING";
             let mut q = sqlx::query(AssertSqlSafe(sql));
             for v in chunk {
                 q = q
@@ -674,7 +674,7 @@ impl Store {
              FROM stage_items s JOIN hypotheses h ON h.id = s.hypothesis_id \
              JOIN verdicts v ON v.hypothesis_id = s.hypothesis_id AND v.stage = s.stage \
              WHERE h.round_id = ? AND s.stage = ? AND s.status = 'answered' AND h.status = 'active' \
-             AND NOT EXISTS (SELECT 1 FROM retractions x WHERE x.verdict_id = v.id) \
+             AND v.withdrawn = 0 \
              ORDER BY h.rank, v.id",
         )
         .bind(round)

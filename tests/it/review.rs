@@ -405,7 +405,11 @@ fn an_escalated_disagreement_waits_for_an_admin() {
         vec!["submitted"]
     );
     assert_eq!(env.count("SELECT count(*) FROM retractions"), 1);
-    assert_eq!(env.count("SELECT count(*) FROM verdicts"), 3, "nothing is deleted");
+    // Her retracted verdict no longer counts: she may decide again.
+    let again = verdict(&carol, "confirmed");
+    assert_eq!(again["answered"], true, "{again}");
+    assert_eq!(env.count("SELECT count(*) FROM verdicts"), 4, "nothing is deleted");
+    assert_eq!(env.count("SELECT count(*) FROM verdicts WHERE withdrawn = 1"), 1);
 }
 
 #[test]
