@@ -233,6 +233,34 @@ pub async fn retrain(store: &Store, l: &Loaded, data_dir: &std::path::Path) -> R
         .info)
 }
 
+/// Re-scores the workflow's waiting hypotheses with a newly trained model, so reviewers see
+/// what changed.
+async fn rescore_open(store: &Store, workflow: &str, trained: &training::Trained) -> Result<()> {
+    let open = store.open_hypotheses(workflow).await?;
+    if open.is_empty() {
+        return Ok(());
+    }
+    let g = &trained.graph;
+    let mut ids = Vec::new();
+    let mut triples = Vec::new();
+    for (id, h, r, t) in &open {
+        if let (Some(h), Some(r), Some(t)) = (g.entity_id(h), g.relation_id(r), g.entity_id(t)) {
+            ids.push(*id);
+            triples.push(Triple::new(h, r, t));
+        }
+    }
+    let device = model::default_device();
+    let scores: Vec<(i64, f64)> = trained
+        .ensemble
+        .predict(&triples, &device)
+        .into_iter()
+        .zip(ids)
+        .map(|(p, id)| (id, p.mean))
+        .collect();
+    store.set_fresh_scores(trained.info.id, &scores).await?;
+    Ok(())
+}
+
 fn stopped(stop: &Option<tokio::sync::watch::Receiver<bool>>) -> bool {
     stop.as_ref().is_some_and(|s| *s.borrow())
 }
@@ -661,6 +689,7 @@ fn stage_metas(l: &Loaded) -> Vec<StageMeta> {
                 QuorumRule::Majority => "majority".into(),
                 QuorumRule::Escalate => "escalate".into(),
             },
+            stale_below: s.stale_below,
         })
         .collect()
 }
@@ -807,7 +836,10 @@ async fn send_batch(
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed ^ 0xd15);
     let mut attempt = 0u32;
     let answer = loop {
-        match plugin.submit(batch).await {
+        let clock = Instant::now();
+        let result = plugin.submit(batch).await;
+        crate::plugin::stats::record(&stage.name, result.is_ok(), clock.elapsed().as_secs_f64());
+        match result {
             Ok(v) => break Ok(v),
             Err(PluginError::Retryable(why)) if attempt < stage.retries => {
                 attempt += 1;
@@ -961,6 +993,7 @@ async fn step_retrain(
         workflow: Some(w.name.clone()),
     };
     let trained = training::train(store, &opts.data_dir, &job, &mut |_, _| {}).await?;
+    rescore_open(store, &w.name, &trained).await?;
     let mut test_mrr = None;
     let mut hits10 = None;
     if let Some(test) = &w.evaluate.test {

@@ -9,6 +9,7 @@ pub mod http;
 pub mod llm;
 pub mod manifest;
 pub mod oracle;
+pub mod stats;
 
 use serde::{Deserialize, Serialize};
 

@@ -12,9 +12,45 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
+mod web;
+
 #[derive(Clone)]
 pub struct AppState {
     pub store: Store,
+    /// Workflow files, for the dashboard's next scheduled runs.
+    pub workflows: Option<std::path::PathBuf>,
+}
+
+/// The next fire time of every schedule in the workflows directory.
+fn next_fires(state: &AppState) -> Vec<(String, &'static str, String)> {
+    let Some(dir) = &state.workflows else {
+        return Vec::new();
+    };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let now = chrono::Utc::now();
+    let mut out = Vec::new();
+    for e in entries.flatten() {
+        let p = e.path();
+        if !p.extension().is_some_and(|x| x == "yaml" || x == "yml") {
+            continue;
+        }
+        let Ok(l) = crate::workflow::load(&p) else {
+            continue;
+        };
+        for entry in crate::schedule::entries(&l).unwrap_or_default() {
+            if let Some(t) = entry.schedule.after(&now).next() {
+                out.push((
+                    entry.workflow.clone(),
+                    entry.kind.as_str(),
+                    crate::store::stamp(t),
+                ));
+            }
+        }
+    }
+    out.sort();
+    out
 }
 
 /// An API error: a status and a JSON body `{"error": ...}`.
@@ -81,6 +117,16 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/hypotheses/{id}/verdict", post(verdict))
         .route("/api/v1/verdicts/{id}/retract", post(retract))
         .route("/api/v1/rounds", get(rounds))
+        .route("/", get(web::home))
+        .route("/login", get(web::login_page).post(web::login))
+        .route("/logout", post(web::logout))
+        .route("/queue", get(web::queue))
+        .route("/review/{id}", post(web::review))
+        .route("/review/{id}/undo", post(web::undo))
+        .route("/dashboard", get(web::dashboard))
+        .route("/versions/{a}/{b}", get(web::version_diff))
+        .route("/audit", get(web::audit))
+        .route("/metrics", get(web::metrics))
         .with_state(state)
 }
 
@@ -259,10 +305,11 @@ async fn rounds(
 /// Serves until `stop` turns true.
 pub async fn serve(
     store: Store,
+    workflows: Option<std::path::PathBuf>,
     listener: tokio::net::TcpListener,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> std::io::Result<()> {
-    let app = router(AppState { store });
+    let app = router(AppState { store, workflows });
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             while !*stop.borrow() {

@@ -136,6 +136,7 @@ pub async fn daemon(store: &Store, data_dir: &Path, args: DaemonArgs) -> anyhow:
             eprintln!("hypograph daemon: API on http://{}", listener.local_addr()?);
             Some(tokio::spawn(crate::server::serve(
                 store.clone(),
+                Some(args.workflows.clone()),
                 listener,
                 stop.clone(),
             )))

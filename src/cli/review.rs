@@ -11,6 +11,9 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub bind: String,
+    /// Workflow files, for the dashboard's next scheduled runs.
+    #[arg(long, default_value = "workflows")]
+    pub workflows: std::path::PathBuf,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -69,7 +72,8 @@ pub async fn serve(store: &Store, args: ServeArgs) -> anyhow::Result<ExitCode> {
     let addr = listener.local_addr()?;
     eprintln!("hypograph serve: listening on http://{addr}");
     let stop = super::rounds::stop_on_signals();
-    crate::server::serve(store.clone(), listener, stop).await?;
+    let workflows = Some(args.workflows).filter(|p| p.is_dir());
+    crate::server::serve(store.clone(), workflows, listener, stop).await?;
     eprintln!("hypograph serve: stopped");
     Ok(ExitCode::SUCCESS)
 }

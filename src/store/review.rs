@@ -49,6 +49,8 @@ pub struct StageMeta {
     pub quorum: i64,
     /// `majority` or `escalate`.
     pub rule: String,
+    /// Waiting items whose fresh score falls below this are shown as stale.
+    pub stale_below: Option<f64>,
 }
 
 /// A person's answer.
@@ -88,6 +90,8 @@ pub struct QueueItem {
     pub quorum: i64,
     pub reviews: i64,
     pub deadline: Option<String>,
+    /// Its fresh score fell below the stage's `stale_below`.
+    pub stale: bool,
 }
 
 /// Filters of the review queue.
@@ -181,20 +185,22 @@ impl Store {
     }
 
     pub async fn round_stages(&self, round: i64) -> Result<Vec<StageMeta>> {
-        let rows: Vec<(i64, String, String, i64, String)> = sqlx::query_as(
-            "SELECT stage, name, kind, quorum, rule FROM round_stages WHERE round_id = ? ORDER BY stage",
+        let rows: Vec<(i64, String, String, i64, String, Option<f64>)> = sqlx::query_as(
+            "SELECT stage, name, kind, quorum, rule, stale_below FROM round_stages \
+             WHERE round_id = ? ORDER BY stage",
         )
         .bind(round)
         .fetch_all(&self.pool)
         .await?;
         Ok(rows
             .into_iter()
-            .map(|(stage, name, kind, quorum, rule)| StageMeta {
+            .map(|(stage, name, kind, quorum, rule, stale_below)| StageMeta {
                 stage,
                 name,
                 kind,
                 quorum,
                 rule,
+                stale_below,
             })
             .collect())
     }
@@ -210,7 +216,8 @@ impl Store {
                  AND v.stage = h.stage AND v.reviewer = ?1 AND v.withdrawn = 0) \
              AND (?2 IS NULL OR rd.workflow = ?2) AND (?3 IS NULL OR r.key = ?3) \
              AND (?4 IS NULL OR he.key = ?4 OR te.key = ?4) \
-             ORDER BY h.acquisition DESC, h.id LIMIT ?5 OFFSET ?6"
+             ORDER BY (h.fresh_score IS NOT NULL AND st.stale_below IS NOT NULL \
+                 AND h.fresh_score < st.stale_below), h.acquisition DESC, h.id LIMIT ?5 OFFSET ?6"
         )))
         .bind(reviewer)
         .bind(&f.workflow)
@@ -223,25 +230,27 @@ impl Store {
         let mut out = Vec::with_capacity(rows.len());
         for row in &rows {
             let hypothesis = hypothesis_from(row)?;
-            let extra: (String, i64, String, i64, Option<String>, i64) = sqlx::query_as(
-                "SELECT rd.workflow, rd.number, st.name, st.quorum, s.deadline, \
+            let extra: (String, i64, String, i64, Option<String>, i64, Option<f64>) =
+                sqlx::query_as(
+                    "SELECT rd.workflow, rd.number, st.name, st.quorum, s.deadline, \
                  (SELECT count(DISTINCT v.reviewer) FROM verdicts v WHERE v.hypothesis_id = h.id \
-                  AND v.stage = h.stage AND v.withdrawn = 0) \
+                  AND v.stage = h.stage AND v.withdrawn = 0), st.stale_below \
                  FROM hypotheses h JOIN rounds rd ON rd.id = h.round_id \
                  JOIN round_stages st ON st.round_id = h.round_id AND st.stage = h.stage \
                  JOIN stage_items s ON s.hypothesis_id = h.id AND s.stage = h.stage WHERE h.id = ?",
-            )
-            .bind(hypothesis.id)
-            .fetch_one(&self.pool)
-            .await?;
+                )
+                .bind(hypothesis.id)
+                .fetch_one(&self.pool)
+                .await?;
             out.push(QueueItem {
-                hypothesis,
                 workflow: extra.0,
                 round_number: extra.1,
                 stage_name: extra.2,
                 quorum: extra.3,
                 deadline: extra.4,
                 reviews: extra.5,
+                stale: matches!((hypothesis.fresh_score, extra.6), (Some(f), Some(t)) if f < t),
+                hypothesis,
             });
         }
         Ok(out)
@@ -553,6 +562,82 @@ impl Store {
         }))
     }
 
+    /// Two-step paths head - x - tail through live edges (either direction), up to `limit`:
+    /// the evidence that links a hypothesis's ends.
+    pub async fn paths(&self, head: &str, tail: &str, limit: i64) -> Result<Vec<[String; 3]>> {
+        let rows: Vec<(String, String, String)> = sqlx::query_as(
+            "WITH ends AS (SELECT (SELECT id FROM entities WHERE key = ?1) AS h, \
+                                  (SELECT id FROM entities WHERE key = ?2) AS t), \
+             near_h AS (SELECT x.relation AS r, CASE WHEN x.head = e.h THEN x.tail ELSE x.head END AS mid, \
+                               CASE WHEN x.head = e.h THEN '>' ELSE '<' END AS dir \
+                        FROM edges x, ends e WHERE x.removed_in IS NULL AND (x.head = e.h OR x.tail = e.h)), \
+             near_t AS (SELECT x.relation AS r, CASE WHEN x.head = e.t THEN x.tail ELSE x.head END AS mid, \
+                               CASE WHEN x.tail = e.t THEN '>' ELSE '<' END AS dir \
+                        FROM edges x, ends e WHERE x.removed_in IS NULL AND (x.head = e.t OR x.tail = e.t)) \
+             SELECT r1.key || ' ' || a.dir, m.key, r2.key || ' ' || b.dir \
+             FROM near_h a JOIN near_t b ON a.mid = b.mid JOIN entities m ON m.id = a.mid \
+             JOIN relations r1 ON r1.id = a.r JOIN relations r2 ON r2.id = b.r, ends e \
+             WHERE a.mid != e.h AND a.mid != e.t LIMIT ?3",
+        )
+        .bind(head)
+        .bind(tail)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(|(a, m, b)| [a, m, b]).collect())
+    }
+
+    /// Every verdict (newest first) and every retraction: the audit trail.
+    pub async fn audit(
+        &self,
+        limit: i64,
+    ) -> Result<(Vec<serde_json::Value>, Vec<serde_json::Value>)> {
+        let verdicts: Vec<AuditVerdict> = sqlx::query_as(
+            "SELECT id, hypothesis_id, stage, verdict, reviewer, role, client, created_at, \
+                 withdrawn, comment FROM verdicts ORDER BY id DESC LIMIT ?",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        let retractions: Vec<AuditRetraction> = sqlx::query_as(
+            "SELECT id, verdict_id, reason, by_user, version, outcome, created_at FROM retractions \
+             ORDER BY id DESC LIMIT ?",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok((
+            verdicts
+                .into_iter()
+                .map(|v| serde_json::json!({
+                    "id": v.0, "hypothesis": v.1, "stage": v.2, "verdict": v.3, "reviewer": v.4,
+                    "role": v.5, "client": v.6, "at": v.7, "withdrawn": v.8 == 1, "comment": v.9,
+                }))
+                .collect(),
+            retractions
+                .into_iter()
+                .map(|r| serde_json::json!({
+                    "id": r.0, "verdict": r.1, "reason": r.2, "by": r.3, "version": r.4,
+                    "outcome": r.5, "at": r.6,
+                }))
+                .collect(),
+        ))
+    }
+
+    /// Counts for `/metrics`: rounds by state and hypotheses by status.
+    pub async fn metric_counts(&self) -> Result<(Vec<(String, i64)>, Vec<(String, i64)>)> {
+        let rounds =
+            sqlx::query_as("SELECT state, count(*) FROM rounds GROUP BY state ORDER BY state")
+                .fetch_all(&self.pool)
+                .await?;
+        let hyps = sqlx::query_as(
+            "SELECT status, count(*) FROM hypotheses GROUP BY status ORDER BY status",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok((rounds, hyps))
+    }
+
     /// Live edges touching an entity, up to `limit`, as plugin context.
     pub async fn neighbours(&self, key: &str, limit: i64) -> Result<Vec<crate::plugin::Neighbour>> {
         let rows = sqlx::query(
@@ -582,6 +667,23 @@ impl Store {
             .collect()
     }
 }
+
+/// id, hypothesis, stage, verdict, reviewer, role, client, at, withdrawn, comment.
+type AuditVerdict = (
+    i64,
+    i64,
+    i64,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    String,
+    i64,
+    Option<String>,
+);
+
+/// id, verdict, reason, by, version, outcome, at.
+type AuditRetraction = (i64, i64, String, String, Option<i64>, String, String);
 
 /// A verdict to retract, with its hypothesis and round.
 #[derive(sqlx::FromRow)]

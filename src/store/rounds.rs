@@ -165,12 +165,15 @@ pub struct HypothesisInfo {
     pub stage: i64,
     pub status: String,
     pub reason: Option<String>,
+    /// The newest model's probability, when it retrained after this was ranked.
+    pub fresh_score: Option<f64>,
+    pub fresh_model: Option<i64>,
 }
 
 pub(super) const HYPOTHESIS_SELECT: &str = "SELECT h.id, h.round_id, he.key AS head, r.key AS relation, \
     te.key AS tail, he.name AS head_name, te.name AS tail_name, he.category AS head_category, \
     te.category AS tail_category, h.score, h.spread, h.acquisition, h.rank, h.model_id, \
-    h.graph_version, h.stage, h.status, h.reason \
+    h.graph_version, h.stage, h.status, h.reason, h.fresh_score, h.fresh_model \
     FROM hypotheses h JOIN entities he ON he.id = h.head JOIN entities te ON te.id = h.tail \
     JOIN relations r ON r.id = h.relation";
 
@@ -194,6 +197,8 @@ pub(super) fn hypothesis_from(row: &sqlx::sqlite::SqliteRow) -> Result<Hypothesi
         stage: row.try_get("stage")?,
         status: row.try_get("status")?,
         reason: row.try_get("reason")?,
+        fresh_score: row.try_get("fresh_score")?,
+        fresh_model: row.try_get("fresh_model")?,
     })
 }
 
@@ -321,8 +326,8 @@ impl Store {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         for st in stages {
             sqlx::query(
-                "INSERT INTO round_stages (round_id, stage, name, kind, quorum, rule) \
-                 VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                "INSERT INTO round_stages (round_id, stage, name, kind, quorum, rule, stale_below) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
             )
             .bind(round)
             .bind(st.stage)
@@ -330,6 +335,7 @@ impl Store {
             .bind(&st.kind)
             .bind(st.quorum)
             .bind(&st.rule)
+            .bind(st.stale_below)
             .execute(&mut *tx)
             .await?;
         }
@@ -890,6 +896,37 @@ impl Store {
         .bind(round)
         .fetch_one(&self.pool)
         .await?)
+    }
+
+    /// A workflow's hypotheses still waiting at some stage: (id, head, relation, tail).
+    pub async fn open_hypotheses(
+        &self,
+        workflow: &str,
+    ) -> Result<Vec<(i64, String, String, String)>> {
+        Ok(sqlx::query_as(
+            "SELECT h.id, he.key, r.key, te.key FROM hypotheses h JOIN rounds rd ON rd.id = h.round_id \
+             JOIN entities he ON he.id = h.head JOIN relations r ON r.id = h.relation \
+             JOIN entities te ON te.id = h.tail \
+             WHERE rd.workflow = ? AND h.status = 'active' AND rd.state NOT IN ('done', 'failed')",
+        )
+        .bind(workflow)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Records a newer model's probabilities for waiting hypotheses.
+    pub async fn set_fresh_scores(&self, model: i64, scores: &[(i64, f64)]) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for (id, p) in scores {
+            sqlx::query("UPDATE hypotheses SET fresh_score = ?, fresh_model = ? WHERE id = ?")
+                .bind(p)
+                .bind(model)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
     }
 
     /// The verdicts given on one hypothesis, oldest first.

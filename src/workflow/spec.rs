@@ -416,6 +416,10 @@ pub struct StageSpec {
     pub quorum: Option<u32>,
     #[serde(default)]
     pub rule: Option<QuorumRule>,
+    /// human: waiting items whose fresh score (after a retrain) falls below this are marked
+    /// stale in the review queue.
+    #[serde(default)]
+    pub stale_below: Option<f64>,
 }
 
 fn default_advance() -> Vec<Outcome> {
@@ -462,6 +466,7 @@ impl StageSpec {
         check(self.command.is_some(), "command", &[Command]);
         check(self.quorum.is_some(), "quorum", &[Human]);
         check(self.rule.is_some(), "rule", &[Human]);
+        check(self.stale_below.is_some(), "stale_below", &[Human]);
         out
     }
 

@@ -397,19 +397,36 @@ fn an_escalated_disagreement_waits_for_an_admin() {
         "SELECT id FROM verdicts WHERE hypothesis_id = {id} AND reviewer = 'carol'"
     ));
     let url = format!("{}/api/v1/verdicts/{carols}/retract", server.base);
-    assert_eq!(post(&url, Some(&alice), &json!({ "reason": "x" })).0, 403, "admins only");
-    let (status, r) = post(&url, Some(&carol), &json!({ "reason": "wrong hypothesis" }));
-    assert_eq!((status, r["outcome"].as_str()), (200, Some("requeued")), "{r}");
     assert_eq!(
-        env.strings(&format!("SELECT s.status FROM stage_items s WHERE s.hypothesis_id = {id}")),
+        post(&url, Some(&alice), &json!({ "reason": "x" })).0,
+        403,
+        "admins only"
+    );
+    let (status, r) = post(&url, Some(&carol), &json!({ "reason": "wrong hypothesis" }));
+    assert_eq!(
+        (status, r["outcome"].as_str()),
+        (200, Some("requeued")),
+        "{r}"
+    );
+    assert_eq!(
+        env.strings(&format!(
+            "SELECT s.status FROM stage_items s WHERE s.hypothesis_id = {id}"
+        )),
         vec!["submitted"]
     );
     assert_eq!(env.count("SELECT count(*) FROM retractions"), 1);
     // Her retracted verdict no longer counts: she may decide again.
     let again = verdict(&carol, "confirmed");
     assert_eq!(again["answered"], true, "{again}");
-    assert_eq!(env.count("SELECT count(*) FROM verdicts"), 4, "nothing is deleted");
-    assert_eq!(env.count("SELECT count(*) FROM verdicts WHERE withdrawn = 1"), 1);
+    assert_eq!(
+        env.count("SELECT count(*) FROM verdicts"),
+        4,
+        "nothing is deleted"
+    );
+    assert_eq!(
+        env.count("SELECT count(*) FROM verdicts WHERE withdrawn = 1"),
+        1
+    );
 }
 
 #[test]

@@ -1,0 +1,362 @@
+//! The review web app in real headless Chromium (Debian's chromium and chromium-driver,
+//! which `.ci/run` installs): sign in, review by keyboard, undo, escaping, CSRF, roles,
+//! screenshots under target/screenshots/.
+
+use crate::support::{Env, data};
+use fantoccini::{ClientBuilder, Locator};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const XSS: &str = "<img src=x onerror=alert(1)>";
+
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+fn chromedriver() -> (Killed, u16) {
+    let port = free_port();
+    let child = Command::new("chromedriver")
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("chromedriver must be installed (Debian: chromium chromium-driver; .ci/run installs them)");
+    let start = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "chromedriver did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (Killed(child), port)
+}
+
+/// A KGX copy of the demo graph whose every entity name carries markup.
+fn hostile_graph(env: &Env) -> std::path::PathBuf {
+    let text = std::fs::read_to_string(data("umls/demo-visible.tsv")).expect("read");
+    let mut entities = std::collections::BTreeSet::new();
+    let mut edges = String::from("subject\tpredicate\tobject\n");
+    for line in text.lines() {
+        let f: Vec<&str> = line.split('\t').collect();
+        entities.insert(f[0].to_owned());
+        entities.insert(f[2].to_owned());
+        edges.push_str(&format!("{}\t{}\t{}\n", f[0], f[1], f[2]));
+    }
+    let mut nodes = String::from("id\tcategory\tname\n");
+    for e in &entities {
+        nodes.push_str(&format!("{e}\tConcept\t{XSS} {e}\n"));
+    }
+    env.write("kg/nodes.tsv", nodes);
+    env.write("kg/edges.tsv", edges);
+    env.path("kg")
+}
+
+fn serve(env: &Env) -> (Killed, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hypograph"))
+        .arg("--db")
+        .arg(&env.db)
+        .args(["serve", "--bind", "127.0.0.1:0", "--workflows"])
+        .arg(env.path("wf"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("serve");
+    let mut reader = BufReader::new(child.stderr.take().expect("stderr"));
+    let mut line = String::new();
+    reader.read_line(&mut line).expect("read");
+    std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
+    let base = line.trim().rsplit(' ').next().expect("address").to_owned();
+    (Killed(child), base)
+}
+
+#[test]
+fn review_in_a_real_browser() {
+    let env = Env::new();
+    let kg = hostile_graph(&env);
+    env.write(
+        "wf/w.yaml",
+        format!(
+            "name: w\nschedule: \"0 0 3 * * *\"\ngraph:\n  kgx: {}\n\
+             model:\n  dim: 8\n  epochs: 2\n  retrain_epochs: 1\n  ensemble: 2\n  calibration: none\n\
+             generate:\n  top_k: 20\nrank:\n  batch: 6\n  max_per_entity: 2\n\
+             stages:\n  - name: experts\n    plugin: human\n    quorum: 1\n",
+            kg.display()
+        ),
+    );
+    let alice = env
+        .ok(&["user", "add", "alice", "--role", "reviewer"])
+        .trim()
+        .to_owned();
+    let carol = env
+        .ok(&["user", "add", "carol", "--role", "admin"])
+        .trim()
+        .to_owned();
+    let w = env.path("wf/w.yaml");
+    env.ok(&["run", w.to_str().expect("path"), "--wait", "0s"]);
+    let (_server, base) = serve(&env);
+    let (_driver, port) = chromedriver();
+    let shots = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
+    std::fs::create_dir_all(&shots).expect("mkdir");
+    let profile = env.path("chrome-profile");
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let mut caps = serde_json::Map::new();
+        caps.insert(
+            "goog:chromeOptions".into(),
+            serde_json::json!({
+                "binary": "/usr/bin/chromium",
+                "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                         "--disable-quic", "--no-first-run", "--disable-background-networking",
+                         "--disable-component-update", "--disable-sync", "--window-size=1200,1600",
+                         format!("--user-data-dir={}", profile.display())],
+            }),
+        );
+        // Plain HTTP to chromedriver on loopback: no TLS stack needed.
+        let c = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+            .capabilities(caps)
+            .connect(&format!("http://127.0.0.1:{port}"))
+            .await
+            .expect("connect to chromedriver");
+
+        // Sign in: the queue sends us to the login page first.
+        c.goto(&format!("{base}/queue")).await.expect("goto");
+        assert!(
+            c.current_url()
+                .await
+                .expect("url")
+                .as_str()
+                .ends_with("/login")
+        );
+        c.find(Locator::Css("input[name=token]"))
+            .await
+            .expect("token field")
+            .send_keys(&alice)
+            .await
+            .expect("type");
+        c.find(Locator::Css("button[type=submit]"))
+            .await
+            .expect("button")
+            .click()
+            .await
+            .expect("click");
+        c.wait()
+            .for_element(Locator::Css(".card[data-id]"))
+            .await
+            .expect("cards");
+        let cards = c
+            .find_all(Locator::Css(".card[data-id]"))
+            .await
+            .expect("cards");
+        assert_eq!(cards.len(), 6);
+
+        // Names with markup are text, never markup.
+        let head = c
+            .find(Locator::Css(".card .head"))
+            .await
+            .expect("head")
+            .text()
+            .await
+            .expect("text");
+        assert!(head.starts_with(XSS), "{head}");
+        assert!(
+            c.find_all(Locator::Css("main img"))
+                .await
+                .expect("query")
+                .is_empty(),
+            "no <img> was created"
+        );
+        assert!(c.get_alert_text().await.is_err(), "no alert opened");
+        std::fs::write(
+            shots.join("queue.png"),
+            c.screenshot().await.expect("screenshot"),
+        )
+        .expect("write");
+
+        // Three answers by keyboard, then undo the last.
+        let body = c.find(Locator::Css("body")).await.expect("body");
+        for (i, key) in ["c", "r", "u"].iter().enumerate() {
+            body.send_keys(key).await.expect("key");
+            let sel = format!(".card[data-id]:nth-of-type({}) .progress", i + 1);
+            let start = Instant::now();
+            loop {
+                let answered = c
+                    .find_all(Locator::Css(".card.answered"))
+                    .await
+                    .expect("query")
+                    .len();
+                if answered == i + 1 {
+                    break;
+                }
+                assert!(
+                    start.elapsed() < Duration::from_secs(20),
+                    "answer {i} never landed ({sel})"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        body.send_keys("z").await.expect("undo");
+        let start = Instant::now();
+        while c
+            .find_all(Locator::Css(".card.answered"))
+            .await
+            .expect("query")
+            .len()
+            != 2
+        {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "undo never landed"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+
+        // A reviewer cannot open admin pages.
+        c.goto(&format!("{base}/dashboard")).await.expect("goto");
+        let text = c
+            .find(Locator::Css("main"))
+            .await
+            .expect("main")
+            .text()
+            .await
+            .expect("text");
+        assert!(text.contains("Forbidden"), "{text}");
+
+        // Sign out, sign in as the admin, look at the dashboard.
+        c.goto(&format!("{base}/queue")).await.expect("goto");
+        c.find(Locator::Css("header form button"))
+            .await
+            .expect("sign out")
+            .click()
+            .await
+            .expect("click");
+        c.wait()
+            .for_element(Locator::Css("input[name=token]"))
+            .await
+            .expect("login page");
+        c.find(Locator::Css("input[name=token]"))
+            .await
+            .expect("token")
+            .send_keys(&carol)
+            .await
+            .expect("type");
+        c.find(Locator::Css("button[type=submit]"))
+            .await
+            .expect("button")
+            .click()
+            .await
+            .expect("click");
+        c.wait()
+            .for_element(Locator::Css("h1"))
+            .await
+            .expect("page");
+        let text = c
+            .find(Locator::Css("main"))
+            .await
+            .expect("main")
+            .text()
+            .await
+            .expect("text");
+        assert!(
+            text.contains("Dashboard") && text.contains("Graph versions"),
+            "{text}"
+        );
+        assert!(
+            text.contains("w (round): next"),
+            "next scheduled run shown: {text}"
+        );
+        assert!(
+            !c.find_all(Locator::Css("main svg"))
+                .await
+                .expect("query")
+                .is_empty()
+        );
+        std::fs::write(
+            shots.join("dashboard.png"),
+            c.screenshot().await.expect("screenshot"),
+        )
+        .expect("write");
+        c.close().await.expect("close");
+    });
+
+    // The database saw three answers and one undo, kept as records.
+    assert_eq!(
+        env.count("SELECT count(*) FROM verdicts WHERE reviewer = 'alice'"),
+        3
+    );
+    assert_eq!(
+        env.count("SELECT count(*) FROM verdicts WHERE reviewer = 'alice' AND withdrawn = 0"),
+        2
+    );
+    assert_eq!(
+        env.strings("SELECT verdict FROM verdicts WHERE withdrawn = 1"),
+        vec!["inconclusive"]
+    );
+    assert_eq!(
+        env.strings("SELECT reason || ' by ' || by_user FROM retractions"),
+        vec!["undo by alice"]
+    );
+    assert!(env.strings("SELECT client FROM verdicts LIMIT 1")[0].starts_with("web; "));
+    assert!(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("target/screenshots/queue.png")
+            .is_file()
+    );
+
+    // A form posted without its CSRF token is refused, with the right cookie.
+    let id = env.count(
+        "SELECT id FROM hypotheses WHERE id NOT IN (SELECT hypothesis_id FROM verdicts) LIMIT 1",
+    );
+    let (status, metrics) = rt.block_on(async {
+        let client = reqwest::Client::new();
+        let r = client
+            .post(format!("{base}/review/{id}"))
+            .header("Cookie", format!("hg_token={alice}"))
+            .form(&[("verdict", "confirmed")])
+            .send()
+            .await
+            .expect("post");
+        let m = client
+            .get(format!("{base}/metrics"))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text");
+        (r.status().as_u16(), m)
+    });
+    assert_eq!(status, 403);
+    assert_eq!(
+        env.count(&format!(
+            "SELECT count(*) FROM verdicts WHERE hypothesis_id = {id}"
+        )),
+        0
+    );
+    assert!(
+        metrics.contains("hypograph_rounds{state=\"awaiting\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("hypograph_hypotheses{status=\"active\"}"),
+        "{metrics}"
+    );
+}
