@@ -330,9 +330,9 @@ pub async fn queue(
     let mut cards = Vec::new();
     for item in items.iter().take(PAGE as usize) {
         let h = &item.hypothesis;
-        if !specs.contains_key(&h.round_id) {
+        if let std::collections::btree_map::Entry::Vacant(slot) = specs.entry(h.round_id) {
             let r = state.store.round(h.round_id).await.map_err(err)?;
-            specs.insert(h.round_id, acquisition_of(&r.spec));
+            slot.insert(acquisition_of(&r.spec));
         }
         let earlier: Vec<serde_json::Value> = state
             .store
@@ -342,9 +342,11 @@ pub async fn queue(
             .into_iter()
             .filter(|v| v["stage"].as_i64().is_some_and(|st| st < h.stage))
             .collect();
-        let head_n = state.store.neighbours(&h.head, 5).await.map_err(err)?;
-        let tail_n = state.store.neighbours(&h.tail, 5).await.map_err(err)?;
-        let paths = state.store.paths(&h.head, &h.tail, 5).await.map_err(err)?;
+        let mut head_n = state.store.neighbours(&h.head, 400).await.map_err(err)?;
+        let mut tail_n = state.store.neighbours(&h.tail, 400).await.map_err(err)?;
+        let paths = two_step_paths(&h.head, &h.tail, &head_n, &tail_n, 5);
+        head_n.truncate(5);
+        tail_n.truncate(5);
         cards.push((item, earlier, head_n, tail_n, paths));
     }
     let link = |p: i64| {
@@ -421,6 +423,34 @@ pub async fn queue(
         script { (PreEscaped(SCRIPT)) }
     };
     Ok(page("Review queue", Some(&s), body))
+}
+
+/// Paths head - x - tail through shared neighbours, as (head side, x, tail side) labels.
+fn two_step_paths(
+    head: &str,
+    tail: &str,
+    near_head: &[crate::plugin::Neighbour],
+    near_tail: &[crate::plugin::Neighbour],
+    limit: usize,
+) -> Vec<[String; 3]> {
+    let arrow = |n: &crate::plugin::Neighbour, from_head: bool| {
+        // `out` from the head means head -> x; from the tail, x -> tail is `in` at the tail.
+        let forward = (n.direction == "out") == from_head;
+        format!("{} {}", n.relation, if forward { ">" } else { "<" })
+    };
+    let mut out = Vec::new();
+    for a in near_head {
+        if a.entity == head || a.entity == tail {
+            continue;
+        }
+        for b in near_tail.iter().filter(|b| b.entity == a.entity) {
+            out.push([arrow(a, true), a.entity.clone(), arrow(b, false)]);
+            if out.len() == limit {
+                return out;
+            }
+        }
+    }
+    out
 }
 
 fn urlencode(s: &str) -> String {

@@ -562,31 +562,6 @@ impl Store {
         }))
     }
 
-    /// Two-step paths head - x - tail through live edges (either direction), up to `limit`:
-    /// the evidence that links a hypothesis's ends.
-    pub async fn paths(&self, head: &str, tail: &str, limit: i64) -> Result<Vec<[String; 3]>> {
-        let rows: Vec<(String, String, String)> = sqlx::query_as(
-            "WITH ends AS (SELECT (SELECT id FROM entities WHERE key = ?1) AS h, \
-                                  (SELECT id FROM entities WHERE key = ?2) AS t), \
-             near_h AS (SELECT x.relation AS r, CASE WHEN x.head = e.h THEN x.tail ELSE x.head END AS mid, \
-                               CASE WHEN x.head = e.h THEN '>' ELSE '<' END AS dir \
-                        FROM edges x, ends e WHERE x.removed_in IS NULL AND (x.head = e.h OR x.tail = e.h)), \
-             near_t AS (SELECT x.relation AS r, CASE WHEN x.head = e.t THEN x.tail ELSE x.head END AS mid, \
-                               CASE WHEN x.tail = e.t THEN '>' ELSE '<' END AS dir \
-                        FROM edges x, ends e WHERE x.removed_in IS NULL AND (x.head = e.t OR x.tail = e.t)) \
-             SELECT r1.key || ' ' || a.dir, m.key, r2.key || ' ' || b.dir \
-             FROM near_h a JOIN near_t b ON a.mid = b.mid JOIN entities m ON m.id = a.mid \
-             JOIN relations r1 ON r1.id = a.r JOIN relations r2 ON r2.id = b.r, ends e \
-             WHERE a.mid != e.h AND a.mid != e.t LIMIT ?3",
-        )
-        .bind(head)
-        .bind(tail)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows.into_iter().map(|(a, m, b)| [a, m, b]).collect())
-    }
-
     /// Every verdict (newest first) and every retraction: the audit trail.
     pub async fn audit(
         &self,
