@@ -228,9 +228,9 @@ pub async fn retrain(store: &Store, l: &Loaded, data_dir: &std::path::Path) -> R
         backend: model::Backend::Cpu,
         workflow: Some(l.workflow.name.clone()),
     };
-    Ok(training::train(store, data_dir, &job, &mut |_, _| {})
-        .await?
-        .info)
+    let trained = training::train(store, data_dir, &job, &mut |_, _| {}).await?;
+    rescore_open(store, &l.workflow.name, &trained).await?;
+    Ok(trained.info)
 }
 
 /// Re-scores the workflow's waiting hypotheses with a newly trained model, so reviewers see

@@ -499,3 +499,41 @@ fn repeated_failures_open_the_circuit_and_the_rest_wait() {
     );
     assert_eq!(env.strings("SELECT state FROM rounds"), vec!["dispatching"]);
 }
+
+#[test]
+fn a_retrain_while_items_wait_shows_fresh_scores_and_marks_stale_ones() {
+    let env = Env::new();
+    let alice = user(&env, "alice", "reviewer");
+    let server = Server::start(&env);
+    // Every item is stale once rescored: no probability clears 1.0.
+    let w = env.write(
+        "w.yaml",
+        workflow("  - name: experts\n    plugin: human\n    stale_below: 1.0\n"),
+    );
+    run(&env, &w);
+    let before = get(&format!("{}/api/v1/queue", server.base), &alice).1;
+    assert!(before["items"][0]["fresh_score"].is_null(), "{before}");
+    assert_eq!(before["items"][0]["stale"], false);
+    // The graph moves on and the workflow's model retrains (a retrain-only run of it).
+    let extra = env.write(
+        "extra.tsv",
+        "acquired_abnormality\tisa\tanatomical_abnormality\n",
+    );
+    env.ok(&["import", extra.to_str().expect("path")]);
+    let retrain = env.write(
+        "retrain.yaml",
+        "name: w\nretrain:\n  schedule: \"0 0 2 * * *\"\nmodel:\n  dim: 8\n  epochs: 2\n  retrain_epochs: 1\n  ensemble: 1\n  calibration: none\n",
+    );
+    let out = env.ok(&["run", retrain.to_str().expect("path")]);
+    assert!(out.contains("warm from model"), "{out}");
+    let after = get(&format!("{}/api/v1/queue", server.base), &alice).1;
+    let items = after["items"].as_array().expect("items");
+    assert_eq!(items.len(), 10);
+    assert!(
+        items
+            .iter()
+            .all(|i| i["fresh_score"].as_f64().is_some() && i["stale"] == true),
+        "{after}"
+    );
+    assert!(items[0]["fresh_model"].as_i64() > items[0]["model_id"].as_i64());
+}
