@@ -5,16 +5,15 @@
 //!
 //! Run: `cargo bench --bench http_dispatch` (`HYPOTHESES`, `BATCH`, `CONCURRENCY` to vary).
 
+mod common;
+
 use axum::Json;
 use axum::routing::post;
 use futures_util::StreamExt;
 use hypograph::engine::{self, Options};
-use hypograph::store::{NewHypothesis, OpenMode, RoundState, RoundUpdate, Store};
+use hypograph::store::RoundState;
 use hypograph::workflow;
-use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
-use std::collections::HashSet;
-use std::path::Path;
 use std::time::Instant;
 
 #[global_allocator]
@@ -56,52 +55,14 @@ async fn main() -> anyhow::Result<()> {
     let url = format!("http://{addr}/assay");
 
     let work = tempfile::tempdir_in("target")?;
-    let store = Store::open(&work.path().join("bench.db"), OpenMode::Create).await?;
-    let train = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/umls/train.txt");
-    let parsed = hypograph::graph::tsv::read_triples(&train, hypograph::graph::OnInvalid::Fail)?;
-    store
-        .import(&parsed, &hypograph::store::ImportOptions::default())
-        .await?;
-    let graph = store.load_graph(1).await?;
-    let mut rng = rand::rngs::StdRng::seed_from_u64(9);
-    let mut seen = HashSet::new();
-    let mut ranked = Vec::with_capacity(n);
-    while ranked.len() < n {
-        let t = hypograph::graph::Triple::new(
-            rng.random_range(0..graph.num_entities() as u32),
-            rng.random_range(0..graph.num_relations() as u32),
-            rng.random_range(0..graph.num_entities() as u32),
-        );
-        if t.head == t.tail || graph.contains(t) || !seen.insert(t) {
-            continue;
-        }
-        ranked.push(NewHypothesis {
-            head: graph.entity_key(t.head).to_owned(),
-            relation: graph.relation_key(t.relation).to_owned(),
-            tail: graph.entity_key(t.tail).to_owned(),
-            score: rng.random(),
-            spread: 0.1,
-            acquisition: 1.0 - ranked.len() as f64 / n as f64,
-            rank: ranked.len() as i64,
-        });
-    }
+    let (store, graph) = common::umls_store(work.path()).await?;
+    let ranked = common::unknown_batch(&graph, n, 9);
     let text = format!(
         "name: bench\nstages:\n  - name: assay\n    plugin: http\n    url: {url}\n    batch: {batch}\n    concurrency: {concurrency}\n"
     );
     let loaded = workflow::parse(&work.path().join("bench.yaml"), &text, &|_| None)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let round = store.create_round("bench", &loaded.text, 1, None).await?;
-    for (from, to) in [
-        (RoundState::Planned, RoundState::Training),
-        (RoundState::Training, RoundState::Generating),
-        (RoundState::Generating, RoundState::Ranking),
-    ] {
-        let u = RoundUpdate {
-            base_version: Some(1),
-            ..RoundUpdate::default()
-        };
-        store.advance_round(round.id, from, to, 0, u).await?;
-    }
+    let round = common::round_at_ranking(&store, "bench", &loaded.text).await?;
     store
         .insert_hypotheses(round.id, RoundState::Ranking, None, 1, &[], &ranked)
         .await?;

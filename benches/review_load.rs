@@ -5,10 +5,10 @@
 //!
 //! Run: `cargo bench --bench review_load` (`HYPOTHESES`, `REVIEWERS`, `EACH` to vary).
 
-use hypograph::store::{NewHypothesis, OpenMode, Role, RoundState, RoundUpdate, StageMeta, Store};
+mod common;
+
+use hypograph::store::{Role, RoundState, RoundUpdate, StageMeta};
 use rand::{Rng, SeedableRng};
-use std::collections::HashSet;
-use std::path::Path;
 use std::time::Instant;
 
 #[global_allocator]
@@ -33,48 +33,14 @@ async fn main() -> anyhow::Result<()> {
         env("EACH", 40),
     );
     let work = tempfile::tempdir_in("target")?;
-    let store = Store::open(&work.path().join("bench.db"), OpenMode::Create).await?;
-    let train = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/umls/train.txt");
-    let parsed = hypograph::graph::tsv::read_triples(&train, hypograph::graph::OnInvalid::Fail)?;
-    store
-        .import(&parsed, &hypograph::store::ImportOptions::default())
-        .await?;
-    let graph = store.load_graph(1).await?;
-    let mut rng = rand::rngs::StdRng::seed_from_u64(3);
-    let mut seen = HashSet::new();
-    let mut ranked = Vec::with_capacity(n);
-    while ranked.len() < n {
-        let t = hypograph::graph::Triple::new(
-            rng.random_range(0..graph.num_entities() as u32),
-            rng.random_range(0..graph.num_relations() as u32),
-            rng.random_range(0..graph.num_entities() as u32),
-        );
-        if t.head == t.tail || graph.contains(t) || !seen.insert(t) {
-            continue;
-        }
-        ranked.push(NewHypothesis {
-            head: graph.entity_key(t.head).to_owned(),
-            relation: graph.relation_key(t.relation).to_owned(),
-            tail: graph.entity_key(t.tail).to_owned(),
-            score: rng.random(),
-            spread: 0.1,
-            acquisition: rng.random(),
-            rank: ranked.len() as i64,
-        });
+    let (store, graph) = common::umls_store(work.path()).await?;
+    let mut ranked = common::unknown_batch(&graph, n, 3);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(4);
+    for h in &mut ranked {
+        h.acquisition = rng.random();
     }
     let spec = "name: bench\nstages:\n  - name: experts\n    plugin: human\n";
-    let round = store.create_round("bench", spec, 1, None).await?;
-    for (from, to) in [
-        (RoundState::Planned, RoundState::Training),
-        (RoundState::Training, RoundState::Generating),
-        (RoundState::Generating, RoundState::Ranking),
-    ] {
-        let u = RoundUpdate {
-            base_version: Some(1),
-            ..RoundUpdate::default()
-        };
-        store.advance_round(round.id, from, to, 0, u).await?;
-    }
+    let round = common::round_at_ranking(&store, "bench", spec).await?;
     let stage = StageMeta {
         stage: 0,
         name: "experts".into(),

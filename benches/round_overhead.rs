@@ -4,12 +4,11 @@
 //!
 //! Run: `cargo bench --bench round_overhead` (`HYPOTHESES=N` for another batch size).
 
+mod common;
+
 use hypograph::engine::{self, Event, Options};
-use hypograph::store::{NewHypothesis, OpenMode, RoundState, RoundUpdate, Store};
+use hypograph::store::RoundState;
 use hypograph::workflow;
-use rand::{Rng, SeedableRng};
-use std::collections::HashSet;
-use std::path::Path;
 use std::time::Instant;
 
 #[global_allocator]
@@ -22,48 +21,14 @@ async fn main() -> anyhow::Result<()> {
         .and_then(|v| v.parse().ok())
         .unwrap_or(10_000);
     let work = tempfile::tempdir_in("target")?;
-    let train = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/umls/train.txt");
-    let store = Store::open(&work.path().join("bench.db"), OpenMode::Create).await?;
-    let batch = hypograph::graph::tsv::read_triples(&train, hypograph::graph::OnInvalid::Fail)?;
-    store
-        .import(&batch, &hypograph::store::ImportOptions::default())
-        .await?;
-    let graph = store.load_graph(1).await?;
-
-    // n distinct unknown triples; the oracle's truth holds every other one.
-    let mut rng = rand::rngs::StdRng::seed_from_u64(5);
-    let mut seen = HashSet::new();
-    let mut ranked = Vec::with_capacity(n);
-    let mut truth = String::new();
-    while ranked.len() < n {
-        let (h, r, t) = (
-            rng.random_range(0..graph.num_entities() as u32),
-            rng.random_range(0..graph.num_relations() as u32),
-            rng.random_range(0..graph.num_entities() as u32),
-        );
-        let triple = hypograph::graph::Triple::new(h, r, t);
-        if h == t || graph.contains(triple) || !seen.insert(triple) {
-            continue;
-        }
-        let keys = [
-            graph.entity_key(h).to_owned(),
-            graph.relation_key(r).to_owned(),
-            graph.entity_key(t).to_owned(),
-        ];
-        if ranked.len() % 2 == 0 {
-            truth.push_str(&format!("{}\t{}\t{}\n", keys[0], keys[1], keys[2]));
-        }
-        let [head, relation, tail] = keys;
-        ranked.push(NewHypothesis {
-            head,
-            relation,
-            tail,
-            score: rng.random(),
-            spread: 0.1,
-            acquisition: 1.0 - ranked.len() as f64 / n as f64,
-            rank: ranked.len() as i64,
-        });
-    }
+    let (store, graph) = common::umls_store(work.path()).await?;
+    let ranked = common::unknown_batch(&graph, n, 5);
+    // The oracle's truth holds every other one.
+    let truth: String = ranked
+        .iter()
+        .step_by(2)
+        .map(|h| format!("{}\t{}\t{}\n", h.head, h.relation, h.tail))
+        .collect();
     let truth_path = work.path().join("truth.tsv");
     std::fs::write(&truth_path, truth)?;
     let text = format!(
@@ -73,18 +38,7 @@ async fn main() -> anyhow::Result<()> {
     let loaded = workflow::parse(&work.path().join("bench.yaml"), &text, &|_| None)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
 
-    let round = store.create_round("bench", &loaded.text, 1, None).await?;
-    for (from, to) in [
-        (RoundState::Planned, RoundState::Training),
-        (RoundState::Training, RoundState::Generating),
-        (RoundState::Generating, RoundState::Ranking),
-    ] {
-        let update = RoundUpdate {
-            base_version: Some(1),
-            ..RoundUpdate::default()
-        };
-        store.advance_round(round.id, from, to, 0, update).await?;
-    }
+    let round = common::round_at_ranking(&store, "bench", &loaded.text).await?;
 
     println!(
         "machine: {} cores; {n} hypotheses, UMLS graph, instant oracle (half confirmed)",

@@ -215,12 +215,32 @@ pub async fn retrain(store: &Store, l: &Loaded, data_dir: &std::path::Path) -> R
         (Some(m), RetrainMode::Warm) => Warm::From(m.clone()),
         _ => Warm::Cold,
     };
+    let trained = train_for(
+        store,
+        l,
+        data_dir,
+        head,
+        l.workflow.seed.wrapping_add(head as u64),
+        warm,
+    )
+    .await?;
+    Ok(trained.info)
+}
+
+/// Trains the workflow's model on `version` (a retrain when `warm` names a model), records it
+/// under the workflow, and re-scores the hypotheses still waiting for review.
+async fn train_for(
+    store: &Store,
+    l: &Loaded,
+    data_dir: &std::path::Path,
+    version: i64,
+    seed: u64,
+    warm: Warm,
+) -> Result<training::Trained> {
+    let spec = &l.workflow.model;
     let job = Job {
-        version: head,
-        config: spec.train_config(
-            l.workflow.seed.wrapping_add(head as u64),
-            matches!(warm, Warm::From(_)),
-        ),
+        version,
+        config: spec.train_config(seed, matches!(warm, Warm::From(_))),
         valid: l.workflow.evaluate.valid.as_ref().map(|p| l.resolve(p)),
         ensemble: spec.ensemble,
         calibration: spec.calibration_method(),
@@ -230,7 +250,7 @@ pub async fn retrain(store: &Store, l: &Loaded, data_dir: &std::path::Path) -> R
     };
     let trained = training::train(store, data_dir, &job, &mut |_, _| {}).await?;
     rescore_open(store, &l.workflow.name, &trained).await?;
-    Ok(trained.info)
+    Ok(trained)
 }
 
 /// Re-scores the workflow's waiting hypotheses with a newly trained model, so reviewers see
@@ -408,17 +428,8 @@ async fn step_train(
                 (Some(m), RetrainMode::Warm) => Warm::From(m.clone()),
                 _ => Warm::Cold,
             };
-            let job = Job {
-                version: head,
-                config: spec.train_config(round_seed(l, round), matches!(warm, Warm::From(_))),
-                valid: l.workflow.evaluate.valid.as_ref().map(|p| l.resolve(p)),
-                ensemble: spec.ensemble,
-                calibration: spec.calibration_method(),
-                warm,
-                backend: model::Backend::Cpu,
-                workflow: Some(l.workflow.name.clone()),
-            };
-            let trained = training::train(store, &opts.data_dir, &job, &mut |_, _| {}).await?;
+            let trained =
+                train_for(store, l, &opts.data_dir, head, round_seed(l, round), warm).await?;
             trained.info.id
         }
     };
@@ -980,20 +991,15 @@ async fn step_retrain(
         (RetrainMode::Warm, Some(id)) => Warm::From(store.model(id).await?),
         _ => Warm::Cold,
     };
-    let job = Job {
+    let trained = train_for(
+        store,
+        l,
+        &opts.data_dir,
         version,
-        config: w
-            .model
-            .train_config(round_seed(l, round) ^ 0x7e7a, matches!(warm, Warm::From(_))),
-        valid: w.evaluate.valid.as_ref().map(|p| l.resolve(p)),
-        ensemble: w.model.ensemble,
-        calibration: w.model.calibration_method(),
+        round_seed(l, round) ^ 0x7e7a,
         warm,
-        backend: model::Backend::Cpu,
-        workflow: Some(w.name.clone()),
-    };
-    let trained = training::train(store, &opts.data_dir, &job, &mut |_, _| {}).await?;
-    rescore_open(store, &w.name, &trained).await?;
+    )
+    .await?;
     let mut test_mrr = None;
     let mut hits10 = None;
     if let Some(test) = &w.evaluate.test {

@@ -2,9 +2,8 @@
 //! which `.ci/run` installs): sign in, review by keyboard, undo, escaping, CSRF, roles,
 //! screenshots under target/screenshots/.
 
-use crate::support::{Env, data};
+use crate::support::{Env, Server, data};
 use fantoccini::{ClientBuilder, Locator};
-use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -65,24 +64,6 @@ fn hostile_graph(env: &Env) -> std::path::PathBuf {
     env.path("kg")
 }
 
-fn serve(env: &Env) -> (Killed, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_hypograph"))
-        .arg("--db")
-        .arg(&env.db)
-        .args(["serve", "--bind", "127.0.0.1:0", "--workflows"])
-        .arg(env.path("wf"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("serve");
-    let mut reader = BufReader::new(child.stderr.take().expect("stderr"));
-    let mut line = String::new();
-    reader.read_line(&mut line).expect("read");
-    std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
-    let base = line.trim().rsplit(' ').next().expect("address").to_owned();
-    (Killed(child), base)
-}
-
 #[test]
 fn review_in_a_real_browser() {
     let env = Env::new();
@@ -107,7 +88,9 @@ fn review_in_a_real_browser() {
         .to_owned();
     let w = env.path("wf/w.yaml");
     env.ok(&["run", w.to_str().expect("path"), "--wait", "0s"]);
-    let (_server, base) = serve(&env);
+    let workflows = env.path("wf");
+    let server = Server::start(&env, &["--workflows", workflows.to_str().expect("path")]);
+    let base = server.base.clone();
     let (_driver, port) = chromedriver();
     let shots = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
     std::fs::create_dir_all(&shots).expect("mkdir");
@@ -264,10 +247,11 @@ fn review_in_a_real_browser() {
             .click()
             .await
             .expect("click");
+        // The login page has an <h1> too: wait for the dashboard's own table.
         c.wait()
-            .for_element(Locator::Css("h1"))
+            .for_element(Locator::XPath("//h2[text()='Graph versions']"))
             .await
-            .expect("page");
+            .expect("dashboard");
         let text = c
             .find(Locator::Css("main"))
             .await

@@ -1,32 +1,13 @@
 //! Plugins against real loopback servers (wiremock) and real programs, through the real
 //! binary: every hypothesis ends answered, failed with a reason, or expired; none vanishes.
 
-use crate::support::{Env, data};
+use crate::support::Env;
 use serde_json::{Value, json};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
 /// A small workflow whose single (or several) stages are given as YAML.
-fn workflow(stages: &str) -> String {
-    format!(
-        "name: w\n\
-         graph:\n  import: {visible}\n\
-         model:\n  dim: 8\n  epochs: 2\n  retrain_epochs: 1\n  ensemble: 1\n  calibration: none\n\
-         generate:\n  top_k: 20\n\
-         rank:\n  batch: 10\n  max_per_entity: 3\n\
-         stages:\n{stages}\
-         seed: 5\n",
-        visible = data("umls/demo-visible.tsv").display(),
-    )
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime")
-}
+use crate::support::{mt_runtime as runtime, staged_workflow as workflow};
 
 /// Answers every hypothesis of a batch with `verdict`.
 struct AnswerAll(&'static str);

@@ -1,74 +1,14 @@
 //! The REST API and the people side: assay callbacks, the review queue with quorum rules,
 //! the terminal reviewer, retraction, polling the bundled assay service, the circuit breaker.
 
-use crate::support::{Env, data};
+use crate::support::Env;
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-fn workflow(stages: &str) -> String {
-    format!(
-        "name: w\n\
-         graph:\n  import: {visible}\n\
-         model:\n  dim: 8\n  epochs: 2\n  retrain_epochs: 1\n  ensemble: 1\n  calibration: none\n\
-         generate:\n  top_k: 20\n\
-         rank:\n  batch: 10\n  max_per_entity: 3\n\
-         stages:\n{stages}\
-         seed: 5\n",
-        visible = data("umls/demo-visible.tsv").display(),
-    )
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime")
-}
-
-/// `hypograph serve` on a free port; killed on drop.
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Server {
-    fn start(env: &Env) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_hypograph"))
-            .arg("--db")
-            .arg(&env.db)
-            .args(["serve", "--bind", "127.0.0.1:0"])
-            .env_remove("RUST_LOG")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn serve");
-        let stderr = child.stderr.take().expect("stderr");
-        let mut reader = BufReader::new(stderr);
-        let mut line = String::new();
-        reader.read_line(&mut line).expect("read");
-        // Keep draining: a closed pipe would make the server's later log lines fail.
-        std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
-        let base = line
-            .trim()
-            .rsplit(' ')
-            .next()
-            .filter(|u| u.starts_with("http://"))
-            .unwrap_or_else(|| panic!("no address in `{line}`"))
-            .to_owned();
-        Self { child, base }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use crate::support::{Server, mt_runtime as runtime, staged_workflow as workflow};
 
 fn user(env: &Env, name: &str, role: &str) -> String {
     env.ok(&["user", "add", name, "--role", role])
@@ -126,7 +66,7 @@ fn assay_callbacks_are_authenticated_idempotent_and_checked() {
     let env = Env::new();
     let svc = user(&env, "lab", "service");
     let rev = user(&env, "alice", "reviewer");
-    let server = Server::start(&env);
+    let server = Server::start(&env, &[]);
     let w = env.write(
         "w.yaml",
         workflow(&format!(
@@ -208,7 +148,7 @@ fn reviewers_reach_a_quorum_by_api_and_terminal_and_a_retraction_removes_the_edg
     let alice = user(&env, "alice", "reviewer");
     user(&env, "bob", "reviewer");
     let svc = user(&env, "lab", "service");
-    let server = Server::start(&env);
+    let server = Server::start(&env, &[]);
     let w = env.write(
         "w.yaml",
         workflow("  - name: experts\n    plugin: human\n    quorum: 2\n    timeout: 72h\n"),
@@ -360,7 +300,7 @@ fn an_escalated_disagreement_waits_for_an_admin() {
     let alice = user(&env, "alice", "reviewer");
     let bob = user(&env, "bob", "reviewer");
     let carol = user(&env, "carol", "admin");
-    let server = Server::start(&env);
+    let server = Server::start(&env, &[]);
     let w = env.write(
         "w.yaml",
         workflow("  - name: experts\n    plugin: human\n    quorum: 2\n    rule: escalate\n"),
@@ -504,7 +444,7 @@ fn repeated_failures_open_the_circuit_and_the_rest_wait() {
 fn a_retrain_while_items_wait_shows_fresh_scores_and_marks_stale_ones() {
     let env = Env::new();
     let alice = user(&env, "alice", "reviewer");
-    let server = Server::start(&env);
+    let server = Server::start(&env, &[]);
     // Every item is stale once rescored: no probability clears 1.0.
     let w = env.write(
         "w.yaml",

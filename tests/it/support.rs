@@ -168,3 +168,69 @@ pub fn sorted_lines(text: &str) -> Vec<String> {
 pub fn file_lines(path: &Path) -> Vec<String> {
     sorted_lines(&std::fs::read_to_string(path).expect("read file"))
 }
+
+/// A small, fast workflow on the demo split whose stages are given as YAML (10 hypotheses).
+pub fn staged_workflow(stages: &str) -> String {
+    format!(
+        "name: w\n\
+         graph:\n  import: {visible}\n\
+         model:\n  dim: 8\n  epochs: 2\n  retrain_epochs: 1\n  ensemble: 1\n  calibration: none\n\
+         generate:\n  top_k: 20\n\
+         rank:\n  batch: 10\n  max_per_entity: 3\n\
+         stages:\n{stages}\
+         seed: 5\n",
+        visible = data("umls/demo-visible.tsv").display(),
+    )
+}
+
+/// A multi-threaded runtime, so loopback servers keep serving while a test blocks.
+pub fn mt_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+/// `hypograph serve` on a free port; killed on drop.
+pub struct Server {
+    child: std::process::Child,
+    pub base: String,
+}
+
+impl Server {
+    /// Starts `hypograph serve` with `extra` arguments and waits for its address.
+    pub fn start(env: &Env, extra: &[&str]) -> Self {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_hypograph"))
+            .arg("--db")
+            .arg(&env.db)
+            .args(["serve", "--bind", "127.0.0.1:0"])
+            .args(extra)
+            .env_remove("RUST_LOG")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn serve");
+        let stderr = child.stderr.take().expect("stderr");
+        let mut reader = std::io::BufReader::new(stderr);
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut reader, &mut line).expect("read");
+        // Keep draining: a closed pipe would make the server's later log lines fail.
+        std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
+        let base = line
+            .trim()
+            .rsplit(' ')
+            .next()
+            .filter(|u| u.starts_with("http://"))
+            .unwrap_or_else(|| panic!("no address in `{line}`"))
+            .to_owned();
+        Self { child, base }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
