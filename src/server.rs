@@ -309,6 +309,9 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> std::io::Result<()> {
+    if let Err(e) = store.ensure_review_indexes().await {
+        return Err(std::io::Error::other(e.to_string()));
+    }
     let app = router(AppState { store, workflows });
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {

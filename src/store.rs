@@ -225,6 +225,14 @@ impl Store {
         exists.ok_or_else(|| StoreError::UnknownVersion(v.to_string()))
     }
 
+    /// Creates the index review evidence needs (live edges by tail). Only the review
+    /// surfaces call this: every import into a database that has it pays to keep it (about
+    /// 0.6 s per million edges), which plain graph and model work need not.
+    pub async fn ensure_review_indexes(&self) -> Result<()> {
+        sqlx::query(write::TAIL_INDEX).execute(&self.pool).await?;
+        Ok(())
+    }
+
     /// Closes the pool, checkpointing the WAL.
     pub async fn close(self) {
         self.pool.close().await;

@@ -155,6 +155,7 @@ pub async fn review(store: &Store, args: ReviewArgs) -> anyhow::Result<ExitCode>
     if user.role == Role::Service {
         bail!("`{}` is a service account and cannot review", user.name);
     }
+    store.ensure_review_indexes().await?;
     let items = store
         .review_queue(
             &user.name,

@@ -15,6 +15,13 @@ use tracing::{debug, info};
 /// SQLite allows 32,766 parameters a statement; stay well below.
 pub(super) const MAX_PARAMS: usize = 15_000;
 
+/// Deltas at least this large rebuild the by-tail index instead of updating it row by row.
+const BULK_REINDEX: usize = 100_000;
+
+/// The by-tail index the review evidence reads (see `Store::ensure_review_indexes`).
+pub(super) const TAIL_INDEX: &str =
+    "CREATE INDEX IF NOT EXISTS edges_live_tail ON edges(tail) WHERE removed_in IS NULL";
+
 /// What produced a version, and how an import treats edges absent from the file.
 #[derive(Debug, Clone, Default)]
 pub struct ImportOptions {
@@ -419,6 +426,20 @@ pub(super) async fn commit(
             .await?;
     }
 
+    // Keeping the by-tail index current row by row tripled a 2M-edge import (2.4 s -> 7.8 s);
+    // for bulk deltas it is dropped and rebuilt from sorted data in the same transaction
+    // (when it exists at all: only databases a review server has opened carry it).
+    let has_tail_index: Option<String> = sqlx::query_scalar(
+        "SELECT name FROM sqlite_master WHERE type = 'index' AND name = 'edges_live_tail'",
+    )
+    .fetch_optional(&mut *conn)
+    .await?;
+    let rebuild_tail_index = has_tail_index.is_some() && delta.added.len() >= BULK_REINDEX;
+    if rebuild_tail_index {
+        sqlx::query("DROP INDEX IF EXISTS edges_live_tail")
+            .execute(&mut *conn)
+            .await?;
+    }
     let per_chunk = MAX_PARAMS / 5;
     for (c, chunk) in delta.added.chunks(per_chunk).enumerate() {
         let sql = values_sql(
@@ -437,6 +458,9 @@ pub(super) async fn commit(
         sqlx::query_with(AssertSqlSafe(sql), args)
             .execute(&mut *conn)
             .await?;
+    }
+    if rebuild_tail_index {
+        sqlx::query(TAIL_INDEX).execute(&mut *conn).await?;
     }
     debug!(ms = started.elapsed().as_millis() as u64, "edges inserted");
     for chunk in delta.removed.chunks(MAX_PARAMS / 3) {
