@@ -149,10 +149,10 @@ fn read_source(l: &Loaded) -> Result<Option<(crate::graph::TripleBatch, PathBuf)
 /// would import into an empty database.
 pub async fn check_graph(store: Option<&Store>, l: &Loaded) -> Result<()> {
     if let Some(store) = store
-        && let Some(head) = store.head().await?
+        && store.head().await?.is_some()
     {
-        let graph = store.load_graph(head).await?;
-        workflow::check_relations(l, &|r| graph.relation_id(r).is_some())?;
+        let relations: HashSet<String> = store.relation_keys().await?.into_iter().collect();
+        workflow::check_relations(l, &|r| relations.contains(r))?;
         return Ok(());
     }
     if let Some((batch, _)) = read_source(l)? {
@@ -510,18 +510,8 @@ async fn step_rank(store: &Store, l: &Loaded, round: &RoundInfo) -> Result<()> {
         crash_point("ranking");
     }
     let cost: f64 = w.stages.iter().filter_map(|s| s.cost).sum();
-    let candidates: Vec<Candidate> = ensemble
-        .predict(&triples, &device)
-        .into_iter()
-        .zip(&triples)
-        .map(|(p, &triple)| Candidate {
-            triple,
-            mean: p.mean,
-            std: p.std,
-            members: p.members,
-            cost,
-        })
-        .collect();
+    let candidates =
+        Candidate::from_predictions(&triples, ensemble.predict(&triples, &device), cost);
     let picks = acquire::select(
         &acquisition,
         &candidates,

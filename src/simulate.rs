@@ -143,18 +143,11 @@ pub fn run(
                 drop(scorers);
                 let generate_s = clock.elapsed().as_secs_f64();
                 let clock = Instant::now();
-                let candidates: Vec<Candidate> = ensemble
-                    .predict(&triples, &device)
-                    .into_iter()
-                    .zip(&triples)
-                    .map(|(p, &triple)| Candidate {
-                        triple,
-                        mean: p.mean,
-                        std: p.std,
-                        members: p.members,
-                        cost: spec.cost,
-                    })
-                    .collect();
+                let candidates = Candidate::from_predictions(
+                    &triples,
+                    ensemble.predict(&triples, &device),
+                    spec.cost,
+                );
                 let picks = acquire::select(
                     acquisition,
                     &candidates,

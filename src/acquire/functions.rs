@@ -41,6 +41,28 @@ pub struct Candidate {
     pub cost: f64,
 }
 
+impl Candidate {
+    /// Candidates from an ensemble's predictions for `triples` (in the same order), each
+    /// costing `cost` to test.
+    pub fn from_predictions(
+        triples: &[Triple],
+        predictions: Vec<crate::model::Prediction>,
+        cost: f64,
+    ) -> Vec<Self> {
+        predictions
+            .into_iter()
+            .zip(triples)
+            .map(|(p, &triple)| Self {
+                triple,
+                mean: p.mean,
+                std: p.std,
+                members: p.members,
+                cost,
+            })
+            .collect()
+    }
+}
+
 /// A chosen candidate: its index in the input, its acquisition value, its rank (0 = first).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Pick {

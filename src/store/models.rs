@@ -57,6 +57,13 @@ impl Store {
         Ok(id)
     }
 
+    /// Every relation key the graph has ever had (relations are never removed).
+    pub async fn relation_keys(&self) -> Result<Vec<String>> {
+        Ok(sqlx::query_scalar("SELECT key FROM relations ORDER BY id")
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
     /// The newest model a workflow trained.
     pub async fn workflow_model(&self, workflow: &str) -> Result<Option<ModelInfo>> {
         let row: Option<ModelInfo> = sqlx::query_as(sqlx::AssertSqlSafe(format!(

@@ -460,22 +460,7 @@ impl Store {
             .await?;
             "refuted"
         };
-        sqlx::query("UPDATE verdicts SET withdrawn = 1 WHERE id = ?")
-            .bind(verdict_id)
-            .execute(&mut *tx)
-            .await?;
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO retractions (verdict_id, reason, by_user, version, outcome, created_at) \
-             VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
-        )
-        .bind(verdict_id)
-        .bind(reason)
-        .bind(by)
-        .bind(version)
-        .bind(outcome)
-        .bind(now())
-        .fetch_one(&mut *tx)
-        .await?;
+        let id = withdraw(&mut tx, verdict_id, reason, by, version, outcome).await?;
         tx.commit().await?;
         Ok(Retracted {
             id,
@@ -507,10 +492,6 @@ impl Store {
                 "{reviewer} has no verdict on hypothesis {hypothesis} that can still be undone"
             )));
         };
-        sqlx::query("UPDATE verdicts SET withdrawn = 1 WHERE id = ?")
-            .bind(verdict_id)
-            .execute(&mut *tx)
-            .await?;
         sqlx::query(
             "UPDATE stage_items SET status = 'submitted', answered_at = NULL \
              WHERE hypothesis_id = ? AND stage = ? AND status = 'answered'",
@@ -519,15 +500,7 @@ impl Store {
         .bind(stage)
         .execute(&mut *tx)
         .await?;
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO retractions (verdict_id, reason, by_user, version, outcome, created_at) \
-             VALUES (?, 'undo', ?, NULL, 'requeued', ?) RETURNING id",
-        )
-        .bind(verdict_id)
-        .bind(reviewer)
-        .bind(now())
-        .fetch_one(&mut *tx)
-        .await?;
+        let id = withdraw(&mut tx, verdict_id, "undo", reviewer, None, "requeued").await?;
         tx.commit().await?;
         Ok(Retracted {
             id,
@@ -673,6 +646,34 @@ struct RetractTarget {
     status: String,
     state: String,
     round_stage: i64,
+}
+
+/// Marks a verdict withdrawn and records why, by whom and with what effect: the one way a
+/// verdict stops counting (retraction or undo). Returns the retraction's id.
+async fn withdraw(
+    conn: &mut sqlx::SqliteConnection,
+    verdict_id: i64,
+    reason: &str,
+    by: &str,
+    version: Option<i64>,
+    outcome: &str,
+) -> Result<i64> {
+    sqlx::query("UPDATE verdicts SET withdrawn = 1 WHERE id = ?")
+        .bind(verdict_id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(sqlx::query_scalar(
+        "INSERT INTO retractions (verdict_id, reason, by_user, version, outcome, created_at) \
+         VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+    )
+    .bind(verdict_id)
+    .bind(reason)
+    .bind(by)
+    .bind(version)
+    .bind(outcome)
+    .bind(now())
+    .fetch_one(&mut *conn)
+    .await?)
 }
 
 /// What a retraction did.

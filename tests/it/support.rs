@@ -34,14 +34,7 @@ impl Env {
     }
 
     pub fn run(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_hypograph"))
-            .arg("--db")
-            .arg(&self.db)
-            .args(args)
-            .env_remove("RUST_LOG")
-            .env_remove("HYPOGRAPH_DB")
-            .output()
-            .expect("run hypograph")
+        self.run_with(args, &[])
     }
 
     /// Runs and asserts success; returns stdout.
