@@ -110,6 +110,7 @@ async fn main() -> anyhow::Result<()> {
         stop: None,
         wait: std::time::Duration::from_secs(5),
         until: Some(RoundState::Retraining),
+        lease_lost: None,
     };
     let started = Instant::now();
     let end = engine::run_round(&store, &loaded, &mut opts).await?;

@@ -67,6 +67,7 @@ async fn main() -> anyhow::Result<()> {
         stop: None,
         wait: std::time::Duration::from_secs(5),
         until: Some(RoundState::Retraining),
+        lease_lost: None,
     };
     let end = engine::run_round(&store, &loaded, &mut opts).await?;
     let total = total.elapsed().as_secs_f64();

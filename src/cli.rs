@@ -79,6 +79,9 @@ enum Command {
     Run(rounds::RunArgs),
     /// Rounds, their states, counts per stage and what each waits on.
     Status(rounds::StatusArgs),
+    /// Operations on one round (abandon).
+    #[command(subcommand)]
+    Round(rounds::RoundCommand),
     /// Run every workflow in a directory on its cron schedule until SIGINT/SIGTERM.
     Daemon(daemon::DaemonArgs),
     /// Schedules: next fire times and recent fires.
@@ -194,6 +197,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Status(args) => {
             let store = open(OpenMode::Existing).await?;
             let result = rounds::status(&store, args).await;
+            (store, result)
+        }
+        Command::Round(cmd) => {
+            let store = open(OpenMode::Existing).await?;
+            let result = rounds::round(&store, cmd).await;
             (store, result)
         }
         Command::Daemon(args) => {

@@ -43,8 +43,24 @@ pub enum EngineError {
     Plugin { stage: String, message: String },
     #[error("the database has no graph and the workflow names none to import (`graph.import`)")]
     NoGraph,
+    #[error("a worker thread failed: {0}")]
+    Worker(String),
     #[error("stopped by a signal; the round resumes from `{0}`")]
     Interrupted(RoundState),
+    #[error(
+        "lost the lease on workflow `{0}` to another process: stopped after finishing the step at `{1}`; the lease holder carries on"
+    )]
+    LeaseLost(String, RoundState),
+    #[error("round {number} of `{workflow}`: attempt {attempts} of {max} failed: {error}{}",
+        if *failed { "; the round is now failed and the next run starts a new one" } else { "" })]
+    Attempt {
+        workflow: String,
+        number: i64,
+        attempts: i64,
+        max: u32,
+        failed: bool,
+        error: Box<EngineError>,
+    },
 }
 
 type Result<T> = std::result::Result<T, EngineError>;
@@ -98,6 +114,8 @@ pub struct Options<'a> {
     pub wait: Duration,
     /// Return as soon as the round reaches this state (benchmarks time parts of a round).
     pub until: Option<RoundState>,
+    /// Raised when the workflow's lease is lost: stop at the next step boundary with an error.
+    pub lease_lost: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
 /// Why no new round starts.
@@ -227,6 +245,28 @@ pub async fn retrain(store: &Store, l: &Loaded, data_dir: &std::path::Path) -> R
     Ok(trained.info)
 }
 
+/// The workflow's test and validation triples that name known keys: never candidates.
+fn evaluation_triples(l: &Loaded, graph: &crate::graph::Graph) -> Result<Vec<Triple>> {
+    let e = &l.workflow.evaluate;
+    let mut out = Vec::new();
+    for p in e.test.iter().chain(e.valid.iter()) {
+        out.extend(training::map_file(&l.resolve(p), graph)?.0);
+    }
+    Ok(out)
+}
+
+/// The test split: true, held for evaluation, so never drawn as a calibration negative.
+/// Ranking filters are not excluded: in a simulation they are the oracle's truth, which the
+/// model must not learn from.
+fn held_out_files(l: &Loaded) -> Vec<std::path::PathBuf> {
+    l.workflow
+        .evaluate
+        .test
+        .iter()
+        .map(|p| l.resolve(p))
+        .collect()
+}
+
 /// Trains the workflow's model on `version` (a retrain when `warm` names a model), records it
 /// under the workflow, and re-scores the hypotheses still waiting for review.
 async fn train_for(
@@ -242,6 +282,7 @@ async fn train_for(
         version,
         config: spec.train_config(seed, matches!(warm, Warm::From(_))),
         valid: l.workflow.evaluate.valid.as_ref().map(|p| l.resolve(p)),
+        holdout: held_out_files(l),
         ensemble: spec.ensemble,
         calibration: spec.calibration_method(),
         warm,
@@ -297,12 +338,27 @@ fn crash_point(name: &str) {
     let _ = name;
 }
 
+/// Returns an error when `HYPOGRAPH_FAIL_AT` names this point: debug builds only, for the
+/// tests of attempts and failed rounds (a deterministic error, every time the round gets here).
+fn fail_point(name: &str) -> Result<()> {
+    #[cfg(debug_assertions)]
+    if std::env::var("HYPOGRAPH_FAIL_AT").is_ok_and(|v| v == name) {
+        return Err(EngineError::Plugin {
+            stage: name.to_owned(),
+            message: format!("HYPOGRAPH_FAIL_AT={name}: injected failure"),
+        });
+    }
+    #[cfg(not(debug_assertions))]
+    let _ = name;
+    Ok(())
+}
+
 /// Resumes the workflow's open round or starts a new one, and drives it as far as it goes:
 /// to `done`, or to an `awaiting` stage still waiting after `opts.wait`. Returns the round.
 pub async fn run_round(store: &Store, file: &Loaded, opts: &mut Options<'_>) -> Result<RoundInfo> {
     prepare(store, file, opts.on_event).await?;
     let name = file.workflow.name.clone();
-    let mut round = match store.open_round(&name).await? {
+    let round = match store.open_round(&name).await? {
         Some(r) => {
             info!(round = r.id, state = %r.state, "resuming round");
             (opts.on_event)(&Event::Resumed {
@@ -336,14 +392,45 @@ pub async fn run_round(store: &Store, file: &Loaded, opts: &mut Options<'_>) -> 
             ..parsed
         }
     };
+    let (id, number) = (round.id, round.number);
+    match drive(store, &l, round, opts).await {
+        Ok(r) => Ok(r),
+        Err(e @ (EngineError::Interrupted(_) | EngineError::LeaseLost(..))) => Err(e),
+        Err(e) => {
+            let max = l.workflow.max_attempts.max(1);
+            let (attempts, failed) = store.record_attempt(id, &e.to_string(), max).await?;
+            warn!(round = id, attempts, failed, error = %e, "the run ended in an error");
+            Err(EngineError::Attempt {
+                workflow: name,
+                number,
+                attempts,
+                max,
+                failed,
+                error: Box::new(e),
+            })
+        }
+    }
+}
+
+/// Drives an open round from its stored state until it is done, waits, or fails.
+async fn drive(
+    store: &Store,
+    l: &Loaded,
+    mut round: RoundInfo,
+    opts: &mut Options<'_>,
+) -> Result<RoundInfo> {
     let mut timings = serde_json::Map::new();
     loop {
         crash_point(round.state.as_str());
+        fail_point(round.state.as_str())?;
         if opts.until == Some(round.state) {
             return Ok(round);
         }
         if stopped(&opts.stop) && round.state.is_open() {
             return Err(EngineError::Interrupted(round.state));
+        }
+        if stopped(&opts.lease_lost) && round.state.is_open() {
+            return Err(EngineError::LeaseLost(round.workflow.clone(), round.state));
         }
         let clock = Instant::now();
         let state = round.state;
@@ -402,6 +489,13 @@ pub async fn run_round(store: &Store, file: &Loaded, opts: &mut Options<'_>) -> 
     }
 }
 
+/// Runs CPU-bound work on the blocking pool, off the runtime's threads.
+async fn cpu<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| EngineError::Worker(e.to_string()))
+}
+
 fn round_seed(l: &Loaded, round: &RoundInfo) -> u64 {
     l.workflow
         .seed
@@ -458,11 +552,13 @@ async fn step_rank(store: &Store, l: &Loaded, round: &RoundInfo) -> Result<()> {
     };
     let info = store.model(model_id).await?;
     let graph = store.load_graph(version).await?;
-    let ensemble = training::load_model(&info, &Vocab::of(&graph))?;
-    let refuted: HashSet<Triple> = training::refuted(store, version, &graph)
+    // Evaluation triples are true facts the oracle may not know: proposing one would label
+    // it refuted and train on it as a negative, and it would leak into the measured MRR.
+    let mut excluded: HashSet<Triple> = training::refuted(store, version, &graph)
         .await?
         .into_iter()
         .collect();
+    excluded.extend(evaluation_triples(l, &graph)?);
     let relations: Vec<u32> = w
         .generate
         .relations
@@ -471,29 +567,41 @@ async fn step_rank(store: &Store, l: &Loaded, round: &RoundInfo) -> Result<()> {
         .collect();
     let seed = round_seed(l, round);
     let acquisition = w.rank.acquisition();
-    let device = model::default_device();
-    let triples: Vec<Triple> = tokio::task::block_in_place(|| {
-        if acquisition == Acquisition::Random {
-            acquire::sample_uniform(&graph, &refuted, &relations, w.rank.batch * 4, seed)
+    let spec = AcquireSpec {
+        relations,
+        top_k: w.generate.top_k,
+        max_candidates: w.generate.max_candidates,
+        batch: 64,
+        seed,
+    };
+    let (random_n, cost) = (
+        w.rank.batch * 4,
+        w.stages.iter().filter_map(|s| s.cost).sum::<f64>(),
+    );
+    let is_random = acquisition == Acquisition::Random;
+    // Loading the model, scoring every allowed pair and the ensemble's predictions are CPU
+    // work: off the runtime's threads, so a server in the same process keeps answering.
+    let (graph, candidates) = cpu(move || -> Result<_> {
+        let ensemble = training::load_model(&info, &Vocab::of(&graph))?;
+        let device = model::default_device();
+        let triples: Vec<Triple> = if is_random {
+            acquire::sample_uniform(&graph, &excluded, &spec.relations, random_n, seed)
         } else {
             let scorers: Vec<model::Scorer<'_>> = ensemble
                 .members
                 .iter()
                 .map(|m| m.model.scorer(&device))
                 .collect();
-            let spec = AcquireSpec {
-                relations: relations.clone(),
-                top_k: w.generate.top_k,
-                max_candidates: w.generate.max_candidates,
-                batch: 64,
-                seed,
-            };
-            acquire::generate(&graph, &refuted, scorers.as_slice(), &spec)
+            acquire::generate(&graph, &excluded, scorers.as_slice(), &spec)
                 .into_iter()
                 .map(|s| s.triple)
                 .collect()
-        }
-    });
+        };
+        let candidates =
+            Candidate::from_predictions(&triples, ensemble.predict(&triples, &device), cost);
+        Ok((graph, candidates))
+    })
+    .await??;
     if round.state == RoundState::Generating {
         store
             .advance_round(
@@ -502,16 +610,13 @@ async fn step_rank(store: &Store, l: &Loaded, round: &RoundInfo) -> Result<()> {
                 RoundState::Ranking,
                 0,
                 RoundUpdate {
-                    metrics: Some(serde_json::json!({ "candidates": triples.len() })),
+                    metrics: Some(serde_json::json!({ "candidates": candidates.len() })),
                     ..RoundUpdate::default()
                 },
             )
             .await?;
         crash_point("ranking");
     }
-    let cost: f64 = w.stages.iter().filter_map(|s| s.cost).sum();
-    let candidates =
-        Candidate::from_predictions(&triples, ensemble.predict(&triples, &device), cost);
     let picks = acquire::select(
         &acquisition,
         &candidates,
@@ -840,6 +945,8 @@ async fn send_batch(
         let clock = Instant::now();
         let result = plugin.submit(batch).await;
         crate::plugin::stats::record(&stage.name, result.is_ok(), clock.elapsed().as_secs_f64());
+        // Sent and answered, not yet recorded: the resume must send again under the same keys.
+        crash_point("dispatching-sent");
         match result {
             Ok(v) => break Ok(v),
             Err(PluginError::Retryable(why)) if attempt < stage.retries => {
@@ -911,7 +1018,14 @@ async fn step_await(
     let stage = &l.workflow.stages[i as usize];
     let poller = Some(plugin(l, round, i as usize)?).filter(Plugin::polls);
     let started = Instant::now();
-    loop {
+    let last = i as usize + 1 == l.workflow.stages.len();
+    let (to, to_stage) = if last {
+        (RoundState::Ingesting, i)
+    } else {
+        (RoundState::Dispatching, i + 1)
+    };
+    let refute_here = l.workflow.ingest.refute_on == RefuteOn::Any;
+    let closed = loop {
         let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
         let expired = store.expire_items(round.id, i, &now).await?;
         if expired > 0 {
@@ -934,33 +1048,35 @@ async fn step_await(
             .filter_map(|s| counts.get(&(i, (*s).to_owned())))
             .sum();
         if open == 0 {
-            break;
+            // The close re-checks inside its transaction: an undo or retraction in between
+            // reopens an item and sends us back to waiting.
+            let closed = store
+                .close_stage(
+                    round.id,
+                    i,
+                    &stage.advance,
+                    last || stage.is_final == Some(true),
+                    refute_here,
+                    RoundState::Awaiting,
+                    to,
+                    to_stage,
+                )
+                .await?;
+            if let Some(closed) = closed {
+                break closed;
+            }
+            info!(stage = %stage.name, "an item reopened while closing the stage: waiting again");
+            continue;
+        }
+        if stopped(&opts.lease_lost) {
+            return Err(EngineError::LeaseLost(round.workflow.clone(), round.state));
         }
         if started.elapsed() >= opts.wait || stopped(&opts.stop) {
             return Ok(false);
         }
         let pause = if poller.is_some() { 1000 } else { 200 };
         tokio::time::sleep(Duration::from_millis(pause)).await;
-    }
-    let last = i as usize + 1 == l.workflow.stages.len();
-    let (to, to_stage) = if last {
-        (RoundState::Ingesting, i)
-    } else {
-        (RoundState::Dispatching, i + 1)
     };
-    let refute_here = l.workflow.ingest.refute_on == RefuteOn::Any;
-    let closed = store
-        .close_stage(
-            round.id,
-            i,
-            &stage.advance,
-            last || stage.is_final == Some(true),
-            refute_here,
-            RoundState::Awaiting,
-            to,
-            to_stage,
-        )
-        .await?;
     info!(stage = %stage.name, ?closed, "stage closed");
     Ok(true)
 }
@@ -1003,16 +1119,19 @@ async fn step_retrain(
             filter.extend(training::map_file(&l.resolve(f), &trained.graph)?.0);
         }
         let known = Known::new(&[trained.graph.triples(), &triples, &valid, &filter]);
-        let device = model::default_device();
-        let metrics = tokio::task::block_in_place(|| {
-            let scorers: Vec<model::Scorer<'_>> = trained
-                .ensemble
-                .members
-                .iter()
-                .map(|m| m.model.scorer(&device))
-                .collect();
+        let members: Vec<model::KgeModel> = trained
+            .ensemble
+            .members
+            .iter()
+            .map(|m| m.model.clone())
+            .collect();
+        let metrics = cpu(move || {
+            let device = model::default_device();
+            let scorers: Vec<model::Scorer<'_>> =
+                members.iter().map(|m| m.scorer(&device)).collect();
             model::evaluate(scorers.as_slice(), &triples, &known, 256)
-        });
+        })
+        .await?;
         test_mrr = Some(metrics.both.mrr);
         hits10 = Some(metrics.both.hits_at_10);
     }

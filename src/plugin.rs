@@ -170,7 +170,12 @@ impl Plugin {
     /// Whether every answer comes back from `submit` itself: a hypothesis a synchronous
     /// plugin neither answered nor failed is a failure, and a resumed dispatch resends it.
     pub fn is_synchronous(&self) -> bool {
-        matches!(self, Self::Oracle(_) | Self::Command(_) | Self::Llm(_))
+        match self {
+            Self::Oracle(_) | Self::Command(_) | Self::Llm(_) => true,
+            // Without polling or callbacks the service answers in the POST's response.
+            Self::Http(h) => h.poll_url.is_none() && h.callback_url.is_none(),
+            Self::Human(_) => false,
+        }
     }
 
     /// Whether hypotheses should carry their graph context.

@@ -43,6 +43,80 @@ pub struct Fire {
     pub workflow: String,
     pub kind: FireKind,
     pub at: DateTime<Utc>,
+    /// Turns true if the workflow's lease is lost while the fire runs: the work must stop
+    /// at its next step boundary.
+    pub lease_lost: watch::Receiver<bool>,
+}
+
+/// A workflow's lease, held by one process (a daemon fire or a `run`) while it drives the
+/// workflow, and renewed every third of its time to live. A renewal that finds another
+/// holder raises [`Lease::lost`]; the lease is released when dropped through
+/// [`Lease::release`].
+pub struct Lease {
+    store: Store,
+    workflow: String,
+    holder: String,
+    renew: JoinHandle<()>,
+    lost: watch::Receiver<bool>,
+}
+
+impl Lease {
+    /// Takes the workflow's lease, or `None` while another holder's is unexpired.
+    pub async fn acquire(
+        store: &Store,
+        workflow: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<Option<Self>, StoreError> {
+        if !store.acquire_lease(workflow, holder, ttl).await? {
+            return Ok(None);
+        }
+        let (tx, lost) = watch::channel(false);
+        let renew = {
+            let (store, workflow, holder) = (store.clone(), workflow.to_owned(), holder.to_owned());
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(ttl / 3);
+                tick.tick().await;
+                loop {
+                    tick.tick().await;
+                    match store.acquire_lease(&workflow, &holder, ttl).await {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            warn!(%workflow, "lost the workflow's lease to another process");
+                            let _ = tx.send(true);
+                            return;
+                        }
+                        Err(e) => warn!(%workflow, error = %e, "renewing the lease failed"),
+                    }
+                }
+            })
+        };
+        Ok(Some(Self {
+            store: store.clone(),
+            workflow: workflow.to_owned(),
+            holder: holder.to_owned(),
+            renew,
+            lost,
+        }))
+    }
+
+    /// A flag that turns true when the lease is lost.
+    pub fn lost(&self) -> watch::Receiver<bool> {
+        self.lost.clone()
+    }
+
+    /// Stops renewing and gives the lease up (if still ours).
+    pub async fn release(self) {
+        self.renew.abort();
+        if let Err(e) = self.store.release_lease(&self.workflow, &self.holder).await {
+            warn!(workflow = %self.workflow, error = %e, "releasing the lease failed");
+        }
+    }
+
+    /// Who holds the workflow's lease now, and until when.
+    pub async fn holder_of(store: &Store, workflow: &str) -> Result<Option<(String, String)>, StoreError> {
+        store.lease_holder(workflow).await
+    }
 }
 
 /// What a fire did: the round it ran, if any, or why it failed.
@@ -294,6 +368,7 @@ async fn start(
         workflow: entry.workflow.clone(),
         kind: entry.kind,
         at,
+        lease_lost: watch::channel(false).1,
     };
     Ok(Some(tokio::spawn(async move {
         let (status, reason, round) = run_leased(&shared, fire.clone()).await;
@@ -314,47 +389,23 @@ async fn start(
     })))
 }
 
-async fn run_leased(shared: &Shared, fire: Fire) -> (&'static str, Option<String>, Option<i64>) {
-    let store = &shared.store;
-    match store
-        .acquire_lease(&fire.workflow, &shared.holder, shared.lease_ttl)
-        .await
-    {
-        Ok(true) => {}
-        Ok(false) => {
-            return (
-                "skipped",
-                Some("another daemon holds the workflow's lease".into()),
-                None,
-            );
-        }
-        Err(e) => return ("failed", Some(format!("taking the lease: {e}")), None),
-    }
-    let renew = {
-        let (store, workflow, holder, ttl) = (
-            store.clone(),
-            fire.workflow.clone(),
-            shared.holder.clone(),
-            shared.lease_ttl,
-        );
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(ttl / 3);
-            tick.tick().await;
-            loop {
-                tick.tick().await;
-                match store.acquire_lease(&workflow, &holder, ttl).await {
-                    Ok(true) => {}
-                    Ok(false) => warn!(%workflow, "lost the workflow's lease"),
-                    Err(e) => warn!(%workflow, error = %e, "renewing the lease failed"),
-                }
+async fn run_leased(shared: &Shared, mut fire: Fire) -> (&'static str, Option<String>, Option<i64>) {
+    let lease =
+        match Lease::acquire(&shared.store, &fire.workflow, &shared.holder, shared.lease_ttl).await
+        {
+            Ok(Some(lease)) => lease,
+            Ok(None) => {
+                return (
+                    "skipped",
+                    Some("another process holds the workflow's lease".into()),
+                    None,
+                );
             }
-        })
-    };
+            Err(e) => return ("failed", Some(format!("taking the lease: {e}")), None),
+        };
+    fire.lease_lost = lease.lost();
     let outcome = (shared.handler)(fire.clone()).await;
-    renew.abort();
-    if let Err(e) = store.release_lease(&fire.workflow, &shared.holder).await {
-        warn!(workflow = %fire.workflow, error = %e, "releasing the lease failed");
-    }
+    lease.release().await;
     match outcome {
         Ok(round) => ("done", None, round),
         Err(reason) => ("failed", Some(reason), None),

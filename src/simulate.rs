@@ -28,6 +28,9 @@ pub struct SimSpec {
     pub retrain_epochs: usize,
     /// Cost of one oracle verdict.
     pub cost: f64,
+    /// How member scores become probabilities, fitted on the validation split each round as
+    /// the engine does.
+    pub calibration: Method,
 }
 
 /// What one round of one run produced.
@@ -42,6 +45,10 @@ pub struct RoundRecord {
     pub cumulative_discoveries: usize,
     pub cumulative_cost: f64,
     pub test_mrr: f64,
+    /// Calibration of the ensemble that ranked this round, on the held-out half of the
+    /// validation split against candidate-like negatives.
+    pub ece: Option<f64>,
+    pub brier: Option<f64>,
     /// Seconds spent generating and scoring candidates.
     pub generate_s: f64,
     /// Seconds spent on the ensemble's mean and spread and on acquisition.
@@ -50,6 +57,9 @@ pub struct RoundRecord {
     pub judge_s: f64,
     /// Seconds spent on the warm retrain after the round.
     pub train_s: f64,
+    /// The triples this round tested.
+    #[serde(skip)]
+    pub proposed: Vec<Triple>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -67,17 +77,20 @@ pub struct Universe {
 }
 
 /// Runs every strategy for every seed. `visible` is what the model starts from, `hidden` the
-/// truth the oracle answers from, `test` the fixed evaluation split.
+/// truth the oracle answers from, `valid` the calibration split and `test` the fixed
+/// evaluation split; neither of the last two is ever proposed, labelled or trained on.
 pub fn run(
     universe: &Universe,
     visible: &[Triple],
     hidden: &[Triple],
+    valid: &[Triple],
     test: &[Triple],
     spec: &SimSpec,
     on_round: &mut dyn FnMut(&RoundRecord),
 ) -> Result<Vec<RoundRecord>, SimError> {
     let truth: HashSet<Triple> = hidden.iter().copied().collect();
-    let all_true = Known::new(&[visible, hidden, test]);
+    let all_true = Known::new(&[visible, hidden, valid, test]);
+    let evaluation: HashSet<Triple> = valid.iter().chain(test).copied().collect();
     let device = model::default_device();
     let mut records = Vec::new();
     for (name, acquisition) in &spec.strategies {
@@ -105,15 +118,21 @@ pub fn run(
                     universe.relations.clone(),
                     known.clone(),
                 )?;
-                let ensemble = Ensemble::calibrate(
+                let negatives = acquire::sample_like_candidates(
+                    &graph,
+                    &evaluation.union(&refuted).copied().collect(),
+                    valid,
+                    crate::training::CALIBRATION_NEGATIVES,
+                    seed ^ round as u64 ^ 0xca1b,
+                );
+                let (ensemble, calibration) = Ensemble::calibrate(
                     members.clone(),
-                    Method::None,
-                    &[],
-                    &all_true,
-                    seed,
+                    spec.calibration,
+                    valid,
+                    &negatives,
                     &device,
-                )
-                .0;
+                );
+                let excluded: HashSet<Triple> = evaluation.union(&refuted).copied().collect();
                 let scorers: Vec<model::Scorer<'_>> =
                     members.iter().map(|m| m.scorer(&device)).collect();
                 let generate_spec = GenerateSpec {
@@ -129,13 +148,13 @@ pub fn run(
                 let triples: Vec<Triple> = if *acquisition == Acquisition::Random {
                     acquire::sample_uniform(
                         &graph,
-                        &refuted,
+                        &excluded,
                         &[],
                         spec.batch * 4,
                         generate_spec.seed,
                     )
                 } else {
-                    acquire::generate(&graph, &refuted, scorers.as_slice(), &generate_spec)
+                    acquire::generate(&graph, &excluded, scorers.as_slice(), &generate_spec)
                         .iter()
                         .map(|s| s.triple)
                         .collect()
@@ -193,10 +212,13 @@ pub fn run(
                     cumulative_discoveries: discoveries,
                     cumulative_cost: cost,
                     test_mrr: mrr,
+                    ece: calibration.as_ref().map(|c| c.after.ece),
+                    brier: calibration.as_ref().map(|c| c.after.brier),
                     generate_s,
                     rank_s,
                     judge_s,
                     train_s,
+                    proposed: picks.iter().map(|p| candidates[p.index].triple).collect(),
                 };
                 on_round(&record);
                 records.push(record);
@@ -215,7 +237,8 @@ fn train(
     warm: Vec<KgeModel>,
 ) -> Result<Vec<KgeModel>, ModelError> {
     let filter = Known::new(&[known]);
-    let refuted: Vec<Triple> = refuted.iter().copied().collect();
+    let mut refuted: Vec<Triple> = refuted.iter().copied().collect();
+    refuted.sort_unstable();
     let set = TrainSet {
         num_entities: universe.entities.len(),
         num_relations: universe.relations.len(),
@@ -256,7 +279,20 @@ mod tests {
                 }
             }
         }
+        // Every third hidden edge is held out for evaluation, every seventh of the rest
+        // for calibration: none of them may be proposed.
         let test: Vec<Triple> = hidden.iter().copied().step_by(3).collect();
+        let valid: Vec<Triple> = hidden
+            .iter()
+            .copied()
+            .enumerate()
+            .filter(|(i, _)| i % 3 != 0 && i % 7 == 1)
+            .map(|(_, t)| t)
+            .collect();
+        let hidden: Vec<Triple> = hidden
+            .into_iter()
+            .filter(|t| !test.contains(t) && !valid.contains(t))
+            .collect();
         let universe = Universe {
             entities: (0..n)
                 .map(|i| (format!("e{i}").into(), "".into()))
@@ -280,10 +316,13 @@ mod tests {
                 .with_batch_size(32),
             retrain_epochs: 5,
             cost: 2.0,
+            calibration: Method::Platt,
         };
         let mut seen = 0;
-        let records = run(&universe, &visible, &hidden, &test, &spec, &mut |_| {
-            seen += 1
+        let mut proposed: Vec<Triple> = Vec::new();
+        let records = run(&universe, &visible, &hidden, &valid, &test, &spec, &mut |r| {
+            seen += 1;
+            proposed.extend(r.proposed.iter().copied());
         })
         .expect("simulate");
         assert_eq!(records.len(), 4);
@@ -308,5 +347,12 @@ mod tests {
             total("random")
         );
         assert!(total("greedy") > 0);
+        assert_eq!(proposed.len(), 20);
+        for t in &proposed {
+            assert!(
+                !test.contains(t) && !valid.contains(t),
+                "evaluation triple {t:?} was proposed"
+            );
+        }
     }
 }

@@ -3,7 +3,9 @@
 //! in the store. Shared by `hypograph train` and the round engine, so both produce the same
 //! kind of model record.
 
+use crate::acquire;
 use crate::graph::{Graph, OnInvalid, Triple, tsv};
+use std::collections::HashSet;
 use crate::model::calibrate::{self, Method};
 use crate::model::checkpoint::{self, CheckpointError, Vocab};
 use crate::model::ensemble::CalibrationSummary;
@@ -38,6 +40,14 @@ pub enum TrainingError {
 
 type Result<T> = std::result::Result<T, TrainingError>;
 
+/// Calibration negatives drawn per validation positive. Among the pairs candidate generation
+/// allows, false ones far outnumber true ones (the UMLS demo: about 30 allowed unknown pairs
+/// for each true one), so a 1:1 mix would make every plausible pair look likely; 10:1 sits
+/// between that base rate and the enriched mix a ranked batch shows reviewers, and leaves a
+/// few hundred positives' weight for a stable fit. Probabilities read: "among pairs like
+/// this, one true for ten false, how likely is this one".
+pub const CALIBRATION_NEGATIVES: usize = 10;
+
 /// Where the first weights come from.
 #[derive(Debug, Clone)]
 pub enum Warm {
@@ -56,6 +66,9 @@ pub struct Job {
     pub config: TrainConfig,
     /// Validation triples file for early stopping and calibration.
     pub valid: Option<PathBuf>,
+    /// Other files of true triples held for evaluation (the test split): never drawn as a
+    /// calibration negative.
+    pub holdout: Vec<PathBuf>,
     pub ensemble: usize,
     pub calibration: Method,
     pub warm: Warm,
@@ -163,6 +176,17 @@ pub async fn train(
     }
     let refuted = refuted(store, v, &graph).await?;
     let known = Known::new(&[&train_triples, &valid]);
+    let mut not_negative: HashSet<Triple> = valid.iter().chain(&refuted).copied().collect();
+    for p in &job.holdout {
+        not_negative.extend(map_file(p, &graph)?.0);
+    }
+    let negatives = acquire::sample_like_candidates(
+        &graph,
+        &not_negative,
+        &valid,
+        std::env::var("HG_EXPERIMENT_RATIO").ok().and_then(|v| v.parse().ok()).unwrap_or(CALIBRATION_NEGATIVES),
+        config.seed ^ 0xca1b,
+    );
 
     let candidate = match &job.warm {
         Warm::Cold => None,
@@ -213,21 +237,14 @@ pub async fn train(
         .unwrap_or((None, 0, 0));
     let models: Vec<model::KgeModel> = outcomes.into_iter().map(|o| o.model).collect();
     let (ensemble, calibration) = blocking(|| {
-        Ensemble::calibrate(
-            models,
-            job.calibration,
-            &valid,
-            &known,
-            config.seed,
-            &device,
-        )
+        Ensemble::calibrate(models, job.calibration, &valid, &negatives, &device)
     });
 
     let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ");
     let dir = data_dir
         .join("models")
         .join(format!("v{v}-{}-{stamp}", kind_name(config.model)));
-    let checksum = checkpoint::save_ensemble(&ensemble, &vocab, &dir)?;
+    let checksum = blocking(|| checkpoint::save_ensemble(&ensemble, &vocab, &dir))?;
     let io = |path: PathBuf| move |cause| TrainingError::Io { path, cause };
     write_curve(&dir, &histories).map_err(io(dir.join("curve.csv")))?;
     std::fs::write(dir.join("valid.tsv"), keys_of(&graph, &valid))

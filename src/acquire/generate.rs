@@ -169,6 +169,48 @@ pub fn sample_uniform(
     out
 }
 
+/// For each positive, `per_positive` distinct pairs of the same relation drawn uniformly from
+/// its allowed domain x range, never known to `graph`, never in `exclude`, never a self-loop:
+/// negatives of the kind candidate generation proposes, so a calibrator fitted on them speaks
+/// about the pairs reviewers are shown (a uniform corruption is mostly an absurd pair a
+/// model rejects easily, which makes probabilities look better calibrated than they are).
+/// Fewer come back for a relation whose allowed pairs run out.
+pub fn sample_like_candidates(
+    graph: &Graph,
+    exclude: &HashSet<Triple>,
+    positives: &[Triple],
+    per_positive: usize,
+    seed: u64,
+) -> Vec<Vec<Triple>> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut cache: std::collections::HashMap<u32, (Vec<u32>, Vec<u32>)> =
+        std::collections::HashMap::new();
+    positives
+        .iter()
+        .map(|p| {
+            let (heads, tails) = cache
+                .entry(p.relation)
+                .or_insert_with(|| endpoints(graph, p.relation));
+            let mut out: Vec<Triple> = Vec::with_capacity(per_positive);
+            if heads.is_empty() || tails.is_empty() {
+                return out;
+            }
+            let mut attempts = 0usize;
+            while out.len() < per_positive && attempts < per_positive.saturating_mul(200).max(1000)
+            {
+                attempts += 1;
+                let h = heads[rng.random_range(0..heads.len())];
+                let t = tails[rng.random_range(0..tails.len())];
+                let c = Triple::new(h, p.relation, t);
+                if h != t && !graph.contains(c) && !exclude.contains(&c) && !out.contains(&c) {
+                    out.push(c);
+                }
+            }
+            out
+        })
+        .collect()
+}
+
 /// Generates the best-scored unknown, unrefuted triples of each relation in `spec`.
 pub fn generate<P: LinkPredictor + ?Sized>(
     graph: &Graph,
@@ -384,5 +426,25 @@ mod tests {
             sample_uniform(&g, &refuted, &[], 5, 9),
             "seeded"
         );
+    }
+
+    #[test]
+    fn negatives_like_candidates_stay_in_domain_and_range() {
+        let g = graph();
+        let exclude: HashSet<Triple> = g.triples().iter().take(1).copied().collect();
+        let positives: Vec<Triple> = g.triples().to_vec();
+        let negs = sample_like_candidates(&g, &exclude, &positives, 3, 5);
+        assert_eq!(negs.len(), positives.len());
+        for (p, ns) in positives.iter().zip(&negs) {
+            let (domain, range) = domain_range(&g, p.relation);
+            assert!(!ns.is_empty());
+            for n in ns {
+                assert_eq!(n.relation, p.relation);
+                assert!(domain.contains(g.category(n.head)), "{n:?}");
+                assert!(range.contains(g.category(n.tail)), "{n:?}");
+                assert!(!g.contains(*n) && !exclude.contains(n) && n.head != n.tail);
+            }
+        }
+        assert_eq!(negs, sample_like_candidates(&g, &exclude, &positives, 3, 5));
     }
 }

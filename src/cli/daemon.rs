@@ -117,6 +117,7 @@ pub async fn daemon(store: &Store, data_dir: &Path, args: DaemonArgs) -> anyhow:
                             // Stages that answer later are looked at again on the next fire.
                             wait: Duration::ZERO,
                             until: None,
+                            lease_lost: Some(fire.lease_lost.clone()),
                         };
                         let round = engine::run_round(&store, l, &mut opts)
                             .await

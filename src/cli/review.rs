@@ -275,13 +275,13 @@ pub async fn retract(store: &Store, args: RetractArgs) -> anyhow::Result<ExitCod
             r.verdict_id,
             r.id,
             r.hypothesis,
-            if r.outcome == "requeued" {
-                "is back in its stage's queue"
-            } else {
-                "is refuted"
+            match r.outcome.as_str() {
+                "requeued" => "is back in its stage's queue".to_owned(),
+                "unchanged" => "is unchanged: the verdicts still standing decide as before".to_owned(),
+                status => format!("is now {status}"),
             },
             r.version
-                .map(|v| format!("; version {v} removed the edge it had confirmed"))
+                .map(|v| format!("; version {v} brought the graph in line"))
                 .unwrap_or_default()
         );
     }

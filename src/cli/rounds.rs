@@ -4,7 +4,8 @@ use crate::engine::{self, Event, Options, RoundSummary};
 use crate::plot::{Panel, Series};
 use crate::store::{RoundInfo, RoundState, Store};
 use crate::workflow::{self, Loaded};
-use anyhow::Context;
+use crate::schedule::Lease;
+use anyhow::{Context, bail};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -27,6 +28,10 @@ pub struct RunArgs {
     /// `awaiting` and the next run continues it): e.g. 0s, 30s, 10m.
     #[arg(long, default_value = "10s")]
     wait: String,
+    /// How long this run's hold on the workflow lasts without renewal (renewed every third
+    /// of it); another process may take the workflow over once it lapses.
+    #[arg(long, default_value = "30s")]
+    lease_ttl: String,
     #[arg(long)]
     json: bool,
 }
@@ -128,32 +133,76 @@ pub async fn run(
     args: RunArgs,
 ) -> anyhow::Result<ExitCode> {
     let wait = workflow::parse_duration(&args.wait).map_err(|e| anyhow::anyhow!("--wait: {e}"))?;
+    let lease_ttl = workflow::parse_duration(&args.lease_ttl)
+        .map_err(|e| anyhow::anyhow!("--lease-ttl: {e}"))?
+        .max(Duration::from_millis(300));
+    let name = loaded.workflow.name.clone();
+    // The same lease a daemon takes: one process drives a workflow at a time.
+    let holder = format!(
+        "run-{}-{}",
+        std::env::var("HOSTNAME").unwrap_or_else(|_| "host".into()),
+        std::process::id()
+    );
+    let Some(lease) = Lease::acquire(store, &name, &holder, lease_ttl).await? else {
+        let (by, until) = Lease::holder_of(store, &name)
+            .await?
+            .unwrap_or_else(|| ("another process".into(), "soon".into()));
+        bail!(
+            "workflow `{name}` is being run by {by} (its lease runs until {until}); \
+             wait for it to finish, or stop it first"
+        );
+    };
+    let result = if loaded.workflow.stages.is_empty() {
+        retrain_only(store, data_dir, &loaded, args.json).await
+    } else {
+        run_leased(store, db, data_dir, &loaded, &args, wait, lease.lost()).await
+    };
+    lease.release().await;
+    result
+}
+
+async fn retrain_only(
+    store: &Store,
+    data_dir: &Path,
+    loaded: &Loaded,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let m = engine::retrain(store, loaded, data_dir).await?;
+    if json {
+        out!("{}", serde_json::to_string_pretty(&m)?);
+    } else {
+        out!(
+            "{}: model {} on graph version {}{} ({})",
+            loaded.workflow.name,
+            m.id,
+            m.graph_version,
+            m.parent_id
+                .map(|p| format!(", warm from model {p}"))
+                .unwrap_or_default(),
+            m.path
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn run_leased(
+    store: &Store,
+    db: &Path,
+    data_dir: &Path,
+    loaded: &Loaded,
+    args: &RunArgs,
+    wait: Duration,
+    lease_lost: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<ExitCode> {
     let json = args.json;
     let stop = stop_on_signals();
     let name = loaded.workflow.name.clone();
-    if loaded.workflow.stages.is_empty() {
-        let m = engine::retrain(store, &loaded, data_dir).await?;
-        if json {
-            out!("{}", serde_json::to_string_pretty(&m)?);
-        } else {
-            out!(
-                "{name}: model {} on graph version {}{} ({})",
-                m.id,
-                m.graph_version,
-                m.parent_id
-                    .map(|p| format!(", warm from model {p}"))
-                    .unwrap_or_default(),
-                m.path
-            );
-        }
-        return Ok(ExitCode::SUCCESS);
-    }
     let bar = indicatif::ProgressBar::new_spinner();
     bar.enable_steady_tick(Duration::from_millis(120));
     let mut summaries: Vec<RoundSummary> = Vec::new();
     for _ in 0..args.rounds {
         if store.open_round(&name).await?.is_none()
-            && let Some(why) = engine::stop_reason(store, &loaded).await?
+            && let Some(why) = engine::stop_reason(store, loaded).await?
         {
             bar.suspend(|| out!("{name}: no new round: {why}"));
             break;
@@ -219,8 +268,9 @@ pub async fn run(
             stop: Some(stop.clone()),
             wait,
             until: None,
+            lease_lost: Some(lease_lost.clone()),
         };
-        let round = match engine::run_round(store, &loaded, &mut opts).await {
+        let round = match engine::run_round(store, loaded, &mut opts).await {
             Ok(r) => r,
             Err(engine::EngineError::Interrupted(state)) => {
                 bar.finish_and_clear();
@@ -433,6 +483,12 @@ pub async fn status(store: &Store, args: StatusArgs) -> anyhow::Result<ExitCode>
                 )
             }
             RoundState::Failed => format!(" - {}", r.error.clone().unwrap_or_default()),
+            _ if r.attempts > 0 => format!(
+                " - {} attempt{} ended in an error, the last: {}",
+                r.attempts,
+                if r.attempts == 1 { "" } else { "s" },
+                r.error.clone().unwrap_or_default()
+            ),
             _ => String::new(),
         };
         out!(
@@ -471,6 +527,60 @@ pub async fn status(store: &Store, args: StatusArgs) -> anyhow::Result<ExitCode>
                 r.result_version.unwrap_or(0)
             );
         }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `hypograph round ...`: operations on one round.
+#[derive(Debug, clap::Subcommand)]
+pub enum RoundCommand {
+    /// Give up on an open round: it becomes `failed` with the reason, its waiting hypotheses
+    /// stop waiting, and the workflow's next run starts a new round. Admins only.
+    Abandon {
+        /// The round's id (see `hypograph status`).
+        id: i64,
+        #[arg(long)]
+        reason: String,
+        /// An admin's bearer token.
+        #[arg(long, env = "HYPOGRAPH_TOKEN", hide_env_values = true)]
+        token: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub async fn round(store: &Store, cmd: RoundCommand) -> anyhow::Result<ExitCode> {
+    let RoundCommand::Abandon {
+        id,
+        reason,
+        token,
+        json,
+    } = cmd;
+    if reason.trim().is_empty() {
+        bail!("abandoning a round needs a reason");
+    }
+    let user = store
+        .user_by_token(&token)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("the token matches no user"))?;
+    if user.role != crate::store::Role::Admin {
+        bail!(
+            "{} is a {}: only admins abandon rounds",
+            user.name,
+            user.role.as_str()
+        );
+    }
+    let r = store.abandon_round(id, &reason, &user.name).await?;
+    if json {
+        out!("{}", serde_json::to_string_pretty(&r)?);
+    } else {
+        out!(
+            "round {} of {} (id {}) is failed: {}",
+            r.number,
+            r.workflow,
+            r.id,
+            r.error.unwrap_or_default()
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

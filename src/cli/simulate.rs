@@ -25,6 +25,13 @@ pub struct SimulateArgs {
     /// The fixed test split (triples TSV).
     #[arg(long)]
     test: PathBuf,
+    /// The validation split each round's calibration is fitted on (triples TSV); without it,
+    /// a seeded tenth of the hidden truth is set aside for it (and never proposed).
+    #[arg(long)]
+    valid: Option<PathBuf>,
+    /// How member scores become probabilities (as in a workflow's `model.calibration`).
+    #[arg(long, value_enum, default_value_t = crate::model::calibrate::Method::Platt)]
+    calibration: crate::model::calibrate::Method,
     /// Comma-separated: random, greedy, uncertainty, spread, bald, ucb, thompson, epsilon.
     #[arg(long, default_value = "random,greedy,uncertainty,ucb,thompson,bald")]
     strategies: String,
@@ -120,25 +127,40 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<ExitCode> {
             (observed, hidden)
         }
     };
-    let test_batch = tsv::read_triples(&args.test, OnInvalid::Fail)?;
     let before = (ents.len(), rels.len());
-    let test_all = test_batch.triples_in(&mut ents, &mut rels);
-    // Test triples naming keys the graph lacks cannot be ranked: count and drop them.
-    let test: Vec<Triple> = test_all
-        .into_iter()
-        .filter(|t| {
-            (t.head as usize) < before.0
-                && (t.tail as usize) < before.0
-                && (t.relation as usize) < before.1
-        })
-        .collect();
-    let dropped = test_batch.triples.len() - test.len();
-    if dropped > 0 {
-        tracing::warn!(
-            dropped,
-            "test triples naming keys outside the graph were skipped"
-        );
-    }
+    // Split triples naming keys the graph lacks cannot be ranked: count and drop them.
+    let mut read_split = |path: &Path, what: &str| -> anyhow::Result<Vec<Triple>> {
+        let batch = tsv::read_triples(path, OnInvalid::Fail)?;
+        let all = batch.triples_in(&mut ents, &mut rels);
+        let kept: Vec<Triple> = all
+            .into_iter()
+            .filter(|t| {
+                (t.head as usize) < before.0
+                    && (t.tail as usize) < before.0
+                    && (t.relation as usize) < before.1
+            })
+            .collect();
+        let dropped = batch.triples.len() - kept.len();
+        if dropped > 0 {
+            tracing::warn!(
+                dropped,
+                split = what,
+                "triples naming keys outside the graph were skipped"
+            );
+        }
+        Ok(kept)
+    };
+    let test = read_split(&args.test, "test")?;
+    let (valid, hidden) = match &args.valid {
+        Some(p) => (read_split(p, "valid")?, hidden),
+        None => {
+            let mut hidden = hidden;
+            hidden.shuffle(&mut rand::rngs::StdRng::seed_from_u64(0xca1b));
+            let cut = hidden.len() / 10;
+            let valid = hidden.split_off(hidden.len() - cut);
+            (valid, hidden)
+        }
+    };
     let universe = Universe {
         entities: (0..before.0 as u32)
             .map(|i| {
@@ -161,6 +183,7 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<ExitCode> {
             .with_epochs(args.epochs),
         retrain_epochs: args.retrain_epochs,
         cost: args.cost,
+        calibration: args.calibration,
     };
     let total = (spec.strategies.len() * spec.seeds.len() * spec.rounds) as u64;
     let bar = indicatif::ProgressBar::new(total);
@@ -171,6 +194,7 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<ExitCode> {
         &universe,
         &visible,
         &hidden,
+        &valid,
         &test,
         &spec,
         &mut |r: &RoundRecord| {
@@ -225,7 +249,7 @@ fn summary(records: &[RoundRecord]) -> String {
         rows.entry(&r.strategy).or_default().push(r);
     }
     let mut md = format!(
-        "| strategy | discoveries after {last} rounds (mean ± sd over seeds) | mean precision | test MRR | cost |\n| --- | --- | --- | --- | --- |\n"
+        "| strategy | discoveries after {last} rounds (mean ± sd over seeds) | mean precision | test MRR | ECE | Brier | cost |\n| --- | --- | --- | --- | --- | --- | --- |\n"
     );
     for (s, rs) in rows {
         let k = rs.len() as f64;
@@ -240,8 +264,17 @@ fn summary(records: &[RoundRecord]) -> String {
             / records.iter().filter(|r| r.strategy == s).count().max(1) as f64;
         let mrr = rs.iter().map(|r| r.test_mrr).sum::<f64>() / k;
         let cost = rs.iter().map(|r| r.cumulative_cost).sum::<f64>() / k;
+        let calibration = |f: fn(&RoundRecord) -> Option<f64>| {
+            let v: Vec<f64> = rs.iter().filter_map(|r| f(r)).collect();
+            if v.is_empty() {
+                "–".to_owned()
+            } else {
+                format!("{:.3}", v.iter().sum::<f64>() / v.len() as f64)
+            }
+        };
+        let (ece, brier) = (calibration(|r| r.ece), calibration(|r| r.brier));
         md.push_str(&format!(
-            "| {s} | {mean:.1} ± {sd:.1} | {precision:.3} | {mrr:.3} | {cost:.0} |\n"
+            "| {s} | {mean:.1} ± {sd:.1} | {precision:.3} | {mrr:.3} | {ece} | {brier} | {cost:.0} |\n"
         ));
     }
     let n = records.len().max(1) as f64;
@@ -259,11 +292,11 @@ fn summary(records: &[RoundRecord]) -> String {
 fn write_outputs(dir: &Path, records: &[RoundRecord], _batch: usize) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let mut csv = String::from(
-        "strategy,seed,round,tested,confirmed,precision,cumulative_discoveries,cumulative_cost,test_mrr,generate_s,rank_s,judge_s,train_s\n",
+        "strategy,seed,round,tested,confirmed,precision,cumulative_discoveries,cumulative_cost,test_mrr,ece,brier,generate_s,rank_s,judge_s,train_s\n",
     );
     for r in records {
         csv.push_str(&format!(
-            "{},{},{},{},{},{},{},{},{},{:.4},{:.4},{:.4},{:.4}\n",
+            "{},{},{},{},{},{},{},{},{},{},{},{:.4},{:.4},{:.4},{:.4}\n",
             r.strategy,
             r.seed,
             r.round,
@@ -273,6 +306,8 @@ fn write_outputs(dir: &Path, records: &[RoundRecord], _batch: usize) -> anyhow::
             r.cumulative_discoveries,
             r.cumulative_cost,
             r.test_mrr,
+            r.ece.map(|x| x.to_string()).unwrap_or_default(),
+            r.brier.map(|x| x.to_string()).unwrap_or_default(),
             r.generate_s,
             r.rank_s,
             r.judge_s,

@@ -124,7 +124,7 @@ pub struct EvalArgs {
     /// validation triples and the test triples always are).
     #[arg(long)]
     filter: Vec<PathBuf>,
-    /// Write a reliability diagram of the test triples (against as many sampled negatives).
+    /// Write a reliability diagram of the test triples (against candidate-like negatives).
     #[arg(long)]
     reliability: Option<PathBuf>,
     #[arg(long)]
@@ -164,6 +164,7 @@ pub async fn train(store: &Store, data_dir: &Path, args: TrainArgs) -> anyhow::R
         version: store.resolve(args.version).await?,
         config: config.clone(),
         valid: args.valid.clone(),
+        holdout: Vec::new(),
         ensemble: args.ensemble,
         calibration: args.calibration,
         warm: if args.cold { Warm::Cold } else { Warm::Latest },
@@ -263,7 +264,9 @@ pub async fn eval(store: &Store, args: EvalArgs) -> anyhow::Result<ExitCode> {
         .collect();
     let metrics = model::evaluate(scorers.as_slice(), &test.triples, &known, 256);
     drop(scorers);
-    let calibration = test_calibration(&ensemble, &test.triples, &known, &device);
+    let exclude: std::collections::HashSet<Triple> =
+        filter_sets.iter().flatten().copied().collect();
+    let calibration = test_calibration(&ensemble, &graph, &test.triples, &exclude, &device);
     if let (Some(path), Some((before, after))) = (&args.reliability, &calibration) {
         let svg = calibrate::reliability_svg(
             "reliability on test triples",
@@ -297,8 +300,12 @@ pub async fn eval(store: &Store, args: EvalArgs) -> anyhow::Result<ExitCode> {
     out!("side    MRR     H@1     H@3     H@10    mean rank");
     let calibration_line = calibration.as_ref().map(|(b, a)| {
         format!(
-            "calibration on test (+ as many sampled negatives): ECE {:.4} -> {:.4}, Brier {:.4} -> {:.4}",
-            b.ece, a.ece, b.brier, a.brier
+            "calibration on test (+ {} candidate-like negatives each): ECE {:.4} -> {:.4}, Brier {:.4} -> {:.4}",
+            crate::training::CALIBRATION_NEGATIVES,
+            b.ece,
+            a.ece,
+            b.brier,
+            a.brier
         )
     });
     for (name, s) in [
@@ -321,19 +328,29 @@ pub async fn eval(store: &Store, args: EvalArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// ECE and Brier of the ensemble's probabilities on test positives and sampled negatives,
-/// before (sigmoid of raw scores) and after calibration.
+/// ECE and Brier of the ensemble's probabilities on test positives and negatives drawn the
+/// way calibration draws them (candidate-like pairs at the same ratio), before (sigmoid of
+/// raw scores) and after calibration.
 fn test_calibration(
     ensemble: &Ensemble,
+    graph: &crate::graph::Graph,
     test: &[Triple],
-    known: &Known,
+    exclude: &std::collections::HashSet<Triple>,
     device: &burn::tensor::Device,
 ) -> Option<(calibrate::Report, calibrate::Report)> {
-    let n = ensemble.members.first()?.model.num_entities;
-    if test.is_empty() {
+    if test.is_empty() || ensemble.members.is_empty() {
         return None;
     }
-    let negatives = calibrate::sample_negatives(test, known, n, 1, 17);
+    let negatives: Vec<Triple> = crate::acquire::sample_like_candidates(
+        graph,
+        exclude,
+        test,
+        crate::training::CALIBRATION_NEGATIVES,
+        17,
+    )
+    .into_iter()
+    .flatten()
+    .collect();
     let triples: Vec<Triple> = test.iter().chain(&negatives).copied().collect();
     let labels: Vec<bool> = test
         .iter()

@@ -1,12 +1,8 @@
 //! Calibration: maps raw scores to probabilities (Platt or isotonic), fitted on validation
-//! positives against sampled negatives, and measured by expected calibration error, Brier
+//! positives against negatives the caller draws (candidate-like pairs), and measured by expected calibration error, Brier
 //! score and a reliability diagram.
 
-use super::eval::Known;
-use crate::graph::Triple;
 use crate::plot::{Panel, Series};
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
 /// Which calibration to fit.
@@ -192,36 +188,6 @@ pub fn report(probs: &[f64], labels: &[bool], bins: usize) -> Report {
     }
 }
 
-/// Corruptions of `positives` (head or tail replaced at random) that are not known true.
-pub fn sample_negatives(
-    positives: &[Triple],
-    known: &Known,
-    num_entities: usize,
-    per_positive: usize,
-    seed: u64,
-) -> Vec<Triple> {
-    let mut rng = StdRng::seed_from_u64(seed);
-    let mut out = Vec::with_capacity(positives.len() * per_positive);
-    for &p in positives {
-        let mut made = 0;
-        let mut tries = 0;
-        while made < per_positive && tries < 100 * per_positive {
-            tries += 1;
-            let e = rng.random_range(0..num_entities as u32);
-            let c = if rng.random::<bool>() {
-                Triple::new(e, p.relation, p.tail)
-            } else {
-                Triple::new(p.head, p.relation, e)
-            };
-            if !known.contains(c) {
-                out.push(c);
-                made += 1;
-            }
-        }
-    }
-    out
-}
-
 /// A reliability diagram: observed frequency against predicted probability per bin.
 pub fn reliability_svg(title: &str, reports: &[(&str, &Report)]) -> String {
     let mut series = vec![Series {
@@ -253,6 +219,8 @@ pub fn reliability_svg(title: &str, reports: &[(&str, &Report)]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
 
     /// Scores whose true probability of being positive is sigmoid(2 s - 1).
     fn synthetic(n: usize) -> (Vec<f64>, Vec<bool>) {
@@ -308,14 +276,5 @@ mod tests {
         assert!((r.ece - (0.5 * 0.4 + 0.5 * 0.1)).abs() < 1e-12);
         let brier = (0.01 + 0.81 + 0.01 + 0.01) / 4.0;
         assert!((r.brier - brier).abs() < 1e-12);
-    }
-
-    #[test]
-    fn negatives_are_never_known() {
-        let pos = [Triple::new(0, 0, 1), Triple::new(1, 0, 2)];
-        let known = Known::new(&[&pos, &[Triple::new(0, 0, 2)]]);
-        let negs = sample_negatives(&pos, &known, 4, 3, 1);
-        assert_eq!(negs.len(), 6);
-        assert!(negs.iter().all(|t| !known.contains(*t)));
     }
 }

@@ -3,7 +3,6 @@
 //! per-member values from which BALD's mutual information is computed (in `acquire`).
 
 use super::calibrate::{self, Calibrator, Method, Report};
-use super::eval::Known;
 use super::kge::KgeModel;
 use super::train::{EpochStats, TrainOutcome, TrainSet, train};
 use super::{ModelError, TrainConfig};
@@ -42,6 +41,8 @@ pub struct CalibrationSummary {
     pub after: Report,
     pub fitted_on: usize,
     pub measured_on: usize,
+    /// Negatives per positive in both halves: the base rate the probabilities assume.
+    pub negatives_per_positive: f64,
 }
 
 /// Trains `k` members. Member `i` uses seed `config.seed + i` and, when `k > 1`, a bootstrap
@@ -89,37 +90,34 @@ pub fn train_members(
 }
 
 impl Ensemble {
-    /// Fits each member's calibrator on half of `valid` (against as many sampled negatives)
-    /// and reports calibration on the other half.
+    /// Fits each member's calibrator on the even-numbered validation positives and their
+    /// negatives (`negatives[i]` belongs to `valid[i]`), and reports calibration on the odd ones.
+    /// The caller draws the negatives, so they can be of the kind candidates are.
     pub fn calibrate(
         models: Vec<KgeModel>,
         method: Method,
         valid: &[Triple],
-        known: &Known,
-        seed: u64,
+        negatives: &[Vec<Triple>],
         device: &Device,
     ) -> (Self, Option<CalibrationSummary>) {
-        let n = models.first().map_or(0, |m| m.num_entities);
-        let (fit_pos, test_pos): (Vec<Triple>, Vec<Triple>) = {
-            let (a, b): (Vec<_>, Vec<_>) = valid.iter().enumerate().partition(|(i, _)| i % 2 == 0);
-            (
-                a.into_iter().map(|x| *x.1).collect(),
-                b.into_iter().map(|x| *x.1).collect(),
-            )
+        let labelled = |parity: usize| {
+            let mut triples = Vec::new();
+            let mut labels = Vec::new();
+            let mut positives = 0usize;
+            for (i, p) in valid.iter().enumerate().filter(|(i, _)| i % 2 == parity) {
+                triples.push(*p);
+                labels.push(true);
+                positives += 1;
+                for n in negatives.get(i).map(Vec::as_slice).unwrap_or(&[]) {
+                    triples.push(*n);
+                    labels.push(false);
+                }
+            }
+            (triples, labels, positives)
         };
-        let labelled = |pos: &[Triple], seed: u64| {
-            let neg = calibrate::sample_negatives(pos, known, n, 1, seed);
-            let labels: Vec<bool> = pos
-                .iter()
-                .map(|_| true)
-                .chain(neg.iter().map(|_| false))
-                .collect();
-            let triples: Vec<Triple> = pos.iter().chain(&neg).copied().collect();
-            (triples, labels)
-        };
-        let (fit_t, fit_l) = labelled(&fit_pos, seed);
-        let (test_t, test_l) = labelled(&test_pos, seed ^ 1);
-        let can_fit = !fit_pos.is_empty() && !test_pos.is_empty();
+        let (fit_t, fit_l, fit_pos) = labelled(0);
+        let (test_t, test_l, test_pos) = labelled(1);
+        let can_fit = fit_pos > 0 && test_pos > 0 && fit_t.len() > fit_pos;
         let mut members = Vec::with_capacity(models.len());
         let mut raw_test: Vec<Vec<f64>> = Vec::new();
         for model in models {
@@ -160,6 +158,8 @@ impl Ensemble {
             after: calibrate::report(&after, &test_l, 10),
             fitted_on: fit_t.len(),
             measured_on: test_t.len(),
+            negatives_per_positive: (fit_t.len() + test_t.len() - fit_pos - test_pos) as f64
+                / (fit_pos + test_pos) as f64,
         };
         (ensemble, Some(summary))
     }

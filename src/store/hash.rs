@@ -1,6 +1,11 @@
 //! The hash chain: each version's hash covers its parent's hash, its metadata and its delta
 //! in a canonical order, so `graph verify` can prove that history was not altered.
 
+/// The hash format new versions are written with. Format 2 covers metadata, new entities and
+/// added/removed edges; format 3 also covers the refutations a version added and removed.
+/// Each version stores its format, so chains written before format 3 still verify.
+pub(crate) const FORMAT: i64 = 3;
+
 /// The hash of the empty history, parent of the first version.
 pub(crate) const ROOT: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
@@ -16,15 +21,22 @@ pub(crate) struct CanonicalDelta<'a> {
     pub entities: Vec<(&'a str, &'a str)>,
     pub added: Vec<[&'a str; 3]>,
     pub removed: Vec<[&'a str; 3]>,
+    /// Refutations recorded in this version (format 3).
+    pub refuted: Vec<[&'a str; 3]>,
+    /// Refutations withdrawn in this version (format 3).
+    pub unrefuted: Vec<[&'a str; 3]>,
 }
 
 impl CanonicalDelta<'_> {
-    /// Sorts the delta and hashes it after `parent`. Fields are length-prefixed so that no
-    /// choice of keys can make two different deltas serialize alike.
-    pub fn hash(mut self, parent: &str) -> String {
+    /// Sorts the delta and hashes it after `parent` in hash format `format` (2 or 3). Fields
+    /// are length-prefixed so that no choice of keys can make two different deltas serialize
+    /// alike.
+    pub fn hash(mut self, parent: &str, format: i64) -> String {
         self.entities.sort_unstable();
         self.added.sort_unstable();
         self.removed.sort_unstable();
+        self.refuted.sort_unstable();
+        self.unrefuted.sort_unstable();
         let mut h = blake3::Hasher::new();
         // Small updates are slow in blake3; feed it 64 KiB at a time.
         let mut buf: Vec<u8> = Vec::with_capacity(1 << 16);
@@ -36,7 +48,8 @@ impl CanonicalDelta<'_> {
                 buf.clear();
             }
         };
-        field(b"hypograph-version-2");
+        let tag = format!("hypograph-version-{}", format.max(2));
+        field(tag.as_bytes());
         field(parent.as_bytes());
         field(self.message.as_bytes());
         field(self.source.as_bytes());
@@ -51,9 +64,14 @@ impl CanonicalDelta<'_> {
             field(key.as_bytes());
             field(category.as_bytes());
         }
-        for list in [&self.added, &self.removed] {
+        let lists: &[&Vec<[&str; 3]>] = if format >= 3 {
+            &[&self.added, &self.removed, &self.refuted, &self.unrefuted]
+        } else {
+            &[&self.added, &self.removed]
+        };
+        for list in lists {
             field(&(list.len() as u64).to_le_bytes());
-            for t in list {
+            for t in list.iter() {
                 for part in t {
                     field(part.as_bytes());
                 }
@@ -67,6 +85,9 @@ impl CanonicalDelta<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `{added: [a r b]}` after ROOT, as format 2 hashed it before format 3 existed.
+    const FORMAT_2_PINNED: &str = "f99f4c406beef0b282d7b12d3b6d063fc0b5c427994c3cfda6a7e907ce825319";
 
     #[test]
     fn order_independent_and_content_sensitive() {
@@ -86,14 +107,39 @@ mod tests {
             removed: vec![["a", "r", "b"], ["c", "r", "d"]],
             ..Default::default()
         };
-        let ha = a.hash(ROOT);
-        assert_eq!(ha, b.hash(ROOT));
-        assert_ne!(ha, c.hash(ROOT));
-        assert_ne!(ha, d.hash(ROOT));
+        let ha = a.hash(ROOT, FORMAT);
+        assert_eq!(ha, b.hash(ROOT, FORMAT));
+        assert_ne!(ha, c.hash(ROOT, FORMAT));
+        assert_ne!(ha, d.hash(ROOT, FORMAT));
         let e = CanonicalDelta {
             added: vec![["a", "r", "b"], ["c", "r", "d"]],
             ..Default::default()
         };
-        assert_ne!(ha, e.hash("ff"));
+        assert_ne!(ha, e.hash("ff", FORMAT));
+    }
+
+    #[test]
+    fn format_3_covers_refutations_and_format_2_is_unchanged() {
+        let edges = || CanonicalDelta {
+            added: vec![["a", "r", "b"]],
+            ..Default::default()
+        };
+        let refuting = || CanonicalDelta {
+            refuted: vec![["a", "r", "c"]],
+            ..edges()
+        };
+        let unrefuting = || CanonicalDelta {
+            unrefuted: vec![["a", "r", "c"]],
+            ..edges()
+        };
+        let h3 = edges().hash(ROOT, 3);
+        assert_ne!(h3, refuting().hash(ROOT, 3));
+        assert_ne!(h3, unrefuting().hash(ROOT, 3));
+        assert_ne!(refuting().hash(ROOT, 3), unrefuting().hash(ROOT, 3));
+        // Format 2 is what older chains were written with: refutations are not part of it,
+        // and its value is pinned so that old databases keep verifying.
+        assert_eq!(edges().hash(ROOT, 2), refuting().hash(ROOT, 2));
+        assert_ne!(edges().hash(ROOT, 2), h3);
+        assert_eq!(edges().hash(ROOT, 2), FORMAT_2_PINNED);
     }
 }

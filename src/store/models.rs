@@ -102,12 +102,14 @@ impl Store {
         .await?)
     }
 
-    /// Refuted triples recorded at or before version `v`, as keys.
+    /// Refuted triples standing at version `v` (recorded at or before it, not withdrawn by
+    /// then), as keys.
     pub async fn refuted(&self, v: i64) -> Result<Vec<[String; 3]>> {
         let rows: Vec<(String, String, String)> = sqlx::query_as(
             "SELECT h.key, r.key, t.key FROM refutations f \
              JOIN entities h ON h.id = f.head JOIN relations r ON r.id = f.relation \
-             JOIN entities t ON t.id = f.tail WHERE f.version <= ? ORDER BY f.rowid",
+             JOIN entities t ON t.id = f.tail \
+             WHERE f.version <= ?1 AND (f.removed_in IS NULL OR f.removed_in > ?1) ORDER BY f.id",
         )
         .bind(v)
         .fetch_all(&self.pool)

@@ -21,6 +21,11 @@ pub struct VersionInfo {
     pub n_added: i64,
     pub n_removed: i64,
     pub n_entities: i64,
+    /// Refutations recorded and withdrawn by this version.
+    pub n_refuted: i64,
+    pub n_unrefuted: i64,
+    /// How `hash` was computed (see `store::hash`).
+    pub hash_format: i64,
     pub hash: String,
 }
 
@@ -58,7 +63,8 @@ pub struct Stats {
 }
 
 const VERSION_COLUMNS: &str =
-    "id, parent_id, round_id, created_at, message, source, n_added, n_removed, n_entities, hash";
+    "id, parent_id, round_id, created_at, message, source, n_added, n_removed, n_entities, \
+     n_refuted, n_unrefuted, hash_format, hash";
 
 impl Store {
     /// Versions, newest first.
@@ -217,8 +223,9 @@ impl Store {
                 provenance,
             });
         }
-        let refuted: Option<(i64, String)> = sqlx::query_as(
-            "SELECT version, evidence FROM refutations WHERE head = ? AND relation = ? AND tail = ?",
+        let refuted: Option<(i64, Option<i64>, String)> = sqlx::query_as(
+            "SELECT version, removed_in, evidence FROM refutations \
+             WHERE head = ? AND relation = ? AND tail = ? ORDER BY id DESC LIMIT 1",
         )
         .bind(h)
         .bind(r)
@@ -226,9 +233,10 @@ impl Store {
         .fetch_optional(&self.pool)
         .await?;
         let refuted = refuted
-            .map(|(version, evidence)| {
-                serde_json::from_str::<serde_json::Value>(&evidence)
-                    .map(|e| serde_json::json!({ "version": version, "evidence": e }))
+            .map(|(version, removed_in, evidence)| {
+                serde_json::from_str::<serde_json::Value>(&evidence).map(|e| {
+                    serde_json::json!({ "version": version, "removed_in": removed_in, "evidence": e })
+                })
             })
             .transpose()
             .map_err(|e| StoreError::Corrupt(format!("refutation evidence: {e}")))?;
@@ -277,8 +285,11 @@ impl Store {
         .fetch_all(&mut *conn)
         .await?;
         let refutations: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM refutations WHERE version <= ?")
-                .bind(v)
+            sqlx::query_scalar(
+                "SELECT count(*) FROM refutations WHERE version <= ?1 \
+                 AND (removed_in IS NULL OR removed_in > ?1)",
+            )
+            .bind(v)
                 .fetch_one(&mut *conn)
                 .await?;
         let relations: i64 =
@@ -341,34 +352,41 @@ impl Store {
         let entity_map = dense(&mut entities.iter().map(|e| e.0));
         let relation_map = dense(&mut relations.iter().map(|r| r.0));
         let rows = scan::edges(&mut conn, Filter::At(v)).await?;
-        let lookup = |map: &[u32], id: i64| -> Result<u32> {
-            map.get(id as usize)
-                .copied()
-                .filter(|&d| d != u32::MAX)
-                .ok_or_else(|| {
-                    StoreError::Corrupt(format!("edge names id {id}, unknown at version {v}"))
-                })
-        };
-        let mut triples = Vec::with_capacity(rows.len());
-        for e in &rows {
-            triples.push(Triple::new(
-                lookup(&entity_map, e.head)?,
-                lookup(&relation_map, e.relation)?,
-                lookup(&entity_map, e.tail)?,
-            ));
-        }
-        drop(rows);
-        Ok(Graph::new(
-            entities
-                .into_iter()
-                .map(|(_, k, c)| (k.into_boxed_str(), c.into_boxed_str()))
-                .collect(),
-            relations
-                .into_iter()
-                .map(|(_, k)| k.into_boxed_str())
-                .collect(),
-            triples,
-        )?)
+        drop(conn);
+        // Mapping millions of rows and building the indexed view is CPU work: off the
+        // runtime's threads, so a server in the same process keeps answering.
+        tokio::task::spawn_blocking(move || -> Result<Graph> {
+            let lookup = |map: &[u32], id: i64| -> Result<u32> {
+                map.get(id as usize)
+                    .copied()
+                    .filter(|&d| d != u32::MAX)
+                    .ok_or_else(|| {
+                        StoreError::Corrupt(format!("edge names id {id}, unknown at version {v}"))
+                    })
+            };
+            let mut triples = Vec::with_capacity(rows.len());
+            for e in &rows {
+                triples.push(Triple::new(
+                    lookup(&entity_map, e.head)?,
+                    lookup(&relation_map, e.relation)?,
+                    lookup(&entity_map, e.tail)?,
+                ));
+            }
+            drop(rows);
+            Ok(Graph::new(
+                entities
+                    .into_iter()
+                    .map(|(_, k, c)| (k.into_boxed_str(), c.into_boxed_str()))
+                    .collect(),
+                relations
+                    .into_iter()
+                    .map(|(_, k)| k.into_boxed_str())
+                    .collect(),
+                triples,
+            )?)
+        })
+        .await
+        .map_err(|e| StoreError::Corrupt(format!("the graph loading thread failed: {e}")))?
     }
 }
 

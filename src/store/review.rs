@@ -319,12 +319,7 @@ impl Store {
             .iter()
             .filter_map(|(v, role)| Some((parse_outcome(v)?, role.as_deref() == Some("admin"))))
             .collect();
-        let agree = outcomes.windows(2).all(|w| w[0].0 == w[1].0);
-        let escalate = rule == "escalate";
-        let admin_decided = escalate && outcomes.iter().any(|(_, admin)| *admin);
-        let quorum_met = outcomes.len() as i64 >= quorum;
-        let answered = quorum_met && (agree || !escalate || admin_decided);
-        let escalated = quorum_met && escalate && !agree && !admin_decided;
+        let (answered, escalated) = completion(&outcomes, quorum, rule == "escalate");
         if answered {
             sqlx::query(
                 "UPDATE stage_items SET status = 'answered', answered_at = ? \
@@ -347,33 +342,31 @@ impl Store {
         })
     }
 
-    /// Withdraws a verdict found wrong after the fact. If it had confirmed an edge, a new
-    /// graph version naming the retraction removes the edge; the hypothesis goes back to its
-    /// stage's queue when the round still waits there, else to `refuted`. Nothing is deleted.
+    /// Withdraws a verdict found wrong after the fact and re-decides its stage from the
+    /// verdicts still standing, with the stage's rule:
+    /// - while the round still waits at that stage, the item stays answered if the standing
+    ///   verdicts still complete it, else it goes back to the queue;
+    /// - after the stage closed, the standing verdicts decide again (none standing is
+    ///   inconclusive) and the hypothesis takes the status that decision gives; once the round
+    ///   has ingested, the graph follows in one new version naming the retraction (an edge it
+    ///   no longer confirms is removed, a refutation it no longer supports is withdrawn, and
+    ///   the reverse). Nothing is deleted.
     pub async fn retract(&self, verdict_id: i64, reason: &str, by: &str) -> Result<Retracted> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let row: Option<RetractTarget> =
-            sqlx::query_as(
-                "SELECT v.hypothesis_id AS hyp, v.stage, v.verdict, h.round_id AS round, h.head, \
-                 h.relation, h.tail, h.status, rd.state, rd.stage AS round_stage FROM verdicts v JOIN hypotheses h ON h.id = v.hypothesis_id \
-                 JOIN rounds rd ON rd.id = h.round_id WHERE v.id = ?",
-            )
-            .bind(verdict_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-        let Some(RetractTarget {
-            hyp,
-            stage,
-            verdict,
-            round,
-            head,
-            relation,
-            tail,
-            status,
-            state,
-            round_stage,
-        }) = row
-        else {
+        let row: Option<RetractTarget> = sqlx::query_as(
+            "SELECT v.hypothesis_id AS hyp, v.stage, h.round_id AS round, h.head, h.relation, \
+             h.tail, h.status, h.stage AS hyp_stage, rd.state, rd.stage AS round_stage, \
+             rd.result_version, st.quorum, st.rule, st.advance, st.is_final, st.refute_any, \
+             (SELECT max(stage) FROM round_stages WHERE round_id = h.round_id) AS last_stage \
+             FROM verdicts v JOIN hypotheses h ON h.id = v.hypothesis_id \
+             JOIN rounds rd ON rd.id = h.round_id \
+             LEFT JOIN round_stages st ON st.round_id = h.round_id AND st.stage = v.stage \
+             WHERE v.id = ?",
+        )
+        .bind(verdict_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(t) = row else {
             return Err(StoreError::Conflict(format!(
                 "verdict {verdict_id} does not exist"
             )));
@@ -388,86 +381,130 @@ impl Store {
                 "verdict {verdict_id} is already retracted"
             )));
         }
-        // Edges this hypothesis put in the graph and that are still live.
-        let live: Vec<(i64,)> = sqlx::query_as(
-            "SELECT id FROM edges WHERE head = ? AND relation = ? AND tail = ? AND removed_in IS NULL \
-             AND json_extract(provenance, '$.hypothesis') = ?",
+        let standing: Vec<(String, Option<String>)> = sqlx::query_as(
+            "SELECT verdict, role FROM verdicts WHERE hypothesis_id = ? AND stage = ? \
+             AND withdrawn = 0 AND id != ? ORDER BY id",
         )
-        .bind(head)
-        .bind(relation)
-        .bind(tail)
-        .bind(hyp)
+        .bind(t.hyp)
+        .bind(t.stage)
+        .bind(verdict_id)
         .fetch_all(&mut *tx)
         .await?;
+        let standing: Vec<(Outcome, bool)> = standing
+            .iter()
+            .filter_map(|(v, role)| Some((parse_outcome(v)?, role.as_deref() == Some("admin"))))
+            .collect();
+        let escalate = t.rule.as_deref() == Some("escalate");
+        let rules = StageRules::of(&t);
+        let stage_open = t.state == "awaiting" && t.round_stage == t.stage && t.hyp_stage == t.stage;
         let mut version = None;
-        if verdict == "confirmed" && !live.is_empty() {
-            let keys = Keys::load(&mut tx).await?;
-            let meta = Meta {
-                message: format!("retract verdict {verdict_id} (hypothesis {hyp}): {reason}"),
-                source: serde_json::json!({
-                    "kind": "retraction", "verdict": verdict_id, "hypothesis": hyp, "by": by,
-                })
-                .to_string(),
-                round_id: Some(round),
-            };
-            let delta = Delta {
-                removed: Arc::new(vec![[head, relation, tail]]),
-                ..Delta::default()
-            };
-            version = Some(commit(&mut tx, Arc::new(keys), delta, meta).await?.version);
-        }
-        // Back to the queue while the round still waits at that stage; else refuted.
-        let reopen = state == "awaiting" && round_stage == stage && status != "failed";
-        let outcome = if reopen {
-            sqlx::query(
-                "UPDATE stage_items SET status = 'submitted', answered_at = NULL \
-                 WHERE hypothesis_id = ? AND stage = ?",
-            )
-            .bind(hyp)
-            .bind(stage)
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query("UPDATE hypotheses SET status = 'active', reason = NULL WHERE id = ?")
-                .bind(hyp)
+        let outcome: String = if t.status == "failed" || t.status == "expired" {
+            // It never reached a decision; nothing else depended on this verdict.
+            "unchanged".into()
+        } else if stage_open {
+            let (answered, _) = completion(&standing, t.quorum.unwrap_or(1), escalate);
+            if answered {
+                "unchanged".into()
+            } else {
+                sqlx::query(
+                    "UPDATE stage_items SET status = 'submitted', answered_at = NULL \
+                     WHERE hypothesis_id = ? AND stage = ?",
+                )
+                .bind(t.hyp)
+                .bind(t.stage)
                 .execute(&mut *tx)
                 .await?;
-            "requeued"
+                sqlx::query("UPDATE hypotheses SET status = 'active', reason = NULL WHERE id = ?")
+                    .bind(t.hyp)
+                    .execute(&mut *tx)
+                    .await?;
+                "requeued".into()
+            }
         } else {
-            sqlx::query("UPDATE hypotheses SET status = 'refuted', reason = ? WHERE id = ?")
-                .bind(format!("verdict {verdict_id} retracted: {reason}"))
-                .bind(hyp)
+            let decision = decide(&standing, escalate).unwrap_or(Outcome::Inconclusive);
+            let passed_on = t.hyp_stage > t.stage;
+            let next_open = matches!(t.state.as_str(), "dispatching" | "awaiting")
+                && t.round_stage == t.stage + 1;
+            let advances = !rules.is_final && rules.advance.contains(&decision);
+            let (status, why): (&str, Option<String>) = if advances && passed_on {
+                (t.status.as_str(), None)
+            } else if advances && next_open {
+                sqlx::query("UPDATE hypotheses SET stage = ? WHERE id = ?")
+                    .bind(t.stage + 1)
+                    .bind(t.hyp)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query(
+                    "INSERT INTO stage_items (hypothesis_id, stage, status) VALUES (?, ?, 'queued') \
+                     ON CONFLICT DO NOTHING",
+                )
+                .bind(t.hyp)
+                .bind(t.stage + 1)
                 .execute(&mut *tx)
                 .await?;
-            let v = match version {
-                Some(v) => v,
-                None => {
-                    sqlx::query_scalar("SELECT max(id) FROM graph_versions")
-                        .fetch_one(&mut *tx)
-                        .await?
-                }
+                ("active", None)
+            } else if advances {
+                let why = format!(
+                    "stage {} now answers {} after retraction {verdict_id}, but the round has moved past the next stage",
+                    t.stage,
+                    decision.as_str()
+                );
+                ("stopped", Some(why))
+            } else if rules.is_final {
+                (decision.as_str(), None)
+            } else if rules.refute_any && decision == Outcome::Refuted {
+                ("refuted", None)
+            } else {
+                let why = format!("stage {} answered {}", t.stage, decision.as_str());
+                ("stopped", Some(why))
             };
-            sqlx::query(
-                "INSERT INTO refutations (head, relation, tail, version, evidence) VALUES (?, ?, ?, ?, ?) \
-                 ON CONFLICT (head, relation, tail) DO UPDATE SET version = excluded.version, \
-                 evidence = excluded.evidence",
-            )
-            .bind(head)
-            .bind(relation)
-            .bind(tail)
-            .bind(v)
-            .bind(serde_json::json!({ "retraction_of": verdict_id, "reason": reason, "by": by }).to_string())
-            .execute(&mut *tx)
-            .await?;
-            "refuted"
+            if passed_on && !(advances && passed_on) {
+                // The later stages no longer hold it.
+                sqlx::query(
+                    "UPDATE stage_items SET status = 'failed', reason = ? WHERE hypothesis_id = ? \
+                     AND stage > ? AND status IN ('queued', 'submitted')",
+                )
+                .bind(format!(
+                    "withdrawn: stage {} re-decided after retraction {verdict_id}",
+                    t.stage
+                ))
+                .bind(t.hyp)
+                .bind(t.stage)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query("UPDATE hypotheses SET stage = ? WHERE id = ?")
+                    .bind(t.stage)
+                    .bind(t.hyp)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            if status != t.status {
+                sqlx::query("UPDATE hypotheses SET status = ?, reason = ? WHERE id = ?")
+                    .bind(status)
+                    .bind(why.unwrap_or_else(|| {
+                        format!("re-decided after verdict {verdict_id} was retracted: {reason}")
+                    }))
+                    .bind(t.hyp)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            if t.result_version.is_some() {
+                version = follow_in_graph(&mut tx, &t, status, verdict_id, reason, by).await?;
+            }
+            if status == t.status {
+                "unchanged".into()
+            } else {
+                status.to_owned()
+            }
         };
-        let id = withdraw(&mut tx, verdict_id, reason, by, version, outcome).await?;
+        let id = withdraw(&mut tx, verdict_id, reason, by, version, &outcome).await?;
         tx.commit().await?;
         Ok(Retracted {
             id,
             verdict_id,
-            hypothesis: hyp,
+            hypothesis: t.hyp,
             version,
-            outcome: outcome.to_owned(),
+            outcome,
         })
     }
 
@@ -633,19 +670,143 @@ type AuditVerdict = (
 /// id, verdict, reason, by, version, outcome, at.
 type AuditRetraction = (i64, i64, String, String, Option<i64>, String, String);
 
-/// A verdict to retract, with its hypothesis and round.
+/// A verdict to retract, with its hypothesis, round and stage.
 #[derive(sqlx::FromRow)]
 struct RetractTarget {
     hyp: i64,
     stage: i64,
-    verdict: String,
     round: i64,
     head: i64,
     relation: i64,
     tail: i64,
     status: String,
+    hyp_stage: i64,
     state: String,
     round_stage: i64,
+    result_version: Option<i64>,
+    quorum: Option<i64>,
+    rule: Option<String>,
+    /// JSON list of outcomes, recorded when the stage closed.
+    advance: Option<String>,
+    is_final: Option<i64>,
+    refute_any: Option<i64>,
+    last_stage: Option<i64>,
+}
+
+/// How a closed stage turned decisions into statuses (as `close_stage` recorded them).
+struct StageRules {
+    advance: Vec<Outcome>,
+    is_final: bool,
+    refute_any: bool,
+}
+
+impl StageRules {
+    /// Stages closed before the rules were recorded: advance on `confirmed`, final when last.
+    fn of(t: &RetractTarget) -> Self {
+        let advance = t
+            .advance
+            .as_deref()
+            .and_then(|a| serde_json::from_str::<Vec<String>>(a).ok())
+            .map(|list| list.iter().filter_map(|o| parse_outcome(o)).collect())
+            .unwrap_or_else(|| vec![Outcome::Confirmed]);
+        Self {
+            advance,
+            is_final: t
+                .is_final
+                .map_or(t.last_stage == Some(t.stage), |f| f != 0),
+            refute_any: t.refute_any.is_some_and(|f| f != 0),
+        }
+    }
+}
+
+/// Whether a stage item's verdicts complete it (quorum met, disagreement resolved), and
+/// whether it waits for an admin because reviewers disagree under `escalate`.
+pub(super) fn completion(outcomes: &[(Outcome, bool)], quorum: i64, escalate: bool) -> (bool, bool) {
+    let agree = outcomes.windows(2).all(|w| w[0].0 == w[1].0);
+    let admin_decided = escalate && outcomes.iter().any(|(_, admin)| *admin);
+    let quorum_met = outcomes.len() as i64 >= quorum;
+    let answered = quorum_met && (agree || !escalate || admin_decided);
+    let escalated = quorum_met && escalate && !agree && !admin_decided;
+    (answered, escalated)
+}
+
+/// Brings the graph in line with a re-decided hypothesis of an ingested round, as one new
+/// version naming the retraction; `None` when nothing had to change.
+async fn follow_in_graph(
+    tx: &mut sqlx::SqliteConnection,
+    t: &RetractTarget,
+    status: &str,
+    verdict_id: i64,
+    reason: &str,
+    by: &str,
+) -> Result<Option<i64>> {
+    let triple = [t.head, t.relation, t.tail];
+    let live_edge: Option<i64> = sqlx::query_scalar(
+        "SELECT id FROM edges WHERE head = ? AND relation = ? AND tail = ? AND removed_in IS NULL",
+    )
+    .bind(t.head)
+    .bind(t.relation)
+    .bind(t.tail)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let ours: Option<i64> = sqlx::query_scalar(
+        "SELECT id FROM edges WHERE head = ? AND relation = ? AND tail = ? AND removed_in IS NULL \
+         AND json_extract(provenance, '$.hypothesis') = ?",
+    )
+    .bind(t.head)
+    .bind(t.relation)
+    .bind(t.tail)
+    .bind(t.hyp)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let refuted_live = !super::write::live_refutations(tx, &[triple])
+        .await?
+        .is_empty();
+    let source = serde_json::json!({
+        "kind": "retraction", "verdict": verdict_id, "hypothesis": t.hyp, "by": by,
+    });
+    let mut delta = Delta::default();
+    let mut added = Vec::new();
+    let mut removed = Vec::new();
+    if status == "confirmed" && live_edge.is_none() {
+        added.push(triple);
+        delta.provenance.push(Some(
+            serde_json::json!({
+                "round_id": t.round, "hypothesis": t.hyp, "reinstated_by_retraction": verdict_id,
+            })
+            .to_string(),
+        ));
+    }
+    if status != "confirmed" && ours.is_some() {
+        removed.push(triple);
+    }
+    if status == "refuted" && !refuted_live {
+        delta.refuted.push((
+            triple,
+            serde_json::json!({
+                "hypothesis": t.hyp, "after_retraction": verdict_id, "reason": reason, "by": by,
+            })
+            .to_string(),
+        ));
+    }
+    if status != "refuted" && refuted_live {
+        delta.unrefuted.push(triple);
+    }
+    delta.added = Arc::new(added);
+    delta.removed = Arc::new(removed);
+    if delta.is_empty() {
+        return Ok(None);
+    }
+    let keys = Keys::load(&mut *tx).await?;
+    let meta = Meta {
+        message: format!(
+            "retract verdict {verdict_id} (hypothesis {}): {reason}; now {status}",
+            t.hyp
+        ),
+        source: source.to_string(),
+        round_id: Some(t.round),
+    };
+    Ok(Some(commit(&mut *tx, Arc::new(keys), delta, meta).await?.version))
 }
 
 /// Marks a verdict withdrawn and records why, by whom and with what effect: the one way a
@@ -682,9 +843,11 @@ pub struct Retracted {
     pub id: i64,
     pub verdict_id: i64,
     pub hypothesis: i64,
-    /// The graph version that removed the edge it had confirmed.
+    /// The graph version that brought the graph in line (an edge or refutation removed or
+    /// added), if one was needed.
     pub version: Option<i64>,
-    /// `requeued` or `refuted`.
+    /// `requeued` (back in its open stage's queue), `unchanged` (the standing verdicts decide
+    /// as before), or the hypothesis's new status.
     pub outcome: String,
 }
 

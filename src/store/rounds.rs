@@ -88,13 +88,16 @@ pub struct RoundInfo {
     pub retrained_model: Option<i64>,
     pub metrics: serde_json::Value,
     pub error: Option<String>,
+    /// Runs that drove this round and ended in an error.
+    pub attempts: i64,
     pub fire_time: Option<String>,
     pub created_at: String,
     pub updated_at: String,
 }
 
 const ROUND_COLUMNS: &str = "id, workflow, number, state, stage, spec, seed, base_version, \
-    model_id, result_version, retrained_model, metrics, error, fire_time, created_at, updated_at";
+    model_id, result_version, retrained_model, metrics, error, attempts, fire_time, created_at, \
+    updated_at";
 
 fn round_from(row: &sqlx::sqlite::SqliteRow) -> Result<RoundInfo> {
     let state: String = row.try_get("state")?;
@@ -114,6 +117,7 @@ fn round_from(row: &sqlx::sqlite::SqliteRow) -> Result<RoundInfo> {
         retrained_model: row.try_get("retrained_model")?,
         metrics: serde_json::from_str(&metrics).unwrap_or(serde_json::Value::Null),
         error: row.try_get("error")?,
+        attempts: row.try_get("attempts")?,
         fire_time: row.try_get("fire_time")?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
@@ -258,7 +262,96 @@ impl Store {
         .bind(fire_time)
         .bind(&t)
         .fetch_one(&self.pool)
+        .await
+        .map_err(|e| match e {
+            // The schema allows one open round per workflow.
+            sqlx::Error::Database(d) if d.is_unique_violation() => StoreError::Conflict(format!(
+                "workflow `{workflow}` already has an open round: another process started it"
+            )),
+            e => e.into(),
+        })?;
+        self.round(id).await
+    }
+
+    /// Counts a run that drove the open round `id` into `error`. After `max_attempts` such
+    /// runs the round is failed with that error, so the next fire starts a new round instead
+    /// of failing the same way forever. Returns the attempts so far and whether it failed.
+    pub async fn record_attempt(
+        &self,
+        id: i64,
+        error: &str,
+        max_attempts: u32,
+    ) -> Result<(i64, bool)> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let attempts: Option<i64> = sqlx::query_scalar(
+            "UPDATE rounds SET attempts = attempts + 1, error = ?, updated_at = ? \
+             WHERE id = ? AND state NOT IN ('done', 'failed') RETURNING attempts",
+        )
+        .bind(error)
+        .bind(now())
+        .bind(id)
+        .fetch_optional(&mut *tx)
         .await?;
+        let Some(attempts) = attempts else {
+            tx.rollback().await?;
+            return Ok((0, false));
+        };
+        let failed = attempts >= i64::from(max_attempts.max(1));
+        if failed {
+            sqlx::query("UPDATE rounds SET state = 'failed', error = ?, updated_at = ? WHERE id = ?")
+                .bind(format!("failed after {attempts} attempts: {error}"))
+                .bind(now())
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok((attempts, failed))
+    }
+
+    /// Gives up on an open round: it becomes `failed` with the reason, its waiting
+    /// hypotheses stop waiting, and the workflow's next run starts a new round.
+    pub async fn abandon_round(&self, id: i64, reason: &str, by: &str) -> Result<RoundInfo> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let changed = sqlx::query(
+            "UPDATE rounds SET state = 'failed', error = ?, updated_at = ? \
+             WHERE id = ? AND state NOT IN ('done', 'failed')",
+        )
+        .bind(format!("abandoned by {by}: {reason}"))
+        .bind(now())
+        .bind(id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if changed == 0 {
+            let exists: Option<String> = sqlx::query_scalar("SELECT state FROM rounds WHERE id = ?")
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?;
+            return Err(match exists {
+                None => StoreError::UnknownRound(id),
+                Some(state) => {
+                    StoreError::Conflict(format!("round {id} is already {state}"))
+                }
+            });
+        }
+        let why = format!("round {id} abandoned: {reason}");
+        sqlx::query(
+            "UPDATE stage_items SET status = 'failed', reason = ? WHERE status IN ('queued', 'submitted') \
+             AND hypothesis_id IN (SELECT id FROM hypotheses WHERE round_id = ?)",
+        )
+        .bind(&why)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE hypotheses SET status = 'failed', reason = ? WHERE round_id = ? AND status = 'active'",
+        )
+        .bind(&why)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
         self.round(id).await
     }
 
@@ -652,7 +745,8 @@ impl Store {
 
     /// Sorts the answered items of `stage`: on a final stage the verdict becomes the
     /// hypothesis's status; elsewhere verdicts in `advance` queue it at `stage + 1` and the
-    /// rest stop. Then moves the round to `to` at `to_stage`. One transaction.
+    /// rest stop. Then moves the round to `to` at `to_stage`. One transaction, which first
+    /// checks that no item of the stage is open again: `None` (nothing written) if one is.
     #[allow(clippy::too_many_arguments)]
     pub async fn close_stage(
         &self,
@@ -664,8 +758,35 @@ impl Store {
         from: RoundState,
         to: RoundState,
         to_stage: i64,
-    ) -> Result<StageClose> {
+    ) -> Result<Option<StageClose>> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        // Counted inside the closing transaction: an undo or a retraction since the caller
+        // looked may have reopened an item, which must not be left behind a moved-on round.
+        let open: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM stage_items s JOIN hypotheses h ON h.id = s.hypothesis_id \
+             WHERE h.round_id = ? AND s.stage = ? AND s.status IN ('queued', 'submitted') \
+             AND h.status = 'active'",
+        )
+        .bind(round)
+        .bind(stage)
+        .fetch_one(&mut *tx)
+        .await?;
+        if open > 0 {
+            tx.rollback().await?;
+            return Ok(None);
+        }
+        let advance_list: Vec<&str> = advance_on.iter().map(|o| outcome_str(*o)).collect();
+        sqlx::query(
+            "UPDATE round_stages SET advance = ?, is_final = ?, refute_any = ? \
+             WHERE round_id = ? AND stage = ?",
+        )
+        .bind(serde_json::json!(advance_list).to_string())
+        .bind(i64::from(is_final))
+        .bind(i64::from(refute_any))
+        .bind(round)
+        .bind(stage)
+        .execute(&mut *tx)
+        .await?;
         let rule: Option<String> =
             sqlx::query_scalar("SELECT rule FROM round_stages WHERE round_id = ? AND stage = ?")
                 .bind(round)
@@ -781,7 +902,7 @@ impl Store {
         )
         .await?;
         tx.commit().await?;
-        Ok(out)
+        Ok(Some(out))
     }
 
     /// Writes the round's graph version in one transaction: confirmed hypotheses become edges
@@ -841,30 +962,21 @@ impl Store {
         let delta = Delta {
             added: Arc::new(added),
             provenance,
-            ..Delta::default()
-        };
-        let summary = commit(&mut tx, Arc::new(keys), delta, meta).await?;
-        for chunk in refuted.chunks(super::write::MAX_PARAMS / 5) {
-            let sql = values_sql(
-                "INSERT INTO refutations (head, relation, tail, version, evidence) VALUES ",
-                5,
-                chunk.len(),
-            ) + " ON CONFLICT (head, relation, tail) DO UPDATE SET version = excluded.version, \
-                 evidence = excluded.evidence";
-            let mut q = sqlx::query(AssertSqlSafe(sql));
-            for r in chunk {
-                q = q.bind(r.1).bind(r.2).bind(r.3).bind(summary.version).bind(
-                    serde_json::json!({
+            refuted: refuted
+                .iter()
+                .map(|r| {
+                    let evidence = serde_json::json!({
                         "workflow": round.workflow,
                         "round": round.number,
                         "hypothesis": r.0,
                         "verdicts": evidence.get(&r.0),
-                    })
-                    .to_string(),
-                );
-            }
-            q.execute(&mut *tx).await?;
-        }
+                    });
+                    ([r.1, r.2, r.3], evidence.to_string())
+                })
+                .collect(),
+            ..Delta::default()
+        };
+        let summary = commit(&mut tx, Arc::new(keys), delta, meta).await?;
         advance(
             &mut tx,
             round.id,

@@ -123,6 +123,16 @@ impl Store {
         Ok(done == 1)
     }
 
+    /// The workflow's lease holder and expiry, if a lease is recorded.
+    pub async fn lease_holder(&self, workflow: &str) -> Result<Option<(String, String)>> {
+        Ok(
+            sqlx::query_as("SELECT holder, expires_at FROM leases WHERE workflow = ?")
+                .bind(workflow)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
     pub async fn release_lease(&self, workflow: &str, holder: &str) -> Result<()> {
         sqlx::query("DELETE FROM leases WHERE workflow = ? AND holder = ?")
             .bind(workflow)

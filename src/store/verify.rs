@@ -34,7 +34,22 @@ impl Store {
             sqlx::query_as("SELECT key, category, added_in FROM entities")
                 .fetch_all(&mut *conn)
                 .await?;
+        let refutations: Vec<(i64, i64, i64, i64, Option<i64>)> =
+            sqlx::query_as("SELECT head, relation, tail, version, removed_in FROM refutations")
+                .fetch_all(&mut *conn)
+                .await?;
         drop(conn);
+        let mut refuted: HashMap<i64, Vec<[&str; 3]>> = HashMap::new();
+        let mut unrefuted: HashMap<i64, Vec<[&str; 3]>> = HashMap::new();
+        for &(h, r, t, added_in, removed_in) in &refutations {
+            let Some(keys) = keys.get([h, r, t]) else {
+                continue;
+            };
+            refuted.entry(added_in).or_default().push(keys);
+            if let Some(v) = removed_in {
+                unrefuted.entry(v).or_default().push(keys);
+            }
+        }
         let mut added: HashMap<i64, Vec<[&str; 3]>> = HashMap::new();
         let mut removed: HashMap<i64, Vec<[&str; 3]>> = HashMap::new();
         let mut dangling = None;
@@ -75,6 +90,14 @@ impl Store {
                 entities: new_entities.remove(&v.id).unwrap_or_default(),
                 added: added.remove(&v.id).unwrap_or_default(),
                 removed: removed.remove(&v.id).unwrap_or_default(),
+                refuted: refuted.remove(&v.id).unwrap_or_default(),
+                unrefuted: unrefuted.remove(&v.id).unwrap_or_default(),
+            };
+            // Format 2 versions predate versioned refutations: theirs are not in the hash.
+            let refutation_counts = if v.hash_format >= 3 {
+                (delta.refuted.len() as i64, delta.unrefuted.len() as i64)
+            } else {
+                (v.n_refuted, v.n_unrefuted)
             };
             let counts = (
                 delta.added.len() as i64,
@@ -87,13 +110,19 @@ impl Store {
                     v.parent_id,
                     parent.map(|p| p.id)
                 ))
+            } else if refutation_counts != (v.n_refuted, v.n_unrefuted) {
+                Some(format!(
+                    "stored refutation counts (+{} -{}) differ from the refutations found (+{} -{})",
+                    v.n_refuted, v.n_unrefuted, refutation_counts.0, refutation_counts.1
+                ))
             } else if counts != (v.n_added, v.n_removed, v.n_entities) {
                 Some(format!(
                     "stored counts (+{} -{} entities {}) differ from the edges found (+{} -{} entities {})",
                     v.n_added, v.n_removed, v.n_entities, counts.0, counts.1, counts.2
                 ))
             } else {
-                let computed = delta.hash(parent.map_or(ROOT, |p| p.hash.as_str()));
+                let computed =
+                    delta.hash(parent.map_or(ROOT, |p| p.hash.as_str()), v.hash_format);
                 (computed != v.hash).then(|| {
                     format!(
                         "hash mismatch: stored {}, recomputed {computed}: its edges or metadata were altered",
@@ -117,6 +146,8 @@ impl Store {
                 .keys()
                 .chain(removed.keys())
                 .chain(new_entities.keys())
+                .chain(refuted.keys())
+                .chain(unrefuted.keys())
                 .min();
             if let Some(&v) = stray {
                 first_mismatch = Some(Mismatch {

@@ -1,7 +1,7 @@
 //! The write path: every change to the graph becomes one version, committed in one
 //! transaction with its hash. Imports and reverts compute a delta here and share `commit`.
 
-use super::hash::{CanonicalDelta, ROOT};
+use super::hash::{CanonicalDelta, FORMAT, ROOT};
 use super::scan::{self, Filter};
 use super::{Result, Store, StoreError};
 use crate::graph::{EntityRecord, TripleBatch};
@@ -130,6 +130,23 @@ pub(super) struct Delta<'a> {
     /// Parallel to `added` when non-empty.
     pub provenance: Vec<Option<String>>,
     pub removed: Arc<Vec<[i64; 3]>>,
+    /// Refutations recorded in this version, with their evidence (JSON). One already live is
+    /// left as it is and not counted.
+    pub refuted: Vec<([i64; 3], String)>,
+    /// Live refutations this version withdraws. One not live is ignored.
+    pub unrefuted: Vec<[i64; 3]>,
+}
+
+impl Delta<'_> {
+    /// Whether the version would change nothing.
+    pub fn is_empty(&self) -> bool {
+        self.entities.is_empty()
+            && self.relations.is_empty()
+            && self.added.is_empty()
+            && self.removed.is_empty()
+            && self.refuted.is_empty()
+            && self.unrefuted.is_empty()
+    }
 }
 
 #[derive(Clone)]
@@ -282,29 +299,62 @@ impl Store {
         Ok(Outcome::Committed(summary))
     }
 
-    /// Records that a review refuted `(head, relation, tail)`: negative evidence for training,
-    /// never proposed again. Re-recording replaces the evidence.
+    /// Records that `(head, relation, tail)` was found false, as a new version: negative
+    /// evidence for training, never proposed again. Unchanged when it is already refuted.
     pub async fn refute(
         &self,
         triple: [&str; 3],
-        version: i64,
+        message: &str,
         evidence: &serde_json::Value,
-    ) -> Result<()> {
-        let mut conn = self.pool.acquire().await?;
-        let ids = self.ids(&mut conn, triple).await?;
-        sqlx::query(
-            "INSERT INTO refutations (head, relation, tail, version, evidence) VALUES (?, ?, ?, ?, ?) \
-             ON CONFLICT (head, relation, tail) DO UPDATE SET version = excluded.version, evidence = excluded.evidence",
-        )
-        .bind(ids[0])
-        .bind(ids[1])
-        .bind(ids[2])
-        .bind(version)
-        .bind(evidence.to_string())
-        .execute(&mut *conn)
-        .await?;
-        Ok(())
+    ) -> Result<Outcome> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let ids = self.ids(&mut tx, triple).await?;
+        let live = live_refutations(&mut tx, &[ids]).await?;
+        if !live.is_empty() {
+            tx.rollback().await?;
+            return Ok(Outcome::Unchanged {
+                head: self.head().await?,
+                triples: 0,
+            });
+        }
+        let keys = Keys::load(&mut tx).await?;
+        let delta = Delta {
+            refuted: vec![(ids, evidence.to_string())],
+            ..Delta::default()
+        };
+        let meta = Meta {
+            message: message.to_owned(),
+            source: serde_json::json!({ "kind": "refutation" }).to_string(),
+            round_id: None,
+        };
+        let summary = commit(&mut tx, Arc::new(keys), delta, meta).await?;
+        tx.commit().await?;
+        Ok(Outcome::Committed(summary))
     }
+}
+
+/// Which of `triples` have a live refutation.
+pub(super) async fn live_refutations(
+    conn: &mut SqliteConnection,
+    triples: &[[i64; 3]],
+) -> Result<FxHashSet<[i64; 3]>> {
+    let mut out = FxHashSet::default();
+    for chunk in triples.chunks(MAX_PARAMS / 3) {
+        let sql = values_sql(
+            "SELECT head, relation, tail FROM refutations WHERE removed_in IS NULL \
+             AND (head, relation, tail) IN (VALUES ",
+            3,
+            chunk.len(),
+        ) + ")";
+        let mut q = sqlx::query_as::<_, (i64, i64, i64)>(AssertSqlSafe(sql));
+        for t in chunk {
+            q = q.bind(t[0]).bind(t[1]).bind(t[2]);
+        }
+        for (h, r, t) in q.fetch_all(&mut *conn).await? {
+            out.insert([h, r, t]);
+        }
+    }
+    Ok(out)
 }
 
 /// What the hashing thread returns: the version hash and the relation signatures seen.
@@ -316,10 +366,24 @@ type Hashed = (String, FxHashSet<(i64, String, String)>);
 pub(super) async fn commit(
     conn: &mut SqliteConnection,
     keys: Arc<Keys>,
-    delta: Delta<'_>,
+    mut delta: Delta<'_>,
     meta: Meta,
 ) -> Result<CommitSummary> {
     let started = std::time::Instant::now();
+    // Only real changes of the refutations enter the version (and its hash).
+    if !delta.refuted.is_empty() || !delta.unrefuted.is_empty() {
+        let mut asked: Vec<[i64; 3]> = delta.refuted.iter().map(|r| r.0).collect();
+        asked.extend(&delta.unrefuted);
+        let live = live_refutations(conn, &asked).await?;
+        let mut seen = FxHashSet::default();
+        delta
+            .refuted
+            .retain(|(t, _)| !live.contains(t) && seen.insert(*t));
+        let mut seen = FxHashSet::default();
+        delta
+            .unrefuted
+            .retain(|t| live.contains(t) && seen.insert(*t));
+    }
     let head: Option<(i64, String)> =
         sqlx::query_as("SELECT id, hash FROM graph_versions ORDER BY id DESC LIMIT 1")
             .fetch_optional(&mut *conn)
@@ -334,6 +398,8 @@ pub(super) async fn commit(
 
     let hashing = {
         let (keys, added, removed) = (keys.clone(), delta.added.clone(), delta.removed.clone());
+        let refuted: Vec<[i64; 3]> = delta.refuted.iter().map(|r| r.0).collect();
+        let unrefuted = delta.unrefuted.clone();
         let meta = meta.clone();
         tokio::task::spawn_blocking(move || -> Result<Hashed> {
             let triples = |list: &[[i64; 3]]| -> Result<Vec<[&str; 3]>> {
@@ -348,8 +414,10 @@ pub(super) async fn commit(
                     .collect(),
                 added: triples(&added)?,
                 removed: triples(&removed)?,
+                refuted: triples(&refuted)?,
+                unrefuted: triples(&unrefuted)?,
             };
-            let hash = canonical.hash(&parent_hash);
+            let hash = canonical.hash(&parent_hash, FORMAT);
             // Few distinct (relation, categories) triples: dedup on ids, then name them.
             let mut ids: FxHashSet<(i64, i64, i64)> = FxHashSet::default();
             let mut category_of: FxHashMap<&str, i64> = FxHashMap::default();
@@ -380,7 +448,8 @@ pub(super) async fn commit(
 
     sqlx::query(
         "INSERT INTO graph_versions (id, parent_id, round_id, created_at, message, source, \
-         n_added, n_removed, n_entities, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, '')",
+         n_added, n_removed, n_entities, n_refuted, n_unrefuted, hash_format, hash) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '')",
     )
     .bind(version)
     .bind(parent)
@@ -391,8 +460,35 @@ pub(super) async fn commit(
     .bind(delta.added.len() as i64)
     .bind(delta.removed.len() as i64)
     .bind(delta.entities.len() as i64)
+    .bind(delta.refuted.len() as i64)
+    .bind(delta.unrefuted.len() as i64)
+    .bind(FORMAT)
     .execute(&mut *conn)
     .await?;
+    for chunk in delta.refuted.chunks(MAX_PARAMS / 5) {
+        let sql = values_sql(
+            "INSERT INTO refutations (head, relation, tail, version, evidence) VALUES ",
+            5,
+            chunk.len(),
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for (t, evidence) in chunk {
+            q = q.bind(t[0]).bind(t[1]).bind(t[2]).bind(version).bind(evidence);
+        }
+        q.execute(&mut *conn).await?;
+    }
+    for chunk in delta.unrefuted.chunks(MAX_PARAMS / 3) {
+        let sql = values_sql(
+            "UPDATE refutations SET removed_in = ? WHERE removed_in IS NULL AND (head, relation, tail) IN (VALUES ",
+            3,
+            chunk.len(),
+        ) + ")";
+        let mut q = sqlx::query(AssertSqlSafe(sql)).bind(version);
+        for t in chunk {
+            q = q.bind(t[0]).bind(t[1]).bind(t[2]);
+        }
+        q.execute(&mut *conn).await?;
+    }
 
     let per_chunk = MAX_PARAMS / 6;
     for (c, chunk) in delta.entities.chunks(per_chunk).enumerate() {
@@ -507,6 +603,8 @@ pub(super) async fn commit(
         added = delta.added.len(),
         removed = delta.removed.len(),
         entities = delta.entities.len(),
+        refuted = delta.refuted.len(),
+        unrefuted = delta.unrefuted.len(),
         "graph version committed"
     );
     Ok(CommitSummary {

@@ -48,10 +48,18 @@ pub struct Workflow {
     /// Seeds training, ranking and plugins: equal seeds replay equal rounds.
     #[serde(default = "default_seed")]
     pub seed: u64,
+    /// Runs (a `run` or a daemon fire) that may drive a round into an error before the round
+    /// is marked failed and the next fire starts a new one.
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
     /// Where plugin manifests (`NAME.yaml`) are looked up (default: `../plugins` from the
     /// workflow file).
     #[serde(default)]
     pub plugins_dir: Option<PathBuf>,
+}
+
+fn default_max_attempts() -> u32 {
+    3
 }
 
 fn default_seed() -> u64 {

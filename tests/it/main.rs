@@ -3,11 +3,13 @@
 mod bad_input;
 mod browser;
 mod daemon;
+mod durability;
 mod history;
 mod import;
 mod model;
 mod plugins;
 mod replay;
+mod retraction;
 mod review;
 mod rounds;
 mod store_api;

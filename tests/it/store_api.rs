@@ -21,18 +21,36 @@ fn refutations_are_recorded_counted_and_blamed() {
             .await
             .expect("open");
         let evidence = serde_json::json!({ "assay": "x", "p": 0.2 });
-        store
-            .refute(["c", "r", "a"], 1, &evidence)
+        // A refutation is versioned data: a version of its own, in the hash chain.
+        let first = store
+            .refute(["c", "r", "a"], "assay x refutes c r a", &evidence)
             .await
             .expect("refute");
-        let err = store.refute(["c", "nope", "a"], 1, &evidence).await;
+        assert!(
+            matches!(first, hypograph::store::Outcome::Committed(ref c) if c.version == 2),
+            "{first:?}"
+        );
+        let again = store
+            .refute(["c", "r", "a"], "again", &evidence)
+            .await
+            .expect("refute again");
+        assert!(matches!(again, hypograph::store::Outcome::Unchanged { .. }));
+        let err = store.refute(["c", "nope", "a"], "x", &evidence).await;
         assert!(matches!(err, Err(StoreError::UnknownRelation(r)) if r == "nope"));
+        assert_eq!(store.refuted(1).await.expect("refuted at 1").len(), 0);
+        assert_eq!(store.refuted(2).await.expect("refuted at 2").len(), 1);
         store.close().await;
     });
     assert_eq!(env.json(&["stats"])["refutations"], 1);
     let b = env.json(&["graph", "blame", "c", "r", "a"]);
     assert_eq!(b["refuted"]["evidence"]["assay"], "x");
+    assert_eq!(b["refuted"]["version"], 2);
     assert_eq!(b["history"].as_array().map(Vec::len), Some(0));
+    env.ok(&["graph", "verify"]);
+    // Changing a refutation behind the store's back breaks the chain at its version.
+    env.sql("UPDATE refutations SET tail = (SELECT id FROM entities WHERE key = 'b')");
+    let out = env.fail(&["graph", "verify"]);
+    assert!(out.contains("version 2"), "{out}");
 }
 
 #[test]
