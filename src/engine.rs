@@ -446,17 +446,17 @@ async fn drive(
                     )
                     .await?;
             }
-            RoundState::Training => step_train(store, &l, &round, opts).await?,
+            RoundState::Training => step_train(store, l, &round, opts).await?,
             RoundState::Generating | RoundState::Ranking => {
-                step_rank(store, &l, &round).await?;
+                step_rank(store, l, &round).await?;
             }
             RoundState::Dispatching => {
-                if !step_dispatch(store, &l, &round).await? {
+                if !step_dispatch(store, l, &round).await? {
                     return Ok(store.round(round.id).await?);
                 }
             }
             RoundState::Awaiting => {
-                if !step_await(store, &l, &round, opts).await? {
+                if !step_await(store, l, &round, opts).await? {
                     return Ok(store.round(round.id).await?);
                 }
             }
@@ -470,7 +470,7 @@ async fn drive(
                 );
             }
             RoundState::Retraining => {
-                let summary = step_retrain(store, &l, &round, opts, &timings).await?;
+                let summary = step_retrain(store, l, &round, opts, &timings).await?;
                 (opts.on_event)(&Event::Finished(summary));
             }
             RoundState::Done | RoundState::Failed => return Ok(round),

@@ -48,6 +48,37 @@ pub struct Fire {
     pub lease_lost: watch::Receiver<bool>,
 }
 
+/// This process's name in fires and leases: `KIND@HOST:PID`.
+pub fn holder_name(kind: &str) -> String {
+    format!("{kind}@{}:{}", host_name(), std::process::id())
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// Whether `holder` names a process of this machine that no longer exists (Linux: no
+/// `/proc/PID`). Names of other machines, or in another form, are never judged gone.
+fn holder_is_gone(holder: &str) -> bool {
+    let Some((_, rest)) = holder.split_once('@') else {
+        return false;
+    };
+    let Some((host, pid)) = rest.rsplit_once(':') else {
+        return false;
+    };
+    let proc_works = std::path::Path::new("/proc/self").exists();
+    host == host_name()
+        && proc_works
+        && pid.parse::<u32>().is_ok_and(|p| {
+            p != std::process::id() && !std::path::Path::new("/proc").join(p.to_string()).exists()
+        })
+}
+
 /// A workflow's lease, held by one process (a daemon fire or a `run`) while it drives the
 /// workflow, and renewed every third of its time to live. A renewal that finds another
 /// holder raises [`Lease::lost`]; the lease is released when dropped through
@@ -69,7 +100,19 @@ impl Lease {
         ttl: Duration,
     ) -> Result<Option<Self>, StoreError> {
         if !store.acquire_lease(workflow, holder, ttl).await? {
-            return Ok(None);
+            // A killed process cannot release its lease; on this machine we can tell that it
+            // is gone and take over at once instead of making its resume wait for the expiry.
+            let Some((current, _)) = store.lease_holder(workflow).await? else {
+                return Ok(None);
+            };
+            if !holder_is_gone(&current)
+                || !store
+                    .take_lease_from(workflow, &current, holder, ttl)
+                    .await?
+            {
+                return Ok(None);
+            }
+            info!(%workflow, previous = %current, "took over the lease of a process that is gone");
         }
         let (tx, lost) = watch::channel(false);
         let renew = {
@@ -114,7 +157,10 @@ impl Lease {
     }
 
     /// Who holds the workflow's lease now, and until when.
-    pub async fn holder_of(store: &Store, workflow: &str) -> Result<Option<(String, String)>, StoreError> {
+    pub async fn holder_of(
+        store: &Store,
+        workflow: &str,
+    ) -> Result<Option<(String, String)>, StoreError> {
         store.lease_holder(workflow).await
     }
 }
@@ -389,20 +435,28 @@ async fn start(
     })))
 }
 
-async fn run_leased(shared: &Shared, mut fire: Fire) -> (&'static str, Option<String>, Option<i64>) {
-    let lease =
-        match Lease::acquire(&shared.store, &fire.workflow, &shared.holder, shared.lease_ttl).await
-        {
-            Ok(Some(lease)) => lease,
-            Ok(None) => {
-                return (
-                    "skipped",
-                    Some("another process holds the workflow's lease".into()),
-                    None,
-                );
-            }
-            Err(e) => return ("failed", Some(format!("taking the lease: {e}")), None),
-        };
+async fn run_leased(
+    shared: &Shared,
+    mut fire: Fire,
+) -> (&'static str, Option<String>, Option<i64>) {
+    let lease = match Lease::acquire(
+        &shared.store,
+        &fire.workflow,
+        &shared.holder,
+        shared.lease_ttl,
+    )
+    .await
+    {
+        Ok(Some(lease)) => lease,
+        Ok(None) => {
+            return (
+                "skipped",
+                Some("another process holds the workflow's lease".into()),
+                None,
+            );
+        }
+        Err(e) => return ("failed", Some(format!("taking the lease: {e}")), None),
+    };
     fire.lease_lost = lease.lost();
     let outcome = (shared.handler)(fire.clone()).await;
     lease.release().await;
@@ -415,6 +469,16 @@ async fn run_leased(shared: &Shared, mut fire: Fire) -> (&'static str, Option<St
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_local_process_that_is_gone_loses_its_lease() {
+        let me = holder_name("run");
+        assert!(!holder_is_gone(&me), "this process is alive");
+        let host = host_name();
+        assert!(holder_is_gone(&format!("run@{host}:4294967295")));
+        assert!(!holder_is_gone("run@another-host:4294967295"));
+        assert!(!holder_is_gone("a-daemon-named-by-hand"));
+    }
 
     #[test]
     fn slots_between_is_half_open_and_capped() {

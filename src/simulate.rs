@@ -320,10 +320,18 @@ mod tests {
         };
         let mut seen = 0;
         let mut proposed: Vec<Triple> = Vec::new();
-        let records = run(&universe, &visible, &hidden, &valid, &test, &spec, &mut |r| {
-            seen += 1;
-            proposed.extend(r.proposed.iter().copied());
-        })
+        let records = run(
+            &universe,
+            &visible,
+            &hidden,
+            &valid,
+            &test,
+            &spec,
+            &mut |r| {
+                seen += 1;
+                proposed.extend(r.proposed.iter().copied());
+            },
+        )
         .expect("simulate");
         assert_eq!(records.len(), 4);
         assert_eq!(seen, 4);

@@ -5,7 +5,6 @@
 
 use crate::acquire;
 use crate::graph::{Graph, OnInvalid, Triple, tsv};
-use std::collections::HashSet;
 use crate::model::calibrate::{self, Method};
 use crate::model::checkpoint::{self, CheckpointError, Vocab};
 use crate::model::ensemble::CalibrationSummary;
@@ -14,6 +13,7 @@ use crate::model::{
 };
 use crate::plot::{Panel, Series};
 use crate::store::{ModelInfo, NewModel, Store, StoreError};
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -184,7 +184,10 @@ pub async fn train(
         &graph,
         &not_negative,
         &valid,
-        std::env::var("HG_EXPERIMENT_RATIO").ok().and_then(|v| v.parse().ok()).unwrap_or(CALIBRATION_NEGATIVES),
+        std::env::var("HG_EXPERIMENT_RATIO")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(CALIBRATION_NEGATIVES),
         config.seed ^ 0xca1b,
     );
 
@@ -236,9 +239,8 @@ pub async fn train(
         .map(|o| (o.best_valid_mrr, o.best_epoch, o.history.len()))
         .unwrap_or((None, 0, 0));
     let models: Vec<model::KgeModel> = outcomes.into_iter().map(|o| o.model).collect();
-    let (ensemble, calibration) = blocking(|| {
-        Ensemble::calibrate(models, job.calibration, &valid, &negatives, &device)
-    });
+    let (ensemble, calibration) =
+        blocking(|| Ensemble::calibrate(models, job.calibration, &valid, &negatives, &device));
 
     let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ");
     let dir = data_dir

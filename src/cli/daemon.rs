@@ -64,13 +64,9 @@ pub async fn daemon(store: &Store, data_dir: &Path, args: DaemonArgs) -> anyhow:
             args.workflows.display()
         );
     }
-    let holder = args.holder.unwrap_or_else(|| {
-        format!(
-            "{}-{}",
-            std::env::var("HOSTNAME").unwrap_or_else(|_| "daemon".into()),
-            std::process::id()
-        )
-    });
+    let holder = args
+        .holder
+        .unwrap_or_else(|| crate::schedule::holder_name("daemon"));
     let stop = super::rounds::stop_on_signals();
     let by_name: Arc<std::collections::HashMap<String, Loaded>> = Arc::new(
         loaded

@@ -277,7 +277,8 @@ pub async fn retract(store: &Store, args: RetractArgs) -> anyhow::Result<ExitCod
             r.hypothesis,
             match r.outcome.as_str() {
                 "requeued" => "is back in its stage's queue".to_owned(),
-                "unchanged" => "is unchanged: the verdicts still standing decide as before".to_owned(),
+                "unchanged" =>
+                    "is unchanged: the verdicts still standing decide as before".to_owned(),
                 status => format!("is now {status}"),
             },
             r.version

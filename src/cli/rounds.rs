@@ -2,9 +2,9 @@
 
 use crate::engine::{self, Event, Options, RoundSummary};
 use crate::plot::{Panel, Series};
+use crate::schedule::Lease;
 use crate::store::{RoundInfo, RoundState, Store};
 use crate::workflow::{self, Loaded};
-use crate::schedule::Lease;
 use anyhow::{Context, bail};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -138,11 +138,7 @@ pub async fn run(
         .max(Duration::from_millis(300));
     let name = loaded.workflow.name.clone();
     // The same lease a daemon takes: one process drives a workflow at a time.
-    let holder = format!(
-        "run-{}-{}",
-        std::env::var("HOSTNAME").unwrap_or_else(|_| "host".into()),
-        std::process::id()
-    );
+    let holder = crate::schedule::holder_name("run");
     let Some(lease) = Lease::acquire(store, &name, &holder, lease_ttl).await? else {
         let (by, until) = Lease::holder_of(store, &name)
             .await?

@@ -87,7 +87,8 @@ mod tests {
     use super::*;
 
     /// `{added: [a r b]}` after ROOT, as format 2 hashed it before format 3 existed.
-    const FORMAT_2_PINNED: &str = "f99f4c406beef0b282d7b12d3b6d063fc0b5c427994c3cfda6a7e907ce825319";
+    const FORMAT_2_PINNED: &str =
+        "f99f4c406beef0b282d7b12d3b6d063fc0b5c427994c3cfda6a7e907ce825319";
 
     #[test]
     fn order_independent_and_content_sensitive() {

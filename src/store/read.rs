@@ -62,8 +62,7 @@ pub struct Stats {
     pub signatures: BTreeMap<String, Vec<(String, String)>>,
 }
 
-const VERSION_COLUMNS: &str =
-    "id, parent_id, round_id, created_at, message, source, n_added, n_removed, n_entities, \
+const VERSION_COLUMNS: &str = "id, parent_id, round_id, created_at, message, source, n_added, n_removed, n_entities, \
      n_refuted, n_unrefuted, hash_format, hash";
 
 impl Store {
@@ -284,14 +283,13 @@ impl Store {
         .bind(v)
         .fetch_all(&mut *conn)
         .await?;
-        let refutations: i64 =
-            sqlx::query_scalar(
-                "SELECT count(*) FROM refutations WHERE version <= ?1 \
+        let refutations: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM refutations WHERE version <= ?1 \
                  AND (removed_in IS NULL OR removed_in > ?1)",
-            )
-            .bind(v)
-                .fetch_one(&mut *conn)
-                .await?;
+        )
+        .bind(v)
+        .fetch_one(&mut *conn)
+        .await?;
         let relations: i64 =
             sqlx::query_scalar("SELECT count(*) FROM relations WHERE added_in <= ?")
                 .bind(v)

@@ -396,7 +396,8 @@ impl Store {
             .collect();
         let escalate = t.rule.as_deref() == Some("escalate");
         let rules = StageRules::of(&t);
-        let stage_open = t.state == "awaiting" && t.round_stage == t.stage && t.hyp_stage == t.stage;
+        let stage_open =
+            t.state == "awaiting" && t.round_stage == t.stage && t.hyp_stage == t.stage;
         let mut version = None;
         let outcome: String = if t.status == "failed" || t.status == "expired" {
             // It never reached a decision; nothing else depended on this verdict.
@@ -458,7 +459,7 @@ impl Store {
                 let why = format!("stage {} answered {}", t.stage, decision.as_str());
                 ("stopped", Some(why))
             };
-            if passed_on && !(advances && passed_on) {
+            if passed_on && !advances {
                 // The later stages no longer hold it.
                 sqlx::query(
                     "UPDATE stage_items SET status = 'failed', reason = ? WHERE hypothesis_id = ? \
@@ -711,9 +712,7 @@ impl StageRules {
             .unwrap_or_else(|| vec![Outcome::Confirmed]);
         Self {
             advance,
-            is_final: t
-                .is_final
-                .map_or(t.last_stage == Some(t.stage), |f| f != 0),
+            is_final: t.is_final.map_or(t.last_stage == Some(t.stage), |f| f != 0),
             refute_any: t.refute_any.is_some_and(|f| f != 0),
         }
     }
@@ -721,7 +720,11 @@ impl StageRules {
 
 /// Whether a stage item's verdicts complete it (quorum met, disagreement resolved), and
 /// whether it waits for an admin because reviewers disagree under `escalate`.
-pub(super) fn completion(outcomes: &[(Outcome, bool)], quorum: i64, escalate: bool) -> (bool, bool) {
+pub(super) fn completion(
+    outcomes: &[(Outcome, bool)],
+    quorum: i64,
+    escalate: bool,
+) -> (bool, bool) {
     let agree = outcomes.windows(2).all(|w| w[0].0 == w[1].0);
     let admin_decided = escalate && outcomes.iter().any(|(_, admin)| *admin);
     let quorum_met = outcomes.len() as i64 >= quorum;
@@ -806,7 +809,9 @@ async fn follow_in_graph(
         source: source.to_string(),
         round_id: Some(t.round),
     };
-    Ok(Some(commit(&mut *tx, Arc::new(keys), delta, meta).await?.version))
+    Ok(Some(
+        commit(&mut *tx, Arc::new(keys), delta, meta).await?.version,
+    ))
 }
 
 /// Marks a verdict withdrawn and records why, by whom and with what effect: the one way a

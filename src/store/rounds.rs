@@ -298,12 +298,14 @@ impl Store {
         };
         let failed = attempts >= i64::from(max_attempts.max(1));
         if failed {
-            sqlx::query("UPDATE rounds SET state = 'failed', error = ?, updated_at = ? WHERE id = ?")
-                .bind(format!("failed after {attempts} attempts: {error}"))
-                .bind(now())
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "UPDATE rounds SET state = 'failed', error = ?, updated_at = ? WHERE id = ?",
+            )
+            .bind(format!("failed after {attempts} attempts: {error}"))
+            .bind(now())
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
         }
         tx.commit().await?;
         Ok((attempts, failed))
@@ -324,15 +326,14 @@ impl Store {
         .await?
         .rows_affected();
         if changed == 0 {
-            let exists: Option<String> = sqlx::query_scalar("SELECT state FROM rounds WHERE id = ?")
-                .bind(id)
-                .fetch_optional(&mut *tx)
-                .await?;
+            let exists: Option<String> =
+                sqlx::query_scalar("SELECT state FROM rounds WHERE id = ?")
+                    .bind(id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
             return Err(match exists {
                 None => StoreError::UnknownRound(id),
-                Some(state) => {
-                    StoreError::Conflict(format!("round {id} is already {state}"))
-                }
+                Some(state) => StoreError::Conflict(format!("round {id} is already {state}")),
             });
         }
         let why = format!("round {id} abandoned: {reason}");

@@ -123,6 +123,30 @@ impl Store {
         Ok(done == 1)
     }
 
+    /// Takes the workflow's lease from `previous` (a holder known to be gone). False if
+    /// someone else took it first.
+    pub async fn take_lease_from(
+        &self,
+        workflow: &str,
+        previous: &str,
+        holder: &str,
+        ttl: std::time::Duration,
+    ) -> Result<bool> {
+        let until = chrono::Utc::now()
+            + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::seconds(60));
+        let done = sqlx::query(
+            "UPDATE leases SET holder = ?, expires_at = ? WHERE workflow = ? AND holder = ?",
+        )
+        .bind(holder)
+        .bind(stamp(until))
+        .bind(workflow)
+        .bind(previous)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(done == 1)
+    }
+
     /// The workflow's lease holder and expiry, if a lease is recorded.
     pub async fn lease_holder(&self, workflow: &str) -> Result<Option<(String, String)>> {
         Ok(

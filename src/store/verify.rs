@@ -121,8 +121,7 @@ impl Store {
                     v.n_added, v.n_removed, v.n_entities, counts.0, counts.1, counts.2
                 ))
             } else {
-                let computed =
-                    delta.hash(parent.map_or(ROOT, |p| p.hash.as_str()), v.hash_format);
+                let computed = delta.hash(parent.map_or(ROOT, |p| p.hash.as_str()), v.hash_format);
                 (computed != v.hash).then(|| {
                     format!(
                         "hash mismatch: stored {}, recomputed {computed}: its edges or metadata were altered",

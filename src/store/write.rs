@@ -473,7 +473,12 @@ pub(super) async fn commit(
         );
         let mut q = sqlx::query(AssertSqlSafe(sql));
         for (t, evidence) in chunk {
-            q = q.bind(t[0]).bind(t[1]).bind(t[2]).bind(version).bind(evidence);
+            q = q
+                .bind(t[0])
+                .bind(t[1])
+                .bind(t[2])
+                .bind(version)
+                .bind(evidence);
         }
         q.execute(&mut *conn).await?;
     }

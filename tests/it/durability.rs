@@ -32,7 +32,9 @@ fn workflow(stage: &str, extra: &str) -> String {
          plugins_dir: {plugins}\n\
          seed: 13\n{extra}",
         visible = data("umls/demo-visible.tsv").display(),
-        plugins = Path::new(env!("CARGO_MANIFEST_DIR")).join("plugins").display(),
+        plugins = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("plugins")
+            .display(),
     )
 }
 
@@ -196,9 +198,13 @@ fn two_runs_started_together_never_share_a_workflow() {
     ];
     let won: Vec<&std::process::Output> = outs.iter().filter(|o| o.status.success()).collect();
     let lost: Vec<&std::process::Output> = outs.iter().filter(|o| !o.status.success()).collect();
-    assert_eq!((won.len(), lost.len()), (1, 1), "exactly one drives the workflow");
+    assert_eq!(
+        (won.len(), lost.len()),
+        (1, 1),
+        "exactly one drives the workflow"
+    );
     let why = String::from_utf8_lossy(&lost[0].stderr);
-    assert!(why.contains("is being run by run-"), "{why}");
+    assert!(why.contains("is being run by run@"), "{why}");
     assert_eq!(env.count("SELECT count(*) FROM rounds"), 2);
     check_round(&env, 2);
     assert_eq!(
@@ -226,21 +232,25 @@ fn a_run_that_loses_its_lease_stops_with_an_error() {
     // Once the round waits for reviewers, another holder takes the lease over.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
     while env
-        .strings("SELECT state FROM rounds WHERE number = 1")
-        .first()
-        .map(String::as_str)
+        .try_strings("SELECT state FROM rounds WHERE number = 1")
+        .and_then(|s| s.first().cloned())
+        .as_deref()
         != Some("awaiting")
     {
-        assert!(std::time::Instant::now() < deadline, "the round never waited");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the round never waited"
+        );
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
-    env.sql(
-        "UPDATE leases SET holder = 'another-daemon', expires_at = '2999-01-01T00:00:00.000Z'",
-    );
+    env.sql("UPDATE leases SET holder = 'another-daemon', expires_at = '2999-01-01T00:00:00.000Z'");
     let out = run.wait_with_output().expect("run");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{stderr}");
-    assert!(stderr.contains("lost the lease on workflow `w`"), "{stderr}");
+    assert!(
+        stderr.contains("lost the lease on workflow `w`"),
+        "{stderr}"
+    );
     assert_eq!(
         env.strings("SELECT state FROM rounds WHERE number = 1"),
         vec!["awaiting"],
@@ -301,7 +311,9 @@ fn an_admin_abandons_a_stuck_round() {
     let w = env.write("w.yaml", workflow(HUMAN, ""));
     let wp = w.to_str().expect("path");
     env.ok(&["run", wp, "--wait", "0s"]);
-    let id = env.count("SELECT id FROM rounds WHERE number = 1").to_string();
+    let id = env
+        .count("SELECT id FROM rounds WHERE number = 1")
+        .to_string();
     let refused = env.run_with(
         &["round", "abandon", &id, "--reason", "panel cancelled"],
         &[("HYPOGRAPH_TOKEN", reviewer.trim())],
@@ -314,7 +326,10 @@ fn an_admin_abandons_a_stuck_round() {
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}");
-    assert!(stdout.contains("abandoned by carol: panel cancelled"), "{stdout}");
+    assert!(
+        stdout.contains("abandoned by carol: panel cancelled"),
+        "{stdout}"
+    );
     assert_eq!(
         env.count("SELECT count(*) FROM hypotheses WHERE status = 'active'"),
         0,

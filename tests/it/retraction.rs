@@ -68,7 +68,7 @@ fn a_retraction_re_decides_the_stage_from_the_standing_verdicts() {
     let wp = w.to_str().expect("path");
     env.ok(&["run", wp, "--wait", "0s"]);
     let ids: Vec<i64> = env
-        .strings("SELECT id FROM hypotheses ORDER BY rank")
+        .strings("SELECT CAST(id AS TEXT) FROM hypotheses ORDER BY rank")
         .iter()
         .map(|s| s.parse().expect("id"))
         .collect();

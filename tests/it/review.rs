@@ -279,10 +279,7 @@ fn reviewers_reach_a_quorum_by_api_and_terminal_and_a_retraction_removes_the_edg
         "carol",
     ]);
     assert!(out.contains("is now inconclusive"), "{out}");
-    assert!(
-        out.contains(&format!("version {}", before + 1)),
-        "{out}"
-    );
+    assert!(out.contains(&format!("version {}", before + 1)), "{out}");
     let t: Vec<&str> = triple.split('\t').collect();
     let blame = env.json(&["graph", "blame", t[0], t[1], t[2]]);
     let history = blame["history"].as_array().expect("history");

@@ -109,6 +109,40 @@ impl Env {
             .expect("run hypograph")
     }
 
+    /// Like [`Env::strings`], but `None` while the database or its tables do not exist yet
+    /// (another process is still creating it): for polling a process under test.
+    pub fn try_strings(&self, query: &str) -> Option<Vec<String>> {
+        if !self.db.exists() {
+            return None;
+        }
+        let db = self.db.clone();
+        let query = query.to_owned();
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+            .block_on(async move {
+                use sqlx::{ConnectOptions, Row};
+                let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
+                    .filename(&db)
+                    .read_only(true)
+                    .connect()
+                    .await
+                    .ok()?;
+                let rows = sqlx::query(sqlx::AssertSqlSafe(query))
+                    .fetch_all(&mut conn)
+                    .await
+                    .ok()?;
+                rows.iter()
+                    .map(|r| {
+                        r.try_get::<Option<String>, _>(0)
+                            .ok()
+                            .map(Option::unwrap_or_default)
+                    })
+                    .collect()
+            })
+    }
+
     /// One text column of a query, row by row (read-only).
     pub fn strings(&self, query: &str) -> Vec<String> {
         let db = self.db.clone();
