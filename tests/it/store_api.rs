@@ -277,3 +277,122 @@ fn stage_items_answer_once_and_expire_visibly() {
         store.close().await;
     });
 }
+
+/// An item reopened (an undo, a retraction) after the engine counted none open must keep the
+/// stage from closing: the check happens inside the closing transaction.
+#[test]
+fn a_stage_with_a_reopened_item_does_not_close() {
+    use hypograph::plugin::{Outcome, Verdict};
+    use hypograph::store::{NewHypothesis, RoundState, RoundUpdate};
+    let env = Env::new();
+    let f = env.write("a.tsv", "a\tr\tb\nb\tr\tc\nc\tr\td\n");
+    env.ok(&["import", f.to_str().expect("path")]);
+    runtime().block_on(async {
+        let store = Store::open(&env.db, OpenMode::Existing)
+            .await
+            .expect("open");
+        let round = store
+            .create_round("w", "name: w", 1, None)
+            .await
+            .expect("round");
+        assert!(
+            matches!(
+                store.create_round("w", "name: w", 1, None).await,
+                Err(StoreError::Conflict(m)) if m.contains("already has an open round")
+            ),
+            "one open round per workflow"
+        );
+        for (from, to) in [
+            (RoundState::Planned, RoundState::Training),
+            (RoundState::Training, RoundState::Generating),
+            (RoundState::Generating, RoundState::Ranking),
+        ] {
+            store
+                .advance_round(round.id, from, to, 0, RoundUpdate::default())
+                .await
+                .expect("advance");
+        }
+        let batch: Vec<NewHypothesis> = [("a", "c"), ("b", "d")]
+            .iter()
+            .enumerate()
+            .map(|(i, (h, t))| NewHypothesis {
+                head: (*h).into(),
+                relation: "r".into(),
+                tail: (*t).into(),
+                score: 0.5,
+                spread: 0.1,
+                acquisition: 0.5,
+                rank: i as i64,
+            })
+            .collect();
+        store
+            .insert_hypotheses(round.id, RoundState::Ranking, None, 1, &[], &batch)
+            .await
+            .expect("insert");
+        let ids: Vec<i64> = store
+            .stage_items(round.id, 0, "queued")
+            .await
+            .expect("items")
+            .iter()
+            .map(|h| h.id)
+            .collect();
+        store.mark_submitted(0, &ids, None).await.expect("submit");
+        store
+            .advance_round(
+                round.id,
+                RoundState::Dispatching,
+                RoundState::Awaiting,
+                0,
+                RoundUpdate::default(),
+            )
+            .await
+            .expect("awaiting");
+        let verdict = |id: i64| Verdict {
+            hypothesis: id,
+            verdict: Outcome::Confirmed,
+            confidence: 0.9,
+            evidence: serde_json::json!({}),
+            cost: 0.0,
+            reviewer: None,
+        };
+        // Only the first is answered: the second is still open when the close comes.
+        store
+            .record_verdicts(round.id, 0, &[verdict(ids[0])])
+            .await
+            .expect("record");
+        let close = || {
+            store.close_stage(
+                round.id,
+                0,
+                &[Outcome::Confirmed],
+                true,
+                false,
+                RoundState::Awaiting,
+                RoundState::Ingesting,
+                0,
+            )
+        };
+        assert_eq!(close().await.expect("close"), None, "nothing written");
+        let r = store.round(round.id).await.expect("round");
+        assert_eq!(r.state, RoundState::Awaiting);
+        assert_eq!(
+            store
+                .hypothesis_counts(round.id)
+                .await
+                .expect("counts")
+                .get("active"),
+            Some(&2)
+        );
+        store
+            .record_verdicts(round.id, 0, &[verdict(ids[1])])
+            .await
+            .expect("record");
+        let closed = close().await.expect("close").expect("closed now");
+        assert_eq!(closed.confirmed, 2);
+        assert_eq!(
+            store.round(round.id).await.expect("round").state,
+            RoundState::Ingesting
+        );
+        store.close().await;
+    });
+}
