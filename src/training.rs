@@ -184,10 +184,7 @@ pub async fn train(
         &graph,
         &not_negative,
         &valid,
-        std::env::var("HG_EXPERIMENT_RATIO")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(CALIBRATION_NEGATIVES),
+        CALIBRATION_NEGATIVES,
         config.seed ^ 0xca1b,
     );
 
