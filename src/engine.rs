@@ -691,6 +691,7 @@ fn stage_metas(l: &Loaded) -> Vec<StageMeta> {
                 QuorumRule::Escalate => "escalate".into(),
             },
             stale_below: s.stale_below,
+            callbacks: s.callback_url.is_some(),
         })
         .collect()
 }
@@ -839,7 +840,12 @@ async fn send_batch(
     let answer = loop {
         let clock = Instant::now();
         let result = plugin.submit(batch).await;
-        crate::plugin::stats::record(&stage.name, result.is_ok(), clock.elapsed().as_secs_f64());
+        crate::plugin::stats::record(
+            &stage.name,
+            &stage.plugin,
+            result.is_ok(),
+            clock.elapsed().as_secs_f64(),
+        );
         match result {
             Ok(v) => break Ok(v),
             Err(PluginError::Retryable(why)) if attempt < stage.retries => {
