@@ -19,7 +19,7 @@ use std::time::Instant;
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
-    method: String,
+    method: &'static str,
     /// The route as declared (`/api/v1/hypotheses/{id}`), so ids do not multiply series;
     /// `unmatched` for paths no route serves.
     route: String,
@@ -42,7 +42,12 @@ static REQUESTS: LazyLock<RequestFamily> =
 /// status.
 pub async fn track(req: Request, next: Next) -> Response {
     let started = Instant::now();
-    let method = req.method().as_str().to_owned();
+    // Clients can send any method name: only the standard ones become label values, so
+    // unauthenticated requests cannot grow the number of series without bound.
+    let method = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+        .into_iter()
+        .find(|m| *m == req.method().as_str())
+        .unwrap_or("other");
     let route = req
         .extensions()
         .get::<MatchedPath>()
