@@ -1,14 +1,19 @@
-//! The review app under load (issue 7): the queue page with 10,000 waiting hypotheses (paged),
-//! and 50 reviewers posting verdicts at once over loopback. Reports server-side page times
-//! and verdict latency percentiles, and checks afterwards that no verdict was lost or
-//! duplicated. Prints figures; asserts only the database check.
+//! The review app under load: the queue page with 10,000 waiting hypotheses (paged), 50
+//! reviewers posting verdicts at once over loopback, and reviewers racing on the same items
+//! of stages with a quorum of 2 and of 3. Reports page times and verdict latency percentiles,
+//! and checks afterwards that no verdict was lost or duplicated and that each race item was
+//! decided exactly once. Prints figures; asserts only the database checks.
 //!
-//! Run: `cargo bench --bench review_load` (`HYPOTHESES`, `REVIEWERS`, `EACH` to vary).
+//! Run: `cargo bench --bench review_load` (`HYPOTHESES`, `REVIEWERS`, `EACH`, `RACERS`,
+//! `RACE_ITEMS` to vary).
 
 mod common;
 
-use hypograph::store::{Role, RoundState, RoundUpdate, StageMeta};
+use hypograph::plugin::Outcome;
+use hypograph::store::{Role, RoundState, RoundUpdate, StageMeta, Store};
+use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
+use std::collections::BTreeMap;
 use std::time::Instant;
 
 #[global_allocator]
@@ -32,6 +37,7 @@ async fn main() -> anyhow::Result<()> {
         env("REVIEWERS", 50),
         env("EACH", 40),
     );
+    let (racers, race_items) = (env("RACERS", 12), env("RACE_ITEMS", 200));
     let work = tempfile::tempdir_in("target")?;
     let (store, graph) = common::umls_store(work.path()).await?;
     let mut ranked = common::unknown_batch(&graph, n, 3);
@@ -41,33 +47,7 @@ async fn main() -> anyhow::Result<()> {
     }
     let spec = "name: bench\nstages:\n  - name: experts\n    plugin: human\n";
     let round = common::round_at_ranking(&store, "bench", spec).await?;
-    let stage = StageMeta {
-        stage: 0,
-        name: "experts".into(),
-        kind: "human".into(),
-        quorum: 1,
-        rule: "majority".into(),
-        stale_below: None,
-    };
-    store
-        .insert_hypotheses(round.id, RoundState::Ranking, None, 1, &[stage], &ranked)
-        .await?;
-    let ids: Vec<i64> = store
-        .stage_items(round.id, 0, "queued")
-        .await?
-        .iter()
-        .map(|h| h.id)
-        .collect();
-    store.mark_submitted(0, &ids, None).await?;
-    store
-        .advance_round(
-            round.id,
-            RoundState::Dispatching,
-            RoundState::Awaiting,
-            0,
-            RoundUpdate::default(),
-        )
-        .await?;
+    let ids = awaiting_review(&store, round.id, 1, &ranked).await?;
     let mut tokens = Vec::new();
     for i in 0..reviewers {
         tokens.push(store.add_user(&format!("r{i:02}"), Role::Reviewer).await?);
@@ -78,7 +58,7 @@ async fn main() -> anyhow::Result<()> {
     let (_stop_tx, stop) = tokio::sync::watch::channel(false);
     tokio::spawn(hypograph::server::serve(
         store.clone(),
-        None,
+        hypograph::server::ServeOptions::default(),
         listener,
         stop,
     ));
@@ -184,5 +164,238 @@ async fn main() -> anyhow::Result<()> {
         "lost or duplicated verdicts"
     );
     println!("no verdict lost or duplicated");
+
+    for quorum in [2, 3] {
+        race(
+            &store,
+            &client,
+            &base,
+            &tokens[..racers.min(tokens.len())],
+            quorum,
+            race_items,
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Stores `ranked` at a one-stage human round with `quorum`, submitted and awaiting review;
+/// returns the hypothesis ids.
+async fn awaiting_review(
+    store: &Store,
+    round: i64,
+    quorum: i64,
+    ranked: &[hypograph::store::NewHypothesis],
+) -> anyhow::Result<Vec<i64>> {
+    let stage = StageMeta {
+        stage: 0,
+        name: "experts".into(),
+        kind: "human".into(),
+        quorum,
+        rule: "majority".into(),
+        stale_below: None,
+        callbacks: false,
+    };
+    store
+        .insert_hypotheses(round, RoundState::Ranking, None, 1, &[stage], ranked)
+        .await?;
+    let ids: Vec<i64> = store
+        .stage_items(round, 0, "queued")
+        .await?
+        .iter()
+        .map(|h| h.id)
+        .collect();
+    store.mark_submitted(0, &ids, None).await?;
+    store
+        .advance_round(
+            round,
+            RoundState::Dispatching,
+            RoundState::Awaiting,
+            0,
+            RoundUpdate::default(),
+        )
+        .await?;
+    Ok(ids)
+}
+
+/// One race: every reviewer answers every item of a quorum-`quorum` stage, each in its own
+/// shuffled order, all at once. Exactly `quorum` answers per item may stand (the rest are
+/// refused with 409 once the item is complete), exactly one of them reports the item
+/// answered, the stored verdicts are exactly the accepted ones, and closing the stage decides
+/// each item once, as the majority of its accepted answers says.
+async fn race(
+    store: &Store,
+    client: &reqwest::Client,
+    base: &str,
+    tokens: &[String],
+    quorum: i64,
+    items: usize,
+) -> anyhow::Result<()> {
+    let graph = store.load_graph(1).await?;
+    let ranked = common::unknown_batch(&graph, items, 10 + quorum as u64);
+    let spec = format!(
+        "name: race{quorum}\nstages:\n  - name: experts\n    plugin: human\n    quorum: {quorum}\n"
+    );
+    let round = common::round_at_ranking(store, &format!("race{quorum}"), &spec).await?;
+    let ids = awaiting_review(store, round.id, quorum, &ranked).await?;
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for (r, token) in tokens.iter().enumerate() {
+        let (client, base, token) = (client.clone(), base.to_owned(), token.clone());
+        let mut mine = ids.clone();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(1000 * quorum as u64 + r as u64);
+        mine.shuffle(&mut rng);
+        tasks.push(tokio::spawn(async move {
+            // (hypothesis, verdict, reported the item answered) per accepted post.
+            let mut accepted = Vec::new();
+            let (mut lat, mut refused) = (Vec::new(), 0usize);
+            for id in mine {
+                let verdict = if rng.random_bool(0.5) {
+                    "confirmed"
+                } else {
+                    "refuted"
+                };
+                let t = Instant::now();
+                let resp = client
+                    .post(format!("{base}/api/v1/hypotheses/{id}/verdict"))
+                    .bearer_auth(&token)
+                    .json(&serde_json::json!({ "verdict": verdict }))
+                    .send()
+                    .await?;
+                let status = resp.status().as_u16();
+                let body: serde_json::Value = resp.json().await?;
+                lat.push(t.elapsed().as_secs_f64() * 1000.0);
+                match status {
+                    200 => accepted.push((id, verdict, body["answered"] == true)),
+                    409 => refused += 1,
+                    s => anyhow::bail!("verdict answered HTTP {s}: {body}"),
+                }
+            }
+            Ok::<_, anyhow::Error>((accepted, lat, refused))
+        }));
+    }
+    let mut per_item: BTreeMap<i64, Vec<&'static str>> = BTreeMap::new();
+    let mut decided_by_post: BTreeMap<i64, usize> = BTreeMap::new();
+    let (mut lat, mut refused) = (Vec::new(), 0usize);
+    for t in tasks {
+        let (a, l, r) = t.await??;
+        for (id, verdict, answered) in a {
+            per_item.entry(id).or_default().push(verdict);
+            *decided_by_post.entry(id).or_default() += usize::from(answered);
+        }
+        lat.extend(l);
+        refused += r;
+    }
+    let wall = started.elapsed().as_secs_f64();
+    let posts = lat.len();
+
+    let mut problems = Vec::new();
+    let mut stored_total = 0usize;
+    let mut expected: BTreeMap<&'static str, usize> = BTreeMap::new();
+    for id in &ids {
+        let mine = per_item.get(id).cloned().unwrap_or_default();
+        if mine.len() as i64 != quorum {
+            problems.push(format!("item {id}: {} answers accepted", mine.len()));
+        }
+        if decided_by_post.get(id).copied().unwrap_or(0) != 1 {
+            problems.push(format!(
+                "item {id}: reported answered {:?} times",
+                decided_by_post.get(id)
+            ));
+        }
+        let mut stored: Vec<String> = store
+            .verdicts(*id)
+            .await?
+            .iter()
+            .filter_map(|v| v["verdict"].as_str().map(str::to_owned))
+            .collect();
+        stored_total += stored.len();
+        let mut posted: Vec<String> = mine.iter().map(|v| (*v).to_owned()).collect();
+        stored.sort();
+        posted.sort();
+        if stored != posted {
+            problems.push(format!("item {id}: stored {stored:?}, accepted {posted:?}"));
+        }
+        let votes: Vec<(Outcome, bool)> = mine
+            .iter()
+            .map(|v| {
+                (
+                    if *v == "confirmed" {
+                        Outcome::Confirmed
+                    } else {
+                        Outcome::Refuted
+                    },
+                    false,
+                )
+            })
+            .collect();
+        if let Some(o) = hypograph::store::decide(&votes, false) {
+            *expected.entry(o.as_str()).or_default() += 1;
+        }
+    }
+    let close = store
+        .close_stage(
+            round.id,
+            0,
+            &[Outcome::Confirmed],
+            true,
+            false,
+            RoundState::Awaiting,
+            RoundState::Ingesting,
+            0,
+        )
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("an item was still open when the stage closed"))?;
+    let again = store
+        .close_stage(
+            round.id,
+            0,
+            &[Outcome::Confirmed],
+            true,
+            false,
+            RoundState::Awaiting,
+            RoundState::Ingesting,
+            0,
+        )
+        .await;
+    let counts = store.hypothesis_counts(round.id).await?;
+    let got: BTreeMap<&'static str, usize> = [
+        ("confirmed", close.confirmed),
+        ("inconclusive", close.inconclusive),
+        ("refuted", close.refuted),
+    ]
+    .into_iter()
+    .filter(|(_, n)| *n > 0)
+    .collect();
+    println!(
+        "race, quorum {quorum}: {} reviewers on the same {items} items, {posts} posts in {wall:.2} s ({:.0}/s); latency median {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        tokens.len(),
+        posts as f64 / wall,
+        pct(&mut lat.clone(), 0.5),
+        pct(&mut lat.clone(), 0.99),
+        pct(&mut lat, 1.0)
+    );
+    println!(
+        "check: {} answers accepted ({quorum} per item), {stored_total} stored, {refused} refused (409) once items were complete; decided at close {got:?} (expected from the accepted answers {expected:?}); statuses {counts:?}; a second close refused: {}",
+        per_item.values().map(Vec::len).sum::<usize>(),
+        again.is_err()
+    );
+    if got != expected {
+        problems.push(format!(
+            "close decided {got:?}, the answers say {expected:?}"
+        ));
+    }
+    if again.is_ok() || counts.contains_key("active") {
+        problems.push("the stage closed twice or left items open".into());
+    }
+    anyhow::ensure!(
+        problems.is_empty(),
+        "quorum {quorum}: {} problems, first: {}",
+        problems.len(),
+        problems.join("; ").chars().take(2000).collect::<String>()
+    );
+    println!(
+        "race, quorum {quorum}: no verdict lost or duplicated, each item decided exactly once"
+    );
     Ok(())
 }

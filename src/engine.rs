@@ -796,6 +796,7 @@ fn stage_metas(l: &Loaded) -> Vec<StageMeta> {
                 QuorumRule::Escalate => "escalate".into(),
             },
             stale_below: s.stale_below,
+            callbacks: s.callback_url.is_some(),
         })
         .collect()
 }
@@ -944,7 +945,12 @@ async fn send_batch(
     let answer = loop {
         let clock = Instant::now();
         let result = plugin.submit(batch).await;
-        crate::plugin::stats::record(&stage.name, result.is_ok(), clock.elapsed().as_secs_f64());
+        crate::plugin::stats::record(
+            &stage.name,
+            &stage.plugin,
+            result.is_ok(),
+            clock.elapsed().as_secs_f64(),
+        );
         // Sent and answered, not yet recorded: the resume must send again under the same keys.
         crash_point("dispatching-sent");
         match result {

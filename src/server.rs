@@ -3,7 +3,7 @@
 //! through `store`.
 
 use crate::plugin::{Outcome, Verdict, WireVerdict, parse_key};
-use crate::store::{QueueFilter, Review, Role, Store, StoreError, User};
+use crate::store::{Action, QueueFilter, Review, Role, Store, StoreError, User};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -12,13 +12,25 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
+mod metrics;
 mod web;
+
+/// How a server is set up, beside its store and listener.
+#[derive(Debug, Clone, Default)]
+pub struct ServeOptions {
+    /// Workflow files, for the dashboard's next scheduled runs.
+    pub workflows: Option<std::path::PathBuf>,
+    /// `/metrics` answers without a token (for a scraper on a trusted network); otherwise it
+    /// needs an admin's bearer token.
+    pub metrics_public: bool,
+}
 
 #[derive(Clone)]
 pub struct AppState {
     pub store: Store,
     /// Workflow files, for the dashboard's next scheduled runs.
     pub workflows: Option<std::path::PathBuf>,
+    pub metrics_public: bool,
 }
 
 /// The next fire time of every schedule in the workflows directory.
@@ -59,7 +71,14 @@ pub struct ApiError(StatusCode, String);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.0, Json(serde_json::json!({ "error": self.1 }))).into_response()
+        let mut resp = (self.0, Json(serde_json::json!({ "error": self.1 }))).into_response();
+        if self.0 == StatusCode::UNAUTHORIZED {
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer"),
+            );
+        }
+        resp
     }
 }
 
@@ -67,6 +86,8 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Conflict(m) => Self(StatusCode::CONFLICT, m),
+            StoreError::Unauthorized(m) => Self(StatusCode::UNAUTHORIZED, m),
+            StoreError::Forbidden(m) => Self(StatusCode::FORBIDDEN, m),
             StoreError::UnknownHypothesis(_) | StoreError::UnknownRound(_) => {
                 Self(StatusCode::NOT_FOUND, e.to_string())
             }
@@ -80,8 +101,8 @@ impl From<StoreError> for ApiError {
 
 type ApiResult<T> = Result<T, ApiError>;
 
-/// The user behind the request's bearer token, if their role is one of `roles`.
-async fn authorize(state: &AppState, headers: &HeaderMap, roles: &[Role]) -> ApiResult<User> {
+/// The user behind the request's bearer token, if their role may do `action`.
+async fn authorize(state: &AppState, headers: &HeaderMap, action: Action) -> ApiResult<User> {
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -94,18 +115,24 @@ async fn authorize(state: &AppState, headers: &HeaderMap, roles: &[Role]) -> Api
                 "a bearer token is required".into(),
             )
         })?;
-    let user = state
-        .store
-        .user_by_token(token)
-        .await?
-        .ok_or_else(|| ApiError(StatusCode::UNAUTHORIZED, "unknown token".into()))?;
-    if !roles.contains(&user.role) {
-        return Err(ApiError(
-            StatusCode::FORBIDDEN,
-            format!("a {} token cannot do this", user.role.as_str()),
-        ));
+    Ok(state.store.authorize(token, action).await?)
+}
+
+/// A paging parameter: a whole number from 0 to `max`. Offsets are multiplied and added, so a
+/// value past `max` (or past `i64`) is refused here with a message instead of overflowing.
+pub(crate) fn paging(name: &str, raw: Option<&str>, max: i64) -> Result<Option<i64>, String> {
+    let Some(raw) = raw.map(str::trim).filter(|r| !r.is_empty()) else {
+        return Ok(None);
+    };
+    match raw.parse::<i64>() {
+        Ok(n) if (0..=max).contains(&n) => Ok(Some(n)),
+        _ => {
+            let shown: String = raw.chars().take(40).collect();
+            Err(format!(
+                "`{name}` must be a whole number from 0 to {max}, not `{shown}`"
+            ))
+        }
     }
-    Ok(user)
 }
 
 pub fn router(state: AppState) -> Router {
@@ -126,7 +153,8 @@ pub fn router(state: AppState) -> Router {
         .route("/dashboard", get(web::dashboard))
         .route("/versions/{a}/{b}", get(web::version_diff))
         .route("/audit", get(web::audit))
-        .route("/metrics", get(web::metrics))
+        .route("/metrics", get(metrics::metrics))
+        .layer(axum::middleware::from_fn(metrics::track))
         .with_state(state)
 }
 
@@ -136,15 +164,32 @@ struct Results {
     results: Vec<WireVerdict>,
 }
 
-/// Assay callbacks: verdicts by idempotency key. Unknown keys and hypotheses not waiting at
-/// that stage are rejected (and logged); the rest are kept; a repeated callback changes
-/// nothing.
+/// Why callbacks may not answer `stage` of `round`, if they may not: only stages declared to
+/// take them (an http stage with a `callback_url`) do. A human stage's quorum is for people.
+async fn callback_refusal(store: &Store, round: i64, stage: i64) -> ApiResult<Option<String>> {
+    Ok(match store.round_stage(round, stage).await? {
+        Some(m) if m.callbacks => None,
+        Some(m) if m.kind == "human" => Some(format!(
+            "stage `{}` is a human review (quorum {}): reviewers answer it, not callbacks",
+            m.name, m.quorum
+        )),
+        Some(m) => Some(format!(
+            "stage `{}` ({}) does not take callbacks",
+            m.name, m.kind
+        )),
+        None => Some(format!("round {round} has no stage {stage}")),
+    })
+}
+
+/// Assay callbacks: verdicts by idempotency key. Unknown keys, stages that do not take
+/// callbacks and hypotheses not waiting at that stage are rejected key by key (and logged);
+/// the rest are kept; a repeated callback changes nothing.
 async fn results(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> ApiResult<Json<serde_json::Value>> {
-    let user = authorize(&state, &headers, &[Role::Service, Role::Admin]).await?;
+    let user = authorize(&state, &headers, Action::PostResults).await?;
     let parsed: Results = serde_json::from_slice(&body)
         .map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("invalid results: {e}")))?;
     let mut groups: BTreeMap<(i64, i64), Vec<Verdict>> = BTreeMap::new();
@@ -167,6 +212,15 @@ async fn results(
     }
     let (mut accepted, mut duplicates) = (0, 0);
     for ((round, stage), verdicts) in groups {
+        if let Some(why) = callback_refusal(&state.store, round, stage).await? {
+            for v in &verdicts {
+                rejected.push(serde_json::json!({
+                    "key": crate::plugin::idempotency_key(round, v.hypothesis, stage),
+                    "error": why,
+                }));
+            }
+            continue;
+        }
         let rec = state.store.record_verdicts(round, stage, &verdicts).await?;
         accepted += rec.accepted;
         duplicates += rec.duplicates;
@@ -192,16 +246,23 @@ struct QueueQuery {
     workflow: Option<String>,
     relation: Option<String>,
     entity: Option<String>,
-    limit: Option<i64>,
-    offset: Option<i64>,
+    /// Numbers as text, so an overflowing one gets a message that names it (`paging`).
+    limit: Option<String>,
+    offset: Option<String>,
 }
+
+/// The largest queue offset: far beyond any queue, and still `offset + limit` fits an `i64`.
+const MAX_OFFSET: i64 = i64::MAX / 2;
 
 async fn queue(
     State(state): State<AppState>,
     headers: HeaderMap,
     Query(q): Query<QueueQuery>,
 ) -> ApiResult<Json<serde_json::Value>> {
-    let user = authorize(&state, &headers, &[Role::Reviewer, Role::Admin]).await?;
+    let user = authorize(&state, &headers, Action::Review).await?;
+    let bad = |m| ApiError(StatusCode::BAD_REQUEST, m);
+    let limit = paging("limit", q.limit.as_deref(), i64::MAX).map_err(bad)?;
+    let offset = paging("offset", q.offset.as_deref(), MAX_OFFSET).map_err(bad)?;
     let items = state
         .store
         .review_queue(
@@ -210,8 +271,8 @@ async fn queue(
                 workflow: q.workflow,
                 relation: q.relation,
                 entity: q.entity,
-                limit: q.limit.unwrap_or(50).clamp(1, 500),
-                offset: q.offset.unwrap_or(0),
+                limit: limit.unwrap_or(50).clamp(1, 500),
+                offset: offset.unwrap_or(0),
             },
         )
         .await?;
@@ -223,8 +284,10 @@ async fn hypothesis(
     headers: HeaderMap,
     Path(id): Path<i64>,
 ) -> ApiResult<Json<serde_json::Value>> {
-    authorize(&state, &headers, &[Role::Reviewer, Role::Admin]).await?;
-    Ok(Json(state.store.hypothesis_detail(id, 20).await?))
+    let user = authorize(&state, &headers, Action::Review).await?;
+    // Admins see every verdict (as on the audit page); reviewers answer blind.
+    let viewer = (user.role != Role::Admin).then_some(user.name.as_str());
+    Ok(Json(state.store.hypothesis_detail(id, 20, viewer).await?))
 }
 
 #[derive(Debug, Deserialize)]
@@ -243,7 +306,7 @@ async fn verdict(
     Path(id): Path<i64>,
     Json(body): Json<VerdictBody>,
 ) -> ApiResult<Json<serde_json::Value>> {
-    let user = authorize(&state, &headers, &[Role::Reviewer, Role::Admin]).await?;
+    let user = authorize(&state, &headers, Action::Review).await?;
     let confidence = body.confidence.unwrap_or(1.0);
     if !(0.0..=1.0).contains(&confidence) {
         return Err(ApiError(
@@ -277,7 +340,7 @@ async fn retract(
     Path(id): Path<i64>,
     Json(body): Json<RetractBody>,
 ) -> ApiResult<Json<serde_json::Value>> {
-    let user = authorize(&state, &headers, &[Role::Admin]).await?;
+    let user = authorize(&state, &headers, Action::Retract).await?;
     if body.reason.trim().is_empty() {
         return Err(ApiError(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -292,12 +355,7 @@ async fn rounds(
     State(state): State<AppState>,
     headers: HeaderMap,
 ) -> ApiResult<Json<serde_json::Value>> {
-    authorize(
-        &state,
-        &headers,
-        &[Role::Reviewer, Role::Admin, Role::Service],
-    )
-    .await?;
+    authorize(&state, &headers, Action::ReadRounds).await?;
     let rounds = state.store.rounds(None, 100).await?;
     Ok(Json(serde_json::json!({ "rounds": rounds })))
 }
@@ -305,14 +363,18 @@ async fn rounds(
 /// Serves until `stop` turns true.
 pub async fn serve(
     store: Store,
-    workflows: Option<std::path::PathBuf>,
+    options: ServeOptions,
     listener: tokio::net::TcpListener,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     if let Err(e) = store.ensure_review_indexes().await {
         return Err(std::io::Error::other(e.to_string()));
     }
-    let app = router(AppState { store, workflows });
+    let app = router(AppState {
+        store,
+        workflows: options.workflows,
+        metrics_public: options.metrics_public,
+    });
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             while !*stop.borrow() {

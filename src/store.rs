@@ -14,7 +14,8 @@ mod write;
 pub use models::{ModelInfo, NewModel};
 pub use read::{BlameRow, Diff, Stats, VersionInfo};
 pub use review::{
-    QueueFilter, QueueItem, Retracted, Review, Reviewed, Role, StageMeta, User, decide, token_hash,
+    Action, QueueFilter, QueueItem, Retracted, Review, Reviewed, Role, StageMeta, User, decide,
+    token_hash,
 };
 pub use rounds::{
     HypothesisInfo, Ingested, NewHypothesis, Recorded, RoundInfo, RoundState, RoundUpdate,
@@ -68,6 +69,12 @@ pub enum StoreError {
     UnknownHypothesis(i64),
     #[error("conflict: {0}")]
     Conflict(String),
+    /// No token, or one that belongs to nobody.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// A valid token whose role may not do what was asked.
+    #[error("{0}")]
+    Forbidden(String),
     #[error("the store is inconsistent: {0}")]
     Corrupt(String),
     #[error(transparent)]

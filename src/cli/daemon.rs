@@ -20,6 +20,10 @@ pub struct DaemonArgs {
     /// Also serve the REST API (callbacks, review queue) on this address.
     #[arg(long)]
     bind: Option<String>,
+    /// With --bind: serve /metrics to anyone (for a scraper on a trusted network); by default it
+    /// needs an admin's bearer token.
+    #[arg(long, requires = "bind")]
+    metrics_public: bool,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -131,9 +135,13 @@ pub async fn daemon(store: &Store, data_dir: &Path, args: DaemonArgs) -> anyhow:
                 .await
                 .map_err(|e| anyhow::anyhow!("binding {addr}: {e}"))?;
             eprintln!("hypograph daemon: API on http://{}", listener.local_addr()?);
+            let options = crate::server::ServeOptions {
+                workflows: Some(args.workflows.clone()),
+                metrics_public: args.metrics_public,
+            };
             Some(tokio::spawn(crate::server::serve(
                 store.clone(),
-                Some(args.workflows.clone()),
+                options,
                 listener,
                 stop.clone(),
             )))

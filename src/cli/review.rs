@@ -1,7 +1,7 @@
 //! `hypograph serve`, `user`, `review` and `retract`: the people side of review stages.
 
 use crate::plugin::Outcome;
-use crate::store::{QueueFilter, Review, Role, Store};
+use crate::store::{Action, QueueFilter, Review, Role, Store, StoreError, User};
 use anyhow::{Context, bail};
 use std::io::{BufRead, IsTerminal, Write};
 use std::process::ExitCode;
@@ -14,6 +14,60 @@ pub struct ServeArgs {
     /// Workflow files, for the dashboard's next scheduled runs.
     #[arg(long, default_value = "workflows")]
     pub workflows: std::path::PathBuf,
+    /// Serve /metrics to anyone (for a scraper on a trusted network); by default it needs an
+    /// admin's bearer token.
+    #[arg(long)]
+    pub metrics_public: bool,
+}
+
+/// A bearer token given on the command line or in `HYPOGRAPH_TOKEN`; `Debug` never shows it.
+#[derive(Clone)]
+pub struct Token(String);
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Token(..)")
+    }
+}
+
+impl std::str::FromStr for Token {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Self(s.trim().to_owned()))
+    }
+}
+
+/// The user behind `token`, checked exactly as the API checks a bearer token for `action`
+/// (`Store::authorize`), who must also be `name` when one is given: having the database file
+/// is not enough to act as someone.
+async fn acting_user(
+    store: &Store,
+    name: Option<&str>,
+    token: Option<&Token>,
+    action: Action,
+) -> anyhow::Result<User> {
+    let Some(token) = token.filter(|t| !t.0.is_empty()) else {
+        bail!(
+            "a token is required: give {}'s token with --token or HYPOGRAPH_TOKEN (printed by `hypograph user add`)",
+            name.map_or_else(|| "your".to_owned(), |n| format!("`{n}`"))
+        );
+    };
+    let user = match store.authorize(&token.0, action).await {
+        Ok(u) => u,
+        Err(StoreError::Unauthorized(m) | StoreError::Forbidden(m)) => {
+            bail!("the token is refused: {m}")
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if let Some(name) = name
+        && user.name != name
+    {
+        bail!(
+            "the token belongs to `{}`, not `{name}`: each user acts with their own token",
+            user.name
+        );
+    }
+    Ok(user)
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -43,6 +97,9 @@ pub struct ReviewArgs {
     /// The reviewer (a user created with `hypograph user add`).
     #[arg(long = "as")]
     reviewer: String,
+    /// The reviewer's token (as printed by `hypograph user add`).
+    #[arg(long, env = "HYPOGRAPH_TOKEN", hide_env_values = true)]
+    token: Option<Token>,
     #[arg(long)]
     workflow: Option<String>,
     #[arg(long)]
@@ -58,9 +115,12 @@ pub struct RetractArgs {
     verdict: i64,
     #[arg(long)]
     reason: String,
-    /// Who retracts it.
-    #[arg(long, default_value = "cli")]
-    by: String,
+    /// Who retracts it (an admin); by default the owner of the token.
+    #[arg(long)]
+    by: Option<String>,
+    /// The admin's token (as printed by `hypograph user add`).
+    #[arg(long, env = "HYPOGRAPH_TOKEN", hide_env_values = true)]
+    token: Option<Token>,
     #[arg(long)]
     json: bool,
 }
@@ -72,8 +132,11 @@ pub async fn serve(store: &Store, args: ServeArgs) -> anyhow::Result<ExitCode> {
     let addr = listener.local_addr()?;
     eprintln!("hypograph serve: listening on http://{addr}");
     let stop = super::rounds::stop_on_signals();
-    let workflows = Some(args.workflows).filter(|p| p.is_dir());
-    crate::server::serve(store.clone(), workflows, listener, stop).await?;
+    let options = crate::server::ServeOptions {
+        workflows: Some(args.workflows).filter(|p| p.is_dir()),
+        metrics_public: args.metrics_public,
+    };
+    crate::server::serve(store.clone(), options, listener, stop).await?;
     eprintln!("hypograph serve: stopped");
     Ok(ExitCode::SUCCESS)
 }
@@ -146,15 +209,19 @@ fn read_key(
 }
 
 pub async fn review(store: &Store, args: ReviewArgs) -> anyhow::Result<ExitCode> {
-    let Some(user) = store.user_by_name(&args.reviewer).await? else {
+    if store.user_by_name(&args.reviewer).await?.is_none() {
         bail!(
             "no user `{}`: create one with `hypograph user add`",
             args.reviewer
         );
-    };
-    if user.role == Role::Service {
-        bail!("`{}` is a service account and cannot review", user.name);
     }
+    let user = acting_user(
+        store,
+        Some(&args.reviewer),
+        args.token.as_ref(),
+        Action::Review,
+    )
+    .await?;
     store.ensure_review_indexes().await?;
     let items = store
         .review_queue(
@@ -266,7 +333,16 @@ pub async fn retract(store: &Store, args: RetractArgs) -> anyhow::Result<ExitCod
     if args.reason.trim().is_empty() {
         bail!("a retraction needs a reason");
     }
-    let r = store.retract(args.verdict, &args.reason, &args.by).await?;
+    let user = acting_user(
+        store,
+        args.by.as_deref(),
+        args.token.as_ref(),
+        Action::Retract,
+    )
+    .await?;
+    let r = store
+        .retract(args.verdict, &args.reason, &user.name)
+        .await?;
     if args.json {
         out!("{}", serde_json::to_string_pretty(&r)?);
     } else {

@@ -556,16 +556,8 @@ pub async fn round(store: &Store, cmd: RoundCommand) -> anyhow::Result<ExitCode>
         bail!("abandoning a round needs a reason");
     }
     let user = store
-        .user_by_token(&token)
-        .await?
-        .ok_or_else(|| anyhow::anyhow!("the token matches no user"))?;
-    if user.role != crate::store::Role::Admin {
-        bail!(
-            "{} is a {}: only admins abandon rounds",
-            user.name,
-            user.role.as_str()
-        );
-    }
+        .authorize(&token, crate::store::Action::AbandonRound)
+        .await?;
     let r = store.abandon_round(id, &reason, &user.name).await?;
     if json {
         out!("{}", serde_json::to_string_pretty(&r)?);

@@ -45,6 +45,8 @@ fn cookie_token(headers: &HeaderMap) -> Option<String> {
 /// Why a page cannot be shown.
 pub enum Denied {
     Login,
+    /// A request the page cannot serve as asked (a page number out of range).
+    BadRequest(String),
     Forbidden(String),
     Error(String),
 }
@@ -53,6 +55,15 @@ impl IntoResponse for Denied {
     fn into_response(self) -> Response {
         match self {
             Self::Login => Redirect::to("/login").into_response(),
+            Self::BadRequest(why) => (
+                StatusCode::BAD_REQUEST,
+                page(
+                    "Bad request",
+                    None,
+                    html! { h1 { "Bad request" } p.error { (why) } },
+                ),
+            )
+                .into_response(),
             Self::Forbidden(why) => (
                 StatusCode::FORBIDDEN,
                 page(
@@ -276,10 +287,14 @@ pub struct QueueParams {
     workflow: Option<String>,
     relation: Option<String>,
     entity: Option<String>,
-    page: Option<i64>,
+    /// A number as text, so an overflowing one gets a message that names it.
+    page: Option<String>,
 }
 
 const PAGE: i64 = 25;
+
+/// The last page number whose offset, the page after it and one extra row all fit an `i64`.
+const MAX_PAGE: i64 = i64::MAX / PAGE - 2;
 
 /// The acquisition function a round ranked with, from its stored workflow text.
 fn acquisition_of(spec: &str) -> String {
@@ -309,7 +324,9 @@ pub async fn queue(
 ) -> Result<Markup, Denied> {
     let s = session(&state, &headers, &[Role::Reviewer, Role::Admin]).await?;
     let err = |e: crate::store::StoreError| Denied::Error(e.to_string());
-    let page_no = q.page.unwrap_or(0).max(0);
+    let page_no = super::paging("page", q.page.as_deref(), MAX_PAGE)
+        .map_err(Denied::BadRequest)?
+        .unwrap_or(0);
     let empty = |v: &Option<String>| v.clone().filter(|x| !x.is_empty());
     let items = state
         .store
@@ -747,59 +764,4 @@ pub async fn audit(State(state): State<AppState>, headers: HeaderMap) -> Result<
         }
     };
     Ok(page("Audit", Some(&s), body))
-}
-
-/// Prometheus text format: rounds by state, hypotheses by status, plugin calls, errors and
-/// latency (from this process's dispatches).
-pub async fn metrics(State(state): State<AppState>) -> Response {
-    let (rounds, hyps) = match state.store.metric_counts().await {
-        Ok(x) => x,
-        Err(e) => return (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
-    };
-    let mut out = String::new();
-    out.push_str("# HELP hypograph_rounds Rounds by state.\n# TYPE hypograph_rounds gauge\n");
-    for (state, n) in rounds {
-        out.push_str(&format!(
-            "hypograph_rounds{{state=\"{}\"}} {n}\n",
-            label(&state)
-        ));
-    }
-    out.push_str(
-        "# HELP hypograph_hypotheses Hypotheses by status.\n# TYPE hypograph_hypotheses gauge\n",
-    );
-    for (status, n) in hyps {
-        out.push_str(&format!(
-            "hypograph_hypotheses{{status=\"{}\"}} {n}\n",
-            label(&status)
-        ));
-    }
-    out.push_str("# HELP hypograph_plugin_requests_total Plugin submissions by stage and outcome.\n# TYPE hypograph_plugin_requests_total counter\n");
-    out.push_str("# HELP hypograph_plugin_latency_seconds Plugin submission latency.\n# TYPE hypograph_plugin_latency_seconds summary\n");
-    for (stage, m) in crate::plugin::stats::snapshot() {
-        let s = label(&stage);
-        out.push_str(&format!(
-            "hypograph_plugin_requests_total{{stage=\"{s}\",outcome=\"ok\"}} {}\n",
-            m.ok
-        ));
-        out.push_str(&format!(
-            "hypograph_plugin_requests_total{{stage=\"{s}\",outcome=\"error\"}} {}\n",
-            m.errors
-        ));
-        out.push_str(&format!(
-            "hypograph_plugin_latency_seconds_sum{{stage=\"{s}\"}} {}\n",
-            m.seconds
-        ));
-        out.push_str(&format!(
-            "hypograph_plugin_latency_seconds_count{{stage=\"{s}\"}} {}\n",
-            m.ok + m.errors
-        ));
-    }
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
-}
-
-/// A Prometheus label value, escaped.
-fn label(s: &str) -> String {
-    s.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
 }

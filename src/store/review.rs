@@ -32,6 +32,47 @@ impl Role {
     }
 }
 
+/// What a token is used for. Each action allows a fixed set of roles; the API and the CLI
+/// (`review`, `retract`) check tokens against this one table, so a command line can do no more
+/// than the same token could over HTTP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Assay callbacks: `POST /api/v1/results`.
+    PostResults,
+    /// The review queue, a hypothesis's detail, a verdict (API, `hypograph review`).
+    Review,
+    /// Withdrawing a verdict (API, `hypograph retract`).
+    Retract,
+    /// The list of rounds.
+    ReadRounds,
+    /// `/metrics`, unless the server was started with `--metrics-public`.
+    ReadMetrics,
+    /// Failing a stuck round by hand (`hypograph round abandon`).
+    AbandonRound,
+}
+
+impl Action {
+    pub fn roles(self) -> &'static [Role] {
+        match self {
+            Self::PostResults => &[Role::Service, Role::Admin],
+            Self::Review => &[Role::Reviewer, Role::Admin],
+            Self::Retract | Self::ReadMetrics | Self::AbandonRound => &[Role::Admin],
+            Self::ReadRounds => &[Role::Reviewer, Role::Admin, Role::Service],
+        }
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            Self::PostResults => "post results",
+            Self::Review => "review",
+            Self::Retract => "retract verdicts",
+            Self::ReadRounds => "list rounds",
+            Self::ReadMetrics => "read metrics",
+            Self::AbandonRound => "abandon rounds",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct User {
     pub id: i64,
@@ -51,6 +92,9 @@ pub struct StageMeta {
     pub rule: String,
     /// Waiting items whose fresh score falls below this are shown as stale.
     pub stale_below: Option<f64>,
+    /// The stage takes verdicts posted to `POST /api/v1/results` (an http stage with a
+    /// `callback_url`); no other stage may be answered that way.
+    pub callbacks: bool,
 }
 
 /// A person's answer.
@@ -176,6 +220,24 @@ impl Store {
         row.as_ref().map(user_from).transpose()
     }
 
+    /// The user a token belongs to, if their role may do `action`: the one check behind every
+    /// API route and every command that acts as a user. An unknown token is `Unauthorized`, a
+    /// role that may not act is `Forbidden`.
+    pub async fn authorize(&self, token: &str, action: Action) -> Result<User> {
+        let user = self
+            .user_by_token(token)
+            .await?
+            .ok_or_else(|| StoreError::Unauthorized("unknown token".into()))?;
+        if !action.roles().contains(&user.role) {
+            return Err(StoreError::Forbidden(format!(
+                "a {} token cannot {}",
+                user.role.as_str(),
+                action.describe()
+            )));
+        }
+        Ok(user)
+    }
+
     pub async fn user_by_name(&self, name: &str) -> Result<Option<User>> {
         let row = sqlx::query("SELECT id, name, role, created_at FROM users WHERE name = ?")
             .bind(name)
@@ -185,24 +247,44 @@ impl Store {
     }
 
     pub async fn round_stages(&self, round: i64) -> Result<Vec<StageMeta>> {
-        let rows: Vec<(i64, String, String, i64, String, Option<f64>)> = sqlx::query_as(
-            "SELECT stage, name, kind, quorum, rule, stale_below FROM round_stages \
+        let rows: Vec<StageRow> = sqlx::query_as(
+            "SELECT stage, name, kind, quorum, rule, stale_below, callbacks FROM round_stages \
              WHERE round_id = ? ORDER BY stage",
         )
         .bind(round)
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows
-            .into_iter()
-            .map(|(stage, name, kind, quorum, rule, stale_below)| StageMeta {
-                stage,
-                name,
-                kind,
-                quorum,
-                rule,
-                stale_below,
-            })
-            .collect())
+        Ok(rows.into_iter().map(StageRow::meta).collect())
+    }
+
+    /// One stage of a round as declared when it was ranked, if the round has it.
+    pub async fn round_stage(&self, round: i64, stage: i64) -> Result<Option<StageMeta>> {
+        let row: Option<StageRow> = sqlx::query_as(
+            "SELECT stage, name, kind, quorum, rule, stale_below, callbacks FROM round_stages \
+             WHERE round_id = ? AND stage = ?",
+        )
+        .bind(round)
+        .bind(stage)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(StageRow::meta))
+    }
+
+    /// The stage whose verdicts by others `viewer` may not see yet: the hypothesis's current
+    /// stage while it is still open and `viewer` has no standing verdict there. Reviewers
+    /// answer blind (as on the web page), so one reviewer's call does not sway the next.
+    pub async fn sealed_stage(&self, hypothesis: i64, viewer: &str) -> Result<Option<i64>> {
+        Ok(sqlx::query_scalar(
+            "SELECT h.stage FROM hypotheses h \
+             JOIN stage_items s ON s.hypothesis_id = h.id AND s.stage = h.stage \
+             WHERE h.id = ?1 AND h.status = 'active' AND s.status IN ('queued', 'submitted') \
+             AND NOT EXISTS (SELECT 1 FROM verdicts v WHERE v.hypothesis_id = h.id \
+                 AND v.stage = h.stage AND v.reviewer = ?2 AND v.withdrawn = 0)",
+        )
+        .bind(hypothesis)
+        .bind(viewer)
+        .fetch_optional(&self.pool)
+        .await?)
     }
 
     /// Hypotheses waiting at human stages that `reviewer` has not answered, best first.
@@ -550,17 +632,32 @@ impl Store {
     }
 
     /// A hypothesis with its verdicts (and retractions) and the graph around it: what a
-    /// reviewer sees.
-    pub async fn hypothesis_detail(&self, id: i64, neighbours: i64) -> Result<serde_json::Value> {
+    /// reviewer sees. With a `viewer`, other reviewers' verdicts at a stage the viewer has yet
+    /// to answer are left out (see `sealed_stage`); without one (an admin), all are shown.
+    pub async fn hypothesis_detail(
+        &self,
+        id: i64,
+        neighbours: i64,
+        viewer: Option<&str>,
+    ) -> Result<serde_json::Value> {
         let h = self.hypothesis(id).await?;
-        let verdicts = self.verdicts(id).await?;
-        let retracted: Vec<i64> = sqlx::query_scalar(
+        let mut verdicts = self.verdicts(id).await?;
+        if let Some(viewer) = viewer
+            && let Some(stage) = self.sealed_stage(id, viewer).await?
+        {
+            verdicts.retain(|v| {
+                v["stage"].as_i64() != Some(stage) || v["reviewer"].as_str() == Some(viewer)
+            });
+        }
+        let shown: Vec<i64> = verdicts.iter().filter_map(|v| v["id"].as_i64()).collect();
+        let mut retracted: Vec<i64> = sqlx::query_scalar(
             "SELECT x.verdict_id FROM retractions x JOIN verdicts v ON v.id = x.verdict_id \
              WHERE v.hypothesis_id = ?",
         )
         .bind(id)
         .fetch_all(&self.pool)
         .await?;
+        retracted.retain(|r| shown.contains(r));
         let head = self.neighbours(&h.head, neighbours).await?;
         let tail = self.neighbours(&h.tail, neighbours).await?;
         let stages = self.round_stages(h.round_id).await?;
@@ -651,6 +748,32 @@ impl Store {
                 })
             })
             .collect()
+    }
+}
+
+/// A `round_stages` row.
+#[derive(sqlx::FromRow)]
+struct StageRow {
+    stage: i64,
+    name: String,
+    kind: String,
+    quorum: i64,
+    rule: String,
+    stale_below: Option<f64>,
+    callbacks: bool,
+}
+
+impl StageRow {
+    fn meta(self) -> StageMeta {
+        StageMeta {
+            stage: self.stage,
+            name: self.name,
+            kind: self.kind,
+            quorum: self.quorum,
+            rule: self.rule,
+            stale_below: self.stale_below,
+            callbacks: self.callbacks,
+        }
     }
 }
 

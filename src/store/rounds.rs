@@ -420,8 +420,8 @@ impl Store {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         for st in stages {
             sqlx::query(
-                "INSERT INTO round_stages (round_id, stage, name, kind, quorum, rule, stale_below) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                "INSERT INTO round_stages (round_id, stage, name, kind, quorum, rule, stale_below, \
+                 callbacks) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
             )
             .bind(round)
             .bind(st.stage)
@@ -430,6 +430,7 @@ impl Store {
             .bind(st.quorum)
             .bind(&st.rule)
             .bind(st.stale_below)
+            .bind(st.callbacks)
             .execute(&mut *tx)
             .await?;
         }

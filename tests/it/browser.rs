@@ -320,6 +320,7 @@ fn review_in_a_real_browser() {
             .expect("post");
         let m = client
             .get(format!("{base}/metrics"))
+            .bearer_auth(&carol)
             .send()
             .await
             .expect("metrics")

@@ -1,5 +1,6 @@
 //! Integration tests: one binary, so the crate links once.
 
+mod access;
 mod bad_input;
 mod browser;
 mod daemon;

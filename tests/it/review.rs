@@ -146,8 +146,9 @@ fn assay_callbacks_are_authenticated_idempotent_and_checked() {
 fn reviewers_reach_a_quorum_by_api_and_terminal_and_a_retraction_removes_the_edge() {
     let env = Env::new();
     let alice = user(&env, "alice", "reviewer");
-    user(&env, "bob", "reviewer");
+    let bob = user(&env, "bob", "reviewer");
     let svc = user(&env, "lab", "service");
+    let carol = user(&env, "carol", "admin");
     let server = Server::start(&env, &[]);
     let w = env.write(
         "w.yaml",
@@ -200,6 +201,7 @@ fn reviewers_reach_a_quorum_by_api_and_terminal_and_a_retraction_removes_the_edg
         .arg("--db")
         .arg(&env.db)
         .args(["review", "--as", "bob"])
+        .env("HYPOGRAPH_TOKEN", &bob)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -262,6 +264,8 @@ fn reviewers_reach_a_quorum_by_api_and_terminal_and_a_retraction_removes_the_edg
         "sample mix-up",
         "--by",
         "carol",
+        "--token",
+        &carol,
     ]);
     assert!(out.contains("is unchanged"), "{out}");
     assert_eq!(env.count("SELECT max(id) FROM graph_versions"), before);
@@ -277,6 +281,8 @@ fn reviewers_reach_a_quorum_by_api_and_terminal_and_a_retraction_removes_the_edg
         "sample mix-up",
         "--by",
         "carol",
+        "--token",
+        &carol,
     ]);
     assert!(out.contains("is now inconclusive"), "{out}");
     assert!(out.contains(&format!("version {}", before + 1)), "{out}");
@@ -489,4 +495,93 @@ fn a_retrain_while_items_wait_shows_fresh_scores_and_marks_stale_ones() {
         "{after}"
     );
     assert!(items[0]["fresh_model"].as_i64() > items[0]["model_id"].as_i64());
+}
+
+/// The `stale_below` threshold itself: fresh scores below it are stale, at or above it (or not
+/// rescored yet) are not; stale items sink to the end of the queue, and each part keeps the
+/// acquisition order. The fresh scores and acquisition values are set by hand so the expected
+/// order can be written down (`a_retrain_while_items_wait...` covers where fresh scores come
+/// from).
+#[test]
+fn stale_items_follow_the_threshold_and_sink_in_the_queue() {
+    let env = Env::new();
+    let alice = user(&env, "alice", "reviewer");
+    let server = Server::start(&env, &[]);
+    let w = env.write(
+        "w.yaml",
+        workflow("  - name: experts\n    plugin: human\n    stale_below: 0.5\n"),
+    );
+    run(&env, &w);
+    let ids: Vec<i64> = env
+        .strings("SELECT CAST(id AS TEXT) FROM hypotheses ORDER BY id")
+        .iter()
+        .map(|s| s.parse().expect("id"))
+        .collect();
+    assert_eq!(ids.len(), 10);
+    // By acquisition alone the order would be ids[0], ids[1], ... ids[9].
+    let fresh = [
+        "0.9", "0.2", "0.5", "NULL", "0.7", "0.1", "0.49", "0.95", "NULL", "0.3",
+    ];
+    for (i, (id, f)) in ids.iter().zip(fresh).enumerate() {
+        env.sql(&format!(
+            "UPDATE hypotheses SET acquisition = {}, fresh_score = {f}, \
+             fresh_model = CASE WHEN {f} IS NULL THEN NULL ELSE model_id END WHERE id = {id}",
+            1.0 - i as f64 / 10.0
+        ));
+    }
+    let stale_at = [1, 5, 6, 9];
+    let expected: Vec<i64> = [0, 2, 3, 4, 7, 8, 1, 5, 6, 9]
+        .iter()
+        .map(|&i| ids[i])
+        .collect();
+
+    let q = get(&format!("{}/api/v1/queue", server.base), &alice).1;
+    let items = q["items"].as_array().expect("items");
+    let order: Vec<i64> = items.iter().filter_map(|i| i["id"].as_i64()).collect();
+    assert_eq!(order, expected, "{q}");
+    for item in items {
+        let at = ids.iter().position(|&id| Some(id) == item["id"].as_i64());
+        let want = at.is_some_and(|i| stale_at.contains(&i));
+        assert_eq!(item["stale"], want, "{item}");
+    }
+    // Paging keeps the order: the stale ones are on the second page of four.
+    let second = get(
+        &format!("{}/api/v1/queue?limit=4&offset=4", server.base),
+        &alice,
+    )
+    .1;
+    let page: Vec<i64> = second["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter_map(|i| i["id"].as_i64())
+        .collect();
+    assert_eq!(page, expected[4..8], "{second}");
+
+    // The web page: the same order, stale cards marked.
+    let html = runtime().block_on(async {
+        reqwest::Client::new()
+            .get(format!("{}/queue", server.base))
+            .header("Cookie", format!("hg_token={alice}"))
+            .send()
+            .await
+            .expect("queue page")
+            .text()
+            .await
+            .expect("html")
+    });
+    let cards: Vec<(i64, bool)> = html
+        .split("<div class=\"card")
+        .skip(1)
+        .filter_map(|card| {
+            let (classes, rest) = card.split_once('"')?;
+            let id = rest.split_once("data-id=\"")?.1.split_once('"')?.0;
+            Some((id.parse().ok()?, classes.contains("stale")))
+        })
+        .collect();
+    let want: Vec<(i64, bool)> = [0, 2, 3, 4, 7, 8, 1, 5, 6, 9]
+        .iter()
+        .map(|&i| (ids[i], stale_at.contains(&i)))
+        .collect();
+    assert_eq!(cards, want, "{html}");
 }

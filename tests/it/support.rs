@@ -104,6 +104,7 @@ impl Env {
             .args(args)
             .env_remove("RUST_LOG")
             .env_remove("HYPOGRAPH_DB")
+            .env_remove("HYPOGRAPH_TOKEN")
             .envs(vars.iter().copied())
             .output()
             .expect("run hypograph")
