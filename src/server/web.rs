@@ -678,7 +678,10 @@ pub async fn dashboard(
                 tr { th { "round" } th { "state" } th { "per stage" } th { "confirmed" } th { "refuted" } th { "test MRR" } th { "ECE" } th { "version" } }
                 @for r in rs.iter().rev().take(20) {
                     tr {
-                        td { (r.number) } td { (r.state.as_str()) }
+                        td { (r.number) }
+                        td { (r.state.as_str())
+                             @if r.state == RoundState::Failed || r.attempts > 0 {
+                                 @if let Some(e) = &r.error { br; span.error { (e) } } } }
                         td { @if let Some(c) = stage_counts.get(&r.id) {
                             @for ((st, status), n) in c { (format!("{st}:{status} {n}  ")) } } }
                         td { (metric(&r.metrics, "confirmed").unwrap_or(0.0)) }

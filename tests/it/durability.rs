@@ -297,6 +297,36 @@ fn a_round_failing_the_same_way_is_failed_after_max_attempts() {
     let status = env.ok(&["status"]);
     assert!(status.contains("failed after 2 attempts"), "{status}");
     assert!(status.contains("injected failure"), "{status}");
+    // The dashboard and /metrics show it too.
+    let admin = env.ok(&["user", "add", "carol", "--role", "admin"]);
+    let server = crate::support::Server::start(&env, &[]);
+    let get = |path: &str| {
+        crate::support::mt_runtime().block_on(async {
+            reqwest::Client::new()
+                .get(format!("{}{path}", server.base))
+                .header("Cookie", format!("hg_token={}", admin.trim()))
+                .bearer_auth(admin.trim())
+                .send()
+                .await
+                .expect("request")
+                .text()
+                .await
+                .expect("body")
+        })
+    };
+    let dashboard = get("/dashboard");
+    assert!(
+        dashboard.contains("failed after 2 attempts"),
+        "{dashboard}"
+    );
+    let metrics = get("/metrics");
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.contains("state=\"failed\"") && l.trim_end().ends_with(" 1")),
+        "{metrics}"
+    );
+    drop(server);
     // The next run starts a new round rather than failing the old one again.
     let out = env.ok(&["run", wp]);
     assert!(out.contains("round 2: 30 hypotheses"), "{out}");
