@@ -69,7 +69,10 @@ async fn time_queue(base: &str, token: &str, seconds: u64) -> anyhow::Result<Vec
         let body = resp.text().await?;
         ms.push(t.elapsed().as_secs_f64() * 1000.0);
         anyhow::ensure!(status.is_success(), "queue page: {status}");
-        anyhow::ensure!(body.contains("model probability"), "the queue page shows no waiting item");
+        anyhow::ensure!(
+            body.contains("model probability"),
+            "the queue page shows no waiting item"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     Ok(ms)

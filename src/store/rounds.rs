@@ -1118,22 +1118,7 @@ async fn live_among(
     triples: impl Iterator<Item = [i64; 3]>,
 ) -> Result<FxHashSet<[i64; 3]>> {
     let triples: Vec<[i64; 3]> = triples.collect();
-    let mut live = FxHashSet::default();
-    for chunk in triples.chunks(super::write::MAX_PARAMS / 3) {
-        let sql = values_sql(
-            "SELECT head, relation, tail FROM edges WHERE removed_in IS NULL AND (head, relation, tail) IN (VALUES ",
-            3,
-            chunk.len(),
-        ) + ")";
-        let mut q = sqlx::query_as::<_, (i64, i64, i64)>(AssertSqlSafe(sql));
-        for t in chunk {
-            q = q.bind(t[0]).bind(t[1]).bind(t[2]);
-        }
-        for (h, r, t) in q.fetch_all(&mut *conn).await? {
-            live.insert([h, r, t]);
-        }
-    }
-    Ok(live)
+    super::write::present(conn, "edges", &triples).await
 }
 
 async fn advance(

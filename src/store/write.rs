@@ -338,11 +338,23 @@ pub(super) async fn live_refutations(
     conn: &mut SqliteConnection,
     triples: &[[i64; 3]],
 ) -> Result<FxHashSet<[i64; 3]>> {
+    present(conn, "refutations", triples).await
+}
+
+/// Which of `triples` are live rows of `table` (`edges` or `refutations`: both keep
+/// `(head, relation, tail)` and `removed_in`), in chunks that respect SQLite's parameter cap.
+pub(super) async fn present(
+    conn: &mut SqliteConnection,
+    table: &'static str,
+    triples: &[[i64; 3]],
+) -> Result<FxHashSet<[i64; 3]>> {
     let mut out = FxHashSet::default();
     for chunk in triples.chunks(MAX_PARAMS / 3) {
         let sql = values_sql(
-            "SELECT head, relation, tail FROM refutations WHERE removed_in IS NULL \
-             AND (head, relation, tail) IN (VALUES ",
+            &format!(
+                "SELECT head, relation, tail FROM {table} WHERE removed_in IS NULL \
+                 AND (head, relation, tail) IN (VALUES "
+            ),
             3,
             chunk.len(),
         ) + ")";

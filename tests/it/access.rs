@@ -3,71 +3,16 @@
 //! `--metrics-public`), the terminal reviewer and `retract` only with the user's own token,
 //! and paging numbers that would overflow.
 
-use crate::support::{Env, Server, data, mt_runtime as runtime, staged_workflow as workflow};
-use serde_json::{Value, json};
+use crate::support::{
+    Env, Server, data, get_json, get_text as get, mt_runtime as runtime, post_json,
+    request as call, run_now as run, staged_workflow as workflow, user,
+};
+use serde_json::json;
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, ResponseTemplate};
-
-fn user(env: &Env, name: &str, role: &str) -> String {
-    env.ok(&["user", "add", name, "--role", role])
-        .trim()
-        .to_owned()
-}
-
-/// One request: status, `Content-Type` and body text.
-fn call(
-    method: reqwest::Method,
-    url: &str,
-    token: Option<&str>,
-    cookie: Option<&str>,
-    body: Option<&Value>,
-) -> (u16, String, String) {
-    runtime().block_on(async {
-        let mut req = reqwest::Client::new()
-            .request(method, url)
-            .timeout(Duration::from_secs(60));
-        if let Some(t) = token {
-            req = req.bearer_auth(t);
-        }
-        if let Some(c) = cookie {
-            req = req.header("Cookie", format!("hg_token={c}"));
-        }
-        if let Some(b) = body {
-            req = req.json(b);
-        }
-        let resp = req.send().await.expect("the server answers");
-        let status = resp.status().as_u16();
-        let kind = resp
-            .headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_owned();
-        (status, kind, resp.text().await.expect("body"))
-    })
-}
-
-fn get(url: &str, token: Option<&str>) -> (u16, String) {
-    let (status, _, body) = call(reqwest::Method::GET, url, token, None, None);
-    (status, body)
-}
-
-fn get_json(url: &str, token: &str) -> (u16, Value) {
-    let (status, body) = get(url, Some(token));
-    (status, serde_json::from_str(&body).unwrap_or(Value::Null))
-}
-
-fn post_json(url: &str, token: &str, body: &Value) -> (u16, Value) {
-    let (status, _, text) = call(reqwest::Method::POST, url, Some(token), None, Some(body));
-    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-}
-
-fn run(env: &Env, file: &std::path::Path) -> String {
-    env.ok(&["run", file.to_str().expect("path"), "--wait", "0s"])
-}
 
 /// The `round:hypothesis:stage` keys of a workflow's waiting hypotheses.
 fn keys(env: &Env, workflow: &str) -> Vec<String> {

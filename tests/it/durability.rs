@@ -315,10 +315,7 @@ fn a_round_failing_the_same_way_is_failed_after_max_attempts() {
         })
     };
     let dashboard = get("/dashboard");
-    assert!(
-        dashboard.contains("failed after 2 attempts"),
-        "{dashboard}"
-    );
+    assert!(dashboard.contains("failed after 2 attempts"), "{dashboard}");
     let metrics = get("/metrics");
     assert!(
         metrics
@@ -349,7 +346,9 @@ fn an_admin_abandons_a_stuck_round() {
         &[("HYPOGRAPH_TOKEN", reviewer.trim())],
     );
     assert!(!refused.status.success());
-    assert!(String::from_utf8_lossy(&refused.stderr).contains("a reviewer token cannot abandon rounds"));
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("a reviewer token cannot abandon rounds")
+    );
     let out = env.run_with(
         &["round", "abandon", &id, "--reason", "panel cancelled"],
         &[("HYPOGRAPH_TOKEN", admin.trim())],

@@ -1,28 +1,8 @@
 //! Retractions after a stage closed: the stage is re-decided from the verdicts still standing,
 //! and the graph (edges and refutations, both versioned and hashed) follows.
 
-use crate::support::{Env, Server, mt_runtime as runtime, staged_workflow as workflow};
+use crate::support::{Env, Server, post_json as post, staged_workflow as workflow, user};
 use serde_json::{Value, json};
-
-fn user(env: &Env, name: &str, role: &str) -> String {
-    env.ok(&["user", "add", name, "--role", role])
-        .trim()
-        .to_owned()
-}
-
-fn post(url: &str, token: &str, body: &Value) -> (u16, Value) {
-    runtime().block_on(async {
-        let resp = reqwest::Client::new()
-            .post(url)
-            .bearer_auth(token)
-            .json(body)
-            .send()
-            .await
-            .expect("request");
-        let status = resp.status().as_u16();
-        (status, resp.json().await.unwrap_or(Value::Null))
-    })
-}
 
 fn status_of(env: &Env, id: i64) -> String {
     env.strings(&format!("SELECT status FROM hypotheses WHERE id = {id}"))

@@ -8,13 +8,9 @@ use std::process::{Command, Stdio};
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::support::{Server, mt_runtime as runtime, staged_workflow as workflow};
-
-fn user(env: &Env, name: &str, role: &str) -> String {
-    env.ok(&["user", "add", name, "--role", role])
-        .trim()
-        .to_owned()
-}
+use crate::support::{
+    Server, mt_runtime as runtime, run_now as run, staged_workflow as workflow, user,
+};
 
 fn post(url: &str, token: Option<&str>, body: &Value) -> (u16, Value) {
     runtime().block_on(async {
@@ -39,10 +35,6 @@ fn get(url: &str, token: &str) -> (u16, Value) {
         let status = resp.status().as_u16();
         (status, resp.json().await.unwrap_or(Value::Null))
     })
-}
-
-fn run(env: &Env, file: &std::path::Path) -> String {
-    env.ok(&["run", file.to_str().expect("path"), "--wait", "0s"])
 }
 
 fn count(env: &Env, status: &str) -> i64 {

@@ -1,7 +1,9 @@
 //! Runs the real `hypograph` binary against a temporary database.
 
+use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::time::Duration;
 
 pub struct Env {
     pub dir: tempfile::TempDir,
@@ -116,36 +118,16 @@ impl Env {
         if !self.db.exists() {
             return None;
         }
-        let db = self.db.clone();
-        let query = query.to_owned();
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime")
-            .block_on(async move {
-                use sqlx::{ConnectOptions, Row};
-                let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
-                    .filename(&db)
-                    .read_only(true)
-                    .connect()
-                    .await
-                    .ok()?;
-                let rows = sqlx::query(sqlx::AssertSqlSafe(query))
-                    .fetch_all(&mut conn)
-                    .await
-                    .ok()?;
-                rows.iter()
-                    .map(|r| {
-                        r.try_get::<Option<String>, _>(0)
-                            .ok()
-                            .map(Option::unwrap_or_default)
-                    })
-                    .collect()
-            })
+        self.query_strings(query).ok()
     }
 
     /// One text column of a query, row by row (read-only).
     pub fn strings(&self, query: &str) -> Vec<String> {
+        self.query_strings(query)
+            .unwrap_or_else(|e| panic!("{query}: {e}"))
+    }
+
+    fn query_strings(&self, query: &str) -> Result<Vec<String>, sqlx::Error> {
         let db = self.db.clone();
         let query = query.to_owned();
         tokio::runtime::Builder::new_current_thread()
@@ -158,18 +140,12 @@ impl Env {
                     .filename(&db)
                     .read_only(true)
                     .connect()
-                    .await
-                    .expect("open db");
+                    .await?;
                 sqlx::query(sqlx::AssertSqlSafe(query))
                     .fetch_all(&mut conn)
-                    .await
-                    .expect("query")
+                    .await?
                     .iter()
-                    .map(|r| {
-                        r.try_get::<Option<String>, _>(0)
-                            .expect("text column")
-                            .unwrap_or_default()
-                    })
+                    .map(|r| Ok(r.try_get::<Option<String>, _>(0)?.unwrap_or_default()))
                     .collect()
             })
     }
@@ -261,4 +237,67 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Adds a user and returns their token.
+pub fn user(env: &Env, name: &str, role: &str) -> String {
+    env.ok(&["user", "add", name, "--role", role])
+        .trim()
+        .to_owned()
+}
+
+/// One request: status, `Content-Type` and body text.
+pub fn request(
+    method: reqwest::Method,
+    url: &str,
+    token: Option<&str>,
+    cookie: Option<&str>,
+    body: Option<&Value>,
+) -> (u16, String, String) {
+    mt_runtime().block_on(async {
+        let mut req = reqwest::Client::new()
+            .request(method, url)
+            .timeout(Duration::from_secs(60));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(c) = cookie {
+            req = req.header("Cookie", format!("hg_token={c}"));
+        }
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let resp = req.send().await.expect("the server answers");
+        let status = resp.status().as_u16();
+        let kind = resp
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned();
+        (status, kind, resp.text().await.expect("body"))
+    })
+}
+
+/// A GET's status and body text.
+pub fn get_text(url: &str, token: Option<&str>) -> (u16, String) {
+    let (status, _, body) = request(reqwest::Method::GET, url, token, None, None);
+    (status, body)
+}
+
+/// A GET with a bearer token, its body as JSON (`Null` if it is not).
+pub fn get_json(url: &str, token: &str) -> (u16, Value) {
+    let (status, body) = get_text(url, Some(token));
+    (status, serde_json::from_str(&body).unwrap_or(Value::Null))
+}
+
+/// A POST of JSON with a bearer token, the answer as JSON (`Null` if it is not).
+pub fn post_json(url: &str, token: &str, body: &Value) -> (u16, Value) {
+    let (status, _, text) = request(reqwest::Method::POST, url, Some(token), None, Some(body));
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+/// `hypograph run FILE --wait 0s`: drives the workflow's round as far as it goes now.
+pub fn run_now(env: &Env, file: &std::path::Path) -> String {
+    env.ok(&["run", file.to_str().expect("path"), "--wait", "0s"])
 }
