@@ -5,6 +5,7 @@ mod browser;
 mod daemon;
 mod history;
 mod import;
+mod migrations;
 mod model;
 mod plugins;
 mod replay;
