@@ -11,6 +11,7 @@ mod plugins;
 mod replay;
 mod review;
 mod rounds;
+mod schema;
 mod store_api;
 mod support;
 mod train_cli;
