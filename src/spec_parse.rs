@@ -1,8 +1,8 @@
 //! YAML documents as hypograph reads them (workflow files, plugin manifests): `${VAR}`
 //! interpolation from the environment, deserialization that reports every problem at once,
-//! each as `FILE:LINE:COL: field.path: message`, and the value parsers both kinds of file
-//! share (durations). Below `workflow` and `plugin::manifest`, so that neither imports the
-//! other for them.
+//! each as `FILE:LINE:COL: field.path: message`, the value parsers both kinds of file share
+//! (durations), and their JSON Schemas. Below `workflow` and `plugin::manifest`: a manifest
+//! needs none of the workflow code to be read.
 
 pub mod duration;
 mod positions;
