@@ -96,6 +96,20 @@ enum Command {
     Review(review::ReviewArgs),
     /// Withdraw a verdict found wrong: its edges leave the graph in a new version.
     Retract(review::RetractArgs),
+    /// Print the JSON Schema of a file format, for editors (see workflows/README.md).
+    Schema {
+        #[arg(value_enum)]
+        format: SchemaFormat,
+    },
+}
+
+/// The YAML formats `hypograph schema` describes.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum SchemaFormat {
+    /// Workflow files (workflows/*.yaml).
+    Workflow,
+    /// Plugin manifests (plugins/*.yaml).
+    Manifest,
 }
 
 /// Parses arguments, runs the command, prints any error, and returns the exit code.
@@ -139,6 +153,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
     if let Command::Validate(args) = cli.command {
         return rounds::validate(&cli.db, args).await;
+    }
+    if let Command::Schema { format } = cli.command {
+        let schema = match format {
+            SchemaFormat::Workflow => crate::workflow::schema(),
+            SchemaFormat::Manifest => crate::plugin::manifest::schema(),
+        };
+        out!("{}", serde_json::to_string_pretty(&schema)?);
+        return Ok(ExitCode::SUCCESS);
     }
     let db = cli.db;
     let data_dir = cli.data_dir.unwrap_or_else(|| {
@@ -229,7 +251,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let result = review::retract(&store, args).await;
             (store, result)
         }
-        Command::Simulate(_) | Command::Validate(_) | Command::Schedule(_) => {
+        Command::Simulate(_)
+        | Command::Validate(_)
+        | Command::Schedule(_)
+        | Command::Schema { .. } => {
             unreachable!("handled before a database is opened")
         }
     };

@@ -4,7 +4,7 @@
 //! refused by the store's state guards (ingest, verdicts).
 
 use crate::acquire::{self, Acquisition, Candidate, GenerateSpec as AcquireSpec};
-use crate::graph::{OnInvalid, Triple, kgx, tsv};
+use crate::graph::Triple;
 use crate::model::checkpoint::Vocab;
 use crate::model::{self, Known};
 use crate::plugin::command::CommandPlugin;
@@ -18,6 +18,7 @@ use crate::store::{
     ImportOptions, ModelInfo, NewHypothesis, RoundInfo, RoundState, RoundUpdate, Store, StoreError,
 };
 use crate::training::{self, Job, TrainingError, Warm};
+use crate::workflow::source::{self, Source, SourceError};
 use crate::workflow::{
     self, Loaded, PluginKind, QuorumRule, RefuteOn, RetrainMode, StageSpec, WorkflowError,
 };
@@ -144,57 +145,20 @@ pub async fn stop_reason(store: &Store, l: &Loaded) -> Result<Option<String>> {
     Ok(None)
 }
 
-/// The workflow's graph file, parsed (when it names one).
-fn read_source(l: &Loaded) -> Result<Option<(crate::graph::TripleBatch, PathBuf)>> {
-    let w = &l.workflow;
-    Ok(match (&w.graph.import, &w.graph.kgx) {
-        (Some(p), _) => {
-            let p = l.resolve(p);
-            Some((tsv::read_triples(&p, OnInvalid::Fail)?, p))
-        }
-        (None, Some(d)) => {
-            let d = l.resolve(d);
-            Some((
-                kgx::read_kgx(&d.join("nodes.tsv"), &d.join("edges.tsv"), OnInvalid::Fail)?,
-                d,
-            ))
-        }
-        (None, None) => None,
-    })
-}
-
-/// Checks the relations a workflow names against the database's graph, or against the file it
-/// would import into an empty database.
-pub async fn check_graph(store: Option<&Store>, l: &Loaded) -> Result<()> {
-    if let Some(store) = store
-        && store.head().await?.is_some()
-    {
-        let relations: HashSet<String> = store.relation_keys().await?.into_iter().collect();
-        workflow::check_relations(l, &|r| relations.contains(r))?;
-        return Ok(());
-    }
-    if let Some((batch, _)) = read_source(l)? {
-        let relations: HashSet<&str> = batch.relations.iter().map(String::as_str).collect();
-        workflow::check_relations(l, &|r| relations.contains(r))?;
-    }
-    Ok(())
-}
-
-/// Imports the workflow's graph into an empty database and checks that every relation it
-/// names exists, before anything else is written.
+/// Imports the workflow's graph into an empty database once its relations are checked
+/// against it (`workflow::source`), before anything else is written.
 pub async fn prepare(
     store: &Store,
     l: &Loaded,
     on_event: &mut (dyn FnMut(&Event) + Send + Sync),
 ) -> Result<()> {
-    if store.head().await?.is_some() {
-        return check_graph(Some(store), l).await;
-    }
+    let (batch, path) = match source::check(Some(store), l).await? {
+        Source::Stored => return Ok(()),
+        Source::Missing => return Err(EngineError::NoGraph),
+        Source::File { batch, path } => (batch, path),
+    };
     let w = &l.workflow;
-    let (batch, source) = read_source(l)?.ok_or(EngineError::NoGraph)?;
-    let relations: HashSet<&str> = batch.relations.iter().map(String::as_str).collect();
-    workflow::check_relations(l, &|r| relations.contains(r))?;
-    let name = source
+    let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
@@ -215,6 +179,16 @@ pub async fn prepare(
         });
     }
     Ok(())
+}
+
+impl From<SourceError> for EngineError {
+    fn from(e: SourceError) -> Self {
+        match e {
+            SourceError::Workflow(e) => Self::Workflow(e),
+            SourceError::Parse(e) => Self::Parse(e),
+            SourceError::Store(e) => Self::Store(e),
+        }
+    }
 }
 
 /// A retrain-only run: trains on the newest graph version, warm from the workflow's latest

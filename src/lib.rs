@@ -13,6 +13,7 @@ pub mod plugin;
 pub mod schedule;
 pub mod server;
 pub mod simulate;
+pub mod spec_parse;
 pub mod store;
 pub mod training;
 pub mod workflow;

@@ -60,8 +60,8 @@ pub async fn validate(db: &Path, args: ValidateArgs) -> anyhow::Result<ExitCode>
     let mut ok = true;
     for f in &args.files {
         let checked = match workflow::load(f) {
-            Ok(l) => match engine::check_graph(store.as_ref(), &l).await {
-                Ok(()) => Ok(l),
+            Ok(l) => match workflow::source::check(store.as_ref(), &l).await {
+                Ok(_) => Ok(l),
                 Err(e) => Err(e.to_string()),
             },
             Err(e) => Err(e.to_string()),

@@ -1,27 +1,19 @@
 //! Plugin manifests (`plugins/NAME.yaml`): an external assay service or program described once
 //! and named by workflow stages. Settings a stage gives override the manifest's.
 
-use crate::workflow::{self, PluginKind, WorkflowError};
+use crate::spec_parse::schema::DURATION;
+use crate::spec_parse::{self, DocError, Issue, duration};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ManifestKind {
     Http,
     Command,
 }
 
-impl From<ManifestKind> for PluginKind {
-    fn from(k: ManifestKind) -> Self {
-        match k {
-            ManifestKind::Http => PluginKind::Http,
-            ManifestKind::Command => PluginKind::Command,
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Manifest {
     pub name: String,
@@ -40,6 +32,7 @@ pub struct Manifest {
     pub command: Option<Vec<String>>,
     /// "30s", "5m", ...
     #[serde(default)]
+    #[schemars(extend("pattern" = DURATION))]
     pub timeout: Option<String>,
     #[serde(default)]
     pub retries: Option<u32>,
@@ -59,17 +52,15 @@ pub struct Manifest {
     pub dir: PathBuf,
 }
 
+/// The JSON Schema of manifests, for editors and `hypograph schema manifest`.
+pub fn schema() -> serde_json::Value {
+    spec_parse::schema::generate::<Manifest>("hypograph plugin manifest")
+}
+
 /// Reads and checks a manifest.
-pub fn load(file: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Manifest, WorkflowError> {
-    let text = std::fs::read_to_string(file).map_err(|e| WorkflowError {
-        file: file.to_owned(),
-        issues: vec![workflow::Issue {
-            pos: None,
-            path: String::new(),
-            message: format!("cannot read the file: {e}"),
-        }],
-    })?;
-    let (mut m, positions): (Manifest, _) = workflow::parse_doc(file, &text, env)?;
+pub fn load(file: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Manifest, DocError> {
+    let text = spec_parse::read(file)?;
+    let (mut m, positions): (Manifest, _) = spec_parse::parse_doc(file, &text, env)?;
     m.dir = file
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -77,7 +68,7 @@ pub fn load(file: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Manifes
         .to_owned();
     let mut issues = Vec::new();
     let mut bad = |path: &str, message: String| {
-        issues.push(workflow::Issue {
+        issues.push(Issue {
             pos: positions.find(path),
             path: path.to_owned(),
             message,
@@ -101,7 +92,7 @@ pub fn load(file: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Manifes
         _ => {}
     }
     if let Some(t) = &m.timeout
-        && let Err(e) = workflow::parse_duration(t)
+        && let Err(e) = duration::parse(t)
     {
         bad("timeout", e);
     }
@@ -119,7 +110,7 @@ pub fn load(file: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Manifes
     if issues.is_empty() {
         Ok(m)
     } else {
-        Err(WorkflowError {
+        Err(DocError {
             file: file.to_owned(),
             issues,
         })

@@ -5,12 +5,15 @@ use crate::acquire::Acquisition;
 use crate::model::calibrate::Method;
 use crate::model::{LossKind, ModelKind, OptimizerKind, Regime, TrainConfig};
 use crate::plugin::Outcome;
+use crate::spec_parse::duration;
+use crate::spec_parse::schema::{DURATION, optional_value_enum, value_enum};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::time::Duration;
 
 /// A whole workflow.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Workflow {
     pub name: String,
@@ -66,13 +69,13 @@ fn default_seed() -> u64 {
     1
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RetrainSchedule {
     pub schedule: String,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Overlap {
     /// Drop the fire (logged).
@@ -82,7 +85,7 @@ pub enum Overlap {
     BufferOne,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Missed {
     /// Log every missed slot as skipped.
@@ -93,7 +96,7 @@ pub enum Missed {
 }
 
 /// Where the graph comes from. Paths are relative to the workflow file.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GraphSpec {
     /// A triples TSV imported when the database has no graph yet.
@@ -104,7 +107,7 @@ pub struct GraphSpec {
     pub kgx: Option<PathBuf>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EvaluateSpec {
     /// Test triples: each round records the retrained model's filtered MRR on them.
@@ -118,7 +121,7 @@ pub struct EvaluateSpec {
     pub filter: Vec<PathBuf>,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum RetrainMode {
     #[default]
@@ -126,7 +129,7 @@ pub enum RetrainMode {
     Cold,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum CalibrationSpec {
     #[default]
@@ -136,14 +139,19 @@ pub enum CalibrationSpec {
 }
 
 /// The model, as a subset of `TrainConfig` plus ensemble and retraining settings.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct ModelSpec {
+    #[schemars(schema_with = "value_enum::<ModelKind>")]
     pub kind: ModelKind,
     pub dim: usize,
+    #[schemars(schema_with = "value_enum::<Regime>")]
     pub regime: Regime,
+    /// Default: cross-entropy for one-vs-all, softplus for negatives.
+    #[schemars(schema_with = "optional_value_enum::<LossKind>")]
     pub loss: Option<LossKind>,
     pub negatives: usize,
+    #[schemars(schema_with = "value_enum::<OptimizerKind>")]
     pub optimizer: OptimizerKind,
     pub lr: f64,
     pub batch_size: usize,
@@ -212,7 +220,7 @@ impl ModelSpec {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct GenerateSpec {
     /// Relations to propose edges for (all when empty).
@@ -233,7 +241,7 @@ impl Default for GenerateSpec {
     }
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum AcquisitionName {
     #[default]
@@ -247,7 +255,7 @@ pub enum AcquisitionName {
     Epsilon,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct RankSpec {
     pub acquisition: AcquisitionName,
@@ -298,7 +306,7 @@ impl RankSpec {
 }
 
 /// The plugin kinds: built-ins a stage names directly, and what manifests describe.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum PluginKind {
     Oracle,
@@ -332,7 +340,7 @@ impl PluginKind {
     }
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum QuorumRule {
     /// The most common verdict wins; a tie is `inconclusive`.
@@ -344,7 +352,7 @@ pub enum QuorumRule {
 
 /// One review stage. Plugin-specific settings sit beside the common ones; validation
 /// rejects settings that do not belong to the stage's plugin.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StageSpec {
     pub name: String,
@@ -352,12 +360,14 @@ pub struct StageSpec {
     pub plugin: String,
     /// Verdicts that move a hypothesis on to the next stage.
     #[serde(default = "default_advance")]
+    #[schemars(schema_with = "outcomes")]
     pub advance: Vec<Outcome>,
     /// Whether this stage's verdict is what ingest applies (default: the last stage only).
     #[serde(default, rename = "final")]
     pub is_final: Option<bool>,
     /// How long hypotheses may wait for an answer ("30s", "15m", "72h", "7d").
     #[serde(default)]
+    #[schemars(extend("pattern" = DURATION))]
     pub timeout: Option<String>,
     /// Attempts after the first on retryable errors.
     #[serde(default = "default_retries")]
@@ -370,6 +380,7 @@ pub struct StageSpec {
     pub batch: usize,
     /// How long one request (http, llm) or one program run (command) may take.
     #[serde(default)]
+    #[schemars(extend("pattern" = DURATION))]
     pub request_timeout: Option<String>,
 
     // oracle
@@ -381,6 +392,7 @@ pub struct StageSpec {
     pub flip_rate: Option<f64>,
     /// The oracle's answer delay per batch ("0s", "2s").
     #[serde(default)]
+    #[schemars(extend("pattern" = DURATION))]
     pub latency: Option<String>,
     /// Simulated outage: the oracle's first this-many submissions fail (retryably).
     #[serde(default)]
@@ -428,6 +440,19 @@ pub struct StageSpec {
     /// stale in the review queue.
     #[serde(default)]
     pub stale_below: Option<f64>,
+}
+
+/// The verdicts a stage can advance on, for the schema (`Outcome` is the plugins' wire type).
+fn outcomes(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    // Exhaustive on purpose: a new verdict stops the build here until it is listed.
+    let name = |o: Outcome| match o {
+        Outcome::Confirmed | Outcome::Refuted | Outcome::Inconclusive => o.as_str(),
+    };
+    let all = [Outcome::Confirmed, Outcome::Refuted, Outcome::Inconclusive].map(name);
+    schemars::json_schema!({
+        "type": "array",
+        "items": { "type": "string", "enum": all },
+    })
 }
 
 fn default_advance() -> Vec<Outcome> {
@@ -479,11 +504,13 @@ impl StageSpec {
     }
 
     pub fn timeout(&self) -> Option<Duration> {
-        self.timeout.as_deref().and_then(|t| parse_duration(t).ok())
+        self.timeout
+            .as_deref()
+            .and_then(|t| duration::parse(t).ok())
     }
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum RefuteOn {
     /// Only a final stage's `refuted` becomes negative evidence.
@@ -493,45 +520,17 @@ pub enum RefuteOn {
     Any,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct IngestSpec {
     pub refute_on: RefuteOn,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct StopSpec {
     /// No more rounds after this many have finished.
     pub max_rounds: Option<u64>,
     /// No more rounds once this much has been spent across rounds.
     pub budget: Option<f64>,
-}
-
-/// "500ms", "30s", "15m", "72h", "7d", or a bare number of seconds.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let t = s.trim();
-    let split = t
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(t.len());
-    let (n, unit) = t.split_at(split);
-    let n: f64 = n
-        .parse()
-        .map_err(|_| format!("`{s}` is not a duration (e.g. 30s, 15m, 72h, 7d)"))?;
-    let secs = match unit.trim() {
-        "ms" => n / 1000.0,
-        "" | "s" => n,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        "d" => n * 86400.0,
-        other => {
-            return Err(format!(
-                "unknown duration unit `{other}` in `{s}` (ms, s, m, h, d)"
-            ));
-        }
-    };
-    if !secs.is_finite() || secs < 0.0 {
-        return Err(format!("`{s}` is not a duration"));
-    }
-    Ok(Duration::from_secs_f64(secs))
 }

@@ -145,3 +145,26 @@ fn json_logs_on_stderr() {
     assert_eq!(parsed["fields"]["version"], 1);
     assert_eq!(parsed["level"], "INFO");
 }
+
+#[test]
+fn log_lines_on_a_pipe_carry_no_colour_codes() {
+    let env = Env::new();
+    let f = env.write("g.tsv", "a\tr\tb\n");
+    // Not through `Env::run`: NO_COLOR from the caller's environment would hide the bug.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hypograph"))
+        .arg("--db")
+        .arg(&env.db)
+        .args(["-v", "import"])
+        .arg(&f)
+        .env_remove("RUST_LOG")
+        .env_remove("NO_COLOR")
+        .output()
+        .expect("run hypograph");
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("import finished"), "an info line: {stderr}");
+    assert!(
+        !stderr.contains("\x1b["),
+        "ANSI codes on a pipe: {stderr:?}"
+    );
+}

@@ -119,6 +119,33 @@ fn a_round_runs_end_to_end_and_records_everything() {
     assert!(
         env.count("SELECT count(*) FROM rounds WHERE json_extract(metrics, '$.test_mrr') > 0") == 2
     );
+    // The plot counts rounds and discoveries in whole numbers.
+    let plot = out
+        .lines()
+        .find_map(|l| l.strip_prefix("plots:"))
+        .map(|p| std::fs::read_to_string(p.trim()).expect("read the plot"))
+        .expect("a plot path");
+    assert!(plot.starts_with("<svg") && plot.trim_end().ends_with("</svg>"));
+    let ticks: Vec<f64> = plot
+        .split("<text")
+        .filter_map(|t| {
+            t.split_once('>')?
+                .1
+                .split_once("</text>")?
+                .0
+                .trim()
+                .parse()
+                .ok()
+        })
+        .collect();
+    assert!(
+        ticks.contains(&1.0) && ticks.contains(&2.0),
+        "round ticks: {ticks:?}"
+    );
+    assert!(
+        ticks.iter().all(|t| t.fract() == 0.0 || *t < 1.0),
+        "only the MRR axis (0..1) has fractional ticks: {ticks:?}"
+    );
     let status = env.ok(&["status"]);
     assert!(status.contains("w round 2 (id 2): done"), "{status}");
     assert!(status.contains("stage 0 (assay): answered 30"), "{status}");
@@ -222,7 +249,14 @@ fn rejected(text: &str, vars: &[(&str, &str)], expect: &[&str]) {
         assert_eq!(env.count("SELECT count(*) FROM rounds"), 0, "no round");
     }
     let v = env.run_with(&["validate", w.to_str().expect("path")], vars);
-    assert!(!v.status.success());
+    let stderr = String::from_utf8_lossy(&v.stderr);
+    assert!(!v.status.success(), "validate should fail: {stderr}");
+    for e in expect {
+        assert!(
+            stderr.contains(e),
+            "expected `{e}` from validate in:\n{stderr}"
+        );
+    }
 }
 
 #[test]
@@ -293,6 +327,61 @@ fn missing_environment_variable() {
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn durations_too_long_for_the_clock_are_located_errors() {
+    // 99999999999h parses as a std Duration but overflows chrono when added to now; the longer
+    // one overflows Duration itself. Both used to panic.
+    for (field, value, line) in [
+        ("timeout", "99999999999h", 24),
+        ("timeout", "99999999999999999999999h", 24),
+        ("latency", "99999999999d", 24),
+    ] {
+        let text = workflow("w", "").replace(
+            "    batch: 10\n",
+            &format!("    batch: 10\n    {field}: {value}\n"),
+        );
+        rejected(
+            &text,
+            &[],
+            &[&format!(
+                "bad.yaml:{line}:5: stages[0].{field}: `{value}` is too long (at most 36500d"
+            )],
+        );
+    }
+    // A manifest's timeout is checked where the manifest is read, and located in it.
+    let env = Env::new();
+    env.write(
+        "plugins/slow.yaml",
+        "name: slow\nkind: command\ncommand: [cat]\ntimeout: 99999999999h\n",
+    );
+    let text = workflow("w", "")
+        .replace("plugin: oracle", "plugin: slow")
+        .replace(
+            &format!("    truth: {}\n", data("umls/demo-hidden.tsv").display()),
+            "",
+        )
+        .replace("seed: 11\n", "seed: 11\nplugins_dir: plugins\n");
+    let w = env.write("w.yaml", text);
+    let err = env.fail(&["run", w.to_str().expect("path")]);
+    assert!(
+        err.contains("slow.yaml:4:1: timeout: `99999999999h` is too long"),
+        "{err}"
+    );
+    assert!(!env.db.exists(), "a bad workflow writes nothing");
+    // On the command line too.
+    let ok = env.write("ok.yaml", workflow("w", ""));
+    let err = env.fail(&[
+        "run",
+        ok.to_str().expect("path"),
+        "--wait",
+        "99999999999999999999999h",
+    ]);
+    assert!(
+        err.contains("--wait: `99999999999999999999999h` is too long"),
+        "{err}"
     );
 }
 

@@ -278,8 +278,9 @@ fn simulate_writes_csv_summary_and_plot() {
         "{md}"
     );
     let svg = std::fs::read_to_string(out.join("curves.svg")).expect("svg");
+    // Series lines are drawn 2 px wide; axes and ticks are polylines too.
     assert_eq!(
-        svg.matches("<polyline").count(),
+        svg.matches(r#"stroke-width="2" points="#).count(),
         2 * 3,
         "two panels, three strategies"
     );
