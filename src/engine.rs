@@ -797,11 +797,12 @@ async fn step_dispatch(store: &Store, l: &Loaded, round: &RoundInfo) -> Result<b
         items.extend(store.stage_items(round.id, i, "submitted").await?);
     }
     items.sort_by_key(|h| h.rank);
+    // Validation bounds timeouts (100 years), so the checked add cannot fail; if it ever
+    // did, the items would simply have no deadline rather than take the process down.
     let deadline = stage
         .timeout()
-        .map(|t| {
-            chrono::Utc::now() + chrono::Duration::from_std(t).unwrap_or(chrono::Duration::MAX)
-        })
+        .and_then(|t| chrono::Duration::from_std(t).ok())
+        .and_then(|d| chrono::Utc::now().checked_add_signed(d))
         .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
     let mut context = std::collections::HashMap::new();
     if plugin.needs_context() {
