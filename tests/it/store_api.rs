@@ -185,16 +185,7 @@ fn stage_items_answer_once_and_expire_visibly() {
             .create_round("w", "name: w", 1, None)
             .await
             .expect("round");
-        for (from, to) in [
-            (RoundState::Planned, RoundState::Training),
-            (RoundState::Training, RoundState::Generating),
-            (RoundState::Generating, RoundState::Ranking),
-        ] {
-            store
-                .advance_round(round.id, from, to, 0, RoundUpdate::default())
-                .await
-                .expect("advance");
-        }
+        to_ranking(&store, round.id).await;
         // A stale step is refused: another process already moved the round.
         assert!(matches!(
             store
@@ -302,16 +293,7 @@ fn a_stage_with_a_reopened_item_does_not_close() {
             ),
             "one open round per workflow"
         );
-        for (from, to) in [
-            (RoundState::Planned, RoundState::Training),
-            (RoundState::Training, RoundState::Generating),
-            (RoundState::Generating, RoundState::Ranking),
-        ] {
-            store
-                .advance_round(round.id, from, to, 0, RoundUpdate::default())
-                .await
-                .expect("advance");
-        }
+        to_ranking(&store, round.id).await;
         let batch: Vec<NewHypothesis> = [("a", "c"), ("b", "d")]
             .iter()
             .enumerate()
@@ -395,4 +377,19 @@ fn a_stage_with_a_reopened_item_does_not_close() {
         );
         store.close().await;
     });
+}
+
+/// Moves a new round to `ranking`, as training and generation would.
+async fn to_ranking(store: &Store, round: i64) {
+    use hypograph::store::{RoundState, RoundUpdate};
+    for (from, to) in [
+        (RoundState::Planned, RoundState::Training),
+        (RoundState::Training, RoundState::Generating),
+        (RoundState::Generating, RoundState::Ranking),
+    ] {
+        store
+            .advance_round(round, from, to, 0, RoundUpdate::default())
+            .await
+            .expect("advance");
+    }
 }
