@@ -35,7 +35,10 @@ pub struct EpochStats {
     pub epoch: usize,
     pub loss: f64,
     pub valid_mrr: Option<f64>,
+    /// Wall time of the epoch, validation included.
     pub seconds: f64,
+    /// Wall time of the epoch's training steps alone (validation excluded).
+    pub train_seconds: f64,
 }
 
 #[derive(Debug, Clone)]
@@ -167,6 +170,7 @@ fn train_inner(
             loss: loss_sum / batches.max(1) as f64,
             valid_mrr: None,
             seconds: 0.0,
+            train_seconds: started.elapsed().as_secs_f64(),
         };
         let validate_now = config.eval_every > 0
             && !valid.is_empty()
