@@ -6,7 +6,7 @@ Used by benches/vs_pykeen.sh; the settings come as a JSON object in argv[1]:
   {"model": "complex"|"rotate", "regime": "negatives"|"one-vs-all", "dim", "epochs", "batch",
    "lr", "optimizer", "negatives", "loss": "softplus"|"crossentropy"|"nssa", "margin",
    "adversarial_temperature", "label_smoothing", "regularizer": null|"n3", "reg_weight",
-   "seed", "eval_every"}
+   "seed", "eval_every", "init": null|initializer name for entities and relations}
 
 Every `eval_every` epochs (and after the last) a callback ranks the test split (filtered by
 train + valid + test, realistic rank, both sides: what the pipeline's final evaluation does)
@@ -35,6 +35,9 @@ if cfg.get("regularizer") == "n3":
     model_kwargs["regularizer_kwargs"] = {"p": 3.0, "weight": cfg["reg_weight"]}
 else:
     model_kwargs["regularizer"] = None
+if cfg.get("init"):  # e.g. "xavier_normal_" in place of the model's default initializer
+    model_kwargs["entity_initializer"] = cfg["init"]
+    model_kwargs["relation_initializer"] = cfg["init"]
 training_kwargs = {"num_epochs": cfg["epochs"], "batch_size": cfg["batch"]}
 kwargs = {}
 if one_vs_all:
