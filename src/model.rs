@@ -11,7 +11,9 @@ mod score;
 pub mod tables;
 pub mod train;
 
-pub use config::{LossKind, ModelKind, OptimizerKind, Regime, Regularizer, TrainConfig};
+pub use config::{
+    LossKind, ModelKind, NegativeSharing, OptimizerKind, Regime, Regularizer, TrainConfig,
+};
 pub use ensemble::{Ensemble, Prediction};
 pub use eval::{Known, LinkPredictor, Metrics, SideMetrics, evaluate};
 pub use kge::{KgeModel, Scorer};

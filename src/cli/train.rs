@@ -6,7 +6,8 @@ use crate::model::Ensemble;
 use crate::model::calibrate::{self, Method};
 use crate::model::checkpoint::Vocab;
 use crate::model::{
-    self, EpochStats, Known, LossKind, ModelKind, OptimizerKind, Regime, Regularizer, TrainConfig,
+    self, EpochStats, Known, LossKind, ModelKind, NegativeSharing, OptimizerKind, Regime,
+    Regularizer, TrainConfig,
 };
 use crate::store::{ModelInfo, Store, VersionRef};
 use crate::training::{self, Job, Warm};
@@ -35,6 +36,10 @@ pub struct TrainArgs {
     label_smoothing: Option<f64>,
     #[arg(long)]
     negatives: Option<usize>,
+    /// Negatives regime: `batch` shares the negatives across a batch (one GEMM), `per-positive`
+    /// draws `--negatives` for each positive (as PyKEEN does).
+    #[arg(long, value_enum)]
+    negative_sharing: Option<NegativeSharing>,
     #[arg(long)]
     margin: Option<f64>,
     #[arg(long, value_enum)]
@@ -92,6 +97,7 @@ impl TrainArgs {
             loss,
             label_smoothing,
             negatives,
+            negative_sharing,
             margin,
             optimizer,
             lr

@@ -22,9 +22,40 @@ pub enum Regime {
     /// Score every entity as the tail of (h, r) and of (t, r^-1): reciprocal relations,
     /// cross-entropy over all entities. The strong choice on small graphs.
     OneVsAll,
-    /// Corrupt heads or tails with negatives drawn once per batch and shared by every
-    /// positive in it, so negative scoring is one matrix product.
+    /// Corrupt heads or tails with sampled negatives: drawn once per batch and shared by every
+    /// positive in it (one matrix product), or drawn per positive (`negative_sharing`).
     Negatives,
+}
+
+/// How the negatives regime draws its negatives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum NegativeSharing {
+    /// `negatives` entities drawn once per batch and shared by all its positives: negative
+    /// scoring is one matrix product per side.
+    #[default]
+    Batch,
+    /// `negatives` entities drawn for each positive (PyKEEN's basic sampler): each positive is
+    /// scored against its own block of corruptions.
+    PerPositive,
+}
+
+/// Missing in a config saved before the option existed: `batch`. (burn's `Config` derive
+/// passes no field attributes to serde, so the default lives in the type: serde hands a
+/// missing field to `deserialize_option`, which yields `None`.)
+impl<'de> Deserialize<'de> for NegativeSharing {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "kebab-case")]
+        enum Repr {
+            Batch,
+            PerPositive,
+        }
+        Ok(match Option::<Repr>::deserialize(d)? {
+            None | Some(Repr::Batch) => NegativeSharing::Batch,
+            Some(Repr::PerPositive) => NegativeSharing::PerPositive,
+        })
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -70,9 +101,14 @@ pub struct TrainConfig {
     pub loss: LossKind,
     #[config(default = 0.1)]
     pub label_smoothing: f64,
-    /// Negatives shared by a batch (negative-sampling regime).
+    /// Negatives shared by a batch, or per positive with `negative_sharing: per-positive`
+    /// (negative-sampling regime).
     #[config(default = 256)]
     pub negatives: usize,
+    /// Whether a batch's positives share their negatives (`batch`) or each draws its own
+    /// (`per-positive`, as PyKEEN). Absent from configs saved before it existed: `batch`.
+    #[config(default = "NegativeSharing::Batch")]
+    pub negative_sharing: NegativeSharing,
     /// Margin gamma of the adversarial loss.
     #[config(default = 6.0)]
     pub margin: f64,
@@ -102,4 +138,27 @@ pub struct TrainConfig {
     /// Standard deviation of the initial embeddings.
     #[config(default = 0.1)]
     pub init_scale: f64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn negative_sharing_defaults_to_batch_and_round_trips() {
+        let mut json = serde_json::to_value(TrainConfig::new()).expect("serialize");
+        assert_eq!(json["negative_sharing"], "batch");
+        json.as_object_mut()
+            .expect("object")
+            .remove("negative_sharing");
+        let old: TrainConfig = serde_json::from_value(json.clone()).expect("old config loads");
+        assert_eq!(old.negative_sharing, NegativeSharing::Batch);
+        json["negative_sharing"] = "per-positive".into();
+        let new: TrainConfig = serde_json::from_value(json).expect("new config loads");
+        assert_eq!(new.negative_sharing, NegativeSharing::PerPositive);
+        assert_eq!(
+            serde_json::to_value(&new).expect("serialize")["negative_sharing"],
+            "per-positive"
+        );
+    }
 }

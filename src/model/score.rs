@@ -1,6 +1,7 @@
 //! The scoring functions as burn tensor programs. Every model reduces to a query built from
 //! (head, relation) or (relation, tail) and compared with candidate entities by one matrix
-//! product, so scoring a batch against shared negatives or all entities is a GEMM.
+//! product, so scoring a batch against shared negatives or all entities is a GEMM. Negatives
+//! drawn per positive (`against_each`) are a batched elementwise product and sum instead.
 
 use super::config::ModelKind;
 use burn::tensor::Tensor;
@@ -116,6 +117,47 @@ impl Query {
         -(d2.clamp_min(DIST_EPS).sqrt())
     }
 
+    /// Scores query `i` against its own block of candidates, rows `i*n..(i+1)*n` of `cand`
+    /// (`[b*n, dim]`, e.g. gathered with [`Ent::select`]): `[b, n]`. Entry `(i, j)` equals
+    /// `against` of query `i` and candidate row `i*n + j`.
+    pub fn against_each(&self, cand: &Ent) -> Tensor<2> {
+        let [b, d] = self.re.dims();
+        let n = cand.re.dims()[0] / b.max(1);
+        assert_eq!(
+            cand.re.dims()[0],
+            b * n,
+            "candidate rows not a multiple of queries"
+        );
+        let q = |t: &Tensor<2>| t.clone().unsqueeze_dim::<3>(1); // [b, 1, d]
+        let block = |c: &Tensor<2>| c.clone().reshape([b, n, d]); // [b, n, d]
+        let pairs = [
+            (Some(&self.re), Some(&cand.re)),
+            (self.im.as_ref(), cand.im.as_ref()),
+        ];
+        let mut acc: Option<Tensor<3>> = None;
+        for (qt, ct) in pairs {
+            let (Some(qt), Some(ct)) = (qt, ct) else {
+                continue;
+            };
+            let term = if self.distance {
+                let diff = q(qt) - block(ct);
+                (diff.clone() * diff).sum_dim(2)
+            } else {
+                (q(qt) * block(ct)).sum_dim(2)
+            }; // [b, n, 1]
+            acc = Some(match acc {
+                Some(a) => a + term,
+                None => term,
+            });
+        }
+        let acc = acc.expect("real part present").reshape([b, n]);
+        if self.distance {
+            -(acc.clamp_min(DIST_EPS).sqrt())
+        } else {
+            acc
+        }
+    }
+
     /// Scores query `i` against candidate `i`: `[b, 1]`.
     pub fn with(&self, cand: &Ent) -> Tensor<2> {
         if self.distance {
@@ -224,6 +266,70 @@ mod tests {
                 let pair = to_vec(query(kind, Side::Tail, &one, &r).with(&one));
                 let want = reference(kind, ent_c(e), rel_c, ent_c(e));
                 assert!((pair[0] - want).abs() < 1e-4, "{kind:?} pair {i}");
+            }
+        }
+    }
+
+    /// Per-positive blocks agree with `against` (all pairs) picked at each query's own
+    /// candidates, and with `with` one pair at a time; both sides, all three models, dim 2.
+    #[test]
+    fn per_positive_blocks_match_all_pairs_scoring() {
+        let dev = Device::flex();
+        let idx = |v: &[u32]| -> Tensor<1, burn::tensor::Int> {
+            Tensor::from_data(
+                TensorData::new(v.iter().map(|&x| i64::from(x)).collect(), [v.len()]),
+                &dev,
+            )
+        };
+        // Five entities, two relations, dim 2.
+        let e_re = [0.3f32, -1.2, 0.8, 0.5, -0.6, 0.9, 0.1, 0.4, -0.7, 0.2];
+        let e_im = [0.5f32, 0.1, -0.3, 0.8, 0.6, -0.9, 0.2, -0.4, 0.7, 0.3];
+        let r_re = [0.7f32, -0.4, 1.1, 0.25];
+        let r_im = [-0.2f32, 0.9, 0.35, -0.6];
+        // Three queries (entity, relation), each with its own three candidates (repeats allowed).
+        let given = [0u32, 3, 4];
+        let rels = [1u32, 0, 1];
+        let cands = [[1u32, 2, 4], [0, 0, 3], [2, 1, 0]];
+        let flat: Vec<u32> = cands.iter().flatten().copied().collect();
+        for kind in [ModelKind::Complex, ModelKind::Distmult, ModelKind::Rotate] {
+            let complex = kind != ModelKind::Distmult;
+            let all = Ent {
+                re: t(&e_re, 5),
+                im: complex.then(|| t(&e_im, 5)),
+            };
+            let rel_all = Rel {
+                re: t(&r_re, 2),
+                im: (kind == ModelKind::Complex).then(|| t(&r_im, 2)),
+            };
+            let e = all.select(&idx(&given));
+            let r = Rel {
+                re: rel_all.re.clone().select(0, idx(&rels)),
+                im: rel_all.im.clone().map(|im| im.select(0, idx(&rels))),
+            };
+            let block = all.select(&idx(&flat));
+            for side in [Side::Tail, Side::Head] {
+                let q = query(kind, side, &e, &r);
+                let each = to_vec(q.against_each(&block)); // [3, 3]
+                let full = to_vec(q.against(&all)); // [3, 5]
+                for (i, row) in cands.iter().enumerate() {
+                    for (j, &c) in row.iter().enumerate() {
+                        let got = each[i * 3 + j];
+                        let want = full[i * 5 + c as usize];
+                        assert!(
+                            (got - want).abs() < 1e-4,
+                            "{kind:?} {side:?} query {i} candidate {c}: {got} vs {want}"
+                        );
+                    }
+                }
+                // `with` pairs query i with row i: the first column of each block.
+                let firsts: Vec<u32> = cands.iter().map(|row| row[0]).collect();
+                let with_first = to_vec(q.with(&all.select(&idx(&firsts))));
+                for i in 0..3 {
+                    assert!(
+                        (with_first[i] - each[i * 3]).abs() < 1e-4,
+                        "{kind:?} {side:?} with vs each, query {i}"
+                    );
+                }
             }
         }
     }

@@ -2,7 +2,7 @@
 //! validation MRR and early stopping.
 
 use super::ModelError;
-use super::config::{LossKind, ModelKind, Regime, Regularizer, TrainConfig};
+use super::config::{LossKind, ModelKind, NegativeSharing, Regime, Regularizer, TrainConfig};
 use super::eval::{Known, evaluate};
 use super::kge::{KgeModel, index, to_vec};
 use super::score::{Ent, Rel, Side, query};
@@ -35,7 +35,10 @@ pub struct EpochStats {
     pub epoch: usize,
     pub loss: f64,
     pub valid_mrr: Option<f64>,
+    /// Wall time of the epoch, validation included.
     pub seconds: f64,
+    /// Wall time of the epoch's training steps alone (validation excluded).
+    pub train_seconds: f64,
 }
 
 #[derive(Debug, Clone)]
@@ -68,7 +71,14 @@ pub fn train(
         Regime::OneVsAll => set.num_entities,
         Regime::Negatives => config.negatives,
     };
-    let step_floats = config.batch_size.max(candidates) * candidates.max(2 * config.dim);
+    let per_positive = config.regime == Regime::Negatives
+        && config.negative_sharing == NegativeSharing::PerPositive;
+    let step_floats = if per_positive {
+        // The [batch, negatives, dim] blocks of per-positive candidates.
+        config.batch_size * candidates * 2 * config.dim
+    } else {
+        config.batch_size.max(candidates) * candidates.max(2 * config.dim)
+    };
     if step_floats >= SMALL_STEP {
         return train_inner(config, set, warm, device, on_epoch);
     }
@@ -160,6 +170,7 @@ fn train_inner(
             loss: loss_sum / batches.max(1) as f64,
             valid_mrr: None,
             seconds: 0.0,
+            train_seconds: started.elapsed().as_secs_f64(),
         };
         let validate_now = config.eval_every > 0
             && !valid.is_empty()
@@ -488,8 +499,10 @@ fn one_vs_all_step(
     value + apply(model, &grads, &leaves, &reg, step)
 }
 
-/// Negative sampling with negatives shared across the batch: the first half of the batch
-/// has its tails corrupted, the second half its heads.
+/// Negative sampling: the first half of the batch has its tails corrupted, the second half its
+/// heads, by `negatives` entities drawn once and shared by the batch (`negative_sharing:
+/// batch`, one GEMM per side) or drawn for each positive (`per-positive`, as PyKEEN's basic
+/// sampler; scored block by block).
 fn negatives_step(
     model: &mut KgeModel,
     batch: &[(Triple, Side)],
@@ -502,7 +515,9 @@ fn negatives_step(
     let config = model.config.clone();
     let b = batch.len();
     let n = model.num_entities as u32;
-    let negs: Vec<u32> = (0..config.negatives)
+    let per_positive = config.negative_sharing == NegativeSharing::PerPositive;
+    let k_neg = config.negatives;
+    let negs: Vec<u32> = (0..if per_positive { b * k_neg } else { k_neg })
         .map(|_| rng.random_range(0..n))
         .collect();
     let refuted = refuted_sample(set, b / 4, rng);
@@ -532,7 +547,7 @@ fn negatives_step(
         }
     };
     let neg_pos: Vec<u32> = ent_pos[2 * triples.len()..].to_vec();
-    let neg = ent.select(&ids_tensor(&neg_pos, device));
+    let shared = (!per_positive).then(|| ent.select(&ids_tensor(&neg_pos, device)));
     let half = b.div_ceil(2);
     let mut pos_scores = Vec::new();
     let mut neg_scores = Vec::new();
@@ -547,7 +562,13 @@ fn negatives_step(
         };
         let q = query(config.model, side, given, &r);
         pos_scores.push(q.with(target));
-        neg_scores.push(q.against(&neg));
+        neg_scores.push(match &shared {
+            Some(neg) => q.against(neg),
+            None => {
+                let own = &neg_pos[from * k_neg..to * k_neg];
+                q.against_each(&ent.select(&ids_tensor(own, device)))
+            }
+        });
     }
     let pos = Tensor::cat(pos_scores, 0); // [b, 1]
     let negm = Tensor::cat(neg_scores, 0); // [b, N]
