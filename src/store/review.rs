@@ -1,6 +1,6 @@
 //! Users and their tokens, the human review queue, quorum verdicts, and retractions.
 
-use super::rounds::{HYPOTHESIS_SELECT, HypothesisInfo, hypothesis_from, now};
+use super::rounds::{Disposition, HYPOTHESIS_SELECT, HypothesisInfo, hypothesis_from, now};
 use super::write::{Delta, Keys, Meta, commit};
 use super::{Result, Store, StoreError};
 use crate::plugin::Outcome;
@@ -508,38 +508,40 @@ impl Store {
             let passed_on = t.hyp_stage > t.stage;
             let next_open = matches!(t.state.as_str(), "dispatching" | "awaiting")
                 && t.round_stage == t.stage + 1;
-            let advances = !rules.is_final && rules.advance.contains(&decision);
-            let (status, why): (&str, Option<String>) = if advances && passed_on {
-                (t.status.as_str(), None)
-            } else if advances && next_open {
-                sqlx::query("UPDATE hypotheses SET stage = ? WHERE id = ?")
-                    .bind(t.stage + 1)
+            let placed =
+                super::rounds::dispose(decision, &rules.advance, rules.is_final, rules.refute_any);
+            let advances = placed == Disposition::Advance;
+            let (status, why): (&str, Option<String>) = match placed {
+                Disposition::Advance if passed_on => (t.status.as_str(), None),
+                Disposition::Advance if next_open => {
+                    sqlx::query("UPDATE hypotheses SET stage = ? WHERE id = ?")
+                        .bind(t.stage + 1)
+                        .bind(t.hyp)
+                        .execute(&mut *tx)
+                        .await?;
+                    sqlx::query(
+                        "INSERT INTO stage_items (hypothesis_id, stage, status) VALUES (?, ?, 'queued') \
+                         ON CONFLICT DO NOTHING",
+                    )
                     .bind(t.hyp)
+                    .bind(t.stage + 1)
                     .execute(&mut *tx)
                     .await?;
-                sqlx::query(
-                    "INSERT INTO stage_items (hypothesis_id, stage, status) VALUES (?, ?, 'queued') \
-                     ON CONFLICT DO NOTHING",
-                )
-                .bind(t.hyp)
-                .bind(t.stage + 1)
-                .execute(&mut *tx)
-                .await?;
-                ("active", None)
-            } else if advances {
-                let why = format!(
-                    "stage {} now answers {} after retraction {verdict_id}, but the round has moved past the next stage",
-                    t.stage,
-                    decision.as_str()
-                );
-                ("stopped", Some(why))
-            } else if rules.is_final {
-                (decision.as_str(), None)
-            } else if rules.refute_any && decision == Outcome::Refuted {
-                ("refuted", None)
-            } else {
-                let why = format!("stage {} answered {}", t.stage, decision.as_str());
-                ("stopped", Some(why))
+                    ("active", None)
+                }
+                Disposition::Advance => {
+                    let why = format!(
+                        "stage {} now answers {} after retraction {verdict_id}, but the round has moved past the next stage",
+                        t.stage,
+                        decision.as_str()
+                    );
+                    ("stopped", Some(why))
+                }
+                Disposition::Final(o) => (o.as_str(), None),
+                Disposition::Stop => {
+                    let why = format!("stage {} answered {}", t.stage, decision.as_str());
+                    ("stopped", Some(why))
+                }
             };
             if passed_on && !advances {
                 // The later stages no longer hold it.

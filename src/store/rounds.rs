@@ -833,25 +833,26 @@ impl Store {
         let mut stopped: BTreeMap<String, Vec<i64>> = BTreeMap::new();
         for (h, verdict) in &answered {
             let outcome = parse_outcome(verdict)?;
-            if is_final {
-                finals.entry(outcome_str(outcome)).or_default().push(*h);
-                match outcome {
-                    Outcome::Confirmed => out.confirmed += 1,
-                    Outcome::Refuted => out.refuted += 1,
-                    Outcome::Inconclusive => out.inconclusive += 1,
+            match dispose(outcome, advance_on, is_final, refute_any) {
+                Disposition::Final(o) => {
+                    finals.entry(outcome_str(o)).or_default().push(*h);
+                    match o {
+                        Outcome::Confirmed => out.confirmed += 1,
+                        Outcome::Refuted => out.refuted += 1,
+                        Outcome::Inconclusive => out.inconclusive += 1,
+                    }
                 }
-            } else if advance_on.contains(&outcome) {
-                advanced.push(*h);
-                out.advanced += 1;
-            } else if refute_any && outcome == Outcome::Refuted {
-                finals.entry("refuted").or_default().push(*h);
-                out.refuted += 1;
-            } else {
-                stopped
-                    .entry(format!("stage {stage} answered {verdict}"))
-                    .or_default()
-                    .push(*h);
-                out.stopped += 1;
+                Disposition::Advance => {
+                    advanced.push(*h);
+                    out.advanced += 1;
+                }
+                Disposition::Stop => {
+                    stopped
+                        .entry(format!("stage {stage} answered {verdict}"))
+                        .or_default()
+                        .push(*h);
+                    out.stopped += 1;
+                }
             }
         }
         for (status, ids) in &finals {
@@ -1159,6 +1160,36 @@ async fn advance(
         )));
     }
     Ok(())
+}
+
+/// What a stage's decision does to a hypothesis.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Disposition {
+    /// It ends here with this status.
+    Final(Outcome),
+    /// It goes on to the next stage.
+    Advance,
+    /// It stops here (`stopped`, with the stage's answer as the reason).
+    Stop,
+}
+
+/// The one rule by which a stage's decision places a hypothesis: closing a stage and
+/// re-deciding it after a retraction both follow it.
+pub(super) fn dispose(
+    outcome: Outcome,
+    advance_on: &[Outcome],
+    is_final: bool,
+    refute_any: bool,
+) -> Disposition {
+    if is_final {
+        Disposition::Final(outcome)
+    } else if advance_on.contains(&outcome) {
+        Disposition::Advance
+    } else if refute_any && outcome == Outcome::Refuted {
+        Disposition::Final(Outcome::Refuted)
+    } else {
+        Disposition::Stop
+    }
 }
 
 /// Ids as a JSON array, for `IN (SELECT value FROM json_each(?))`: one parameter for any

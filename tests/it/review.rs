@@ -9,32 +9,13 @@ use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use crate::support::{
-    Server, mt_runtime as runtime, run_now as run, staged_workflow as workflow, user,
+    Server, get_json as get, mt_runtime as runtime, request, run_now as run,
+    staged_workflow as workflow, user,
 };
 
 fn post(url: &str, token: Option<&str>, body: &Value) -> (u16, Value) {
-    runtime().block_on(async {
-        let mut req = reqwest::Client::new().post(url).json(body);
-        if let Some(t) = token {
-            req = req.bearer_auth(t);
-        }
-        let resp = req.send().await.expect("request");
-        let status = resp.status().as_u16();
-        (status, resp.json().await.unwrap_or(Value::Null))
-    })
-}
-
-fn get(url: &str, token: &str) -> (u16, Value) {
-    runtime().block_on(async {
-        let resp = reqwest::Client::new()
-            .get(url)
-            .bearer_auth(token)
-            .send()
-            .await
-            .expect("request");
-        let status = resp.status().as_u16();
-        (status, resp.json().await.unwrap_or(Value::Null))
-    })
+    let (status, _, text) = request(reqwest::Method::POST, url, token, None, Some(body));
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
 }
 
 fn count(env: &Env, status: &str) -> i64 {
