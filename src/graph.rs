@@ -51,6 +51,38 @@ pub struct EntityRecord {
     pub attributes: serde_json::Map<String, serde_json::Value>,
 }
 
+/// An entity's features: what a model may know about it beyond its edges. Features are graph
+/// data (versioned and hashed like edges); `featurize` turns each kind into a numeric vector.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FeatureValue {
+    /// A molecule as SMILES (compounds).
+    Smiles(String),
+    /// A protein or nucleic-acid sequence.
+    Sequence(String),
+    /// A numeric vector computed elsewhere (a protein or chemical language model, ...).
+    Vector(Vec<f32>),
+}
+
+impl FeatureValue {
+    /// The kind's name as stored and written in files: `smiles`, `sequence` or `vector`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            FeatureValue::Smiles(_) => "smiles",
+            FeatureValue::Sequence(_) => "sequence",
+            FeatureValue::Vector(_) => "vector",
+        }
+    }
+}
+
+/// One entity's feature of one kind, as read from a features file or a prompt. An entity has
+/// at most one value per kind.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct FeatureRecord {
+    pub entity: String,
+    pub value: FeatureValue,
+}
+
 /// A batch of triples read from files, interned to batch-local ids: the unit the store imports.
 #[derive(Debug, Default)]
 pub struct TripleBatch {
