@@ -6,6 +6,7 @@ macro_rules! out {
     ($($arg:tt)*) => { $crate::cli::emit(format_args!($($arg)*)) };
 }
 
+mod ask;
 mod daemon;
 mod history;
 mod import;
@@ -73,6 +74,9 @@ enum Command {
     /// Compare acquisition strategies: rounds of generate, rank, oracle, ingest and retrain on
     /// a graph with hidden truth (no database needed).
     Simulate(Box<simulate::SimulateArgs>),
+    /// Prompt the graph with new entities (features, claimed edges, context) and rank what
+    /// the model expects of them.
+    Ask(Box<ask::AskArgs>),
     /// Check workflow files; every problem is printed as FILE:LINE:COL: field: message.
     Validate(rounds::ValidateArgs),
     /// Run rounds of a workflow now (resuming an unfinished one first).
@@ -207,6 +211,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Predict(args) => {
             let store = open(OpenMode::Existing).await?;
             let result = train::predict(&store, args).await;
+            (store, result)
+        }
+        Command::Ask(args) => {
+            let store = open(OpenMode::Existing).await?;
+            let result = ask::ask(&store, *args).await;
             (store, result)
         }
         Command::Run(args) => {

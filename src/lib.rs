@@ -3,6 +3,7 @@
 //! See `ARCHITECTURE.md` for the data flow and which module owns what.
 
 pub mod acquire;
+pub mod ask;
 pub mod cli;
 pub mod engine;
 pub mod graph;

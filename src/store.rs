@@ -2,6 +2,7 @@
 //! migrations, the versioned edge table and everything read from or written to it.
 
 mod hash;
+mod lookup;
 mod models;
 mod read;
 mod review;

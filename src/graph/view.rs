@@ -166,6 +166,22 @@ impl Graph {
         all[lo..hi].iter().map(|t| t.head)
     }
 
+    /// Every edge with `entity` as head, by relation then tail.
+    pub fn out_edges(&self, entity: u32) -> &[Triple] {
+        if entity as usize >= self.entity_keys.len() {
+            return &[];
+        }
+        slice(&self.by_head, &self.head_offsets, entity)
+    }
+
+    /// Every edge with `entity` as tail, by relation then head.
+    pub fn in_edges(&self, entity: u32) -> &[Triple] {
+        if entity as usize >= self.entity_keys.len() {
+            return &[];
+        }
+        slice(&self.by_tail, &self.tail_offsets, entity)
+    }
+
     /// Out-degree plus in-degree.
     pub fn degree(&self, entity: u32) -> usize {
         let e = entity as usize;

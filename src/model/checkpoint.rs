@@ -185,6 +185,39 @@ impl Vocab {
 }
 
 const CALIBRATION: &str = "calibration.json";
+/// Per-member feature-to-row maps (`model::prior`), when the graph had features.
+const PRIORS: &str = "priors.json";
+
+/// Writes the members' priors beside the ensemble. Call before [`save_ensemble`]: the
+/// ensemble's checksum covers this file.
+pub fn save_priors(priors: &[super::prior::Priors], dir: &Path) -> Result<(), CheckpointError> {
+    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    let path = dir.join(PRIORS);
+    let text = serde_json::to_vec(priors).map_err(|e| corrupt(&path, e))?;
+    std::fs::write(&path, text).map_err(io(&path))
+}
+
+/// The members' priors, if the model has them.
+pub fn load_priors(dir: &Path) -> Result<Option<Vec<super::prior::Priors>>, CheckpointError> {
+    let path = dir.join(PRIORS);
+    match std::fs::read(&path) {
+        Ok(bytes) => Ok(Some(
+            serde_json::from_slice(&bytes).map_err(|e| corrupt(&path, e))?,
+        )),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io(&path)(e)),
+    }
+}
+
+/// The priors file's line in an ensemble's checksum (none for models without it, so their
+/// recorded checksums still match).
+fn priors_sum(dir: &Path) -> Result<String, CheckpointError> {
+    let path = dir.join(PRIORS);
+    if !path.exists() {
+        return Ok(String::new());
+    }
+    Ok(format!("{}\n", checksum(&path)?))
+}
 
 /// An ensemble on disk: `member-<i>/` checkpoints and `calibration.json`.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -213,6 +246,7 @@ pub fn save_ensemble(
     let path = dir.join(CALIBRATION);
     let text = serde_json::to_vec_pretty(&file).map_err(|e| corrupt(&path, e))?;
     std::fs::write(&path, text).map_err(io(&path))?;
+    sums.push_str(&priors_sum(dir)?);
     Ok(blake3::hash(sums.as_bytes()).to_hex().to_string())
 }
 
@@ -230,6 +264,7 @@ pub fn load_ensemble(
         sums.push_str(&checksum(&dir.join(format!("member-{i}")).join(WEIGHTS))?);
         sums.push('\n');
     }
+    sums.push_str(&priors_sum(dir)?);
     if let Some(want) = expected_checksum {
         let got = blake3::hash(sums.as_bytes()).to_hex().to_string();
         if got != want {

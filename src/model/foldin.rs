@@ -41,10 +41,12 @@ pub struct FoldConfig {
 impl Default for FoldConfig {
     fn default() -> Self {
         Self {
-            steps: 100,
-            lr: 0.05,
+            // Measured on UMLS (benches/inductive.rs): 50 steps at 0.1 match 100 at 0.05 in
+            // half the time; a weaker prior lets one or three edges move the entity further.
+            steps: 50,
+            lr: 0.1,
             negatives: 32,
-            prior_weight: 0.1,
+            prior_weight: 0.01,
             seed: 7,
         }
     }
@@ -462,6 +464,15 @@ pub fn scores_against_all(model: &KgeModel, e: &[f32], r: u32, dir: Dir) -> Vec<
         .collect()
 }
 
+/// The query row that asks for the `dir` end of relation `r` given row `e`: pass a batch of
+/// them to `Scorer::against_query_rows`.
+pub fn query_row(model: &KgeModel, e: &[f32], r: u32, dir: Dir) -> Vec<f32> {
+    let (row, head_query) = row_for(model, r, dir);
+    let mut q = vec![0f32; e.len()];
+    query_into(model.kind(), head_query, e, model.relations.row(row), &mut q);
+    q
+}
+
 /// The score of one triple whose ends are given as rows (tail direction, as
 /// `Scorer::triples`).
 pub fn score_rows(model: &KgeModel, h: &[f32], r: u32, t: &[f32]) -> f32 {
@@ -529,6 +540,11 @@ mod tests {
                 }
                 for (a, b) in burn_heads.iter().zip(&host_heads) {
                     assert!((a - b).abs() < 1e-4, "{kind:?} {regime:?} heads {a} {b}");
+                }
+                let q = query_row(&m, m.entities.row(4), 1, Dir::Tail);
+                let batched = scorer.against_query_rows(q, 1);
+                for (a, b) in burn_tails.iter().zip(&batched) {
+                    assert!((a - b).abs() < 1e-4, "{kind:?} {regime:?} batched {a} {b}");
                 }
                 let t = scorer.triples(&[Triple::new(3, 2, 7)]);
                 let h = score_rows(&m, m.entities.row(3), 2, m.entities.row(7));

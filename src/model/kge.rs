@@ -226,6 +226,19 @@ impl Scorer<'_> {
     }
 }
 
+impl Scorer<'_> {
+    /// Scores of every entity against `b` queries given as host rows (see
+    /// `model::foldin::query_into`): one matrix product for many questions about entities
+    /// outside the table. `b x n`, row-major.
+    pub fn against_query_rows(&self, rows: Vec<f32>, b: usize) -> Vec<f32> {
+        if b == 0 {
+            return Vec::new();
+        }
+        let q = super::score::query_from_rows(self.model.kind(), rows, b, &self.device);
+        to_vec(q.against(&self.all))
+    }
+}
+
 pub(crate) fn index(ids: &[u32], device: &Device) -> Tensor<1, Int> {
     let v: Vec<i64> = ids.iter().map(|&i| i64::from(i)).collect();
     Tensor::from_data(TensorData::new(v, [ids.len()]), device)

@@ -1,0 +1,161 @@
+//! `hypograph ask`: a prompt file or one entity's flags in, a ranked answer out.
+
+use crate::ask::{Answer, Asker, Basis, Flags, prompt};
+use crate::store::Store;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Debug, clap::Args)]
+pub struct AskArgs {
+    /// A prompt file (YAML): entities, edges, context, predict, top. Or use the flags below
+    /// for one entity.
+    prompt: Option<PathBuf>,
+    /// The new entity's id.
+    #[arg(long)]
+    entity: Option<String>,
+    /// Its category (one of the graph's).
+    #[arg(long)]
+    category: Option<String>,
+    /// Its display name.
+    #[arg(long)]
+    name: Option<String>,
+    /// Its structure, for compounds.
+    #[arg(long)]
+    smiles: Option<String>,
+    /// Its protein or nucleic-acid sequence.
+    #[arg(long)]
+    sequence: Option<String>,
+    /// Its feature vector, comma-separated.
+    #[arg(long)]
+    vector: Option<String>,
+    /// A claimed edge, 'HEAD RELATION TAIL' (repeatable).
+    #[arg(long = "edge")]
+    edges: Vec<String>,
+    /// Known entities of interest (comma-separated or repeated).
+    #[arg(long, value_delimiter = ',')]
+    context: Vec<String>,
+    /// Relations to predict (comma-separated or repeated).
+    #[arg(long, value_delimiter = ',')]
+    relations: Vec<String>,
+    /// What to predict, e.g. 'my-mol treats ?' (repeatable; default: every relation).
+    #[arg(long)]
+    predict: Vec<String>,
+    /// Rows in the answer.
+    #[arg(long)]
+    top: Option<usize>,
+    /// Model id (default: the newest).
+    #[arg(long)]
+    model: Option<i64>,
+    #[arg(long)]
+    json: bool,
+}
+
+pub async fn ask(store: &Store, args: AskArgs) -> anyhow::Result<ExitCode> {
+    let (prompt, origin) = match &args.prompt {
+        Some(path) => {
+            if args.entity.is_some() || !args.edges.is_empty() {
+                anyhow::bail!("give a prompt file or --entity/--edge flags, not both");
+            }
+            let (mut p, o) = prompt::read(path)?;
+            if let Some(top) = args.top {
+                p.top = top;
+            }
+            (p, o)
+        }
+        None => prompt::from_flags(&Flags {
+            entity: args.entity.clone(),
+            category: args.category.clone(),
+            name: args.name.clone(),
+            smiles: args.smiles.clone(),
+            sequence: args.sequence.clone(),
+            vector: args.vector.clone(),
+            edges: args.edges.clone(),
+            context: args.context.clone(),
+            relations: args.relations.clone(),
+            predict: args.predict.clone(),
+            top: args.top,
+        })?,
+    };
+    let asker = Asker::load(store, args.model).await?;
+    let answer = tokio::task::spawn_blocking(move || asker.answer(&prompt, &origin)).await??;
+    if args.json {
+        out!("{}", serde_json::to_string_pretty(&answer)?);
+    } else {
+        print(&answer);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn basis_text(b: Basis) -> &'static str {
+    match b {
+        Basis::Edges => "claimed edges",
+        Basis::Features => "FEATURES ONLY (a prior, not evidence)",
+        Basis::CategoryMean => "CATEGORY ONLY (a prior, not evidence)",
+    }
+}
+
+fn print(a: &Answer) {
+    out!(
+        "model {} on graph version {}: {} candidates scored in {:.0} ms",
+        a.model,
+        a.graph_version,
+        a.candidates,
+        a.seconds * 1000.0
+    );
+    for e in &a.entities {
+        let prior = e.prior.as_deref().map_or(String::new(), |k| format!(", prior from {k}"));
+        out!(
+            "{} ({}{}): placed on {}, {} claimed edge(s){prior}",
+            e.id,
+            if e.category.is_empty() { "no category" } else { &e.category },
+            if e.name.is_empty() { String::new() } else { format!(", {}", e.name) },
+            basis_text(e.basis),
+            e.edges
+        );
+        if !e.similar.is_empty() {
+            let like: Vec<String> = e
+                .similar
+                .iter()
+                .map(|s| {
+                    if s.name.is_empty() {
+                        format!("{} ({:.2})", s.id, s.similarity)
+                    } else {
+                        format!("{} {} ({:.2})", s.id, s.name, s.similarity)
+                    }
+                })
+                .collect();
+            out!("  behaves like: {}", like.join(", "));
+        }
+    }
+    out!("");
+    out!("rank  probability  spread  triple");
+    for r in &a.rows {
+        let named = |k: &str, n: &str| {
+            if n.is_empty() {
+                k.to_owned()
+            } else {
+                format!("{k} ({n})")
+            }
+        };
+        let flag = if r.no_edges { "  [no edges: prior only]" } else { "" };
+        out!(
+            "{:>4}  {:>11.3}  {:>6.3}  {} {} {}{flag}",
+            r.rank,
+            r.probability,
+            r.spread,
+            named(&r.head, &r.head_name),
+            r.relation,
+            named(&r.tail, &r.tail_name)
+        );
+        for p in &r.paths {
+            out!("                           via {p}");
+        }
+    }
+    if !a.claims.is_empty() {
+        out!("");
+        out!("claims (* in paths; not graph facts until reviewed or asserted):");
+        for [h, r, t] in &a.claims {
+            out!("  {h} {r} {t}");
+        }
+    }
+}
