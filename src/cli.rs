@@ -9,6 +9,7 @@ macro_rules! out {
 mod daemon;
 mod history;
 mod import;
+mod pinned;
 mod review;
 mod rounds;
 mod simulate;
@@ -79,6 +80,9 @@ enum Command {
     Run(rounds::RunArgs),
     /// Rounds, their states, counts per stage and what each waits on.
     Status(rounds::StatusArgs),
+    /// Rows submitted from `ask`: waiting for a workflow's next round, claimed, or skipped.
+    #[command(subcommand)]
+    Pinned(pinned::PinnedCommand),
     /// Operations on one round (abandon).
     #[command(subcommand)]
     Round(rounds::RoundCommand),
@@ -219,6 +223,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Status(args) => {
             let store = open(OpenMode::Existing).await?;
             let result = rounds::status(&store, args).await;
+            (store, result)
+        }
+        Command::Pinned(cmd) => {
+            let store = open(OpenMode::Existing).await?;
+            let result = pinned::run(&store, cmd).await;
             (store, result)
         }
         Command::Round(cmd) => {
