@@ -276,6 +276,25 @@ fn submitted_rows_join_the_next_round_as_pinned_candidates() {
         "{round2:?}"
     );
     assert!(round2[2..].iter().all(|l| l.ends_with(" -")), "{round2:?}");
+
+    // Retracted like any other: with the oracle's verdict withdrawn, the edge leaves.
+    let admin = user(&env, "carol", "admin");
+    let verdict = env.count(&format!(
+        "SELECT v.id FROM verdicts v JOIN pinned_candidates p ON p.hypothesis_id = v.hypothesis_id \
+         WHERE p.id = {}",
+        ids[1]
+    ));
+    let r = env.json(&[
+        "retract",
+        &verdict.to_string(),
+        "--reason",
+        "re-checked",
+        "--token",
+        &admin,
+    ]);
+    assert_eq!(r["outcome"], "inconclusive", "{r}");
+    let b = env.json(&["graph", "blame", &h[0][0], &h[0][1], &h[0][2]]);
+    assert!(!b["history"][0]["removed_in"].is_null(), "{b}");
     env.ok(&["graph", "verify"]);
 }
 
