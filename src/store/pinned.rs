@@ -220,6 +220,9 @@ impl Store {
         let mut keys = Keys::load(&mut tx).await?;
         let mut delta = Delta::default();
         for e in &s.entities {
+            if e.key.trim().is_empty() {
+                return Err(StoreError::Conflict("a new entity needs a key".into()));
+            }
             match keys.entity_ids.get(&e.key) {
                 Some(&id) => {
                     let stored = &keys.category[id as usize];
@@ -266,7 +269,8 @@ impl Store {
                 (0.0..=1.0).contains(&r.probability) && r.spread.is_finite() && r.spread >= 0.0;
             if !valid {
                 return Err(StoreError::Conflict(format!(
-                    "row {} {} {}: probability {} and spread {} must lie in [0, 1] and be non-negative",
+                    "row {} {} {}: the probability must lie in [0, 1] and the spread be \
+                     finite and non-negative (got {} and {})",
                     r.triple[0], r.triple[1], r.triple[2], r.probability, r.spread
                 )));
             }

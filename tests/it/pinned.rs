@@ -448,6 +448,9 @@ fn bad_submissions_are_errors_that_write_nothing() {
         PinnedOrigin::Prediction,
     )]));
     assert!(matches!(submit(&env, &s), Err(StoreError::Conflict(m)) if m.contains("probability")));
+    let mut s = submission(vec![]);
+    s.entities = vec![entity(" ", "")];
+    assert!(matches!(submit(&env, &s), Err(StoreError::Conflict(m)) if m.contains("needs a key")));
     assert_eq!(versions(), before, "nothing written");
     assert_eq!(
         env.count("SELECT count(*) FROM entities WHERE key = 'ask:new'"),
