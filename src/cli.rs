@@ -10,6 +10,7 @@ mod ask;
 mod daemon;
 mod history;
 mod import;
+mod pinned;
 mod review;
 mod rounds;
 mod simulate;
@@ -83,6 +84,9 @@ enum Command {
     Run(rounds::RunArgs),
     /// Rounds, their states, counts per stage and what each waits on.
     Status(rounds::StatusArgs),
+    /// Rows submitted from `ask`: waiting for a workflow's next round, claimed, or skipped.
+    #[command(subcommand)]
+    Pinned(pinned::PinnedCommand),
     /// Operations on one round (abandon).
     #[command(subcommand)]
     Round(rounds::RoundCommand),
@@ -228,6 +232,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Status(args) => {
             let store = open(OpenMode::Existing).await?;
             let result = rounds::status(&store, args).await;
+            (store, result)
+        }
+        Command::Pinned(cmd) => {
+            let store = open(OpenMode::Existing).await?;
+            let result = pinned::run(&store, cmd).await;
             (store, result)
         }
         Command::Round(cmd) => {

@@ -15,7 +15,8 @@ use crate::plugin::{
 };
 use crate::store::StageMeta;
 use crate::store::{
-    ImportOptions, ModelInfo, NewHypothesis, RoundInfo, RoundState, RoundUpdate, Store, StoreError,
+    ImportOptions, ModelInfo, NewHypothesis, PinnedClaims, PinnedInfo, RoundInfo, RoundState,
+    RoundUpdate, Store, StoreError,
 };
 use crate::training::{self, Job, TrainingError, Warm};
 use crate::workflow::source::{self, Source, SourceError};
@@ -526,13 +527,34 @@ async fn step_rank(store: &Store, l: &Loaded, round: &RoundInfo) -> Result<()> {
     };
     let info = store.model(model_id).await?;
     let graph = store.load_graph(version).await?;
-    // Evaluation triples are true facts the oracle may not know: proposing one would label
-    // it refuted and train on it as a negative, and it would leak into the measured MRR.
-    let mut excluded: HashSet<Triple> = training::refuted(store, version, &graph)
+    let refuted: HashSet<Triple> = training::refuted(store, version, &graph)
         .await?
         .into_iter()
         .collect();
-    excluded.extend(evaluation_triples(l, &graph)?);
+    // Evaluation triples are true facts the oracle may not know: proposing one would label
+    // it refuted and train on it as a negative, and it would leak into the measured MRR.
+    let held_out: HashSet<Triple> = evaluation_triples(l, &graph)?.into_iter().collect();
+    // A resumed ranking sees the pinned rows its first run saw (recorded with `ranking`).
+    let upto = (round.state == RoundState::Ranking).then(|| {
+        round
+            .metrics
+            .get("pinned_upto")
+            .and_then(|v| v.as_i64())
+            .unwrap_or(0)
+    });
+    let waiting = store.waiting_pinned(&w.name, version, upto).await?;
+    let pinned_upto = upto.unwrap_or_else(|| waiting.last().map_or(0, |p| p.id));
+    let plan = plan_pinned(
+        waiting,
+        &graph,
+        &refuted,
+        &held_out,
+        version,
+        w.rank.batch / 2,
+    );
+    let mut excluded = refuted;
+    excluded.extend(held_out);
+    excluded.extend(plan.exclude.iter().copied());
     let relations: Vec<u32> = w
         .generate
         .relations
@@ -584,7 +606,12 @@ async fn step_rank(store: &Store, l: &Loaded, round: &RoundInfo) -> Result<()> {
                 RoundState::Ranking,
                 0,
                 RoundUpdate {
-                    metrics: Some(serde_json::json!({ "candidates": candidates.len() })),
+                    metrics: Some(serde_json::json!({
+                        "candidates": candidates.len(),
+                        "pinned": plan.taken.len(),
+                        "pinned_skipped": plan.skipped.len(),
+                        "pinned_upto": pinned_upto,
+                    })),
                     ..RoundUpdate::default()
                 },
             )
@@ -594,36 +621,144 @@ async fn step_rank(store: &Store, l: &Loaded, round: &RoundInfo) -> Result<()> {
     let picks = acquire::select(
         &acquisition,
         &candidates,
-        w.rank.batch,
+        w.rank.batch - plan.taken.len(),
         w.rank.max_per_entity,
         seed,
     );
-    let batch: Vec<NewHypothesis> = picks
+    // Pinned rows come first, in the order they were submitted, valued by the same
+    // acquisition function on the ask's probability and spread.
+    let pinned: Vec<Candidate> = plan
+        .taken
         .iter()
-        .map(|p| {
-            let c = &candidates[p.index];
-            NewHypothesis {
-                head: graph.entity_key(c.triple.head).to_owned(),
-                relation: graph.relation_key(c.triple.relation).to_owned(),
-                tail: graph.entity_key(c.triple.tail).to_owned(),
-                score: c.mean,
-                spread: c.std,
-                acquisition: p.value,
-                rank: p.rank as i64,
-            }
+        .map(|(p, triple)| Candidate {
+            triple: *triple,
+            mean: p.probability,
+            std: p.spread,
+            members: Vec::new(),
+            cost,
         })
         .collect();
+    let mut values = vec![0.0; pinned.len()];
+    for p in acquire::select(&acquisition, &pinned, pinned.len(), None, seed) {
+        values[p.index] = p.value;
+    }
+    let mut batch: Vec<NewHypothesis> = plan
+        .taken
+        .iter()
+        .zip(values)
+        .enumerate()
+        .map(|(i, ((p, _), value))| NewHypothesis {
+            head: p.head.clone(),
+            relation: p.relation.clone(),
+            tail: p.tail.clone(),
+            score: p.probability,
+            spread: p.spread,
+            acquisition: if value.is_finite() { value } else { 0.0 },
+            rank: i as i64,
+        })
+        .collect();
+    let first = batch.len();
+    batch.extend(picks.iter().map(|p| {
+        let c = &candidates[p.index];
+        NewHypothesis {
+            head: graph.entity_key(c.triple.head).to_owned(),
+            relation: graph.relation_key(c.triple.relation).to_owned(),
+            tail: graph.entity_key(c.triple.tail).to_owned(),
+            score: c.mean,
+            spread: c.std,
+            acquisition: p.value,
+            rank: (first + p.rank) as i64,
+        }
+    }));
+    let claims = PinnedClaims {
+        claimed: plan
+            .taken
+            .iter()
+            .enumerate()
+            .map(|(i, (p, _))| (p.id, i as i64))
+            .collect(),
+        skipped: plan.skipped,
+    };
     store
-        .insert_hypotheses(
+        .insert_ranked(
             round.id,
             RoundState::Ranking,
             Some(model_id),
             version,
             &stage_metas(l),
             &batch,
+            &claims,
         )
         .await?;
     Ok(())
+}
+
+/// What a ranking does with its workflow's waiting pinned rows.
+struct PinnedPlan {
+    /// Rows it sends, oldest first, with their triple in the round's graph.
+    taken: Vec<(PinnedInfo, Triple)>,
+    /// Rows it does not send, with the reason (recorded with the batch).
+    skipped: Vec<(i64, String)>,
+    /// Every sendable waiting row's triple, taken or left for a later round: acquisition
+    /// does not propose them.
+    exclude: Vec<Triple>,
+}
+
+/// Sorts waiting rows (oldest first) into the ones the batch takes (at most `limit`), the
+/// ones that can no longer be sent (already an edge or a refutation at the round's
+/// version, or held out for evaluation), and the rest, which wait for a later round. A
+/// pure function of its inputs, so a resumed round decides the same.
+fn plan_pinned(
+    waiting: Vec<PinnedInfo>,
+    graph: &crate::graph::Graph,
+    refuted: &HashSet<Triple>,
+    held_out: &HashSet<Triple>,
+    version: i64,
+    limit: usize,
+) -> PinnedPlan {
+    let mut plan = PinnedPlan {
+        taken: Vec::new(),
+        skipped: Vec::new(),
+        exclude: Vec::new(),
+    };
+    let mut seen: std::collections::HashMap<Triple, i64> = std::collections::HashMap::new();
+    for p in waiting {
+        let ids = (
+            graph.entity_id(&p.head),
+            graph.relation_id(&p.relation),
+            graph.entity_id(&p.tail),
+        );
+        let (Some(h), Some(r), Some(t)) = ids else {
+            // Rows wait until the round's graph holds their submission: not expected.
+            let reason = format!(
+                "{} {} {} names a key unknown at version {version}",
+                p.head, p.relation, p.tail
+            );
+            plan.skipped.push((p.id, reason));
+            continue;
+        };
+        let triple = Triple::new(h, r, t);
+        let reason = if graph.contains(triple) {
+            Some(format!("already an edge at version {version}"))
+        } else if refuted.contains(&triple) {
+            Some(format!("refuted at version {version}"))
+        } else if held_out.contains(&triple) {
+            Some("held out for evaluation (`evaluate.test` or `evaluate.valid`)".to_owned())
+        } else {
+            seen.get(&triple)
+                .map(|first| format!("the same triple as pinned row {first}"))
+        };
+        if let Some(reason) = reason {
+            plan.skipped.push((p.id, reason));
+            continue;
+        }
+        seen.insert(triple, p.id);
+        plan.exclude.push(triple);
+        if plan.taken.len() < limit {
+            plan.taken.push((p, triple));
+        }
+    }
+    plan
 }
 
 /// Builds the plugin stage `i` names: a built-in, or a manifest's kind with the manifest's

@@ -4,6 +4,7 @@
 mod hash;
 mod lookup;
 mod models;
+mod pinned;
 mod read;
 mod review;
 mod rounds;
@@ -13,6 +14,10 @@ mod verify;
 mod write;
 
 pub use models::{ModelInfo, NewModel};
+pub use pinned::{
+    AskSubmission, KnownRow, PinnedClaims, PinnedInfo, PinnedMark, PinnedOrigin, PinnedRow,
+    PinnedStatus, SubmitSummary,
+};
 pub use read::{BlameRow, Diff, Stats, VersionInfo};
 pub use review::{
     Action, QueueFilter, QueueItem, Retracted, Review, Reviewed, Role, StageMeta, User, decide,

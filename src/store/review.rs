@@ -49,13 +49,16 @@ pub enum Action {
     ReadMetrics,
     /// Failing a stuck round by hand (`hypograph round abandon`).
     AbandonRound,
+    /// Prompting the graph and submitting chosen rows to a workflow (`hypograph ask`,
+    /// `POST /api/v1/ask`): it writes a graph version, so not for services.
+    Ask,
 }
 
 impl Action {
     pub fn roles(self) -> &'static [Role] {
         match self {
             Self::PostResults => &[Role::Service, Role::Admin],
-            Self::Review => &[Role::Reviewer, Role::Admin],
+            Self::Review | Self::Ask => &[Role::Reviewer, Role::Admin],
             Self::Retract | Self::ReadMetrics | Self::AbandonRound => &[Role::Admin],
             Self::ReadRounds => &[Role::Reviewer, Role::Admin, Role::Service],
         }
@@ -69,6 +72,7 @@ impl Action {
             Self::ReadRounds => "list rounds",
             Self::ReadMetrics => "read metrics",
             Self::AbandonRound => "abandon rounds",
+            Self::Ask => "ask and submit hypotheses",
         }
     }
 }

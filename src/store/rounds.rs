@@ -2,6 +2,7 @@
 //! statement or one transaction here, guarded by the state it expects, so a resumed process
 //! can neither skip nor repeat a step.
 
+use super::pinned::PinnedClaims;
 use super::write::{Delta, Keys, Meta, commit, values_sql};
 use super::{Result, Store, StoreError};
 use crate::plugin::{Outcome, Verdict};
@@ -172,12 +173,21 @@ pub struct HypothesisInfo {
     /// The newest model's probability, when it retrained after this was ranked.
     pub fresh_score: Option<f64>,
     pub fresh_model: Option<i64>,
+    /// Set when it was a pinned row (submitted via `ask`) rather than acquired: its score
+    /// and spread are then the ask's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pinned: Option<super::pinned::PinnedMark>,
 }
 
+// `pinned`: the hypothesis's `PinnedMark` as JSON, NULL when it was acquired; a correlated
+// lookup, so the queries that extend this one keep their plans.
 pub(super) const HYPOTHESIS_SELECT: &str = "SELECT h.id, h.round_id, he.key AS head, r.key AS relation, \
     te.key AS tail, he.name AS head_name, te.name AS tail_name, he.category AS head_category, \
     te.category AS tail_category, h.score, h.spread, h.acquisition, h.rank, h.model_id, \
-    h.graph_version, h.stage, h.status, h.reason, h.fresh_score, h.fresh_model \
+    h.graph_version, h.stage, h.status, h.reason, h.fresh_score, h.fresh_model, \
+    (SELECT json_object('row', pc.id, 'submission', ps.id, 'asker', ps.asker, \
+    'origin', pc.origin, 'via', 'ask') FROM pinned_candidates pc \
+    JOIN ask_submissions ps ON ps.id = pc.submission_id WHERE pc.hypothesis_id = h.id) AS pinned \
     FROM hypotheses h JOIN entities he ON he.id = h.head JOIN entities te ON te.id = h.tail \
     JOIN relations r ON r.id = h.relation";
 
@@ -203,6 +213,7 @@ pub(super) fn hypothesis_from(row: &sqlx::sqlite::SqliteRow) -> Result<Hypothesi
         reason: row.try_get("reason")?,
         fresh_score: row.try_get("fresh_score")?,
         fresh_model: row.try_get("fresh_model")?,
+        pinned: super::pinned::mark_from(row.try_get("pinned")?)?,
     })
 }
 
@@ -417,6 +428,32 @@ impl Store {
         stages: &[super::review::StageMeta],
         batch: &[NewHypothesis],
     ) -> Result<usize> {
+        self.insert_ranked(
+            round,
+            from,
+            model_id,
+            graph_version,
+            stages,
+            batch,
+            &PinnedClaims::default(),
+        )
+        .await
+    }
+
+    /// [`Store::insert_hypotheses`], also claiming the pinned rows among the batch and
+    /// recording the ones skipped, in the same transaction: before it they wait, after it
+    /// they belong to the round.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn insert_ranked(
+        &self,
+        round: i64,
+        from: RoundState,
+        model_id: Option<i64>,
+        graph_version: i64,
+        stages: &[super::review::StageMeta],
+        batch: &[NewHypothesis],
+        pinned: &PinnedClaims,
+    ) -> Result<usize> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         for st in stages {
             sqlx::query(
@@ -474,6 +511,7 @@ impl Store {
             }
             q.execute(&mut *tx).await?;
         }
+        super::pinned::claim(&mut tx, round, pinned).await?;
         sqlx::query(
             "INSERT INTO stage_items (hypothesis_id, stage, status) \
              SELECT id, 0, 'queued' FROM hypotheses WHERE round_id = ?",
@@ -923,6 +961,7 @@ impl Store {
         .fetch_all(&mut *tx)
         .await?;
         let evidence = verdict_trail(&mut tx, round.id).await?;
+        let pinned = super::pinned::round_marks(&mut tx, round.id).await?;
         let confirmed: Vec<&(i64, i64, i64, i64, String)> =
             rows.iter().filter(|r| r.4 == "confirmed").collect();
         let live = live_among(&mut tx, confirmed.iter().map(|r| [r.1, r.2, r.3])).await?;
@@ -934,16 +973,17 @@ impl Store {
                 continue;
             }
             added.push(t);
-            provenance.push(Some(
-                serde_json::json!({
-                    "workflow": round.workflow,
-                    "round": round.number,
-                    "round_id": round.id,
-                    "hypothesis": r.0,
-                    "verdicts": evidence.get(&r.0),
-                })
-                .to_string(),
-            ));
+            let mut p = serde_json::json!({
+                "workflow": round.workflow,
+                "round": round.number,
+                "round_id": round.id,
+                "hypothesis": r.0,
+                "verdicts": evidence.get(&r.0),
+            });
+            if let Some(mark) = pinned.get(&r.0) {
+                p["pinned"] = serde_json::json!(mark);
+            }
+            provenance.push(Some(p.to_string()));
         }
         let refuted: Vec<&(i64, i64, i64, i64, String)> =
             rows.iter().filter(|r| r.4 == "refuted").collect();
@@ -968,12 +1008,15 @@ impl Store {
             refuted: refuted
                 .iter()
                 .map(|r| {
-                    let evidence = serde_json::json!({
+                    let mut evidence = serde_json::json!({
                         "workflow": round.workflow,
                         "round": round.number,
                         "hypothesis": r.0,
                         "verdicts": evidence.get(&r.0),
                     });
+                    if let Some(mark) = pinned.get(&r.0) {
+                        evidence["pinned"] = serde_json::json!(mark);
+                    }
                     ([r.1, r.2, r.3], evidence.to_string())
                 })
                 .collect(),

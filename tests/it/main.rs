@@ -9,6 +9,7 @@ mod history;
 mod import;
 mod migrations;
 mod model;
+mod pinned;
 mod plugins;
 mod replay;
 mod retraction;
