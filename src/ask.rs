@@ -101,10 +101,21 @@ pub struct Answer {
     pub entities: Vec<EntityAnswer>,
     pub rows: Vec<Row>,
     /// The prompt's edges: claims to review (or to assert), never graph facts by asking.
-    pub claims: Vec<[String; 3]>,
+    pub claims: Vec<Claim>,
     /// Candidates scored before the top rows were taken.
     pub candidates: usize,
     pub seconds: f64,
+}
+
+/// A claimed edge with what the model expected of it before it was told: the prior's
+/// probability (features or category alone), so a surprising claim stands out.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Claim {
+    pub head: String,
+    pub relation: String,
+    pub tail: String,
+    pub prior_probability: f64,
+    pub prior_spread: f64,
 }
 
 /// At most this many rows in one answer.
@@ -153,11 +164,17 @@ impl Asker {
         graph: Graph,
         names: HashMap<String, String>,
     ) -> Result<Self, AskError> {
-        let ensemble =
-            crate::training::load_model(info, &checkpoint::Vocab::of(&graph))?;
+        let ensemble = crate::training::load_model(info, &checkpoint::Vocab::of(&graph))?;
         let priors = checkpoint::load_priors(Path::new(&info.path))?
             .unwrap_or_else(|| vec![Priors::default(); ensemble.members.len()]);
-        Ok(Self::new(info.id, info.graph_version, graph, ensemble, priors, names))
+        Ok(Self::new(
+            info.id,
+            info.graph_version,
+            graph,
+            ensemble,
+            priors,
+            names,
+        ))
     }
 
     /// An asker over an ensemble already in memory (`priors`: one per member, or none).
@@ -270,14 +287,25 @@ impl Asker {
                 ));
             }
             if !categories.contains(e.category.as_str()) {
-                let mut known: Vec<&str> = categories.iter().copied().filter(|c| !c.is_empty()).collect();
+                let mut known: Vec<&str> = categories
+                    .iter()
+                    .copied()
+                    .filter(|c| !c.is_empty())
+                    .collect();
                 known.sort_unstable();
                 let message = if known.is_empty() {
-                    format!("unknown category `{}`: this graph has no categories", e.category)
+                    format!(
+                        "unknown category `{}`: this graph has no categories",
+                        e.category
+                    )
                 } else if e.category.is_empty() {
                     format!("a category is required, one of: {}", known.join(", "))
                 } else {
-                    format!("unknown category `{}`; the graph has: {}", e.category, known.join(", "))
+                    format!(
+                        "unknown category `{}`; the graph has: {}",
+                        e.category,
+                        known.join(", ")
+                    )
                 };
                 problems.push(Problem::new(format!("{at}.category"), message));
             }
@@ -298,7 +326,9 @@ impl Asker {
             }
         };
         let unknown_entity = |key: &str| {
-            format!("unknown entity `{key}`: neither in the graph nor declared in the prompt's entities")
+            format!(
+                "unknown entity `{key}`: neither in the graph nor declared in the prompt's entities"
+            )
         };
         let mut edges = Vec::new();
         let mut claims = Vec::new();
@@ -326,7 +356,10 @@ impl Asker {
             if let (Node::Known(a), Node::Known(b)) = (hn, tn)
                 && g.contains(crate::graph::Triple::new(a, rid, b))
             {
-                problems.push(Problem::new(at, format!("`{h} {r} {t}` is already in the graph")));
+                problems.push(Problem::new(
+                    at,
+                    format!("`{h} {r} {t}` is already in the graph"),
+                ));
                 continue;
             }
             if claimed.insert((hn, rid, tn)) {
@@ -387,18 +420,20 @@ impl Asker {
                 .collect()
         };
         for (at, [h, r, t]) in &specs {
-            let end = |key: &str, pos: usize, problems: &mut Vec<Problem>| -> Option<Option<Node>> {
-                if key == prompt::ANY {
-                    return Some(None);
-                }
-                match node(key) {
-                    Some(n) => Some(Some(n)),
-                    None => {
-                        problems.push(Problem::new(format!("{at}[{pos}]"), unknown_entity(key)));
-                        None
+            let end =
+                |key: &str, pos: usize, problems: &mut Vec<Problem>| -> Option<Option<Node>> {
+                    if key == prompt::ANY {
+                        return Some(None);
                     }
-                }
-            };
+                    match node(key) {
+                        Some(n) => Some(Some(n)),
+                        None => {
+                            problems
+                                .push(Problem::new(format!("{at}[{pos}]"), unknown_entity(key)));
+                            None
+                        }
+                    }
+                };
             let (Some(hn), Some(tn)) = (end(h, 0, &mut problems), end(t, 2, &mut problems)) else {
                 continue;
             };
@@ -547,7 +582,9 @@ impl Asker {
 
     fn unknown_relation(&self, r: &str) -> String {
         let g = &self.graph;
-        let mut all: Vec<&str> = (0..g.num_relations() as u32).map(|i| g.relation_key(i)).collect();
+        let mut all: Vec<&str> = (0..g.num_relations() as u32)
+            .map(|i| g.relation_key(i))
+            .collect();
         all.sort_unstable();
         let shown = all.iter().take(12).copied().collect::<Vec<_>>().join(", ");
         let more = if all.len() > 12 { ", ..." } else { "" };
@@ -599,7 +636,12 @@ impl Asker {
     }
 
     /// Each member's starting rows for the new entities, and which kind each came from.
-    fn priors(&self, prompt: &Prompt, checked: &Checked, member: usize) -> Vec<(Vec<f32>, Option<String>)> {
+    fn priors(
+        &self,
+        prompt: &Prompt,
+        checked: &Checked,
+        member: usize,
+    ) -> Vec<(Vec<f32>, Option<String>)> {
         prompt
             .entities
             .iter()
@@ -652,7 +694,10 @@ impl Asker {
                 None => {
                     let pool = &pools[&(q.relation, q.dir)];
                     let narrowed: Vec<u32> = if checked.all_mode && !context.is_empty() {
-                        pool.iter().copied().filter(|c| context.contains(c)).collect()
+                        pool.iter()
+                            .copied()
+                            .filter(|c| context.contains(c))
+                            .collect()
                     } else {
                         Vec::new()
                     };
@@ -669,6 +714,7 @@ impl Asker {
         let mut per_member: Vec<Vec<Vec<f64>>> = Vec::new(); // member -> query -> candidate
         let mut rows_by_member: Vec<Vec<Vec<f32>>> = Vec::new();
         let mut prior_kind: Vec<Option<String>> = vec![None; n_new];
+        let mut claim_probs: Vec<Vec<f64>> = Vec::new(); // member -> claim
         for (mi, member) in self.ensemble.members.iter().enumerate() {
             let model = &member.model;
             let starts = self.priors(prompt, &checked, mi);
@@ -676,6 +722,23 @@ impl Asker {
                 prior_kind = starts.iter().map(|s| s.1.clone()).collect();
             }
             let init: Vec<Vec<f32>> = starts.into_iter().map(|s| s.0).collect();
+            let before = |n: Node| -> &[f32] {
+                match n {
+                    Node::Known(id) => model.entities.row(id as usize),
+                    Node::New(j) => &init[j],
+                }
+            };
+            claim_probs.push(
+                checked
+                    .edges
+                    .iter()
+                    .map(|e| {
+                        let s =
+                            foldin::score_rows(model, before(e.head), e.relation, before(e.tail));
+                        member.calibrator.prob(f64::from(s))
+                    })
+                    .collect(),
+            );
             let config = FoldConfig {
                 seed: self.fold.seed.wrapping_add(mi as u64),
                 ..self.fold.clone()
@@ -714,8 +777,18 @@ impl Asker {
                             let s = match (wide_at.get(&i), c) {
                                 (Some(&slot), Node::Known(id)) => all[slot * n + id as usize],
                                 _ => match q.dir {
-                                    Dir::Tail => foldin::score_rows(model, &rows[q.new], q.relation, row_of(c)),
-                                    Dir::Head => foldin::score_rows(model, row_of(c), q.relation, &rows[q.new]),
+                                    Dir::Tail => foldin::score_rows(
+                                        model,
+                                        &rows[q.new],
+                                        q.relation,
+                                        row_of(c),
+                                    ),
+                                    Dir::Head => foldin::score_rows(
+                                        model,
+                                        row_of(c),
+                                        q.relation,
+                                        &rows[q.new],
+                                    ),
                                 },
                             };
                             member.calibrator.prob(f64::from(s))
@@ -848,7 +921,23 @@ impl Asker {
             graph_version: self.graph_version,
             entities,
             rows: out_rows,
-            claims: checked.claims,
+            claims: checked
+                .claims
+                .iter()
+                .enumerate()
+                .map(|(i, [h, r, t])| {
+                    let p: Vec<f64> = claim_probs.iter().map(|m| m[i]).collect();
+                    let mean = p.iter().sum::<f64>() / k;
+                    let var = p.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / k;
+                    Claim {
+                        head: h.clone(),
+                        relation: r.clone(),
+                        tail: t.clone(),
+                        prior_probability: mean,
+                        prior_spread: var.sqrt(),
+                    }
+                })
+                .collect(),
             candidates: n_candidates,
             seconds: started.elapsed().as_secs_f64(),
         }
@@ -868,7 +957,9 @@ impl Asker {
                     .members
                     .iter()
                     .zip(rows)
-                    .map(|(m, r)| f64::from(foldin::cosine(&r[i], m.model.entities.row(id as usize))))
+                    .map(|(m, r)| {
+                        f64::from(foldin::cosine(&r[i], m.model.entities.row(id as usize)))
+                    })
                     .sum();
                 (s / k, id)
             })
@@ -891,6 +982,84 @@ impl Asker {
             })
             .collect()
     }
+}
+
+/// What to send into a workflow from an answer: the new entities with their features, the
+/// chosen rows (`picks`: ranks, 1-based; empty: every row), and the claims as hypotheses, or
+/// as asserted facts with `assert`.
+pub fn submission(
+    prompt: &Prompt,
+    answer: &Answer,
+    picks: &[usize],
+    assert: bool,
+    workflow: &str,
+    asker: &str,
+) -> Result<crate::store::AskSubmission, Problem> {
+    use crate::store::{PinnedOrigin, PinnedRow};
+    let mut rows = Vec::new();
+    for &p in picks {
+        if p == 0 || p > answer.rows.len() {
+            return Err(Problem::new(
+                "pick",
+                format!(
+                    "row {p} is not in the answer (rows 1..={})",
+                    answer.rows.len()
+                ),
+            ));
+        }
+    }
+    for r in &answer.rows {
+        if picks.is_empty() || picks.contains(&r.rank) {
+            rows.push(PinnedRow {
+                triple: [r.head.clone(), r.relation.clone(), r.tail.clone()],
+                probability: r.probability,
+                spread: r.spread,
+                origin: PinnedOrigin::Prediction,
+            });
+        }
+    }
+    let claims: Vec<[String; 3]> = answer
+        .claims
+        .iter()
+        .map(|c| [c.head.clone(), c.relation.clone(), c.tail.clone()])
+        .collect();
+    if !assert {
+        for (c, t) in answer.claims.iter().zip(&claims) {
+            rows.push(PinnedRow {
+                triple: t.clone(),
+                probability: c.prior_probability,
+                spread: c.prior_spread,
+                origin: PinnedOrigin::Claim,
+            });
+        }
+    }
+    let mut features = Vec::new();
+    for e in &prompt.entities {
+        for value in e.features() {
+            features.push(crate::graph::FeatureRecord {
+                entity: e.id.clone(),
+                value,
+            });
+        }
+    }
+    Ok(crate::store::AskSubmission {
+        workflow: workflow.to_owned(),
+        asker: asker.to_owned(),
+        prompt: serde_json::to_value(prompt).unwrap_or(serde_json::Value::Null),
+        entities: prompt
+            .entities
+            .iter()
+            .map(|e| crate::graph::EntityRecord {
+                key: e.id.clone(),
+                category: e.category.clone(),
+                name: e.name.clone(),
+                attributes: serde_json::Map::new(),
+            })
+            .collect(),
+        features,
+        asserted: if assert { claims } else { Vec::new() },
+        rows,
+    })
 }
 
 /// A prompt resolved against the graph.

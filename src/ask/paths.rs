@@ -167,8 +167,7 @@ pub fn paths(overlay: &Overlay<'_>, reach: &Reach, target: NodeId, limit: usize)
             if let Some(&l1) = reach.first.get(&mid)
                 && seen_mid.insert((other, relation))
             {
-                let cost =
-                    (overlay.degree(mid) as f64).ln() + (overlay.degree(other) as f64).ln();
+                let cost = (overlay.degree(mid) as f64).ln() + (overlay.degree(other) as f64).ln();
                 found.push((
                     3,
                     cost,
@@ -240,8 +239,14 @@ mod tests {
         let to_c = paths(&overlay, &reach, 2, 5);
         let shown: Vec<String> = to_c.iter().map(|p| p.to_string()).collect();
         assert_eq!(shown.len(), 2, "{shown:?}");
-        assert!(shown.contains(&"new -r*-> a -r-> b -s-> c".to_string()), "{shown:?}");
-        assert!(shown.contains(&"new -r*-> a -r-> d <-s- c".to_string()), "{shown:?}");
+        assert!(
+            shown.contains(&"new -r*-> a -r-> b -s-> c".to_string()),
+            "{shown:?}"
+        );
+        assert!(
+            shown.contains(&"new -r*-> a -r-> d <-s- c".to_string()),
+            "{shown:?}"
+        );
         let to_a = paths(&overlay, &reach, 0, 5);
         assert_eq!(to_a[0].to_string(), "new -r*-> a");
         assert!(to_a[0].steps[0].claim);

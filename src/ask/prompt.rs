@@ -106,9 +106,12 @@ impl Problem {
 }
 
 /// Where a prompt came from, to say where a problem is.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub enum Origin {
-    File { path: PathBuf, positions: Positions },
+    File {
+        path: PathBuf,
+        positions: Positions,
+    },
     /// Paths to the flag that set them (`edges[0]` -> `--edge 'a r b'`).
     Flags(HashMap<String, String>),
     Json,
@@ -335,7 +338,10 @@ mod tests {
         };
         let err = from_flags(&f).expect_err("bad flags");
         let text = err.to_string();
-        assert!(text.contains("--edge 'oops': expected three words"), "{text}");
+        assert!(
+            text.contains("--edge 'oops': expected three words"),
+            "{text}"
+        );
         assert!(text.contains("--vector '1, 2, x': value 3"), "{text}");
         let ok = Flags {
             edges: vec!["my-mol binds Gene::1017".into()],

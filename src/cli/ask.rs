@@ -1,7 +1,7 @@
 //! `hypograph ask`: a prompt file or one entity's flags in, a ranked answer out.
 
 use crate::ask::{Answer, Asker, Basis, Flags, prompt};
-use crate::store::Store;
+use crate::store::{Action, Store};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -48,6 +48,20 @@ pub struct AskArgs {
     model: Option<i64>,
     #[arg(long)]
     json: bool,
+    /// Send the answer into this workflow (its file) as pinned candidates of its next round,
+    /// with the new entities as a graph version of their own.
+    #[arg(long, value_name = "WORKFLOW")]
+    submit: Option<PathBuf>,
+    /// Rows to submit, by rank (comma-separated; default: every row shown).
+    #[arg(long, value_delimiter = ',', requires = "submit")]
+    pick: Vec<usize>,
+    /// Add the prompt's edges to the graph as facts named as yours, instead of submitting
+    /// them for review.
+    #[arg(long = "assert", requires = "submit")]
+    assert_edges: bool,
+    /// A reviewer's or admin's token (as printed by `hypograph user add`).
+    #[arg(long, env = "HYPOGRAPH_TOKEN", hide_env_values = true)]
+    token: Option<super::review::Token>,
 }
 
 pub async fn ask(store: &Store, args: AskArgs) -> anyhow::Result<ExitCode> {
@@ -76,12 +90,63 @@ pub async fn ask(store: &Store, args: AskArgs) -> anyhow::Result<ExitCode> {
             top: args.top,
         })?,
     };
+    // Check who submits, and where to, before any work.
+    let target = match &args.submit {
+        Some(file) => {
+            let user =
+                super::review::acting_user(store, None, args.token.as_ref(), Action::Ask).await?;
+            let loaded = super::rounds::load(file)?;
+            Some((loaded.workflow.name.clone(), user.name))
+        }
+        None => None,
+    };
     let asker = Asker::load(store, args.model).await?;
-    let answer = tokio::task::spawn_blocking(move || asker.answer(&prompt, &origin)).await??;
+    let prompt = std::sync::Arc::new(prompt);
+    let p = prompt.clone();
+    let answer = tokio::task::spawn_blocking(move || asker.answer(&p, &origin)).await??;
+    let submitted = match &target {
+        Some((workflow, user)) => {
+            let s = crate::ask::submission(
+                &prompt,
+                &answer,
+                &args.pick,
+                args.assert_edges,
+                workflow,
+                user,
+            )
+            .map_err(|p| anyhow::anyhow!("--pick: {}", p.message))?;
+            Some(store.submit_ask(&s).await?)
+        }
+        None => None,
+    };
     if args.json {
-        out!("{}", serde_json::to_string_pretty(&answer)?);
+        let mut v = serde_json::to_value(&answer)?;
+        if let Some(s) = &submitted {
+            v["submitted"] = serde_json::to_value(s)?;
+        }
+        out!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         print(&answer);
+        if let (Some(s), Some((workflow, _))) = (&submitted, &target) {
+            out!("");
+            let version = s.version.map_or("no new graph version".to_owned(), |v| {
+                format!("graph version {v}")
+            });
+            out!(
+                "submitted to `{workflow}` (submission {}): {} row(s) wait for its next round; {version}",
+                s.submission,
+                s.pinned.len()
+            );
+            for k in &s.already_known {
+                out!(
+                    "  not submitted: {} {} {}: {}",
+                    k.triple[0],
+                    k.triple[1],
+                    k.triple[2],
+                    k.reason
+                );
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -103,12 +168,23 @@ fn print(a: &Answer) {
         a.seconds * 1000.0
     );
     for e in &a.entities {
-        let prior = e.prior.as_deref().map_or(String::new(), |k| format!(", prior from {k}"));
+        let prior = e
+            .prior
+            .as_deref()
+            .map_or(String::new(), |k| format!(", prior from {k}"));
         out!(
             "{} ({}{}): placed on {}, {} claimed edge(s){prior}",
             e.id,
-            if e.category.is_empty() { "no category" } else { &e.category },
-            if e.name.is_empty() { String::new() } else { format!(", {}", e.name) },
+            if e.category.is_empty() {
+                "no category"
+            } else {
+                &e.category
+            },
+            if e.name.is_empty() {
+                String::new()
+            } else {
+                format!(", {}", e.name)
+            },
             basis_text(e.basis),
             e.edges
         );
@@ -137,7 +213,11 @@ fn print(a: &Answer) {
                 format!("{k} ({n})")
             }
         };
-        let flag = if r.no_edges { "  [no edges: prior only]" } else { "" };
+        let flag = if r.no_edges {
+            "  [no edges: prior only]"
+        } else {
+            ""
+        };
         out!(
             "{:>4}  {:>11.3}  {:>6.3}  {} {} {}{flag}",
             r.rank,
@@ -153,9 +233,18 @@ fn print(a: &Answer) {
     }
     if !a.claims.is_empty() {
         out!("");
-        out!("claims (* in paths; not graph facts until reviewed or asserted):");
-        for [h, r, t] in &a.claims {
-            out!("  {h} {r} {t}");
+        out!(
+            "claims (* in paths; not graph facts until reviewed or asserted), with the prior's probability:"
+        );
+        for c in &a.claims {
+            out!(
+                "  {} {} {}  ({:.3} ± {:.3})",
+                c.head,
+                c.relation,
+                c.tail,
+                c.prior_probability,
+                c.prior_spread
+            );
         }
     }
 }

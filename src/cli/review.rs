@@ -40,7 +40,7 @@ impl std::str::FromStr for Token {
 /// The user behind `token`, checked exactly as the API checks a bearer token for `action`
 /// (`Store::authorize`), who must also be `name` when one is given: having the database file
 /// is not enough to act as someone.
-async fn acting_user(
+pub(super) async fn acting_user(
     store: &Store,
     name: Option<&str>,
     token: Option<&Token>,

@@ -469,7 +469,13 @@ pub fn scores_against_all(model: &KgeModel, e: &[f32], r: u32, dir: Dir) -> Vec<
 pub fn query_row(model: &KgeModel, e: &[f32], r: u32, dir: Dir) -> Vec<f32> {
     let (row, head_query) = row_for(model, r, dir);
     let mut q = vec![0f32; e.len()];
-    query_into(model.kind(), head_query, e, model.relations.row(row), &mut q);
+    query_into(
+        model.kind(),
+        head_query,
+        e,
+        model.relations.row(row),
+        &mut q,
+    );
     q
 }
 

@@ -96,7 +96,12 @@ pub fn query(kind: ModelKind, side: Side, e: &Ent, r: &Rel) -> Query {
 
 /// A batch of queries computed elsewhere (`[b, width]` rows, `[re | im]` for complex models),
 /// as [`query`] would have built them: for entities that are not rows of the model's table.
-pub fn query_from_rows(kind: ModelKind, rows: Vec<f32>, b: usize, device: &burn::tensor::Device) -> Query {
+pub fn query_from_rows(
+    kind: ModelKind,
+    rows: Vec<f32>,
+    b: usize,
+    device: &burn::tensor::Device,
+) -> Query {
     let width = rows.len() / b.max(1);
     let t: Tensor<2> = Tensor::from_data(burn::tensor::TensorData::new(rows, [b, width]), device);
     match kind {
