@@ -90,6 +90,29 @@ mod tests {
     const FORMAT_2_PINNED: &str =
         "f99f4c406beef0b282d7b12d3b6d063fc0b5c427994c3cfda6a7e907ce825319";
 
+    /// A delta with an entity, edges and refutations after ROOT, as format 3 hashed it before
+    /// format 4 existed.
+    const FORMAT_3_PINNED: &str =
+        "f618ddee61dda014e388d458e1dc36a98ce41954255762187e5959c2610c9396";
+
+    fn every_format_3_field<'a>() -> CanonicalDelta<'a> {
+        CanonicalDelta {
+            message: "m",
+            source: r#"{"kind":"import"}"#,
+            round_id: Some(4),
+            entities: vec![("a", "Gene"), ("b", "")],
+            added: vec![["a", "r", "b"]],
+            removed: vec![["b", "r", "a"]],
+            refuted: vec![["a", "s", "b"]],
+            unrefuted: vec![["b", "s", "a"]],
+        }
+    }
+
+    #[test]
+    fn format_3_is_pinned() {
+        assert_eq!(every_format_3_field().hash(ROOT, 3), FORMAT_3_PINNED);
+    }
+
     #[test]
     fn order_independent_and_content_sensitive() {
         let a = CanonicalDelta {
