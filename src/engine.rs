@@ -163,12 +163,20 @@ pub async fn prepare(
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
+    let mut source =
+        serde_json::json!({ "kind": "workflow-import", "workflow": w.name, "file": name });
+    let mut message = format!("workflow {}: import {name}", w.name);
+    if let Some(f) = &w.graph.features {
+        let features = f.display().to_string();
+        message = format!("{message} + {features}");
+        source["features"] = features.into();
+    }
     let outcome = store
         .import(
             &batch,
             &ImportOptions {
-                message: format!("workflow {}: import {name}", w.name),
-                source: serde_json::json!({ "kind": "workflow-import", "workflow": w.name, "file": name }),
+                message,
+                source,
                 replace: false,
             },
         )

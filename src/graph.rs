@@ -3,6 +3,7 @@
 //! Nothing here knows about SQL or models: `store` turns these values into versions, and
 //! `model` reads [`Graph`].
 
+pub mod features;
 mod intern;
 pub mod kgx;
 mod lines;
@@ -35,6 +36,14 @@ pub enum ParseError {
     Line {
         path: PathBuf,
         line: u64,
+        message: String,
+    },
+    /// A problem with one field of a line; `column` counts characters from 1, as editors do.
+    #[error("{}:{line}:{column}: {message}", path.display())]
+    Cell {
+        path: PathBuf,
+        line: u64,
+        column: u64,
         message: String,
     },
     #[error("{}: {message}", path.display())]
@@ -97,6 +106,9 @@ pub struct TripleBatch {
     pub duplicates: u64,
     /// Lines skipped under `--skip-invalid`, with the reason.
     pub skipped: Vec<LineError>,
+    /// Features of the batch's entities, by batch-local id, committed in the same version as
+    /// its triples (so new entities arrive with their features).
+    pub features: Vec<(u32, FeatureValue)>,
 }
 
 impl TripleBatch {

@@ -1,6 +1,7 @@
 //! The SQLite store: the only module that speaks SQL. Owns the connection pool, the embedded
 //! migrations, the versioned edge table and everything read from or written to it.
 
+mod features;
 mod hash;
 mod lookup;
 mod models;
@@ -13,6 +14,7 @@ mod schedule;
 mod verify;
 mod write;
 
+pub use features::{Change, FeatureBlameRow, FeatureChange};
 pub use models::{ModelInfo, NewModel};
 pub use pinned::{
     AskSubmission, KnownRow, PinnedClaims, PinnedInfo, PinnedMark, PinnedOrigin, PinnedRow,
@@ -65,6 +67,13 @@ pub enum StoreError {
     BadVersionRef(String),
     #[error("unknown entity `{0}`")]
     UnknownEntity(String),
+    /// A feature value the store will not keep (the parser holds files to the same rules).
+    #[error("feature `{kind}` of `{entity}`: {message}")]
+    BadFeature {
+        entity: String,
+        kind: String,
+        message: String,
+    },
     #[error("unknown relation `{0}`")]
     UnknownRelation(String),
     #[error("model {0} does not exist")]

@@ -1,6 +1,7 @@
 //! `hypograph graph ...`: the history commands (log, show, diff, export, revert, blame, verify).
 
-use crate::store::{Diff, Outcome, Store, VersionInfo, VersionRef};
+use crate::graph::FeatureValue;
+use crate::store::{Change, Diff, Outcome, Store, VersionInfo, VersionRef};
 use anyhow::{Context, bail};
 use std::io::Write;
 use std::path::PathBuf;
@@ -10,8 +11,26 @@ use std::process::ExitCode;
 pub enum ExportFormat {
     /// `head<TAB>relation<TAB>tail` lines (re-importable).
     Tsv,
-    /// A directory with KGX nodes.tsv and edges.tsv.
+    /// A directory with KGX nodes.tsv and edges.tsv (and features.tsv when there are features).
     Kgx,
+}
+
+/// A feature kind, as `graph blame --feature` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FeatureKind {
+    Smiles,
+    Sequence,
+    Vector,
+}
+
+impl FeatureKind {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Smiles => "smiles",
+            Self::Sequence => "sequence",
+            Self::Vector => "vector",
+        }
+    }
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -47,6 +66,10 @@ pub enum GraphCommand {
         format: ExportFormat,
         /// Output file (tsv; `-` for stdout) or directory (kgx).
         out: PathBuf,
+        /// Also write the entity features at that version to this file, in the form
+        /// `import --features` reads (kgx: default features.tsv in the directory).
+        #[arg(long, value_name = "FILE")]
+        features: Option<PathBuf>,
     },
     /// Write a new version that undoes the given one.
     Revert {
@@ -56,11 +79,18 @@ pub enum GraphCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Which version, round and evidence added a triple (and removed it, if it was).
+    /// Which version, round and evidence added a triple (and removed it, if it was); with
+    /// `--feature KIND`, which versions set an entity's feature values.
     Blame {
+        /// The triple's head, or the entity whose feature to blame.
         head: String,
-        relation: String,
-        tail: String,
+        #[arg(required_unless_present = "feature")]
+        relation: Option<String>,
+        #[arg(required_unless_present = "feature")]
+        tail: Option<String>,
+        /// Blame HEAD's feature of this kind instead of a triple.
+        #[arg(long, value_enum, conflicts_with_all = ["relation", "tail"])]
+        feature: Option<FeatureKind>,
         #[arg(long)]
         json: bool,
     },
@@ -94,7 +124,10 @@ pub async fn run(store: &Store, cmd: GraphCommand) -> anyhow::Result<ExitCode> {
             let info = store.version(id).await?;
             let diff = store.diff(info.parent_id.unwrap_or(0), id).await?;
             if json {
-                let out = serde_json::json!({ "version": info, "added": diff.added, "removed": diff.removed });
+                let out = serde_json::json!({
+                    "version": info, "added": diff.added, "removed": diff.removed,
+                    "features": diff.features,
+                });
                 out!("{}", serde_json::to_string_pretty(&out)?);
             } else {
                 out!("version {}", info.id);
@@ -108,10 +141,18 @@ pub async fn run(store: &Store, cmd: GraphCommand) -> anyhow::Result<ExitCode> {
                 out!("hash     {}", info.hash);
                 out!("source   {}", info.source);
                 out!(
-                    "changes  +{} -{} ({} new entities)",
+                    "changes  +{} -{} ({} new entities){}",
                     info.n_added,
                     info.n_removed,
-                    info.n_entities
+                    info.n_entities,
+                    if info.n_features + info.n_features_removed > 0 {
+                        format!(
+                            ", features +{} -{}",
+                            info.n_features, info.n_features_removed
+                        )
+                    } else {
+                        String::new()
+                    }
                 );
                 out!("\n    {}\n", info.message);
                 print_diff(&diff, limit);
@@ -130,8 +171,13 @@ pub async fn run(store: &Store, cmd: GraphCommand) -> anyhow::Result<ExitCode> {
             version,
             format,
             out,
+            features,
         } => {
             let v = store.resolve(version).await?;
+            let features = match format {
+                ExportFormat::Kgx => Some(features.unwrap_or_else(|| out.join("features.tsv"))),
+                ExportFormat::Tsv => features,
+            };
             match format {
                 ExportFormat::Tsv if out.as_os_str() == "-" => {
                     let stdout = std::io::stdout();
@@ -156,6 +202,21 @@ pub async fn run(store: &Store, cmd: GraphCommand) -> anyhow::Result<ExitCode> {
                     );
                 }
             }
+            if let Some(path) = features {
+                match store.export_features(v, &path).await? {
+                    0 if format == ExportFormat::Tsv => {
+                        eprintln!(
+                            "version {v} has no features: {} not written",
+                            path.display()
+                        )
+                    }
+                    0 => {}
+                    n => eprintln!(
+                        "exported the features of {n} entities of version {v} to {}",
+                        path.display()
+                    ),
+                }
+            }
         }
         GraphCommand::Revert {
             version,
@@ -172,19 +233,50 @@ pub async fn run(store: &Store, cmd: GraphCommand) -> anyhow::Result<ExitCode> {
                         out!("nothing to revert: the changes of version {v} are already undone")
                     }
                     Outcome::Committed(s) => out!(
-                        "version {} reverts version {v}: +{} -{} triples",
+                        "version {} reverts version {v}: +{} -{} triples{}",
                         s.version,
                         s.added,
-                        s.removed
+                        s.removed,
+                        if s.features_set + s.features_removed > 0 {
+                            format!(", features +{} -{}", s.features_set, s.features_removed)
+                        } else {
+                            String::new()
+                        }
                     ),
                 }
             }
         }
         GraphCommand::Blame {
             head,
-            relation,
-            tail,
+            feature: Some(kind),
             json,
+            ..
+        } => {
+            let rows = store.blame_feature(&head, kind.name()).await?;
+            if json {
+                out!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                out!("{head}\t{}", kind.name());
+                for row in &rows {
+                    out!("  value      {}", brief(&row.value));
+                    out!("  set in     {}", blame_version(&row.added_in));
+                    out!("  source     {}", row.added_in.source);
+                    match &row.removed_in {
+                        Some(r) => out!("  replaced in {}", blame_version(r)),
+                        None => out!("  live"),
+                    }
+                }
+            }
+            if rows.is_empty() {
+                bail!("{head} never had a {} feature", kind.name());
+            }
+        }
+        GraphCommand::Blame {
+            head,
+            relation: Some(relation),
+            tail: Some(tail),
+            json,
+            ..
         } => {
             let (rows, refuted) = store.blame([&head, &relation, &tail]).await?;
             if json {
@@ -210,6 +302,9 @@ pub async fn run(store: &Store, cmd: GraphCommand) -> anyhow::Result<ExitCode> {
                 bail!("{head} {relation} {tail} was never in the graph");
             }
         }
+        GraphCommand::Blame { .. } => {
+            bail!("blame takes a triple (HEAD RELATION TAIL) or an entity and --feature KIND")
+        }
         GraphCommand::Verify { json } => {
             let report = store.verify().await?;
             if json {
@@ -218,10 +313,14 @@ pub async fn run(store: &Store, cmd: GraphCommand) -> anyhow::Result<ExitCode> {
             match &report.first_mismatch {
                 None => {
                     if !json {
+                        let features = match report.features_checked {
+                            0 => String::new(),
+                            n => format!(" and {n} feature values"),
+                        };
                         out!(
-                            "ok: {} versions and {} edges match their hash chain",
+                            "ok: {} versions and {} edges{features} match their hash chain",
                             report.versions_checked,
-                            report.edges_checked
+                            report.edges_checked,
                         );
                     }
                 }
@@ -237,17 +336,34 @@ pub async fn run(store: &Store, cmd: GraphCommand) -> anyhow::Result<ExitCode> {
 
 fn log_line(v: &VersionInfo) -> String {
     format!(
-        "{:>5}  {}  {:>9} {:>9}  {}  {}{}",
+        "{:>5}  {}  {:>9} {:>9}  {}  {}{}{}",
         v.id,
         v.created_at,
         format!("+{}", v.n_added),
         format!("-{}", v.n_removed),
         &v.hash[..v.hash.len().min(12)],
+        if v.n_features + v.n_features_removed > 0 {
+            format!("[features +{} -{}] ", v.n_features, v.n_features_removed)
+        } else {
+            String::new()
+        },
         v.round_id
             .map(|r| format!("[round {r}] "))
             .unwrap_or_default(),
         v.message
     )
+}
+
+/// A feature value short enough for a terminal line.
+fn brief(value: &FeatureValue) -> String {
+    match value {
+        FeatureValue::Vector(x) => format!("vector of {} values", x.len()),
+        FeatureValue::Smiles(s) | FeatureValue::Sequence(s) if s.chars().count() > 60 => {
+            let head: String = s.chars().take(57).collect();
+            format!("{head}... ({} characters)", s.chars().count())
+        }
+        FeatureValue::Smiles(s) | FeatureValue::Sequence(s) => s.clone(),
+    }
 }
 
 fn blame_version(v: &VersionInfo) -> String {
@@ -275,6 +391,29 @@ fn print_diff(diff: &Diff, limit: usize) {
     }
     if total > limit {
         out!("... {} more (use --limit 0 for all)", total - limit);
+    }
+    for f in diff.features.iter().take(limit) {
+        let sign = match f.change {
+            Change::Added => '+',
+            Change::Changed => '~',
+            Change::Removed => '-',
+        };
+        out!("{sign} feature {}\t{}", f.entity, f.kind);
+    }
+    if diff.features.len() > limit {
+        out!(
+            "... {} more feature changes (use --limit 0 for all)",
+            diff.features.len() - limit
+        );
+    }
+    if !diff.features.is_empty() {
+        let n = |c: Change| diff.features.iter().filter(|f| f.change == c).count();
+        out!(
+            "features: {} added, {} changed, {} removed",
+            n(Change::Added),
+            n(Change::Changed),
+            n(Change::Removed)
+        );
     }
     out!(
         "{} added, {} removed between versions {} and {}",

@@ -1,8 +1,10 @@
-//! `hypograph import`: pick the reader (triples or KGX), parse, hand the batch to the store.
+//! `hypograph import`: pick the reader (triples or KGX), parse, hand the batch to the store,
+//! with a features file in the same version (or alone).
 
+use crate::graph::features::{FeatureFile, read_features};
 use crate::graph::{OnInvalid, TripleBatch, kgx, tsv};
 use crate::logging::peak_rss_bytes;
-use crate::store::{ImportOptions, Outcome, Store};
+use crate::store::{ImportOptions, Outcome, Store, StoreError};
 use anyhow::{Context, bail};
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -22,17 +24,24 @@ pub enum Format {
 #[derive(Debug, clap::Args)]
 pub struct ImportArgs {
     /// A triples TSV, a KGX edges.tsv, or a directory holding nodes.tsv and edges.tsv.
-    file: PathBuf,
+    #[arg(required_unless_present = "features")]
+    file: Option<PathBuf>,
     /// The KGX nodes file (default: nodes.tsv beside the edges file).
-    #[arg(long)]
+    #[arg(long, requires = "file")]
     nodes: Option<PathBuf>,
+    /// Entity features: a TSV (or .csv) with a header `id`, then `smiles`, `sequence` and/or
+    /// vector columns (f0, f1, ...). Imported in the same version as FILE, or alone; the
+    /// entities must be in FILE or in the graph already.
+    #[arg(long, value_name = "FILE")]
+    features: Option<PathBuf>,
     #[arg(long, value_enum, default_value_t = Format::Auto)]
     format: Format,
     /// Skip malformed lines (each is reported) instead of importing nothing.
     #[arg(long)]
     skip_invalid: bool,
-    /// Make the new version equal the file: edges absent from it are removed.
-    #[arg(long)]
+    /// Make the new version equal the file: edges absent from it are removed (features are
+    /// only ever set, never removed this way).
+    #[arg(long, requires = "file")]
     replace: bool,
     /// Message recorded with the version.
     #[arg(short, long)]
@@ -47,8 +56,7 @@ enum Source {
     Kgx { nodes: PathBuf, edges: PathBuf },
 }
 
-fn decide(args: &ImportArgs) -> anyhow::Result<Source> {
-    let path = &args.file;
+fn decide(args: &ImportArgs, path: &Path) -> anyhow::Result<Source> {
     let meta = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
     let kgx_pair = |edges: PathBuf| {
         let nodes = args
@@ -64,15 +72,15 @@ fn decide(args: &ImportArgs) -> anyhow::Result<Source> {
         return Ok(kgx_pair(path.join("edges.tsv")));
     }
     Ok(match args.format {
-        Format::Triples => Source::Triples(path.clone()),
-        Format::Kgx => kgx_pair(path.clone()),
-        Format::Auto if args.nodes.is_some() => kgx_pair(path.clone()),
+        Format::Triples => Source::Triples(path.to_owned()),
+        Format::Kgx => kgx_pair(path.to_owned()),
+        Format::Auto if args.nodes.is_some() => kgx_pair(path.to_owned()),
         Format::Auto => {
             let sibling = path.parent().unwrap_or(Path::new(".")).join("nodes.tsv");
             if has_kgx_edge_header(path)? && sibling.is_file() {
-                kgx_pair(path.clone())
+                kgx_pair(path.to_owned())
             } else {
-                Source::Triples(path.clone())
+                Source::Triples(path.to_owned())
             }
         }
     })
@@ -114,6 +122,7 @@ fn digest(path: &Path) -> anyhow::Result<String> {
 pub struct Prepared {
     args: ImportArgs,
     batch: TripleBatch,
+    features: Option<FeatureFile>,
     opts: ImportOptions,
     shown: String,
     started: Instant,
@@ -127,15 +136,18 @@ pub fn prepare(args: ImportArgs) -> anyhow::Result<Prepared> {
     } else {
         OnInvalid::Fail
     };
-    let source = decide(&args)?;
-    let (batch, format, files): (TripleBatch, &str, Vec<&PathBuf>) = match &source {
-        Source::Triples(p) => (tsv::read_triples(p, on_invalid)?, "triples", vec![p]),
-        Source::Kgx { nodes, edges } => (
+    let source = args.file.as_deref().map(|f| decide(&args, f)).transpose()?;
+    let (batch, format, mut files): (TripleBatch, &str, Vec<&PathBuf>) = match &source {
+        Some(Source::Triples(p)) => (tsv::read_triples(p, on_invalid)?, "triples", vec![p]),
+        Some(Source::Kgx { nodes, edges }) => (
             kgx::read_kgx(nodes, edges, on_invalid)?,
             "kgx",
             vec![nodes, edges],
         ),
+        None => (TripleBatch::default(), "features", Vec::new()),
     };
+    let features = args.features.as_deref().map(read_features).transpose()?;
+    files.extend(args.features.as_ref());
     let parsed = started.elapsed();
     for skipped in &batch.skipped {
         eprintln!("skipped {skipped}");
@@ -160,12 +172,14 @@ pub fn prepare(args: ImportArgs) -> anyhow::Result<Prepared> {
             "format": format,
             "files": file_info,
             "replace": args.replace,
+            "features": args.features.as_ref().map(|f| f.display().to_string()),
         }),
         replace: args.replace,
     };
     Ok(Prepared {
         args,
         batch,
+        features,
         opts,
         shown,
         started,
@@ -177,12 +191,17 @@ pub async fn run(store: &Store, p: Prepared) -> anyhow::Result<ExitCode> {
     let Prepared {
         args,
         batch,
+        features,
         opts,
         shown,
         started,
         parsed,
     } = p;
-    let outcome = store.import(&batch, &opts).await?;
+    let records = features.as_ref().map_or(&[][..], |f| &f.records[..]);
+    let outcome = match store.import_with_features(&batch, records, &opts).await {
+        Ok(outcome) => outcome,
+        Err(e) => return Err(locate(e, features.as_ref())),
+    };
     let elapsed = started.elapsed();
     tracing::info!(
         parse_ms = parsed.as_millis() as u64,
@@ -198,6 +217,7 @@ pub async fn run(store: &Store, p: Prepared) -> anyhow::Result<ExitCode> {
             "skipped": batch.skipped.iter().map(|s| serde_json::json!({
                 "file": s.file.display().to_string(), "line": s.line, "message": s.message,
             })).collect::<Vec<_>>(),
+            "feature_values": records.len(),
             "seconds": elapsed.as_secs_f64(),
             "peak_rss_bytes": peak_rss_bytes(),
         });
@@ -214,13 +234,32 @@ pub async fn run(store: &Store, p: Prepared) -> anyhow::Result<ExitCode> {
             format!(", {} invalid lines skipped", batch.skipped.len())
         }
     );
+    let at = |head: Option<i64>| head.map(|h| format!(" at version {h}")).unwrap_or_default();
     match outcome {
+        Outcome::Unchanged { head, .. } if args.file.is_none() => out!(
+            "nothing to import: every feature of {shown} is already in the graph{} ({} values)",
+            at(head),
+            records.len()
+        ),
+        Outcome::Committed(s) if args.file.is_none() => out!(
+            "imported features {shown} as version {}: {} values set, {} replaced ({} in the file) in {:.2}s",
+            s.version,
+            s.features_set,
+            s.features_removed,
+            records.len(),
+            elapsed.as_secs_f64()
+        ),
         Outcome::Unchanged { head, triples } => out!(
-            "nothing to import: every triple of {shown} is already in the graph{} ({triples} triples; {extra})",
-            head.map(|h| format!(" at version {h}")).unwrap_or_default()
+            "nothing to import: every {} of {shown} is already in the graph{} ({triples} triples; {extra})",
+            if features.is_some() {
+                "triple and feature"
+            } else {
+                "triple"
+            },
+            at(head)
         ),
         Outcome::Committed(s) => out!(
-            "imported {shown} as version {}: +{} triples{}, {} new entities, {} new relations ({extra}) in {:.2}s",
+            "imported {shown} as version {}: +{} triples{}, {} new entities, {} new relations{} ({extra}) in {:.2}s",
             s.version,
             s.added,
             if args.replace {
@@ -230,8 +269,33 @@ pub async fn run(store: &Store, p: Prepared) -> anyhow::Result<ExitCode> {
             },
             s.entities_added,
             s.relations_added,
+            if features.is_some() {
+                format!(
+                    ", {} feature values set ({} replaced)",
+                    s.features_set, s.features_removed
+                )
+            } else {
+                String::new()
+            },
             elapsed.as_secs_f64()
         ),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A store error about one entity's feature, located at the features file line that named
+/// it, where there is one.
+fn locate(e: StoreError, features: Option<&FeatureFile>) -> anyhow::Error {
+    let entity = match &e {
+        StoreError::UnknownEntity(k) | StoreError::BadFeature { entity: k, .. } => k,
+        _ => return e.into(),
+    };
+    match features.and_then(|f| Some((f, f.line_of(entity)?))) {
+        Some((f, line)) if matches!(e, StoreError::UnknownEntity(_)) => anyhow::anyhow!(
+            "{}:{line}: {e} (features never create entities: import the entity with a graph file)",
+            f.path.display()
+        ),
+        Some((f, line)) => anyhow::anyhow!("{}:{line}: {e}", f.path.display()),
+        None => e.into(),
+    }
 }

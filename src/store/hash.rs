@@ -2,9 +2,14 @@
 //! in a canonical order, so `graph verify` can prove that history was not altered.
 
 /// The hash format new versions are written with. Format 2 covers metadata, new entities and
-/// added/removed edges; format 3 also covers the refutations a version added and removed.
-/// Each version stores its format, so chains written before format 3 still verify.
-pub(crate) const FORMAT: i64 = 3;
+/// added/removed edges; format 3 also covers the refutations a version added and removed;
+/// format 4 also the entity features it set and removed. Each version stores its format, so
+/// chains written in an earlier one still verify.
+pub(crate) const FORMAT: i64 = 4;
+
+/// A feature in a delta: entity key, kind and the value's canonical bytes (UTF-8 text, or a
+/// vector's `f32` little-endian bytes).
+pub(crate) type FeatureKey<'a> = (&'a str, &'a str, &'a [u8]);
 
 /// The hash of the empty history, parent of the first version.
 pub(crate) const ROOT: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -25,10 +30,14 @@ pub(crate) struct CanonicalDelta<'a> {
     pub refuted: Vec<[&'a str; 3]>,
     /// Refutations withdrawn in this version (format 3).
     pub unrefuted: Vec<[&'a str; 3]>,
+    /// Feature values set in this version, new or replacing one (format 4).
+    pub features: Vec<FeatureKey<'a>>,
+    /// Feature values removed in this version, replaced ones included (format 4).
+    pub features_removed: Vec<FeatureKey<'a>>,
 }
 
 impl CanonicalDelta<'_> {
-    /// Sorts the delta and hashes it after `parent` in hash format `format` (2 or 3). Fields
+    /// Sorts the delta and hashes it after `parent` in hash format `format` (2 to 4). Fields
     /// are length-prefixed so that no choice of keys can make two different deltas serialize
     /// alike.
     pub fn hash(mut self, parent: &str, format: i64) -> String {
@@ -37,6 +46,8 @@ impl CanonicalDelta<'_> {
         self.removed.sort_unstable();
         self.refuted.sort_unstable();
         self.unrefuted.sort_unstable();
+        self.features.sort_unstable();
+        self.features_removed.sort_unstable();
         let mut h = blake3::Hasher::new();
         // Small updates are slow in blake3; feed it 64 KiB at a time.
         let mut buf: Vec<u8> = Vec::with_capacity(1 << 16);
@@ -77,6 +88,16 @@ impl CanonicalDelta<'_> {
                 }
             }
         }
+        if format >= 4 {
+            for list in [&self.features, &self.features_removed] {
+                field(&(list.len() as u64).to_le_bytes());
+                for (key, kind, value) in list {
+                    field(key.as_bytes());
+                    field(kind.as_bytes());
+                    field(value);
+                }
+            }
+        }
         h.update(&buf);
         h.finalize().to_hex().to_string()
     }
@@ -89,6 +110,72 @@ mod tests {
     /// `{added: [a r b]}` after ROOT, as format 2 hashed it before format 3 existed.
     const FORMAT_2_PINNED: &str =
         "f99f4c406beef0b282d7b12d3b6d063fc0b5c427994c3cfda6a7e907ce825319";
+
+    /// A delta with an entity, edges and refutations after ROOT, as format 3 hashed it before
+    /// format 4 existed.
+    const FORMAT_3_PINNED: &str =
+        "f618ddee61dda014e388d458e1dc36a98ce41954255762187e5959c2610c9396";
+
+    fn every_format_3_field<'a>() -> CanonicalDelta<'a> {
+        CanonicalDelta {
+            message: "m",
+            source: r#"{"kind":"import"}"#,
+            round_id: Some(4),
+            entities: vec![("a", "Gene"), ("b", "")],
+            added: vec![["a", "r", "b"]],
+            removed: vec![["b", "r", "a"]],
+            refuted: vec![["a", "s", "b"]],
+            unrefuted: vec![["b", "s", "a"]],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn format_3_is_pinned() {
+        assert_eq!(every_format_3_field().hash(ROOT, 3), FORMAT_3_PINNED);
+        // Features are not part of format 3: a format-3 version never had any.
+        let with_features = CanonicalDelta {
+            features: vec![("a", "smiles", b"CCO")],
+            ..every_format_3_field()
+        };
+        assert_eq!(with_features.hash(ROOT, 3), FORMAT_3_PINNED);
+    }
+
+    #[test]
+    fn format_4_covers_features_set_and_removed() {
+        fn delta<'a>(set: Vec<FeatureKey<'a>>, removed: Vec<FeatureKey<'a>>) -> CanonicalDelta<'a> {
+            CanonicalDelta {
+                features: set,
+                features_removed: removed,
+                ..every_format_3_field()
+            }
+        }
+        let one = &[1.0f32.to_le_bytes(), 2.0f32.to_le_bytes()].concat()[..];
+        let other = &[1.0f32.to_le_bytes(), 2.5f32.to_le_bytes()].concat()[..];
+        let base = delta(vec![], vec![]).hash(ROOT, 4);
+        assert_ne!(base, FORMAT_3_PINNED, "the format is part of the hash");
+        let set = delta(vec![("a", "vector", one)], vec![]).hash(ROOT, 4);
+        assert_ne!(set, base);
+        assert_ne!(
+            set,
+            delta(vec![("a", "vector", other)], vec![]).hash(ROOT, 4)
+        );
+        assert_ne!(set, delta(vec![("b", "vector", one)], vec![]).hash(ROOT, 4));
+        assert_ne!(set, delta(vec![], vec![("a", "vector", one)]).hash(ROOT, 4));
+        assert_ne!(
+            delta(vec![("a", "smiles", b"CC")], vec![]).hash(ROOT, 4),
+            delta(vec![("a", "sequence", b"CC")], vec![]).hash(ROOT, 4),
+        );
+        // Order-independent, and no value can spill into the next field.
+        assert_eq!(
+            delta(vec![("a", "smiles", b"C"), ("b", "smiles", b"N")], vec![]).hash(ROOT, 4),
+            delta(vec![("b", "smiles", b"N"), ("a", "smiles", b"C")], vec![]).hash(ROOT, 4),
+        );
+        assert_ne!(
+            delta(vec![("a", "smiles", b"CCb")], vec![]).hash(ROOT, 4),
+            delta(vec![("a", "smiles", b"CC"), ("b", "smiles", b"")], vec![]).hash(ROOT, 4),
+        );
+    }
 
     #[test]
     fn order_independent_and_content_sensitive() {

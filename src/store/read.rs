@@ -1,5 +1,6 @@
 //! Read queries: history, checkouts, diffs, blame, statistics and the in-memory graph.
 
+use super::features::{Change, FeatureChange};
 use super::scan::{self, EdgeRow, Filter};
 use super::write::Keys;
 use super::{Result, Store, StoreError};
@@ -24,18 +25,23 @@ pub struct VersionInfo {
     /// Refutations recorded and withdrawn by this version.
     pub n_refuted: i64,
     pub n_unrefuted: i64,
+    /// Feature values set (new or changed) and removed (replaced ones included).
+    pub n_features: i64,
+    pub n_features_removed: i64,
     /// How `hash` was computed (see `store::hash`).
     pub hash_format: i64,
     pub hash: String,
 }
 
-/// Triples live at `to` but not at `from` (added), and the reverse (removed), sorted by key.
+/// Triples live at `to` but not at `from` (added), and the reverse (removed), sorted by key;
+/// features whose value differs, sorted by entity and kind.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Diff {
     pub from: i64,
     pub to: i64,
     pub added: Vec<[String; 3]>,
     pub removed: Vec<[String; 3]>,
+    pub features: Vec<FeatureChange>,
 }
 
 /// One stored copy of a triple and the versions that added and removed it.
@@ -63,7 +69,7 @@ pub struct Stats {
 }
 
 const VERSION_COLUMNS: &str = "id, parent_id, round_id, created_at, message, source, n_added, n_removed, n_entities, \
-     n_refuted, n_unrefuted, hash_format, hash";
+     n_refuted, n_unrefuted, n_features, n_features_removed, hash_format, hash";
 
 impl Store {
     /// Versions, newest first.
@@ -124,11 +130,22 @@ impl Store {
         } else {
             (minus, plus)
         };
+        let mut features = self.feature_changes(lo, hi).await?;
+        if from > to {
+            for f in &mut features {
+                f.change = match f.change {
+                    Change::Added => Change::Removed,
+                    Change::Removed => Change::Added,
+                    Change::Changed => Change::Changed,
+                };
+            }
+        }
         Ok(Diff {
             from,
             to,
             added,
             removed,
+            features,
         })
     }
 

@@ -1,7 +1,7 @@
-//! `graph verify`: recompute every version's hash from the stored edges and find the first
-//! version whose stored history no longer matches.
+//! `graph verify`: recompute every version's hash from the stored edges, refutations and
+//! features, and find the first version whose stored history no longer matches.
 
-use super::hash::{CanonicalDelta, ROOT};
+use super::hash::{CanonicalDelta, FeatureKey, ROOT};
 use super::read::VersionInfo;
 use super::scan::{self, Filter};
 use super::write::Keys;
@@ -14,6 +14,7 @@ use std::collections::HashMap;
 pub struct Verification {
     pub versions_checked: u64,
     pub edges_checked: u64,
+    pub features_checked: u64,
     /// The first version that does not match, if any.
     pub first_mismatch: Option<Mismatch>,
 }
@@ -38,7 +39,55 @@ impl Store {
             sqlx::query_as("SELECT head, relation, tail, version, removed_in FROM refutations")
                 .fetch_all(&mut *conn)
                 .await?;
+        let features: Vec<(
+            i64,
+            i64,
+            String,
+            Option<String>,
+            Option<Vec<u8>>,
+            i64,
+            Option<i64>,
+        )> = sqlx::query_as(
+            "SELECT id, entity, kind, text, vector, added_in, removed_in FROM entity_features",
+        )
+        .fetch_all(&mut *conn)
+        .await?;
         drop(conn);
+        let mut features_set: HashMap<i64, Vec<FeatureKey>> = HashMap::new();
+        let mut features_removed: HashMap<i64, Vec<FeatureKey>> = HashMap::new();
+        let mut dangling = None;
+        for (id, entity, kind, text, vector, added_in, removed_in) in &features {
+            let Ok(key) = keys.entity_key(*entity) else {
+                if dangling
+                    .as_ref()
+                    .is_none_or(|d: &Mismatch| d.version > *added_in)
+                {
+                    dangling = Some(Mismatch {
+                        version: *added_in,
+                        reason: format!(
+                            "feature row {id} names entity id {entity}, which does not exist"
+                        ),
+                    });
+                }
+                continue;
+            };
+            // Canonical bytes: the text, or the vector's stored f32 little-endian bytes.
+            let value: &[u8] = match (text, vector) {
+                (Some(t), _) => t.as_bytes(),
+                (None, Some(b)) => b,
+                (None, None) => &[],
+            };
+            features_set
+                .entry(*added_in)
+                .or_default()
+                .push((key, kind.as_str(), value));
+            if let Some(v) = removed_in {
+                features_removed
+                    .entry(*v)
+                    .or_default()
+                    .push((key, kind.as_str(), value));
+            }
+        }
         let mut refuted: HashMap<i64, Vec<[&str; 3]>> = HashMap::new();
         let mut unrefuted: HashMap<i64, Vec<[&str; 3]>> = HashMap::new();
         for &(h, r, t, added_in, removed_in) in &refutations {
@@ -52,10 +101,12 @@ impl Store {
         }
         let mut added: HashMap<i64, Vec<[&str; 3]>> = HashMap::new();
         let mut removed: HashMap<i64, Vec<[&str; 3]>> = HashMap::new();
-        let mut dangling = None;
         for e in &rows {
             let Some(t) = keys.get([e.head, e.relation, e.tail]) else {
-                dangling.get_or_insert(Mismatch {
+                if dangling.as_ref().is_some_and(|d| d.version <= e.added_in) {
+                    continue;
+                }
+                dangling = Some(Mismatch {
                     version: e.added_in,
                     reason: format!(
                         "edge {} names an entity or relation id that does not exist",
@@ -92,6 +143,8 @@ impl Store {
                 removed: removed.remove(&v.id).unwrap_or_default(),
                 refuted: refuted.remove(&v.id).unwrap_or_default(),
                 unrefuted: unrefuted.remove(&v.id).unwrap_or_default(),
+                features: features_set.remove(&v.id).unwrap_or_default(),
+                features_removed: features_removed.remove(&v.id).unwrap_or_default(),
             };
             // Format 2 versions predate versioned refutations: theirs are not in the hash.
             let refutation_counts = if v.hash_format >= 3 {
@@ -104,6 +157,10 @@ impl Store {
                 delta.removed.len() as i64,
                 delta.entities.len() as i64,
             );
+            let feature_counts = (
+                delta.features.len() as i64,
+                delta.features_removed.len() as i64,
+            );
             let problem = if v.parent_id != parent.map(|p| p.id) {
                 Some(format!(
                     "parent is {:?}, expected {:?}",
@@ -115,6 +172,16 @@ impl Store {
                     "stored refutation counts (+{} -{}) differ from the refutations found (+{} -{})",
                     v.n_refuted, v.n_unrefuted, refutation_counts.0, refutation_counts.1
                 ))
+            } else if feature_counts != (v.n_features, v.n_features_removed) {
+                Some(format!(
+                    "stored feature counts (+{} -{}) differ from the feature rows found (+{} -{})",
+                    v.n_features, v.n_features_removed, feature_counts.0, feature_counts.1
+                ))
+            } else if !feature_counts.eq(&(0, 0)) && v.hash_format < 4 {
+                Some(format!(
+                    "it has feature rows, but its hash format {} does not cover them",
+                    v.hash_format
+                ))
             } else if counts != (v.n_added, v.n_removed, v.n_entities) {
                 Some(format!(
                     "stored counts (+{} -{} entities {}) differ from the edges found (+{} -{} entities {})",
@@ -124,7 +191,7 @@ impl Store {
                 let computed = delta.hash(parent.map_or(ROOT, |p| p.hash.as_str()), v.hash_format);
                 (computed != v.hash).then(|| {
                     format!(
-                        "hash mismatch: stored {}, recomputed {computed}: its edges or metadata were altered",
+                        "hash mismatch: stored {}, recomputed {computed}: its edges, features or metadata were altered",
                         v.hash
                     )
                 })
@@ -147,6 +214,8 @@ impl Store {
                 .chain(new_entities.keys())
                 .chain(refuted.keys())
                 .chain(unrefuted.keys())
+                .chain(features_set.keys())
+                .chain(features_removed.keys())
                 .min();
             if let Some(&v) = stray {
                 first_mismatch = Some(Mismatch {
@@ -158,6 +227,7 @@ impl Store {
         Ok(Verification {
             versions_checked: versions.len() as u64,
             edges_checked: rows.len() as u64,
+            features_checked: features.len() as u64,
             first_mismatch,
         })
     }

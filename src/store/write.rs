@@ -1,10 +1,11 @@
 //! The write path: every change to the graph becomes one version, committed in one
 //! transaction with its hash. Imports and reverts compute a delta here and share `commit`.
 
+use super::features::{self, FeatureRow};
 use super::hash::{CanonicalDelta, FORMAT, ROOT};
 use super::scan::{self, Filter};
 use super::{Result, Store, StoreError};
-use crate::graph::{EntityRecord, TripleBatch};
+use crate::graph::{EntityRecord, FeatureRecord, FeatureValue, TripleBatch};
 use rustc_hash::{FxHashMap, FxHashSet};
 use sqlx::sqlite::SqliteArguments;
 use sqlx::{Arguments, AssertSqlSafe, SqliteConnection};
@@ -29,6 +30,7 @@ pub struct ImportOptions {
     /// JSON describing the source (file path, checksum, ...), kept with the version.
     pub source: serde_json::Value,
     /// Make the new version equal to the batch: live edges absent from it are removed.
+    /// Features are never removed this way: an import sets the values it names.
     pub replace: bool,
 }
 
@@ -51,6 +53,9 @@ pub struct CommitSummary {
     pub removed: u64,
     pub entities_added: u64,
     pub relations_added: u64,
+    /// Feature values set (new, or replacing a different value) and removed.
+    pub features_set: u64,
+    pub features_removed: u64,
     pub hash: String,
 }
 
@@ -109,6 +114,20 @@ impl Keys {
             .map(|k| k.map(String::as_str))
     }
 
+    /// An entity's key, as a store error when the id does not resolve.
+    pub fn entity_key(&self, id: i64) -> Result<&str> {
+        usize::try_from(id)
+            .ok()
+            .and_then(|i| self.entity.get(i))
+            .filter(|k| !k.is_empty())
+            .map(String::as_str)
+            .ok_or_else(|| {
+                StoreError::Corrupt(format!(
+                    "entity id {id} does not resolve; run `graph verify`"
+                ))
+            })
+    }
+
     /// Like [`Keys::get`], as a store error.
     pub fn triple(&self, t: [i64; 3]) -> Result<[&str; 3]> {
         self.get(t).ok_or_else(|| {
@@ -135,6 +154,10 @@ pub(super) struct Delta<'a> {
     pub refuted: Vec<([i64; 3], String)>,
     /// Live refutations this version withdraws. One not live is ignored.
     pub unrefuted: Vec<[i64; 3]>,
+    /// Feature values this version sets; each replaced live value is in `features_removed`.
+    pub features: Arc<Vec<FeatureRow>>,
+    /// Live feature values this version removes (by stored row).
+    pub features_removed: Arc<Vec<FeatureRow>>,
 }
 
 impl Delta<'_> {
@@ -146,6 +169,8 @@ impl Delta<'_> {
             && self.removed.is_empty()
             && self.refuted.is_empty()
             && self.unrefuted.is_empty()
+            && self.features.is_empty()
+            && self.features_removed.is_empty()
     }
 }
 
@@ -157,8 +182,36 @@ pub(super) struct Meta {
 }
 
 impl Store {
-    /// Imports a parsed batch as one new version (or reports that nothing changed).
+    /// Imports a parsed batch (its entities, triples and features) as one new version, or
+    /// reports that nothing changed.
     pub async fn import(&self, batch: &TripleBatch, opts: &ImportOptions) -> Result<Outcome> {
+        self.import_with_features(batch, &[], opts).await
+    }
+
+    /// Sets the features of existing entities as one new version; values equal to the live
+    /// ones change nothing (no version when none differs). Features never create entities:
+    /// an unknown key is an error naming it. `opts.replace` does not apply.
+    pub async fn import_features(
+        &self,
+        records: &[FeatureRecord],
+        opts: &ImportOptions,
+    ) -> Result<Outcome> {
+        let opts = ImportOptions {
+            replace: false,
+            ..opts.clone()
+        };
+        self.import_with_features(&TripleBatch::default(), records, &opts)
+            .await
+    }
+
+    /// A batch and features of entities named by key (the batch's, or ones already stored)
+    /// as one version: `import --features` with a graph file.
+    pub async fn import_with_features(
+        &self,
+        batch: &TripleBatch,
+        records: &[FeatureRecord],
+        opts: &ImportOptions,
+    ) -> Result<Outcome> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let mut keys = Keys::load(&mut tx).await?;
         let mut delta = Delta::default();
@@ -197,11 +250,38 @@ impl Store {
             })
             .collect();
 
-        let live: FxHashSet<[i64; 3]> = scan::edges(&mut tx, Filter::Live)
-            .await?
-            .into_iter()
-            .map(|e| [e.head, e.relation, e.tail])
-            .collect();
+        let mut wanted: Vec<(i64, &FeatureValue)> =
+            Vec::with_capacity(batch.features.len() + records.len());
+        for (i, value) in &batch.features {
+            let id = entity_map
+                .get(*i as usize)
+                .ok_or_else(|| StoreError::BadFeature {
+                    entity: format!("#{i}"),
+                    kind: value.kind().to_owned(),
+                    message: format!("the batch has {} entities", batch.entities.len()),
+                })?;
+            wanted.push((*id, value));
+        }
+        for r in records {
+            let id = keys
+                .entity_ids
+                .get(&r.entity)
+                .ok_or_else(|| StoreError::UnknownEntity(r.entity.clone()))?;
+            wanted.push((*id, &r.value));
+        }
+        let (features_set, features_removed) = features::delta(&mut tx, &keys, &wanted).await?;
+        drop(wanted);
+
+        // A features-only import need not read the edges.
+        let live: FxHashSet<[i64; 3]> = if batch.triples.is_empty() && !opts.replace {
+            FxHashSet::default()
+        } else {
+            scan::edges(&mut tx, Filter::Live)
+                .await?
+                .into_iter()
+                .map(|e| [e.head, e.relation, e.tail])
+                .collect()
+        };
         let mapped = batch.triples.iter().map(|&[h, r, t]| {
             [
                 entity_map[h as usize],
@@ -220,11 +300,23 @@ impl Store {
                 .collect();
             removed.sort_unstable();
         }
-        if added.is_empty() && removed.is_empty() && delta.entities.is_empty() {
+        if added.is_empty()
+            && removed.is_empty()
+            && delta.entities.is_empty()
+            && features_set.is_empty()
+            && features_removed.is_empty()
+        {
+            let triples = if live.is_empty() {
+                sqlx::query_scalar("SELECT count(*) FROM edges WHERE removed_in IS NULL")
+                    .fetch_one(&mut *tx)
+                    .await?
+            } else {
+                live.len() as i64
+            };
             tx.rollback().await?;
             return Ok(Outcome::Unchanged {
                 head: self.head().await?,
-                triples: live.len() as u64,
+                triples: triples as u64,
             });
         }
         debug!(
@@ -235,6 +327,8 @@ impl Store {
         drop(live);
         delta.added = Arc::new(added);
         delta.removed = Arc::new(removed);
+        delta.features = Arc::new(features_set);
+        delta.features_removed = Arc::new(features_removed);
         let meta = Meta {
             message: opts.message.clone(),
             source: opts.source.to_string(),
@@ -246,7 +340,8 @@ impl Store {
     }
 
     /// Writes a new version that undoes version `v`: triples it added that are live are
-    /// removed, triples it removed that are not live are restored. Entities are never removed.
+    /// removed, triples it removed that are not live are restored, and so are feature values
+    /// where no later version changed them. Entities are never removed.
     pub async fn revert(&self, v: i64, message: Option<&str>) -> Result<Outcome> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let original: Option<String> =
@@ -274,7 +369,12 @@ impl Store {
                 provenance.push(Some(serde_json::json!({ "revert_of": v }).to_string()));
             }
         }
-        if added.is_empty() && removed.is_empty() {
+        let (features_set, features_removed) = features::revert(&mut tx, &keys, v).await?;
+        if added.is_empty()
+            && removed.is_empty()
+            && features_set.is_empty()
+            && features_removed.is_empty()
+        {
             tx.rollback().await?;
             return Ok(Outcome::Unchanged {
                 head: self.head().await?,
@@ -285,6 +385,8 @@ impl Store {
             added: Arc::new(added),
             removed: Arc::new(removed),
             provenance,
+            features: Arc::new(features_set),
+            features_removed: Arc::new(features_removed),
             ..Delta::default()
         };
         let meta = Meta {
@@ -378,8 +480,19 @@ type Hashed = (String, FxHashSet<(i64, String, String)>);
 pub(super) async fn commit(
     conn: &mut SqliteConnection,
     keys: Arc<Keys>,
+    delta: Delta<'_>,
+    meta: Meta,
+) -> Result<CommitSummary> {
+    commit_as(conn, keys, delta, meta, FORMAT).await
+}
+
+/// [`commit`] in hash format `format`: tests write the chains older builds wrote with it.
+pub(super) async fn commit_as(
+    conn: &mut SqliteConnection,
+    keys: Arc<Keys>,
     mut delta: Delta<'_>,
     meta: Meta,
+    format: i64,
 ) -> Result<CommitSummary> {
     let started = std::time::Instant::now();
     // Only real changes of the refutations enter the version (and its hash).
@@ -412,6 +525,8 @@ pub(super) async fn commit(
         let (keys, added, removed) = (keys.clone(), delta.added.clone(), delta.removed.clone());
         let refuted: Vec<[i64; 3]> = delta.refuted.iter().map(|r| r.0).collect();
         let unrefuted = delta.unrefuted.clone();
+        let (features_set, features_removed) =
+            (delta.features.clone(), delta.features_removed.clone());
         let meta = meta.clone();
         tokio::task::spawn_blocking(move || -> Result<Hashed> {
             let triples = |list: &[[i64; 3]]| -> Result<Vec<[&str; 3]>> {
@@ -428,8 +543,10 @@ pub(super) async fn commit(
                 removed: triples(&removed)?,
                 refuted: triples(&refuted)?,
                 unrefuted: triples(&unrefuted)?,
+                features: features::hashed(&keys, &features_set)?,
+                features_removed: features::hashed(&keys, &features_removed)?,
             };
-            let hash = canonical.hash(&parent_hash, FORMAT);
+            let hash = canonical.hash(&parent_hash, format);
             // Few distinct (relation, categories) triples: dedup on ids, then name them.
             let mut ids: FxHashSet<(i64, i64, i64)> = FxHashSet::default();
             let mut category_of: FxHashMap<&str, i64> = FxHashMap::default();
@@ -460,8 +577,8 @@ pub(super) async fn commit(
 
     sqlx::query(
         "INSERT INTO graph_versions (id, parent_id, round_id, created_at, message, source, \
-         n_added, n_removed, n_entities, n_refuted, n_unrefuted, hash_format, hash) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '')",
+         n_added, n_removed, n_entities, n_refuted, n_unrefuted, n_features, n_features_removed, \
+         hash_format, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '')",
     )
     .bind(version)
     .bind(parent)
@@ -474,7 +591,9 @@ pub(super) async fn commit(
     .bind(delta.entities.len() as i64)
     .bind(delta.refuted.len() as i64)
     .bind(delta.unrefuted.len() as i64)
-    .bind(FORMAT)
+    .bind(delta.features.len() as i64)
+    .bind(delta.features_removed.len() as i64)
+    .bind(format)
     .execute(&mut *conn)
     .await?;
     for chunk in delta.refuted.chunks(MAX_PARAMS / 5) {
@@ -538,6 +657,7 @@ pub(super) async fn commit(
             .execute(&mut *conn)
             .await?;
     }
+    features::write(conn, version, &delta.features, &delta.features_removed).await?;
 
     // Keeping the by-tail index current row by row tripled a 2M-edge import (2.4 s -> 7.8 s);
     // for bulk deltas it is dropped and rebuilt from sorted data in the same transaction
@@ -622,6 +742,8 @@ pub(super) async fn commit(
         entities = delta.entities.len(),
         refuted = delta.refuted.len(),
         unrefuted = delta.unrefuted.len(),
+        features = delta.features.len(),
+        features_removed = delta.features_removed.len(),
         "graph version committed"
     );
     Ok(CommitSummary {
@@ -630,6 +752,8 @@ pub(super) async fn commit(
         removed: delta.removed.len() as u64,
         entities_added: delta.entities.len() as u64,
         relations_added: delta.relations.len() as u64,
+        features_set: delta.features.len() as u64,
+        features_removed: delta.features_removed.len() as u64,
         hash,
     })
 }

@@ -4,6 +4,7 @@
 //! handed on, so the engine imports exactly what was checked.
 
 use super::{Issue, Loaded, WorkflowError};
+use crate::graph::features::read_features;
 use crate::graph::{OnInvalid, ParseError, TripleBatch, kgx, tsv};
 use crate::store::{Store, StoreError};
 use std::collections::HashSet;
@@ -24,7 +25,8 @@ pub enum SourceError {
 pub enum Source {
     /// The database already holds a graph; the workflow's `graph` section is not read.
     Stored,
-    /// The database is empty (or there is none yet): the workflow's graph file, parsed.
+    /// The database is empty (or there is none yet): the workflow's graph file, parsed, with
+    /// the features file's values in `batch.features` (so they commit in the same version).
     File { batch: TripleBatch, path: PathBuf },
     /// The database is empty and the workflow names no graph file.
     Missing,
@@ -48,21 +50,26 @@ pub async fn check(store: Option<&Store>, l: &Loaded) -> Result<Source, SourceEr
     Ok(Source::File { batch, path })
 }
 
-/// The workflow's graph file (`graph.import`) or KGX directory (`graph.kgx`), parsed.
+/// The workflow's graph file (`graph.import`) or KGX directory (`graph.kgx`), parsed, with
+/// its features (`graph.features`), whose entities must all be in it.
 fn read(l: &Loaded) -> Result<Option<(TripleBatch, PathBuf)>, ParseError> {
     let g = &l.workflow.graph;
-    Ok(match (&g.import, &g.kgx) {
+    let (mut batch, path) = match (&g.import, &g.kgx) {
         (Some(p), _) => {
             let p = l.resolve(p);
-            Some((tsv::read_triples(&p, OnInvalid::Fail)?, p))
+            (tsv::read_triples(&p, OnInvalid::Fail)?, p)
         }
         (None, Some(d)) => {
             let d = l.resolve(d);
             let batch = kgx::read_kgx(&d.join("nodes.tsv"), &d.join("edges.tsv"), OnInvalid::Fail)?;
-            Some((batch, d))
+            (batch, d)
         }
-        (None, None) => None,
-    })
+        (None, None) => return Ok(None),
+    };
+    if let Some(f) = &g.features {
+        read_features(&l.resolve(f))?.attach(&mut batch, &path)?;
+    }
+    Ok(Some((batch, path)))
 }
 
 /// Every relation in `generate.relations` that `known` does not know, as located issues.
@@ -136,5 +143,35 @@ mod tests {
         );
         let none = loaded(dir.path(), &format!("name: w\n{stage}"));
         assert!(matches!(check(None, &none).await, Ok(Source::Missing)));
+    }
+
+    #[tokio::test]
+    async fn features_ride_with_the_graph_file_and_name_entities_it_lacks() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::write(dir.path().join("g.tsv"), "a\ttreats\tb\n").expect("write graph");
+        std::fs::write(dir.path().join("f.tsv"), "id\tsmiles\nb\tCCO\n").expect("write");
+        std::fs::write(dir.path().join("bad.tsv"), "id\tf0\na\t1\nzz\t2\n").expect("write");
+        let stage = "stages:\n  - name: s\n    plugin: human\n";
+        let with = |features: &str| {
+            format!("name: w\ngraph:\n  import: g.tsv\n  features: {features}\n{stage}")
+        };
+        match check(None, &loaded(dir.path(), &with("f.tsv"))).await {
+            Ok(Source::File { batch, .. }) => assert_eq!(
+                batch.features,
+                vec![(1, crate::graph::FeatureValue::Smiles("CCO".into()))]
+            ),
+            other => panic!("expected the parsed file, got {other:?}"),
+        }
+        let e = check(None, &loaded(dir.path(), &with("bad.tsv")))
+            .await
+            .expect_err("unknown entity");
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "{}:3: entity `zz` is not in {} (features never create entities)",
+                dir.path().join("bad.tsv").display(),
+                dir.path().join("g.tsv").display()
+            )
+        );
     }
 }

@@ -105,6 +105,10 @@ pub struct GraphSpec {
     /// A KGX directory (nodes.tsv, edges.tsv) imported when the database has no graph yet.
     #[serde(default)]
     pub kgx: Option<PathBuf>,
+    /// Entity features (`id`, then `smiles`, `sequence` and/or vector columns), imported in
+    /// the same first version as `import` or `kgx`; every entity must be in that graph.
+    #[serde(default)]
+    pub features: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize, JsonSchema)]

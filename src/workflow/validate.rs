@@ -103,6 +103,13 @@ impl Checks<'_> {
         }
         self.exists("graph.import", w.graph.import.as_deref(), false);
         self.exists("graph.kgx", w.graph.kgx.as_deref(), true);
+        self.exists("graph.features", w.graph.features.as_deref(), false);
+        if w.graph.features.is_some() && w.graph.import.is_none() && w.graph.kgx.is_none() {
+            self.bad(
+                "graph.features",
+                "features are imported with the graph: give `import` or `kgx` too",
+            );
+        }
         self.exists("evaluate.test", w.evaluate.test.as_deref(), false);
         self.exists("evaluate.valid", w.evaluate.valid.as_deref(), false);
         for (i, f) in w.evaluate.filter.iter().enumerate() {
