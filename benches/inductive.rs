@@ -67,7 +67,10 @@ fn umls(dir: &Path) -> anyhow::Result<Dataset> {
 fn synth(dir: &Path) -> anyhow::Result<Dataset> {
     let (mut ents, mut rels) = (Interner::new(), Interner::new());
     let mut category = Vec::new();
-    for line in std::fs::read_to_string(dir.join("nodes.tsv"))?.lines().skip(1) {
+    for line in std::fs::read_to_string(dir.join("nodes.tsv"))?
+        .lines()
+        .skip(1)
+    {
         let mut f = line.split('\t');
         let (Some(id), Some(cat)) = (f.next(), f.next()) else {
             continue;
@@ -109,7 +112,12 @@ fn synth(dir: &Path) -> anyhow::Result<Dataset> {
         removable,
         config: TrainConfig::new()
             .with_dim(64)
-            .with_epochs(std::env::var("SYNTH_EPOCHS").ok().and_then(|v| v.parse().ok()).unwrap_or(30))
+            .with_epochs(
+                std::env::var("SYNTH_EPOCHS")
+                    .ok()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(30),
+            )
             .with_batch_size(2048)
             .with_eval_every(5),
     })
@@ -139,9 +147,13 @@ fn split(d: &Dataset, seed: u64) -> Split {
         // 10% of each removable category.
         let mut by: HashMap<&str, Vec<u32>> = HashMap::new();
         for &e in &removable {
-            by.entry(d.category[e as usize].as_str()).or_default().push(e);
+            by.entry(d.category[e as usize].as_str())
+                .or_default()
+                .push(e);
         }
-        by.values().flat_map(|v| v[..v.len() / 10].to_vec()).collect()
+        by.values()
+            .flat_map(|v| v[..v.len() / 10].to_vec())
+            .collect()
     };
     let n = d.keys.len();
     let mut map = vec![0u32; n];
@@ -224,12 +236,7 @@ impl Score {
 }
 
 /// Ranks every hidden edge of every scored entity, given a row per scored entity.
-fn rank_all(
-    model: &KgeModel,
-    s: &Split,
-    k: usize,
-    rows: &HashMap<u32, Vec<f32>>,
-) -> Score {
+fn rank_all(model: &KgeModel, s: &Split, k: usize, rows: &HashMap<u32, Vec<f32>>) -> Score {
     let mut score = Score::default();
     for (e, edges) in &s.edges {
         let Some(row) = rows.get(e) else { continue };
@@ -250,11 +257,19 @@ fn rank_all(
                         s.truth.contains(&(c, t.relation, *e))
                     }
             });
-            score.add(model::eval::realistic_rank(&scores, known as usize, filtered));
+            score.add(model::eval::realistic_rank(
+                &scores,
+                known as usize,
+                filtered,
+            ));
             // The new entity, among all trained entities plus itself.
             let back = if new_is_head { Dir::Head } else { Dir::Tail };
-            let mut scores =
-                foldin::scores_against_all(model, model.entities.row(known as usize), t.relation, back);
+            let mut scores = foldin::scores_against_all(
+                model,
+                model.entities.row(known as usize),
+                t.relation,
+                back,
+            );
             let own = if new_is_head {
                 foldin::score_rows(model, row, t.relation, model.entities.row(known as usize))
             } else {
@@ -271,7 +286,11 @@ fn rank_all(
                     }
                 })
                 .collect();
-            score.add(model::eval::realistic_rank(&scores, truth, filtered.into_iter()));
+            score.add(model::eval::realistic_rank(
+                &scores,
+                truth,
+                filtered.into_iter(),
+            ));
         }
     }
     score
@@ -281,7 +300,11 @@ fn main() -> anyhow::Result<()> {
     let only = std::env::var("INDUCTIVE_ONLY").ok();
     let mut sets = Vec::new();
     if only.as_deref().is_none_or(|o| o == "umls") {
-        sets.push(umls(Path::new(env!("CARGO_MANIFEST_DIR")).join("data/umls").as_path())?);
+        sets.push(umls(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("data/umls")
+                .as_path(),
+        )?);
     }
     if only.as_deref().is_none_or(|o| o == "synth")
         && let Ok(dir) = std::env::var("INDUCTIVE_SYNTH")
@@ -319,7 +342,10 @@ fn run(d: &Dataset) -> anyhow::Result<()> {
     let base = model::train(&d.config, &set, None, &device, &mut |_| {})?;
     let base_secs = started.elapsed().as_secs_f64();
     let m = &base.model;
-    println!("base model: {:?} dim {}, trained in {base_secs:.1} s", d.config.model, d.config.dim);
+    println!(
+        "base model: {:?} dim {}, trained in {base_secs:.1} s",
+        d.config.model, d.config.dim
+    );
 
     // Inverse map for categories and features of new ids.
     let mut old = vec![0u32; s.map.len()];
@@ -373,7 +399,9 @@ fn run(d: &Dataset) -> anyhow::Result<()> {
             Dir::Head => domain.get(&r),
         };
         match cats {
-            Some(c) => (0..s.n_known as u32).filter(|&i| c.contains(cat(i))).collect(),
+            Some(c) => (0..s.n_known as u32)
+                .filter(|&i| c.contains(cat(i)))
+                .collect(),
             None => (0..s.n_known as u32).collect(),
         }
     };
@@ -400,7 +428,10 @@ fn run(d: &Dataset) -> anyhow::Result<()> {
         scored
             .iter()
             .map(|&e| {
-                let mean = means.get(cat(e)).cloned().unwrap_or_else(|| foldin::mean_row(m, &[]));
+                let mean = means
+                    .get(cat(e))
+                    .cloned()
+                    .unwrap_or_else(|| foldin::mean_row(m, &[]));
                 if !use_features {
                     return mean;
                 }
@@ -419,9 +450,17 @@ fn run(d: &Dataset) -> anyhow::Result<()> {
             .enumerate()
             .flat_map(|(i, (e, v))| {
                 v[..k].iter().map(move |t| Edge {
-                    head: if t.head == *e { Node::New(i) } else { Node::Known(t.head) },
+                    head: if t.head == *e {
+                        Node::New(i)
+                    } else {
+                        Node::Known(t.head)
+                    },
                     relation: t.relation,
-                    tail: if t.tail == *e { Node::New(i) } else { Node::Known(t.tail) },
+                    tail: if t.tail == *e {
+                        Node::New(i)
+                    } else {
+                        Node::Known(t.tail)
+                    },
                 })
             })
             .collect();
@@ -442,8 +481,7 @@ fn run(d: &Dataset) -> anyhow::Result<()> {
                 init
             };
             let secs = started.elapsed().as_secs_f64();
-            let rows: HashMap<u32, Vec<f32>> =
-                scored.iter().copied().zip(rows).collect();
+            let rows: HashMap<u32, Vec<f32>> = scored.iter().copied().zip(rows).collect();
             let sc = rank_all(m, &s, k, &rows);
             println!(
                 "| {k} | {name} | {:.3} | {:.3} | {} | {secs:.4} | (see below) |",
@@ -499,5 +537,8 @@ fn run(d: &Dataset) -> anyhow::Result<()> {
 }
 
 fn env_or<T: std::str::FromStr>(key: &str, default: T) -> T {
-    std::env::var(key).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(key)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }

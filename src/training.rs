@@ -8,6 +8,7 @@ use crate::graph::{Graph, OnInvalid, Triple, tsv};
 use crate::model::calibrate::{self, Method};
 use crate::model::checkpoint::{self, CheckpointError, Vocab};
 use crate::model::ensemble::CalibrationSummary;
+use crate::model::prior::{Examples, Priors};
 use crate::model::{
     self, Ensemble, EpochStats, Known, ModelError, ModelKind, TrainConfig, TrainSet,
 };
@@ -239,10 +240,16 @@ pub async fn train(
     let (ensemble, calibration) =
         blocking(|| Ensemble::calibrate(models, job.calibration, &valid, &negatives, &device));
 
+    let features = store.features_at(v).await?;
+    let (priors, prior_report) = blocking(|| fit_priors(&ensemble, &graph, &features, config.seed));
+
     let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ");
     let dir = data_dir
         .join("models")
         .join(format!("v{v}-{}-{stamp}", kind_name(config.model)));
+    if priors.iter().any(|p| !p.maps.is_empty()) {
+        checkpoint::save_priors(&priors, &dir)?;
+    }
     let checksum = blocking(|| checkpoint::save_ensemble(&ensemble, &vocab, &dir))?;
     let io = |path: PathBuf| move |cause| TrainingError::Io { path, cause };
     write_curve(&dir, &histories).map_err(io(dir.join("curve.csv")))?;
@@ -265,6 +272,7 @@ pub async fn train(
         "valid_skipped": valid_unknown,
         "refuted_negatives": refuted.len(),
         "calibration": calibration,
+        "priors": prior_report,
     });
     let path = std::fs::canonicalize(&dir).unwrap_or(dir.clone());
     let config_json =
@@ -292,6 +300,71 @@ pub async fn train(
         epochs_run,
         calibration,
     })
+}
+
+/// Each member's maps from features to rows (`model::prior`), per category and feature kind,
+/// fitted on the trained entities that have features; and a report for the model's metrics.
+/// A feature that cannot be featurized (an invalid SMILES imported as text) is skipped and
+/// counted, not fatal: one bad row must not stop a retrain.
+pub fn fit_priors(
+    ensemble: &Ensemble,
+    graph: &Graph,
+    features: &[crate::graph::FeatureRecord],
+    seed: u64,
+) -> (Vec<Priors>, serde_json::Value) {
+    use std::collections::BTreeMap;
+    let mut vectors: BTreeMap<(String, &'static str), Vec<(u32, Vec<f32>)>> = BTreeMap::new();
+    let mut skipped = 0usize;
+    for f in features {
+        let Some(id) = graph.entity_id(&f.entity) else {
+            continue;
+        };
+        match crate::featurize::featurize(&f.entity, &f.value) {
+            Ok(x) => vectors
+                .entry((graph.category(id).to_owned(), f.value.kind()))
+                .or_default()
+                .push((id, x)),
+            Err(e) => {
+                skipped += 1;
+                tracing::warn!(error = %e, "feature skipped for the priors");
+            }
+        }
+    }
+    // One width per group (vectors from different files may differ): the commonest wins.
+    for rows in vectors.values_mut() {
+        let mut widths: BTreeMap<usize, usize> = BTreeMap::new();
+        for (_, x) in rows.iter() {
+            *widths.entry(x.len()).or_default() += 1;
+        }
+        let w = widths.iter().max_by_key(|(_, n)| **n).map_or(0, |(w, _)| *w);
+        rows.retain(|(_, x)| x.len() == w);
+    }
+    let groups: Vec<Examples<'_>> = vectors
+        .iter()
+        .map(|((category, kind), rows)| Examples {
+            category,
+            kind,
+            rows: rows.iter().map(|(id, x)| (*id, x.as_slice())).collect(),
+        })
+        .collect();
+    let priors: Vec<Priors> = ensemble
+        .members
+        .iter()
+        .enumerate()
+        .map(|(i, m)| Priors::fit(&m.model, &groups, seed.wrapping_add(i as u64)))
+        .collect();
+    let report = serde_json::json!({
+        "maps": priors.first().map(|p| p.maps.iter().map(|m| serde_json::json!({
+            "category": m.category,
+            "kind": m.kind,
+            "dim": m.dim,
+            "fitted_on": m.fitted_on,
+            "holdout_r2": m.holdout_r2,
+            "penalty": m.lambda,
+        })).collect::<Vec<_>>()).unwrap_or_default(),
+        "features_skipped": skipped,
+    });
+    (priors, report)
 }
 
 pub fn keys_of(graph: &Graph, triples: &[Triple]) -> String {

@@ -171,7 +171,17 @@ impl Origin {
                 problems
                     .into_iter()
                     .map(|p| {
-                        let at = labels.get(&p.path).cloned().unwrap_or(p.path);
+                        // `edges[0][1]` is the flag that gave `edges[0]`.
+                        let mut key = p.path.as_str();
+                        let at = loop {
+                            if let Some(flag) = labels.get(key) {
+                                break flag.clone();
+                            }
+                            match key.rfind(['.', '[']) {
+                                Some(cut) => key = &key[..cut],
+                                None => break p.path.clone(),
+                            }
+                        };
                         Problem::new(at, p.message)
                     })
                     .collect(),

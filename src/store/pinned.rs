@@ -242,8 +242,20 @@ impl Store {
                 }
             }
         }
-        // TODO(features): put `s.features` into the delta (`Delta` feature fields) when the
-        // entity-features branch is merged; until then they are not stored.
+        // The new entities' features join the same version, checked as an import's are.
+        let mut wanted = Vec::with_capacity(s.features.len());
+        for f in &s.features {
+            let id = keys
+                .entity_ids
+                .get(&f.entity)
+                .ok_or_else(|| StoreError::UnknownEntity(f.entity.clone()))?;
+            wanted.push((*id, &f.value));
+        }
+        let (features_set, features_removed) =
+            super::features::delta(&mut tx, &keys, &wanted).await?;
+        drop(wanted);
+        delta.features = std::sync::Arc::new(features_set);
+        delta.features_removed = std::sync::Arc::new(features_removed);
         let ids = |t: &[String; 3]| -> Result<[i64; 3]> {
             let entity = |k: &String| {
                 keys.entity_ids
@@ -283,7 +295,7 @@ impl Store {
         let entities_added = delta.entities.len();
         let at = now();
         let mut version = None;
-        if !delta.entities.is_empty() || !asserted.is_empty() {
+        if !delta.entities.is_empty() || !asserted.is_empty() || !delta.features.is_empty() {
             let provenance = serde_json::json!({
                 "ask": true, "asserted_by": s.asker, "workflow": s.workflow,
             })

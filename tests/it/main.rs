@@ -1,6 +1,7 @@
 //! Integration tests: one binary, so the crate links once.
 
 mod access;
+mod ask;
 mod bad_input;
 mod browser;
 mod daemon;
