@@ -5,6 +5,7 @@
 pub mod acquire;
 pub mod cli;
 pub mod engine;
+pub mod featurize;
 pub mod graph;
 pub mod logging;
 pub mod model;
