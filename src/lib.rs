@@ -6,6 +6,7 @@ pub mod acquire;
 pub mod ask;
 pub mod cli;
 pub mod engine;
+pub mod featurize;
 pub mod graph;
 pub mod logging;
 pub mod model;
