@@ -314,6 +314,183 @@ fn main() -> anyhow::Result<()> {
     for d in &sets {
         run(d)?;
     }
+    if let Ok(dir) = std::env::var("INDUCTIVE_ASK") {
+        ask_latency(Path::new(&dir))?;
+    }
+    Ok(())
+}
+
+/// One ask's latency on a whole graph (the synthetic one at `--scale 1`: 47K entities, 2.25M
+/// edges), with the model, graph and priors loaded as `serve` keeps them. The weights come
+/// from one epoch of sampled-negative training per member: latency does not depend on how
+/// good they are, and a one-vs-all epoch at this size takes hours on two cores.
+fn ask_latency(dir: &Path) -> anyhow::Result<()> {
+    use hypograph::ask::{Asker, NewEntity, Origin, Prompt};
+    use hypograph::model::calibrate::Calibrator;
+    use hypograph::model::ensemble::{Ensemble, Member};
+    let d = synth(dir)?;
+    let entities: Vec<(Box<str>, Box<str>)> = d
+        .keys
+        .iter()
+        .zip(&d.category)
+        .map(|(k, c)| (Box::from(k.as_str()), Box::from(c.as_str())))
+        .collect();
+    let mut rels = Interner::new();
+    let batch = hypograph::graph::tsv::read_triples(
+        &dir.join("triples.tsv"),
+        hypograph::graph::OnInvalid::Fail,
+    )?;
+    let mut ents = Interner::new();
+    for k in &d.keys {
+        ents.intern(k);
+    }
+    let triples = batch.triples_in(&mut ents, &mut rels);
+    let relations: Vec<Box<str>> = (0..rels.len() as u32)
+        .map(|i| Box::from(rels.key(i)))
+        .collect();
+    let graph = hypograph::graph::Graph::new(entities, relations, triples)?;
+    println!(
+        "\n## ask latency: {} entities, {} edges, {} relations",
+        graph.num_entities(),
+        graph.num_triples(),
+        graph.num_relations()
+    );
+    let config = TrainConfig::new()
+        .with_regime(hypograph::model::Regime::Negatives)
+        .with_loss(hypograph::model::LossKind::Softplus)
+        .with_negatives(64)
+        .with_batch_size(4096)
+        .with_epochs(1)
+        .with_eval_every(0);
+    let known = Known::new(&[graph.triples()]);
+    let set = TrainSet {
+        num_entities: graph.num_entities(),
+        num_relations: graph.num_relations(),
+        train: graph.triples(),
+        valid: &[],
+        known: &known,
+        refuted: &[],
+    };
+    let device = model::default_device();
+    let started = Instant::now();
+    let mut members = Vec::new();
+    for i in 0..3u64 {
+        let m = model::train(
+            &config.clone().with_seed(40 + i),
+            &set,
+            None,
+            &device,
+            &mut |_| {},
+        )?;
+        members.push(Member {
+            model: m.model,
+            calibrator: Calibrator::Sigmoid,
+        });
+    }
+    let ensemble = Ensemble { members };
+    println!(
+        "3 members, dim {}, trained in {:.1} s",
+        config.dim,
+        started.elapsed().as_secs_f64()
+    );
+    let features: Vec<hypograph::graph::FeatureRecord> = d
+        .features
+        .iter()
+        .map(|(&i, v)| hypograph::graph::FeatureRecord {
+            entity: d.keys[i as usize].clone(),
+            value: hypograph::graph::FeatureValue::Vector(v.clone()),
+        })
+        .collect();
+    let started = Instant::now();
+    let (priors, _) = hypograph::training::fit_priors(&ensemble, &graph, &features, 3);
+    println!(
+        "priors (11 categories x 3 members) fitted in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    let started = Instant::now();
+    let asker = Asker::new(1, 1, graph, ensemble, priors, Default::default());
+    println!("asker built in {:.2} s", started.elapsed().as_secs_f64());
+    // A compound "like" Compound::7 (its features), with three claimed targets.
+    let g = asker.graph();
+    let c7 = g
+        .entity_id("Compound::7")
+        .ok_or_else(|| anyhow::anyhow!("no Compound::7"))?;
+    let genes: Vec<String> = g
+        .out_edges(c7)
+        .iter()
+        .filter(|t| g.relation_key(t.relation) == "binds_Gene")
+        .take(3)
+        .map(|t| g.entity_key(t.tail).to_owned())
+        .collect();
+    let vector = d.features.get(&c7).cloned();
+    let entity = NewEntity {
+        id: "new-compound".into(),
+        category: "Compound".into(),
+        vector,
+        ..NewEntity::default()
+    };
+    let edges: Vec<[String; 3]> = genes
+        .iter()
+        .map(|g| {
+            [
+                "new-compound".to_owned(),
+                "binds_Gene".to_owned(),
+                g.clone(),
+            ]
+        })
+        .collect();
+    let prompts = [
+        (
+            "treats_Disease ? (3 claimed edges)",
+            Prompt {
+                entities: vec![entity.clone()],
+                edges: edges.clone(),
+                predict: vec![["new-compound".into(), "treats_Disease".into(), "?".into()]],
+                top: 20,
+                ..Prompt::default()
+            },
+        ),
+        (
+            "every relation, both directions (3 claimed edges)",
+            Prompt {
+                entities: vec![entity.clone()],
+                edges,
+                top: 20,
+                ..Prompt::default()
+            },
+        ),
+        (
+            "every relation, features only",
+            Prompt {
+                entities: vec![entity],
+                top: 20,
+                ..Prompt::default()
+            },
+        ),
+    ];
+    println!(
+        "\n| prompt | candidates | median ms | p95 ms | paths in top row |\n| --- | --- | --- | --- | --- |"
+    );
+    for (name, prompt) in &prompts {
+        let mut times = Vec::new();
+        let mut last = None;
+        for _ in 0..15 {
+            let a = asker
+                .answer(prompt, &Origin::Json)
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            times.push(a.seconds * 1000.0);
+            last = Some(a);
+        }
+        times.sort_by(f64::total_cmp);
+        let a = last.ok_or_else(|| anyhow::anyhow!("no answer"))?;
+        println!(
+            "| {name} | {} | {:.1} | {:.1} | {} |",
+            a.candidates,
+            times[times.len() / 2],
+            times[(times.len() * 95 / 100).min(times.len() - 1)],
+            a.rows.first().map_or(0, |r| r.paths.len())
+        );
+    }
     Ok(())
 }
 

@@ -118,6 +118,8 @@ enum SchemaFormat {
     Workflow,
     /// Plugin manifests (plugins/*.yaml).
     Manifest,
+    /// `hypograph ask` prompt files.
+    Prompt,
 }
 
 /// Parses arguments, runs the command, prints any error, and returns the exit code.
@@ -166,6 +168,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         let schema = match format {
             SchemaFormat::Workflow => crate::workflow::schema(),
             SchemaFormat::Manifest => crate::plugin::manifest::schema(),
+            SchemaFormat::Prompt => {
+                crate::spec_parse::schema::generate::<crate::ask::Prompt>("hypograph ask prompt")
+            }
         };
         out!("{}", serde_json::to_string_pretty(&schema)?);
         return Ok(ExitCode::SUCCESS);

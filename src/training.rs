@@ -336,7 +336,10 @@ pub fn fit_priors(
         for (_, x) in rows.iter() {
             *widths.entry(x.len()).or_default() += 1;
         }
-        let w = widths.iter().max_by_key(|(_, n)| **n).map_or(0, |(w, _)| *w);
+        let w = widths
+            .iter()
+            .max_by_key(|(_, n)| **n)
+            .map_or(0, |(w, _)| *w);
         rows.retain(|(_, x)| x.len() == w);
     }
     let groups: Vec<Examples<'_>> = vectors

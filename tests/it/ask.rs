@@ -59,7 +59,15 @@ fn clustered(env: &Env) {
         f.to_str().expect("path"),
     ]);
     env.ok(&[
-        "train", "--epochs", "30", "--dim", "16", "--ensemble", "2", "--eval-every", "0",
+        "train",
+        "--epochs",
+        "30",
+        "--dim",
+        "16",
+        "--ensemble",
+        "2",
+        "--eval-every",
+        "0",
     ]);
 }
 
@@ -77,15 +85,30 @@ fn answers_about_a_new_compound_with_edges_evidence_and_priors() {
     let a = ask_json(
         &env,
         &[
-            "--entity", "new-mol", "--category", "Compound", "--name", "New <b>mol</b>",
-            "--vector", "1.0,0.05,0.1,0.0",
-            "--edge", "new-mol binds G0", "--edge", "new-mol binds G6",
-            "--predict", "new-mol treats ?", "--top", "4",
+            "--entity",
+            "new-mol",
+            "--category",
+            "Compound",
+            "--name",
+            "New <b>mol</b>",
+            "--vector",
+            "1.0,0.05,0.1,0.0",
+            "--edge",
+            "new-mol binds G0",
+            "--edge",
+            "new-mol binds G6",
+            "--predict",
+            "new-mol treats ?",
+            "--top",
+            "4",
         ],
     );
     let rows = a["rows"].as_array().expect("rows");
     assert_eq!(rows.len(), 4, "{a}");
-    let p: Vec<f64> = rows.iter().map(|r| r["probability"].as_f64().expect("p")).collect();
+    let p: Vec<f64> = rows
+        .iter()
+        .map(|r| r["probability"].as_f64().expect("p"))
+        .collect();
     assert!(p.windows(2).all(|w| w[0] >= w[1]), "sorted: {p:?}");
     for r in rows {
         assert_eq!(r["head"], "new-mol");
@@ -97,7 +120,12 @@ fn answers_about_a_new_compound_with_edges_evidence_and_priors() {
     // Most of the top diseases are cluster 0 (D0, D3, D6, D9).
     let cluster0 = rows
         .iter()
-        .filter(|r| r["tail"].as_str().and_then(|t| t[1..].parse::<usize>().ok()).is_some_and(|d| d % 3 == 0))
+        .filter(|r| {
+            r["tail"]
+                .as_str()
+                .and_then(|t| t[1..].parse::<usize>().ok())
+                .is_some_and(|d| d % 3 == 0)
+        })
         .count();
     assert!(cluster0 >= 3, "{a}");
     // Evidence runs through the claims: new-mol -binds-> G0 <-associates- D...
@@ -107,21 +135,38 @@ fn answers_about_a_new_compound_with_edges_evidence_and_priors() {
     let e = &a["entities"][0];
     assert_eq!(e["basis"], "edges");
     assert_eq!(e["edges"], 2);
-    assert_eq!(e["prior"], "vector", "a vector map was fitted at training: {a}");
+    assert_eq!(
+        e["prior"], "vector",
+        "a vector map was fitted at training: {a}"
+    );
     assert_eq!(e["similar"].as_array().expect("similar").len(), 5);
     assert_eq!(a["claims"].as_array().expect("claims").len(), 2);
 
     // No edges: a prior, flagged as such; the features still place it in cluster 0.
     let b = ask_json(
         &env,
-        &["--entity", "bare", "--category", "Compound", "--vector", "1.0,0.0,0.1,0.05", "--predict", "bare treats ?", "--top", "3"],
+        &[
+            "--entity",
+            "bare",
+            "--category",
+            "Compound",
+            "--vector",
+            "1.0,0.0,0.1,0.05",
+            "--predict",
+            "bare treats ?",
+            "--top",
+            "3",
+        ],
     );
     assert_eq!(b["entities"][0]["basis"], "features", "{b}");
     for r in b["rows"].as_array().expect("rows") {
         assert_eq!(r["no_edges"], true, "{r}");
     }
     // Neither edges nor features: the category mean, flagged.
-    let c = ask_json(&env, &["--entity", "blank", "--category", "Compound", "--top", "3"]);
+    let c = ask_json(
+        &env,
+        &["--entity", "blank", "--category", "Compound", "--top", "3"],
+    );
     assert_eq!(c["entities"][0]["basis"], "category-mean", "{c}");
     // Every relation of the category in both directions when nothing is named.
     let rels: std::collections::HashSet<&str> = c["rows"]
@@ -135,11 +180,35 @@ fn answers_about_a_new_compound_with_edges_evidence_and_priors() {
     // The same prompt twice: the same answer (seeded fold-in), and the human form names.
     let again = ask_json(
         &env,
-        &["--entity", "bare", "--category", "Compound", "--vector", "1.0,0.0,0.1,0.05", "--predict", "bare treats ?", "--top", "3"],
+        &[
+            "--entity",
+            "bare",
+            "--category",
+            "Compound",
+            "--vector",
+            "1.0,0.0,0.1,0.05",
+            "--predict",
+            "bare treats ?",
+            "--top",
+            "3",
+        ],
     );
     assert_eq!(b["rows"], again["rows"]);
-    let text = env.ok(&["ask", "--entity", "x", "--category", "Compound", "--edge", "x binds G3", "--top", "2"]);
-    assert!(text.contains("placed on claimed edges, 1 claimed edge(s)"), "{text}");
+    let text = env.ok(&[
+        "ask",
+        "--entity",
+        "x",
+        "--category",
+        "Compound",
+        "--edge",
+        "x binds G3",
+        "--top",
+        "2",
+    ]);
+    assert!(
+        text.contains("placed on claimed edges, 1 claimed edge(s)"),
+        "{text}"
+    );
     assert!(text.contains("behaves like:"), "{text}");
     assert!(text.contains("x binds G3"), "{text}");
 }
@@ -149,16 +218,95 @@ fn bad_prompts_are_located_errors() {
     let env = Env::new();
     clustered(&env);
     let cases: &[(&[&str], &str)] = &[
-        (&["--entity", "m", "--category", "Planet"], "--category 'Planet': unknown category `Planet`; the graph has: Compound, Disease, Gene"),
-        (&["--entity", "m", "--category", "Compound", "--edge", "m inhibits G1"], "--edge 'm inhibits G1': unknown relation `inhibits`"),
-        (&["--entity", "m", "--category", "Compound", "--edge", "m binds G999"], "--edge 'm binds G999': unknown entity `G999`"),
-        (&["--entity", "m", "--category", "Compound", "--edge", "m binds D1"], "Compound -binds-> Disease is outside the relation's domain and range (Compound -> Gene)"),
-        (&["--entity", "m", "--category", "Compound", "--predict", "m associates ?"], "Compound is outside the domain of `associates` (Disease)"),
-        (&["--entity", "m", "--category", "Compound", "--predict", "? treats m"], "Compound is outside the range of `treats` (Disease)"),
-        (&["--entity", "C1", "--category", "Compound"], "`C1` is already in the graph"),
-        (&["--entity", "m", "--category", "Compound", "--vector", "1,2"], "has 2 values; this model's Compound vector features have 4"),
-        (&["--entity", "m", "--category", "Compound", "--smiles", "C1CC("], "m"),
-        (&["--entity", "m", "--category", "Compound", "--edge", "m binds"], "--edge 'm binds': expected three words"),
+        (
+            &["--entity", "m", "--category", "Planet"],
+            "--category 'Planet': unknown category `Planet`; the graph has: Compound, Disease, Gene",
+        ),
+        (
+            &[
+                "--entity",
+                "m",
+                "--category",
+                "Compound",
+                "--edge",
+                "m inhibits G1",
+            ],
+            "--edge 'm inhibits G1': unknown relation `inhibits`",
+        ),
+        (
+            &[
+                "--entity",
+                "m",
+                "--category",
+                "Compound",
+                "--edge",
+                "m binds G999",
+            ],
+            "--edge 'm binds G999': unknown entity `G999`",
+        ),
+        (
+            &[
+                "--entity",
+                "m",
+                "--category",
+                "Compound",
+                "--edge",
+                "m binds D1",
+            ],
+            "Compound -binds-> Disease is outside the relation's domain and range (Compound -> Gene)",
+        ),
+        (
+            &[
+                "--entity",
+                "m",
+                "--category",
+                "Compound",
+                "--predict",
+                "m associates ?",
+            ],
+            "Compound is outside the domain of `associates` (Disease)",
+        ),
+        (
+            &[
+                "--entity",
+                "m",
+                "--category",
+                "Compound",
+                "--predict",
+                "? treats m",
+            ],
+            "Compound is outside the range of `treats` (Disease)",
+        ),
+        (
+            &["--entity", "C1", "--category", "Compound"],
+            "`C1` is already in the graph",
+        ),
+        (
+            &["--entity", "m", "--category", "Compound", "--vector", "1,2"],
+            "has 2 values; this model's Compound vector features have 4",
+        ),
+        (
+            &[
+                "--entity",
+                "m",
+                "--category",
+                "Compound",
+                "--smiles",
+                "C1CC(",
+            ],
+            "m",
+        ),
+        (
+            &[
+                "--entity",
+                "m",
+                "--category",
+                "Compound",
+                "--edge",
+                "m binds",
+            ],
+            "--edge 'm binds': expected three words",
+        ),
     ];
     for (args, want) in cases {
         let mut all = vec!["ask"];
@@ -174,7 +322,10 @@ fn bad_prompts_are_located_errors() {
     );
     let err = env.fail(&["ask", prompt.to_str().expect("path")]);
     assert!(err.contains("prompt.yaml:6:"), "{err}");
-    assert!(err.contains("edges[1][2]: unknown entity `Nowhere`"), "{err}");
+    assert!(
+        err.contains("edges[1][2]: unknown entity `Nowhere`"),
+        "{err}"
+    );
     let ok = env.json(&["ask", env.write("good.yaml", "entities:\n  - id: m\n    category: Compound\nedges:\n  - [m, binds, G1]\npredict:\n  - [m, treats, \"?\"]\ntop: 2\n").to_str().expect("path")]);
     assert_eq!(ok["rows"].as_array().expect("rows").len(), 2, "{ok}");
 }
@@ -195,27 +346,54 @@ fn submitted_rows_join_the_next_round() {
     let service = user(&env, "svc", "service");
     let args = |token: &str| {
         vec![
-            "ask".to_owned(), "--entity".into(), "new-bug".into(),
-            "--edge".into(), "new-bug isa bacterium".into(), "--predict".into(), "new-bug ? ?".into(),
-            "--top".into(), "3".into(), "--submit".into(), w.display().to_string(),
-            "--pick".into(), "1,2".into(), "--token".into(), token.to_owned(),
+            "ask".to_owned(),
+            "--entity".into(),
+            "new-bug".into(),
+            "--edge".into(),
+            "new-bug isa bacterium".into(),
+            "--predict".into(),
+            "new-bug ? ?".into(),
+            "--top".into(),
+            "3".into(),
+            "--submit".into(),
+            w.display().to_string(),
+            "--pick".into(),
+            "1,2".into(),
+            "--token".into(),
+            token.to_owned(),
         ]
     };
-    let refused = env.fail(&args(&service).iter().map(String::as_str).collect::<Vec<_>>());
+    let refused = env.fail(
+        &args(&service)
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
     assert!(refused.contains("the token is refused"), "{refused}");
     let out = env.json(&args(&alice).iter().map(String::as_str).collect::<Vec<_>>());
     let s = &out["submitted"];
     assert_eq!(s["entities_added"], 1, "{out}");
-    assert_eq!(s["pinned"].as_array().expect("pinned").len(), 3, "two rows and one claim: {out}");
+    assert_eq!(
+        s["pinned"].as_array().expect("pinned").len(),
+        3,
+        "two rows and one claim: {out}"
+    );
     let list = env.json(&["pinned", "list"]);
     let rows = list.as_array().expect("list");
     assert_eq!(rows.len(), 3, "{list}");
-    assert!(rows.iter().all(|r| r["status"] == "waiting" && r["asker"] == "alice"), "{list}");
+    assert!(
+        rows.iter()
+            .all(|r| r["status"] == "waiting" && r["asker"] == "alice"),
+        "{list}"
+    );
     // The next round takes them (batch 10: up to 5 pinned).
     run_now(&env, &w);
     let list = env.json(&["pinned", "list"]);
     assert!(
-        list.as_array().expect("list").iter().all(|r| r["status"] == "claimed"),
+        list.as_array()
+            .expect("list")
+            .iter()
+            .all(|r| r["status"] == "claimed"),
         "{list}"
     );
     // The new entity entered the graph in the submission's version, provenance `ask`.
