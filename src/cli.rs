@@ -279,6 +279,10 @@ async fn stats(store: &Store, version: VersionRef, json: bool) -> anyhow::Result
     );
     out!("entities by category:");
     print_counts(&s.categories);
+    if !s.features.is_empty() {
+        out!("entities with features, by kind:");
+        print_counts(&s.features);
+    }
     out!("triples by relation (head category -> tail category):");
     let width = s
         .by_relation

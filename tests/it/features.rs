@@ -70,6 +70,14 @@ fn a_features_import_is_a_version_whose_hash_covers_the_values() {
     ]);
     assert!(again.starts_with("nothing to import"), "{again}");
     assert_eq!(env.count("SELECT count(*) FROM graph_versions"), 2);
+    assert_eq!(
+        env.json(&["stats"])["features"],
+        serde_json::json!({ "smiles": 1, "vector": 2 })
+    );
+    assert_eq!(
+        env.json(&["stats", "--version", "1"])["features"],
+        serde_json::json!({ "vector": 2 })
+    );
 
     let changed = env.write(
         "f2.tsv",
