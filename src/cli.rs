@@ -51,7 +51,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Import a triples TSV or a KGX nodes/edges pair as one new graph version.
+    /// Import a triples TSV or a KGX nodes/edges pair, and/or entity features, as one new
+    /// graph version.
     Import(import::ImportArgs),
     /// Counts of entities by category and triples by relation.
     Stats {
