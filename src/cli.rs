@@ -53,7 +53,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Import a triples TSV or a KGX nodes/edges pair as one new graph version.
+    /// Import a triples TSV or a KGX nodes/edges pair, and/or entity features, as one new
+    /// graph version.
     Import(import::ImportArgs),
     /// Counts of entities by category and triples by relation.
     Stats {
@@ -302,6 +303,10 @@ async fn stats(store: &Store, version: VersionRef, json: bool) -> anyhow::Result
     );
     out!("entities by category:");
     print_counts(&s.categories);
+    if !s.features.is_empty() {
+        out!("entities with features, by kind:");
+        print_counts(&s.features);
+    }
     out!("triples by relation (head category -> tail category):");
     let width = s
         .by_relation

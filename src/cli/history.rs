@@ -313,15 +313,13 @@ pub async fn run(store: &Store, cmd: GraphCommand) -> anyhow::Result<ExitCode> {
             match &report.first_mismatch {
                 None => {
                     if !json {
-                        let features = match report.features_checked {
-                            0 => String::new(),
-                            n => format!(" and {n} feature values"),
-                        };
-                        out!(
-                            "ok: {} versions and {} edges{features} match their hash chain",
-                            report.versions_checked,
-                            report.edges_checked,
-                        );
+                        let (v, e) = (report.versions_checked, report.edges_checked);
+                        match report.features_checked {
+                            0 => out!("ok: {v} versions and {e} edges match their hash chain"),
+                            n => out!(
+                                "ok: {v} versions, {e} edges and {n} feature values match their hash chain"
+                            ),
+                        }
                     }
                 }
                 Some(m) => {

@@ -84,6 +84,39 @@ pub(super) struct FeatureRow {
     pub value: Stored,
 }
 
+/// A stored row as the reads select it: `id, entity, kind, text, vector, added_in, removed_in`.
+#[derive(Debug, sqlx::FromRow)]
+pub(super) struct Row {
+    pub id: i64,
+    pub entity: i64,
+    pub kind: String,
+    pub text: Option<String>,
+    pub vector: Option<Vec<u8>>,
+    pub added_in: i64,
+    pub removed_in: Option<i64>,
+}
+
+impl Row {
+    /// The row's value and kind, checked.
+    pub fn into_feature(self) -> Result<FeatureRow> {
+        let kind = kind_of(&self.kind)?;
+        Ok(FeatureRow {
+            row: self.id,
+            entity: self.entity,
+            kind,
+            value: Stored::from_columns(kind, self.text, self.vector)?,
+        })
+    }
+}
+
+/// A [`Row`] with its entity's key (`e.key`).
+#[derive(Debug, sqlx::FromRow)]
+struct KeyedRow {
+    key: String,
+    #[sqlx(flatten)]
+    row: Row,
+}
+
 /// A feature's change between two versions, as `graph diff` lists it.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 pub struct FeatureChange {
@@ -182,29 +215,18 @@ async fn live_rows(
     let mut live = FxHashMap::default();
     for chunk in entities.chunks(MAX_PARAMS) {
         let sql = values_sql(
-            "SELECT id, entity, kind, text, vector FROM entity_features \
+            "SELECT id, entity, kind, text, vector, added_in, removed_in FROM entity_features \
              WHERE removed_in IS NULL AND entity IN (VALUES ",
             1,
             chunk.len(),
         ) + ")";
-        let mut q = sqlx::query_as::<_, (i64, i64, String, Option<String>, Option<Vec<u8>>)>(
-            AssertSqlSafe(sql),
-        );
+        let mut q = sqlx::query_as::<_, Row>(AssertSqlSafe(sql));
         for id in chunk {
             q = q.bind(id);
         }
-        for (row, entity, kind, text, vector) in q.fetch_all(&mut *conn).await? {
-            let kind = kind_of(&kind)?;
-            let value = Stored::from_columns(kind, text, vector)?;
-            live.insert(
-                (entity, kind),
-                FeatureRow {
-                    row,
-                    entity,
-                    kind,
-                    value,
-                },
-            );
+        for row in q.fetch_all(&mut *conn).await? {
+            let f = row.into_feature()?;
+            live.insert((f.entity, f.kind), f);
         }
     }
     Ok(live)
@@ -316,37 +338,25 @@ pub(super) async fn revert(
     keys: &Keys,
     v: i64,
 ) -> Result<(Vec<FeatureRow>, Vec<FeatureRow>)> {
-    let rows: Vec<(
-        i64,
-        i64,
-        String,
-        Option<String>,
-        Option<Vec<u8>>,
-        i64,
-        Option<i64>,
-    )> = sqlx::query_as(
+    let rows: Vec<Row> = sqlx::query_as(
         "SELECT id, entity, kind, text, vector, added_in, removed_in FROM entity_features \
-             WHERE added_in = ?1 OR removed_in = ?1",
+         WHERE added_in = ?1 OR removed_in = ?1",
     )
     .bind(v)
     .fetch_all(&mut *conn)
     .await?;
-    // Per (entity, kind): the row v set and the value v removed.
-    let mut slots: BTreeMap<(i64, &'static str), (Option<i64>, Option<FeatureRow>)> =
-        BTreeMap::new();
-    for (row, entity, kind, text, vector, added_in, removed_in) in rows {
-        let kind = kind_of(&kind)?;
-        let slot = slots.entry((entity, kind)).or_default();
+    // Per (entity, kind): the row v set, and the value v removed.
+    type Slot = (Option<i64>, Option<FeatureRow>);
+    let mut slots: BTreeMap<(i64, &'static str), Slot> = BTreeMap::new();
+    for row in rows {
+        let (added_in, removed_in) = (row.added_in, row.removed_in);
+        let f = row.into_feature()?;
+        let slot = slots.entry((f.entity, f.kind)).or_default();
         if added_in == v {
-            slot.0 = Some(row);
+            slot.0 = Some(f.row);
         }
         if removed_in == Some(v) {
-            slot.1 = Some(FeatureRow {
-                row,
-                entity,
-                kind,
-                value: Stored::from_columns(kind, text, vector)?,
-            });
+            slot.1 = Some(f);
         }
     }
     let mut live = live_rows(conn, slots.keys().map(|k| k.0).collect()).await?;
@@ -384,9 +394,9 @@ impl Store {
 
     /// `(entity id, key, value)` of every feature live at `v`, by entity id and kind.
     async fn feature_rows(&self, v: i64) -> Result<Vec<(i64, String, FeatureValue)>> {
-        let rows: Vec<(i64, String, String, Option<String>, Option<Vec<u8>>)> = sqlx::query_as(
-            "SELECT f.entity, e.key, f.kind, f.text, f.vector FROM entity_features f \
-             JOIN entities e ON e.id = f.entity \
+        let rows: Vec<KeyedRow> = sqlx::query_as(
+            "SELECT e.key, f.id, f.entity, f.kind, f.text, f.vector, f.added_in, f.removed_in \
+             FROM entity_features f JOIN entities e ON e.id = f.entity \
              WHERE f.added_in <= ?1 AND (f.removed_in IS NULL OR f.removed_in > ?1) \
              ORDER BY f.entity, f.kind",
         )
@@ -394,7 +404,14 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         rows.into_iter()
-            .map(|(id, key, kind, text, vector)| {
+            .map(|KeyedRow { key, row }| {
+                let Row {
+                    entity: id,
+                    kind,
+                    text,
+                    vector,
+                    ..
+                } = row;
                 let kind = kind_of(&kind)?;
                 Ok((
                     id,
@@ -483,8 +500,8 @@ impl Store {
             .fetch_optional(&self.pool)
             .await?;
         let id = id.ok_or_else(|| StoreError::UnknownEntity(entity.to_owned()))?;
-        let rows: Vec<(Option<String>, Option<Vec<u8>>, i64, Option<i64>)> = sqlx::query_as(
-            "SELECT text, vector, added_in, removed_in FROM entity_features \
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT id, entity, kind, text, vector, added_in, removed_in FROM entity_features \
              WHERE entity = ? AND kind = ? ORDER BY id",
         )
         .bind(id)
@@ -492,14 +509,15 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         let mut out = Vec::with_capacity(rows.len());
-        for (text, vector, added_in, removed_in) in rows {
-            let removed_in = match removed_in {
+        for row in rows {
+            let removed_in = match row.removed_in {
                 Some(v) => Some(self.version(v).await?),
                 None => None,
             };
+            let added_in = self.version(row.added_in).await?;
             out.push(FeatureBlameRow {
-                value: Stored::from_columns(kind, text, vector)?.decode(kind),
-                added_in: self.version(added_in).await?,
+                value: row.into_feature()?.value.decode(kind),
+                added_in,
                 removed_in,
             });
         }
@@ -510,12 +528,12 @@ impl Store {
     /// and kind, as changes from `lo` to `hi`.
     pub(super) async fn feature_changes(&self, lo: i64, hi: i64) -> Result<Vec<FeatureChange>> {
         // Rows that changed state between lo and hi, through the added_in and removed_in indexes.
-        let rows: Vec<(String, String, Option<String>, Option<Vec<u8>>, i64)> = sqlx::query_as(
-            "SELECT e.key, f.kind, f.text, f.vector, f.added_in FROM \
-               (SELECT entity, kind, text, vector, added_in FROM entity_features \
+        let rows: Vec<KeyedRow> = sqlx::query_as(
+            "SELECT e.key, f.* FROM \
+               (SELECT id, entity, kind, text, vector, added_in, removed_in FROM entity_features \
                   WHERE added_in > ?1 AND added_in <= ?2 AND (removed_in IS NULL OR removed_in > ?2) \
                 UNION ALL \
-                SELECT entity, kind, text, vector, added_in FROM entity_features \
+                SELECT id, entity, kind, text, vector, added_in, removed_in FROM entity_features \
                   WHERE removed_in > ?1 AND removed_in <= ?2 AND added_in <= ?1) f \
              JOIN entities e ON e.id = f.entity",
         )
@@ -524,9 +542,10 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         let mut changed = Changed::new();
-        for (key, kind, text, vector, added_in) in rows {
-            let bytes = text.map(String::into_bytes).or(vector);
-            let slot = changed.entry((key, kind)).or_default();
+        for KeyedRow { key, row } in rows {
+            let added_in = row.added_in;
+            let bytes = row.text.map(String::into_bytes).or(row.vector);
+            let slot = changed.entry((key, row.kind)).or_default();
             if added_in > lo {
                 slot.0 = bytes;
             } else {

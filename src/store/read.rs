@@ -66,6 +66,8 @@ pub struct Stats {
     pub by_relation: BTreeMap<String, u64>,
     /// `(head category, tail category)` pairs each relation has been seen with.
     pub signatures: BTreeMap<String, Vec<(String, String)>>,
+    /// Entities with a live feature, by kind.
+    pub features: BTreeMap<String, u64>,
 }
 
 const VERSION_COLUMNS: &str = "id, parent_id, round_id, created_at, message, source, n_added, n_removed, n_entities, \
@@ -307,6 +309,13 @@ impl Store {
         .bind(v)
         .fetch_one(&mut *conn)
         .await?;
+        let features: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT kind, count(*) FROM entity_features WHERE added_in <= ?1 \
+                 AND (removed_in IS NULL OR removed_in > ?1) GROUP BY kind ORDER BY kind",
+        )
+        .bind(v)
+        .fetch_all(&mut *conn)
+        .await?;
         let relations: i64 =
             sqlx::query_scalar("SELECT count(*) FROM relations WHERE added_in <= ?")
                 .bind(v)
@@ -338,6 +347,7 @@ impl Store {
             categories,
             by_relation,
             signatures,
+            features: to_map(features),
         })
     }
 

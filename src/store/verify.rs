@@ -1,6 +1,7 @@
 //! `graph verify`: recompute every version's hash from the stored edges, refutations and
 //! features, and find the first version whose stored history no longer matches.
 
+use super::features::Row;
 use super::hash::{CanonicalDelta, FeatureKey, ROOT};
 use super::read::VersionInfo;
 use super::scan::{self, Filter};
@@ -39,15 +40,7 @@ impl Store {
             sqlx::query_as("SELECT head, relation, tail, version, removed_in FROM refutations")
                 .fetch_all(&mut *conn)
                 .await?;
-        let features: Vec<(
-            i64,
-            i64,
-            String,
-            Option<String>,
-            Option<Vec<u8>>,
-            i64,
-            Option<i64>,
-        )> = sqlx::query_as(
+        let features: Vec<Row> = sqlx::query_as(
             "SELECT id, entity, kind, text, vector, added_in, removed_in FROM entity_features",
         )
         .fetch_all(&mut *conn)
@@ -56,36 +49,32 @@ impl Store {
         let mut features_set: HashMap<i64, Vec<FeatureKey>> = HashMap::new();
         let mut features_removed: HashMap<i64, Vec<FeatureKey>> = HashMap::new();
         let mut dangling = None;
-        for (id, entity, kind, text, vector, added_in, removed_in) in &features {
-            let Ok(key) = keys.entity_key(*entity) else {
+        for f in &features {
+            let Ok(key) = keys.entity_key(f.entity) else {
                 if dangling
                     .as_ref()
-                    .is_none_or(|d: &Mismatch| d.version > *added_in)
+                    .is_none_or(|d: &Mismatch| d.version > f.added_in)
                 {
                     dangling = Some(Mismatch {
-                        version: *added_in,
+                        version: f.added_in,
                         reason: format!(
-                            "feature row {id} names entity id {entity}, which does not exist"
+                            "feature row {} names entity id {}, which does not exist",
+                            f.id, f.entity
                         ),
                     });
                 }
                 continue;
             };
             // Canonical bytes: the text, or the vector's stored f32 little-endian bytes.
-            let value: &[u8] = match (text, vector) {
+            let value: &[u8] = match (&f.text, &f.vector) {
                 (Some(t), _) => t.as_bytes(),
                 (None, Some(b)) => b,
                 (None, None) => &[],
             };
-            features_set
-                .entry(*added_in)
-                .or_default()
-                .push((key, kind.as_str(), value));
-            if let Some(v) = removed_in {
-                features_removed
-                    .entry(*v)
-                    .or_default()
-                    .push((key, kind.as_str(), value));
+            let feature = (key, f.kind.as_str(), value);
+            features_set.entry(f.added_in).or_default().push(feature);
+            if let Some(v) = f.removed_in {
+                features_removed.entry(v).or_default().push(feature);
             }
         }
         let mut refuted: HashMap<i64, Vec<[&str; 3]>> = HashMap::new();

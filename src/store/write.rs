@@ -480,19 +480,8 @@ type Hashed = (String, FxHashSet<(i64, String, String)>);
 pub(super) async fn commit(
     conn: &mut SqliteConnection,
     keys: Arc<Keys>,
-    delta: Delta<'_>,
-    meta: Meta,
-) -> Result<CommitSummary> {
-    commit_as(conn, keys, delta, meta, FORMAT).await
-}
-
-/// [`commit`] in hash format `format`: tests write the chains older builds wrote with it.
-pub(super) async fn commit_as(
-    conn: &mut SqliteConnection,
-    keys: Arc<Keys>,
     mut delta: Delta<'_>,
     meta: Meta,
-    format: i64,
 ) -> Result<CommitSummary> {
     let started = std::time::Instant::now();
     // Only real changes of the refutations enter the version (and its hash).
@@ -546,7 +535,7 @@ pub(super) async fn commit_as(
                 features: features::hashed(&keys, &features_set)?,
                 features_removed: features::hashed(&keys, &features_removed)?,
             };
-            let hash = canonical.hash(&parent_hash, format);
+            let hash = canonical.hash(&parent_hash, FORMAT);
             // Few distinct (relation, categories) triples: dedup on ids, then name them.
             let mut ids: FxHashSet<(i64, i64, i64)> = FxHashSet::default();
             let mut category_of: FxHashMap<&str, i64> = FxHashMap::default();
@@ -593,7 +582,7 @@ pub(super) async fn commit_as(
     .bind(delta.unrefuted.len() as i64)
     .bind(delta.features.len() as i64)
     .bind(delta.features_removed.len() as i64)
-    .bind(format)
+    .bind(FORMAT)
     .execute(&mut *conn)
     .await?;
     for chunk in delta.refuted.chunks(MAX_PARAMS / 5) {

@@ -6,6 +6,7 @@ mod bad_input;
 mod browser;
 mod daemon;
 mod durability;
+mod features;
 mod history;
 mod import;
 mod migrations;

@@ -77,6 +77,8 @@ fn databases_from_every_earlier_schema_open_migrate_and_work() {
         env.ok(&["import", f.to_str().expect("path")]);
         let stats = env.json(&["stats"]);
         assert_eq!(stats["triples"], 2, "schema {k}: {stats}");
+        let features = env.write("f.tsv", "id\tsmiles\na\tCCO\n");
+        env.ok(&["import", "--features", features.to_str().expect("path")]);
         env.ok(&["graph", "verify"]);
         assert!(
             !has_tail_index(&env),
