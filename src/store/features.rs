@@ -167,7 +167,7 @@ fn bad(entity: &str, kind: &str, message: impl Into<String>) -> StoreError {
 /// The feature part of an import's delta: of `wanted` (store entity id and value), the values
 /// that are new or differ from the live ones (`set`), and the live values they replace
 /// (`removed`). Unchanged values are dropped. Every value is checked as a file's would be,
-/// an entity gets at most one value per kind, and all live vectors keep one width.
+/// an entity gets at most one value per kind, and a category's live vectors keep one width.
 pub(super) async fn delta(
     conn: &mut SqliteConnection,
     keys: &Keys,
@@ -232,52 +232,89 @@ async fn live_rows(
     Ok(live)
 }
 
-/// Every live vector has one width, so that a model can stack them: new vectors must agree
-/// with each other and with the live ones this version does not replace.
+/// The live vectors of a category have one width, so that its prior map can stack them: new
+/// vectors must agree with each other and with the live ones this version does not replace.
 async fn check_width(
     conn: &mut SqliteConnection,
     keys: &Keys,
     set: &[FeatureRow],
     removed: &[FeatureRow],
 ) -> Result<()> {
-    let mut new = set.iter().filter_map(|r| Some((r, r.value.dim()?)));
-    let Some((first, width)) = new.next() else {
-        return Ok(());
-    };
+    // One width per category: a category's vectors feed one prior map, while categories
+    // may carry embeddings from different models (a protein model's for genes, a chemical
+    // one's for compounds).
     let key = |e: i64| keys.entity_key(e).unwrap_or("?");
-    if let Some((other, w)) = new.find(|(_, w)| *w != width) {
-        return Err(bad(
-            key(other.entity),
-            "vector",
-            format!(
-                "{w} values, but the vector of `{}` in the same import has {width}",
-                key(first.entity)
-            ),
-        ));
+    let category = |e: i64| {
+        usize::try_from(e)
+            .ok()
+            .and_then(|i| keys.category.get(i))
+            .map_or("", String::as_str)
+    };
+    let mut first: FxHashMap<&str, (&FeatureRow, i64)> = FxHashMap::default();
+    for r in set {
+        let Some(w) = r.value.dim() else { continue };
+        let c = category(r.entity);
+        match first.get(c) {
+            Some((f, width)) if *width != w => {
+                return Err(bad(
+                    key(r.entity),
+                    "vector",
+                    format!(
+                        "{w} values, but the vector of `{}` ({}) in the same import has {width}",
+                        key(f.entity),
+                        shown(c)
+                    ),
+                ));
+            }
+            Some(_) => {}
+            None => {
+                first.insert(c, (r, w));
+            }
+        }
     }
-    let counts: Vec<(i64, i64)> = sqlx::query_as(
-        "SELECT dim, count(*) FROM entity_features WHERE kind = 'vector' AND removed_in IS NULL \
-         GROUP BY dim",
+    if first.is_empty() {
+        return Ok(());
+    }
+    let counts: Vec<(String, i64, i64)> = sqlx::query_as(
+        "SELECT e.category, f.dim, count(*) FROM entity_features f JOIN entities e ON e.id = \
+         f.entity WHERE f.kind = 'vector' AND f.removed_in IS NULL GROUP BY e.category, f.dim",
     )
     .fetch_all(&mut *conn)
     .await?;
-    let mut counts: FxHashMap<i64, i64> = counts.into_iter().collect();
+    let mut counts: FxHashMap<(String, i64), i64> =
+        counts.into_iter().map(|(c, d, n)| ((c, d), n)).collect();
     for r in removed {
         if let Some(d) = r.value.dim() {
-            *counts.entry(d).or_default() -= 1;
+            *counts
+                .entry((category(r.entity).to_owned(), d))
+                .or_default() -= 1;
         }
     }
-    if let Some((&live, _)) = counts.iter().find(|(d, n)| **d != width && **n > 0) {
-        return Err(bad(
-            key(first.entity),
-            "vector",
-            format!(
-                "{width} values, but the graph's vectors have {live}: a new width must replace \
-                 every vector in one import"
-            ),
-        ));
+    for (c, (f, width)) in &first {
+        if let Some(((_, live), _)) = counts
+            .iter()
+            .find(|((cat, d), n)| cat == c && *d != *width && **n > 0)
+        {
+            return Err(bad(
+                key(f.entity),
+                "vector",
+                format!(
+                    "{width} values, but the graph's {} vectors have {live}: a new width must \
+                     replace every vector of the category in one import",
+                    shown(c)
+                ),
+            ));
+        }
     }
     Ok(())
+}
+
+fn shown(category: &str) -> &str {
+    if category.is_empty() {
+        "uncategorized"
+    } else {
+        category
+    }
 }
 
 /// Writes a version's feature changes: removals first (a replaced value's row must leave the

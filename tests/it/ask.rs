@@ -6,7 +6,7 @@ use serde_json::Value;
 
 /// Three clusters: compounds bind the genes of their cluster and treat its diseases; diseases
 /// associate with its genes. Every entity has a feature vector that says its cluster.
-fn clustered(env: &Env) {
+fn import_clustered(env: &Env) {
     let mut nodes = String::from("id\tcategory\tname\n");
     let mut edges = String::from("subject\tpredicate\tobject\n");
     let mut feats = String::from("id\tf0\tf1\tf2\tf3\n");
@@ -58,6 +58,10 @@ fn clustered(env: &Env) {
         "--features",
         f.to_str().expect("path"),
     ]);
+}
+
+fn clustered(env: &Env) {
+    import_clustered(env);
     env.ok(&[
         "train",
         "--epochs",
@@ -399,4 +403,25 @@ fn submitted_rows_join_the_next_round() {
     // The new entity entered the graph in the submission's version, provenance `ask`.
     let log = env.ok(&["graph", "log"]);
     assert!(log.contains("ask by alice"), "{log}");
+}
+
+/// Categories may carry vectors of different widths (embeddings from different models); one
+/// category keeps one width unless an import replaces all of its vectors.
+#[test]
+fn each_category_keeps_its_own_vector_width() {
+    let env = Env::new();
+    import_clustered(&env);
+    let some = env.write("d2.tsv", "id\tf0\tf1\nD0\t1\t2\n");
+    let err = env.fail(&["import", "--features", some.to_str().expect("path")]);
+    assert!(
+        err.contains("2 values, but the graph's Disease vectors have 4"),
+        "{err}"
+    );
+    let all: String = std::iter::once("id\tf0\tf1\n".to_owned())
+        .chain((0..12).map(|d| format!("D{d}\t{d}\t1\n")))
+        .collect();
+    let all = env.write("d-all.tsv", all);
+    env.ok(&["import", "--features", all.to_str().expect("path")]);
+    let stats = env.json(&["stats"]);
+    assert_eq!(stats["features"]["vector"], 72, "{stats}");
 }

@@ -165,11 +165,13 @@ fn bad_features_are_located_and_write_nothing() {
         )),
         "{err}"
     );
-    // Every vector of the graph keeps one width.
+    // Every vector of a category keeps one width (these entities have no category).
     let narrow = env.write("w.tsv", "id\tf0\nc\t1\n");
     let err = env.fail(&["import", "--features", path(&narrow)]);
     assert!(
-        err.contains("feature `vector` of `c`: 1 values, but the graph's vectors have 3"),
+        err.contains(
+            "feature `vector` of `c`: 1 values, but the graph's uncategorized vectors have 3"
+        ),
         "{err}"
     );
     // A graph file and features whose entity is in neither: nothing of either is written.
