@@ -313,7 +313,8 @@ pub fn fit_priors(
     seed: u64,
 ) -> (Vec<Priors>, serde_json::Value) {
     use std::collections::BTreeMap;
-    let mut vectors: BTreeMap<(String, &'static str), Vec<(u32, Vec<f32>)>> = BTreeMap::new();
+    type Group = Vec<(u32, Vec<f32>)>;
+    let mut vectors: BTreeMap<(String, &'static str), Group> = BTreeMap::new();
     let mut skipped = 0usize;
     for f in features {
         let Some(id) = graph.entity_id(&f.entity) else {

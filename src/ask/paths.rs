@@ -146,10 +146,13 @@ impl Reach {
     }
 }
 
+/// One edge of a path in ids: from, relation, to, forward, claim.
+type IdStep = (NodeId, u32, NodeId, bool, bool);
+
 /// Up to `limit` paths of at most three edges from the reach's source to `target`.
 pub fn paths(overlay: &Overlay<'_>, reach: &Reach, target: NodeId, limit: usize) -> Vec<Path> {
     let graph = overlay.graph;
-    let mut found: Vec<(usize, f64, Vec<(NodeId, u32, NodeId, bool, bool)>)> = Vec::new();
+    let mut found: Vec<(usize, f64, Vec<IdStep>)> = Vec::new();
     let step = |from: NodeId, l: Link, to: NodeId| (from, l.relation, to, l.forward, l.claim);
     let mut seen_mid = std::collections::HashSet::new();
     overlay.each(target, &mut |relation, other, forward, claim| {

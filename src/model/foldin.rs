@@ -617,7 +617,13 @@ mod tests {
                 prior_weight: 0.0,
                 ..FoldConfig::default()
             };
-            let rows = fold_in(&m, &[prior.clone()], &edges, &|_, _| all.clone(), &config);
+            let rows = fold_in(
+                &m,
+                std::slice::from_ref(&prior),
+                &edges,
+                &|_, _| all.clone(),
+                &config,
+            );
             let fitted = scores_against_all(&m, &rows[0], 0, Dir::Tail);
             let before = scores_against_all(&m, &prior, 0, Dir::Tail);
             let margin = |s: &[f32]| {

@@ -384,8 +384,8 @@ mod tests {
             // Unseen entities: prediction closer than the mean row.
             let mean = mean_of(&model, n);
             let (mut err_map, mut err_mean) = (0.0, 0.0);
-            for i in n..n + 20 {
-                let p = map.prior(&feats[i]).expect("right width");
+            for (i, x) in feats.iter().enumerate().skip(n) {
+                let p = map.prior(x).expect("right width");
                 let y = model.entities.row(i);
                 err_map += dist(&p, y);
                 err_mean += dist(&mean, y);
