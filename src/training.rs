@@ -189,6 +189,7 @@ pub async fn train(
         config.seed ^ 0xca1b,
     );
 
+    let features = store.features_at(v).await?;
     let candidate = match &job.warm {
         Warm::Cold => None,
         Warm::Latest => store.latest_model().await?,
@@ -202,7 +203,19 @@ pub async fn train(
         if saved.model == config.model && saved.dim == config.dim && saved.regime == config.regime {
             let e = load_model(&info, &vocab)?;
             tracing::info!(model = info.id, "warm start");
-            warm = e.members.into_iter().map(|m| Some(m.model)).collect();
+            let old_priors = checkpoint::load_priors(Path::new(&info.path))?.unwrap_or_default();
+            warm = e
+                .members
+                .into_iter()
+                .enumerate()
+                .map(|(i, m)| {
+                    let mut model = m.model;
+                    if let Some(p) = old_priors.get(i) {
+                        seed_new_rows(&mut model, &graph, &features, p, config.seed);
+                    }
+                    Some(model)
+                })
+                .collect();
             warm_from = Some(info.id);
         }
     }
@@ -240,7 +253,6 @@ pub async fn train(
     let (ensemble, calibration) =
         blocking(|| Ensemble::calibrate(models, job.calibration, &valid, &negatives, &device));
 
-    let features = store.features_at(v).await?;
     let (priors, prior_report) = blocking(|| fit_priors(&ensemble, &graph, &features, config.seed));
 
     let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ");
@@ -300,6 +312,54 @@ pub async fn train(
         epochs_run,
         calibration,
     })
+}
+
+/// Grows a warm model to `graph` and starts each new entity that has features from the row its
+/// features predict under the old model's priors (an entity submitted through `ask` keeps the
+/// place its features gave it), instead of a random row. Without such entities the model is
+/// left for `model::train` to grow, as before.
+fn seed_new_rows(
+    model: &mut model::KgeModel,
+    graph: &Graph,
+    features: &[crate::graph::FeatureRecord],
+    priors: &Priors,
+    seed: u64,
+) {
+    let before = model.num_entities;
+    if before >= graph.num_entities() || priors.maps.is_empty() {
+        return;
+    }
+    let mut rows: Vec<(usize, Vec<f32>)> = Vec::new();
+    for f in features {
+        let Some(id) = graph.entity_id(&f.entity) else {
+            continue;
+        };
+        let id = id as usize;
+        if id < before || rows.iter().any(|r| r.0 == id) {
+            continue;
+        }
+        let Some(map) = priors.get(graph.category(id as u32), f.value.kind()) else {
+            continue;
+        };
+        if let Some(row) = crate::featurize::featurize(&f.entity, &f.value)
+            .ok()
+            .and_then(|x| map.prior(&x))
+        {
+            rows.push((id, row));
+        }
+    }
+    if rows.is_empty() {
+        return;
+    }
+    use rand::SeedableRng;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed ^ 0x9e0f);
+    model.grow(graph.num_entities(), graph.num_relations(), &mut rng);
+    let w = model.entities.width;
+    for (id, row) in rows {
+        if row.len() == w {
+            model.entities.data[id * w..(id + 1) * w].copy_from_slice(&row);
+        }
+    }
 }
 
 /// Each member's maps from features to rows (`model::prior`), per category and feature kind,
