@@ -1,6 +1,7 @@
 //! Integration tests: one binary, so the crate links once.
 
 mod access;
+mod ask_api;
 mod bad_input;
 mod browser;
 mod daemon;
