@@ -1,6 +1,6 @@
-//! The REST API (axum): assay callbacks, the human review queue, verdicts and retractions.
-//! Every request carries a bearer token; each route checks the token's role. All data goes
-//! through `store`.
+//! The REST API (axum): assay callbacks, the human review queue, verdicts, retractions and
+//! `ask` (`server::ask`). Every request carries a bearer token; each route checks the token's
+//! role. All data goes through `store`.
 
 use crate::plugin::{Outcome, Verdict, WireVerdict, parse_key};
 use crate::store::{Action, QueueFilter, Review, Role, Store, StoreError, User};
@@ -12,6 +12,8 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
+mod ask;
+mod ask_page;
 mod metrics;
 mod web;
 
@@ -31,6 +33,8 @@ pub struct AppState {
     /// Workflow files, for the dashboard's next scheduled runs.
     pub workflows: Option<std::path::PathBuf>,
     pub metrics_public: bool,
+    /// The model `ask` answers with, loaded once per newer model.
+    pub asker: std::sync::Arc<ask::AskCache>,
 }
 
 /// The next fire time of every schedule in the workflows directory.
@@ -144,6 +148,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/hypotheses/{id}/verdict", post(verdict))
         .route("/api/v1/verdicts/{id}/retract", post(retract))
         .route("/api/v1/rounds", get(rounds))
+        .route("/api/v1/ask", post(ask::ask))
+        .route("/api/v1/ask/submit", post(ask::submit_route))
         .route("/", get(web::home))
         .route("/login", get(web::login_page).post(web::login))
         .route("/logout", post(web::logout))
@@ -153,6 +159,8 @@ pub fn router(state: AppState) -> Router {
         .route("/dashboard", get(web::dashboard))
         .route("/versions/{a}/{b}", get(web::version_diff))
         .route("/audit", get(web::audit))
+        .route("/ask", get(ask_page::form).post(ask_page::answer))
+        .route("/ask/submit", post(ask_page::submit))
         .route("/metrics", get(metrics::metrics))
         .layer(axum::middleware::from_fn(metrics::track))
         .with_state(state)
@@ -374,6 +382,7 @@ pub async fn serve(
         store,
         workflows: options.workflows,
         metrics_public: options.metrics_public,
+        asker: std::sync::Arc::default(),
     });
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {

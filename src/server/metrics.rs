@@ -1,6 +1,6 @@
 //! `/metrics` in the Prometheus text format (prometheus-client): rounds by state and
 //! hypotheses by status (counted in the database at each scrape), plugin calls and latency
-//! (`plugin::stats`), and request latency per route (the `track` middleware). Admins only,
+//! (`plugin::stats`), models loaded for `ask`, and request latency per route (the `track` middleware). Admins only,
 //! unless the server was started with `--metrics-public`.
 
 use super::{ApiError, AppState, authorize};
@@ -110,6 +110,11 @@ async fn scrape(state: &AppState) -> Result<String, ApiError> {
     }
     registry.register("hypotheses", "Hypotheses by status", by_status);
     crate::plugin::stats::register(&mut registry);
+    registry.register(
+        "ask_model_loads",
+        "Models loaded for ask by the servers of this process",
+        super::ask::loads(),
+    );
     registry.register(
         "http_request_seconds",
         "Time to answer a request, by method, route and status",

@@ -86,7 +86,11 @@ impl IntoResponse for Denied {
     }
 }
 
-async fn session(state: &AppState, headers: &HeaderMap, roles: &[Role]) -> Result<Session, Denied> {
+pub(super) async fn session(
+    state: &AppState,
+    headers: &HeaderMap,
+    roles: &[Role],
+) -> Result<Session, Denied> {
     let token = cookie_token(headers).ok_or(Denied::Login)?;
     let user = state
         .store
@@ -106,7 +110,7 @@ async fn session(state: &AppState, headers: &HeaderMap, roles: &[Role]) -> Resul
     })
 }
 
-fn check_csrf(s: &Session, given: Option<&str>) -> Result<(), Denied> {
+pub(super) fn check_csrf(s: &Session, given: Option<&str>) -> Result<(), Denied> {
     match given {
         Some(g) if g == s.csrf => Ok(()),
         _ => Err(Denied::Forbidden(
@@ -131,6 +135,11 @@ main{padding:1rem 1.2rem;max-width:1100px}
 .progress{font-size:.85rem;color:#1b6b3a}
 table{border-collapse:collapse;background:#fff} td,th{border:1px solid #d8dce4;padding:.25rem .5rem;font-size:.9rem}
 .error{color:#a11}
+.problem{color:#a11;font-size:.85rem;display:block}
+form.ask label{display:block;margin:.35rem 0} form.ask textarea{width:100%;font-family:monospace}
+.flag{display:inline-block;padding:0 .4rem;border-radius:4px;font-size:.8rem;background:#fde2cf;color:#8a3b0f}
+dl.confirmation{display:grid;grid-template-columns:max-content auto;gap:.2rem 1rem} dl.confirmation dd{margin:0}
+.paths{font-family:monospace;font-size:.8rem;color:#333;margin:0;padding-left:1rem}
 kbd{border:1px solid #aaa;border-radius:3px;padding:0 .25rem;font-size:.8rem;background:#fff}
 "#;
 
@@ -166,7 +175,7 @@ const SCRIPT: &str = r#"
 })();
 "#;
 
-fn page(title: &str, s: Option<&Session>, body: Markup) -> Markup {
+pub(super) fn page(title: &str, s: Option<&Session>, body: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -182,6 +191,7 @@ fn page(title: &str, s: Option<&Session>, body: Markup) -> Markup {
                     strong { "hypograph" }
                     @if let Some(s) = s {
                         a href="/queue" { "Review queue" }
+                        a href="/ask" { "Ask" }
                         @if s.user.role == Role::Admin {
                             a href="/dashboard" { "Dashboard" }
                             a href="/audit" { "Audit" }

@@ -1,8 +1,8 @@
 //! The review web app in real headless Chromium (Debian's chromium and chromium-driver,
 //! which `.ci/run` installs): sign in, review by keyboard, undo, escaping, CSRF, roles,
-//! screenshots under target/screenshots/.
+//! asking about a new entity and submitting rows, screenshots under target/screenshots/.
 
-use crate::support::{Env, Server, data};
+use crate::support::{Env, Server, data, user};
 use fantoccini::{ClientBuilder, Locator};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -42,6 +42,27 @@ fn chromedriver() -> (Killed, u16) {
         std::thread::sleep(Duration::from_millis(50));
     }
     (Killed(child), port)
+}
+
+/// Headless Chromium through chromedriver on `port`, with its own profile directory.
+async fn connect(port: u16, profile: &std::path::Path) -> fantoccini::Client {
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        serde_json::json!({
+            "binary": "/usr/bin/chromium",
+            "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                     "--disable-quic", "--no-first-run", "--disable-background-networking",
+                     "--disable-component-update", "--disable-sync", "--window-size=1200,1600",
+                     format!("--user-data-dir={}", profile.display())],
+        }),
+    );
+    // Plain HTTP to chromedriver on loopback: no TLS stack needed.
+    ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(caps)
+        .connect(&format!("http://127.0.0.1:{port}"))
+        .await
+        .expect("connect to chromedriver")
 }
 
 /// A KGX copy of the demo graph whose every entity name carries markup.
@@ -102,23 +123,7 @@ fn review_in_a_real_browser() {
         .build()
         .expect("runtime");
     rt.block_on(async {
-        let mut caps = serde_json::Map::new();
-        caps.insert(
-            "goog:chromeOptions".into(),
-            serde_json::json!({
-                "binary": "/usr/bin/chromium",
-                "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                         "--disable-quic", "--no-first-run", "--disable-background-networking",
-                         "--disable-component-update", "--disable-sync", "--window-size=1200,1600",
-                         format!("--user-data-dir={}", profile.display())],
-            }),
-        );
-        // Plain HTTP to chromedriver on loopback: no TLS stack needed.
-        let c = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-            .capabilities(caps)
-            .connect(&format!("http://127.0.0.1:{port}"))
-            .await
-            .expect("connect to chromedriver");
+        let c = connect(port, &profile).await;
 
         // Sign in: the queue sends us to the login page first.
         c.goto(&format!("{base}/queue")).await.expect("goto");
@@ -343,5 +348,209 @@ fn review_in_a_real_browser() {
     assert!(
         metrics.contains("hypograph_hypotheses{status=\"active\"}"),
         "{metrics}"
+    );
+}
+
+/// Text of the first element `css` finds.
+async fn text_of(c: &fantoccini::Client, css: &str) -> String {
+    c.find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css}: {e}"))
+        .text()
+        .await
+        .expect("text")
+}
+
+#[test]
+fn ask_and_submit_in_a_real_browser() {
+    let env = Env::new();
+    env.ok(&["import", data("umls/train.txt").to_str().expect("path")]);
+    env.ok(&["train", "--epochs", "5", "--ensemble", "2", "--dim", "16"]);
+    env.write(
+        "wf/w.yaml",
+        format!(
+            "name: w\ngraph:\n  import: {}\nmodel:\n  dim: 8\n  epochs: 2\n  ensemble: 1\n\
+             stages:\n  - name: experts\n    plugin: human\n    quorum: 1\n",
+            data("umls/train.txt").display()
+        ),
+    );
+    let alice = user(&env, "alice", "reviewer");
+    let workflows = env.path("wf");
+    let server = Server::start(&env, &["--workflows", workflows.to_str().expect("path")]);
+    let base = server.base.clone();
+    let (_driver, port) = chromedriver();
+    let shots = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
+    std::fs::create_dir_all(&shots).expect("mkdir");
+    let profile = env.path("chrome-profile");
+    let name = format!("{XSS} compound X");
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let picked = rt.block_on(async {
+        let c = connect(port, &profile).await;
+        c.goto(&format!("{base}/login")).await.expect("goto");
+        c.find(Locator::Css("input[name=token]"))
+            .await
+            .expect("token field")
+            .send_keys(&alice)
+            .await
+            .expect("type");
+        c.find(Locator::Css("button[type=submit]"))
+            .await
+            .expect("button")
+            .click()
+            .await
+            .expect("click");
+
+        // From the navigation to the form.
+        c.wait()
+            .for_element(Locator::Css("header a[href='/ask']"))
+            .await
+            .expect("an Ask link")
+            .click()
+            .await
+            .expect("click");
+        c.wait()
+            .for_element(Locator::Css("form.ask"))
+            .await
+            .expect("the form");
+        let field = |name: &'static str| {
+            let c = c.clone();
+            async move {
+                c.find(Locator::Css(&format!("form.ask [name={name}]")))
+                    .await
+                    .unwrap_or_else(|e| panic!("{name}: {e}"))
+            }
+        };
+        field("entity")
+            .await
+            .send_keys("new:x")
+            .await
+            .expect("type");
+        field("name").await.send_keys(&name).await.expect("type");
+        field("edges")
+            .await
+            .send_keys("new:x isa entity\nnew:x location_of alga")
+            .await
+            .expect("type");
+        let top = field("top").await;
+        top.clear().await.expect("clear");
+        top.send_keys("6").await.expect("type");
+        c.find(Locator::Css("form.ask button[type=submit]"))
+            .await
+            .expect("Ask")
+            .click()
+            .await
+            .expect("click");
+
+        // The answer: six rows with evidence, the new entity named as text.
+        c.wait()
+            .for_element(Locator::Css("table.rows tr.row"))
+            .await
+            .expect("the answer");
+        let rows = c
+            .find_all(Locator::Css("table.rows tr.row"))
+            .await
+            .expect("rows");
+        assert_eq!(rows.len(), 6);
+        assert!(
+            !c.find_all(Locator::Css("table.rows ul.paths li"))
+                .await
+                .expect("query")
+                .is_empty(),
+            "evidence paths shown"
+        );
+        let entity = text_of(&c, ".card.entity").await;
+        assert!(entity.contains(&name), "{entity}");
+        assert!(entity.contains("behaves like"), "{entity}");
+        let claims = text_of(&c, "table.claims").await;
+        assert!(claims.contains("new:x location_of alga"), "{claims}");
+        assert!(
+            c.find_all(Locator::Css("main img"))
+                .await
+                .expect("query")
+                .is_empty(),
+            "no <img> was created"
+        );
+        assert!(c.get_alert_text().await.is_err(), "no alert opened");
+        // The form keeps what was typed.
+        assert_eq!(
+            field("entity").await.prop("value").await.expect("value"),
+            Some("new:x".into())
+        );
+        std::fs::write(
+            shots.join("ask.png"),
+            c.screenshot().await.expect("screenshot"),
+        )
+        .expect("write");
+
+        // Tick two rows and submit them into `w`.
+        let mut picked = Vec::new();
+        for rank in [2, 4] {
+            let row = c
+                .find(Locator::Css(&format!("tr.row[data-rank='{rank}']")))
+                .await
+                .expect("row");
+            picked.push(
+                row.find(Locator::Css("td.triple"))
+                    .await
+                    .expect("triple")
+                    .text()
+                    .await
+                    .expect("text"),
+            );
+            row.find(Locator::Css("input[name=pick]"))
+                .await
+                .expect("checkbox")
+                .click()
+                .await
+                .expect("tick");
+        }
+        c.find(Locator::Css("form.submit button[type=submit]"))
+            .await
+            .expect("Submit")
+            .click()
+            .await
+            .expect("click");
+        c.wait()
+            .for_element(Locator::Css("dl.confirmation"))
+            .await
+            .expect("the confirmation");
+        let text = text_of(&c, "main").await;
+        assert!(text.contains("Submitted"), "{text}");
+        assert!(
+            text.contains("4 row(s) wait for the next round of w"),
+            "two rows and two claims: {text}"
+        );
+        assert_eq!(text_of(&c, "dd.submission").await, "1");
+        assert!(text_of(&c, "dd.version").await.starts_with("2 "), "{text}");
+        std::fs::write(
+            shots.join("ask-submitted.png"),
+            c.screenshot().await.expect("screenshot"),
+        )
+        .expect("write");
+        c.close().await.expect("close");
+        picked
+    });
+
+    // The ticked rows are the ones waiting.
+    let waiting = env.strings(
+        "SELECT he.key || ' ' || r.key || ' ' || te.key FROM pinned_candidates p \
+         JOIN entities he ON he.id = p.head JOIN relations r ON r.id = p.relation \
+         JOIN entities te ON te.id = p.tail WHERE p.origin = 'prediction' ORDER BY p.id",
+    );
+    assert_eq!(waiting.len(), 2, "{waiting:?}");
+    for (w, shown) in waiting.iter().zip(&picked) {
+        assert!(
+            w.split(' ').all(|key| shown.contains(key)),
+            "{w} vs {shown}"
+        );
+    }
+    assert_eq!(
+        env.strings("SELECT status FROM pinned_candidates"),
+        ["waiting", "waiting", "waiting", "waiting"]
     );
 }

@@ -2,6 +2,7 @@
 
 mod access;
 mod ask;
+mod ask_api;
 mod bad_input;
 mod browser;
 mod daemon;
