@@ -450,15 +450,7 @@ pub fn mean_row(model: &KgeModel, ids: &[u32]) -> Vec<f32> {
 /// may not be in the table (a folded-in entity): the same numbers `Scorer` gives a trained
 /// entity with that row.
 pub fn scores_against_all(model: &KgeModel, e: &[f32], r: u32, dir: Dir) -> Vec<f32> {
-    let (row, head_query) = row_for(model, r, dir);
-    let mut q = vec![0f32; e.len()];
-    query_into(
-        model.kind(),
-        head_query,
-        e,
-        model.relations.row(row),
-        &mut q,
-    );
+    let q = query_row(model, e, r, dir);
     (0..model.entities.rows)
         .map(|c| score(model.kind(), &q, model.entities.row(c)))
         .collect()

@@ -468,19 +468,29 @@ pub async fn form(State(state): State<AppState>, headers: HeaderMap) -> Response
     ask_page(&s, &l.categories, &f, &Problems::new(), None, None).into_response()
 }
 
+/// The session behind a form post, with its CSRF token checked.
+async fn signed_form(
+    state: &AppState,
+    headers: &HeaderMap,
+    pairs: &[(String, String)],
+) -> Result<Session, Response> {
+    let s = session(state, headers, ROLES)
+        .await
+        .map_err(IntoResponse::into_response)?;
+    check_csrf(&s, first(pairs, "csrf")).map_err(IntoResponse::into_response)?;
+    Ok(s)
+}
+
 /// `POST /ask`: the form's prompt answered, or its problems beside their fields.
 pub async fn answer(
     State(state): State<AppState>,
     headers: HeaderMap,
     Form(pairs): Form<Vec<(String, String)>>,
 ) -> Response {
-    let s = match session(&state, &headers, ROLES).await {
+    let s = match signed_form(&state, &headers, &pairs).await {
         Ok(s) => s,
-        Err(d) => return d.into_response(),
+        Err(r) => return r,
     };
-    if let Err(d) = check_csrf(&s, first(&pairs, "csrf")) {
-        return d.into_response();
-    }
     let l = match loaded(&state, &s).await {
         Ok(l) => l,
         Err(r) => return r,
@@ -541,13 +551,10 @@ pub async fn submit(
     headers: HeaderMap,
     Form(pairs): Form<Vec<(String, String)>>,
 ) -> Response {
-    let s = match session(&state, &headers, ROLES).await {
+    let s = match signed_form(&state, &headers, &pairs).await {
         Ok(s) => s,
-        Err(d) => return d.into_response(),
+        Err(r) => return r,
     };
-    if let Err(d) = check_csrf(&s, first(&pairs, "csrf")) {
-        return d.into_response();
-    }
     let bad = |path: &str, m: String| {
         error_page(
             &s,
