@@ -353,6 +353,8 @@ fn submitted_rows_join_the_next_round() {
             "ask".to_owned(),
             "--entity".into(),
             "new-bug".into(),
+            "--vector".into(),
+            "0.5,1.5".into(),
             "--edge".into(),
             "new-bug isa bacterium".into(),
             "--predict".into(),
@@ -403,6 +405,9 @@ fn submitted_rows_join_the_next_round() {
     // The new entity entered the graph in the submission's version, provenance `ask`.
     let log = env.ok(&["graph", "log"]);
     assert!(log.contains("ask by alice"), "{log}");
+    // With its features, in the same version.
+    let blame = env.json(&["graph", "blame", "new-bug", "--feature", "vector"]);
+    assert!(blame.to_string().contains("0.5"), "{blame}");
 }
 
 /// Categories may carry vectors of different widths (embeddings from different models); one
