@@ -298,7 +298,7 @@ fn bad_prompts_are_located_errors() {
                 "--smiles",
                 "C1CC(",
             ],
-            "m",
+            "--smiles 'C1CC(': m: invalid SMILES at position",
         ),
         (
             &[
