@@ -1,0 +1,378 @@
+//! Answering a checked prompt: priors, fold-in per member, one product of the new entities'
+//! queries against every trained entity, calibrated probabilities, the top rows with their
+//! evidence, and the trained entities each new one resembles.
+
+use super::paths::{self, Overlay, Reach};
+use super::{
+    Answer, Asker, Basis, Checked, Claim, EntityAnswer, PATHS_PER_ROW, Prompt, Row, SIMILAR,
+    Similar,
+};
+use crate::model::foldin::{self, Dir, FoldConfig, Node};
+use std::collections::{HashMap, HashSet};
+use std::time::Instant;
+
+impl Asker {
+    /// The trained entities a negative or a candidate for the `dir` end of `r` may be.
+    fn pool(&self, r: u32, dir: Dir) -> Vec<u32> {
+        let cats = match dir {
+            Dir::Tail => &self.range[r as usize],
+            Dir::Head => &self.domain[r as usize],
+        };
+        let mut out: Vec<u32> = cats
+            .iter()
+            .filter_map(|c| self.by_category.get(c))
+            .flatten()
+            .copied()
+            .collect();
+        out.sort_unstable();
+        out
+    }
+
+    /// Each member's starting rows for the new entities, and which kind each came from.
+    fn priors(
+        &self,
+        prompt: &Prompt,
+        checked: &Checked,
+        member: usize,
+    ) -> Vec<(Vec<f32>, Option<String>)> {
+        prompt
+            .entities
+            .iter()
+            .zip(&checked.features)
+            .map(|(e, f)| {
+                if let Some((kind, x)) = f
+                    && let Some(map) = self.priors[member].get(&e.category, kind)
+                    && let Some(row) = map.prior(x)
+                {
+                    return (row, Some(kind.clone()));
+                }
+                let mean = self.means[member]
+                    .get(&e.category)
+                    .cloned()
+                    .unwrap_or_else(|| foldin::mean_row(&self.ensemble.members[member].model, &[]));
+                (mean, None)
+            })
+            .collect()
+    }
+
+    pub(super) fn run(&self, prompt: &Prompt, checked: Checked, started: Instant) -> Answer {
+        let g = &self.graph;
+        let n_new = prompt.entities.len();
+        let device = crate::model::default_device();
+        let pools: HashMap<(u32, Dir), Vec<u32>> = checked
+            .edges
+            .iter()
+            .flat_map(|e| [(e.relation, Dir::Tail), (e.relation, Dir::Head)])
+            .chain(checked.queries.iter().map(|q| (q.relation, q.dir)))
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .map(|(r, d)| ((r, d), self.pool(r, d)))
+            .collect();
+        let pool_fn = |r: u32, d: Dir| pools.get(&(r, d)).cloned().unwrap_or_default();
+        let context: HashSet<u32> = checked
+            .context
+            .iter()
+            .filter_map(|n| match n {
+                Node::Known(id) => Some(*id),
+                Node::New(_) => None,
+            })
+            .collect();
+        // Candidates per query: one named end, or the pool (the context's entities where
+        // some fit, in "every relation" mode).
+        let candidates: Vec<Vec<Node>> = checked
+            .queries
+            .iter()
+            .map(|q| match q.other {
+                Some(o) => vec![o],
+                None => {
+                    let pool = &pools[&(q.relation, q.dir)];
+                    let narrowed: Vec<u32> = if checked.all_mode && !context.is_empty() {
+                        pool.iter()
+                            .copied()
+                            .filter(|c| context.contains(c))
+                            .collect()
+                    } else {
+                        Vec::new()
+                    };
+                    let chosen = if narrowed.is_empty() { pool } else { &narrowed };
+                    chosen.iter().map(|&c| Node::Known(c)).collect()
+                }
+            })
+            .collect();
+        let claimed: HashSet<(Node, u32, Node)> = checked
+            .edges
+            .iter()
+            .map(|e| (e.head, e.relation, e.tail))
+            .collect();
+        let mut per_member: Vec<Vec<Vec<f64>>> = Vec::new(); // member -> query -> candidate
+        let mut rows_by_member: Vec<Vec<Vec<f32>>> = Vec::new();
+        let mut prior_kind: Vec<Option<String>> = vec![None; n_new];
+        let mut claim_probs: Vec<Vec<f64>> = Vec::new(); // member -> claim
+        for (mi, member) in self.ensemble.members.iter().enumerate() {
+            let model = &member.model;
+            let starts = self.priors(prompt, &checked, mi);
+            if mi == 0 {
+                prior_kind = starts.iter().map(|s| s.1.clone()).collect();
+            }
+            let init: Vec<Vec<f32>> = starts.into_iter().map(|s| s.0).collect();
+            let before = |n: Node| -> &[f32] {
+                match n {
+                    Node::Known(id) => model.entities.row(id as usize),
+                    Node::New(j) => &init[j],
+                }
+            };
+            claim_probs.push(
+                checked
+                    .edges
+                    .iter()
+                    .map(|e| {
+                        let s =
+                            foldin::score_rows(model, before(e.head), e.relation, before(e.tail));
+                        member.calibrator.prob(f64::from(s))
+                    })
+                    .collect(),
+            );
+            let config = FoldConfig {
+                seed: self.fold.seed.wrapping_add(mi as u64),
+                ..self.fold.clone()
+            };
+            let rows = foldin::fold_in(model, &init, &checked.edges, &pool_fn, &config);
+            // All-entity scores for the queries that rank a pool, in one product.
+            let wide: Vec<usize> = (0..checked.queries.len())
+                .filter(|&i| checked.queries[i].other.is_none())
+                .collect();
+            let mut qrows = Vec::new();
+            for &i in &wide {
+                let q = &checked.queries[i];
+                qrows.extend(foldin::query_row(model, &rows[q.new], q.relation, q.dir));
+            }
+            let scorer = model.scorer(&device);
+            let all = scorer.against_query_rows(qrows, wide.len());
+            let n = model.num_entities;
+            let mut wide_at: HashMap<usize, usize> = HashMap::new();
+            for (slot, &i) in wide.iter().enumerate() {
+                wide_at.insert(i, slot);
+            }
+            let row_of = |node: Node| -> &[f32] {
+                match node {
+                    Node::Known(id) => model.entities.row(id as usize),
+                    Node::New(j) => &rows[j],
+                }
+            };
+            let probs: Vec<Vec<f64>> = checked
+                .queries
+                .iter()
+                .enumerate()
+                .map(|(i, q)| {
+                    candidates[i]
+                        .iter()
+                        .map(|&c| {
+                            let s = match (wide_at.get(&i), c) {
+                                (Some(&slot), Node::Known(id)) => all[slot * n + id as usize],
+                                _ => match q.dir {
+                                    Dir::Tail => foldin::score_rows(
+                                        model,
+                                        &rows[q.new],
+                                        q.relation,
+                                        row_of(c),
+                                    ),
+                                    Dir::Head => foldin::score_rows(
+                                        model,
+                                        row_of(c),
+                                        q.relation,
+                                        &rows[q.new],
+                                    ),
+                                },
+                            };
+                            member.calibrator.prob(f64::from(s))
+                        })
+                        .collect()
+                })
+                .collect();
+            per_member.push(probs);
+            rows_by_member.push(rows);
+        }
+        // Rank every candidate by its mean probability.
+        let k = self.ensemble.members.len().max(1) as f64;
+        let mut scored: Vec<(f64, usize, usize)> = Vec::new();
+        let mut seen = HashSet::new();
+        for (qi, q) in checked.queries.iter().enumerate() {
+            for (ci, &c) in candidates[qi].iter().enumerate() {
+                let triple = match q.dir {
+                    Dir::Tail => (Node::New(q.new), q.relation, c),
+                    Dir::Head => (c, q.relation, Node::New(q.new)),
+                };
+                if claimed.contains(&triple) || !seen.insert(triple) {
+                    continue;
+                }
+                let mean = per_member.iter().map(|m| m[qi][ci]).sum::<f64>() / k;
+                scored.push((mean, qi, ci));
+            }
+        }
+        let n_candidates = scored.len();
+        scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
+        scored.truncate(prompt.top);
+        // Evidence: paths through the graph and the claims.
+        let known = g.num_entities() as u32;
+        let id_of = |n: Node| -> paths::NodeId {
+            match n {
+                Node::Known(id) => id,
+                Node::New(i) => known + i as u32,
+            }
+        };
+        let claims: Vec<(u32, u32, u32)> = checked
+            .edges
+            .iter()
+            .map(|e| (id_of(e.head), e.relation, id_of(e.tail)))
+            .collect();
+        let overlay = Overlay::new(
+            g,
+            prompt.entities.iter().map(|e| e.id.clone()).collect(),
+            &claims,
+        );
+        let mut reach: HashMap<usize, Reach> = HashMap::new();
+        let edges_of = |i: usize| {
+            checked
+                .edges
+                .iter()
+                .filter(|e| e.head == Node::New(i) || e.tail == Node::New(i))
+                .count()
+        };
+        let basis_of = |i: usize| {
+            if edges_of(i) > 0 {
+                Basis::Edges
+            } else if prior_kind[i].is_some() {
+                Basis::Features
+            } else {
+                Basis::CategoryMean
+            }
+        };
+        let key_of = |n: Node| -> String {
+            match n {
+                Node::Known(id) => g.entity_key(id).to_owned(),
+                Node::New(i) => prompt.entities[i].id.clone(),
+            }
+        };
+        let name_of = |n: Node| -> String {
+            match n {
+                Node::Known(id) => self.name(g.entity_key(id)),
+                Node::New(i) => prompt.entities[i].name.clone(),
+            }
+        };
+        let mut out_rows = Vec::with_capacity(scored.len());
+        for (rank, &(mean, qi, ci)) in scored.iter().enumerate() {
+            let q = &checked.queries[qi];
+            let c = candidates[qi][ci];
+            let (h, t) = match q.dir {
+                Dir::Tail => (Node::New(q.new), c),
+                Dir::Head => (c, Node::New(q.new)),
+            };
+            let members: Vec<f64> = per_member.iter().map(|m| m[qi][ci]).collect();
+            let var = members.iter().map(|p| (p - mean).powi(2)).sum::<f64>() / k;
+            let reach = reach
+                .entry(q.new)
+                .or_insert_with(|| Reach::from(&overlay, known + q.new as u32));
+            let found = paths::paths(&overlay, reach, id_of(c), PATHS_PER_ROW);
+            let new_ends: Vec<usize> = [h, t]
+                .iter()
+                .filter_map(|n| match n {
+                    Node::New(i) => Some(*i),
+                    Node::Known(_) => None,
+                })
+                .collect();
+            let no_edges = new_ends.iter().all(|&i| edges_of(i) == 0);
+            out_rows.push(Row {
+                rank: rank + 1,
+                head: key_of(h),
+                relation: g.relation_key(q.relation).to_owned(),
+                tail: key_of(t),
+                head_name: name_of(h),
+                tail_name: name_of(t),
+                probability: mean,
+                spread: var.sqrt(),
+                no_edges,
+                basis: basis_of(q.new),
+                paths: found,
+            });
+        }
+        let entities = prompt
+            .entities
+            .iter()
+            .enumerate()
+            .map(|(i, e)| EntityAnswer {
+                id: e.id.clone(),
+                category: e.category.clone(),
+                name: e.name.clone(),
+                basis: basis_of(i),
+                edges: edges_of(i),
+                prior: prior_kind[i].clone(),
+                similar: self.similar(&rows_by_member, i, &e.category),
+            })
+            .collect();
+        Answer {
+            model: self.model_id,
+            graph_version: self.graph_version,
+            entities,
+            rows: out_rows,
+            claims: checked
+                .claims
+                .iter()
+                .enumerate()
+                .map(|(i, [h, r, t])| {
+                    let p: Vec<f64> = claim_probs.iter().map(|m| m[i]).collect();
+                    let mean = p.iter().sum::<f64>() / k;
+                    let var = p.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / k;
+                    Claim {
+                        head: h.clone(),
+                        relation: r.clone(),
+                        tail: t.clone(),
+                        prior_probability: mean,
+                        prior_spread: var.sqrt(),
+                    }
+                })
+                .collect(),
+            candidates: n_candidates,
+            seconds: started.elapsed().as_secs_f64(),
+        }
+    }
+
+    /// The trained entities of the category whose rows are closest to new entity `i`'s.
+    fn similar(&self, rows: &[Vec<Vec<f32>>], i: usize, category: &str) -> Vec<Similar> {
+        let Some(ids) = self.by_category.get(category) else {
+            return Vec::new();
+        };
+        let k = rows.len().max(1) as f64;
+        let mut sims: Vec<(f64, u32)> = ids
+            .iter()
+            .map(|&id| {
+                let s: f64 = self
+                    .ensemble
+                    .members
+                    .iter()
+                    .zip(rows)
+                    .map(|(m, r)| {
+                        f64::from(foldin::cosine(&r[i], m.model.entities.row(id as usize)))
+                    })
+                    .sum();
+                (s / k, id)
+            })
+            .collect();
+        let top = SIMILAR.min(sims.len());
+        if top == 0 {
+            return Vec::new();
+        }
+        sims.select_nth_unstable_by(top - 1, |a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        sims.truncate(top);
+        sims.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        sims.into_iter()
+            .map(|(s, id)| {
+                let key = self.graph.entity_key(id);
+                Similar {
+                    id: key.to_owned(),
+                    name: self.name(key),
+                    similarity: s,
+                }
+            })
+            .collect()
+    }
+}
