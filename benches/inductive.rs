@@ -480,7 +480,7 @@ fn ask_latency(dir: &Path) -> anyhow::Result<()> {
         ),
     ];
     println!(
-        "\n| prompt | candidates | median ms | p95 ms | paths in top row |\n| --- | --- | --- | --- | --- |"
+        "\n| prompt | candidates | median ms | p95 ms | top row | its paths |\n| --- | --- | --- | --- | --- | --- |"
     );
     for (name, prompt) in &prompts {
         let mut times = Vec::new();
@@ -495,10 +495,14 @@ fn ask_latency(dir: &Path) -> anyhow::Result<()> {
         times.sort_by(f64::total_cmp);
         let a = last.ok_or_else(|| anyhow::anyhow!("no answer"))?;
         println!(
-            "| {name} | {} | {:.1} | {:.1} | {} |",
+            "| {name} | {} | {:.1} | {:.1} | {} | {} |",
             a.candidates,
             times[times.len() / 2],
             times[(times.len() * 95 / 100).min(times.len() - 1)],
+            a.rows.first().map_or(String::new(), |r| format!(
+                "{} {} {}",
+                r.head, r.relation, r.tail
+            )),
             a.rows.first().map_or(0, |r| r.paths.len())
         );
     }
