@@ -147,21 +147,19 @@ fn answers_about_a_new_compound_with_edges_evidence_and_priors() {
     assert_eq!(a["claims"].as_array().expect("claims").len(), 2);
 
     // No edges: a prior, flagged as such; the features still place it in cluster 0.
-    let b = ask_json(
-        &env,
-        &[
-            "--entity",
-            "bare",
-            "--category",
-            "Compound",
-            "--vector",
-            "1.0,0.0,0.1,0.05",
-            "--predict",
-            "bare treats ?",
-            "--top",
-            "3",
-        ],
-    );
+    let bare = [
+        "--entity",
+        "bare",
+        "--category",
+        "Compound",
+        "--vector",
+        "1.0,0.0,0.1,0.05",
+        "--predict",
+        "bare treats ?",
+        "--top",
+        "3",
+    ];
+    let b = ask_json(&env, &bare);
     assert_eq!(b["entities"][0]["basis"], "features", "{b}");
     for r in b["rows"].as_array().expect("rows") {
         assert_eq!(r["no_edges"], true, "{r}");
@@ -182,21 +180,7 @@ fn answers_about_a_new_compound_with_edges_evidence_and_priors() {
     assert!(rels.iter().all(|r| ["binds", "treats"].contains(r)), "{c}");
 
     // The same prompt twice: the same answer (seeded fold-in), and the human form names.
-    let again = ask_json(
-        &env,
-        &[
-            "--entity",
-            "bare",
-            "--category",
-            "Compound",
-            "--vector",
-            "1.0,0.0,0.1,0.05",
-            "--predict",
-            "bare treats ?",
-            "--top",
-            "3",
-        ],
-    );
+    let again = ask_json(&env, &bare);
     assert_eq!(b["rows"], again["rows"]);
     let text = env.ok(&[
         "ask",
