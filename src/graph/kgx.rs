@@ -69,6 +69,131 @@ fn read(path: &Path) -> Result<Vec<u8>, ParseError> {
     })
 }
 
+/// Which columns of a nodes file hold features (header names, as written in the workflow's
+/// `graph.node_features`): embeddings computed elsewhere, kept beside the nodes.
+#[derive(
+    Debug, Clone, Default, PartialEq, serde::Deserialize, serde::Serialize, schemars::JsonSchema,
+)]
+#[serde(deny_unknown_fields)]
+pub struct NodeFeatureColumns {
+    /// Columns that together form each node's vector, in order (all empty: no vector).
+    #[serde(default)]
+    pub vector: Vec<String>,
+    /// A column of SMILES.
+    #[serde(default)]
+    pub smiles: Option<String>,
+    /// A column of protein or nucleic-acid sequences.
+    #[serde(default)]
+    pub sequence: Option<String>,
+}
+
+/// The features that `columns` name in a nodes file, one record per node and kind, with the
+/// line each came from (so that `FeatureFile::attach` and the store can locate problems). A
+/// column missing from the header, a vector with some cells empty, or a cell that is not a
+/// finite number is an error naming the file, line and column.
+pub fn node_features(
+    nodes_path: &Path,
+    columns: &NodeFeatureColumns,
+) -> Result<super::features::FeatureFile, ParseError> {
+    use super::{FeatureRecord, FeatureValue};
+    let nodes = read(nodes_path)?;
+    let mut it = lines(&nodes);
+    let header = match it.next() {
+        Some(Ok(line)) => Header::parse(nodes_path, &line, &["id"])?,
+        Some(Err((line, message))) => {
+            return Err(ParseError::Line {
+                path: nodes_path.to_owned(),
+                line,
+                message,
+            });
+        }
+        None => {
+            return Err(ParseError::File {
+                path: nodes_path.to_owned(),
+                message: "empty file: a header with an `id` column is required".into(),
+            });
+        }
+    };
+    let find = |name: &str| {
+        header
+            .col(&name.trim().to_ascii_lowercase())
+            .ok_or_else(|| ParseError::File {
+                path: nodes_path.to_owned(),
+                message: format!(
+                    "no column `{name}` for node features; the header has: {}",
+                    header.names.join(", ")
+                ),
+            })
+    };
+    let vector: Vec<(usize, &str)> = columns
+        .vector
+        .iter()
+        .map(|c| find(c).map(|i| (i, c.as_str())))
+        .collect::<Result<_, _>>()?;
+    let smiles = columns.smiles.as_deref().map(find).transpose()?;
+    let sequence = columns.sequence.as_deref().map(find).transpose()?;
+    let id_col = header.col("id").unwrap_or_default();
+    let mut out = super::features::FeatureFile {
+        path: nodes_path.to_owned(),
+        records: Vec::new(),
+        lines: Vec::new(),
+    };
+    let mut seen = std::collections::HashSet::new();
+    for line in it {
+        let line = line.map_err(|(line, message)| ParseError::Line {
+            path: nodes_path.to_owned(),
+            line,
+            message,
+        })?;
+        let bad = |message: String| ParseError::Line {
+            path: nodes_path.to_owned(),
+            line: line.number,
+            message,
+        };
+        let fields = header.fields(line.text).map_err(bad)?;
+        let id = fields[id_col];
+        if id.is_empty() || !seen.insert(id.to_owned()) {
+            continue; // the graph read reports these
+        }
+        let mut push = |value: FeatureValue| {
+            out.records.push(FeatureRecord {
+                entity: id.to_owned(),
+                value,
+            });
+            out.lines.push(line.number);
+        };
+        if !vector.is_empty() {
+            let cells: Vec<&str> = vector.iter().map(|(i, _)| fields[*i]).collect();
+            if cells.iter().any(|c| !c.is_empty()) {
+                let mut v = Vec::with_capacity(cells.len());
+                for (cell, (_, name)) in cells.iter().zip(&vector) {
+                    match cell.parse::<f32>() {
+                        Ok(x) if x.is_finite() => v.push(x),
+                        _ if cell.is_empty() => {
+                            return Err(bad(format!(
+                                "column `{name}`: empty, but other vector columns of `{id}` are set"
+                            )));
+                        }
+                        _ => {
+                            return Err(bad(format!(
+                                "column `{name}`: `{cell}` is not a finite number"
+                            )));
+                        }
+                    }
+                }
+                push(FeatureValue::Vector(v));
+            }
+        }
+        if let Some(c) = smiles.filter(|&c| !fields[c].is_empty()) {
+            push(FeatureValue::Smiles(fields[c].to_owned()));
+        }
+        if let Some(c) = sequence.filter(|&c| !fields[c].is_empty()) {
+            push(FeatureValue::Sequence(fields[c].to_owned()));
+        }
+    }
+    Ok(out)
+}
+
 /// Collects a line's problem, or fails the whole read, per `on_invalid`.
 fn reject(
     path: &Path,

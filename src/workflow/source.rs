@@ -66,6 +66,9 @@ fn read(l: &Loaded) -> Result<Option<(TripleBatch, PathBuf)>, ParseError> {
         }
         (None, None) => return Ok(None),
     };
+    if let (Some(columns), Some(d)) = (&g.node_features, &g.kgx) {
+        kgx::node_features(&l.resolve(d).join("nodes.tsv"), columns)?.attach(&mut batch, &path)?;
+    }
     if let Some(f) = &g.features {
         read_features(&l.resolve(f))?.attach(&mut batch, &path)?;
     }

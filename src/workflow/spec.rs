@@ -109,6 +109,11 @@ pub struct GraphSpec {
     /// the same first version as `import` or `kgx`; every entity must be in that graph.
     #[serde(default)]
     pub features: Option<PathBuf>,
+    /// Columns of the KGX nodes file (`kgx`) that hold features, e.g.
+    /// `{vector: [emb0, emb1, ...], smiles: smiles}`: embeddings computed elsewhere, imported
+    /// with the graph in its first version.
+    #[serde(default)]
+    pub node_features: Option<crate::graph::kgx::NodeFeatureColumns>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize, JsonSchema)]

@@ -110,6 +110,20 @@ impl Checks<'_> {
                 "features are imported with the graph: give `import` or `kgx` too",
             );
         }
+        if let Some(c) = &w.graph.node_features {
+            if w.graph.kgx.is_none() {
+                self.bad(
+                    "graph.node_features",
+                    "node feature columns are read from the KGX nodes file: give `kgx`",
+                );
+            }
+            if c.vector.is_empty() && c.smiles.is_none() && c.sequence.is_none() {
+                self.bad(
+                    "graph.node_features",
+                    "name at least one column (`vector`, `smiles` or `sequence`)",
+                );
+            }
+        }
         self.exists("evaluate.test", w.evaluate.test.as_deref(), false);
         self.exists("evaluate.valid", w.evaluate.valid.as_deref(), false);
         for (i, f) in w.evaluate.filter.iter().enumerate() {

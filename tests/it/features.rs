@@ -558,3 +558,76 @@ fn reading_a_versions_features_is_fast() {
         store.close().await;
     });
 }
+
+/// Embeddings kept as columns of a KGX nodes file, named in the workflow, enter version 1 with
+/// the graph; a bad cell is located by file, line and column name.
+#[test]
+fn a_workflow_reads_features_from_kgx_node_columns() {
+    let env = Env::new();
+    std::fs::create_dir_all(env.path("kg")).expect("mkdir");
+    env.write(
+        "kg/nodes.tsv",
+        "id\tcategory\temb0\temb1\tsmiles\n\
+         C1\tCompound\t0.5\t1\tCCO\n\
+         C2\tCompound\t\t\t\n\
+         G1\tGene\t-1\t2\t\n",
+    );
+    env.write(
+        "kg/edges.tsv",
+        "subject\tpredicate\tobject\nC1\tbinds\tG1\nC2\tbinds\tG1\n",
+    );
+    let workflow = |columns: &str| {
+        format!(
+            "name: kgx\nretrain:\n  schedule: \"0 0 2 * * *\"\ngraph:\n  kgx: kg\n  node_features: {columns}\n\
+             model:\n  dim: 8\n  epochs: 1\n  retrain_epochs: 1\n  ensemble: 1\n  calibration: none\n"
+        )
+    };
+    let w = env.write(
+        "kgx.yaml",
+        workflow("{vector: [emb0, emb1], smiles: smiles}"),
+    );
+    env.ok(&["validate", path(&w)]);
+    env.ok(&["run", path(&w)]);
+    assert_eq!(
+        features_at(&env, 1),
+        vec![
+            FeatureRecord {
+                entity: "C1".into(),
+                value: FeatureValue::Smiles("CCO".into())
+            },
+            FeatureRecord {
+                entity: "C1".into(),
+                value: FeatureValue::Vector(vec![0.5, 1.0])
+            },
+            FeatureRecord {
+                entity: "G1".into(),
+                value: FeatureValue::Vector(vec![-1.0, 2.0])
+            },
+        ]
+    );
+
+    // A column the header lacks, and a half-empty vector, are located errors.
+    let env2 = Env::new();
+    std::fs::create_dir_all(env2.path("kg")).expect("mkdir");
+    env2.write(
+        "kg/nodes.tsv",
+        "id\tcategory\temb0\temb1\nC1\tCompound\t0.5\t\n",
+    );
+    env2.write(
+        "kg/edges.tsv",
+        "subject\tpredicate\tobject\nC1\tbinds\tC1\n",
+    );
+    let w2 = env2.write("kgx.yaml", workflow("{vector: [emb0, emb1]}"));
+    let err = env2.fail(&["validate", path(&w2)]);
+    assert!(
+        err.contains("nodes.tsv:2: column `emb1`: empty, but other vector columns of `C1` are set"),
+        "{err}"
+    );
+    let w3 = env2.write("kgx3.yaml", workflow("{vector: [emb9]}"));
+    let err = env2.fail(&["validate", path(&w3)]);
+    assert!(err.contains("no column `emb9` for node features"), "{err}");
+    assert!(
+        !env2.path("hypograph.db").exists()
+            || env2.count("SELECT count(*) FROM graph_versions") == 0
+    );
+}
