@@ -8,6 +8,7 @@ macro_rules! out {
 
 mod ask;
 mod daemon;
+mod entity;
 mod history;
 mod import;
 mod pinned;
@@ -64,6 +65,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Find entities by name or id.
+    #[command(subcommand)]
+    Entity(entity::EntityCommand),
     /// History of the graph: log, show, diff, export, revert, blame, verify.
     #[command(subcommand)]
     Graph(history::GraphCommand),
@@ -201,6 +205,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Stats { version, json } => {
             let store = open(OpenMode::Existing).await?;
             let result = stats(&store, version, json).await;
+            (store, result)
+        }
+        Command::Entity(cmd) => {
+            let store = open(OpenMode::Existing).await?;
+            let result = entity::run(&store, cmd).await;
             (store, result)
         }
         Command::Graph(cmd) => {

@@ -7,6 +7,7 @@ mod bad_input;
 mod browser;
 mod daemon;
 mod durability;
+mod entity;
 mod features;
 mod history;
 mod import;

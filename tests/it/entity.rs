@@ -1,0 +1,60 @@
+//! `hypograph entity search`: by id prefix or any part of a name, through the trigram index.
+
+use crate::support::Env;
+
+fn keys(v: &serde_json::Value) -> Vec<String> {
+    v.as_array()
+        .expect("array")
+        .iter()
+        .map(|h| h["key"].as_str().expect("key").to_owned())
+        .collect()
+}
+
+#[test]
+fn finds_entities_by_id_prefix_and_name() {
+    let env = Env::new();
+    let nodes = env.write(
+        "nodes.tsv",
+        "id\tcategory\tname\n\
+         DB00945\tCompound\tAcetylsalicylic acid\n\
+         DB01050\tCompound\tIbuprofen\n\
+         DOID:9352\tDisease\ttype 2 diabetes mellitus\n\
+         Gene::1017\tGene\tCDK2\n\
+         X%1\tGene\tpercent_sign\n",
+    );
+    let edges = env.write(
+        "edges.tsv",
+        "subject\tpredicate\tobject\nDB00945\ttreats\tDOID:9352\nDB01050\tbinds\tGene::1017\nX%1\tbinds\tGene::1017\n",
+    );
+    env.ok(&[
+        "import",
+        edges.to_str().expect("path"),
+        "--nodes",
+        nodes.to_str().expect("path"),
+    ]);
+    let search = |text: &str| env.json(&["entity", "search", text]);
+    // An id prefix, the ids that start with it first.
+    assert_eq!(keys(&search("DB0")), ["DB00945", "DB01050"]);
+    // Any part of a name, whatever the case.
+    let hits = search("SALICYL");
+    assert_eq!(keys(&hits), ["DB00945"]);
+    assert_eq!(hits[0]["name"], "Acetylsalicylic acid");
+    assert_eq!(hits[0]["category"], "Compound");
+    assert_eq!(keys(&search("diabetes")), ["DOID:9352"]);
+    // Short text: a prefix of an id or a name.
+    assert_eq!(keys(&search("ib")), ["DB01050"]);
+    // Wildcards and quotes are text, not syntax.
+    assert_eq!(keys(&search("X%1")), ["X%1"]);
+    // (Short text is a prefix: no id or name starts with a literal `%`.)
+    assert_eq!(keys(&search("%")), Vec::<String>::new());
+    assert_eq!(keys(&search("\"cdk")), Vec::<String>::new());
+    // Nothing found: exit 1, as grep does.
+    let out = env.run(&["entity", "search", "no such thing"]);
+    assert_eq!(out.status.code(), Some(1));
+    // Entities added later are found too (the index follows the table).
+    let more = env.write("more.tsv", "DB09999\ttreats\tDOID:9352\n");
+    env.ok(&["import", more.to_str().expect("path")]);
+    assert_eq!(keys(&search("DB099")), ["DB09999"]);
+    let text = env.ok(&["entity", "search", "ibuprofen"]);
+    assert_eq!(text.trim(), "DB01050\tCompound\tIbuprofen");
+}
