@@ -7,6 +7,7 @@ pub mod features;
 mod intern;
 pub mod kgx;
 mod lines;
+pub use lines::{compression, read_input};
 pub mod tsv;
 mod view;
 

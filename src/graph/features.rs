@@ -98,17 +98,14 @@ enum Column {
 
 /// Reads a features file; see [`parse_features`].
 pub fn read_features(path: &Path) -> Result<FeatureFile, ParseError> {
-    let bytes = std::fs::read(path).map_err(|cause| ParseError::Io {
-        path: path.to_owned(),
-        cause,
-    })?;
+    let bytes = super::lines::read_input(path)?;
     parse_features(&bytes, path)
 }
 
 /// Parses a features file; `path` names it in errors and decides the separator (`.csv`:
 /// commas, otherwise tabs). The first bad line fails the whole file.
 pub fn parse_features(bytes: &[u8], path: &Path) -> Result<FeatureFile, ParseError> {
-    let sep = if path
+    let sep = if super::lines::inner_name(path)
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("csv"))
     {

@@ -63,10 +63,7 @@ impl Header {
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, ParseError> {
-    std::fs::read(path).map_err(|cause| ParseError::Io {
-        path: path.to_owned(),
-        cause,
-    })
+    super::lines::read_input(path)
 }
 
 /// Which columns of a nodes file hold features (header names, as written in the workflow's

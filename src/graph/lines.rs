@@ -1,4 +1,62 @@
-//! Line splitting shared by the TSV readers: BOM, CRLF, trailing blanks and UTF-8 checks in one place.
+//! Line splitting shared by the TSV readers: BOM, CRLF, trailing blanks and UTF-8 checks in one place;
+//! and reading a file whole, decompressed when its name says so.
+
+use super::ParseError;
+use std::io::Read;
+use std::path::Path;
+
+/// A file's bytes, decompressed by its last extension: `.gz` (gzip, several members
+/// allowed, as `bgzip` writes), `.bz2`, `.zst`; anything else as it is. Every reader of
+/// graph files goes through here, so `.tsv.gz` works wherever `.tsv` does. A corrupt
+/// stream is an error naming the file.
+pub fn read_input(path: &Path) -> Result<Vec<u8>, ParseError> {
+    let io = |cause: std::io::Error| ParseError::Io {
+        path: path.to_owned(),
+        cause,
+    };
+    let file = std::fs::File::open(path).map_err(io)?;
+    let mut out = Vec::new();
+    let compressed = |e: std::io::Error, what: &str| ParseError::File {
+        path: path.to_owned(),
+        message: format!("not a valid {what} file: {e}"),
+    };
+    match compression(path) {
+        Some("gz") => flate2::read::MultiGzDecoder::new(std::io::BufReader::new(file))
+            .read_to_end(&mut out)
+            .map_err(|e| compressed(e, "gzip"))?,
+        Some("bz2") => bzip2::read::MultiBzDecoder::new(std::io::BufReader::new(file))
+            .read_to_end(&mut out)
+            .map_err(|e| compressed(e, "bzip2"))?,
+        Some("zst") => ruzstd::decoding::StreamingDecoder::new(std::io::BufReader::new(file))
+            .map_err(|e| compressed(std::io::Error::other(e.to_string()), "zstd"))?
+            .read_to_end(&mut out)
+            .map_err(|e| compressed(e, "zstd"))?,
+        _ => std::io::BufReader::new(file)
+            .read_to_end(&mut out)
+            .map_err(io)?,
+    };
+    Ok(out)
+}
+
+/// The compression a file name declares (`gz`, `bz2`, `zst`), if any.
+pub fn compression(path: &Path) -> Option<&'static str> {
+    let ext = path.extension()?.to_str()?.to_ascii_lowercase();
+    match ext.as_str() {
+        "gz" | "gzip" => Some("gz"),
+        "bz2" => Some("bz2"),
+        "zst" | "zstd" => Some("zst"),
+        _ => None,
+    }
+}
+
+/// The file's name without a compression extension (`edges.csv.gz` -> `edges.csv`), for
+/// decisions made on the inner format.
+pub fn inner_name(path: &Path) -> std::path::PathBuf {
+    match compression(path) {
+        Some(_) => path.with_extension(""),
+        None => path.to_owned(),
+    }
+}
 
 /// A non-blank line of a text file, with its 1-based number.
 pub(crate) struct Line<'a> {

@@ -54,10 +54,7 @@ pub fn split_triple(text: &str) -> Result<[&str; 3], String> {
 
 /// Reads a triples file. With [`OnInvalid::Fail`] the first bad line is an error naming it.
 pub fn read_triples(path: &Path, on_invalid: OnInvalid) -> Result<TripleBatch, ParseError> {
-    let bytes = std::fs::read(path).map_err(|cause| ParseError::Io {
-        path: path.to_owned(),
-        cause,
-    })?;
+    let bytes = super::lines::read_input(path)?;
     parse_triples(&bytes, path, on_invalid)
 }
 

@@ -168,3 +168,59 @@ fn log_lines_on_a_pipe_carry_no_colour_codes() {
         "ANSI codes on a pipe: {stderr:?}"
     );
 }
+
+/// Compressed files are read directly (gzip, including several members as `bgzip` writes;
+/// bzip2; zstd), CSV features inside `.csv.gz` too, and a corrupt stream names the file.
+#[test]
+fn compressed_files_import_like_plain_ones() {
+    use std::io::Write;
+    let plain = std::fs::read(data("umls/train.txt")).expect("read");
+    let gz = |bytes: &[u8]| {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        e.write_all(bytes).expect("gzip");
+        e.finish().expect("gzip")
+    };
+    let env = Env::new();
+    // Two gzip members back to back: the whole file, not just the first.
+    let half = &plain[..plain.len() / 2];
+    let cut = half.iter().rposition(|&c| c == b'\n').map_or(0, |i| i + 1);
+    let (first, rest) = plain.split_at(cut);
+    let mut two = gz(first);
+    two.extend(gz(rest));
+    let f = env.write("train.tsv.gz", two);
+    env.ok(&["import", f.to_str().expect("path")]);
+    let stats = env.json(&["stats"]);
+    assert_eq!(stats["triples"], 5216, "{stats}");
+
+    let bz = {
+        let mut e = bzip2::write::BzEncoder::new(Vec::new(), bzip2::Compression::fast());
+        e.write_all(&plain).expect("bzip2");
+        e.finish().expect("bzip2")
+    };
+    let env2 = Env::new();
+    let f = env2.write("train.tsv.bz2", bz);
+    env2.ok(&["import", f.to_str().expect("path")]);
+    assert_eq!(env2.json(&["stats"])["triples"], 5216);
+
+    let zst = ruzstd::encoding::compress_to_vec(
+        plain.as_slice(),
+        ruzstd::encoding::CompressionLevel::Fastest,
+    );
+    let env3 = Env::new();
+    let f = env3.write("train.tsv.zst", zst);
+    env3.ok(&["import", f.to_str().expect("path")]);
+    assert_eq!(env3.json(&["stats"])["triples"], 5216);
+    // The same graph whatever the container.
+    assert_eq!(env.export("HEAD"), env3.export("HEAD"));
+
+    // Features in a gzipped CSV: commas, because the inner name says .csv.
+    let feats = env.write("f.csv.gz", gz(b"id,f0,f1\nalga,1,2\n"));
+    env.ok(&["import", "--features", feats.to_str().expect("path")]);
+    assert_eq!(env.json(&["stats"])["features"]["vector"], 1);
+
+    // Not gzip at all: an error naming the file, nothing imported.
+    let bad = env2.write("bad.tsv.gz", b"alga\tisa\tentity\n");
+    let err = env2.fail(&["import", bad.to_str().expect("path")]);
+    assert!(err.contains("bad.tsv.gz: not a valid gzip file"), "{err}");
+    assert_eq!(env2.count("SELECT count(*) FROM graph_versions"), 1);
+}
