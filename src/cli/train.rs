@@ -398,7 +398,9 @@ pub struct PredictArgs {
 
 /// Calibrated probability, spread and BALD mutual information of candidate triples.
 pub async fn predict(store: &Store, args: PredictArgs) -> anyhow::Result<ExitCode> {
-    let (_, graph, ensemble) = open_model(store, args.model).await?;
+    let (info, graph, ensemble) = open_model(store, args.model).await?;
+    let names = store.entity_names(info.graph_version).await?;
+    let name = |k: &str| names.get(k).cloned().unwrap_or_default();
     let batch = tsv::read_triples(&args.triples, OnInvalid::Fail)?;
     let mut rows = Vec::with_capacity(batch.triples.len());
     let mut known_triples = Vec::new();
@@ -428,6 +430,7 @@ pub async fn predict(store: &Store, args: PredictArgs) -> anyhow::Result<ExitCod
         let p = id.map(|i| &predictions[i]);
         out.push(serde_json::json!({
             "head": keys[0], "relation": keys[1], "tail": keys[2],
+            "head_name": name(keys[0]), "tail_name": name(keys[2]),
             "known": id.is_some_and(|i| graph.contains(known_triples[i])),
             "probability": p.map(|p| p.mean),
             "std": p.map(|p| p.std),
@@ -442,7 +445,11 @@ pub async fn predict(store: &Store, args: PredictArgs) -> anyhow::Result<ExitCod
     }
     out!("probability  std     BALD    triple");
     for (row, (keys, _)) in out.iter().zip(&rows) {
-        let triple = keys.join("\t");
+        let named = |k: &str| match names.get(k) {
+            Some(n) => format!("{k} ({n})"),
+            None => k.to_owned(),
+        };
+        let triple = format!("{}\t{}\t{}", named(keys[0]), keys[1], named(keys[2]));
         match row["probability"].as_f64() {
             Some(p) => out!(
                 "{p:.4}       {:.4}  {:.4}  {triple}{}",

@@ -182,6 +182,16 @@ fn answers_about_a_new_compound_with_edges_evidence_and_priors() {
     // The same prompt twice: the same answer (seeded fold-in), and the human form names.
     let again = ask_json(&env, &bare);
     assert_eq!(b["rows"], again["rows"]);
+    // `predict` names known entities as `ask` does.
+    let c = env.write("c.tsv", "C0\tbinds\tG3\n");
+    let p = env.json(&["predict", c.to_str().expect("path")]);
+    assert_eq!(p[0]["head_name"], "compound 0", "{p}");
+    assert_eq!(p[0]["tail_name"], "gene 3", "{p}");
+    let text = env.ok(&["predict", c.to_str().expect("path")]);
+    assert!(
+        text.contains("C0 (compound 0)\tbinds\tG3 (gene 3)"),
+        "{text}"
+    );
     let text = env.ok(&[
         "ask",
         "--entity",
