@@ -188,12 +188,15 @@ impl Asker {
         names: HashMap<String, String>,
     ) -> Self {
         priors.resize(ensemble.members.len(), Priors::default());
-        let r = graph.num_relations();
-        let (mut domain, mut range) = (vec![HashSet::new(); r], vec![HashSet::new(); r]);
-        for t in graph.triples() {
-            domain[t.relation as usize].insert(graph.category(t.head).to_owned());
-            range[t.relation as usize].insert(graph.category(t.tail).to_owned());
-        }
+        let owned = |set: std::collections::BTreeSet<&str>| -> HashSet<String> {
+            set.into_iter().map(str::to_owned).collect()
+        };
+        let (domain, range): (Vec<_>, Vec<_>) = (0..graph.num_relations() as u32)
+            .map(|r| {
+                let (d, g) = graph.domain_range(r);
+                (owned(d), owned(g))
+            })
+            .unzip();
         let mut by_category: HashMap<String, Vec<u32>> = HashMap::new();
         // Only entities the model has rows for (a newer graph may have more).
         let trained = ensemble

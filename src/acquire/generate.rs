@@ -87,20 +87,9 @@ impl TopK {
     }
 }
 
-/// The categories a relation's heads and tails have in `graph`.
-fn domain_range(graph: &Graph, relation: u32) -> (BTreeSet<&str>, BTreeSet<&str>) {
-    let mut domain = BTreeSet::new();
-    let mut range = BTreeSet::new();
-    for t in graph.triples().iter().filter(|t| t.relation == relation) {
-        domain.insert(graph.category(t.head));
-        range.insert(graph.category(t.tail));
-    }
-    (domain, range)
-}
-
 /// The entities a relation's observed domain and range allow as heads and tails.
 fn endpoints(graph: &Graph, relation: u32) -> (Vec<u32>, Vec<u32>) {
-    let (domain, range) = domain_range(graph, relation);
+    let (domain, range) = graph.domain_range(relation);
     let n = graph.num_entities() as u32;
     let heads = (0..n)
         .filter(|&e| domain.contains(graph.category(e)))
@@ -436,7 +425,7 @@ mod tests {
         let negs = sample_like_candidates(&g, &exclude, &positives, 3, 5);
         assert_eq!(negs.len(), positives.len());
         for (p, ns) in positives.iter().zip(&negs) {
-            let (domain, range) = domain_range(&g, p.relation);
+            let (domain, range) = g.domain_range(p.relation);
             assert!(!ns.is_empty());
             for n in ns {
                 assert_eq!(n.relation, p.relation);

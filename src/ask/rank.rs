@@ -7,6 +7,7 @@ use super::{
     Answer, Asker, Basis, Checked, Claim, EntityAnswer, PATHS_PER_ROW, Prompt, Row, SIMILAR,
     Similar,
 };
+use crate::model::Prediction;
 use crate::model::foldin::{self, Dir, FoldConfig, Node};
 use std::collections::{HashMap, HashSet};
 use std::time::Instant;
@@ -267,8 +268,7 @@ impl Asker {
                 Dir::Tail => (Node::New(q.new), c),
                 Dir::Head => (c, Node::New(q.new)),
             };
-            let members: Vec<f64> = per_member.iter().map(|m| m[qi][ci]).collect();
-            let var = members.iter().map(|p| (p - mean).powi(2)).sum::<f64>() / k;
+            let spread = Prediction::of(per_member.iter().map(|m| m[qi][ci]).collect()).std;
             let reach = reach
                 .entry(q.new)
                 .or_insert_with(|| Reach::from(&overlay, known + q.new as u32));
@@ -289,7 +289,7 @@ impl Asker {
                 head_name: name_of(h),
                 tail_name: name_of(t),
                 probability: mean,
-                spread: var.sqrt(),
+                spread,
                 no_edges,
                 basis: basis_of(q.new),
                 paths: found,
@@ -319,15 +319,13 @@ impl Asker {
                 .iter()
                 .enumerate()
                 .map(|(i, [h, r, t])| {
-                    let p: Vec<f64> = claim_probs.iter().map(|m| m[i]).collect();
-                    let mean = p.iter().sum::<f64>() / k;
-                    let var = p.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / k;
+                    let p = Prediction::of(claim_probs.iter().map(|m| m[i]).collect());
                     Claim {
                         head: h.clone(),
                         relation: r.clone(),
                         tail: t.clone(),
-                        prior_probability: mean,
-                        prior_spread: var.sqrt(),
+                        prior_probability: p.mean,
+                        prior_spread: p.std,
                     }
                 })
                 .collect(),

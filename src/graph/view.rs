@@ -166,6 +166,24 @@ impl Graph {
         all[lo..hi].iter().map(|t| t.head)
     }
 
+    /// The categories `relation`'s heads (its domain) and tails (its range) have: what
+    /// candidate generation, calibration negatives and `ask` keep predictions inside.
+    pub fn domain_range(
+        &self,
+        relation: u32,
+    ) -> (
+        std::collections::BTreeSet<&str>,
+        std::collections::BTreeSet<&str>,
+    ) {
+        let mut domain = std::collections::BTreeSet::new();
+        let mut range = std::collections::BTreeSet::new();
+        for t in self.by_head.iter().filter(|t| t.relation == relation) {
+            domain.insert(self.category(t.head));
+            range.insert(self.category(t.tail));
+        }
+        (domain, range)
+    }
+
     /// Every edge with `entity` as head, by relation then tail.
     pub fn out_edges(&self, entity: u32) -> &[Triple] {
         if entity as usize >= self.entity_keys.len() {

@@ -32,6 +32,20 @@ pub struct Prediction {
     pub members: Vec<f64>,
 }
 
+impl Prediction {
+    /// Mean and (population) standard deviation of the members' probabilities.
+    pub fn of(members: Vec<f64>) -> Self {
+        let k = members.len().max(1) as f64;
+        let mean = members.iter().sum::<f64>() / k;
+        let var = members.iter().map(|p| (p - mean).powi(2)).sum::<f64>() / k;
+        Self {
+            mean,
+            std: var.sqrt(),
+            members,
+        }
+    }
+}
+
 /// Calibration quality before (sigmoid of raw scores) and after fitting, measured on the half
 /// of the validation split the calibrators were not fitted on.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -179,17 +193,7 @@ impl Ensemble {
             })
             .collect();
         (0..triples.len())
-            .map(|j| {
-                let members: Vec<f64> = per_member.iter().map(|p| p[j]).collect();
-                let k = members.len() as f64;
-                let mean = members.iter().sum::<f64>() / k;
-                let var = members.iter().map(|p| (p - mean).powi(2)).sum::<f64>() / k;
-                Prediction {
-                    mean,
-                    std: var.sqrt(),
-                    members,
-                }
-            })
+            .map(|j| Prediction::of(per_member.iter().map(|p| p[j]).collect()))
             .collect()
     }
 }
