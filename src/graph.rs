@@ -110,6 +110,12 @@ pub struct TripleBatch {
     /// Features of the batch's entities, by batch-local id, committed in the same version as
     /// its triples (so new entities arrive with their features).
     pub features: Vec<(u32, FeatureValue)>,
+    /// Who asserts each triple, where the file says (a KGX `primary_knowledge_source`, a
+    /// mapped `source` column): `(triple, index into sources)`, sorted and distinct. A triple
+    /// given by several sources is one triple with several entries here.
+    pub edge_sources: Vec<([u32; 3], u32)>,
+    /// Source names that `edge_sources` indexes.
+    pub sources: Vec<String>,
 }
 
 impl TripleBatch {
