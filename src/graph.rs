@@ -6,6 +6,7 @@
 pub mod features;
 mod intern;
 pub mod kgx;
+pub mod table;
 mod lines;
 pub use lines::{compression, read_input};
 pub mod tsv;
