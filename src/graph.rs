@@ -6,8 +6,8 @@
 pub mod features;
 mod intern;
 pub mod kgx;
-pub mod table;
 mod lines;
+pub mod table;
 pub use lines::{compression, read_input};
 pub mod tsv;
 mod view;

@@ -2,6 +2,9 @@
 //! with a features file in the same version (or alone).
 
 use crate::graph::features::{FeatureFile, read_features};
+use crate::graph::table::{
+    ColumnMap, Preset, TableOptions, TableSource, implied_by_name, parse_delimiter, read_table,
+};
 use crate::graph::{OnInvalid, TripleBatch, kgx, tsv};
 use crate::logging::peak_rss_bytes;
 use crate::store::{ImportOptions, Outcome, Store, StoreError};
@@ -19,16 +22,54 @@ pub enum Format {
     Triples,
     /// KGX nodes.tsv + edges.tsv.
     Kgx,
+    /// Any edge table (CSV or TSV, quoted or not), with `--map` naming its columns.
+    Table,
+    /// Hetionet v1.0: nodes TSV (`id name kind`) and edges SIF (`source metaedge target`).
+    Hetionet,
+    /// PrimeKG's kg.csv (entity keys `type:source:id`).
+    Primekg,
+    /// DRKG's headerless drkg.tsv, or drkg.tar.gz.
+    Drkg,
+    /// The Monarch KG: KGX nodes/edges TSV, or monarch-kg.tar.gz.
+    Monarch,
+}
+
+impl Format {
+    fn preset(self) -> Option<Preset> {
+        match self {
+            Format::Hetionet => Some(Preset::Hetionet),
+            Format::Primekg => Some(Preset::Primekg),
+            Format::Drkg => Some(Preset::Drkg),
+            Format::Monarch => Some(Preset::Monarch),
+            Format::Auto | Format::Triples | Format::Kgx | Format::Table => None,
+        }
+    }
 }
 
 #[derive(Debug, clap::Args)]
 pub struct ImportArgs {
-    /// A triples TSV, a KGX edges.tsv, or a directory holding nodes.tsv and edges.tsv.
+    /// A triples TSV, a KGX edges.tsv, an edge table (CSV/TSV, `--map`), a directory or
+    /// tarball holding a format's files; `.gz`, `.bz2`, `.zst` are read directly.
     #[arg(required_unless_present = "features")]
     file: Option<PathBuf>,
-    /// The KGX nodes file (default: nodes.tsv beside the edges file).
+    /// The nodes file (default: nodes.tsv beside a KGX edges file; found by name in a
+    /// directory or tarball).
     #[arg(long, requires = "file")]
     nodes: Option<PathBuf>,
+    /// Which columns are what, e.g. `subject=x_id,object=y_id,predicate=relation,category=kind`.
+    /// Keys: subject, predicate, object, subject_category, subject_name, object_category,
+    /// object_name, source (edge rows); id, name, category (nodes rows); category_from_key=SEP.
+    /// `a+b` joins columns into one key with `:`; numbers (1, 2, ...) name columns of a
+    /// headerless file. Applied on top of a `--format` preset.
+    #[arg(long, value_name = "KEY=COLUMN,...", requires = "file")]
+    map: Option<String>,
+    /// The tables have no header row (name columns by number in `--map`).
+    #[arg(long, requires = "file")]
+    no_header: bool,
+    /// Field separator of the tables: one character, or `tab` (default: `,` for .csv, tab
+    /// otherwise).
+    #[arg(long, value_name = "CHAR", requires = "file")]
+    delimiter: Option<String>,
     /// Entity features: a TSV (or .csv) with a header `id`, then `smiles`, `sequence` and/or
     /// vector columns (f0, f1, ...). Imported in the same version as FILE, or alone; the
     /// entities must be in FILE or in the graph already.
@@ -54,9 +95,50 @@ pub struct ImportArgs {
 enum Source {
     Triples(PathBuf),
     Kgx { nodes: PathBuf, edges: PathBuf },
+    Table(TableSource),
+}
+
+/// The table options the flags ask for, if any.
+fn table_options(args: &ImportArgs) -> anyhow::Result<Option<TableOptions>> {
+    if args.delimiter.is_none() && !args.no_header {
+        return Ok(None);
+    }
+    let delimiter = args
+        .delimiter
+        .as_deref()
+        .map(parse_delimiter)
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("--delimiter: {e}"))?;
+    Ok(Some(TableOptions {
+        delimiter,
+        header: !args.no_header,
+    }))
 }
 
 fn decide(args: &ImportArgs, path: &Path) -> anyhow::Result<Source> {
+    let map = match &args.map {
+        Some(spec) => ColumnMap::parse(spec).map_err(|e| anyhow::anyhow!("--map: {e}"))?,
+        None => ColumnMap::default(),
+    };
+    let options = table_options(args)?;
+    let tabular = args.map.is_some() || options.is_some() || implied_by_name(path);
+    let table = |preset| {
+        Source::Table(TableSource {
+            edges: path.to_owned(),
+            nodes: args.nodes.clone(),
+            preset,
+            map: map.clone(),
+            options,
+        })
+    };
+    if let Some(preset) = args.format.preset() {
+        return Ok(table(Some(preset)));
+    }
+    if args.format == Format::Table
+        || (tabular && matches!(args.format, Format::Auto | Format::Kgx))
+    {
+        return Ok(table(None));
+    }
     let meta = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
     let kgx_pair = |edges: PathBuf| {
         let nodes = args
@@ -82,6 +164,9 @@ fn decide(args: &ImportArgs, path: &Path) -> anyhow::Result<Source> {
             } else {
                 Source::Triples(path.to_owned())
             }
+        }
+        Format::Table | Format::Hetionet | Format::Primekg | Format::Drkg | Format::Monarch => {
+            table(args.format.preset())
         }
     })
 }
@@ -144,6 +229,11 @@ pub fn prepare(args: ImportArgs) -> anyhow::Result<Prepared> {
             "kgx",
             vec![nodes, edges],
         ),
+        Some(Source::Table(t)) => (
+            read_table(t, on_invalid)?,
+            t.preset.map_or("table", Preset::name),
+            std::iter::once(&t.edges).chain(&t.nodes).collect(),
+        ),
         None => (TripleBatch::default(), "features", Vec::new()),
     };
     let features = args.features.as_deref().map(read_features).transpose()?;
@@ -154,8 +244,23 @@ pub fn prepare(args: ImportArgs) -> anyhow::Result<Prepared> {
     }
     let mut file_info = Vec::new();
     for f in &files {
-        file_info
-            .push(serde_json::json!({ "path": f.display().to_string(), "blake3": digest(f)? }));
+        // A directory is recorded as the files it holds, so the version names what was read.
+        let inside: Vec<PathBuf> = if f.is_dir() {
+            let mut v: Vec<PathBuf> = std::fs::read_dir(f)
+                .with_context(|| format!("reading {}", f.display()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.is_file())
+                .collect();
+            v.sort();
+            v
+        } else {
+            vec![(*f).clone()]
+        };
+        for f in inside {
+            file_info.push(
+                serde_json::json!({ "path": f.display().to_string(), "blake3": digest(&f)? }),
+            );
+        }
     }
     let shown = files
         .iter()

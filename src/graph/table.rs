@@ -110,7 +110,9 @@ impl ColumnMap {
         };
         if key == "category_from_key" {
             if value.is_empty() {
-                return Err(err("`category_from_key` needs a separator, e.g. `::`".into()));
+                return Err(err(
+                    "`category_from_key` needs a separator, e.g. `::`".into()
+                ));
             }
             self.category_from_key = Some(value.into());
             return Ok(());
@@ -192,6 +194,25 @@ impl Default for TableOptions {
             header: true,
         }
     }
+}
+
+/// A `--delimiter` / `graph.delimiter` value: one ASCII character, or `tab`.
+pub fn parse_delimiter(text: &str) -> Result<u8, String> {
+    match text {
+        "tab" | "\\t" | "\t" => Ok(b'\t'),
+        d if d.len() == 1 && d.is_ascii() => Ok(d.as_bytes()[0]),
+        d => Err(format!("`{d}` is not one ASCII character or `tab`")),
+    }
+}
+
+/// Whether a path's name says it is a table rather than plain triples: `.csv` (compressed or
+/// not) or a tarball.
+pub fn implied_by_name(path: &Path) -> bool {
+    let inner = inner_name(path);
+    inner
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("csv"))
+        || is_tar(path)
 }
 
 /// The published graphs hypograph reads without a map.
@@ -341,7 +362,11 @@ fn tar_members(path: &Path, wanted: &[&[&str]]) -> Result<Vec<Option<Input>>, Pa
         message: format!("not a valid tar archive: {e}"),
     };
     let file = std::io::BufReader::new(std::fs::File::open(path).map_err(io)?);
-    let reader: Box<dyn Read> = if path.to_string_lossy().to_ascii_lowercase().ends_with(".tar") {
+    let reader: Box<dyn Read> = if path
+        .to_string_lossy()
+        .to_ascii_lowercase()
+        .ends_with(".tar")
+    {
         Box::new(file)
     } else {
         Box::new(flate2::read::MultiGzDecoder::new(file))
@@ -527,11 +552,11 @@ impl Resolved {
                 }
             }
             Column::Name(name) => {
-                let found = self
-                    .header
-                    .iter()
-                    .position(|h| h == name)
-                    .or_else(|| self.header.iter().position(|h| h.eq_ignore_ascii_case(name)));
+                let found = self.header.iter().position(|h| h == name).or_else(|| {
+                    self.header
+                        .iter()
+                        .position(|h| h.eq_ignore_ascii_case(name))
+                });
                 found.ok_or_else(|| ParseError::File {
                     path: path.to_owned(),
                     message: if self.header.is_empty() {
@@ -744,7 +769,11 @@ impl Builder {
                 break;
             }
             let line = record.position().map_or(0, |p| p.line());
-            if record.len() == 1 && record.get(0).is_some_and(|f| f.iter().all(u8::is_ascii_whitespace)) {
+            if record.len() == 1
+                && record
+                    .get(0)
+                    .is_some_and(|f| f.iter().all(u8::is_ascii_whitespace))
+            {
                 continue;
             }
             let expected = *width.get_or_insert(record.len());
@@ -752,7 +781,11 @@ impl Builder {
                 let message = format!(
                     "{} fields, expected {expected}{}",
                     record.len(),
-                    if header.is_empty() { " as on the first row" } else { " as in the header" }
+                    if header.is_empty() {
+                        " as on the first row"
+                    } else {
+                        " as in the header"
+                    }
                 );
                 self.reject(&input.path, line, Reject::Line(message))?;
                 continue;
@@ -868,7 +901,12 @@ impl Builder {
         Ok(id)
     }
 
-    fn nodes(&mut self, input: &Input, map: &ColumnMap, opts: TableOptions) -> Result<(), ParseError> {
+    fn nodes(
+        &mut self,
+        input: &Input,
+        map: &ColumnMap,
+        opts: TableOptions,
+    ) -> Result<(), ParseError> {
         let file = self.file_index(&input.path);
         let path = input.path.clone();
         let from_key = map.category_from_key.clone();
@@ -933,12 +971,7 @@ impl Builder {
                     sn: r.optional(&map.subject_name, &[], &path, "subject_name")?,
                     oc: r.optional(&map.object_category, &[], &path, "object_category")?,
                     on: r.optional(&map.object_name, &[], &path, "object_name")?,
-                    src: r.optional(
-                        &map.source,
-                        &["primary_knowledge_source"],
-                        &path,
-                        "source",
-                    )?,
+                    src: r.optional(&map.source, &["primary_knowledge_source"], &path, "source")?,
                 })
             },
             |b, c, row| {
@@ -961,7 +994,9 @@ impl Builder {
                     }
                     if let Some(nodes) = &nodes
                         && cat.is_empty()
-                        && b.ids.get(&b.key).is_none_or(|id| id as usize >= known_nodes)
+                        && b.ids
+                            .get(&b.key)
+                            .is_none_or(|id| id as usize >= known_nodes)
                     {
                         return Err(Reject::Cell {
                             column: row.column(key_cols[0]),
@@ -1005,7 +1040,12 @@ impl Builder {
             .into_iter()
             .map(Into::into)
             .collect();
-        self.batch.sources = self.sources.into_keys().into_iter().map(Into::into).collect();
+        self.batch.sources = self
+            .sources
+            .into_keys()
+            .into_iter()
+            .map(Into::into)
+            .collect();
         self.batch.edge_sources.sort_unstable();
         self.batch.edge_sources.dedup();
         self.batch
@@ -1071,7 +1111,10 @@ mod tests {
             .expect("valid");
         assert_eq!(
             m.subject,
-            Some(Field(vec![Column::Name("x_type".into()), Column::Name("x_id".into())]))
+            Some(Field(vec![
+                Column::Name("x_type".into()),
+                Column::Name("x_id".into())
+            ]))
         );
         assert_eq!(m.predicate, Some(Field(vec![Column::Number(2)])));
         assert_eq!(m.category_from_key.as_deref(), Some("::"));
@@ -1098,7 +1141,10 @@ mod tests {
         .expect("valid");
         assert_eq!(triples(&b), ["1 treats 7", "2 treats 7"]);
         let seven = b.entities.iter().find(|e| e.key == "7").expect("7");
-        assert_eq!((seven.category.as_str(), seven.name.as_str()), ("disease", "cancer, lung"));
+        assert_eq!(
+            (seven.category.as_str(), seven.name.as_str()),
+            ("disease", "cancer, lung")
+        );
     }
 
     #[test]
@@ -1106,7 +1152,10 @@ mod tests {
         let err = parse(
             "source\tmetaedge\ttarget\nCompound::1\tCtD\tDisease::2\n",
             "edges.sif",
-            Some(("nodes.tsv", "id\tname\tkind\nCompound::1\taspirin\tCompound\nDisease::2\tflu\tDisease\n")),
+            Some((
+                "nodes.tsv",
+                "id\tname\tkind\nCompound::1\taspirin\tCompound\nDisease::2\tflu\tDisease\n",
+            )),
             Some(Preset::Hetionet),
             "",
             OnInvalid::Fail,
@@ -1178,9 +1227,21 @@ mod tests {
         .expect("skips");
         assert_eq!(triples(&b), ["a r b"]);
         assert_eq!(b.skipped.len(), 2);
-        let e = parse("a\tb\tc\n", "e.tsv", None, None, "subject=x", OnInvalid::Fail)
-            .expect_err("no column x");
-        assert!(e.contains("map key `subject` names column `x`, which the header lacks (columns: a, b, c)"), "{e}");
+        let e = parse(
+            "a\tb\tc\n",
+            "e.tsv",
+            None,
+            None,
+            "subject=x",
+            OnInvalid::Fail,
+        )
+        .expect_err("no column x");
+        assert!(
+            e.contains(
+                "map key `subject` names column `x`, which the header lacks (columns: a, b, c)"
+            ),
+            "{e}"
+        );
     }
 
     #[test]
@@ -1188,13 +1249,19 @@ mod tests {
         let e = parse(
             "source\tmetaedge\ttarget\nCompound::1\tCtD\tDisease::9\n",
             "edges.sif",
-            Some(("nodes.tsv", "id\tname\tkind\nCompound::1\taspirin\tCompound\n")),
+            Some((
+                "nodes.tsv",
+                "id\tname\tkind\nCompound::1\taspirin\tCompound\n",
+            )),
             Some(Preset::Hetionet),
             "",
             OnInvalid::Fail,
         )
         .expect_err("Disease::9 unknown");
-        assert_eq!(e, "edges.sif:2:17: object `Disease::9` is not in the nodes file nodes.tsv");
+        assert_eq!(
+            e,
+            "edges.sif:2:17: object `Disease::9` is not in the nodes file nodes.tsv"
+        );
     }
 
     #[test]
@@ -1259,14 +1326,21 @@ mod tests {
         let mut tar = tar::Builder::new(gz);
         for (name, text) in [
             ("kg/README", "x"),
-            ("kg/monarch-kg_nodes.tsv", "id\tcategory\tname\nA\tbiolink:Gene\tgene a\nB\tbiolink:Disease\tdisease b\n"),
-            ("kg/monarch-kg_edges.tsv", "subject\tpredicate\tobject\nA\tbiolink:related_to\tB\n"),
+            (
+                "kg/monarch-kg_nodes.tsv",
+                "id\tcategory\tname\nA\tbiolink:Gene\tgene a\nB\tbiolink:Disease\tdisease b\n",
+            ),
+            (
+                "kg/monarch-kg_edges.tsv",
+                "subject\tpredicate\tobject\nA\tbiolink:related_to\tB\n",
+            ),
         ] {
             let mut h = tar::Header::new_gnu();
             h.set_size(text.len() as u64);
             h.set_mode(0o644);
             h.set_cksum();
-            tar.append_data(&mut h, name, text.as_bytes()).expect("append");
+            tar.append_data(&mut h, name, text.as_bytes())
+                .expect("append");
         }
         tar.into_inner().expect("tar").finish().expect("gz");
         let src = TableSource {

@@ -3,12 +3,17 @@
 //! empty database it is the file the workflow imports, which is read and parsed here once and
 //! handed on, so the engine imports exactly what was checked.
 
+use super::spec::{GraphFormat, GraphSpec};
 use super::{Issue, Loaded, WorkflowError};
 use crate::graph::features::read_features;
+use crate::graph::table::{
+    ColumnMap, MapError, Preset, TableOptions, TableSource, implied_by_name, parse_delimiter,
+    read_table,
+};
 use crate::graph::{OnInvalid, ParseError, TripleBatch, kgx, tsv};
 use crate::store::{Store, StoreError};
 use std::collections::HashSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
@@ -57,7 +62,21 @@ fn read(l: &Loaded) -> Result<Option<(TripleBatch, PathBuf)>, ParseError> {
     let (mut batch, path) = match (&g.import, &g.kgx) {
         (Some(p), _) => {
             let p = l.resolve(p);
-            (tsv::read_triples(&p, OnInvalid::Fail)?, p)
+            let nodes = g.nodes.as_deref().map(|n| l.resolve(n));
+            let batch = match table_source(g, &p, nodes) {
+                Err(e) => {
+                    return Err(ParseError::File {
+                        path: l.file.clone(),
+                        message: format!("graph.map: {e}"),
+                    });
+                }
+                Ok(Some(TableInput::Table(src))) => read_table(&src, OnInvalid::Fail)?,
+                Ok(Some(TableInput::Kgx { nodes, edges })) => {
+                    kgx::read_kgx(&nodes, &edges, OnInvalid::Fail)?
+                }
+                Ok(None) => tsv::read_triples(&p, OnInvalid::Fail)?,
+            };
+            (batch, p)
         }
         (None, Some(d)) => {
             let d = l.resolve(d);
@@ -73,6 +92,73 @@ fn read(l: &Loaded) -> Result<Option<(TripleBatch, PathBuf)>, ParseError> {
         read_features(&l.resolve(f))?.attach(&mut batch, &path)?;
     }
     Ok(Some((batch, path)))
+}
+
+/// How `graph.import` is read when it is not plain triples.
+pub(crate) enum TableInput {
+    Table(TableSource),
+    Kgx { nodes: PathBuf, edges: PathBuf },
+}
+
+/// The reader `graph:` asks for (`None`: plain triples); a bad `map` or `delimiter` is an
+/// error naming the key (validation reports it located first).
+pub(crate) fn table_source(
+    g: &GraphSpec,
+    import: &Path,
+    nodes: Option<PathBuf>,
+) -> Result<Option<TableInput>, MapError> {
+    let mut map = ColumnMap::default();
+    for (k, v) in &g.map {
+        map.set(k, v)?;
+    }
+    let delimiter = g
+        .delimiter
+        .as_deref()
+        .map(parse_delimiter)
+        .transpose()
+        .map_err(|message| MapError {
+            key: "delimiter".into(),
+            message,
+        })?;
+    let options = (delimiter.is_some() || g.header.is_some()).then(|| TableOptions {
+        delimiter,
+        header: g.header.unwrap_or(true),
+    });
+    let preset = match g.format {
+        Some(GraphFormat::Hetionet) => Some(Preset::Hetionet),
+        Some(GraphFormat::Primekg) => Some(Preset::Primekg),
+        Some(GraphFormat::Drkg) => Some(Preset::Drkg),
+        Some(GraphFormat::Monarch) => Some(Preset::Monarch),
+        Some(GraphFormat::Triples) => return Ok(None),
+        Some(GraphFormat::Kgx) if g.map.is_empty() && options.is_none() => {
+            let (edges, dir) = if import.is_dir() {
+                (import.join("edges.tsv"), import.to_owned())
+            } else {
+                (
+                    import.to_owned(),
+                    import.parent().unwrap_or(Path::new(".")).to_owned(),
+                )
+            };
+            let nodes = nodes.unwrap_or_else(|| dir.join("nodes.tsv"));
+            return Ok(Some(TableInput::Kgx { nodes, edges }));
+        }
+        Some(GraphFormat::Kgx | GraphFormat::Table) => None,
+        None if g.map.is_empty()
+            && options.is_none()
+            && g.nodes.is_none()
+            && !implied_by_name(import) =>
+        {
+            return Ok(None);
+        }
+        None => None,
+    };
+    Ok(Some(TableInput::Table(TableSource {
+        edges: import.to_owned(),
+        nodes,
+        preset,
+        map,
+        options,
+    })))
 }
 
 /// Every relation in `generate.relations` that `known` does not know, as located issues.

@@ -114,6 +114,38 @@ pub struct GraphSpec {
     /// with the graph in its first version.
     #[serde(default)]
     pub node_features: Option<crate::graph::kgx::NodeFeatureColumns>,
+    /// How `import` is read (default: a triples TSV, or a table when the name says `.csv` or
+    /// a tarball): `triples`, `kgx`, `table`, or a published graph's layout (`hetionet`,
+    /// `primekg`, `drkg`, `monarch`) so that no map is needed.
+    #[serde(default)]
+    pub format: Option<GraphFormat>,
+    /// The nodes table beside `import` (found by name when `import` is a directory or tarball).
+    #[serde(default)]
+    pub nodes: Option<PathBuf>,
+    /// Which columns are what, as `import --map`: `{subject: x_id, object: y_id, predicate:
+    /// relation, category: kind}`; `a+b` joins columns into one key, numbers name columns of
+    /// a headerless file. On top of `format`'s preset.
+    #[serde(default)]
+    pub map: std::collections::BTreeMap<String, String>,
+    /// Whether the tables have a header row (default true; presets know their own).
+    #[serde(default)]
+    pub header: Option<bool>,
+    /// The tables' field separator: one character or `tab` (default from the file name).
+    #[serde(default)]
+    pub delimiter: Option<String>,
+}
+
+/// The layouts `graph.format` names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum GraphFormat {
+    Triples,
+    Kgx,
+    Table,
+    Hetionet,
+    Primekg,
+    Drkg,
+    Monarch,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize, JsonSchema)]

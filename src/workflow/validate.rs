@@ -101,7 +101,15 @@ impl Checks<'_> {
         if w.graph.import.is_some() && w.graph.kgx.is_some() {
             self.bad("graph", "give `import` or `kgx`, not both");
         }
-        self.exists("graph.import", w.graph.import.as_deref(), false);
+        // A published graph's files may be given as the directory (or tarball) holding them.
+        let import_dir = w.graph.format.is_some()
+            && w.graph
+                .import
+                .as_deref()
+                .is_some_and(|p| self.l.resolve(p).is_dir());
+        if !import_dir {
+            self.exists("graph.import", w.graph.import.as_deref(), false);
+        }
         self.exists("graph.kgx", w.graph.kgx.as_deref(), true);
         self.exists("graph.features", w.graph.features.as_deref(), false);
         if w.graph.features.is_some() && w.graph.import.is_none() && w.graph.kgx.is_none() {
@@ -110,6 +118,28 @@ impl Checks<'_> {
                 "features are imported with the graph: give `import` or `kgx` too",
             );
         }
+        for (k, v) in &w.graph.map {
+            if let Err(e) = crate::graph::table::ColumnMap::default().set(k, v) {
+                self.bad(&format!("graph.map.{k}"), e.message);
+            }
+        }
+        if let Some(d) = &w.graph.delimiter
+            && let Err(e) = crate::graph::table::parse_delimiter(d)
+        {
+            self.bad("graph.delimiter", e);
+        }
+        let table_keys = w.graph.format.is_some()
+            || w.graph.nodes.is_some()
+            || !w.graph.map.is_empty()
+            || w.graph.header.is_some()
+            || w.graph.delimiter.is_some();
+        if table_keys && w.graph.import.is_none() {
+            self.bad(
+                "graph",
+                "`format`, `nodes`, `map`, `header` and `delimiter` describe `import`: give `import`",
+            );
+        }
+        self.exists("graph.nodes", w.graph.nodes.as_deref(), false);
         if let Some(c) = &w.graph.node_features {
             if w.graph.kgx.is_none() {
                 self.bad(

@@ -1,0 +1,242 @@
+//! The published graphs' formats (fixture slices written from their documentation, see
+//! tests/fixtures/formats/make.py) and mapped tables, imported through the binary.
+
+use crate::support::Env;
+use std::path::{Path, PathBuf};
+
+fn fixture(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/formats")
+        .join(rel)
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+fn first_hit(env: &Env, text: &str) -> serde_json::Value {
+    env.json(&["entity", "search", text])[0].clone()
+}
+
+#[test]
+fn hetionet_directory_imports_with_names_kinds_and_metaedges() {
+    let env = Env::new();
+    let dir = fixture("hetionet");
+    let report = env.json(&["import", s(&dir), "--format", "hetionet"]);
+    let edges = {
+        use std::io::Read;
+        let mut text = String::new();
+        flate2::read::GzDecoder::new(
+            std::fs::File::open(dir.join("hetionet-v1.0-edges.sif.gz")).expect("fixture"),
+        )
+        .read_to_string(&mut text)
+        .expect("gzip");
+        text.lines().count() as u64 - 1
+    };
+    assert_eq!(report["outcome"]["added"].as_u64(), Some(edges));
+    let stats = env.json(&["stats"]);
+    assert!(stats["by_relation"]["CtD"].as_u64() > Some(0), "{stats}");
+    assert!(
+        stats["categories"]["Side Effect"].as_u64() > Some(0),
+        "{stats}"
+    );
+    // Names from the nodes file are searchable; the kind is the category.
+    let hit = first_hit(&env, "Compound::DB00001");
+    assert_eq!(hit["name"], "Compound 0");
+    assert_eq!(hit["category"], "Compound");
+    // The version names the format and every file read.
+    let log = env.json(&["graph", "log"]);
+    assert_eq!(log[0]["source"]["format"], "hetionet");
+    assert_eq!(log[0]["source"]["files"].as_array().map(Vec::len), Some(2));
+}
+
+#[test]
+fn hetionet_files_given_separately_need_the_nodes_file() {
+    let env = Env::new();
+    let edges = fixture("hetionet/hetionet-v1.0-edges.sif.gz");
+    let err = env.fail(&["import", s(&edges), "--format", "hetionet"]);
+    assert!(err.contains("needs its nodes file"), "{err}");
+    assert!(!env.db.exists(), "a failed import creates no database");
+    let nodes = fixture("hetionet/hetionet-v1.0-nodes.tsv");
+    env.ok(&[
+        "import",
+        s(&edges),
+        "--nodes",
+        s(&nodes),
+        "--format",
+        "hetionet",
+    ]);
+}
+
+#[test]
+fn primekg_keys_names_and_quoted_fields() {
+    let env = Env::new();
+    let kg = fixture("primekg/kg.csv");
+    let report = env.json(&["import", s(&kg), "--format", "primekg"]);
+    assert_eq!(report["lines"], 14);
+    assert_eq!(report["outcome"]["added"], 14);
+    let hit = first_hit(&env, "tension-type");
+    assert_eq!(hit["key"], "disease:MONDO_grouped:5044");
+    assert_eq!(hit["name"], "headache, tension-type");
+    assert_eq!(hit["category"], "disease");
+    let stats = env.json(&["stats"]);
+    assert_eq!(stats["categories"]["gene/protein"], 2);
+}
+
+#[test]
+fn drkg_and_monarch_tarballs_import_directly() {
+    let env = Env::new();
+    let report = env.json(&[
+        "import",
+        s(&fixture("drkg/drkg.tar.gz")),
+        "--format",
+        "drkg",
+    ]);
+    assert_eq!(report["outcome"]["added"], 10);
+    let stats = env.json(&["stats"]);
+    assert_eq!(stats["categories"]["Compound"], 3);
+    assert_eq!(stats["categories"]["Side Effect"], 1);
+
+    let env = Env::new();
+    let report = env.json(&[
+        "import",
+        s(&fixture("monarch/monarch-kg.tar.gz")),
+        "--format",
+        "monarch",
+    ]);
+    // Two rows give the same gene-disease edge (OMIM and Orphanet): one triple.
+    assert_eq!(report["lines"].as_u64(), Some(10));
+    assert_eq!(report["outcome"]["added"], 4);
+    assert_eq!(first_hit(&env, "PTGS2")["category"], "biolink:Gene");
+}
+
+#[test]
+fn mapped_csv_with_nodes_file_and_composite_keys() {
+    let env = Env::new();
+    let nodes = env.write(
+        "nodes.csv",
+        "kind,src,local,label\ndrug,DrugBank,DB1,\"Aspirin, 81 mg\"\ndisease,MONDO,7,flu\n",
+    );
+    let edges = env.write(
+        "edges.csv",
+        "a_src,a_id,rel,b_src,b_id\nDrugBank,DB1,treats,MONDO,7\n",
+    );
+    let out = env.ok(&[
+        "import",
+        s(&edges),
+        "--nodes",
+        s(&nodes),
+        "--map",
+        "subject=a_src+a_id,object=b_src+b_id,predicate=rel,id=src+local,name=label,category=kind",
+    ]);
+    assert!(out.contains("+1 triples, 2 new entities"), "{out}");
+    let hit = first_hit(&env, "DrugBank:DB1");
+    assert_eq!(hit["name"], "Aspirin, 81 mg");
+    assert_eq!(hit["category"], "drug");
+
+    // A headerless TSV, columns by number.
+    let env = Env::new();
+    let t = env.write("t.tsv", "x\tA\tr\tB\n");
+    env.ok(&[
+        "import",
+        s(&t),
+        "--no-header",
+        "--map",
+        "subject=2,predicate=3,object=4",
+    ]);
+    assert_eq!(env.export("HEAD"), ["A\tr\tB"]);
+}
+
+#[test]
+fn bad_rows_and_category_conflicts_are_located_and_write_nothing() {
+    let env = Env::new();
+    let nodes = env.write("nodes.csv", "id,category\nA,drug\nB,disease\n");
+    let edges = env.write("edges.csv", "s,p,o,oc\nA,r,B,disease\nA,r,B,gene\n");
+    let map = "subject=s,predicate=p,object=o,object_category=oc";
+    let err = env.fail(&["import", s(&edges), "--nodes", s(&nodes), "--map", map]);
+    assert!(
+        err.contains(&format!(
+            "{}:3:7: entity `B` has category `gene` here but `disease` at {}:3",
+            edges.display(),
+            nodes.display()
+        )),
+        "{err}"
+    );
+    assert!(!env.db.exists());
+
+    let edges = env.write("e2.csv", "s,p,o\nA,r,B\nA,,B\n");
+    let err = env.fail(&[
+        "import",
+        s(&edges),
+        "--map",
+        "subject=s,predicate=p,object=o",
+    ]);
+    assert!(
+        err.contains(&format!("{}:3:3: empty predicate", edges.display())),
+        "{err}"
+    );
+    let err = env.fail(&["import", s(&edges), "--map", "subject=s,verb=p"]);
+    assert!(err.contains("--map: unknown map key `verb`"), "{err}");
+    let err = env.fail(&[
+        "import",
+        s(&edges),
+        "--map",
+        "subject=s,predicate=q,object=o",
+    ]);
+    assert!(
+        err.contains("names column `q`, which the header lacks (columns: s, p, o)"),
+        "{err}"
+    );
+    // Skipped instead, with the reason.
+    let out = env.run(&[
+        "import",
+        s(&edges),
+        "--map",
+        "subject=s,predicate=p,object=o",
+        "--skip-invalid",
+    ]);
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("column 3: empty predicate"), "{stderr}");
+    assert_eq!(env.export("HEAD"), ["A\tr\tB"]);
+}
+
+#[test]
+fn a_workflow_graph_block_reads_a_preset_and_a_map() {
+    let env = Env::new();
+    let kg = fixture("primekg/kg.csv");
+    let w = env.write(
+        "w.yaml",
+        format!(
+            "name: w\ngraph:\n  import: {}\n  format: primekg\ngenerate:\n  relations: [indication]\nstages:\n  - name: s\n    plugin: human\n",
+            kg.display()
+        ),
+    );
+    let out = env.ok(&["validate", s(&w)]);
+    assert!(out.contains("ok") || out.contains("valid"), "{out}");
+    let bad = env.write(
+        "bad.yaml",
+        format!(
+            "name: w\ngraph:\n  import: {}\n  map:\n    subjekt: x_id\ngenerate:\n  relations: [indication]\nstages:\n  - name: s\n    plugin: human\n",
+            kg.display()
+        ),
+    );
+    let err = env.fail(&["validate", s(&bad)]);
+    assert!(
+        err.contains("bad.yaml:5:5: graph.map.subjekt: unknown map key `subjekt`"),
+        "{err}"
+    );
+    // A relation the preset's file lacks is found before anything is imported.
+    let wrong = env.write(
+        "wrong.yaml",
+        format!(
+            "name: w\ngraph:\n  import: {}\n  format: primekg\ngenerate:\n  relations: [treats]\nstages:\n  - name: s\n    plugin: human\n",
+            kg.display()
+        ),
+    );
+    let err = env.fail(&["run", s(&wrong), "--rounds", "1"]);
+    assert!(
+        err.contains("relation `treats` is not in the graph"),
+        "{err}"
+    );
+}
