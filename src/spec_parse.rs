@@ -128,8 +128,8 @@ fn strip_location(msg: &str) -> String {
     }
 }
 
-/// Replaces `${VAR}` in every string. A value that is exactly `${VAR}` takes the variable's
-/// YAML type (so `dim: ${DIM}` can be a number).
+/// Replaces `${VAR}` (or `${VAR:-default}`) in every string. A value that is exactly one
+/// reference takes the variable's YAML type (so `dim: ${DIM:-64}` can be a number).
 fn interpolate(
     v: &mut Value,
     path: &str,
@@ -152,7 +152,11 @@ fn interpolate(
                     });
                     return;
                 };
-                let name = &after[..end];
+                // `${NAME:-default}`: the default when NAME is unset or empty, as in a shell.
+                let (name, default) = match after[..end].split_once(":-") {
+                    Some((n, d)) => (n, Some(d)),
+                    None => (&after[..end], None),
+                };
                 let valid =
                     !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
                 if !valid {
@@ -163,8 +167,9 @@ fn interpolate(
                     });
                     return;
                 }
-                match env(name) {
+                match env(name).filter(|v| !v.is_empty() || default.is_none()) {
                     Some(val) => out.push_str(&val),
+                    None if default.is_some() => out.push_str(default.unwrap_or_default()),
                     None => {
                         issues.push(Issue {
                             pos: None,
@@ -312,4 +317,38 @@ fn lookup<'a>(v: &'a mut Value, path: &str) -> Option<&'a mut Value> {
         }
     }
     Some(cur)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize, PartialEq)]
+    struct Doc {
+        dim: u32,
+        url: String,
+    }
+
+    #[test]
+    fn defaults_apply_when_a_variable_is_unset_or_empty() {
+        let text = "dim: ${DIM:-64}\nurl: http://${HOST:-localhost}:${PORT}/v1\n";
+        let env = |vars: &'static [(&'static str, &'static str)]| {
+            move |n: &str| vars.iter().find(|(k, _)| *k == n).map(|(_, v)| v.to_string())
+        };
+        let (d, issues, _) = parse_partial::<Doc>(text, &env(&[("PORT", "80")]));
+        assert!(issues.is_empty(), "{issues:?}");
+        assert_eq!(
+            d,
+            Some(Doc {
+                dim: 64,
+                url: "http://localhost:80/v1".into()
+            })
+        );
+        let (d, _, _) =
+            parse_partial::<Doc>(text, &env(&[("PORT", "1"), ("DIM", "8"), ("HOST", "")]));
+        assert_eq!(d.map(|d| (d.dim, d.url)), Some((8, "http://localhost:1/v1".into())));
+        let (_, issues, _) = parse_partial::<Doc>(text, &env(&[]));
+        assert_eq!(issues.len(), 1);
+        assert!(issues[0].message.contains("`PORT` is not set"), "{issues:?}");
+    }
 }

@@ -13,7 +13,7 @@ use serde_json::{Map, Value};
 pub const DURATION: &str = r"^\s*([0-9]+\.?[0-9]*|\.[0-9]+)\s*(ms|s|m|h|d)?\s*$|\$\{";
 
 /// A value that is exactly one `${VAR}`.
-const VARIABLE: &str = r"^\$\{[A-Za-z0-9_]+\}$";
+const VARIABLE: &str = r"^\$\{[A-Za-z0-9_]+(:-[^}]*)?\}$";
 
 /// The draft-07 schema of `T` (the draft editors' YAML support understands best), titled.
 pub fn generate<T: JsonSchema>(title: &str) -> Value {
