@@ -333,7 +333,11 @@ mod tests {
     fn defaults_apply_when_a_variable_is_unset_or_empty() {
         let text = "dim: ${DIM:-64}\nurl: http://${HOST:-localhost}:${PORT}/v1\n";
         let env = |vars: &'static [(&'static str, &'static str)]| {
-            move |n: &str| vars.iter().find(|(k, _)| *k == n).map(|(_, v)| v.to_string())
+            move |n: &str| {
+                vars.iter()
+                    .find(|(k, _)| *k == n)
+                    .map(|(_, v)| v.to_string())
+            }
         };
         let (d, issues, _) = parse_partial::<Doc>(text, &env(&[("PORT", "80")]));
         assert!(issues.is_empty(), "{issues:?}");
@@ -346,9 +350,15 @@ mod tests {
         );
         let (d, _, _) =
             parse_partial::<Doc>(text, &env(&[("PORT", "1"), ("DIM", "8"), ("HOST", "")]));
-        assert_eq!(d.map(|d| (d.dim, d.url)), Some((8, "http://localhost:1/v1".into())));
+        assert_eq!(
+            d.map(|d| (d.dim, d.url)),
+            Some((8, "http://localhost:1/v1".into()))
+        );
         let (_, issues, _) = parse_partial::<Doc>(text, &env(&[]));
         assert_eq!(issues.len(), 1);
-        assert!(issues[0].message.contains("`PORT` is not set"), "{issues:?}");
+        assert!(
+            issues[0].message.contains("`PORT` is not set"),
+            "{issues:?}"
+        );
     }
 }

@@ -17,6 +17,7 @@ mod model;
 mod pinned;
 mod plugins;
 mod replay;
+mod repurposing;
 mod retraction;
 mod review;
 mod rounds;

@@ -1,0 +1,195 @@
+//! `workflows/drug-repurposing.yaml`, the file users run, end to end on a Hetionet-format
+//! fixture: an OpenAI-compatible fake triages, two reviewers vote through the API, and the
+//! bundled example assay service answers by callback to the real server.
+
+use crate::support::{Env, Server, get_json, mt_runtime, post_json, user};
+use serde_json::json;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
+
+/// Confirms the first triage request's items and refutes every third call, so both branches
+/// of the stage happen.
+struct Triage(AtomicUsize);
+
+impl Respond for Triage {
+    fn respond(&self, _: &Request) -> ResponseTemplate {
+        let i = self.0.fetch_add(1, Ordering::SeqCst);
+        let verdict = if i % 3 == 2 { "refuted" } else { "confirmed" };
+        let content = format!(
+            r#"{{"verdict": "{verdict}", "confidence": 0.7, "rationale": "shared targets"}}"#
+        );
+        ResponseTemplate::new(200).set_body_json(json!({
+            "choices": [{ "message": { "role": "assistant", "content": content } }],
+            "usage": { "prompt_tokens": 120, "completion_tokens": 30 },
+        }))
+    }
+}
+
+/// The bundled assay service in callback mode, killed on drop.
+struct Assay(std::process::Child, String);
+
+impl Assay {
+    fn start(token: &str) -> Self {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("plugins/example_assay.py");
+        let mut child = Command::new("python3")
+            .arg(&script)
+            .args(["--port", "0", "--mode", "callback", "--delay", "0.2"])
+            .args(["--token-env", "ASSAY_CALLBACK_TOKEN"])
+            .env("ASSAY_CALLBACK_TOKEN", token)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3 runs the example service");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("read");
+        let base = line
+            .split_whitespace()
+            .find(|w| w.starts_with("http://"))
+            .expect("address")
+            .trim_end_matches('/')
+            .to_owned();
+        Self(child, base)
+    }
+}
+
+impl Drop for Assay {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn drug_repurposing_runs_end_to_end_on_a_hetionet_fixture() {
+    let rt = mt_runtime();
+    let llm = rt.block_on(async {
+        let s = MockServer::start().await;
+        Mock::given(method("POST"))
+            .and(path("/v1/chat/completions"))
+            .respond_with(Triage(AtomicUsize::new(0)))
+            .mount(&s)
+            .await;
+        s
+    });
+    let env = Env::new();
+    let alice = user(&env, "alice", "reviewer");
+    let bob = user(&env, "bob", "reviewer");
+    let lab = user(&env, "lab", "service");
+    let server = Server::start(&env, &[]);
+    let assay = Assay::start(&lab);
+    let workflow = Path::new(env!("CARGO_MANIFEST_DIR")).join("workflows/drug-repurposing.yaml");
+    let hetionet = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/formats/hetionet");
+    let llm_url = format!("{}/v1", llm.uri());
+    let assay_url = format!("{}/assay", assay.1);
+    let vars = [
+        ("HETIONET_DIR", hetionet.to_str().expect("path")),
+        ("LLM_BASE_URL", llm_url.as_str()),
+        ("LLM_MODEL", "m"),
+        ("ASSAY_URL", assay_url.as_str()),
+        ("HYPOGRAPH_URL", server.base.as_str()),
+        // A quick trial of the same file: a small model, a small batch.
+        ("MODEL_DIM", "16"),
+        ("MODEL_EPOCHS", "3"),
+        ("RETRAIN_EPOCHS", "1"),
+        ("ENSEMBLE", "2"),
+        ("TOP_K", "100"),
+        ("BATCH", "6"),
+    ];
+    let run = |wait: &str| {
+        let out = env.run_with(
+            &["run", workflow.to_str().expect("path"), "--wait", wait],
+            &vars,
+        );
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "{text}");
+        text
+    };
+
+    // Import (one version naming the Hetionet files), train, propose, triage; then wait for
+    // the experts.
+    let out = run("0s");
+    assert!(out.contains("awaiting answers at stage `expert`"), "{out}");
+    let log = env.json(&["graph", "log"]);
+    assert_eq!(log[0]["source"]["file"], "hetionet", "{log}");
+    let hypotheses = env.strings(
+        "SELECT he.category || ' ' || r.key || ' ' || te.category FROM hypotheses h \
+         JOIN entities he ON he.id = h.head JOIN relations r ON r.id = h.relation \
+         JOIN entities te ON te.id = h.tail",
+    );
+    assert_eq!(hypotheses.len(), 6, "{hypotheses:?}");
+    for h in &hypotheses {
+        assert!(
+            h == "Compound CtD Disease" || h == "Compound CpD Disease",
+            "only treats/palliates between compounds and diseases: {h}"
+        );
+    }
+    let triaged =
+        env.count("SELECT count(*) FROM verdicts WHERE reviewer LIKE 'llm:%' OR client = 'llm'");
+    let llm_calls = rt.block_on(llm.received_requests()).map_or(0, |r| r.len());
+    assert!(
+        llm_calls >= 6,
+        "every hypothesis was triaged ({llm_calls} calls, {triaged} verdicts)"
+    );
+
+    // Both experts confirm everything the triage let through; the queue shows names.
+    let (status, queue) = get_json(&format!("{}/api/v1/queue", server.base), &alice);
+    assert_eq!(status, 200, "{queue}");
+    let items = queue["items"].as_array().expect("items").clone();
+    assert!(
+        !items.is_empty() && items.len() < 6,
+        "the LLM refuted some: {queue}"
+    );
+    for item in &items {
+        assert!(
+            item["head_name"]
+                .as_str()
+                .is_some_and(|n| n.starts_with("Compound ")),
+            "{item}"
+        );
+        for token in [&alice, &bob] {
+            let (status, body) = post_json(
+                &format!("{}/api/v1/hypotheses/{}/verdict", server.base, item["id"]),
+                token,
+                &json!({ "verdict": "confirmed" }),
+            );
+            assert_eq!(status, 200, "{body}");
+        }
+    }
+
+    // The quorum closes the stage; the assay gets the batch and calls back; the round ends.
+    let out = run("120s");
+    assert!(out.contains("round 1:"), "{out}");
+    let sent_to_assay = items.len() as i64;
+    assert_eq!(
+        env.count("SELECT count(*) FROM verdicts WHERE reviewer = 'lab'"),
+        sent_to_assay,
+        "every expert-approved hypothesis has the assay's verdict: {out}"
+    );
+    let open = env.count(
+        "SELECT count(*) FROM hypotheses WHERE status NOT IN ('confirmed', 'refuted', 'inconclusive')",
+    );
+    assert_eq!(open, 0, "{out}");
+    let confirmed = env.count("SELECT count(*) FROM hypotheses WHERE status = 'confirmed'");
+    let ingested = env
+        .count("SELECT count(*) FROM edges WHERE added_in = (SELECT max(id) FROM graph_versions)");
+    assert_eq!(
+        confirmed, ingested,
+        "confirmed edges join the graph in the round's version"
+    );
+    assert_eq!(
+        env.count("SELECT count(*) FROM rounds WHERE state = 'done'"),
+        1,
+        "{out}"
+    );
+    drop(assay);
+}
