@@ -58,7 +58,10 @@ fn main() -> anyhow::Result<()> {
         triples.clone(),
     )?;
     let (n, m) = (graph.num_entities(), graph.num_relations());
-    println!("graph: {n} entities, {m} relations, {} triples", triples.len());
+    println!(
+        "graph: {n} entities, {m} relations, {} triples",
+        triples.len()
+    );
 
     let config = TrainConfig::new()
         .with_dim(env("DIM", 128))
@@ -106,7 +109,9 @@ fn main() -> anyhow::Result<()> {
         *per_category.entry(e.category.as_str()).or_default() += 1;
     }
     let count = |cats: &std::collections::BTreeSet<&str>| -> u64 {
-        cats.iter().map(|c| per_category.get(c).copied().unwrap_or(0)).sum()
+        cats.iter()
+            .map(|c| per_category.get(c).copied().unwrap_or(0))
+            .sum()
     };
     let mut pairs: u64 = 0;
     for r in 0..m as u32 {
@@ -126,7 +131,11 @@ fn main() -> anyhow::Result<()> {
         "memory: RSS before {:.2} GiB, peak during generation {:.2} GiB{}",
         gib(before),
         gib(peak),
-        if reset { "" } else { " (peak not reset: includes training)" }
+        if reset {
+            ""
+        } else {
+            " (peak not reset: includes training)"
+        }
     );
     Ok(())
 }

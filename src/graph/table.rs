@@ -9,6 +9,7 @@
 
 use super::lines::inner_name;
 use super::{EntityRecord, Interner, LineError, OnInvalid, ParseError, TripleBatch, read_input};
+use std::borrow::Cow;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -839,15 +840,19 @@ impl Builder {
         Ok(())
     }
 
-    fn optional_text(row: &Row<'_>, cols: &Option<Vec<usize>>) -> String {
-        match cols {
-            None => String::new(),
-            Some(cols) => cols
-                .iter()
-                .map(|&c| row.fields[c])
-                .filter(|v| !v.is_empty())
-                .collect::<Vec<_>>()
-                .join(":"),
+    /// A field's text: borrowed from the row when it is one column (the common case, and the
+    /// one per-row allocations would slow down at millions of rows).
+    fn optional_text<'a>(row: &Row<'a>, cols: &Option<Vec<usize>>) -> Cow<'a, str> {
+        match cols.as_deref() {
+            None | Some([]) => Cow::Borrowed(""),
+            Some([c]) => Cow::Borrowed(row.fields[*c]),
+            Some(cols) => Cow::Owned(
+                cols.iter()
+                    .map(|&c| row.fields[c])
+                    .filter(|v| !v.is_empty())
+                    .collect::<Vec<_>>()
+                    .join(":"),
+            ),
         }
     }
 
@@ -855,10 +860,10 @@ impl Builder {
     /// the one given before is an error naming both places.
     fn entity(
         &mut self,
-        category: String,
-        name: String,
+        category: &str,
+        name: &str,
         place: Place,
-        column: u64,
+        column: &dyn Fn() -> u64,
         node_row: bool,
     ) -> Result<u32, Reject> {
         let before = self.ids.len();
@@ -866,8 +871,8 @@ impl Builder {
         if id as usize == before {
             self.batch.entities.push(EntityRecord {
                 key: self.key.clone(),
-                category: category.clone(),
-                name,
+                category: category.to_owned(),
+                name: name.to_owned(),
                 attributes: serde_json::Map::new(),
             });
             self.places
@@ -877,12 +882,12 @@ impl Builder {
         let record = &mut self.batch.entities[id as usize];
         if !category.is_empty() && record.category != category {
             if record.category.is_empty() {
-                record.category = category;
+                record.category = category.to_owned();
                 self.places[id as usize] = Some(place);
             } else {
                 let first = self.places[id as usize].unwrap_or(place);
                 return Err(Reject::Cell {
-                    column,
+                    column: column(),
                     message: format!(
                         "entity `{}` has category `{category}` here but `{}` at {}:{}",
                         record.key,
@@ -894,7 +899,7 @@ impl Builder {
             }
         }
         if record.name.is_empty() && !name.is_empty() {
-            record.name = name;
+            record.name = name.to_owned();
         } else if node_row {
             self.batch.duplicates += 1;
         }
@@ -924,15 +929,15 @@ impl Builder {
                 b.value(row, id, "id")?;
                 let mut cat = Self::optional_text(row, category);
                 if cat.is_empty() {
-                    cat = category_of_key(&b.key, from_key.as_deref());
+                    cat = Cow::Owned(category_of_key(&b.key, from_key.as_deref()));
                 }
                 let name = Self::optional_text(row, name);
                 let place = Place {
                     file,
                     line: row.line,
                 };
-                let column = category.as_ref().map_or(1, |c| row.column(c[0]));
-                b.entity(cat, name, place, column, true).map(|_| ())
+                let column = || category.as_ref().map_or(1, |c| row.column(c[0]));
+                b.entity(&cat, &name, place, &column, true).map(|_| ())
             },
         )
     }
@@ -990,7 +995,7 @@ impl Builder {
                     b.value(row, key_cols, what)?;
                     let mut cat = Self::optional_text(row, cat_cols);
                     if cat.is_empty() {
-                        cat = category_of_key(&b.key, from_key.as_deref());
+                        cat = Cow::Owned(category_of_key(&b.key, from_key.as_deref()));
                     }
                     if let Some(nodes) = &nodes
                         && cat.is_empty()
@@ -1007,11 +1012,13 @@ impl Builder {
                             ),
                         });
                     }
-                    let column = cat_cols
-                        .as_ref()
-                        .map_or(row.column(key_cols[0]), |cc| row.column(cc[0]));
+                    let column = || {
+                        cat_cols
+                            .as_ref()
+                            .map_or(row.column(key_cols[0]), |cc| row.column(cc[0]))
+                    };
                     let name = Self::optional_text(row, name_cols);
-                    ends[i] = b.entity(cat, name, place, column, false)?;
+                    ends[i] = b.entity(&cat, &name, place, &column, false)?;
                 }
                 b.value(row, &c.p, "predicate")?;
                 let r = b.relations.intern(&b.key);
