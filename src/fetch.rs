@@ -45,34 +45,50 @@ pub enum FetchError {
         expected: u64,
         got: u64,
     },
-    #[error(
-        "{file}: checksum mismatch: expected sha256 {expected} (published), got {got} from \
-         {origin}; the file was not kept"
-    )]
-    Checksum {
-        file: String,
-        expected: String,
-        got: String,
-        origin: String,
-    },
-    #[error(
-        "{file}: checksum mismatch: expected sha256 {expected} (pinned on first use at \
-         {pinned_at}), got {got} from {origin}; the file was not kept. If the publisher \
-         changed the file on purpose, accept the new one with `hypograph fetch {dataset} \
-         --repin`"
-    )]
-    PinMismatch {
-        dataset: String,
-        file: String,
-        expected: String,
-        got: String,
-        pinned_at: String,
-        origin: String,
-    },
+    /// A file whose sum is not the published or pinned one; it was not kept.
+    #[error("{0}")]
+    Checksum(Box<Mismatch>),
     #[error("{file} is not in {from} (and not in the cache)")]
     MissingFrom { file: String, from: PathBuf },
     #[error("no cache directory: set HYPOGRAPH_CACHE, XDG_CACHE_HOME or HOME")]
     NoCacheDir,
+}
+
+/// A refused file: which, what its sum should have been and why, what it was, from where.
+#[derive(Debug)]
+pub struct Mismatch {
+    pub dataset: String,
+    pub file: String,
+    pub expected: String,
+    pub got: String,
+    /// When the expected sum was pinned; `None` for a published sum.
+    pub pinned_at: Option<String>,
+    /// The URL or path the refused bytes came from.
+    pub origin: String,
+}
+
+impl std::fmt::Display for Mismatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let why = match &self.pinned_at {
+            None => "published".to_owned(),
+            Some(at) => format!("pinned on first use at {at}"),
+        };
+        write!(
+            f,
+            "{}: checksum mismatch: expected sha256 {} ({why}), got {} from {}; the file was \
+             not kept",
+            self.file, self.expected, self.got, self.origin
+        )?;
+        if self.pinned_at.is_some() {
+            write!(
+                f,
+                ". If the publisher changed the file on purpose, accept the new one with \
+                 `hypograph fetch {} --repin`",
+                self.dataset
+            )?;
+        }
+        Ok(())
+    }
 }
 
 /// Where the bytes come from and where they go.
@@ -113,7 +129,11 @@ pub fn default_cache_dir() -> Result<PathBuf, FetchError> {
 }
 
 fn cache_dir_from(var: impl Fn(&str) -> Option<OsString>) -> Result<PathBuf, FetchError> {
-    let set = |k| var(k).filter(|v: &OsString| !v.is_empty()).map(PathBuf::from);
+    let set = |k| {
+        var(k)
+            .filter(|v: &OsString| !v.is_empty())
+            .map(PathBuf::from)
+    };
     if let Some(dir) = set("HYPOGRAPH_CACHE") {
         return Ok(dir);
     }
@@ -212,11 +232,10 @@ pub async fn fetch(
     opts: &FetchOptions,
     progress: &dyn Progress,
 ) -> Result<Fetched, FetchError> {
-    let dir = opts.to.clone().unwrap_or_else(|| {
-        opts.cache_dir
-            .join(&dataset.name)
-            .join(&dataset.version)
-    });
+    let dir = opts
+        .to
+        .clone()
+        .unwrap_or_else(|| opts.cache_dir.join(&dataset.name).join(&dataset.version));
     create_dir(&opts.cache_dir)?;
     create_dir(&dir)?;
     let pins_path = opts.cache_dir.join(pins::FILE_NAME);
@@ -246,18 +265,7 @@ pub async fn fetch(
                 bytes: std::fs::metadata(&dest).map_err(|e| io(&dest, e))?.len(),
                 origin: Origin::Cache,
             },
-            None => {
-                obtain(
-                    dataset,
-                    spec,
-                    &dest,
-                    &expected,
-                    opts,
-                    &mut client,
-                    progress,
-                )
-                .await?
-            }
+            None => obtain(dataset, spec, &dest, &expected, opts, &mut client, progress).await?,
         };
         progress.end();
         let sum = match &expected {
@@ -338,11 +346,20 @@ async fn obtain(
     let part = PathBuf::from(format!("{}.part", dest.display()));
     if let Some(from) = &opts.from {
         let src = from_path(from, dataset, spec)?;
+        let src = std::path::absolute(&src).unwrap_or(src);
         progress.begin(std::fs::metadata(&src).ok().map(|m| m.len()), 0);
         let (src2, part2) = (src.clone(), part.clone());
         let (sha, bytes) = blocking(move || verify::copy_hashing(&src2, &part2)).await?;
         let origin = Origin::Copy { from: src.clone() };
-        check(dataset, spec, expected, &part, &sha, bytes, &src.to_string_lossy())?;
+        check(
+            dataset,
+            spec,
+            expected,
+            &part,
+            &sha,
+            bytes,
+            &src.to_string_lossy(),
+        )?;
         rename(&part, dest)?;
         return Ok(Got { sha, bytes, origin });
     }
@@ -356,8 +373,7 @@ async fn obtain(
     let Some(http) = client.as_ref() else {
         unreachable!("set above")
     };
-    let mut done =
-        download::download(http, &url, &part, spec.size, opts.retry, progress).await?;
+    let mut done = download::download(http, &url, &part, spec.size, opts.retry, progress).await?;
     let mut retried = false;
     loop {
         progress.verifying(&spec.name, spec.size.unwrap_or(0));
@@ -379,8 +395,8 @@ async fn obtain(
             Err(_) if done.resumed_from > 0 && !retried => {
                 tracing::warn!(file = %spec.name, "resumed download does not match, downloading it whole");
                 retried = true;
-                done = download::download(http, &url, &part, spec.size, opts.retry, progress)
-                    .await?;
+                done =
+                    download::download(http, &url, &part, spec.size, opts.retry, progress).await?;
             }
             Err(e) => return Err(e),
         }
@@ -410,29 +426,23 @@ fn check(
             got: bytes,
         });
     }
-    match expected {
-        Expected::Published(want) if want != sha => {
-            discard();
-            Err(FetchError::Checksum {
-                file: spec.name.clone(),
-                expected: want.clone(),
-                got: sha.to_owned(),
-                origin: source.to_owned(),
-            })
-        }
-        Expected::Pinned(pin) if pin.sha256 != sha => {
-            discard();
-            Err(FetchError::PinMismatch {
-                dataset: dataset.name.clone(),
-                file: spec.name.clone(),
-                expected: pin.sha256.clone(),
-                got: sha.to_owned(),
-                pinned_at: pin.pinned_at.clone(),
-                origin: source.to_owned(),
-            })
-        }
-        _ => Ok(()),
+    let (want, pinned_at) = match expected {
+        Expected::Published(want) => (want, None),
+        Expected::Pinned(pin) => (&pin.sha256, Some(pin.pinned_at.clone())),
+        Expected::Nothing => return Ok(()),
+    };
+    if want == sha {
+        return Ok(());
     }
+    discard();
+    Err(FetchError::Checksum(Box::new(Mismatch {
+        dataset: dataset.name.clone(),
+        file: spec.name.clone(),
+        expected: want.clone(),
+        got: sha.to_owned(),
+        pinned_at,
+        origin: source.to_owned(),
+    })))
 }
 
 /// The file of `spec` under `--from`: `DIR/<name>`, or the file itself when its name matches
@@ -447,10 +457,7 @@ fn from_path(from: &Path, dataset: &Dataset, spec: &FileSpec) -> Result<PathBuf,
         return if p.is_file() { Ok(p) } else { Err(missing()) };
     }
     if !from.exists() {
-        return Err(io(
-            from,
-            std::io::Error::from(std::io::ErrorKind::NotFound),
-        ));
+        return Err(io(from, std::io::Error::from(std::io::ErrorKind::NotFound)));
     }
     let same_name = from.file_name().is_some_and(|n| *n == *spec.name);
     if same_name || dataset.files.len() == 1 {
@@ -470,12 +477,8 @@ fn record(
     old: Option<&Pin>,
 ) -> Result<(), FetchError> {
     let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    let stamp = Stamp::of(dest).ok_or_else(|| {
-        io(
-            dest,
-            std::io::Error::from(std::io::ErrorKind::NotFound),
-        )
-    })?;
+    let stamp = Stamp::of(dest)
+        .ok_or_else(|| io(dest, std::io::Error::from(std::io::ErrorKind::NotFound)))?;
     let same = old.filter(|p| p.sha256 == got.sha);
     let (source, fetched_at) = match &got.origin {
         Origin::Cache => (
@@ -601,7 +604,9 @@ mod tests {
         opts.from = Some(src.clone());
 
         let good = dataset(SumSource::Published, Some(ABC.into()));
-        let got = fetch(&good, &opts, &Quiet).await.expect("published sum matches");
+        let got = fetch(&good, &opts, &Quiet)
+            .await
+            .expect("published sum matches");
         assert_eq!(got.files[0].sum, SumState::Published);
         assert_eq!(got.files[0].sha256, ABC);
 
@@ -609,13 +614,19 @@ mod tests {
         let mut bad = dataset(SumSource::Published, Some(wrong.clone()));
         bad.name = "u".into();
         opts.repin = true;
-        let err = fetch(&bad, &opts, &Quiet).await.unwrap_err().to_string();
+        let err = fetch(&bad, &opts, &Quiet)
+            .await
+            .expect_err("an error")
+            .to_string();
         assert!(err.contains(&wrong) && err.contains(ABC), "{err}");
         let kept = dir.path().join("cache/u/1");
         assert!(!kept.join("a.tsv").exists() && !kept.join("a.tsv.part").exists());
         let pins = Pins::load(&dir.path().join("cache").join(pins::FILE_NAME)).expect("pins");
         assert!(pins.files.contains_key("t/1/a.tsv"));
-        assert!(!pins.files.contains_key("u/1/a.tsv"), "a refused file is not recorded");
+        assert!(
+            !pins.files.contains_key("u/1/a.tsv"),
+            "a refused file is not recorded"
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
@@ -632,7 +643,7 @@ mod tests {
         assert_eq!(second.files[0].origin, Origin::Cache);
         assert_eq!(second.files[0].sum, SumState::AlreadyPinned);
         // Damage the cached copy: it is no longer trusted, and a good copy replaces it.
-        std::fs::write(&first.files[0].path, "abx").expect("damage");
+        std::fs::write(&first.files[0].path, "abxy").expect("damage");
         let third = fetch(&d, &opts, &Quiet).await.expect("third");
         assert!(matches!(third.files[0].origin, Origin::Copy { .. }));
         assert_eq!(std::fs::read(&third.files[0].path).expect("read"), b"abc");

@@ -31,8 +31,14 @@ pub struct FetchArgs {
     repin: bool,
     /// A catalog file (YAML or JSON, the shape of `--list --json`) replacing the built-in
     /// table: for mirrors that serve other files, and for tests.
-    #[arg(long, value_name = "FILE", env = "HYPOGRAPH_FETCH_CATALOG", hide = true)]
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "HYPOGRAPH_FETCH_CATALOG",
+        hide = true
+    )]
     catalog: Option<PathBuf>,
+    /// Print the result (each file's path, sha256, bytes, how its sum is known) as JSON.
     #[arg(long)]
     json: bool,
 }
@@ -108,7 +114,13 @@ fn list(datasets: &[Dataset], json: bool) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     for d in datasets {
-        out!("{} {}  licence: {}  ({})", d.name, d.version, d.licence, d.homepage);
+        out!(
+            "{} {}  licence: {}  ({})",
+            d.name,
+            d.version,
+            d.licence,
+            d.homepage
+        );
         for f in &d.files {
             let size = f.size.map(bytes).unwrap_or_else(|| "size unknown".into());
             out!("  {:<30} {:>12}  sum {}", f.name, size, f.sum.label());
@@ -179,7 +191,8 @@ impl Progress for Bar {
         if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} {msg}") {
             self.bar.set_style(style);
         }
-        self.bar.set_message(format!("checking the sha256 of {name}"));
+        self.bar
+            .set_message(format!("checking the sha256 of {name}"));
         self.bar.tick();
     }
 

@@ -171,7 +171,9 @@ pub fn builtin() -> Vec<Dataset> {
             ),
             files: vec![FileSpec {
                 name: s("monarch-kg.tar.gz"),
-                url: s("https://data.monarchinitiative.org/monarch-kg/2026-04-14/monarch-kg.tar.gz"),
+                url: s(
+                    "https://data.monarchinitiative.org/monarch-kg/2026-04-14/monarch-kg.tar.gz",
+                ),
                 size: None,
                 sha256: None,
                 sum: SumSource::PinnedOnFirstUse,
@@ -287,7 +289,11 @@ mod tests {
             for f in &d.files {
                 assert!(f.url.starts_with("https://"), "{}", f.url);
                 if f.sum == SumSource::PinnedOnFirstUse {
-                    assert!(f.sha256.is_none(), "{}: pinned, so no sum in the table", f.name);
+                    assert!(
+                        f.sha256.is_none(),
+                        "{}: pinned, so no sum in the table",
+                        f.name
+                    );
                 }
             }
         }
@@ -301,7 +307,7 @@ mod tests {
     #[test]
     fn catalog_problems_are_named() {
         let mut d = builtin().remove(0);
-        let check_one = |d: &Dataset| check(std::slice::from_ref(d)).unwrap_err();
+        let check_one = |d: &Dataset| check(std::slice::from_ref(d)).expect_err("an error");
         d.files[0].sha256 = Some("ABC".into());
         assert!(check_one(&d).contains("64 lowercase hex"));
         d.files[0].sha256 = None;
@@ -313,7 +319,11 @@ mod tests {
         d.version = "a/b".into();
         assert!(check_one(&d).contains("version"));
         let d = builtin().remove(1);
-        assert!(check(&[d.clone(), d]).unwrap_err().contains("twice"));
+        assert!(
+            check(&[d.clone(), d])
+                .expect_err("an error")
+                .contains("twice")
+        );
     }
 
     #[test]
@@ -331,13 +341,15 @@ mod tests {
         std::fs::write(&json, serde_json::to_string(&got).expect("json")).expect("write");
         assert_eq!(load(&json).expect("json catalog"), got);
         std::fs::write(&json, "- name: t\n  bogus: 1\n").expect("write");
-        let err = load(&json).unwrap_err().to_string();
+        let err = load(&json).expect_err("an error").to_string();
         assert!(err.contains("c.json") && err.contains("bogus"), "{err}");
     }
 
     #[test]
     fn unknown_names_list_the_known_ones() {
-        let err = find(&builtin(), "wikidata").unwrap_err().to_string();
+        let err = find(&builtin(), "wikidata")
+            .expect_err("an error")
+            .to_string();
         assert!(err.contains("wikidata") && err.contains("hetionet, primekg, drkg, monarch"));
     }
 }

@@ -78,7 +78,7 @@ pub async fn download(
                     .backoff
                     .saturating_mul(1 << (failures - 1).min(16))
                     .min(Duration::from_secs(30));
-                tracing::warn!(url, error = %error, wait_ms = wait.as_millis() as u64, "download interrupted, retrying");
+                tracing::warn!(error = %error, wait_ms = wait.as_millis() as u64, "download interrupted, retrying");
                 tokio::time::sleep(wait).await;
             }
         }
@@ -87,7 +87,10 @@ pub async fn download(
 
 enum Failure {
     /// Worth another try (network trouble, 5xx, a short body).
-    Again { error: FetchError, progressed: bool },
+    Again {
+        error: FetchError,
+        progressed: bool,
+    },
     Final(FetchError),
 }
 
@@ -102,7 +105,7 @@ async fn attempt(
     let network = |e: reqwest::Error, progressed| Failure::Again {
         error: FetchError::Network {
             url: url.to_owned(),
-            message: error_chain(&e),
+            message: error_chain(&e.without_url()),
         },
         progressed,
     };

@@ -119,7 +119,12 @@ mod tests {
     fn updates_keep_other_entries_and_round_trip() {
         let dir = tempfile::tempdir().expect("tmp");
         let path = dir.path().join(FILE_NAME);
-        assert!(Pins::load(&path).expect("missing is empty").files.is_empty());
+        assert!(
+            Pins::load(&path)
+                .expect("missing is empty")
+                .files
+                .is_empty()
+        );
         let pin = |sha: &str| Pin {
             sha256: sha.into(),
             size: 3,
@@ -146,7 +151,7 @@ mod tests {
         assert_eq!(got.files.len(), 2);
         assert_eq!(got.files["a/1/x"], pin("aa"));
         std::fs::write(&path, "{ not json").expect("write");
-        let err = Pins::load(&path).unwrap_err().to_string();
+        let err = Pins::load(&path).expect_err("an error").to_string();
         assert!(err.contains("pins.json"), "{err}");
     }
 

@@ -9,6 +9,7 @@ mod daemon;
 mod durability;
 mod entity;
 mod features;
+mod fetch;
 mod history;
 mod import;
 mod migrations;
