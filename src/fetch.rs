@@ -236,6 +236,8 @@ pub async fn fetch(
         .to
         .clone()
         .unwrap_or_else(|| opts.cache_dir.join(&dataset.name).join(&dataset.version));
+    // Absolute, so that `Fetched` paths stay valid for whoever reads them, from anywhere.
+    let dir = std::path::absolute(&dir).map_err(|e| io(&dir, e))?;
     create_dir(&opts.cache_dir)?;
     create_dir(&dir)?;
     let pins_path = opts.cache_dir.join(pins::FILE_NAME);

@@ -179,6 +179,7 @@ impl Progress for Bar {
         if let Ok(style) = indicatif::ProgressStyle::with_template(style) {
             self.bar.set_style(style.progress_chars("=> "));
         }
+        self.bar.disable_steady_tick();
         self.bar.set_position(done);
         self.bar.reset_eta();
     }
@@ -193,10 +194,13 @@ impl Progress for Bar {
         }
         self.bar
             .set_message(format!("checking the sha256 of {name}"));
-        self.bar.tick();
+        // Hashing a large file reports nothing until it ends: keep the spinner turning.
+        self.bar
+            .enable_steady_tick(std::time::Duration::from_millis(120));
     }
 
     fn end(&self) {
+        self.bar.disable_steady_tick();
         self.bar.set_message("");
     }
 }
