@@ -350,8 +350,7 @@ async fn obtain(
         let src = from_path(from, dataset, spec)?;
         let src = std::path::absolute(&src).unwrap_or(src);
         progress.begin(std::fs::metadata(&src).ok().map(|m| m.len()), 0);
-        let (src2, part2) = (src.clone(), part.clone());
-        let (sha, bytes) = blocking(move || verify::copy_hashing(&src2, &part2)).await?;
+        let (sha, bytes) = copy(&src, &part, progress).await?;
         let origin = Origin::Copy { from: src.clone() };
         check(
             dataset,
@@ -506,6 +505,30 @@ fn record(
     Pins::update(pins_path, |pins| {
         pins.files.insert(key.to_owned(), pin);
     })
+}
+
+/// `verify::copy_hashing` on the blocking pool, reporting progress meanwhile.
+async fn copy(
+    from: &Path,
+    to: &Path,
+    progress: &dyn Progress,
+) -> Result<(String, u64), FetchError> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let copied = std::sync::Arc::new(AtomicU64::new(0));
+    let (from, to, count) = (from.to_owned(), to.to_owned(), copied.clone());
+    let mut job = std::pin::pin!(blocking(move || verify::copy_hashing(&from, &to, &count)));
+    let mut shown = 0;
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    loop {
+        tokio::select! {
+            done = &mut job => return done,
+            _ = tick.tick() => {
+                let now = copied.load(Ordering::Relaxed);
+                progress.advance(now.saturating_sub(shown));
+                shown = now;
+            }
+        }
+    }
 }
 
 /// SHA-256 of a possibly large file, on the blocking pool.

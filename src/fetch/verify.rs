@@ -4,6 +4,7 @@
 use sha2::{Digest, Sha256};
 use std::io::{Read, Write};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 const CHUNK: usize = 1 << 20;
 
@@ -24,10 +25,12 @@ pub fn sha256_file(path: &Path) -> std::io::Result<(String, u64)> {
     Ok((hex(&hasher.finalize()), total))
 }
 
-/// Copies `from` to `to` (created or truncated), returning the copy's SHA-256 and length.
+/// Copies `from` to `to` (created or truncated), returning the copy's SHA-256 and length;
+/// `copied` counts the bytes as they go, for a progress bar on another thread.
 pub fn copy_hashing(
     from: &Path,
     to: &Path,
+    copied: &AtomicU64,
 ) -> Result<(String, u64), (std::path::PathBuf, std::io::Error)> {
     let mut src = std::fs::File::open(from).map_err(|e| (from.to_owned(), e))?;
     let mut dst = std::fs::File::create(to).map_err(|e| (to.to_owned(), e))?;
@@ -42,6 +45,7 @@ pub fn copy_hashing(
         hasher.update(&buf[..n]);
         dst.write_all(&buf[..n]).map_err(|e| (to.to_owned(), e))?;
         total += n as u64;
+        copied.store(total, Ordering::Relaxed);
     }
     dst.sync_all().map_err(|e| (to.to_owned(), e))?;
     Ok((hex(&hasher.finalize()), total))
@@ -74,7 +78,9 @@ mod tests {
         let big: Vec<u8> = (0..(CHUNK * 2 + 17)).map(|i| (i % 251) as u8).collect();
         std::fs::write(&a, &big).expect("write");
         let b = dir.path().join("b");
-        let copied = copy_hashing(&a, &b).expect("copy");
+        let count = AtomicU64::new(0);
+        let copied = copy_hashing(&a, &b, &count).expect("copy");
+        assert_eq!(count.load(Ordering::Relaxed), big.len() as u64);
         assert_eq!(copied, sha256_file(&a).expect("hash"));
         assert_eq!(copied.0, hex(&Sha256::digest(&big)));
         assert_eq!(std::fs::read(&b).expect("read"), big);
