@@ -9,6 +9,7 @@ macro_rules! out {
 mod ask;
 mod daemon;
 mod entity;
+mod fetch;
 mod history;
 mod import;
 mod pinned;
@@ -54,6 +55,9 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Download a public graph (hetionet, primekg, drkg, monarch) into the cache, verified by
+    /// SHA-256; `--list` shows the catalog.
+    Fetch(fetch::FetchArgs),
     /// Import a triples TSV or a KGX nodes/edges pair, and/or entity features, as one new
     /// graph version.
     Import(import::ImportArgs),
@@ -165,6 +169,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             s.close().await;
         }
         return result;
+    }
+    if let Command::Fetch(args) = cli.command {
+        return fetch::run(args).await;
     }
     if let Command::Validate(args) = cli.command {
         return rounds::validate(&cli.db, args).await;
@@ -285,6 +292,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             (store, result)
         }
         Command::Simulate(_)
+        | Command::Fetch(_)
         | Command::Validate(_)
         | Command::Schedule(_)
         | Command::Schema { .. } => {

@@ -7,6 +7,7 @@ pub mod ask;
 pub mod cli;
 pub mod engine;
 pub mod featurize;
+pub mod fetch;
 pub mod graph;
 pub mod logging;
 pub mod model;

@@ -9,6 +9,7 @@ mod daemon;
 mod durability;
 mod entity;
 mod features;
+mod fetch;
 mod formats;
 mod history;
 mod import;
