@@ -171,7 +171,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         return result;
     }
     if let Command::Fetch(args) = cli.command {
-        return fetch::run(args).await;
+        return fetch::run(args, &cli.db).await;
     }
     if let Command::Validate(args) = cli.command {
         return rounds::validate(&cli.db, args).await;

@@ -41,6 +41,8 @@ pub enum EngineError {
     Workflow(#[from] WorkflowError),
     #[error(transparent)]
     Parse(#[from] crate::graph::ParseError),
+    #[error("graph.fetch: {0}")]
+    Fetch(#[from] crate::fetch::FetchError),
     #[error("stage `{stage}`: {message}")]
     Plugin { stage: String, message: String },
     #[error("the database has no graph and the workflow names none to import (`graph.import`)")]
@@ -153,10 +155,14 @@ pub async fn prepare(
     l: &Loaded,
     on_event: &mut (dyn FnMut(&Event) + Send + Sync),
 ) -> Result<()> {
-    let (batch, path) = match source::check(Some(store), l).await? {
+    let (batch, path, fetched) = match source::check(Some(store), l).await? {
         Source::Stored => return Ok(()),
         Source::Missing => return Err(EngineError::NoGraph),
-        Source::File { batch, path } => (batch, path),
+        Source::File {
+            batch,
+            path,
+            fetched,
+        } => (batch, path, fetched),
     };
     let w = &l.workflow;
     let name = path
@@ -166,6 +172,27 @@ pub async fn prepare(
     let mut source =
         serde_json::json!({ "kind": "workflow-import", "workflow": w.name, "file": name });
     let mut message = format!("workflow {}: import {name}", w.name);
+    if let Some(f) = &fetched {
+        let sums: Vec<String> = f
+            .files
+            .iter()
+            .map(|x| format!("{} sha256 {}", x.name, x.sha256))
+            .collect();
+        message = format!(
+            "workflow {}: fetch {} {}: {}",
+            w.name,
+            f.dataset,
+            f.version,
+            sums.join(", ")
+        );
+        source = serde_json::json!({
+            "kind": "workflow-fetch", "workflow": w.name, "dataset": f.dataset,
+            "version": f.version, "format": f.format, "licence": f.licence,
+            "files": f.files.iter().map(|x| serde_json::json!({
+                "name": x.name, "sha256": x.sha256, "bytes": x.bytes, "sum": x.sum,
+            })).collect::<Vec<_>>(),
+        });
+    }
     if let Some(f) = &w.graph.features {
         let features = f.display().to_string();
         message = format!("{message} + {features}");
@@ -196,6 +223,7 @@ impl From<SourceError> for EngineError {
             SourceError::Workflow(e) => Self::Workflow(e),
             SourceError::Parse(e) => Self::Parse(e),
             SourceError::Store(e) => Self::Store(e),
+            SourceError::Fetch(e) => Self::Fetch(e),
         }
     }
 }

@@ -22,6 +22,8 @@ use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
+    #[error("{dataset}: {file} is not in the cache yet (`hypograph fetch {dataset}` fetches it)")]
+    NotCached { dataset: String, file: String },
     #[error("unknown dataset {name:?} (known: {known})")]
     UnknownDataset { name: String, known: String },
     #[error("catalog {path}: {message}")]
@@ -104,6 +106,9 @@ pub struct FetchOptions {
     pub mirror: Option<String>,
     /// Accept a changed file on a pinned-on-first-use sum, and pin its new sum.
     pub repin: bool,
+    /// Use only what the cache holds: a file it lacks is `NotCached`, with no request made
+    /// (`validate` checks a workflow's `graph.fetch` without downloading).
+    pub offline: bool,
     pub retry: Retry,
 }
 
@@ -115,6 +120,7 @@ impl FetchOptions {
             from: None,
             mirror: None,
             repin: false,
+            offline: false,
             retry: Retry {
                 retries: 5,
                 backoff: Duration::from_millis(500),
@@ -124,6 +130,15 @@ impl FetchOptions {
 }
 
 /// `$HYPOGRAPH_CACHE`, else `$XDG_CACHE_HOME/hypograph`, else `~/.cache/hypograph`.
+/// The catalog in force: the file `HYPOGRAPH_FETCH_CATALOG` names (mirrors, tests), else
+/// the built-in table. `hypograph fetch --catalog` and a workflow's `graph.fetch` agree on it.
+pub fn catalog_in_force() -> Result<Vec<Dataset>, FetchError> {
+    match std::env::var_os("HYPOGRAPH_FETCH_CATALOG") {
+        Some(p) if !p.is_empty() => catalog::load(Path::new(&p)),
+        _ => Ok(catalog::builtin()),
+    }
+}
+
 pub fn default_cache_dir() -> Result<PathBuf, FetchError> {
     cache_dir_from(|k| std::env::var_os(k))
 }
@@ -267,6 +282,12 @@ pub async fn fetch(
                 bytes: std::fs::metadata(&dest).map_err(|e| io(&dest, e))?.len(),
                 origin: Origin::Cache,
             },
+            None if opts.offline => {
+                return Err(FetchError::NotCached {
+                    dataset: dataset.name.clone(),
+                    file: spec.name.clone(),
+                });
+            }
             None => obtain(dataset, spec, &dest, &expected, opts, &mut client, progress).await?,
         };
         progress.end();

@@ -60,7 +60,9 @@ pub async fn validate(db: &Path, args: ValidateArgs) -> anyhow::Result<ExitCode>
     let mut ok = true;
     for f in &args.files {
         let checked = match workflow::load(f) {
-            Ok(l) => match workflow::source::check(store.as_ref(), &l).await {
+            // Validation never downloads: a `graph.fetch` the cache lacks is checked at the
+            // first run instead.
+            Ok(l) => match workflow::source::check_with(store.as_ref(), &l, false).await {
                 Ok(_) => Ok(l),
                 Err(e) => Err(e.to_string()),
             },

@@ -5,6 +5,7 @@
 
 use super::spec::{GraphFormat, GraphSpec};
 use super::{Issue, Loaded, WorkflowError};
+use crate::fetch::{self, FetchError, FetchOptions, Fetched};
 use crate::graph::features::read_features;
 use crate::graph::table::{
     ColumnMap, MapError, Preset, TableOptions, TableSource, implied_by_name, parse_delimiter,
@@ -23,6 +24,8 @@ pub enum SourceError {
     Parse(#[from] ParseError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("graph.fetch: {0}")]
+    Fetch(#[from] FetchError),
 }
 
 /// Where a checked workflow's graph comes from.
@@ -32,7 +35,12 @@ pub enum Source {
     Stored,
     /// The database is empty (or there is none yet): the workflow's graph file, parsed, with
     /// the features file's values in `batch.features` (so they commit in the same version).
-    File { batch: TripleBatch, path: PathBuf },
+    File {
+        batch: TripleBatch,
+        path: PathBuf,
+        /// The verified download the batch was read from (`graph.fetch`).
+        fetched: Option<Fetched>,
+    },
     /// The database is empty and the workflow names no graph file.
     Missing,
 }
@@ -40,6 +48,16 @@ pub enum Source {
 /// Checks the relations `l` names against the graph it would run on with `store` (`None`:
 /// no database yet), and returns that graph's source.
 pub async fn check(store: Option<&Store>, l: &Loaded) -> Result<Source, SourceError> {
+    check_with(store, l, true).await
+}
+
+/// As [`check`]; without `network`, a `graph.fetch` dataset the cache lacks is not fetched
+/// and the source is `Missing` (its relations are checked when it is fetched).
+pub async fn check_with(
+    store: Option<&Store>,
+    l: &Loaded,
+    network: bool,
+) -> Result<Source, SourceError> {
     if let Some(store) = store
         && store.head().await?.is_some()
     {
@@ -47,12 +65,63 @@ pub async fn check(store: Option<&Store>, l: &Loaded) -> Result<Source, SourceEr
         check_relations(l, &|r| relations.contains(r))?;
         return Ok(Source::Stored);
     }
+    if let Some(name) = &l.workflow.graph.fetch {
+        let fetched = match fetch_cached(name, network).await {
+            Err(FetchError::NotCached { .. }) if !network => return Ok(Source::Missing),
+            other => other?,
+        };
+        let batch = read_fetched(l, &fetched)?;
+        let relations: HashSet<&str> = batch.relations.iter().map(String::as_str).collect();
+        check_relations(l, &|r| relations.contains(r))?;
+        return Ok(Source::File {
+            batch,
+            path: fetched.dir.clone(),
+            fetched: Some(fetched),
+        });
+    }
     let Some((batch, path)) = read(l)? else {
         return Ok(Source::Missing);
     };
     let relations: HashSet<&str> = batch.relations.iter().map(String::as_str).collect();
     check_relations(l, &|r| relations.contains(r))?;
-    Ok(Source::File { batch, path })
+    Ok(Source::File {
+        batch,
+        path,
+        fetched: None,
+    })
+}
+
+/// The named dataset from the cache, verified (downloaded first when it is not there).
+async fn fetch_cached(name: &str, network: bool) -> Result<Fetched, FetchError> {
+    let datasets = fetch::catalog_in_force()?;
+    let dataset = fetch::catalog::find(&datasets, name)?;
+    let mut opts = FetchOptions::new(fetch::default_cache_dir()?);
+    opts.offline = !network;
+    fetch::fetch(dataset, &opts, &fetch::Quiet).await
+}
+
+/// A fetched dataset read with its format's reader, with the workflow's features attached.
+fn read_fetched(l: &Loaded, fetched: &Fetched) -> Result<TripleBatch, ParseError> {
+    let preset = Preset::from_name(&fetched.format).ok_or_else(|| ParseError::File {
+        path: fetched.dir.clone(),
+        message: format!("no reader for format `{}`", fetched.format),
+    })?;
+    let edges = match fetched.files.as_slice() {
+        [one] => one.path.clone(),
+        _ => fetched.dir.clone(),
+    };
+    let src = TableSource {
+        edges,
+        nodes: None,
+        preset: Some(preset),
+        map: ColumnMap::default(),
+        options: None,
+    };
+    let mut batch = read_table(&src, OnInvalid::Fail)?;
+    if let Some(f) = &l.workflow.graph.features {
+        read_features(&l.resolve(f))?.attach(&mut batch, &fetched.dir)?;
+    }
+    Ok(batch)
 }
 
 /// The workflow's graph file (`graph.import`) or KGX directory (`graph.kgx`), parsed, with
@@ -210,7 +279,7 @@ mod tests {
             &format!("name: w\ngraph:\n  import: g.tsv\ngenerate:\n  relations: [treats]\n{stage}"),
         );
         match check(None, &good).await {
-            Ok(Source::File { batch, path }) => {
+            Ok(Source::File { batch, path, .. }) => {
                 assert_eq!(batch.relations, vec!["treats".to_owned()]);
                 assert_eq!(path, dir.path().join("g.tsv"));
             }

@@ -102,6 +102,11 @@ pub struct GraphSpec {
     /// A triples TSV imported when the database has no graph yet.
     #[serde(default)]
     pub import: Option<PathBuf>,
+    /// A public graph by name (`hypograph fetch --list`): its verified download in the cache
+    /// (fetched now when absent; `hypograph fetch NAME --no-import` fetches it ahead) is
+    /// imported with its format's reader when the database has no graph yet.
+    #[serde(default)]
+    pub fetch: Option<String>,
     /// A KGX directory (nodes.tsv, edges.tsv) imported when the database has no graph yet.
     #[serde(default)]
     pub kgx: Option<PathBuf>,

@@ -98,8 +98,23 @@ impl Checks<'_> {
 
     fn files(&mut self) {
         let w = &self.l.workflow;
-        if w.graph.import.is_some() && w.graph.kgx.is_some() {
-            self.bad("graph", "give `import` or `kgx`, not both");
+        let given = [
+            w.graph.import.is_some(),
+            w.graph.kgx.is_some(),
+            w.graph.fetch.is_some(),
+        ];
+        if given.iter().filter(|g| **g).count() > 1 {
+            self.bad("graph", "give one of `import`, `kgx` and `fetch`");
+        }
+        if let Some(name) = &w.graph.fetch {
+            match crate::fetch::catalog_in_force() {
+                Err(e) => self.bad("graph.fetch", e.to_string()),
+                Ok(datasets) => {
+                    if let Err(e) = crate::fetch::catalog::find(&datasets, name) {
+                        self.bad("graph.fetch", e.to_string());
+                    }
+                }
+            }
         }
         // A published graph's files may be given as the directory (or tarball) holding them.
         let import_dir = w.graph.format.is_some()
@@ -112,7 +127,11 @@ impl Checks<'_> {
         }
         self.exists("graph.kgx", w.graph.kgx.as_deref(), true);
         self.exists("graph.features", w.graph.features.as_deref(), false);
-        if w.graph.features.is_some() && w.graph.import.is_none() && w.graph.kgx.is_none() {
+        if w.graph.features.is_some()
+            && w.graph.import.is_none()
+            && w.graph.kgx.is_none()
+            && w.graph.fetch.is_none()
+        {
             self.bad(
                 "graph.features",
                 "features are imported with the graph: give `import` or `kgx` too",

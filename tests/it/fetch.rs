@@ -33,7 +33,17 @@ impl Cache {
         self.dir.path().join(rel)
     }
 
+    /// `hypograph fetch ARGS --no-import` (these tests serve bytes no reader would take);
+    /// `import_into` fetches and imports.
     fn run(&self, args: &[&str], vars: &[(&str, &Path)]) -> Output {
+        let mut all = args.to_vec();
+        if !all.contains(&"--list") {
+            all.push("--no-import");
+        }
+        self.command(&all, vars)
+    }
+
+    fn command(&self, args: &[&str], vars: &[(&str, &Path)]) -> Output {
         Command::new(env!("CARGO_BIN_EXE_hypograph"))
             .arg("fetch")
             .args(args)
@@ -506,4 +516,76 @@ fn list_prints_the_catalog_and_round_trips_as_a_catalog_file() {
         err.contains("unknown dataset \"wikidata\" (known: hetionet, primekg, drkg, monarch)"),
         "{err}"
     );
+}
+
+#[test]
+fn a_fetch_imports_one_version_naming_the_dataset_version_and_sums() {
+    let cache = Cache::new();
+    let cat = crate::support::hetionet_fixture_catalog(&cache.path(""));
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/formats/hetionet");
+    let nodes_sum = sha(&std::fs::read(fixture.join("hetionet-v1.0-nodes.tsv")).expect("fixture"));
+    let edges_sum =
+        sha(&std::fs::read(fixture.join("hetionet-v1.0-edges.sif.gz")).expect("fixture"));
+    let from = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/formats/hetionet");
+    let db = cache.path("graph.db");
+    let out = Command::new(env!("CARGO_BIN_EXE_hypograph"))
+        .arg("--db")
+        .arg(&db)
+        .args(["fetch", "hetionet", "--from"])
+        .arg(&from)
+        .arg("--json")
+        .env("HYPOGRAPH_CACHE", cache.root())
+        .env("HYPOGRAPH_FETCH_CATALOG", &cat)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run hypograph");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["import"]["status"], "committed", "{v}");
+    assert!(v["import"]["added"].as_u64() > Some(10_000), "{v}");
+    let log = Command::new(env!("CARGO_BIN_EXE_hypograph"))
+        .arg("--db")
+        .arg(&db)
+        .args(["graph", "log", "--json"])
+        .output()
+        .expect("log");
+    let log: Value = serde_json::from_slice(&log.stdout).expect("json");
+    let message = log[0]["message"].as_str().expect("message");
+    assert!(
+        message.starts_with("fetch hetionet v1.0-fixture: "),
+        "{message}"
+    );
+    assert!(
+        message.contains(&format!("hetionet-v1.0-edges.sif.gz sha256 {edges_sum}")),
+        "{message}"
+    );
+    assert!(
+        message.contains(&format!("hetionet-v1.0-nodes.tsv sha256 {nodes_sum}")),
+        "{message}"
+    );
+    assert_eq!(log[0]["source"]["kind"], "fetch");
+    assert_eq!(log[0]["source"]["files"][1]["sum"], "published", "{log}");
+
+    // A second fetch is served by the cache and imports nothing new.
+    let again = Command::new(env!("CARGO_BIN_EXE_hypograph"))
+        .arg("--db")
+        .arg(&db)
+        .args(["fetch", "hetionet"])
+        .env("HYPOGRAPH_CACHE", cache.root())
+        .env("HYPOGRAPH_FETCH_CATALOG", &cat)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run hypograph");
+    let text = String::from_utf8_lossy(&again.stdout);
+    assert!(
+        again.status.success(),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    assert!(text.contains("cached"), "{text}");
+    assert!(text.contains("nothing to import"), "{text}");
 }

@@ -84,11 +84,35 @@ fn drug_repurposing_runs_end_to_end_on_a_hetionet_fixture() {
     let server = Server::start(&env, &[]);
     let assay = Assay::start(&lab);
     let workflow = Path::new(env!("CARGO_MANIFEST_DIR")).join("workflows/drug-repurposing.yaml");
+    // The fixture stands in for Hetionet's download: fetched into a private cache under a
+    // catalog that knows its sums, as `hypograph fetch hetionet` would leave it.
     let hetionet = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/formats/hetionet");
+    let catalog = crate::support::hetionet_fixture_catalog(env.dir.path());
+    let cache = env.path("cache");
+    let fetch_vars = [
+        ("HYPOGRAPH_CACHE", cache.to_str().expect("path")),
+        ("HYPOGRAPH_FETCH_CATALOG", catalog.to_str().expect("path")),
+    ];
+    let out = env.run_with(
+        &[
+            "fetch",
+            "hetionet",
+            "--no-import",
+            "--from",
+            hetionet.to_str().expect("path"),
+        ],
+        &fetch_vars,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let llm_url = format!("{}/v1", llm.uri());
     let assay_url = format!("{}/assay", assay.1);
     let vars = [
-        ("HETIONET_DIR", hetionet.to_str().expect("path")),
+        fetch_vars[0],
+        fetch_vars[1],
         ("LLM_BASE_URL", llm_url.as_str()),
         ("LLM_MODEL", "m"),
         ("ASSAY_URL", assay_url.as_str()),
@@ -120,7 +144,13 @@ fn drug_repurposing_runs_end_to_end_on_a_hetionet_fixture() {
     let out = run("0s");
     assert!(out.contains("awaiting answers at stage `expert`"), "{out}");
     let log = env.json(&["graph", "log"]);
-    assert_eq!(log[0]["source"]["file"], "hetionet", "{log}");
+    assert_eq!(log[0]["source"]["kind"], "workflow-fetch", "{log}");
+    assert!(
+        log[0]["message"].as_str().is_some_and(
+            |m| m.starts_with("workflow drug-repurposing: fetch hetionet v1.0-fixture: ")
+        ),
+        "{log}"
+    );
     let hypotheses = env.strings(
         "SELECT he.category || ' ' || r.key || ' ' || te.category FROM hypotheses h \
          JOIN entities he ON he.id = h.head JOIN relations r ON r.id = h.relation \

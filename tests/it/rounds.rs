@@ -408,14 +408,11 @@ fn bundled_workflows_validate() {
         .collect();
     let mut args = vec!["validate"];
     args.extend(files.iter().map(String::as_str));
-    let hetionet =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/formats/hetionet");
     let vars = [
         ("LLM_BASE_URL", "http://127.0.0.1:9/v1"),
         ("LLM_MODEL", "m"),
         ("ASSAY_URL", "http://127.0.0.1:9/assay"),
         ("HYPOGRAPH_URL", "http://127.0.0.1:9"),
-        ("HETIONET_DIR", hetionet.to_str().expect("path")),
     ];
     let out = env.run_with(&args, &vars);
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -429,13 +426,7 @@ fn bundled_workflows_validate() {
     let out = env.run(&["validate", &files[2]]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    for var in [
-        "HETIONET_DIR",
-        "LLM_BASE_URL",
-        "LLM_MODEL",
-        "ASSAY_URL",
-        "HYPOGRAPH_URL",
-    ] {
+    for var in ["LLM_BASE_URL", "LLM_MODEL", "ASSAY_URL", "HYPOGRAPH_URL"] {
         assert!(
             stderr.contains(&format!("environment variable `{var}` is not set")),
             "{stderr}"

@@ -301,3 +301,27 @@ pub fn post_json(url: &str, token: &str, body: &Value) -> (u16, Value) {
 pub fn run_now(env: &Env, file: &std::path::Path) -> String {
     env.ok(&["run", file.to_str().expect("path"), "--wait", "0s"])
 }
+
+/// Writes (into `dir`) a fetch catalog that names the Hetionet-format fixture's files with
+/// their real sums (the edges' published, the nodes' pinned on first use), so `fetch hetionet
+/// --from tests/fixtures/formats/hetionet` and a workflow's `graph.fetch` work offline.
+pub fn hetionet_fixture_catalog(dir: &Path) -> PathBuf {
+    use sha2::Digest;
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/formats/hetionet");
+    let edges = std::fs::read(fixture.join("hetionet-v1.0-edges.sif.gz")).expect("fixture");
+    let p = dir.join("catalog.yaml");
+    std::fs::write(
+        &p,
+        format!(
+            "- name: hetionet\n  version: v1.0-fixture\n  homepage: https://het.io\n  licence: CC0 1.0\n  \
+             citation: fixture\n  format: hetionet\n  files:\n    - name: hetionet-v1.0-nodes.tsv\n      \
+             url: https://example.org/nodes.tsv\n      sum: pinned_on_first_use\n    \
+             - name: hetionet-v1.0-edges.sif.gz\n      url: https://example.org/edges.sif.gz\n      \
+             size: {}\n      sha256: {:x}\n      sum: published\n",
+            edges.len(),
+            sha2::Sha256::digest(&edges)
+        ),
+    )
+    .expect("write catalog");
+    p
+}
