@@ -131,7 +131,12 @@ impl Store {
 
     /// A page of the live edges touching `key`: edges out of it first, then into it, each by
     /// relation and the other end's key.
-    pub async fn entity_edges(&self, key: &str, limit: i64, offset: i64) -> Result<Vec<EntityEdge>> {
+    pub async fn entity_edges(
+        &self,
+        key: &str,
+        limit: i64,
+        offset: i64,
+    ) -> Result<Vec<EntityEdge>> {
         let rows: Vec<(String, String, String, String, String)> = sqlx::query_as(
             "SELECT h, hn, r, t, tn FROM ( \
              SELECT 0 AS side, e.key AS h, e.name AS hn, r.key AS r, o.key AS t, o.name AS tn \

@@ -75,7 +75,11 @@ fn entity_search_api_and_pages() {
     let (_, v) = api("q=disease&limit=5", &alice);
     assert_eq!(v["entities"].as_array().map(Vec::len), Some(5), "{v}");
     let (_, v) = api("q=disease", &alice);
-    assert_eq!(v["entities"].as_array().map(Vec::len), Some(20), "default 20: {v}");
+    assert_eq!(
+        v["entities"].as_array().map(Vec::len),
+        Some(20),
+        "default 20: {v}"
+    );
     for bad in ["limit=0", "limit=201", "limit=-1", "limit=ten"] {
         let (status, v) = api(&format!("q=disease&{bad}"), &alice);
         assert_eq!(status, 400, "{bad}: {v}");
@@ -90,7 +94,10 @@ fn entity_search_api_and_pages() {
     assert!(html.contains("&lt;script&gt;document.title"), "{html}");
     assert!(!html.contains("<script>document"), "{html}");
     assert!(html.contains(r#"href="/entity?key=DB1""#), "{html}");
-    let (status, html) = page(&format!("{}/entities?q=nothing-like-it", server.base), &alice);
+    let (status, html) = page(
+        &format!("{}/entities?q=nothing-like-it", server.base),
+        &alice,
+    );
     assert_eq!(status, 200);
     assert!(html.contains("No entity matches"), "{html}");
     // Signed out: the sign-in page.
@@ -108,7 +115,11 @@ fn entity_search_api_and_pages() {
     assert_eq!(first.matches(r#"<tr class="edge">"#).count(), 50, "{first}");
     assert!(first.contains("page=1"), "a link to the next page: {first}");
     let (_, second) = page(&format!("{}/entity?key=HUB&page=1", server.base), &alice);
-    assert_eq!(second.matches(r#"<tr class="edge">"#).count(), 10, "{second}");
+    assert_eq!(
+        second.matches(r#"<tr class="edge">"#).count(),
+        10,
+        "{second}"
+    );
     let (status, _) = page(&format!("{}/entity?key=HUB&page=x", server.base), &alice);
     assert_eq!(status, 400);
     let (status, html) = page(&format!("{}/entity?key=nope", server.base), &alice);

@@ -400,14 +400,21 @@ fn simulate_relations_hides_and_proposes_only_those() {
     // Half of isa hidden, then a tenth of that for test and a tenth of the rest for valid.
     let hidden = (isa as f64 * 0.5).round() as usize;
     let after_test = hidden - hidden / 10;
-    assert_eq!(truth.lines().count(), after_test - after_test / 10, "{truth}");
+    assert_eq!(
+        truth.lines().count(),
+        after_test - after_test / 10,
+        "{truth}"
+    );
     assert!(
         truth.lines().all(|l| l.split('\t').nth(1) == Some("isa")),
         "{truth}"
     );
     // A confirmed proposal is in the truth; the truth never names another relation.
     for r in rows.iter().filter(|r| r[6] == "1") {
-        assert!(truth.contains(&format!("{}\t{}\t{}\n", r[3], r[4], r[5])), "{r:?}");
+        assert!(
+            truth.contains(&format!("{}\t{}\t{}\n", r[3], r[4], r[5])),
+            "{r:?}"
+        );
     }
 
     let err = env.fail(&[
