@@ -115,6 +115,9 @@ pub struct Claim {
     pub head: String,
     pub relation: String,
     pub tail: String,
+    /// The ends' display names (the prompt's for new entities; empty when unnamed).
+    pub head_name: String,
+    pub tail_name: String,
     pub prior_probability: f64,
     pub prior_spread: f64,
 }

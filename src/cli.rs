@@ -370,3 +370,12 @@ pub(crate) fn emit(args: std::fmt::Arguments<'_>) {
         std::process::exit(1);
     }
 }
+
+/// An entity as a person reads it: `KEY (name)`, or the key alone when it has no name.
+pub(crate) fn named(key: &str, name: &str) -> String {
+    if name.is_empty() {
+        key.to_owned()
+    } else {
+        format!("{key} ({name})")
+    }
+}

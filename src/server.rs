@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 
 mod ask;
 mod ask_page;
+mod entities;
 mod metrics;
 mod web;
 
@@ -150,6 +151,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/rounds", get(rounds))
         .route("/api/v1/ask", post(ask::ask))
         .route("/api/v1/ask/submit", post(ask::submit_route))
+        .route("/api/v1/entities", get(entities::search_api))
         .route("/", get(web::home))
         .route("/login", get(web::login_page).post(web::login))
         .route("/logout", post(web::logout))
@@ -159,6 +161,8 @@ pub fn router(state: AppState) -> Router {
         .route("/dashboard", get(web::dashboard))
         .route("/versions/{a}/{b}", get(web::version_diff))
         .route("/audit", get(web::audit))
+        .route("/entities", get(entities::search_page))
+        .route("/entity", get(entities::entity_page))
         .route("/ask", get(ask_page::form).post(ask_page::answer))
         .route("/ask/submit", post(ask_page::submit))
         .route("/metrics", get(metrics::metrics))

@@ -21,6 +21,8 @@ pub struct SimSpec {
     pub max_per_entity: Option<usize>,
     /// Candidates kept per relation before acquisition.
     pub top_k: usize,
+    /// The only relations proposed (all when empty).
+    pub relations: Vec<u32>,
     pub ensemble: usize,
     /// The first training of each run.
     pub config: TrainConfig,
@@ -136,7 +138,7 @@ pub fn run(
                 let scorers: Vec<model::Scorer<'_>> =
                     members.iter().map(|m| m.scorer(&device)).collect();
                 let generate_spec = GenerateSpec {
-                    relations: Vec::new(),
+                    relations: spec.relations.clone(),
                     top_k: spec.top_k,
                     max_candidates: None,
                     batch: 64,
@@ -149,7 +151,7 @@ pub fn run(
                     acquire::sample_uniform(
                         &graph,
                         &excluded,
-                        &[],
+                        &spec.relations,
                         spec.batch * 4,
                         generate_spec.seed,
                     )
@@ -309,6 +311,7 @@ mod tests {
             batch: 5,
             max_per_entity: Some(2),
             top_k: 20,
+            relations: Vec::new(),
             ensemble: 2,
             config: TrainConfig::new()
                 .with_dim(16)

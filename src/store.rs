@@ -15,7 +15,7 @@ mod verify;
 mod write;
 
 pub use features::{Change, FeatureBlameRow, FeatureChange};
-pub use lookup::EntityHit;
+pub use lookup::{EntityEdge, EntityHit};
 pub use models::{ModelInfo, NewModel};
 pub use pinned::{
     AskSubmission, KnownRow, PinnedClaims, PinnedInfo, PinnedMark, PinnedOrigin, PinnedRow,

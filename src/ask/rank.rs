@@ -320,10 +320,16 @@ impl Asker {
                 .enumerate()
                 .map(|(i, [h, r, t])| {
                     let p = Prediction::of(claim_probs.iter().map(|m| m[i]).collect());
+                    let name = |k: &str| match prompt.entities.iter().find(|e| e.id == k) {
+                        Some(e) => e.name.clone(),
+                        None => self.name(k),
+                    };
                     Claim {
                         head: h.clone(),
                         relation: r.clone(),
                         tail: t.clone(),
+                        head_name: name(h),
+                        tail_name: name(t),
                         prior_probability: p.mean,
                         prior_spread: p.std,
                     }

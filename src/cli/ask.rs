@@ -192,13 +192,7 @@ fn print(a: &Answer) {
             let like: Vec<String> = e
                 .similar
                 .iter()
-                .map(|s| {
-                    if s.name.is_empty() {
-                        format!("{} ({:.2})", s.id, s.similarity)
-                    } else {
-                        format!("{} {} ({:.2})", s.id, s.name, s.similarity)
-                    }
-                })
+                .map(|s| format!("{} {:.2}", crate::cli::named(&s.id, &s.name), s.similarity))
                 .collect();
             out!("  behaves like: {}", like.join(", "));
         }
@@ -206,13 +200,6 @@ fn print(a: &Answer) {
     out!("");
     out!("rank  probability  spread  triple");
     for r in &a.rows {
-        let named = |k: &str, n: &str| {
-            if n.is_empty() {
-                k.to_owned()
-            } else {
-                format!("{k} ({n})")
-            }
-        };
         let flag = if r.no_edges {
             "  [no edges: prior only]"
         } else {
@@ -223,9 +210,9 @@ fn print(a: &Answer) {
             r.rank,
             r.probability,
             r.spread,
-            named(&r.head, &r.head_name),
+            crate::cli::named(&r.head, &r.head_name),
             r.relation,
-            named(&r.tail, &r.tail_name)
+            crate::cli::named(&r.tail, &r.tail_name)
         );
         for p in &r.paths {
             out!("                           via {p}");
@@ -239,9 +226,9 @@ fn print(a: &Answer) {
         for c in &a.claims {
             out!(
                 "  {} {} {}  ({:.3} ± {:.3})",
-                c.head,
+                crate::cli::named(&c.head, &c.head_name),
                 c.relation,
-                c.tail,
+                crate::cli::named(&c.tail, &c.tail_name),
                 c.prior_probability,
                 c.prior_spread
             );

@@ -47,9 +47,9 @@ pub async fn run(store: &Store, cmd: PinnedCommand) -> anyhow::Result<ExitCode> 
             p.probability,
             p.spread,
             p.status.as_str(),
-            p.head,
+            crate::cli::named(&p.head, &p.head_name),
             p.relation,
-            p.tail,
+            crate::cli::named(&p.tail, &p.tail_name),
             outcome(p)
         );
     }

@@ -22,9 +22,14 @@ pub struct SimulateArgs {
     /// Fraction of the graph hidden as the truth when no `--hidden` file is given.
     #[arg(long, default_value_t = 0.5)]
     hide: f64,
-    /// The fixed test split (triples TSV).
+    /// Only these relations (comma-separated names) are hidden, become the oracle's truth
+    /// and are proposed; every other triple stays in the training graph.
+    #[arg(long, value_delimiter = ',')]
+    relations: Vec<String>,
+    /// The fixed test split (triples TSV); without it, a seeded tenth of the hidden truth is
+    /// set aside for it (and never proposed).
     #[arg(long)]
-    test: PathBuf,
+    test: Option<PathBuf>,
     /// The validation split each round's calibration is fitted on (triples TSV); without it,
     /// a seeded tenth of the hidden truth is set aside for it (and never proposed).
     #[arg(long)]
@@ -51,6 +56,14 @@ pub struct SimulateArgs {
     top_k: usize,
     #[arg(long, default_value_t = 64)]
     dim: usize,
+    /// Training regime (`negatives` for graphs of 100K+ triples).
+    #[arg(long, value_enum, default_value_t = crate::model::Regime::OneVsAll)]
+    regime: crate::model::Regime,
+    /// Negatives per batch in the `negatives` regime.
+    #[arg(long, default_value_t = 256)]
+    negatives: usize,
+    #[arg(long, default_value_t = 512)]
+    batch_size: usize,
     /// Epochs of the first training in each run.
     #[arg(long, default_value_t = 40)]
     epochs: usize,
@@ -106,26 +119,27 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<ExitCode> {
         tsv::read_triples(&args.graph, OnInvalid::Fail)?
     };
     let (mut ents, mut rels) = (Interner::new(), Interner::new());
-    let mut observed = graph.triples_in(&mut ents, &mut rels);
+    let observed = graph.triples_in(&mut ents, &mut rels);
     let category: std::collections::HashMap<&str, &str> = graph
         .entities
         .iter()
         .map(|e| (e.key.as_str(), e.category.as_str()))
         .collect();
-    let (visible, hidden) = match &args.hidden {
-        Some(p) => {
-            let h = tsv::read_triples(p, OnInvalid::Fail)?.triples_in(&mut ents, &mut rels);
-            (observed, h)
+    let hidden_file = match &args.hidden {
+        Some(p) => Some(tsv::read_triples(p, OnInvalid::Fail)?.triples_in(&mut ents, &mut rels)),
+        None if !(0.0..1.0).contains(&args.hide) => bail!("--hide must be in [0, 1)"),
+        None => None,
+    };
+    let only = relation_ids(&args.relations, &rels)?;
+    let (visible, hidden) = match hidden_file {
+        Some(hidden) if only.is_empty() => (observed, hidden),
+        // A truth file's triples of other relations are facts the model may learn from.
+        Some(hidden) => {
+            let (hidden, rest): (Vec<Triple>, Vec<Triple>) =
+                hidden.into_iter().partition(|t| only.contains(&t.relation));
+            (observed.into_iter().chain(rest).collect(), hidden)
         }
-        None => {
-            if !(0.0..1.0).contains(&args.hide) {
-                bail!("--hide must be in [0, 1)");
-            }
-            observed.shuffle(&mut rand::rngs::StdRng::seed_from_u64(0x5eed));
-            let cut = ((1.0 - args.hide) * observed.len() as f64).round() as usize;
-            let hidden = observed.split_off(cut);
-            (observed, hidden)
-        }
+        None => hide(observed, &only, args.hide),
     };
     let before = (ents.len(), rels.len());
     // Split triples naming keys the graph lacks cannot be ranked: count and drop them.
@@ -150,17 +164,20 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<ExitCode> {
         }
         Ok(kept)
     };
-    let test = read_split(&args.test, "test")?;
+    let (test, hidden) = match &args.test {
+        Some(p) => (read_split(p, "test")?, hidden),
+        None => set_aside(hidden, 0x7e57, 1),
+    };
     let (valid, hidden) = match &args.valid {
         Some(p) => (read_split(p, "valid")?, hidden),
-        None => {
-            let mut hidden = hidden;
-            hidden.shuffle(&mut rand::rngs::StdRng::seed_from_u64(0xca1b));
-            let cut = hidden.len() / 10;
-            let valid = hidden.split_off(hidden.len() - cut);
-            (valid, hidden)
-        }
+        None => set_aside(hidden, 0xca1b, 0),
     };
+    if hidden.is_empty() {
+        bail!("nothing is left hidden for the oracle: raise --hide or name more --relations");
+    }
+    if test.is_empty() {
+        bail!("the test split is empty: give --test FILE or hide more triples");
+    }
     let universe = Universe {
         entities: (0..before.0 as u32)
             .map(|i| {
@@ -180,7 +197,11 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<ExitCode> {
         ensemble: args.ensemble,
         config: TrainConfig::new()
             .with_dim(args.dim)
-            .with_epochs(args.epochs),
+            .with_epochs(args.epochs)
+            .with_regime(args.regime)
+            .with_negatives(args.negatives)
+            .with_batch_size(args.batch_size),
+        relations: only.clone(),
         retrain_epochs: args.retrain_epochs,
         cost: args.cost,
         calibration: args.calibration,
@@ -206,13 +227,63 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<ExitCode> {
         },
     )?;
     bar.finish_and_clear();
-    write_outputs(&args.out, &records, args.batch)?;
+    write_outputs(&args.out, &records, &universe, &hidden)?;
     out!("{}", summary(&records));
     out!(
-        "wrote {}/rounds.csv, summary.md and curves.svg",
+        "wrote {}/rounds.csv, proposed.tsv, truth.tsv, summary.md and curves.svg",
         args.out.display()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// The ids of the relations `--relations` names; an unknown name is an error listing the
+/// graph's relations.
+fn relation_ids(names: &[String], rels: &Interner) -> anyhow::Result<Vec<u32>> {
+    let mut ids = Vec::new();
+    for name in names.iter().map(|n| n.trim()).filter(|n| !n.is_empty()) {
+        match rels.get(name) {
+            Some(id) => ids.push(id),
+            None => {
+                let mut known: Vec<&str> = (0..rels.len() as u32).map(|i| rels.key(i)).collect();
+                known.sort_unstable();
+                bail!(
+                    "unknown relation `{name}` in --relations; the graph has: {}",
+                    known.join(", ")
+                );
+            }
+        }
+    }
+    ids.sort_unstable();
+    ids.dedup();
+    Ok(ids)
+}
+
+/// Hides a seeded `fraction` of the triples of `only` (of every relation when empty) as the
+/// oracle's truth; returns (visible, hidden).
+fn hide(observed: Vec<Triple>, only: &[u32], fraction: f64) -> (Vec<Triple>, Vec<Triple>) {
+    let (mut pool, mut visible): (Vec<Triple>, Vec<Triple>) = if only.is_empty() {
+        (observed, Vec::new())
+    } else {
+        observed
+            .into_iter()
+            .partition(|t| only.contains(&t.relation))
+    };
+    pool.shuffle(&mut rand::rngs::StdRng::seed_from_u64(0x5eed));
+    let cut = ((1.0 - fraction) * pool.len() as f64).round() as usize;
+    let hidden = pool.split_off(cut);
+    visible.extend(pool);
+    (visible, hidden)
+}
+
+/// Sets a seeded tenth (at least `min`, leaving one) of the hidden truth aside as an
+/// evaluation split; returns (split, rest).
+fn set_aside(mut hidden: Vec<Triple>, seed: u64, min: usize) -> (Vec<Triple>, Vec<Triple>) {
+    hidden.shuffle(&mut rand::rngs::StdRng::seed_from_u64(seed));
+    let cut = (hidden.len() / 10)
+        .max(min)
+        .min(hidden.len().saturating_sub(1));
+    let split = hidden.split_off(hidden.len() - cut);
+    (split, hidden)
 }
 
 /// Mean over seeds of each strategy's value at each round.
@@ -289,8 +360,42 @@ fn summary(records: &[RoundRecord]) -> String {
     md
 }
 
-fn write_outputs(dir: &Path, records: &[RoundRecord], _batch: usize) -> anyhow::Result<()> {
+fn write_outputs(
+    dir: &Path,
+    records: &[RoundRecord],
+    universe: &Universe,
+    hidden: &[Triple],
+) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let line = |t: &Triple| {
+        format!(
+            "{}\t{}\t{}",
+            universe.entities[t.head as usize].0,
+            universe.relations[t.relation as usize],
+            universe.entities[t.tail as usize].0
+        )
+    };
+    let truth: std::collections::HashSet<Triple> = hidden.iter().copied().collect();
+    let mut proposed = String::from("strategy\tseed\tround\thead\trelation\ttail\tconfirmed\n");
+    for r in records {
+        for t in &r.proposed {
+            proposed.push_str(&format!(
+                "{}\t{}\t{}\t{}\t{}\n",
+                r.strategy,
+                r.seed,
+                r.round,
+                line(t),
+                u8::from(truth.contains(t))
+            ));
+        }
+    }
+    std::fs::write(dir.join("proposed.tsv"), proposed)?;
+    let mut text = String::new();
+    for t in hidden {
+        text.push_str(&line(t));
+        text.push('\n');
+    }
+    std::fs::write(dir.join("truth.tsv"), text)?;
     let mut csv = String::from(
         "strategy,seed,round,tested,confirmed,precision,cumulative_discoveries,cumulative_cost,test_mrr,ece,brier,generate_s,rank_s,judge_s,train_s\n",
     );

@@ -366,7 +366,7 @@ fn answer_markup(s: &Session, shown: &Shown) -> Markup {
             table.claims {
                 tr { th { "claim" } th { "prior probability" } th { "spread" } }
                 @for c in &a.claims {
-                    tr { td { (c.head) " " span.rel { (c.relation) } " " (c.tail) }
+                    tr { td { (named(&c.head, &c.head_name)) " " span.rel { (c.relation) } " " (named(&c.tail, &c.tail_name)) }
                          td { (format!("{:.3}", c.prior_probability)) } td { (format!("{:.3}", c.prior_spread)) } }
                 }
             }

@@ -122,7 +122,8 @@ pub(super) fn check_csrf(s: &Session, given: Option<&str>) -> Result<(), Denied>
 const STYLE: &str = r#"
 body{font-family:system-ui,sans-serif;margin:0;background:#f6f7f9;color:#1d2330}
 header{background:#1d2330;color:#fff;padding:.6rem 1.2rem;display:flex;gap:1.2rem;align-items:center}
-header a{color:#cfe0ff;text-decoration:none} header form{margin-left:auto}
+header a{color:#cfe0ff;text-decoration:none} header form.signout{margin-left:auto}
+header form.find input{width:16rem}
 main{padding:1rem 1.2rem;max-width:1100px}
 .card{background:#fff;border:1px solid #d8dce4;border-radius:8px;padding:.8rem 1rem;margin:.7rem 0}
 .card.current{border-color:#3a6ff7;box-shadow:0 0 0 2px #3a6ff733}
@@ -196,7 +197,11 @@ pub(super) fn page(title: &str, s: Option<&Session>, body: Markup) -> Markup {
                             a href="/dashboard" { "Dashboard" }
                             a href="/audit" { "Audit" }
                         }
-                        form method="post" action="/logout" {
+                        form.find method="get" action="/entities" role="search" {
+                            input type="search" name="q" placeholder="find an entity" aria-label="find an entity";
+                            " " button type="submit" { "Find" }
+                        }
+                        form.signout method="post" action="/logout" {
                             input type="hidden" name="csrf" value=(s.csrf);
                             span { (s.user.name) " (" (s.user.role.as_str()) ") " }
                             button type="submit" { "Sign out" }
@@ -480,7 +485,7 @@ fn two_step_paths(
     out
 }
 
-fn urlencode(s: &str) -> String {
+pub(super) fn urlencode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
@@ -731,17 +736,20 @@ pub async fn version_diff(
     Path((a, b)): Path<(i64, i64)>,
 ) -> Result<Markup, Denied> {
     let s = session(&state, &headers, &[Role::Admin]).await?;
-    let d = state
-        .store
-        .diff(a, b)
-        .await
-        .map_err(|e| Denied::Error(e.to_string()))?;
+    let err = |e: crate::store::StoreError| Denied::Error(e.to_string());
+    let d = state.store.diff(a, b).await.map_err(err)?;
+    // Names as of the later version, which knows every entity either side names.
+    let names = state.store.entity_names(a.max(b)).await.map_err(err)?;
+    let end = |k: &str| match names.get(k) {
+        Some(n) => html! { (k) " " span.cat { "(" (n) ")" } },
+        None => html! { (k) },
+    };
     let body = html! {
         h1 { "Version " (a) " → " (b) }
         p { (d.added.len()) " added, " (d.removed.len()) " removed" }
-        table {
-            @for t in d.added.iter().take(500) { tr { td { "+" } td { (t[0]) } td { (t[1]) } td { (t[2]) } } }
-            @for t in d.removed.iter().take(500) { tr { td { "−" } td { (t[0]) } td { (t[1]) } td { (t[2]) } } }
+        table.diff {
+            @for t in d.added.iter().take(500) { tr.added { td { "+" } td { (end(&t[0])) } td { (t[1]) } td { (end(&t[2])) } } }
+            @for t in d.removed.iter().take(500) { tr.removed { td { "−" } td { (end(&t[0])) } td { (t[1]) } td { (end(&t[2])) } } }
         }
     };
     Ok(page("Diff", Some(&s), body))

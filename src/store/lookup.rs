@@ -86,3 +86,82 @@ fn like_escape(text: &str) -> String {
     }
     out
 }
+
+/// One live edge of an entity, with both ends' names, as [`Store::entity_edges`] reads it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct EntityEdge {
+    pub head: String,
+    pub head_name: String,
+    pub relation: String,
+    pub tail: String,
+    pub tail_name: String,
+}
+
+impl Store {
+    /// The entity with this key, if the graph has it.
+    pub async fn entity(&self, key: &str) -> Result<Option<EntityHit>> {
+        let row: Option<(String, String, String)> =
+            sqlx::query_as("SELECT key, category, name FROM entities WHERE key = ?")
+                .bind(key)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.map(|(key, category, name)| EntityHit {
+            key,
+            category,
+            name,
+        }))
+    }
+
+    /// Live edges touching each key (both directions), by key. Counted through the live
+    /// by-head index and the by-tail one the review surfaces create
+    /// (`Store::ensure_review_indexes`); meant for a page of search hits.
+    pub async fn entity_degrees(&self, keys: &[&str]) -> Result<HashMap<String, i64>> {
+        let keys = serde_json::to_string(keys).unwrap_or_else(|_| "[]".into());
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT e.key, \
+             (SELECT count(*) FROM edges x WHERE x.head = e.id AND x.removed_in IS NULL) + \
+             (SELECT count(*) FROM edges x WHERE x.tail = e.id AND x.removed_in IS NULL) \
+             FROM entities e WHERE e.key IN (SELECT value FROM json_each(?))",
+        )
+        .bind(keys)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().collect())
+    }
+
+    /// A page of the live edges touching `key`: edges out of it first, then into it, each by
+    /// relation and the other end's key.
+    pub async fn entity_edges(
+        &self,
+        key: &str,
+        limit: i64,
+        offset: i64,
+    ) -> Result<Vec<EntityEdge>> {
+        let rows: Vec<(String, String, String, String, String)> = sqlx::query_as(
+            "SELECT h, hn, r, t, tn FROM ( \
+             SELECT 0 AS side, e.key AS h, e.name AS hn, r.key AS r, o.key AS t, o.name AS tn \
+             FROM entities e JOIN edges x ON x.head = e.id AND x.removed_in IS NULL \
+             JOIN relations r ON r.id = x.relation JOIN entities o ON o.id = x.tail WHERE e.key = ?1 \
+             UNION ALL \
+             SELECT 1, o.key, o.name, r.key, e.key, e.name \
+             FROM entities e JOIN edges x ON x.tail = e.id AND x.removed_in IS NULL \
+             JOIN relations r ON r.id = x.relation JOIN entities o ON o.id = x.head WHERE e.key = ?1) \
+             ORDER BY side, r, h, t LIMIT ?2 OFFSET ?3",
+        )
+        .bind(key)
+        .bind(limit)
+        .bind(offset)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(head, head_name, relation, tail, tail_name)| EntityEdge {
+                head,
+                head_name,
+                relation,
+                tail,
+                tail_name,
+            })
+            .collect())
+    }
+}

@@ -132,6 +132,9 @@ pub struct PinnedInfo {
     pub head: String,
     pub relation: String,
     pub tail: String,
+    /// The ends' display names (empty when the graph has none).
+    pub head_name: String,
+    pub tail_name: String,
     pub probability: f64,
     pub spread: f64,
     pub origin: PinnedOrigin,
@@ -169,7 +172,7 @@ pub struct PinnedClaims {
 }
 
 const PINNED_SELECT: &str = "SELECT p.id, p.submission_id, p.workflow, he.key AS head, \
-    r.key AS relation, te.key AS tail, p.probability, p.spread, p.origin, s.asker, s.created_at, \
+    r.key AS relation, te.key AS tail, he.name AS head_name, te.name AS tail_name, p.probability, p.spread, p.origin, s.asker, s.created_at, \
     p.status, p.round_id, rd.number AS round_number, p.hypothesis_id, h.status AS hypothesis_status, \
     p.reason \
     FROM pinned_candidates p JOIN ask_submissions s ON s.id = p.submission_id \
@@ -187,6 +190,8 @@ fn pinned_from(row: &sqlx::sqlite::SqliteRow) -> Result<PinnedInfo> {
         head: row.try_get("head")?,
         relation: row.try_get("relation")?,
         tail: row.try_get("tail")?,
+        head_name: row.try_get("head_name")?,
+        tail_name: row.try_get("tail_name")?,
         probability: row.try_get("probability")?,
         spread: row.try_get("spread")?,
         origin: PinnedOrigin::parse(&origin)?,

@@ -145,6 +145,8 @@ fn answers_about_a_new_compound_with_edges_evidence_and_priors() {
     );
     assert_eq!(e["similar"].as_array().expect("similar").len(), 5);
     assert_eq!(a["claims"].as_array().expect("claims").len(), 2);
+    // Claims carry the names of their ends, as rows do.
+    assert_eq!(a["claims"][0]["tail_name"], "gene 0", "{a}");
 
     // No edges: a prior, flagged as such; the features still place it in cluster 0.
     let bare = [
@@ -207,8 +209,10 @@ fn answers_about_a_new_compound_with_edges_evidence_and_priors() {
         text.contains("placed on claimed edges, 1 claimed edge(s)"),
         "{text}"
     );
-    assert!(text.contains("behaves like:"), "{text}");
-    assert!(text.contains("x binds G3"), "{text}");
+    assert!(text.contains("behaves like: C"), "{text}");
+    // People read `KEY (name)` wherever the graph names the entity.
+    assert!(text.contains(" (compound "), "{text}");
+    assert!(text.contains("x binds G3 (gene 3)"), "{text}");
 }
 
 #[test]

@@ -230,7 +230,7 @@ fn review_in_a_real_browser() {
 
         // Sign out, sign in as the admin, look at the dashboard.
         c.goto(&format!("{base}/queue")).await.expect("goto");
-        c.find(Locator::Css("header form button"))
+        c.find(Locator::Css("header form.signout button"))
             .await
             .expect("sign out")
             .click()
@@ -467,7 +467,10 @@ fn ask_and_submit_in_a_real_browser() {
         assert!(entity.contains(&name), "{entity}");
         assert!(entity.contains("behaves like"), "{entity}");
         let claims = text_of(&c, "table.claims").await;
-        assert!(claims.contains("new:x location_of alga"), "{claims}");
+        assert!(
+            claims.contains(&format!("{name} (new:x) location_of alga")),
+            "{claims}"
+        );
         assert!(
             c.find_all(Locator::Css("main img"))
                 .await
@@ -553,4 +556,94 @@ fn ask_and_submit_in_a_real_browser() {
         env.strings("SELECT status FROM pinned_candidates"),
         ["waiting", "waiting", "waiting", "waiting"]
     );
+}
+
+#[test]
+fn search_box_finds_an_entity_in_a_real_browser() {
+    let env = Env::new();
+    let script = "<script>document.title='pwned'</script> aspirin";
+    let nodes = env.write(
+        "nodes.tsv",
+        format!(
+            "id\tcategory\tname\nDB1\tCompound\t{script}\nDOID:1\tDisease\theadache\nG1\tGene\tPTGS2\n"
+        ),
+    );
+    let edges = env.write(
+        "edges.tsv",
+        "subject\tpredicate\tobject\nDB1\ttreats\tDOID:1\nDB1\tbinds\tG1\n",
+    );
+    env.ok(&[
+        "import",
+        edges.to_str().expect("path"),
+        "--nodes",
+        nodes.to_str().expect("path"),
+    ]);
+    let alice = user(&env, "alice", "reviewer");
+    let server = Server::start(&env, &[]);
+    let base = server.base.clone();
+    let (_driver, port) = chromedriver();
+    let shots = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
+    std::fs::create_dir_all(&shots).expect("mkdir");
+    let profile = env.path("chrome-profile");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let c = connect(port, &profile).await;
+        c.goto(&format!("{base}/login")).await.expect("goto");
+        c.find(Locator::Css("input[name=token]"))
+            .await
+            .expect("token field")
+            .send_keys(&alice)
+            .await
+            .expect("type");
+        c.find(Locator::Css("button[type=submit]"))
+            .await
+            .expect("button")
+            .click()
+            .await
+            .expect("click");
+
+        // The box in the navigation, typed into and sent with Enter.
+        c.wait()
+            .for_element(Locator::Css("header form.find input[name=q]"))
+            .await
+            .expect("a search box")
+            .send_keys("aspir\u{E007}")
+            .await
+            .expect("type");
+        c.wait()
+            .for_element(Locator::Css("table.hits tr.hit"))
+            .await
+            .expect("a hit");
+        assert_eq!(text_of(&c, "tr.hit td.key").await, "DB1");
+        assert_eq!(text_of(&c, "tr.hit td.name").await, script);
+        assert!(c.get_alert_text().await.is_err(), "no alert opened");
+        assert_ne!(c.title().await.expect("title"), "pwned", "the name ran");
+        std::fs::write(
+            shots.join("search.png"),
+            c.screenshot().await.expect("screenshot"),
+        )
+        .expect("write");
+
+        // The hit opens the entity's page: its edges, the other ends named.
+        c.find(Locator::Css("tr.hit td.key a"))
+            .await
+            .expect("link")
+            .click()
+            .await
+            .expect("click");
+        c.wait()
+            .for_element(Locator::Css("table.edges"))
+            .await
+            .expect("the entity's edges");
+        let edges = text_of(&c, "table.edges").await;
+        assert!(edges.contains("G1 (PTGS2)"), "{edges}");
+        assert!(edges.contains("DOID:1 (headache)"), "{edges}");
+        assert_eq!(text_of(&c, "h1.entity").await, script);
+        assert_ne!(c.title().await.expect("title"), "pwned", "the name ran");
+        c.close().await.expect("close");
+    });
 }

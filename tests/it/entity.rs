@@ -58,3 +58,35 @@ fn finds_entities_by_id_prefix_and_name() {
     let text = env.ok(&["entity", "search", "ibuprofen"]);
     assert_eq!(text.trim(), "DB01050\tCompound\tIbuprofen");
 }
+
+#[test]
+fn kgx_export_carries_names_and_tsv_stays_triples() {
+    let env = Env::new();
+    let nodes = env.write(
+        "nodes.tsv",
+        "id\tcategory\tname\nDB1\tCompound\tAspirin\nD1\tDisease\theadache\n",
+    );
+    let edges = env.write("edges.tsv", "subject\tpredicate\tobject\nDB1\ttreats\tD1\n");
+    env.ok(&[
+        "import",
+        edges.to_str().expect("path"),
+        "--nodes",
+        nodes.to_str().expect("path"),
+    ]);
+    let dir = env.path("out");
+    env.ok(&[
+        "graph",
+        "export",
+        "--format",
+        "kgx",
+        dir.to_str().expect("path"),
+    ]);
+    let exported = std::fs::read_to_string(dir.join("nodes.tsv")).expect("nodes");
+    let mut lines = exported.lines();
+    assert_eq!(lines.next(), Some("id\tcategory\tname"), "{exported}");
+    assert!(exported.contains("DB1\tCompound\tAspirin\n"), "{exported}");
+    assert!(exported.contains("D1\tDisease\theadache\n"), "{exported}");
+    // The triples format has three columns and no names.
+    let tsv = env.ok(&["graph", "export", "-"]);
+    assert_eq!(tsv, "DB1\ttreats\tD1\n");
+}

@@ -8,6 +8,7 @@ mod browser;
 mod daemon;
 mod durability;
 mod entity;
+mod entity_web;
 mod features;
 mod fetch;
 mod formats;

@@ -258,6 +258,13 @@ fn submitted_rows_join_the_next_round_as_pinned_candidates() {
     assert_eq!(json[1]["asker"], "alice");
     assert_eq!(json[1]["hypothesis_status"], "confirmed");
     assert_eq!(json[3]["origin"], "claim");
+    // The claim's new entity is named where people read it.
+    assert_eq!(json[3]["head_name"], "compound X", "{json}");
+    assert_eq!(json[3]["tail_name"], "", "{json}");
+    assert!(
+        list.contains("ask:compound_x (compound X) affects alga"),
+        "{list}"
+    );
     assert!(
         env.ok(&["pinned", "list", "--workflow", "other"])
             .contains("no pinned rows")

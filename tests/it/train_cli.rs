@@ -352,3 +352,83 @@ fn simulate_reads_kgx_with_categories() {
         "{csv}"
     );
 }
+
+#[test]
+fn simulate_relations_hides_and_proposes_only_those() {
+    let env = Env::new();
+    let out = env.path("sim");
+    let train = data("umls/train.txt");
+    let stdout = env.ok(&[
+        "simulate",
+        train.to_str().expect("path"),
+        "--relations",
+        "isa",
+        "--rounds",
+        "2",
+        "--seeds",
+        "1",
+        "--batch",
+        "10",
+        "--strategies",
+        "random,greedy",
+        "--epochs",
+        "5",
+        "--retrain-epochs",
+        "1",
+        "--dim",
+        "16",
+        "--ensemble",
+        "1",
+        "--out",
+        out.to_str().expect("path"),
+    ]);
+    assert!(stdout.contains("| greedy |"), "{stdout}");
+    let proposed = std::fs::read_to_string(out.join("proposed.tsv")).expect("proposed");
+    let rows: Vec<Vec<&str>> = proposed
+        .lines()
+        .skip(1)
+        .map(|l| l.split('\t').collect())
+        .collect();
+    assert_eq!(rows.len(), 2 * 2 * 10, "{proposed}");
+    assert!(rows.iter().all(|r| r[4] == "isa"), "{proposed}");
+    let truth = std::fs::read_to_string(out.join("truth.tsv")).expect("truth");
+    let isa = std::fs::read_to_string(&train)
+        .expect("train")
+        .lines()
+        .filter(|l| l.split('\t').nth(1) == Some("isa"))
+        .count();
+    // Half of isa hidden, then a tenth of that for test and a tenth of the rest for valid.
+    let hidden = (isa as f64 * 0.5).round() as usize;
+    let after_test = hidden - hidden / 10;
+    assert_eq!(
+        truth.lines().count(),
+        after_test - after_test / 10,
+        "{truth}"
+    );
+    assert!(
+        truth.lines().all(|l| l.split('\t').nth(1) == Some("isa")),
+        "{truth}"
+    );
+    // A confirmed proposal is in the truth; the truth never names another relation.
+    for r in rows.iter().filter(|r| r[6] == "1") {
+        assert!(
+            truth.contains(&format!("{}\t{}\t{}\n", r[3], r[4], r[5])),
+            "{r:?}"
+        );
+    }
+
+    let err = env.fail(&[
+        "simulate",
+        train.to_str().expect("path"),
+        "--relations",
+        "isa,treats_Disease",
+        "--out",
+        out.to_str().expect("path"),
+    ]);
+    assert!(
+        err.contains("unknown relation `treats_Disease`")
+            && err.contains("affects")
+            && err.contains("isa"),
+        "{err}"
+    );
+}
