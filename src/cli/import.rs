@@ -95,7 +95,7 @@ pub struct ImportArgs {
 enum Source {
     Triples(PathBuf),
     Kgx { nodes: PathBuf, edges: PathBuf },
-    Table(TableSource),
+    Table(Box<TableSource>),
 }
 
 /// The table options the flags ask for, if any.
@@ -123,13 +123,13 @@ fn decide(args: &ImportArgs, path: &Path) -> anyhow::Result<Source> {
     let options = table_options(args)?;
     let tabular = args.map.is_some() || options.is_some() || implied_by_name(path);
     let table = |preset| {
-        Source::Table(TableSource {
+        Source::Table(Box::new(TableSource {
             edges: path.to_owned(),
             nodes: args.nodes.clone(),
             preset,
             map: map.clone(),
             options,
-        })
+        }))
     };
     if let Some(preset) = args.format.preset() {
         return Ok(table(Some(preset)));

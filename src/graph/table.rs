@@ -704,10 +704,10 @@ impl Builder {
     }
 
     /// Opens a table: the csv reader and the header (empty when the file has none).
-    fn open<'a>(
-        input: &'a Input,
+    fn open(
+        input: &Input,
         opts: TableOptions,
-    ) -> Result<(csv::Reader<&'a [u8]>, Vec<String>), ParseError> {
+    ) -> Result<(csv::Reader<&[u8]>, Vec<String>), ParseError> {
         let body = input
             .bytes
             .strip_prefix(b"\xEF\xBB\xBF")

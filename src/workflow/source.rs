@@ -39,7 +39,7 @@ pub enum Source {
         batch: TripleBatch,
         path: PathBuf,
         /// The verified download the batch was read from (`graph.fetch`).
-        fetched: Option<Fetched>,
+        fetched: Option<Box<Fetched>>,
     },
     /// The database is empty and the workflow names no graph file.
     Missing,
@@ -76,7 +76,7 @@ pub async fn check_with(
         return Ok(Source::File {
             batch,
             path: fetched.dir.clone(),
-            fetched: Some(fetched),
+            fetched: Some(Box::new(fetched)),
         });
     }
     let Some((batch, path)) = read(l)? else {
@@ -165,7 +165,7 @@ fn read(l: &Loaded) -> Result<Option<(TripleBatch, PathBuf)>, ParseError> {
 
 /// How `graph.import` is read when it is not plain triples.
 pub(crate) enum TableInput {
-    Table(TableSource),
+    Table(Box<TableSource>),
     Kgx { nodes: PathBuf, edges: PathBuf },
 }
 
@@ -221,13 +221,13 @@ pub(crate) fn table_source(
         }
         None => None,
     };
-    Ok(Some(TableInput::Table(TableSource {
+    Ok(Some(TableInput::Table(Box::new(TableSource {
         edges: import.to_owned(),
         nodes,
         preset,
         map,
         options,
-    })))
+    }))))
 }
 
 /// Every relation in `generate.relations` that `known` does not know, as located issues.
