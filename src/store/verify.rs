@@ -285,3 +285,77 @@ impl Store {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::graph::{EntityRecord, TripleBatch};
+    use crate::store::{ImportOptions, OpenMode, Outcome};
+
+    /// `a r b`, asserted by `sources`.
+    fn batch(sources: &[&str]) -> TripleBatch {
+        let entity = |key: &str| EntityRecord {
+            key: key.into(),
+            ..EntityRecord::default()
+        };
+        TripleBatch {
+            entities: vec![entity("a"), entity("b")],
+            relations: vec!["r".into()],
+            triples: vec![[0, 0, 1]],
+            edge_sources: (0..sources.len() as u32).map(|i| ([0, 0, 1], i)).collect(),
+            sources: sources.iter().map(|s| s.to_string()).collect(),
+            ..TripleBatch::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_chain_written_in_format_4_still_verifies_under_format_5() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open(&dir.path().join("g.db"), OpenMode::Create)
+            .await
+            .expect("open");
+        let opts = ImportOptions::default();
+        store.import(&batch(&[]), &opts).await.expect("v1");
+        // Version 1 as a format-4 build wrote it: the same delta, hashed in format 4.
+        let v1 = store.version(1).await.expect("v1");
+        let format_4 = CanonicalDelta {
+            message: &v1.message,
+            source: &v1.source.to_string(),
+            round_id: None,
+            entities: vec![("a", ""), ("b", "")],
+            added: vec![["a", "r", "b"]],
+            ..CanonicalDelta::default()
+        }
+        .hash(ROOT, 4);
+        assert_ne!(format_4, v1.hash, "the format is part of the hash");
+        sqlx::query("UPDATE graph_versions SET hash_format = 4, hash = ? WHERE id = 1")
+            .bind(&format_4)
+            .execute(&store.pool)
+            .await
+            .expect("rewrite v1");
+
+        // A source for the live edge is a version of its own, chained onto the format-4 one.
+        let Outcome::Committed(v2) = store.import(&batch(&["x"]), &opts).await.expect("v2") else {
+            panic!("a new source is a new version");
+        };
+        assert_eq!((v2.added, v2.sources_added), (0, 1));
+        let report = store.verify().await.expect("verify");
+        assert_eq!(report.first_mismatch, None);
+        assert_eq!((report.versions_checked, report.sources_checked), (2, 1));
+
+        // Format 4 does not cover sources: a format-4 version with source rows is caught.
+        sqlx::query("UPDATE graph_versions SET hash_format = 4 WHERE id = 2")
+            .execute(&store.pool)
+            .await
+            .expect("downgrade v2");
+        let mismatch = store.verify().await.expect("verify").first_mismatch;
+        assert_eq!(
+            mismatch.map(|m| (m.version, m.reason)),
+            Some((
+                2,
+                "it has edge source rows, but its hash format 4 does not cover them".into()
+            ))
+        );
+        store.close().await;
+    }
+}
