@@ -79,8 +79,9 @@ pub(crate) struct SourceRow {
     pub removed_in: i64,
 }
 
-/// Every edge source row, removed ones included, in id order (packed like [`edges`]).
-pub(crate) async fn sources(conn: &mut SqliteConnection) -> Result<Vec<SourceRow>> {
+/// Edge source rows in id order (packed like [`edges`]): every row, or with `live_only` the
+/// live ones.
+pub(crate) async fn sources(conn: &mut SqliteConnection, live_only: bool) -> Result<Vec<SourceRow>> {
     let (lo, hi): (Option<i64>, Option<i64>) =
         sqlx::query_as("SELECT min(id), max(id) FROM edge_sources")
             .fetch_one(&mut *conn)
@@ -95,10 +96,11 @@ pub(crate) async fn sources(conn: &mut SqliteConnection) -> Result<Vec<SourceRow
         let packed: Option<String> = sqlx::query_scalar(
             "SELECT group_concat(id || ' ' || head || ' ' || relation || ' ' || tail || ' ' \
                  || source || ' ' || added_in || ' ' || coalesce(removed_in, 0), ' ') \
-             FROM edge_sources WHERE id > ?1 AND id <= ?2",
+             FROM edge_sources WHERE id > ?1 AND id <= ?2 AND (?3 = 0 OR removed_in IS NULL)",
         )
         .bind(start)
         .bind(end)
+        .bind(live_only)
         .fetch_one(&mut *conn)
         .await?;
         if let Some(text) = packed {

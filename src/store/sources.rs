@@ -7,6 +7,7 @@
 
 use super::hash::SourceKey;
 use super::read::VersionInfo;
+use super::scan;
 use super::write::{Keys, MAX_PARAMS, values_sql};
 use super::{Result, Store, StoreError};
 use rustc_hash::{FxHashMap, FxHashSet};
@@ -64,17 +65,24 @@ pub(super) async fn live_of(
     Ok(out)
 }
 
-/// The source part of an import's delta. `wanted` are the batch's pairs (sorted, distinct),
-/// `live` the triples live before the import. A pair whose triple is not live is new (a live
+/// Above this many live triples to look up, [`delta`] reads every live source row in one
+/// packed scan instead: re-importing a 2M-edge KGX file took 19 s through chunked lookups.
+const SCAN_ABOVE: usize = 50_000;
+
+/// The source part of an import's delta. `wanted` are the batch's pairs (distinct), `live`
+/// the triples live before the import. A pair whose triple is not live is new (a live
 /// source's edge is live); the others are looked up. With `replace`, a live triple the batch
 /// gives sources for keeps exactly those: its other live sources are removed. A triple the
 /// batch gives without sources keeps its own (a plain triples file says nothing of them).
+/// Both lists come sorted, so that the live index grows at its right edge.
 pub(super) async fn delta(
     conn: &mut SqliteConnection,
     wanted: &[Pair],
     live: &FxHashSet<[i64; 3]>,
     replace: bool,
 ) -> Result<(Vec<Pair>, Vec<Pair>)> {
+    let mut wanted = wanted.to_vec();
+    wanted.sort_unstable();
     let mut asked: Vec<[i64; 3]> = wanted
         .iter()
         .map(|p| p.0)
@@ -82,25 +90,41 @@ pub(super) async fn delta(
         .collect();
     asked.dedup();
     if asked.is_empty() {
-        let mut added = wanted.to_vec();
-        added.sort_unstable();
-        return Ok((added, Vec::new()));
+        return Ok((wanted, Vec::new()));
     }
-    let present: FxHashSet<Pair> = live_of(conn, &asked).await?.into_iter().collect();
-    let mut added: Vec<Pair> = wanted
-        .iter()
-        .filter(|p| !present.contains(p))
-        .copied()
-        .collect();
-    // In store id order, so that the live index grows at its right edge.
-    added.sort_unstable();
-    let mut removed = Vec::new();
-    if replace {
-        let wanted: FxHashSet<&Pair> = wanted.iter().collect();
-        removed = present.into_iter().filter(|p| !wanted.contains(p)).collect();
-        removed.sort_unstable();
-    }
+    let mut present = if asked.len() > SCAN_ABOVE {
+        scan::sources(conn, true)
+            .await?
+            .into_iter()
+            .filter(|r| asked.binary_search(&r.triple).is_ok())
+            .map(|r| (r.triple, r.source))
+            .collect()
+    } else {
+        live_of(conn, &asked).await?
+    };
+    present.sort_unstable();
+    let added = minus(&wanted, &present);
+    let removed = if replace {
+        minus(&present, &wanted)
+    } else {
+        Vec::new()
+    };
     Ok((added, removed))
+}
+
+/// The pairs of `a` not in `b`; both sorted and distinct.
+fn minus(a: &[Pair], b: &[Pair]) -> Vec<Pair> {
+    let mut out = Vec::new();
+    let mut j = 0;
+    for p in a {
+        while j < b.len() && b[j] < *p {
+            j += 1;
+        }
+        if b.get(j) != Some(p) {
+            out.push(*p);
+        }
+    }
+    out
 }
 
 /// The source part of reverting version `v`: sources `v` added that are still live leave, and
@@ -303,5 +327,86 @@ impl Store {
         .fetch_one(&mut *conn)
         .await?;
         Ok((any as u64, several.unwrap_or(0) as u64))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::graph::{EdgeSources, EntityRecord, TripleBatch};
+    use crate::store::{ImportOptions, OpenMode, Outcome};
+
+    #[test]
+    fn minus_of_sorted_pairs() {
+        let p = |h: i64, s: i64| ([h, 1, 2], s);
+        assert_eq!(
+            minus(&[p(1, 1), p(1, 2), p(3, 1)], &[p(1, 2), p(2, 1)]),
+            [p(1, 1), p(3, 1)]
+        );
+        assert_eq!(minus(&[p(1, 1)], &[]), [p(1, 1)]);
+        assert!(minus(&[], &[p(1, 1)]).is_empty());
+    }
+
+    /// `n` triples `e{i} r f{i}`, the even ones asserted by `even`, every one by `all`.
+    fn batch(n: u32, even: &str, all: &str) -> TripleBatch {
+        let mut b = TripleBatch::default();
+        for i in 0..n {
+            for key in [format!("e{i}"), format!("f{i}")] {
+                b.entities.push(EntityRecord {
+                    key,
+                    ..EntityRecord::default()
+                });
+            }
+        }
+        b.relations.push("r".into());
+        b.triples = (0..n).map(|i| [2 * i, 0, 2 * i + 1]).collect();
+        let mut sources = EdgeSources::default();
+        for (i, &t) in b.triples.iter().enumerate() {
+            sources.add(t, all);
+            if i % 2 == 0 {
+                sources.add(t, even);
+            }
+        }
+        sources.finish(&mut b);
+        b
+    }
+
+    /// Both ways of finding the live sources (chunked lookups, and the scan above
+    /// `SCAN_ABOVE` live triples) give the same delta.
+    #[tokio::test]
+    async fn lookups_and_the_scan_agree() {
+        for n in [100, SCAN_ABOVE as u32 + 1] {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let store = Store::open(&dir.path().join("g.db"), OpenMode::Create)
+                .await
+                .expect("open");
+            let import = |b: TripleBatch, replace: bool| {
+                let store = store.clone();
+                async move {
+                    let opts = ImportOptions {
+                        replace,
+                        ..ImportOptions::default()
+                    };
+                    match store.import(&b, &opts).await.expect("import") {
+                        Outcome::Committed(s) => Some((s.added, s.sources_added, s.sources_removed)),
+                        Outcome::Unchanged { .. } => None,
+                    }
+                }
+            };
+            let n64 = u64::from(n);
+            let even = n64.div_ceil(2);
+            assert_eq!(import(batch(n, "x", "y"), false).await, Some((n64, n64 + even, 0)));
+            assert_eq!(import(batch(n, "x", "y"), false).await, None, "n = {n}");
+            // A new source on every live edge, and the even ones' `x` replaced by `z`.
+            assert_eq!(import(batch(n, "x", "w"), false).await, Some((0, n64, 0)));
+            assert_eq!(
+                import(batch(n, "z", "w"), true).await,
+                Some((0, even, n64 + even)),
+                "n = {n}: `y` and `x` leave, `z` comes"
+            );
+            let report = store.verify().await.expect("verify");
+            assert_eq!(report.first_mismatch, None);
+            store.close().await;
+        }
     }
 }

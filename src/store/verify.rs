@@ -48,7 +48,7 @@ impl Store {
         )
         .fetch_all(&mut *conn)
         .await?;
-        let source_rows = scan::sources(&mut conn).await?;
+        let source_rows = scan::sources(&mut conn, false).await?;
         drop(conn);
         let mut features_set: HashMap<i64, Vec<FeatureKey>> = HashMap::new();
         let mut features_removed: HashMap<i64, Vec<FeatureKey>> = HashMap::new();
