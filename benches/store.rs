@@ -142,7 +142,10 @@ fn timed_import(db: &Path, args: &[&Path]) -> anyhow::Result<(Duration, serde_js
 fn kgx_sources(dir: &Path, work: &Path) -> anyhow::Result<()> {
     let (nodes, edges) = (dir.join("nodes.tsv"), dir.join("edges.tsv"));
     if !nodes.is_file() || !edges.is_file() {
-        println!("kgx:     {} has no nodes.tsv/edges.tsv: skipped", dir.display());
+        println!(
+            "kgx:     {} has no nodes.tsv/edges.tsv: skipped",
+            dir.display()
+        );
         return Ok(());
     }
     let plain = work.join("plain");

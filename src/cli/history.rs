@@ -155,10 +155,7 @@ pub async fn run(store: &Store, cmd: GraphCommand) -> anyhow::Result<ExitCode> {
                         String::new()
                     },
                     if info.n_sources + info.n_sources_removed > 0 {
-                        format!(
-                            ", sources +{} -{}",
-                            info.n_sources, info.n_sources_removed
-                        )
+                        format!(", sources +{} -{}", info.n_sources, info.n_sources_removed)
                     } else {
                         String::new()
                     }

@@ -3,9 +3,7 @@
 //! edge from its `primary_knowledge_source`, else `knowledge_source`, else `provided_by`).
 
 use super::lines::{Line, lines};
-use super::{
-    EdgeSources, EntityRecord, Interner, LineError, OnInvalid, ParseError, TripleBatch,
-};
+use super::{EdgeSources, EntityRecord, Interner, LineError, OnInvalid, ParseError, TripleBatch};
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -197,7 +195,11 @@ pub fn node_features(
 /// The edges-file columns that name who asserts an edge, in order of preference: KGX's
 /// standard `primary_knowledge_source`, then its older `knowledge_source` and `provided_by`.
 /// Only the first present is read; a cell may hold several sources, `|`-separated.
-pub const SOURCE_COLUMNS: [&str; 3] = ["primary_knowledge_source", "knowledge_source", "provided_by"];
+pub const SOURCE_COLUMNS: [&str; 3] = [
+    "primary_knowledge_source",
+    "knowledge_source",
+    "provided_by",
+];
 
 /// Collects a line's problem, or fails the whole read, per `on_invalid`.
 fn reject(

@@ -175,7 +175,10 @@ mod tests {
         let one = delta(vec![(ab, "x")], vec![]).hash(ROOT, 5);
         assert_ne!(one, base, "a source added changes the hash");
         assert_ne!(one, delta(vec![(ab, "y")], vec![]).hash(ROOT, 5));
-        assert_ne!(one, delta(vec![(["a", "r", "c"], "x")], vec![]).hash(ROOT, 5));
+        assert_ne!(
+            one,
+            delta(vec![(["a", "r", "c"], "x")], vec![]).hash(ROOT, 5)
+        );
         assert_ne!(one, delta(vec![], vec![(ab, "x")]).hash(ROOT, 5));
         // Order-independent, and no name can spill into the next field.
         assert_eq!(

@@ -81,7 +81,10 @@ pub(crate) struct SourceRow {
 
 /// Edge source rows in id order (packed like [`edges`]): every row, or with `live_only` the
 /// live ones.
-pub(crate) async fn sources(conn: &mut SqliteConnection, live_only: bool) -> Result<Vec<SourceRow>> {
+pub(crate) async fn sources(
+    conn: &mut SqliteConnection,
+    live_only: bool,
+) -> Result<Vec<SourceRow>> {
     let (lo, hi): (Option<i64>, Option<i64>) =
         sqlx::query_as("SELECT min(id), max(id) FROM edge_sources")
             .fetch_one(&mut *conn)
@@ -107,7 +110,9 @@ pub(crate) async fn sources(conn: &mut SqliteConnection, live_only: bool) -> Res
             let nums = numbers(&text)?;
             let rows = nums.chunks_exact(7);
             if !rows.remainder().is_empty() {
-                return Err(super::StoreError::Corrupt("truncated edge source row".into()));
+                return Err(super::StoreError::Corrupt(
+                    "truncated edge source row".into(),
+                ));
             }
             out.extend(rows.map(|r| SourceRow {
                 id: r[0],

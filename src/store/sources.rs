@@ -77,11 +77,10 @@ const SCAN_ABOVE: usize = 50_000;
 /// Both lists come sorted, so that the live index grows at its right edge.
 pub(super) async fn delta(
     conn: &mut SqliteConnection,
-    wanted: &[Pair],
+    mut wanted: Vec<Pair>,
     live: &FxHashSet<[i64; 3]>,
     replace: bool,
 ) -> Result<(Vec<Pair>, Vec<Pair>)> {
-    let mut wanted = wanted.to_vec();
     wanted.sort_unstable();
     let mut asked: Vec<[i64; 3]> = wanted
         .iter()
@@ -203,12 +202,7 @@ pub(super) async fn write(
         );
         let mut q = sqlx::query(AssertSqlSafe(sql));
         for (t, s) in chunk {
-            q = q
-                .bind(t[0])
-                .bind(t[1])
-                .bind(t[2])
-                .bind(s)
-                .bind(version);
+            q = q.bind(t[0]).bind(t[1]).bind(t[2]).bind(s).bind(version);
         }
         q.execute(&mut *conn).await?;
     }
@@ -302,11 +296,14 @@ impl Store {
                 source: source.clone(),
                 added: true,
             })
-            .chain(lost.difference(&gained).map(|(triple, source)| SourceChange {
-                triple: triple.clone(),
-                source: source.clone(),
-                added: false,
-            }))
+            .chain(
+                lost.difference(&gained)
+                    .map(|(triple, source)| SourceChange {
+                        triple: triple.clone(),
+                        source: source.clone(),
+                        added: false,
+                    }),
+            )
             .collect();
         out.sort();
         Ok(out)
@@ -388,14 +385,19 @@ mod tests {
                         ..ImportOptions::default()
                     };
                     match store.import(&b, &opts).await.expect("import") {
-                        Outcome::Committed(s) => Some((s.added, s.sources_added, s.sources_removed)),
+                        Outcome::Committed(s) => {
+                            Some((s.added, s.sources_added, s.sources_removed))
+                        }
                         Outcome::Unchanged { .. } => None,
                     }
                 }
             };
             let n64 = u64::from(n);
             let even = n64.div_ceil(2);
-            assert_eq!(import(batch(n, "x", "y"), false).await, Some((n64, n64 + even, 0)));
+            assert_eq!(
+                import(batch(n, "x", "y"), false).await,
+                Some((n64, n64 + even, 0))
+            );
             assert_eq!(import(batch(n, "x", "y"), false).await, None, "n = {n}");
             // A new source on every live edge, and the even ones' `x` replaced by `z`.
             assert_eq!(import(batch(n, "x", "w"), false).await, Some((0, n64, 0)));

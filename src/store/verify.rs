@@ -114,10 +114,8 @@ impl Store {
             }
         }
         // Each source row must lie within a row of its edge: added no earlier, removed no later.
-        let mut spans: FxHashMap<[i64; 3], Vec<(i64, i64)>> = source_rows
-            .iter()
-            .map(|s| (s.triple, Vec::new()))
-            .collect();
+        let mut spans: FxHashMap<[i64; 3], Vec<(i64, i64)>> =
+            source_rows.iter().map(|s| (s.triple, Vec::new())).collect();
         for e in &rows {
             if let Some(list) = spans.get_mut(&[e.head, e.relation, e.tail]) {
                 list.push((e.added_in, e.removed_in));
@@ -126,9 +124,7 @@ impl Store {
         let mut sources_added: HashMap<i64, Vec<SourceKey>> = HashMap::new();
         let mut sources_removed: HashMap<i64, Vec<SourceKey>> = HashMap::new();
         for s in &source_rows {
-            let names = keys
-                .get(s.triple)
-                .zip(keys.source_key(s.source).ok());
+            let names = keys.get(s.triple).zip(keys.source_key(s.source).ok());
             let within = |&(a, r): &(i64, i64)| {
                 a <= s.added_in && (r == 0 || (s.removed_in != 0 && s.removed_in <= r))
             };
@@ -140,7 +136,10 @@ impl Store {
                 Some(_) => None,
             };
             if let Some(problem) = problem {
-                if dangling.as_ref().is_none_or(|d: &Mismatch| d.version > s.added_in) {
+                if dangling
+                    .as_ref()
+                    .is_none_or(|d: &Mismatch| d.version > s.added_in)
+                {
                     dangling = Some(Mismatch {
                         version: s.added_in,
                         reason: format!("edge source row {} {problem}", s.id),

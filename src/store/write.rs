@@ -292,7 +292,9 @@ impl Store {
             .collect();
 
         if let Some(i) = batch.sources.iter().position(|s| s.trim().is_empty()) {
-            return Err(StoreError::BadBatch(format!("source #{i} has an empty name")));
+            return Err(StoreError::BadBatch(format!(
+                "source #{i} has an empty name"
+            )));
         }
         let mut next_source = keys.source.len() as i64;
         let source_map: Vec<i64> = batch
@@ -363,8 +365,7 @@ impl Store {
             removed.sort_unstable();
         }
         let (sources_added, sources_removed) =
-            sources::delta(&mut tx, &source_pairs, &live, opts.replace).await?;
-        drop(source_pairs);
+            sources::delta(&mut tx, source_pairs, &live, opts.replace).await?;
         if added.is_empty()
             && removed.is_empty()
             && delta.entities.is_empty()
@@ -442,7 +443,8 @@ impl Store {
         let (sources_added, sources_removed) = {
             let (gone, back): (FxHashSet<&[i64; 3]>, FxHashSet<&[i64; 3]>) =
                 (removed.iter().collect(), added.iter().collect());
-            let live_after = |t: &[i64; 3]| (live.contains(t) && !gone.contains(t)) || back.contains(t);
+            let live_after =
+                |t: &[i64; 3]| (live.contains(t) && !gone.contains(t)) || back.contains(t);
             sources::revert(&mut tx, v, live_after).await?
         };
         if added.is_empty()
@@ -870,7 +872,10 @@ fn batch_sources(
         .iter()
         .map(|&(t, s)| {
             let bad = |what: String| {
-                StoreError::BadBatch(format!("edge source ({}, {}, {}) #{s}: {what}", t[0], t[1], t[2]))
+                StoreError::BadBatch(format!(
+                    "edge source ({}, {}, {}) #{s}: {what}",
+                    t[0], t[1], t[2]
+                ))
             };
             let source = *source_map
                 .get(s as usize)

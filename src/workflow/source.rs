@@ -27,7 +27,10 @@ pub enum Source {
     Stored,
     /// The database is empty (or there is none yet): the workflow's graph file, parsed, with
     /// the features file's values in `batch.features` (so they commit in the same version).
-    File { batch: TripleBatch, path: PathBuf },
+    File {
+        batch: Box<TripleBatch>,
+        path: PathBuf,
+    },
     /// The database is empty and the workflow names no graph file.
     Missing,
 }
@@ -47,7 +50,10 @@ pub async fn check(store: Option<&Store>, l: &Loaded) -> Result<Source, SourceEr
     };
     let relations: HashSet<&str> = batch.relations.iter().map(String::as_str).collect();
     check_relations(l, &|r| relations.contains(r))?;
-    Ok(Source::File { batch, path })
+    Ok(Source::File {
+        batch: Box::new(batch),
+        path,
+    })
 }
 
 /// The workflow's graph file (`graph.import`) or KGX directory (`graph.kgx`), parsed, with

@@ -84,7 +84,10 @@ fn databases_from_every_earlier_schema_open_migrate_and_work() {
         );
         env.ok(&["import", kgx.to_str().expect("path")]);
         let stats = env.json(&["stats"]);
-        assert_eq!(stats["triples_with_several_sources"], 1, "schema {k}: {stats}");
+        assert_eq!(
+            stats["triples_with_several_sources"], 1,
+            "schema {k}: {stats}"
+        );
         let features = env.write("f.tsv", "id\tsmiles\na\tCCO\n");
         env.ok(&["import", "--features", features.to_str().expect("path")]);
         env.ok(&["graph", "verify"]);

@@ -5,7 +5,8 @@
 use crate::support::Env;
 use serde_json::{Value, json};
 
-const NODES: &str = "id\tcategory\tname\nC:1\tCompound\taspirin\nD:1\tDisease\tpain\nG:1\tGene\tPTGS2\n";
+const NODES: &str =
+    "id\tcategory\tname\nC:1\tCompound\taspirin\nD:1\tDisease\tpain\nG:1\tGene\tPTGS2\n";
 
 /// `treats` given on two rows by two sources, `targets` by one, `causes` by none.
 const EDGES: &str = "subject\tpredicate\tobject\tprimary_knowledge_source\n\
@@ -62,8 +63,14 @@ fn one_edge_on_two_rows_is_one_edge_with_both_sources() {
         owned(&[("infores:ctd", 1), ("infores:drugcentral", 1)])
     );
     let text = env.ok(&["graph", "blame", "C:1", "treats", "D:1"]);
-    assert!(text.contains("  source     infores:ctd  version 1 ("), "{text}");
-    assert!(text.contains("  source     infores:drugcentral  version 1 ("), "{text}");
+    assert!(
+        text.contains("  source     infores:ctd  version 1 ("),
+        "{text}"
+    );
+    assert!(
+        text.contains("  source     infores:drugcentral  version 1 ("),
+        "{text}"
+    );
     assert!(sources(&env, ["G:1", "causes", "D:1"]).is_empty());
 
     let stats = env.json(&["stats"]);
@@ -106,11 +113,17 @@ fn a_new_source_for_a_live_edge_is_a_version_of_its_own() {
         "the delta is exactly the new source"
     );
     assert_eq!(
-        (&v2["version"]["n_sources"], &v2["version"]["n_sources_removed"]),
+        (
+            &v2["version"]["n_sources"],
+            &v2["version"]["n_sources_removed"]
+        ),
         (&json!(1), &json!(0))
     );
     let text = env.ok(&["graph", "show", "2"]);
-    assert!(text.contains("changes  +0 -0 (0 new entities), sources +1 -0"), "{text}");
+    assert!(
+        text.contains("changes  +0 -0 (0 new entities), sources +1 -0"),
+        "{text}"
+    );
     assert!(
         text.contains("+ source infores:semmeddb\tC:1\ttreats\tD:1"),
         "{text}"
@@ -168,7 +181,10 @@ fn replace_removes_an_edges_sources_and_revert_restores_them() {
         .filter(|s| s["added"] == false)
         .map(|s| s["source"].as_str().expect("name"))
         .collect();
-    assert_eq!(removed, ["infores:chembl", "infores:ctd", "infores:drugcentral"]);
+    assert_eq!(
+        removed,
+        ["infores:chembl", "infores:ctd", "infores:drugcentral"]
+    );
     env.ok(&["graph", "verify"]);
 
     let out = env.ok(&["graph", "revert", "2"]);
