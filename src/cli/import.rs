@@ -39,8 +39,9 @@ pub struct ImportArgs {
     /// Skip malformed lines (each is reported) instead of importing nothing.
     #[arg(long)]
     skip_invalid: bool,
-    /// Make the new version equal the file: edges absent from it are removed (features are
-    /// only ever set, never removed this way).
+    /// Make the new version equal the file: edges absent from it are removed with their
+    /// sources, and an edge the file gives sources for keeps exactly those (features are only
+    /// ever set, never removed this way).
     #[arg(long, requires = "file")]
     replace: bool,
     /// Message recorded with the version.

@@ -30,8 +30,10 @@ pub struct ImportOptions {
     pub message: String,
     /// JSON describing the source (file path, checksum, ...), kept with the version.
     pub source: serde_json::Value,
-    /// Make the new version equal to the batch: live edges absent from it are removed.
-    /// Features are never removed this way: an import sets the values it names.
+    /// Make the new version equal to the batch: live edges absent from it are removed (with
+    /// their sources), and an edge the batch gives sources for keeps exactly those (one it
+    /// gives without any keeps its own). Features are never removed this way: an import sets
+    /// the values it names.
     pub replace: bool,
 }
 
