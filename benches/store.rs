@@ -1,6 +1,7 @@
 //! Store benchmarks on the Hetionet-shaped synthetic graph (issue 2). Prints figures, asserts
 //! nothing: import wall time and peak memory against the `sqlite3` shell's `.import` of the
-//! same file, export throughput, adjacent-version diff latency, and `Graph` load time/size.
+//! same file, export throughput, adjacent-version diff latency, `Graph` load time/size, and
+//! a KGX import with and without edge sources.
 //!
 //! Run: `python3 ../shared/tools/synth_kg.py --out target/synth1 --scale 1 && cargo bench --bench store`
 //! (`SYNTH_DIR` picks another generated graph).
@@ -113,6 +114,76 @@ fn main() -> anyhow::Result<()> {
         store.close().await;
         anyhow::Ok(())
     })?;
+
+    // 5. KGX with edge sources: the same edges without and with a `primary_knowledge_source`
+    // column (one source per edge, a second on every third), then the sourced file again.
+    kgx_sources(&dir, work.path())?;
+    Ok(())
+}
+
+/// Times `hypograph import ARGS` into `db` through the binary.
+fn timed_import(db: &Path, args: &[&Path]) -> anyhow::Result<(Duration, serde_json::Value)> {
+    let started = Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_hypograph"))
+        .arg("--db")
+        .arg(db)
+        .args(["import", "--json"])
+        .args(args)
+        .output()?;
+    let t = started.elapsed();
+    anyhow::ensure!(
+        out.status.success(),
+        "import failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok((t, serde_json::from_slice(&out.stdout)?))
+}
+
+fn kgx_sources(dir: &Path, work: &Path) -> anyhow::Result<()> {
+    let (nodes, edges) = (dir.join("nodes.tsv"), dir.join("edges.tsv"));
+    if !nodes.is_file() || !edges.is_file() {
+        println!(
+            "kgx:     {} has no nodes.tsv/edges.tsv: skipped",
+            dir.display()
+        );
+        return Ok(());
+    }
+    let plain = work.join("plain");
+    let sourced = work.join("sourced");
+    std::fs::create_dir_all(&plain)?;
+    std::fs::create_dir_all(&sourced)?;
+    std::fs::copy(&nodes, plain.join("nodes.tsv"))?;
+    std::fs::copy(&nodes, sourced.join("nodes.tsv"))?;
+    std::fs::copy(&edges, plain.join("edges.tsv"))?;
+    let text = std::fs::read_to_string(&edges)?;
+    let mut w = std::io::BufWriter::new(std::fs::File::create(sourced.join("edges.tsv"))?);
+    for (i, line) in text.lines().enumerate() {
+        match i {
+            0 => writeln!(w, "{line}\tprimary_knowledge_source")?,
+            _ if i % 3 == 0 => writeln!(w, "{line}\tinfores:s{}|infores:s{}", i % 7, (i + 1) % 7)?,
+            _ => writeln!(w, "{line}\tinfores:s{}", i % 7)?,
+        }
+    }
+    w.flush()?;
+    let plain_db = work.join("kgx-plain.db");
+    let (t_plain, _) = timed_import(&plain_db, &[&plain])?;
+    let (t_plain_again, _) = timed_import(&plain_db, &[&plain])?;
+    let db = work.join("kgx-sourced.db");
+    let (t_sourced, report) = timed_import(&db, &[&sourced])?;
+    let (t_again, again) = timed_import(&db, &[&sourced])?;
+    println!(
+        "kgx:     import without sources {:.2} s, with {} edge sources {:.2} s (+{:.0}%)",
+        t_plain.as_secs_f64(),
+        report["edge_sources"],
+        t_sourced.as_secs_f64(),
+        (t_sourced.as_secs_f64() / t_plain.as_secs_f64() - 1.0) * 100.0,
+    );
+    println!(
+        "         each file again ({}): without sources {:.2} s, with {:.2} s",
+        again["outcome"]["status"],
+        t_plain_again.as_secs_f64(),
+        t_again.as_secs_f64()
+    );
     Ok(())
 }
 

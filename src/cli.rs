@@ -318,6 +318,13 @@ async fn stats(store: &Store, version: VersionRef, json: bool) -> anyhow::Result
         s.triples,
         s.refutations
     );
+    if s.triples_with_sources > 0 {
+        out!(
+            "triples with a recorded source: {} ({} with two or more)",
+            s.triples_with_sources,
+            s.triples_with_several_sources
+        );
+    }
     out!("entities by category:");
     print_counts(&s.categories);
     if !s.features.is_empty() {

@@ -136,6 +136,42 @@ impl TripleBatch {
     }
 }
 
+/// Who asserts each triple, collected while a reader runs: source names interned in the
+/// order first seen, `(triple, source)` pairs in any order with repeats. [`EdgeSources::finish`]
+/// moves them into a batch sorted and distinct, as [`TripleBatch::edge_sources`] promises.
+#[derive(Debug, Default)]
+pub struct EdgeSources {
+    names: Interner,
+    pairs: Vec<([u32; 3], u32)>,
+}
+
+impl EdgeSources {
+    /// Records that `source` asserts `triple` (batch-local ids); an empty name is ignored.
+    pub fn add(&mut self, triple: [u32; 3], source: &str) {
+        let source = source.trim();
+        if !source.is_empty() {
+            let id = self.names.intern(source);
+            self.pairs.push((triple, id));
+        }
+    }
+
+    /// Records every source of a cell that may hold several, `|`-separated (KGX's multivalued
+    /// form: `infores:a|infores:b`).
+    pub fn add_cell(&mut self, triple: [u32; 3], cell: &str) {
+        for source in cell.split('|') {
+            self.add(triple, source);
+        }
+    }
+
+    /// Sets the batch's `sources` and `edge_sources` (sorted, distinct).
+    pub fn finish(mut self, batch: &mut TripleBatch) {
+        self.pairs.sort_unstable();
+        self.pairs.dedup();
+        batch.edge_sources = self.pairs;
+        batch.sources = self.names.into_keys().into_iter().map(Into::into).collect();
+    }
+}
+
 /// How strict a reader is about bad lines.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum OnInvalid {

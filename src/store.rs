@@ -11,6 +11,7 @@ mod review;
 mod rounds;
 mod scan;
 mod schedule;
+mod sources;
 mod verify;
 mod write;
 
@@ -21,7 +22,7 @@ pub use pinned::{
     AskSubmission, KnownRow, PinnedClaims, PinnedInfo, PinnedMark, PinnedOrigin, PinnedRow,
     PinnedStatus, SubmitSummary,
 };
-pub use read::{BlameRow, Diff, Stats, VersionInfo};
+pub use read::{Blame, BlameRow, Diff, Stats, VersionInfo};
 pub use review::{
     Action, QueueFilter, QueueItem, Retracted, Review, Reviewed, Role, StageMeta, User, decide,
     token_hash,
@@ -31,6 +32,7 @@ pub use rounds::{
     StageClose,
 };
 pub use schedule::{FireInfo, stamp};
+pub use sources::{SourceBlameRow, SourceChange};
 pub use verify::Verification;
 pub use write::{CommitSummary, ImportOptions, Outcome};
 
@@ -75,6 +77,9 @@ pub enum StoreError {
         kind: String,
         message: String,
     },
+    /// A batch whose parts do not agree (built in code, not read from a file).
+    #[error("invalid batch: {0}")]
+    BadBatch(String),
     #[error("unknown relation `{0}`")]
     UnknownRelation(String),
     #[error("model {0} does not exist")]

@@ -51,7 +51,7 @@ pub enum GraphCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Triples added and removed between two versions.
+    /// Triples added and removed between two versions (and features and edge sources).
     Diff {
         from: VersionRef,
         to: VersionRef,
@@ -79,8 +79,9 @@ pub enum GraphCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Which version, round and evidence added a triple (and removed it, if it was); with
-    /// `--feature KIND`, which versions set an entity's feature values.
+    /// Which version, round and evidence added a triple (and removed it, if it was), and every
+    /// live source of it with the version that added it; with `--feature KIND`, which versions
+    /// set an entity's feature values.
     Blame {
         /// The triple's head, or the entity whose feature to blame.
         head: String,
@@ -126,7 +127,7 @@ pub async fn run(store: &Store, cmd: GraphCommand) -> anyhow::Result<ExitCode> {
             if json {
                 let out = serde_json::json!({
                     "version": info, "added": diff.added, "removed": diff.removed,
-                    "features": diff.features,
+                    "features": diff.features, "sources": diff.sources,
                 });
                 out!("{}", serde_json::to_string_pretty(&out)?);
             } else {
@@ -141,7 +142,7 @@ pub async fn run(store: &Store, cmd: GraphCommand) -> anyhow::Result<ExitCode> {
                 out!("hash     {}", info.hash);
                 out!("source   {}", info.source);
                 out!(
-                    "changes  +{} -{} ({} new entities){}",
+                    "changes  +{} -{} ({} new entities){}{}",
                     info.n_added,
                     info.n_removed,
                     info.n_entities,
@@ -150,6 +151,11 @@ pub async fn run(store: &Store, cmd: GraphCommand) -> anyhow::Result<ExitCode> {
                             ", features +{} -{}",
                             info.n_features, info.n_features_removed
                         )
+                    } else {
+                        String::new()
+                    },
+                    if info.n_sources + info.n_sources_removed > 0 {
+                        format!(", sources +{} -{}", info.n_sources, info.n_sources_removed)
                     } else {
                         String::new()
                     }
@@ -233,12 +239,17 @@ pub async fn run(store: &Store, cmd: GraphCommand) -> anyhow::Result<ExitCode> {
                         out!("nothing to revert: the changes of version {v} are already undone")
                     }
                     Outcome::Committed(s) => out!(
-                        "version {} reverts version {v}: +{} -{} triples{}",
+                        "version {} reverts version {v}: +{} -{} triples{}{}",
                         s.version,
                         s.added,
                         s.removed,
                         if s.features_set + s.features_removed > 0 {
                             format!(", features +{} -{}", s.features_set, s.features_removed)
+                        } else {
+                            String::new()
+                        },
+                        if s.sources_added + s.sources_removed > 0 {
+                            format!(", sources +{} -{}", s.sources_added, s.sources_removed)
                         } else {
                             String::new()
                         }
@@ -278,13 +289,12 @@ pub async fn run(store: &Store, cmd: GraphCommand) -> anyhow::Result<ExitCode> {
             json,
             ..
         } => {
-            let (rows, refuted) = store.blame([&head, &relation, &tail]).await?;
+            let blame = store.blame([&head, &relation, &tail]).await?;
             if json {
-                let out = serde_json::json!({ "history": rows, "refuted": refuted });
-                out!("{}", serde_json::to_string_pretty(&out)?);
+                out!("{}", serde_json::to_string_pretty(&blame)?);
             } else {
                 out!("{head}\t{relation}\t{tail}");
-                for row in &rows {
+                for row in &blame.history {
                     out!("  added in   {}", blame_version(&row.added_in));
                     if let Some(p) = &row.provenance {
                         out!("  evidence   {p}");
@@ -294,11 +304,14 @@ pub async fn run(store: &Store, cmd: GraphCommand) -> anyhow::Result<ExitCode> {
                         None => out!("  live"),
                     }
                 }
-                if let Some(r) = &refuted {
+                for s in &blame.sources {
+                    out!("  source     {}  {}", s.source, blame_version(&s.added_in));
+                }
+                if let Some(r) = &blame.refuted {
                     out!("  refuted    {r}");
                 }
             }
-            if rows.is_empty() && refuted.is_none() {
+            if blame.history.is_empty() && blame.refuted.is_none() {
                 bail!("{head} {relation} {tail} was never in the graph");
             }
         }
@@ -313,13 +326,20 @@ pub async fn run(store: &Store, cmd: GraphCommand) -> anyhow::Result<ExitCode> {
             match &report.first_mismatch {
                 None => {
                     if !json {
-                        let (v, e) = (report.versions_checked, report.edges_checked);
-                        match report.features_checked {
-                            0 => out!("ok: {v} versions and {e} edges match their hash chain"),
-                            n => out!(
-                                "ok: {v} versions, {e} edges and {n} feature values match their hash chain"
-                            ),
-                        }
+                        let counted = [
+                            (report.versions_checked, "versions"),
+                            (report.edges_checked, "edges"),
+                            (report.features_checked, "feature values"),
+                            (report.sources_checked, "edge sources"),
+                        ];
+                        let mut parts: Vec<String> = counted
+                            .iter()
+                            .enumerate()
+                            .filter(|(i, (n, _))| *i < 2 || *n > 0)
+                            .map(|(_, (n, what))| format!("{n} {what}"))
+                            .collect();
+                        let last = parts.pop().unwrap_or_default();
+                        out!("ok: {} and {last} match their hash chain", parts.join(", "));
                     }
                 }
                 Some(m) => {
@@ -334,7 +354,7 @@ pub async fn run(store: &Store, cmd: GraphCommand) -> anyhow::Result<ExitCode> {
 
 fn log_line(v: &VersionInfo) -> String {
     format!(
-        "{:>5}  {}  {:>9} {:>9}  {}  {}{}{}",
+        "{:>5}  {}  {:>9} {:>9}  {}  {}{}{}{}",
         v.id,
         v.created_at,
         format!("+{}", v.n_added),
@@ -342,6 +362,11 @@ fn log_line(v: &VersionInfo) -> String {
         &v.hash[..v.hash.len().min(12)],
         if v.n_features + v.n_features_removed > 0 {
             format!("[features +{} -{}] ", v.n_features, v.n_features_removed)
+        } else {
+            String::new()
+        },
+        if v.n_sources + v.n_sources_removed > 0 {
+            format!("[sources +{} -{}] ", v.n_sources, v.n_sources_removed)
         } else {
             String::new()
         },
@@ -402,6 +427,27 @@ fn print_diff(diff: &Diff, limit: usize) {
         out!(
             "... {} more feature changes (use --limit 0 for all)",
             diff.features.len() - limit
+        );
+    }
+    for s in diff.sources.iter().take(limit) {
+        let [h, r, t] = &s.triple;
+        out!(
+            "{} source {}\t{h}\t{r}\t{t}",
+            if s.added { '+' } else { '-' },
+            s.source
+        );
+    }
+    if diff.sources.len() > limit {
+        out!(
+            "... {} more source changes (use --limit 0 for all)",
+            diff.sources.len() - limit
+        );
+    }
+    if !diff.sources.is_empty() {
+        let added = diff.sources.iter().filter(|s| s.added).count();
+        out!(
+            "sources: {added} added, {} removed",
+            diff.sources.len() - added
         );
     }
     if !diff.features.is_empty() {

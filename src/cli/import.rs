@@ -80,8 +80,9 @@ pub struct ImportArgs {
     /// Skip malformed lines (each is reported) instead of importing nothing.
     #[arg(long)]
     skip_invalid: bool,
-    /// Make the new version equal the file: edges absent from it are removed (features are
-    /// only ever set, never removed this way).
+    /// Make the new version equal the file: edges absent from it are removed with their
+    /// sources, and an edge the file gives sources for keeps exactly those (features are only
+    /// ever set, never removed this way).
     #[arg(long, requires = "file")]
     replace: bool,
     /// Message recorded with the version.
@@ -318,6 +319,7 @@ pub async fn run(store: &Store, p: Prepared) -> anyhow::Result<ExitCode> {
             "outcome": outcome,
             "lines": batch.lines_read,
             "distinct_triples": batch.triples.len(),
+            "edge_sources": batch.edge_sources.len(),
             "duplicates": batch.duplicates,
             "skipped": batch.skipped.iter().map(|s| serde_json::json!({
                 "file": s.file.display().to_string(), "line": s.line, "message": s.message,
@@ -364,7 +366,7 @@ pub async fn run(store: &Store, p: Prepared) -> anyhow::Result<ExitCode> {
             at(head)
         ),
         Outcome::Committed(s) => out!(
-            "imported {shown} as version {}: +{} triples{}, {} new entities, {} new relations{} ({extra}) in {:.2}s",
+            "imported {shown} as version {}: +{} triples{}, {} new entities, {} new relations{}{} ({extra}) in {:.2}s",
             s.version,
             s.added,
             if args.replace {
@@ -381,6 +383,11 @@ pub async fn run(store: &Store, p: Prepared) -> anyhow::Result<ExitCode> {
                 )
             } else {
                 String::new()
+            },
+            match (s.sources_added, s.sources_removed) {
+                (0, 0) => String::new(),
+                (a, 0) => format!(", +{a} edge sources"),
+                (a, r) => format!(", +{a} -{r} edge sources"),
             },
             elapsed.as_secs_f64()
         ),

@@ -1,8 +1,9 @@
 //! KGX-style TSV: a `nodes.tsv` (id, category, name, any order, extra columns kept as
-//! attributes) and an `edges.tsv` (subject, predicate, object, any order).
+//! attributes) and an `edges.tsv` (subject, predicate, object, any order; who asserts each
+//! edge from its `primary_knowledge_source`, else `knowledge_source`, else `provided_by`).
 
 use super::lines::{Line, lines};
-use super::{EntityRecord, Interner, LineError, OnInvalid, ParseError, TripleBatch};
+use super::{EdgeSources, EntityRecord, Interner, LineError, OnInvalid, ParseError, TripleBatch};
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -191,6 +192,15 @@ pub fn node_features(
     Ok(out)
 }
 
+/// The edges-file columns that name who asserts an edge, in order of preference: KGX's
+/// standard `primary_knowledge_source`, then its older `knowledge_source` and `provided_by`.
+/// Only the first present is read; a cell may hold several sources, `|`-separated.
+pub const SOURCE_COLUMNS: [&str; 3] = [
+    "primary_knowledge_source",
+    "knowledge_source",
+    "provided_by",
+];
+
 /// Collects a line's problem, or fails the whole read, per `on_invalid`.
 fn reject(
     path: &Path,
@@ -330,6 +340,8 @@ pub fn parse_kgx(
         Some(Ok(line)) => Header::parse(edges_path, &line, &["subject", "predicate", "object"])?,
     };
     let cols = ["subject", "predicate", "object"].map(|c| header.col(c).unwrap_or_default());
+    let source_col = SOURCE_COLUMNS.iter().find_map(|c| header.col(c));
+    let mut sources = EdgeSources::default();
     let nodes_name = nodes_path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -352,12 +364,14 @@ pub fn parse_kgx(
                     )
                 })?;
             }
-            Ok([ends[0], relations.intern(p), ends[1]])
+            let source = source_col.map_or("", |c| fields[c]);
+            Ok(([ends[0], relations.intern(p), ends[1]], source))
         });
         match parsed {
-            Ok(t) => {
+            Ok((t, source)) => {
                 batch.lines_read += 1;
                 batch.triples.push(t);
+                sources.add_cell(t, source);
             }
             Err((line, message)) => {
                 reject(edges_path, on_invalid, &mut batch.skipped, line, message)?;
@@ -366,6 +380,7 @@ pub fn parse_kgx(
     }
     batch.duplicates += super::sort_dedup(&mut batch.triples);
     batch.relations = relations.into_keys().into_iter().map(Into::into).collect();
+    sources.finish(&mut batch);
     Ok(batch)
 }
 
@@ -453,5 +468,40 @@ mod tests {
                 message: "subject `C:9` is not in nodes.tsv".into()
             }]
         );
+    }
+
+    #[test]
+    fn sources_from_the_first_source_column_present() {
+        let b = parse(
+            NODES,
+            "subject\tpredicate\tobject\tprimary_knowledge_source\tprovided_by\n\
+             C:1\ttreats\tD:1\tinfores:b\tignored\n\
+             C:1\ttreats\tD:1\tinfores:a | infores:b\tignored\n\
+             D:1\tcauses\tC:1\t\tignored\n",
+            OnInvalid::Fail,
+        )
+        .expect("valid");
+        assert_eq!(b.triples, vec![[0, 0, 1], [1, 1, 0]]);
+        assert_eq!(b.duplicates, 1);
+        assert_eq!(b.sources, vec!["infores:b", "infores:a"]);
+        // One edge on two rows: one triple with both sources; the third has none.
+        assert_eq!(b.edge_sources, vec![([0, 0, 1], 0), ([0, 0, 1], 1)]);
+
+        let b = parse(
+            NODES,
+            "subject\tpredicate\tobject\tprovided_by\nC:1\ttreats\tD:1\tinfores:c\n",
+            OnInvalid::Fail,
+        )
+        .expect("valid");
+        assert_eq!(b.sources, vec!["infores:c"]);
+        assert_eq!(b.edge_sources, vec![([0, 0, 1], 0)]);
+
+        let b = parse(
+            NODES,
+            "subject\tpredicate\tobject\nC:1\ttreats\tD:1\n",
+            OnInvalid::Fail,
+        )
+        .expect("valid");
+        assert!(b.sources.is_empty() && b.edge_sources.is_empty());
     }
 }

@@ -8,7 +8,9 @@
 //! triple with each source recorded.
 
 use super::lines::inner_name;
-use super::{EntityRecord, Interner, LineError, OnInvalid, ParseError, TripleBatch, read_input};
+use super::{
+    EdgeSources, EntityRecord, Interner, LineError, OnInvalid, ParseError, TripleBatch, read_input,
+};
 use std::borrow::Cow;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -641,7 +643,7 @@ struct Builder {
     batch: TripleBatch,
     ids: Interner,
     relations: Interner,
-    sources: Interner,
+    sources: EdgeSources,
     triples: Vec<[u32; 3]>,
     places: Vec<Option<Place>>,
     files: Vec<PathBuf>,
@@ -661,7 +663,7 @@ impl Builder {
             batch: TripleBatch::default(),
             ids: Interner::new(),
             relations: Interner::new(),
-            sources: Interner::new(),
+            sources: EdgeSources::default(),
             triples: Vec::new(),
             places: Vec::new(),
             files: Vec::new(),
@@ -976,7 +978,7 @@ impl Builder {
                     sn: r.optional(&map.subject_name, &[], &path, "subject_name")?,
                     oc: r.optional(&map.object_category, &[], &path, "object_category")?,
                     on: r.optional(&map.object_name, &[], &path, "object_name")?,
-                    src: r.optional(&map.source, &["primary_knowledge_source"], &path, "source")?,
+                    src: r.optional(&map.source, &super::kgx::SOURCE_COLUMNS, &path, "source")?,
                 })
             },
             |b, c, row| {
@@ -1025,12 +1027,8 @@ impl Builder {
                 let triple = [ends[0], r, ends[1]];
                 b.triples.push(triple);
                 if let Some(src) = &c.src {
-                    for s in src.iter().flat_map(|&i| row.fields[i].split('|')) {
-                        let s = s.trim();
-                        if !s.is_empty() {
-                            let id = b.sources.intern(s);
-                            b.batch.edge_sources.push((triple, id));
-                        }
+                    for &i in src {
+                        b.sources.add_cell(triple, row.fields[i]);
                     }
                 }
                 Ok(())
@@ -1047,14 +1045,7 @@ impl Builder {
             .into_iter()
             .map(Into::into)
             .collect();
-        self.batch.sources = self
-            .sources
-            .into_keys()
-            .into_iter()
-            .map(Into::into)
-            .collect();
-        self.batch.edge_sources.sort_unstable();
-        self.batch.edge_sources.dedup();
+        self.sources.finish(&mut self.batch);
         self.batch
     }
 }

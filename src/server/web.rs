@@ -751,6 +751,17 @@ pub async fn version_diff(
             @for t in d.added.iter().take(500) { tr.added { td { "+" } td { (end(&t[0])) } td { (t[1]) } td { (end(&t[2])) } } }
             @for t in d.removed.iter().take(500) { tr.removed { td { "−" } td { (end(&t[0])) } td { (t[1]) } td { (end(&t[2])) } } }
         }
+        @if !d.sources.is_empty() {
+            h2 { "Edge sources" }
+            table {
+                @for c in d.sources.iter().take(500) {
+                    tr {
+                        td { @if c.added { "+" } @else { "−" } }
+                        td { (c.source) } td { (c.triple[0]) } td { (c.triple[1]) } td { (c.triple[2]) }
+                    }
+                }
+            }
+        }
     };
     Ok(page("Diff", Some(&s), body))
 }

@@ -3,13 +3,17 @@
 
 /// The hash format new versions are written with. Format 2 covers metadata, new entities and
 /// added/removed edges; format 3 also covers the refutations a version added and removed;
-/// format 4 also the entity features it set and removed. Each version stores its format, so
-/// chains written in an earlier one still verify.
-pub(crate) const FORMAT: i64 = 4;
+/// format 4 also the entity features it set and removed; format 5 also the edge sources it
+/// added and removed. Each version stores its format, so chains written in an earlier one
+/// still verify.
+pub(crate) const FORMAT: i64 = 5;
 
 /// A feature in a delta: entity key, kind and the value's canonical bytes (UTF-8 text, or a
 /// vector's `f32` little-endian bytes).
 pub(crate) type FeatureKey<'a> = (&'a str, &'a str, &'a [u8]);
+
+/// An edge source in a delta: the triple's keys and the source's name.
+pub(crate) type SourceKey<'a> = ([&'a str; 3], &'a str);
 
 /// The hash of the empty history, parent of the first version.
 pub(crate) const ROOT: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -34,10 +38,14 @@ pub(crate) struct CanonicalDelta<'a> {
     pub features: Vec<FeatureKey<'a>>,
     /// Feature values removed in this version, replaced ones included (format 4).
     pub features_removed: Vec<FeatureKey<'a>>,
+    /// Edge sources added in this version (format 5).
+    pub sources: Vec<SourceKey<'a>>,
+    /// Edge sources removed in this version (format 5).
+    pub sources_removed: Vec<SourceKey<'a>>,
 }
 
 impl CanonicalDelta<'_> {
-    /// Sorts the delta and hashes it after `parent` in hash format `format` (2 to 4). Fields
+    /// Sorts the delta and hashes it after `parent` in hash format `format` (2 to 5). Fields
     /// are length-prefixed so that no choice of keys can make two different deltas serialize
     /// alike.
     pub fn hash(mut self, parent: &str, format: i64) -> String {
@@ -48,6 +56,8 @@ impl CanonicalDelta<'_> {
         self.unrefuted.sort_unstable();
         self.features.sort_unstable();
         self.features_removed.sort_unstable();
+        self.sources.sort_unstable();
+        self.sources_removed.sort_unstable();
         let mut h = blake3::Hasher::new();
         // Small updates are slow in blake3; feed it 64 KiB at a time.
         let mut buf: Vec<u8> = Vec::with_capacity(1 << 16);
@@ -98,6 +108,17 @@ impl CanonicalDelta<'_> {
                 }
             }
         }
+        if format >= 5 {
+            for list in [&self.sources, &self.sources_removed] {
+                field(&(list.len() as u64).to_le_bytes());
+                for (triple, source) in list {
+                    for part in triple {
+                        field(part.as_bytes());
+                    }
+                    field(source.as_bytes());
+                }
+            }
+        }
         h.update(&buf);
         h.finalize().to_hex().to_string()
     }
@@ -115,6 +136,60 @@ mod tests {
     /// format 4 existed.
     const FORMAT_3_PINNED: &str =
         "f618ddee61dda014e388d458e1dc36a98ce41954255762187e5959c2610c9396";
+
+    /// Every field up to format 4 after ROOT, as format 4 hashed it before format 5 existed.
+    const FORMAT_4_PINNED: &str =
+        "c2fe37196083f0ad03a7081c6519197d44be69e4d8bd9c8379bbbfaf06faa984";
+
+    fn every_format_4_field<'a>() -> CanonicalDelta<'a> {
+        CanonicalDelta {
+            features: vec![("a", "smiles", b"CCO")],
+            features_removed: vec![("b", "vector", &[0, 0, 128, 63])],
+            ..every_format_3_field()
+        }
+    }
+
+    #[test]
+    fn format_4_is_pinned() {
+        assert_eq!(every_format_4_field().hash(ROOT, 4), FORMAT_4_PINNED);
+        // Sources are not part of format 4: a format-4 version never had any.
+        let with_sources = CanonicalDelta {
+            sources: vec![(["a", "r", "b"], "infores:x")],
+            ..every_format_4_field()
+        };
+        assert_eq!(with_sources.hash(ROOT, 4), FORMAT_4_PINNED);
+    }
+
+    #[test]
+    fn format_5_covers_sources_added_and_removed() {
+        fn delta<'a>(added: Vec<SourceKey<'a>>, removed: Vec<SourceKey<'a>>) -> CanonicalDelta<'a> {
+            CanonicalDelta {
+                sources: added,
+                sources_removed: removed,
+                ..every_format_4_field()
+            }
+        }
+        let ab = ["a", "r", "b"];
+        let base = delta(vec![], vec![]).hash(ROOT, 5);
+        assert_ne!(base, FORMAT_4_PINNED, "the format is part of the hash");
+        let one = delta(vec![(ab, "x")], vec![]).hash(ROOT, 5);
+        assert_ne!(one, base, "a source added changes the hash");
+        assert_ne!(one, delta(vec![(ab, "y")], vec![]).hash(ROOT, 5));
+        assert_ne!(
+            one,
+            delta(vec![(["a", "r", "c"], "x")], vec![]).hash(ROOT, 5)
+        );
+        assert_ne!(one, delta(vec![], vec![(ab, "x")]).hash(ROOT, 5));
+        // Order-independent, and no name can spill into the next field.
+        assert_eq!(
+            delta(vec![(ab, "x"), (ab, "y")], vec![]).hash(ROOT, 5),
+            delta(vec![(ab, "y"), (ab, "x")], vec![]).hash(ROOT, 5),
+        );
+        assert_ne!(
+            delta(vec![(["a", "r", "bx"], "")], vec![]).hash(ROOT, 5),
+            delta(vec![(ab, "x")], vec![]).hash(ROOT, 5),
+        );
+    }
 
     fn every_format_3_field<'a>() -> CanonicalDelta<'a> {
         CanonicalDelta {

@@ -2,6 +2,7 @@
 
 use super::features::{Change, FeatureChange};
 use super::scan::{self, EdgeRow, Filter};
+use super::sources::{SourceBlameRow, SourceChange, SourcesAt};
 use super::write::Keys;
 use super::{Result, Store, StoreError};
 use crate::graph::{Graph, Triple};
@@ -28,13 +29,17 @@ pub struct VersionInfo {
     /// Feature values set (new or changed) and removed (replaced ones included).
     pub n_features: i64,
     pub n_features_removed: i64,
+    /// Edge sources added and removed by this version.
+    pub n_sources: i64,
+    pub n_sources_removed: i64,
     /// How `hash` was computed (see `store::hash`).
     pub hash_format: i64,
     pub hash: String,
 }
 
 /// Triples live at `to` but not at `from` (added), and the reverse (removed), sorted by key;
-/// features whose value differs, sorted by entity and kind.
+/// features whose value differs, sorted by entity and kind; edge sources gained and lost,
+/// sorted by triple and source.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Diff {
     pub from: i64,
@@ -42,6 +47,7 @@ pub struct Diff {
     pub added: Vec<[String; 3]>,
     pub removed: Vec<[String; 3]>,
     pub features: Vec<FeatureChange>,
+    pub sources: Vec<SourceChange>,
 }
 
 /// One stored copy of a triple and the versions that added and removed it.
@@ -50,6 +56,15 @@ pub struct BlameRow {
     pub added_in: VersionInfo,
     pub removed_in: Option<VersionInfo>,
     pub provenance: Option<serde_json::Value>,
+}
+
+/// What `graph blame` knows of a triple: every stored copy (oldest first), its live sources,
+/// and its latest refutation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Blame {
+    pub history: Vec<BlameRow>,
+    pub sources: Vec<SourceBlameRow>,
+    pub refuted: Option<serde_json::Value>,
 }
 
 /// Counts at one version.
@@ -68,10 +83,14 @@ pub struct Stats {
     pub signatures: BTreeMap<String, Vec<(String, String)>>,
     /// Entities with a live feature, by kind.
     pub features: BTreeMap<String, u64>,
+    /// Live triples with at least one recorded source, and with two or more.
+    pub triples_with_sources: u64,
+    pub triples_with_several_sources: u64,
 }
 
 const VERSION_COLUMNS: &str = "id, parent_id, round_id, created_at, message, source, n_added, n_removed, n_entities, \
-     n_refuted, n_unrefuted, n_features, n_features_removed, hash_format, hash";
+     n_refuted, n_unrefuted, n_features, n_features_removed, n_sources, n_sources_removed, \
+     hash_format, hash";
 
 impl Store {
     /// Versions, newest first.
@@ -133,6 +152,7 @@ impl Store {
             (minus, plus)
         };
         let mut features = self.feature_changes(lo, hi).await?;
+        let mut sources = self.source_changes(lo, hi).await?;
         if from > to {
             for f in &mut features {
                 f.change = match f.change {
@@ -141,6 +161,9 @@ impl Store {
                     Change::Changed => Change::Changed,
                 };
             }
+            for s in &mut sources {
+                s.added = !s.added;
+            }
         }
         Ok(Diff {
             from,
@@ -148,6 +171,7 @@ impl Store {
             added,
             removed,
             features,
+            sources,
         })
     }
 
@@ -157,11 +181,12 @@ impl Store {
         let mut conn = self.pool.acquire().await?;
         let keys = Keys::load(&mut conn).await?;
         let rows = scan::edges(&mut conn, Filter::At(v)).await?;
-        write_triples(&keys, &rows, out, false)?;
+        write_triples(&keys, &rows, out)?;
         Ok(rows.len() as u64)
     }
 
-    /// Writes KGX `nodes.tsv` and `edges.tsv` for version `v` into `dir`.
+    /// Writes KGX `nodes.tsv` and `edges.tsv` for version `v` into `dir`; edges carry their
+    /// sources as `primary_knowledge_source` (`|`-joined) when any edge has one.
     pub async fn export_kgx(&self, v: i64, dir: &std::path::Path) -> Result<(u64, u64)> {
         std::fs::create_dir_all(dir)?;
         let mut conn = self.pool.acquire().await?;
@@ -202,17 +227,15 @@ impl Store {
         w.flush()?;
         let keys = Keys::load(&mut conn).await?;
         let rows = scan::edges(&mut conn, Filter::At(v)).await?;
+        let sources = self.sources_at(&mut conn, v).await?;
         let mut w = std::io::BufWriter::new(std::fs::File::create(dir.join("edges.tsv"))?);
-        write_triples(&keys, &rows, &mut w, true)?;
+        write_kgx_edges(&keys, &rows, &sources, &mut w)?;
         w.flush()?;
         Ok((parsed.len() as u64, rows.len() as u64))
     }
 
-    /// Every stored copy of a triple, oldest first.
-    pub async fn blame(
-        &self,
-        triple: [&str; 3],
-    ) -> Result<(Vec<BlameRow>, Option<serde_json::Value>)> {
+    /// Every stored copy of a triple (oldest first), its live sources and its refutation.
+    pub async fn blame(&self, triple: [&str; 3]) -> Result<Blame> {
         let mut conn = self.pool.acquire().await?;
         let [h, r, t] = self.ids(&mut conn, triple).await?;
         let rows: Vec<(i64, Option<i64>, Option<String>)> = sqlx::query_as(
@@ -258,7 +281,11 @@ impl Store {
             })
             .transpose()
             .map_err(|e| StoreError::Corrupt(format!("refutation evidence: {e}")))?;
-        Ok((out, refuted))
+        Ok(Blame {
+            history: out,
+            sources: self.blame_sources([h, r, t]).await?,
+            refuted,
+        })
     }
 
     pub(crate) async fn ids(
@@ -316,6 +343,8 @@ impl Store {
         .bind(v)
         .fetch_all(&mut *conn)
         .await?;
+        let (triples_with_sources, triples_with_several_sources) =
+            self.source_counts(&mut conn, v).await?;
         let relations: i64 =
             sqlx::query_scalar("SELECT count(*) FROM relations WHERE added_in <= ?")
                 .bind(v)
@@ -348,6 +377,8 @@ impl Store {
             by_relation,
             signatures,
             features: to_map(features),
+            triples_with_sources,
+            triples_with_several_sources,
         })
     }
 
@@ -415,10 +446,7 @@ impl Store {
     }
 }
 
-fn write_triples(keys: &Keys, rows: &[EdgeRow], out: &mut impl Write, kgx: bool) -> Result<()> {
-    if kgx {
-        out.write_all(b"subject\tpredicate\tobject\n")?;
-    }
+fn write_triples(keys: &Keys, rows: &[EdgeRow], out: &mut impl Write) -> Result<()> {
     let mut buf = Vec::with_capacity(1 << 16);
     for e in rows {
         let [h, r, t] = keys.triple([e.head, e.relation, e.tail])?;
@@ -427,6 +455,45 @@ fn write_triples(keys: &Keys, rows: &[EdgeRow], out: &mut impl Write, kgx: bool)
         buf.extend_from_slice(r.as_bytes());
         buf.push(b'\t');
         buf.extend_from_slice(t.as_bytes());
+        buf.push(b'\n');
+        if buf.len() >= 1 << 16 {
+            out.write_all(&buf)?;
+            buf.clear();
+        }
+    }
+    out.write_all(&buf)?;
+    Ok(())
+}
+
+/// A KGX edges file: the triples, with a `primary_knowledge_source` column when any has a
+/// source (several `|`-joined, as KGX writes multivalued cells).
+fn write_kgx_edges(
+    keys: &Keys,
+    rows: &[EdgeRow],
+    sources: &SourcesAt,
+    out: &mut impl Write,
+) -> Result<()> {
+    if sources.is_empty() {
+        out.write_all(b"subject\tpredicate\tobject\n")?;
+        return write_triples(keys, rows, out);
+    }
+    out.write_all(b"subject\tpredicate\tobject\tprimary_knowledge_source\n")?;
+    let mut buf = Vec::with_capacity(1 << 16);
+    for e in rows {
+        let t = [e.head, e.relation, e.tail];
+        for (i, part) in keys.triple(t)?.iter().enumerate() {
+            if i > 0 {
+                buf.push(b'\t');
+            }
+            buf.extend_from_slice(part.as_bytes());
+        }
+        buf.push(b'\t');
+        for (i, s) in sources.get(&t).into_iter().flatten().enumerate() {
+            if i > 0 {
+                buf.push(b'|');
+            }
+            buf.extend_from_slice(clean(s).as_bytes());
+        }
         buf.push(b'\n');
         if buf.len() >= 1 << 16 {
             out.write_all(&buf)?;

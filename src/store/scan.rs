@@ -68,6 +68,74 @@ pub(crate) async fn edges(conn: &mut SqliteConnection, filter: Filter) -> Result
     Ok(out)
 }
 
+/// One edge source row with its history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SourceRow {
+    pub id: i64,
+    pub triple: [i64; 3],
+    pub source: i64,
+    pub added_in: i64,
+    /// 0 when the row is live.
+    pub removed_in: i64,
+}
+
+/// Edge source rows in id order (packed like [`edges`]): every row, or with `live_only` the
+/// live ones.
+pub(crate) async fn sources(
+    conn: &mut SqliteConnection,
+    live_only: bool,
+) -> Result<Vec<SourceRow>> {
+    let (lo, hi): (Option<i64>, Option<i64>) =
+        sqlx::query_as("SELECT min(id), max(id) FROM edge_sources")
+            .fetch_one(&mut *conn)
+            .await?;
+    let (Some(lo), Some(hi)) = (lo, hi) else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::new();
+    let mut start = lo - 1;
+    while start < hi {
+        let end = start.saturating_add(CHUNK);
+        let packed: Option<String> = sqlx::query_scalar(
+            "SELECT group_concat(id || ' ' || head || ' ' || relation || ' ' || tail || ' ' \
+                 || source || ' ' || added_in || ' ' || coalesce(removed_in, 0), ' ') \
+             FROM edge_sources WHERE id > ?1 AND id <= ?2 AND (?3 = 0 OR removed_in IS NULL)",
+        )
+        .bind(start)
+        .bind(end)
+        .bind(live_only)
+        .fetch_one(&mut *conn)
+        .await?;
+        if let Some(text) = packed {
+            let nums = numbers(&text)?;
+            let rows = nums.chunks_exact(7);
+            if !rows.remainder().is_empty() {
+                return Err(super::StoreError::Corrupt(
+                    "truncated edge source row".into(),
+                ));
+            }
+            out.extend(rows.map(|r| SourceRow {
+                id: r[0],
+                triple: [r[1], r[2], r[3]],
+                source: r[4],
+                added_in: r[5],
+                removed_in: r[6],
+            }));
+        }
+        start = end;
+    }
+    Ok(out)
+}
+
+fn numbers(text: &str) -> Result<Vec<i64>> {
+    text.split(' ')
+        .map(|s| {
+            s.parse::<i64>()
+                .map_err(|_| super::StoreError::Corrupt(format!("non-integer field `{s}`")))
+        })
+        .collect()
+}
+
 fn parse_into(text: &str, out: &mut Vec<EdgeRow>) -> Result<()> {
     let mut nums = text.split(' ').map(|s| {
         s.parse::<i64>()

@@ -4,6 +4,7 @@
 use super::features::{self, FeatureRow};
 use super::hash::{CanonicalDelta, FORMAT, ROOT};
 use super::scan::{self, Filter};
+use super::sources::{self, Pair};
 use super::{Result, Store, StoreError};
 use crate::graph::{EntityRecord, FeatureRecord, FeatureValue, TripleBatch};
 use rustc_hash::{FxHashMap, FxHashSet};
@@ -29,8 +30,10 @@ pub struct ImportOptions {
     pub message: String,
     /// JSON describing the source (file path, checksum, ...), kept with the version.
     pub source: serde_json::Value,
-    /// Make the new version equal to the batch: live edges absent from it are removed.
-    /// Features are never removed this way: an import sets the values it names.
+    /// Make the new version equal to the batch: live edges absent from it are removed (with
+    /// their sources), and an edge the batch gives sources for keeps exactly those (one it
+    /// gives without any keeps its own). Features are never removed this way: an import sets
+    /// the values it names.
     pub replace: bool,
 }
 
@@ -56,6 +59,9 @@ pub struct CommitSummary {
     /// Feature values set (new, or replacing a different value) and removed.
     pub features_set: u64,
     pub features_removed: u64,
+    /// Edge sources added and removed (with their edges, or by a `--replace` import).
+    pub sources_added: u64,
+    pub sources_removed: u64,
     pub hash: String,
 }
 
@@ -66,6 +72,9 @@ pub(crate) struct Keys {
     pub relation: Vec<String>,
     pub entity_ids: HashMap<String, i64>,
     pub relation_ids: HashMap<String, i64>,
+    /// Edge source names, indexed like the others.
+    pub source: Vec<String>,
+    pub source_ids: HashMap<String, i64>,
 }
 
 impl Keys {
@@ -93,13 +102,39 @@ impl Keys {
             relation_ids.insert(key.clone(), id);
             relation[id as usize] = key;
         }
+        let rows: Vec<(i64, String)> = sqlx::query_as("SELECT id, key FROM sources ORDER BY id")
+            .fetch_all(&mut *conn)
+            .await?;
+        let n = rows.last().map_or(0, |r| r.0 as usize);
+        let mut source = vec![String::new(); n + 1];
+        let mut source_ids = HashMap::with_capacity(rows.len());
+        for (id, key) in rows {
+            source_ids.insert(key.clone(), id);
+            source[id as usize] = key;
+        }
         Ok(Self {
             entity,
             category,
             relation,
             entity_ids,
             relation_ids,
+            source,
+            source_ids,
         })
+    }
+
+    /// A source's name, as a store error when the id does not resolve.
+    pub fn source_key(&self, id: i64) -> Result<&str> {
+        usize::try_from(id)
+            .ok()
+            .and_then(|i| self.source.get(i))
+            .filter(|k| !k.is_empty())
+            .map(String::as_str)
+            .ok_or_else(|| {
+                StoreError::Corrupt(format!(
+                    "source id {id} does not resolve; run `graph verify`"
+                ))
+            })
     }
 
     /// The keys of a triple of store ids; `None` if an id does not resolve (only possible
@@ -158,6 +193,12 @@ pub(super) struct Delta<'a> {
     pub features: Arc<Vec<FeatureRow>>,
     /// Live feature values this version removes (by stored row).
     pub features_removed: Arc<Vec<FeatureRow>>,
+    /// Source names first seen in this version (the last ones in [`Keys`]).
+    pub new_sources: Vec<&'a str>,
+    /// Edge sources this version adds; each pair's triple is live after it.
+    pub sources: Arc<Vec<Pair>>,
+    /// Live edge sources this version removes. `commit` adds those of the removed edges.
+    pub sources_removed: Arc<Vec<Pair>>,
 }
 
 impl Delta<'_> {
@@ -171,6 +212,8 @@ impl Delta<'_> {
             && self.unrefuted.is_empty()
             && self.features.is_empty()
             && self.features_removed.is_empty()
+            && self.sources.is_empty()
+            && self.sources_removed.is_empty()
     }
 }
 
@@ -250,6 +293,29 @@ impl Store {
             })
             .collect();
 
+        if let Some(i) = batch.sources.iter().position(|s| s.trim().is_empty()) {
+            return Err(StoreError::BadBatch(format!(
+                "source #{i} has an empty name"
+            )));
+        }
+        let mut next_source = keys.source.len() as i64;
+        let source_map: Vec<i64> = batch
+            .sources
+            .iter()
+            .map(|s| match keys.source_ids.get(s) {
+                Some(&id) => id,
+                None => {
+                    let id = next_source;
+                    next_source += 1;
+                    keys.source_ids.insert(s.clone(), id);
+                    keys.source.push(s.clone());
+                    delta.new_sources.push(s);
+                    id
+                }
+            })
+            .collect();
+        let source_pairs = batch_sources(batch, &entity_map, &relation_map, &source_map)?;
+
         let mut wanted: Vec<(i64, &FeatureValue)> =
             Vec::with_capacity(batch.features.len() + records.len());
         for (i, value) in &batch.features {
@@ -300,11 +366,15 @@ impl Store {
                 .collect();
             removed.sort_unstable();
         }
+        let (sources_added, sources_removed) =
+            sources::delta(&mut tx, source_pairs, &live, opts.replace).await?;
         if added.is_empty()
             && removed.is_empty()
             && delta.entities.is_empty()
             && features_set.is_empty()
             && features_removed.is_empty()
+            && sources_added.is_empty()
+            && sources_removed.is_empty()
         {
             let triples = if live.is_empty() {
                 sqlx::query_scalar("SELECT count(*) FROM edges WHERE removed_in IS NULL")
@@ -329,6 +399,8 @@ impl Store {
         delta.removed = Arc::new(removed);
         delta.features = Arc::new(features_set);
         delta.features_removed = Arc::new(features_removed);
+        delta.sources = Arc::new(sources_added);
+        delta.sources_removed = Arc::new(sources_removed);
         let meta = Meta {
             message: opts.message.clone(),
             source: opts.source.to_string(),
@@ -370,10 +442,19 @@ impl Store {
             }
         }
         let (features_set, features_removed) = features::revert(&mut tx, &keys, v).await?;
+        let (sources_added, sources_removed) = {
+            let (gone, back): (FxHashSet<&[i64; 3]>, FxHashSet<&[i64; 3]>) =
+                (removed.iter().collect(), added.iter().collect());
+            let live_after =
+                |t: &[i64; 3]| (live.contains(t) && !gone.contains(t)) || back.contains(t);
+            sources::revert(&mut tx, v, live_after).await?
+        };
         if added.is_empty()
             && removed.is_empty()
             && features_set.is_empty()
             && features_removed.is_empty()
+            && sources_added.is_empty()
+            && sources_removed.is_empty()
         {
             tx.rollback().await?;
             return Ok(Outcome::Unchanged {
@@ -387,6 +468,8 @@ impl Store {
             provenance,
             features: Arc::new(features_set),
             features_removed: Arc::new(features_removed),
+            sources: Arc::new(sources_added),
+            sources_removed: Arc::new(sources_removed),
             ..Delta::default()
         };
         let meta = Meta {
@@ -498,6 +581,16 @@ pub(super) async fn commit(
             .unrefuted
             .retain(|t| live.contains(t) && seen.insert(*t));
     }
+    // A live source's edge is live: removed edges take their live sources with them.
+    if !delta.removed.is_empty() {
+        let mut gone = sources::live_of(conn, &delta.removed).await?;
+        if !gone.is_empty() {
+            gone.extend(delta.sources_removed.iter().copied());
+            gone.sort_unstable();
+            gone.dedup();
+            delta.sources_removed = Arc::new(gone);
+        }
+    }
     let head: Option<(i64, String)> =
         sqlx::query_as("SELECT id, hash FROM graph_versions ORDER BY id DESC LIMIT 1")
             .fetch_optional(&mut *conn)
@@ -516,6 +609,8 @@ pub(super) async fn commit(
         let unrefuted = delta.unrefuted.clone();
         let (features_set, features_removed) =
             (delta.features.clone(), delta.features_removed.clone());
+        let (sources_added, sources_removed) =
+            (delta.sources.clone(), delta.sources_removed.clone());
         let meta = meta.clone();
         tokio::task::spawn_blocking(move || -> Result<Hashed> {
             let triples = |list: &[[i64; 3]]| -> Result<Vec<[&str; 3]>> {
@@ -534,6 +629,8 @@ pub(super) async fn commit(
                 unrefuted: triples(&unrefuted)?,
                 features: features::hashed(&keys, &features_set)?,
                 features_removed: features::hashed(&keys, &features_removed)?,
+                sources: sources::hashed(&keys, &sources_added)?,
+                sources_removed: sources::hashed(&keys, &sources_removed)?,
             };
             let hash = canonical.hash(&parent_hash, FORMAT);
             // Few distinct (relation, categories) triples: dedup on ids, then name them.
@@ -567,7 +664,8 @@ pub(super) async fn commit(
     sqlx::query(
         "INSERT INTO graph_versions (id, parent_id, round_id, created_at, message, source, \
          n_added, n_removed, n_entities, n_refuted, n_unrefuted, n_features, n_features_removed, \
-         hash_format, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '')",
+         n_sources, n_sources_removed, hash_format, hash) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '')",
     )
     .bind(version)
     .bind(parent)
@@ -582,6 +680,8 @@ pub(super) async fn commit(
     .bind(delta.unrefuted.len() as i64)
     .bind(delta.features.len() as i64)
     .bind(delta.features_removed.len() as i64)
+    .bind(delta.sources.len() as i64)
+    .bind(delta.sources_removed.len() as i64)
     .bind(FORMAT)
     .execute(&mut *conn)
     .await?;
@@ -647,6 +747,14 @@ pub(super) async fn commit(
             .await?;
     }
     features::write(conn, version, &delta.features, &delta.features_removed).await?;
+    let first_source = keys.source.len() - delta.new_sources.len();
+    for (i, s) in delta.new_sources.iter().enumerate() {
+        sqlx::query("INSERT INTO sources (id, key) VALUES (?, ?)")
+            .bind((first_source + i) as i64)
+            .bind(*s)
+            .execute(&mut *conn)
+            .await?;
+    }
 
     // Keeping the by-tail index current row by row tripled a 2M-edge import (2.4 s -> 7.8 s);
     // for bulk deltas it is dropped and rebuilt from sorted data in the same transaction
@@ -704,6 +812,8 @@ pub(super) async fn commit(
         }
     }
 
+    sources::write(conn, version, &delta.sources, &delta.sources_removed).await?;
+
     let (hash, signatures) = hashing
         .await
         .map_err(|e| StoreError::Corrupt(format!("hashing thread failed: {e}")))??;
@@ -733,6 +843,8 @@ pub(super) async fn commit(
         unrefuted = delta.unrefuted.len(),
         features = delta.features.len(),
         features_removed = delta.features_removed.len(),
+        sources = delta.sources.len(),
+        sources_removed = delta.sources_removed.len(),
         "graph version committed"
     );
     Ok(CommitSummary {
@@ -743,8 +855,47 @@ pub(super) async fn commit(
         relations_added: delta.relations.len() as u64,
         features_set: delta.features.len() as u64,
         features_removed: delta.features_removed.len() as u64,
+        sources_added: delta.sources.len() as u64,
+        sources_removed: delta.sources_removed.len() as u64,
         hash,
     })
+}
+
+/// The batch's `(triple, source)` pairs in store ids, in the batch's order. A pair must name
+/// one of the batch's triples (a source's edge is live) and one of its sources.
+fn batch_sources(
+    batch: &TripleBatch,
+    entity_map: &[i64],
+    relation_map: &[i64],
+    source_map: &[i64],
+) -> Result<Vec<Pair>> {
+    batch
+        .edge_sources
+        .iter()
+        .map(|&(t, s)| {
+            let bad = |what: String| {
+                StoreError::BadBatch(format!(
+                    "edge source ({}, {}, {}) #{s}: {what}",
+                    t[0], t[1], t[2]
+                ))
+            };
+            let source = *source_map
+                .get(s as usize)
+                .ok_or_else(|| bad(format!("the batch has {} sources", source_map.len())))?;
+            if batch.triples.binary_search(&t).is_err() {
+                return Err(bad("not one of the batch's triples".into()));
+            }
+            let [h, r, tail] = t;
+            Ok((
+                [
+                    entity_map[h as usize],
+                    relation_map[r as usize],
+                    entity_map[tail as usize],
+                ],
+                source,
+            ))
+        })
+        .collect()
 }
 
 /// `prefix` followed by `rows` groups of `width` placeholders.

@@ -36,7 +36,7 @@ pub enum Source {
     /// The database is empty (or there is none yet): the workflow's graph file, parsed, with
     /// the features file's values in `batch.features` (so they commit in the same version).
     File {
-        batch: TripleBatch,
+        batch: Box<TripleBatch>,
         path: PathBuf,
         /// The verified download the batch was read from (`graph.fetch`).
         fetched: Option<Box<Fetched>>,
@@ -74,7 +74,7 @@ pub async fn check_with(
         let relations: HashSet<&str> = batch.relations.iter().map(String::as_str).collect();
         check_relations(l, &|r| relations.contains(r))?;
         return Ok(Source::File {
-            batch,
+            batch: Box::new(batch),
             path: fetched.dir.clone(),
             fetched: Some(Box::new(fetched)),
         });
@@ -85,7 +85,7 @@ pub async fn check_with(
     let relations: HashSet<&str> = batch.relations.iter().map(String::as_str).collect();
     check_relations(l, &|r| relations.contains(r))?;
     Ok(Source::File {
-        batch,
+        batch: Box::new(batch),
         path,
         fetched: None,
     })

@@ -363,7 +363,8 @@ fn verify_covers_features_after_format_3_versions() {
     env.ok(&["import", "--features", path(&s), "-m", "a again"]);
     assert_eq!(
         env.strings("SELECT CAST(hash_format AS TEXT) FROM graph_versions ORDER BY id"),
-        vec!["3", "4", "4"]
+        vec!["3", "5", "5"],
+        "new versions are written in the newest format, features covered from 4 on"
     );
     let ok = env.ok(&["graph", "verify"]);
     assert!(

@@ -24,6 +24,7 @@ mod retraction;
 mod review;
 mod rounds;
 mod schema;
+mod sources;
 mod store_api;
 mod support;
 mod train_cli;

@@ -77,6 +77,17 @@ fn databases_from_every_earlier_schema_open_migrate_and_work() {
         env.ok(&["import", f.to_str().expect("path")]);
         let stats = env.json(&["stats"]);
         assert_eq!(stats["triples"], 2, "schema {k}: {stats}");
+        env.write("k/nodes.tsv", "id\na\nb\n");
+        let kgx = env.write(
+            "k/edges.tsv",
+            "subject\tpredicate\tobject\tprimary_knowledge_source\na\tr\tb\tx|y\n",
+        );
+        env.ok(&["import", kgx.to_str().expect("path")]);
+        let stats = env.json(&["stats"]);
+        assert_eq!(
+            stats["triples_with_several_sources"], 1,
+            "schema {k}: {stats}"
+        );
         let features = env.write("f.tsv", "id\tsmiles\na\tCCO\n");
         env.ok(&["import", "--features", features.to_str().expect("path")]);
         env.ok(&["graph", "verify"]);
