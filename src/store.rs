@@ -70,6 +70,15 @@ pub enum StoreError {
     BadVersionRef(String),
     #[error("unknown entity `{0}`")]
     UnknownEntity(String),
+    #[error(
+        "entity `{entity}` has category `{given}` in this import but `{stored}` in the graph (since version {since})"
+    )]
+    CategoryConflict {
+        entity: String,
+        given: String,
+        stored: String,
+        since: i64,
+    },
     /// A feature value the store will not keep (the parser holds files to the same rules).
     #[error("feature `{kind}` of `{entity}`: {message}")]
     BadFeature {

@@ -260,6 +260,27 @@ impl Store {
         let mut delta = Delta::default();
 
         let mut next_entity = keys.entity.len() as i64;
+        // An entity keeps its category: a file that says otherwise is an error naming the
+        // version that gave the first one (the reader already caught disagreements within
+        // the import's own files).
+        if let Some((e, id)) = batch.entities.iter().find_map(|e| {
+            let &id = keys.entity_ids.get(&e.key)?;
+            let stored = keys.category.get(id as usize)?;
+            (!e.category.is_empty() && !stored.is_empty() && *stored != e.category)
+                .then_some((e, id))
+        }) {
+            let since: Option<i64> =
+                sqlx::query_scalar("SELECT added_in FROM entities WHERE id = ?")
+                    .bind(id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            return Err(StoreError::CategoryConflict {
+                entity: e.key.clone(),
+                given: e.category.clone(),
+                stored: keys.category[id as usize].clone(),
+                since: since.unwrap_or_default(),
+            });
+        }
         let entity_map: Vec<i64> = batch
             .entities
             .iter()

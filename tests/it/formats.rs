@@ -240,3 +240,24 @@ fn a_workflow_graph_block_reads_a_preset_and_a_map() {
         "{err}"
     );
 }
+
+#[test]
+fn a_category_that_differs_from_the_graphs_is_refused() {
+    let env = Env::new();
+    let first = env.write("a.csv", "s,sc,p,o,oc\nA,drug,r,B,disease\n");
+    let map = "subject=s,subject_category=sc,predicate=p,object=o,object_category=oc";
+    env.ok(&["import", s(&first), "--map", map]);
+    let second = env.write("b.csv", "s,sc,p,o,oc\nC,drug,r,B,gene\n");
+    let err = env.fail(&["import", s(&second), "--map", map]);
+    assert!(
+        err.contains("entity `B` has category `gene` in this import but `disease` in the graph (since version 1)"),
+        "{err}"
+    );
+    assert_eq!(
+        env.json(&["graph", "log"]).as_array().map(Vec::len),
+        Some(1)
+    );
+    // The same category, or none, is fine.
+    let third = env.write("c.tsv", "C\tr\tB\n");
+    env.ok(&["import", s(&third)]);
+}
