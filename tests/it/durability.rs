@@ -3,9 +3,9 @@
 //! attempts that end a round as failed, and abandoning a round.
 
 use crate::support::{Env, data};
-use std::io::{BufRead, BufReader};
+
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
 const POINTS: [&str; 10] = [
     "planned",
@@ -36,43 +36,6 @@ fn workflow(stage: &str, extra: &str) -> String {
             .join("plugins")
             .display(),
     )
-}
-
-/// The example assay service answering at once from the demo's truth; killed on drop.
-struct Assay {
-    child: Child,
-    base: String,
-}
-
-impl Assay {
-    fn start() -> Self {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("plugins/example_assay.py");
-        let mut child = Command::new("python3")
-            .arg(&script)
-            .args(["--port", "0", "--mode", "instant", "--truth"])
-            .arg(data("umls/demo-hidden.tsv"))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("python3 runs the example service");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout"))
-            .read_line(&mut line)
-            .expect("read the service's address");
-        let base = line
-            .split_whitespace()
-            .find(|w| w.starts_with("http://"))
-            .unwrap_or_else(|| panic!("no address in `{line}`"))
-            .to_owned();
-        Self { child, base }
-    }
-}
-
-impl Drop for Assay {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn head_hash(env: &Env) -> String {
@@ -155,7 +118,16 @@ fn kill_everywhere(stage: &str) {
 
 #[test]
 fn an_http_stage_killed_at_every_state_resends_and_resumes() {
-    let assay = Assay::start();
+    let truth = data("umls/demo-hidden.tsv");
+    let assay = crate::support::ExampleAssay::start(
+        &[
+            "--mode".as_ref(),
+            "instant".as_ref(),
+            "--truth".as_ref(),
+            truth.as_os_str(),
+        ],
+        &[],
+    );
     kill_everywhere(&format!(
         "  - name: assay\n    plugin: http\n    url: {}/assay\n    batch: 10\n",
         assay.base

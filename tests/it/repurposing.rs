@@ -4,9 +4,7 @@
 
 use crate::support::{Env, Server, get_json, mt_runtime, post_json, user};
 use serde_json::json;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
@@ -29,42 +27,6 @@ impl Respond for Triage {
     }
 }
 
-/// The bundled assay service in callback mode, killed on drop.
-struct Assay(std::process::Child, String);
-
-impl Assay {
-    fn start(token: &str) -> Self {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("plugins/example_assay.py");
-        let mut child = Command::new("python3")
-            .arg(&script)
-            .args(["--port", "0", "--mode", "callback", "--delay", "0.2"])
-            .args(["--token-env", "ASSAY_CALLBACK_TOKEN"])
-            .env("ASSAY_CALLBACK_TOKEN", token)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("python3 runs the example service");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout"))
-            .read_line(&mut line)
-            .expect("read");
-        let base = line
-            .split_whitespace()
-            .find(|w| w.starts_with("http://"))
-            .expect("address")
-            .trim_end_matches('/')
-            .to_owned();
-        Self(child, base)
-    }
-}
-
-impl Drop for Assay {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn drug_repurposing_runs_end_to_end_on_a_hetionet_fixture() {
     let rt = mt_runtime();
@@ -82,7 +44,18 @@ fn drug_repurposing_runs_end_to_end_on_a_hetionet_fixture() {
     let bob = user(&env, "bob", "reviewer");
     let lab = user(&env, "lab", "service");
     let server = Server::start(&env, &[]);
-    let assay = Assay::start(&lab);
+    let assay = crate::support::ExampleAssay::start(
+        &[
+            "--mode",
+            "callback",
+            "--delay",
+            "0.2",
+            "--token-env",
+            "ASSAY_CALLBACK_TOKEN",
+        ]
+        .map(std::ffi::OsStr::new),
+        &[("ASSAY_CALLBACK_TOKEN", lab.as_str())],
+    );
     let workflow = Path::new(env!("CARGO_MANIFEST_DIR")).join("workflows/drug-repurposing.yaml");
     // The fixture stands in for Hetionet's download: fetched into a private cache under a
     // catalog that knows its sums, as `hypograph fetch hetionet` would leave it.
@@ -109,7 +82,7 @@ fn drug_repurposing_runs_end_to_end_on_a_hetionet_fixture() {
         String::from_utf8_lossy(&out.stderr)
     );
     let llm_url = format!("{}/v1", llm.uri());
-    let assay_url = format!("{}/assay", assay.1);
+    let assay_url = format!("{}/assay", assay.base);
     let vars = [
         fetch_vars[0],
         fetch_vars[1],

@@ -3,7 +3,7 @@
 
 use crate::support::Env;
 use serde_json::{Value, json};
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::process::{Command, Stdio};
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -364,31 +364,18 @@ fn an_escalated_disagreement_waits_for_an_admin() {
 #[test]
 fn the_bundled_assay_service_is_polled_to_completion() {
     let env = Env::new();
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("plugins/example_assay.py");
-    let mut service = Command::new("python3")
-        .arg(&script)
-        .args(["--port", "0", "--mode", "poll", "--delay", "0.5"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("python3 runs the example service");
-    let mut line = String::new();
-    BufReader::new(service.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("read");
-    let base = line
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .expect("address")
-        .to_owned();
+    let service = crate::support::ExampleAssay::start(
+        &["--mode", "poll", "--delay", "0.5"].map(std::ffi::OsStr::new),
+        &[],
+    );
+    let base = service.base.clone();
     let plugins = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("plugins");
     let text = workflow(&format!(
         "  - name: assay\n    plugin: example-assay\n    url: {base}/assay\n    poll_url: {base}/poll\n    timeout: 1h\n"
     )) + &format!("plugins_dir: {}\n", plugins.display());
     let w = env.write("w.yaml", text);
     let out = env.ok(&["run", w.to_str().expect("path"), "--wait", "60s"]);
-    let _ = service.kill();
-    let _ = service.wait();
+    drop(service);
     assert!(out.contains("round 1: 10 hypotheses"), "{out}");
     assert_eq!(count(&env, "confirmed") + count(&env, "refuted"), 10);
     assert_eq!(

@@ -325,3 +325,44 @@ pub fn hetionet_fixture_catalog(dir: &Path) -> PathBuf {
     .expect("write catalog");
     p
 }
+
+/// The bundled example assay service (`plugins/example_assay.py`) on a free port, started with
+/// `args` and `vars`; killed on drop.
+pub struct ExampleAssay {
+    child: std::process::Child,
+    pub base: String,
+}
+
+impl ExampleAssay {
+    pub fn start(args: &[&std::ffi::OsStr], vars: &[(&str, &str)]) -> Self {
+        use std::io::BufRead;
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("plugins/example_assay.py");
+        let mut child = Command::new("python3")
+            .arg(&script)
+            .args(["--port", "0"])
+            .args(args)
+            .envs(vars.iter().copied())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("python3 runs the example service");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("read the service's address");
+        let base = line
+            .split_whitespace()
+            .find(|w| w.starts_with("http://"))
+            .unwrap_or_else(|| panic!("no address in `{line}`"))
+            .trim_end_matches('/')
+            .to_owned();
+        Self { child, base }
+    }
+}
+
+impl Drop for ExampleAssay {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
