@@ -123,7 +123,7 @@ impl Batch<'_> {
 
         // Scores against the shared negatives, then the loss's gradient in their place.
         let q_t = matrix(queries, b, w, self.device);
-        let n_t = matrix(negatives.clone(), nn, w, self.device);
+        let n_t = matrix(negatives, nn, w, self.device);
         let mut g = to_vec(q_t.clone().matmul(n_t.clone().transpose())); // [b, nn]
         let mut g_pos = vec![0.0f32; b];
         let scale = 1.0 / b as f32;
@@ -209,7 +209,14 @@ impl Batch<'_> {
         );
         let source = |s: usize| -> &[f32] {
             if s < 2 * t_all {
-                let (i, buf) = (s / 2, if s % 2 == 0 { &d_head } else { &d_tail });
+                let (i, buf) = (
+                    s / 2,
+                    if s.is_multiple_of(2) {
+                        &d_head
+                    } else {
+                        &d_tail
+                    },
+                );
                 &buf[i * w..(i + 1) * w]
             } else {
                 let j = s - 2 * t_all;
