@@ -136,9 +136,8 @@ impl Batch<'_> {
             .collect();
         let mut loss = row_losses.iter().sum::<f64>() / b as f64;
         let g_t = matrix(g, b, nn, self.device);
-        let d_neg = to_vec(g_t.clone().transpose().matmul(q_t.clone())); // [nn, w]
+        let d_neg = to_vec(g_t.clone().transpose().matmul(q_t)); // [nn, w]
         let mut d_query = to_vec(g_t.matmul(n_t)); // [b, w]
-        let queries = to_vec(q_t);
 
         // Per triple: gradients of its head, tail and relation rows.
         let t_all = self.triples.len();
@@ -153,23 +152,27 @@ impl Batch<'_> {
             .enumerate()
             .take(b)
             .with_min_len(ROWS_PER_TASK)
-            .for_each(|(i, (((dh, dt), dr), dq))| {
-                let (given, target) = ends(i);
-                let gp = g_pos[i];
-                // The positive's own term: d/dq of gp * <q, target>.
-                for (d, &x) in dq.iter_mut().zip(ent(target)) {
-                    *d += gp * x;
-                }
-                let q = &queries[i * w..(i + 1) * w];
-                let head_side = side(i) == Side::Head;
-                let (d_given, d_target) = if head_side { (dt, dh) } else { (dh, dt) };
-                for (d, &x) in d_target.iter_mut().zip(q) {
-                    *d = gp * x;
-                }
-                let r = rel(self.triples[i].relation);
-                query_grad(kind, head_side, dq, r, d_given);
-                relation_grad(kind, head_side, dq, ent(given), dr);
-            });
+            // Each query is rebuilt here (cheap, in parallel) rather than copied back.
+            .for_each_init(
+                || vec![0.0f32; w],
+                |q, (i, (((dh, dt), dr), dq))| {
+                    let (given, target) = ends(i);
+                    let gp = g_pos[i];
+                    // The positive's own term: d/dq of gp * <q, target>.
+                    for (d, &x) in dq.iter_mut().zip(ent(target)) {
+                        *d += gp * x;
+                    }
+                    let head_side = side(i) == Side::Head;
+                    let r = rel(self.triples[i].relation);
+                    query_into(kind, head_side, ent(given), r, q);
+                    let (d_given, d_target) = if head_side { (dt, dh) } else { (dh, dt) };
+                    for (d, &x) in d_target.iter_mut().zip(q.iter()) {
+                        *d = gp * x;
+                    }
+                    query_grad(kind, head_side, dq, r, d_given);
+                    relation_grad(kind, head_side, dq, ent(given), dr);
+                },
+            );
 
         // Refuted triples: softplus(score) pushes them down (tail direction).
         let refuted = &self.triples[b..];
@@ -326,16 +329,14 @@ fn relation_grad(kind: ModelKind, head_side: bool, g: &[f32], e: &[f32], out: &m
             let (gr, gi) = g.split_at(k);
             let (er, ei) = e.split_at(k);
             let (or, oi) = out.split_at_mut(k);
+            // Both sides share the real part; the imaginary parts differ in sign. (The side is
+            // chosen outside the loop, so each loop vectorizes.)
+            // Head side: q = (rr tr + ri ti, rr ti - ri tr); tail side: q = (hr rr - hi ri,
+            // hr ri + hi rr).
+            let sign = if head_side { 1.0 } else { -1.0 };
             for j in 0..k {
-                if head_side {
-                    // q = (rr tr + ri ti, rr ti - ri tr)
-                    or[j] += gr[j] * er[j] + gi[j] * ei[j];
-                    oi[j] += gr[j] * ei[j] - gi[j] * er[j];
-                } else {
-                    // q = (hr rr - hi ri, hr ri + hi rr)
-                    or[j] += gr[j] * er[j] + gi[j] * ei[j];
-                    oi[j] += -gr[j] * ei[j] + gi[j] * er[j];
-                }
+                or[j] += gr[j] * er[j] + gi[j] * ei[j];
+                oi[j] += sign * (gr[j] * ei[j] - gi[j] * er[j]);
             }
         }
         _ => {
