@@ -10,6 +10,7 @@ pub mod foldin;
 pub mod kge;
 pub mod prior;
 mod score;
+mod shared_negatives;
 pub mod tables;
 pub mod train;
 

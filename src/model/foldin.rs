@@ -114,7 +114,13 @@ pub fn query_into(kind: ModelKind, head_query: bool, e: &[f32], rel: &[f32], q: 
 
 /// `Mᵀ g`: the gradient with respect to `e` of a score whose gradient with respect to the
 /// query is `g`. Added into `out`.
-fn query_grad(kind: ModelKind, head_query: bool, g: &[f32], rel: &[f32], out: &mut [f32]) {
+pub(super) fn query_grad(
+    kind: ModelKind,
+    head_query: bool,
+    g: &[f32],
+    rel: &[f32],
+    out: &mut [f32],
+) {
     match kind {
         ModelKind::Distmult => {
             for j in 0..g.len() {

@@ -4,11 +4,60 @@
 
 use super::config::OptimizerKind;
 use rand::Rng;
+use rayon::prelude::*;
 
 const ADAM_BETA1: f32 = 0.9;
 const ADAM_BETA2: f32 = 0.999;
 const ADAM_EPS: f32 = 1e-8;
 const ADAGRAD_EPS: f32 = 1e-10;
+
+/// Below this many updated floats a step stays on the calling thread.
+const PARALLEL_STEP: usize = 1 << 16;
+/// Rows per parallel block of a step.
+const STEP_BLOCK: usize = 256;
+
+/// One optimizer's update rule for a step, with its bias correction folded in.
+#[derive(Clone, Copy)]
+enum Update {
+    Adagrad { lr: f32 },
+    Adam { step: f32 },
+}
+
+impl Update {
+    fn new(opt: OptimizerKind, lr: f32, t: u64) -> Self {
+        match opt {
+            OptimizerKind::Adagrad => Update::Adagrad { lr },
+            OptimizerKind::Adam => {
+                let t = t.max(1) as i32;
+                let step = lr * (1.0 - ADAM_BETA2.powi(t)).sqrt() / (1.0 - ADAM_BETA1.powi(t));
+                Update::Adam { step }
+            }
+        }
+    }
+
+    /// Updates one row's parameters `p` and state (`first`, and `second` for Adam; Adagrad
+    /// ignores it).
+    fn apply(self, g: &[f32], p: &mut [f32], first: &mut [f32], second: &mut [f32]) {
+        let w = g.len();
+        let (p, first) = (&mut p[..w], &mut first[..w]);
+        match self {
+            Update::Adam { step } => {
+                let v = &mut second[..w];
+                for j in 0..w {
+                    first[j] = ADAM_BETA1 * first[j] + (1.0 - ADAM_BETA1) * g[j];
+                    v[j] = ADAM_BETA2 * v[j] + (1.0 - ADAM_BETA2) * g[j] * g[j];
+                    p[j] -= step * first[j] / (v[j].sqrt() + ADAM_EPS);
+                }
+            }
+            Update::Adagrad { lr } => {
+                for j in 0..w {
+                    first[j] += g[j] * g[j];
+                    p[j] -= lr * g[j] / (first[j].sqrt() + ADAGRAD_EPS);
+                }
+            }
+        }
+    }
+}
 
 /// A `rows x width` table of f32, row-major, with its optimizer state.
 #[derive(Debug, Clone, PartialEq)]
@@ -78,7 +127,9 @@ impl Table {
     }
 
     /// One optimizer step on rows `ids` (distinct), whose gradients are `grads`
-    /// (`ids.len() x cols.len()`, row-major), restricted to columns `cols`.
+    /// (`ids.len() x cols.len()`, row-major), restricted to columns `cols`. Rows are
+    /// independent, so large steps update blocks of rows on rayon's threads; the result does
+    /// not depend on the number of threads.
     pub fn step(
         &mut self,
         ids: &[u32],
@@ -96,35 +147,65 @@ impl Table {
         if opt == OptimizerKind::Adam && self.second.is_empty() {
             self.second = vec![0.0; self.data.len()];
         }
+        let update = Update::new(opt, lr, t);
+        let width = self.width;
+        let row = |k: usize, i: u32| {
+            let base = i as usize * width + cols.start;
+            (&grads[k * w..(k + 1) * w], base..base + w)
+        };
+        if ids.len() * w < PARALLEL_STEP {
+            for (k, &i) in ids.iter().enumerate() {
+                let (g, span) = row(k, i);
+                let second = match opt {
+                    OptimizerKind::Adam => &mut self.second[span.clone()],
+                    OptimizerKind::Adagrad => &mut [],
+                };
+                update.apply(
+                    g,
+                    &mut self.data[span.clone()],
+                    &mut self.first[span],
+                    second,
+                );
+            }
+            return;
+        }
+        // Blocks of rows as disjoint mutable chunks; each finds its ids in the sorted order.
+        let mut order: Vec<u32> = (0..ids.len() as u32).collect();
+        order.sort_unstable_by_key(|&k| ids[k as usize]);
+        let span = STEP_BLOCK * width;
+        let block =
+            |b: usize, data: &mut [f32], first: &mut [f32], mut second: Option<&mut [f32]>| {
+                let (lo, hi) = ((b * STEP_BLOCK) as u32, ((b + 1) * STEP_BLOCK) as u32);
+                let from = order.partition_point(|&k| ids[k as usize] < lo);
+                let to = order.partition_point(|&k| ids[k as usize] < hi);
+                for &k in &order[from..to] {
+                    let (g, s) = row(k as usize, ids[k as usize]);
+                    let s = s.start - b * span..s.end - b * span;
+                    update.apply(
+                        g,
+                        &mut data[s.clone()],
+                        &mut first[s.clone()],
+                        match second.as_deref_mut() {
+                            Some(v) => &mut v[s],
+                            None => &mut [],
+                        },
+                    );
+                }
+            };
         match opt {
-            OptimizerKind::Adagrad => {
-                for (k, &i) in ids.iter().enumerate() {
-                    let base = i as usize * self.width + cols.start;
-                    let g = &grads[k * w..(k + 1) * w];
-                    let p = &mut self.data[base..base + w];
-                    let acc = &mut self.first[base..base + w];
-                    for j in 0..w {
-                        acc[j] += g[j] * g[j];
-                        p[j] -= lr * g[j] / (acc[j].sqrt() + ADAGRAD_EPS);
-                    }
-                }
-            }
-            OptimizerKind::Adam => {
-                let t = t.max(1) as i32;
-                let step = lr * (1.0 - ADAM_BETA2.powi(t)).sqrt() / (1.0 - ADAM_BETA1.powi(t));
-                for (k, &i) in ids.iter().enumerate() {
-                    let base = i as usize * self.width + cols.start;
-                    let g = &grads[k * w..(k + 1) * w];
-                    let p = &mut self.data[base..base + w];
-                    let m = &mut self.first[base..base + w];
-                    let v = &mut self.second[base..base + w];
-                    for j in 0..w {
-                        m[j] = ADAM_BETA1 * m[j] + (1.0 - ADAM_BETA1) * g[j];
-                        v[j] = ADAM_BETA2 * v[j] + (1.0 - ADAM_BETA2) * g[j] * g[j];
-                        p[j] -= step * m[j] / (v[j].sqrt() + ADAM_EPS);
-                    }
-                }
-            }
+            OptimizerKind::Adam => self
+                .data
+                .par_chunks_mut(span)
+                .zip(self.first.par_chunks_mut(span))
+                .zip(self.second.par_chunks_mut(span))
+                .enumerate()
+                .for_each(|(b, ((d, f), s))| block(b, d, f, Some(s))),
+            OptimizerKind::Adagrad => self
+                .data
+                .par_chunks_mut(span)
+                .zip(self.first.par_chunks_mut(span))
+                .enumerate()
+                .for_each(|(b, (d, f))| block(b, d, f, None)),
         }
     }
 
@@ -158,6 +239,33 @@ mod tests {
         assert_eq!(a.row(0)[0], 0.0);
         assert!((a.row(0)[1] + 0.01).abs() < 1e-6, "{:?}", a.row(0));
         assert_eq!(a.row(1), &[0.0, 0.0]);
+    }
+
+    /// A large step (blocks of rows on rayon's threads) equals row-by-row steps, bit for bit.
+    #[test]
+    fn parallel_step_matches_row_by_row() {
+        use rand::SeedableRng;
+        use rand::seq::SliceRandom;
+        let mut rng = rand::rngs::StdRng::seed_from_u64(4);
+        let (rows, width) = (2000, 64);
+        let mut ids: Vec<u32> = (0..rows as u32).collect();
+        ids.shuffle(&mut rng);
+        ids.truncate(1500);
+        assert!(ids.len() * width >= PARALLEL_STEP);
+        let grads: Vec<f32> = (0..ids.len() * width).map(|_| gaussian(&mut rng)).collect();
+        for opt in [OptimizerKind::Adam, OptimizerKind::Adagrad] {
+            let start = Table::normal(rows, width, 0.1, &mut rng);
+            let (mut whole, mut by_row) = (start.clone(), start.clone());
+            for t in 1..=2 {
+                whole.step(&ids, 0..width, &grads, opt, 0.01, t);
+                for (k, &i) in ids.iter().enumerate() {
+                    let g = &grads[k * width..(k + 1) * width];
+                    by_row.step(&[i], 0..width, g, opt, 0.01, t);
+                }
+            }
+            assert_eq!(whole, by_row, "{opt:?}");
+            assert_ne!(whole.data, start.data);
+        }
     }
 
     #[test]

@@ -6,6 +6,7 @@ use super::config::{LossKind, ModelKind, NegativeSharing, Regime, Regularizer, T
 use super::eval::{Known, evaluate};
 use super::kge::{KgeModel, index, to_vec};
 use super::score::{Ent, Rel, Side, query};
+use super::shared_negatives;
 use super::tables::Table;
 use crate::graph::Triple;
 use burn::tensor::activation::{log_sigmoid, log_softmax, softmax, softplus};
@@ -155,6 +156,9 @@ fn train_inner(
                 Regime::OneVsAll => {
                     one_vs_all_step(&mut model, batch, set, &autodiff, step, &mut rng)
                 }
+                Regime::Negatives if shared_negatives::covers(config) => {
+                    shared_negatives::step(&mut model, batch, set, device, step, &mut rng)
+                }
                 Regime::Negatives => {
                     negatives_step(&mut model, batch, set, &autodiff, step, &mut rng)
                 }
@@ -245,7 +249,7 @@ fn validate(config: &TrainConfig, set: &TrainSet<'_>) -> Result<(), ModelError> 
 }
 
 /// Distinct ids in first-seen order, and each input's position among them.
-fn localize(ids: impl Iterator<Item = u32>) -> (Vec<u32>, Vec<u32>) {
+pub(super) fn localize(ids: impl Iterator<Item = u32>) -> (Vec<u32>, Vec<u32>) {
     let mut map: FxHashMap<u32, u32> = FxHashMap::default();
     let mut distinct = Vec::new();
     let pos = ids
@@ -260,20 +264,18 @@ fn localize(ids: impl Iterator<Item = u32>) -> (Vec<u32>, Vec<u32>) {
 }
 
 /// L2 or N3 applied to the rows a batch used, computed on the host: its gradient is added to
-/// burn's before the optimizer step. (In burn's graph, the `sqrt` of N3 differentiates
+/// the loss's before the optimizer step. (In burn's graph, the `sqrt` of N3 differentiates
 /// through scalar `powf` and doubled the step time.) Returns the term's value.
 ///
-/// `occurrences` are positions in `ids` (one per use of a row in the batch); `g_re`/`g_im`
-/// are the gradients of the `ids` rows, columns `0..k` and `k..2k` of `table`.
-#[allow(clippy::too_many_arguments)]
-fn add_regularizer(
+/// `occurrences` are positions in `ids` (one per use of a row in the batch); `grad` holds the
+/// gradients of the `ids` rows, as wide as `table`'s rows (`[re | im]` when `complex`).
+pub(super) fn add_regularizer(
     config: &TrainConfig,
     table: &Table,
     ids: &[u32],
     occurrences: &[u32],
     complex: bool,
-    g_re: &mut [f32],
-    mut g_im: Option<&mut [f32]>,
+    grad: &mut [f32],
     batch: usize,
 ) -> f64 {
     let w = config.reg_weight / batch as f64;
@@ -281,37 +283,34 @@ fn add_regularizer(
         return 0.0;
     }
     let k = config.dim;
+    let width = table.width;
     let wf = w as f32;
     let n3 = config.regularizer == Regularizer::N3;
     let mut value = 0.0f64;
     // Slice-at-a-time loops without branches inside, so they vectorize.
     for &p in occurrences {
         let row = table.row(ids[p as usize] as usize);
-        let base = p as usize * k;
-        let re = &row[..k];
-        let gr = &mut g_re[base..base + k];
+        let g = &mut grad[p as usize * width..(p as usize + 1) * width];
         let mut v = 0.0f32;
-        match (complex, g_im.as_deref_mut()) {
-            (true, Some(g_im)) => {
-                let im = &row[k..2 * k];
-                let gi = &mut g_im[base..base + k];
-                for j in 0..k {
-                    let sq = re[j] * re[j] + im[j] * im[j];
-                    let m = if n3 { sq.sqrt() } else { 1.0 };
-                    let c = if n3 { 3.0 * wf * m } else { 2.0 * wf };
-                    v += sq * m;
-                    gr[j] += c * re[j];
-                    gi[j] += c * im[j];
-                }
+        if complex {
+            let (re, im) = row[..2 * k].split_at(k);
+            let (gr, gi) = g[..2 * k].split_at_mut(k);
+            for j in 0..k {
+                let sq = re[j] * re[j] + im[j] * im[j];
+                let m = if n3 { sq.sqrt() } else { 1.0 };
+                let c = if n3 { 3.0 * wf * m } else { 2.0 * wf };
+                v += sq * m;
+                gr[j] += c * re[j];
+                gi[j] += c * im[j];
             }
-            _ => {
-                for j in 0..k {
-                    let sq = re[j] * re[j];
-                    let m = if n3 { sq.sqrt() } else { 1.0 };
-                    let c = if n3 { 3.0 * wf * m } else { 2.0 * wf };
-                    v += sq * m;
-                    gr[j] += c * re[j];
-                }
+        } else {
+            let (re, gr) = (&row[..k], &mut g[..k]);
+            for j in 0..k {
+                let sq = re[j] * re[j];
+                let m = if n3 { sq.sqrt() } else { 1.0 };
+                let c = if n3 { 3.0 * wf * m } else { 2.0 * wf };
+                v += sq * m;
+                gr[j] += c * re[j];
             }
         }
         value += f64::from(v);
@@ -321,14 +320,12 @@ fn add_regularizer(
 
 /// Which rows of a batch the regularizer covers: positions in the entity and relation ids.
 #[derive(Default)]
-struct RegRows {
-    entities: Vec<u32>,
-    relations: Vec<u32>,
-    batch: usize,
+pub(super) struct RegRows {
+    pub entities: Vec<u32>,
+    pub relations: Vec<u32>,
+    pub batch: usize,
 }
 
-/// Applies the gradients of the leaves (plus the regularizer's) to the tables' rows; returns
-/// the regularizer's value.
 /// The leaf tensors of a step and the table rows they hold.
 struct Leaves<'a> {
     ent_ids: &'a [u32],
@@ -337,68 +334,108 @@ struct Leaves<'a> {
     rel: &'a Rel,
 }
 
-fn apply(
-    model: &mut KgeModel,
+/// The gradient of the leaves `re` (and `im`) as rows of their table: `[re | im]`.
+fn grad_rows(
+    grads: &burn::tensor::Gradients,
+    re: &Tensor<2>,
+    im: Option<&Tensor<2>>,
+    rows: usize,
+    k: usize,
+) -> Vec<f32> {
+    let grad = |t: &Tensor<2>| {
+        t.grad(grads)
+            .map(to_vec)
+            .unwrap_or_else(|| vec![0.0; rows * k])
+    };
+    let g_re = grad(re);
+    let Some(im) = im else {
+        return g_re;
+    };
+    let g_im = grad(im);
+    let mut out = Vec::with_capacity(rows * 2 * k);
+    for (r, i) in g_re.chunks_exact(k).zip(g_im.chunks_exact(k)) {
+        out.extend_from_slice(r);
+        out.extend_from_slice(i);
+    }
+    out
+}
+
+/// The loss and the gradients of one step, per distinct row (before the optimizer): what
+/// burn's path and the host path (`model::shared_negatives`) both produce.
+#[derive(Debug)]
+pub(super) struct StepGrads {
+    /// Loss of the batch, regularizer included.
+    pub loss: f64,
+    pub ent_ids: Vec<u32>,
+    /// `ent_ids.len() x entity width`, row-major, as the table's rows (`[re | im]`).
+    pub ent_grad: Vec<f32>,
+    pub rel_ids: Vec<u32>,
+    pub rel_grad: Vec<f32>,
+}
+
+impl StepGrads {
+    /// The optimizer step on the rows; returns the loss.
+    pub(super) fn apply(self, model: &mut KgeModel, step: u64) -> f64 {
+        let (opt, lr) = (model.config.optimizer, model.config.lr as f32);
+        let (ew, rw) = (model.entities.width, model.relations.width);
+        model
+            .entities
+            .step(&self.ent_ids, 0..ew, &self.ent_grad, opt, lr, step);
+        model
+            .relations
+            .step(&self.rel_ids, 0..rw, &self.rel_grad, opt, lr, step);
+        self.loss
+    }
+}
+
+/// The gradients of the leaves as table rows, plus the regularizer's, after a backward pass
+/// whose loss was `loss`.
+fn leaf_grads(
+    model: &KgeModel,
+    loss: f64,
     grads: &burn::tensor::Gradients,
     leaves: &Leaves<'_>,
     reg: &RegRows,
-    step: u64,
-) -> f64 {
+) -> StepGrads {
     let Leaves {
         ent_ids,
         ent,
         rel_ids,
         rel,
     } = *leaves;
-    let config = model.config.clone();
+    let config = &model.config;
     let k = config.dim;
-    let (opt, lr) = (config.optimizer, config.lr as f32);
-    let grad = |t: &Tensor<2>, rows: usize| {
-        t.grad(grads)
-            .map(to_vec)
-            .unwrap_or_else(|| vec![0.0; rows * k])
-    };
-    let complex = model.is_complex();
-    let mut value = 0.0;
-
-    let mut e_re = grad(&ent.re, ent_ids.len());
-    let mut e_im = ent.im.as_ref().map(|t| grad(t, ent_ids.len()));
+    let mut value = loss;
+    let mut e = grad_rows(grads, &ent.re, ent.im.as_ref(), ent_ids.len(), k);
     value += add_regularizer(
-        &config,
+        config,
         &model.entities,
         ent_ids,
         &reg.entities,
-        complex,
-        &mut e_re,
-        e_im.as_deref_mut(),
+        model.is_complex(),
+        &mut e,
         reg.batch,
     );
-    model.entities.step(ent_ids, 0..k, &e_re, opt, lr, step);
-    if let Some(g) = &e_im {
-        model.entities.step(ent_ids, k..2 * k, g, opt, lr, step);
-    }
-
-    let mut r_re = grad(&rel.re, rel_ids.len());
-    let mut r_im = rel.im.as_ref().map(|t| grad(t, rel_ids.len()));
+    let mut r = grad_rows(grads, &rel.re, rel.im.as_ref(), rel_ids.len(), k);
     // RotatE's relations are phases: nothing to shrink.
     if config.model != ModelKind::Rotate {
-        let rel_complex = config.model == ModelKind::Complex;
         value += add_regularizer(
-            &config,
+            config,
             &model.relations,
             rel_ids,
             &reg.relations,
-            rel_complex,
-            &mut r_re,
-            r_im.as_deref_mut(),
+            config.model == ModelKind::Complex,
+            &mut r,
             reg.batch,
         );
     }
-    model.relations.step(rel_ids, 0..k, &r_re, opt, lr, step);
-    if let Some(g) = &r_im {
-        model.relations.step(rel_ids, k..2 * k, g, opt, lr, step);
+    StepGrads {
+        loss: value,
+        ent_ids: ent_ids.to_vec(),
+        ent_grad: e,
+        rel_ids: rel_ids.to_vec(),
+        rel_grad: r,
     }
-    value
 }
 
 fn ids_tensor(pos: &[u32], device: &Device) -> Tensor<1, Int> {
@@ -406,7 +443,7 @@ fn ids_tensor(pos: &[u32], device: &Device) -> Tensor<1, Int> {
 }
 
 /// A sample of refuted triples as extra negatives: softplus(score) pushes them down.
-fn refuted_sample(set: &TrainSet<'_>, n: usize, rng: &mut StdRng) -> Vec<Triple> {
+pub(super) fn refuted_sample(set: &TrainSet<'_>, n: usize, rng: &mut StdRng) -> Vec<Triple> {
     if set.refuted.is_empty() {
         return Vec::new();
     }
@@ -496,7 +533,7 @@ fn one_vs_all_step(
         rel_ids: &rel_ids,
         rel: &rel,
     };
-    value + apply(model, &grads, &leaves, &reg, step)
+    leaf_grads(model, value, &grads, &leaves, &reg).apply(model, step)
 }
 
 /// Negative sampling: the first half of the batch has its tails corrupted, the second half its
@@ -511,6 +548,17 @@ fn negatives_step(
     step: u64,
     rng: &mut StdRng,
 ) -> f64 {
+    negatives_grads(model, batch, set, device, rng).apply(model, step)
+}
+
+/// The loss and gradients of [`negatives_step`] (`device`: an autodiff device).
+pub(super) fn negatives_grads(
+    model: &KgeModel,
+    batch: &[(Triple, Side)],
+    set: &TrainSet<'_>,
+    device: &Device,
+    rng: &mut StdRng,
+) -> StepGrads {
     use rand::Rng;
     let config = model.config.clone();
     let b = batch.len();
@@ -605,5 +653,5 @@ fn negatives_step(
         rel_ids: &rel_ids,
         rel: &rel,
     };
-    value + apply(model, &grads, &leaves, &reg, step)
+    leaf_grads(model, value, &grads, &leaves, &reg)
 }
