@@ -59,7 +59,7 @@ pub(super) fn gradients(
     let negs: Vec<u32> = (0..config.negatives)
         .map(|_| rng.random_range(0..n))
         .collect();
-    let refuted = refuted_sample(set, batch.len() / 4, rng);
+    let refuted = refuted_sample(set, batch.len(), rng);
     let triples: Vec<Triple> = batch
         .iter()
         .map(|(t, _)| *t)
