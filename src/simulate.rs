@@ -357,7 +357,14 @@ mod tests {
             total("greedy"),
             total("random")
         );
-        assert!(total("greedy") > 0);
+        assert!(
+            total("greedy") > 0,
+            "{:?}",
+            records
+                .iter()
+                .map(|r| (&r.strategy, r.round, r.confirmed, r.test_mrr))
+                .collect::<Vec<_>>()
+        );
         assert_eq!(proposed.len(), 20);
         for t in &proposed {
             assert!(

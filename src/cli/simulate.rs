@@ -14,8 +14,11 @@ use std::process::ExitCode;
 
 #[derive(Debug, clap::Args)]
 pub struct SimulateArgs {
-    /// The graph: a triples TSV or a KGX directory.
+    /// The graph: a triples TSV, a KGX directory, or a published graph's files with `--format`.
     graph: PathBuf,
+    /// Read GRAPH in a published graph's layout (a directory or tarball, as `import --format`).
+    #[arg(long, value_enum)]
+    format: Option<SimFormat>,
     /// The truth the oracle answers from (default: hide `--hide` of the graph's triples).
     #[arg(long)]
     hidden: Option<PathBuf>,
@@ -82,6 +85,26 @@ pub struct SimulateArgs {
     out: PathBuf,
 }
 
+/// The published layouts `simulate` reads (as `import --format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum SimFormat {
+    Hetionet,
+    Primekg,
+    Drkg,
+    Monarch,
+}
+
+impl SimFormat {
+    fn name(self) -> &'static str {
+        match self {
+            SimFormat::Hetionet => "hetionet",
+            SimFormat::Primekg => "primekg",
+            SimFormat::Drkg => "drkg",
+            SimFormat::Monarch => "monarch",
+        }
+    }
+}
+
 fn strategy(name: &str, beta: f64, epsilon: f64) -> anyhow::Result<Acquisition> {
     Ok(match name {
         "random" => Acquisition::Random,
@@ -109,7 +132,19 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<ExitCode> {
         .filter(|s| !s.is_empty())
         .map(|s| strategy(s, args.beta, args.epsilon).map(|a| (s.to_owned(), a)))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let graph = if args.graph.is_dir() {
+    let graph = if let Some(format) = args.format {
+        let preset = crate::graph::table::Preset::from_name(format.name());
+        crate::graph::table::read_table(
+            &crate::graph::table::TableSource {
+                edges: args.graph.clone(),
+                nodes: None,
+                preset,
+                map: crate::graph::table::ColumnMap::default(),
+                options: None,
+            },
+            OnInvalid::Fail,
+        )?
+    } else if args.graph.is_dir() {
         kgx::read_kgx(
             &args.graph.join("nodes.tsv"),
             &args.graph.join("edges.tsv"),

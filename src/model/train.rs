@@ -443,8 +443,7 @@ fn ids_tensor(pos: &[u32], device: &Device) -> Tensor<1, Int> {
 }
 
 /// Refuted triples as extra negatives, at the rate a training triple is seen: about
-/// `batch * |refuted| / |train|` per batch (rounded stochastically, at most a quarter of the
-/// batch), so each refutation weighs about as much as one positive per epoch. A fixed share of
+/// `batch * |refuted| / |train|` per batch (at most a quarter of the batch), so each refutation weighs about as much as one positive per epoch. A fixed share of
 /// every batch let a few dozen refuted `treats` pairs outweigh the relation's true edges (in
 /// `simulate --relations`, greedy's test MRR fell to zero after five rounds).
 pub(super) fn refuted_sample(set: &TrainSet<'_>, batch: usize, rng: &mut StdRng) -> Vec<Triple> {
@@ -452,10 +451,13 @@ pub(super) fn refuted_sample(set: &TrainSet<'_>, batch: usize, rng: &mut StdRng)
         return Vec::new();
     }
     let expected = batch as f64 * set.refuted.len() as f64 / set.train.len().max(1) as f64;
-    let mut n = expected.floor() as usize;
-    if rng.random::<f64>() < expected.fract() {
-        n += 1;
-    }
+    // Rounded to the nearest count; below one, drawn (so a rare refutation still appears
+    // about once an epoch rather than in every batch).
+    let n = if expected >= 1.0 {
+        expected.round() as usize
+    } else {
+        usize::from(rng.random::<f64>() < expected)
+    };
     set.refuted
         .choose_multiple(rng, n.min(batch / 4).min(set.refuted.len()))
         .copied()

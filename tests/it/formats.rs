@@ -261,3 +261,51 @@ fn a_category_that_differs_from_the_graphs_is_refused() {
     let third = env.write("c.tsv", "C\tr\tB\n");
     env.ok(&["import", s(&third)]);
 }
+
+#[test]
+fn simulate_reads_a_published_layout_and_proposes_only_the_named_relation() {
+    let env = Env::new();
+    let out = env.path("sim");
+    env.ok(&[
+        "simulate",
+        s(&fixture("hetionet")),
+        "--format",
+        "hetionet",
+        "--relations",
+        "DaG",
+        "--hide",
+        "0.5",
+        "--strategies",
+        "random,greedy",
+        "--rounds",
+        "2",
+        "--batch",
+        "4",
+        "--seeds",
+        "1",
+        "--ensemble",
+        "1",
+        "--dim",
+        "8",
+        "--epochs",
+        "2",
+        "--retrain-epochs",
+        "1",
+        "--regime",
+        "negatives",
+        "--out",
+        s(&out),
+    ]);
+    let proposed = std::fs::read_to_string(out.join("proposed.tsv")).expect("proposed");
+    let rows: Vec<Vec<&str>> = proposed
+        .lines()
+        .skip(1)
+        .map(|l| l.split('\t').collect())
+        .collect();
+    assert_eq!(rows.len(), 2 * 2 * 4, "{proposed}");
+    assert!(
+        rows.iter()
+            .all(|r| r[4] == "DaG" && r[3].starts_with("Disease::") && r[5].starts_with("Gene::")),
+        "{proposed}"
+    );
+}
