@@ -173,25 +173,9 @@ pub async fn prepare(
         serde_json::json!({ "kind": "workflow-import", "workflow": w.name, "file": name });
     let mut message = format!("workflow {}: import {name}", w.name);
     if let Some(f) = &fetched {
-        let sums: Vec<String> = f
-            .files
-            .iter()
-            .map(|x| format!("{} sha256 {}", x.name, x.sha256))
-            .collect();
-        message = format!(
-            "workflow {}: fetch {} {}: {}",
-            w.name,
-            f.dataset,
-            f.version,
-            sums.join(", ")
-        );
-        source = serde_json::json!({
-            "kind": "workflow-fetch", "workflow": w.name, "dataset": f.dataset,
-            "version": f.version, "format": f.format, "licence": f.licence,
-            "files": f.files.iter().map(|x| serde_json::json!({
-                "name": x.name, "sha256": x.sha256, "bytes": x.bytes, "sum": x.sum,
-            })).collect::<Vec<_>>(),
-        });
+        message = format!("workflow {}: fetch {}", w.name, f.describe());
+        source = f.provenance("workflow-fetch");
+        source["workflow"] = w.name.clone().into();
     }
     if let Some(f) = &w.graph.features {
         let features = f.display().to_string();

@@ -189,6 +189,62 @@ pub struct Fetched {
     pub files: Vec<FetchedFile>,
 }
 
+impl Fetched {
+    /// The files read with their format's reader: one file (a tarball, `kg.csv`) as it is,
+    /// several found by name in their directory. `hypograph fetch` and a workflow's
+    /// `graph.fetch` import through here.
+    pub fn read(&self) -> Result<crate::graph::TripleBatch, crate::graph::ParseError> {
+        use crate::graph::table::{ColumnMap, Preset, TableSource, read_table};
+        let preset = Preset::from_name(&self.format).ok_or_else(|| {
+            crate::graph::ParseError::File {
+                path: self.dir.clone(),
+                message: format!(
+                    "the catalog names format `{}`, which no reader knows (known: hetionet, primekg, drkg, monarch)",
+                    self.format
+                ),
+            }
+        })?;
+        let edges = match self.files.as_slice() {
+            [one] => one.path.clone(),
+            _ => self.dir.clone(),
+        };
+        read_table(
+            &TableSource {
+                edges,
+                nodes: None,
+                preset: Some(preset),
+                map: ColumnMap::default(),
+                options: None,
+            },
+            crate::graph::OnInvalid::Fail,
+        )
+    }
+
+    /// `hetionet v1.0: FILE sha256 SUM, ...`: what a version made from these files says.
+    pub fn describe(&self) -> String {
+        let sums: Vec<String> = self
+            .files
+            .iter()
+            .map(|f| format!("{} sha256 {}", f.name, f.sha256))
+            .collect();
+        format!("{} {}: {}", self.dataset, self.version, sums.join(", "))
+    }
+
+    /// The provenance a version made from these files keeps (`kind` names who imported them).
+    pub fn provenance(&self, kind: &str) -> serde_json::Value {
+        serde_json::json!({
+            "kind": kind,
+            "dataset": self.dataset,
+            "version": self.version,
+            "format": self.format,
+            "licence": self.licence,
+            "files": self.files.iter().map(|f| serde_json::json!({
+                "name": f.name, "sha256": f.sha256, "bytes": f.bytes, "sum": f.sum,
+            })).collect::<Vec<_>>(),
+        })
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct FetchedFile {
     pub name: String,

@@ -2,8 +2,6 @@
 //! progress bar; `--list` prints the catalog.
 
 use crate::fetch::{self, Dataset, FetchOptions, Fetched, Origin, Progress, SumState, catalog};
-use crate::graph::OnInvalid;
-use crate::graph::table::{ColumnMap, Preset, TableSource, read_table};
 use crate::store::{ImportOptions, OpenMode, Outcome, Store};
 use anyhow::Context;
 use std::io::IsTerminal;
@@ -115,50 +113,13 @@ pub async fn run(args: FetchArgs, db: &Path) -> anyhow::Result<ExitCode> {
 /// and each file's checksum. The files are parsed before the database is opened, so a file
 /// the reader refuses leaves no database behind.
 async fn import(fetched: &Fetched, db: &Path) -> anyhow::Result<Outcome> {
-    let preset = Preset::from_name(&fetched.format).with_context(|| {
-        format!(
-            "the catalog names format `{}`, which no reader knows (known: hetionet, primekg, drkg, monarch)",
-            fetched.format
-        )
-    })?;
-    // One file (a tarball or kg.csv) is read as it is; several are found by name in their
-    // directory.
-    let edges = match fetched.files.as_slice() {
-        [one] => one.path.clone(),
-        _ => fetched.dir.clone(),
-    };
-    let source = TableSource {
-        edges,
-        nodes: None,
-        preset: Some(preset),
-        map: ColumnMap::default(),
-        options: None,
-    };
-    let batch = tokio::task::spawn_blocking(move || read_table(&source, OnInvalid::Fail))
+    let owned = fetched.clone();
+    let batch = tokio::task::spawn_blocking(move || owned.read())
         .await
         .context("reading the fetched files")??;
-    let sums: Vec<String> = fetched
-        .files
-        .iter()
-        .map(|f| format!("{} sha256 {}", f.name, f.sha256))
-        .collect();
     let opts = ImportOptions {
-        message: format!(
-            "fetch {} {}: {}",
-            fetched.dataset,
-            fetched.version,
-            sums.join(", ")
-        ),
-        source: serde_json::json!({
-            "kind": "fetch",
-            "dataset": fetched.dataset,
-            "version": fetched.version,
-            "format": fetched.format,
-            "licence": fetched.licence,
-            "files": fetched.files.iter().map(|f| serde_json::json!({
-                "name": f.name, "sha256": f.sha256, "bytes": f.bytes, "sum": f.sum,
-            })).collect::<Vec<_>>(),
-        }),
+        message: format!("fetch {}", fetched.describe()),
+        source: fetched.provenance("fetch"),
         replace: false,
     };
     let store = Store::open(db, OpenMode::Create)

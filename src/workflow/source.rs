@@ -102,22 +102,7 @@ async fn fetch_cached(name: &str, network: bool) -> Result<Fetched, FetchError> 
 
 /// A fetched dataset read with its format's reader, with the workflow's features attached.
 fn read_fetched(l: &Loaded, fetched: &Fetched) -> Result<TripleBatch, ParseError> {
-    let preset = Preset::from_name(&fetched.format).ok_or_else(|| ParseError::File {
-        path: fetched.dir.clone(),
-        message: format!("no reader for format `{}`", fetched.format),
-    })?;
-    let edges = match fetched.files.as_slice() {
-        [one] => one.path.clone(),
-        _ => fetched.dir.clone(),
-    };
-    let src = TableSource {
-        edges,
-        nodes: None,
-        preset: Some(preset),
-        map: ColumnMap::default(),
-        options: None,
-    };
-    let mut batch = read_table(&src, OnInvalid::Fail)?;
+    let mut batch = fetched.read()?;
     if let Some(f) = &l.workflow.graph.features {
         read_features(&l.resolve(f))?.attach(&mut batch, &fetched.dir)?;
     }
