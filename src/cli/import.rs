@@ -3,7 +3,8 @@
 
 use crate::graph::features::{FeatureFile, read_features};
 use crate::graph::table::{
-    ColumnMap, Preset, TableOptions, TableSource, implied_by_name, parse_delimiter, read_table,
+    ColumnMap, Format, Preset, TableOptions, TableSource, implied_by_name, parse_delimiter,
+    read_table,
 };
 use crate::graph::{OnInvalid, TripleBatch, kgx, tsv};
 use crate::logging::peak_rss_bytes;
@@ -13,38 +14,6 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Format {
-    /// Decide from the path and the first line.
-    Auto,
-    /// `head<TAB>relation<TAB>tail` lines, optional header.
-    Triples,
-    /// KGX nodes.tsv + edges.tsv.
-    Kgx,
-    /// Any edge table (CSV or TSV, quoted or not), with `--map` naming its columns.
-    Table,
-    /// Hetionet v1.0: nodes TSV (`id name kind`) and edges SIF (`source metaedge target`).
-    Hetionet,
-    /// PrimeKG's kg.csv (entity keys `type:source:id`).
-    Primekg,
-    /// DRKG's headerless drkg.tsv, or drkg.tar.gz.
-    Drkg,
-    /// The Monarch KG: KGX nodes/edges TSV, or monarch-kg.tar.gz.
-    Monarch,
-}
-
-impl Format {
-    fn preset(self) -> Option<Preset> {
-        match self {
-            Format::Hetionet => Some(Preset::Hetionet),
-            Format::Primekg => Some(Preset::Primekg),
-            Format::Drkg => Some(Preset::Drkg),
-            Format::Monarch => Some(Preset::Monarch),
-            Format::Auto | Format::Triples | Format::Kgx | Format::Table => None,
-        }
-    }
-}
 
 #[derive(Debug, clap::Args)]
 pub struct ImportArgs {
@@ -75,8 +44,9 @@ pub struct ImportArgs {
     /// entities must be in FILE or in the graph already.
     #[arg(long, value_name = "FILE")]
     features: Option<PathBuf>,
-    #[arg(long, value_enum, default_value_t = Format::Auto)]
-    format: Format,
+    /// How FILE is read (default: decided from the path and its first line).
+    #[arg(long, value_enum)]
+    format: Option<Format>,
     /// Skip malformed lines (each is reported) instead of importing nothing.
     #[arg(long)]
     skip_invalid: bool,
@@ -132,11 +102,11 @@ fn decide(args: &ImportArgs, path: &Path) -> anyhow::Result<Source> {
             options,
         }))
     };
-    if let Some(preset) = args.format.preset() {
+    if let Some(preset) = args.format.and_then(Format::preset) {
         return Ok(table(Some(preset)));
     }
-    if args.format == Format::Table
-        || (tabular && matches!(args.format, Format::Auto | Format::Kgx))
+    if args.format == Some(Format::Table)
+        || (tabular && matches!(args.format, None | Some(Format::Kgx)))
     {
         return Ok(table(None));
     }
@@ -149,16 +119,16 @@ fn decide(args: &ImportArgs, path: &Path) -> anyhow::Result<Source> {
         Source::Kgx { nodes, edges }
     };
     if meta.is_dir() {
-        if args.format == Format::Triples {
+        if args.format == Some(Format::Triples) {
             bail!("{} is a directory, not a triples file", path.display());
         }
         return Ok(kgx_pair(path.join("edges.tsv")));
     }
     Ok(match args.format {
-        Format::Triples => Source::Triples(path.to_owned()),
-        Format::Kgx => kgx_pair(path.to_owned()),
-        Format::Auto if args.nodes.is_some() => kgx_pair(path.to_owned()),
-        Format::Auto => {
+        Some(Format::Triples) => Source::Triples(path.to_owned()),
+        Some(Format::Kgx) => kgx_pair(path.to_owned()),
+        None if args.nodes.is_some() => kgx_pair(path.to_owned()),
+        None => {
             let sibling = path.parent().unwrap_or(Path::new(".")).join("nodes.tsv");
             if has_kgx_edge_header(path)? && sibling.is_file() {
                 kgx_pair(path.to_owned())
@@ -166,9 +136,7 @@ fn decide(args: &ImportArgs, path: &Path) -> anyhow::Result<Source> {
                 Source::Triples(path.to_owned())
             }
         }
-        Format::Table | Format::Hetionet | Format::Primekg | Format::Drkg | Format::Monarch => {
-            table(args.format.preset())
-        }
+        Some(f) => table(f.preset()),
     })
 }
 

@@ -18,7 +18,7 @@ pub struct SimulateArgs {
     graph: PathBuf,
     /// Read GRAPH in a published graph's layout (a directory or tarball, as `import --format`).
     #[arg(long, value_enum)]
-    format: Option<SimFormat>,
+    format: Option<crate::graph::table::Format>,
     /// The truth the oracle answers from (default: hide `--hide` of the graph's triples).
     #[arg(long)]
     hidden: Option<PathBuf>,
@@ -85,26 +85,6 @@ pub struct SimulateArgs {
     out: PathBuf,
 }
 
-/// The published layouts `simulate` reads (as `import --format`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum SimFormat {
-    Hetionet,
-    Primekg,
-    Drkg,
-    Monarch,
-}
-
-impl SimFormat {
-    fn name(self) -> &'static str {
-        match self {
-            SimFormat::Hetionet => "hetionet",
-            SimFormat::Primekg => "primekg",
-            SimFormat::Drkg => "drkg",
-            SimFormat::Monarch => "monarch",
-        }
-    }
-}
-
 fn strategy(name: &str, beta: f64, epsilon: f64) -> anyhow::Result<Acquisition> {
     Ok(match name {
         "random" => Acquisition::Random,
@@ -133,7 +113,12 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<ExitCode> {
         .map(|s| strategy(s, args.beta, args.epsilon).map(|a| (s.to_owned(), a)))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let graph = if let Some(format) = args.format {
-        let preset = crate::graph::table::Preset::from_name(format.name());
+        let Some(preset) = format.preset() else {
+            bail!(
+                "--format {format:?}: simulate reads a published layout (hetionet, primekg, drkg, monarch); a triples file or KGX directory needs no --format"
+            );
+        };
+        let preset = Some(preset);
         crate::graph::table::read_table(
             &crate::graph::table::TableSource {
                 edges: args.graph.clone(),

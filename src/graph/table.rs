@@ -218,6 +218,42 @@ pub fn implied_by_name(path: &Path) -> bool {
         || is_tar(path)
 }
 
+/// How a graph file is read: the one list `import --format`, a workflow's `graph.format` and
+/// `simulate --format` choose from (none given: decided from the path and its first line).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    /// `head<TAB>relation<TAB>tail` lines, optional header.
+    Triples,
+    /// KGX nodes.tsv + edges.tsv.
+    Kgx,
+    /// Any edge table (CSV or TSV, quoted or not), with a map naming its columns.
+    Table,
+    /// Hetionet v1.0: nodes TSV (`id name kind`) and edges SIF (`source metaedge target`).
+    Hetionet,
+    /// PrimeKG's kg.csv (entity keys `type:source:id`).
+    Primekg,
+    /// DRKG's headerless drkg.tsv, or drkg.tar.gz.
+    Drkg,
+    /// The Monarch KG: KGX nodes/edges TSV, or monarch-kg.tar.gz.
+    Monarch,
+}
+
+impl Format {
+    /// The published layout this format names, if it is one.
+    pub fn preset(self) -> Option<Preset> {
+        match self {
+            Format::Hetionet => Some(Preset::Hetionet),
+            Format::Primekg => Some(Preset::Primekg),
+            Format::Drkg => Some(Preset::Drkg),
+            Format::Monarch => Some(Preset::Monarch),
+            Format::Triples | Format::Kgx | Format::Table => None,
+        }
+    }
+}
+
 /// The published graphs hypograph reads without a map.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Preset {

@@ -3,12 +3,12 @@
 //! empty database it is the file the workflow imports, which is read and parsed here once and
 //! handed on, so the engine imports exactly what was checked.
 
-use super::spec::{GraphFormat, GraphSpec};
+use super::spec::GraphSpec;
 use super::{Issue, Loaded, WorkflowError};
 use crate::fetch::{self, FetchError, FetchOptions, Fetched};
 use crate::graph::features::read_features;
 use crate::graph::table::{
-    ColumnMap, MapError, Preset, TableOptions, TableSource, implied_by_name, parse_delimiter,
+    ColumnMap, Format, MapError, TableOptions, TableSource, implied_by_name, parse_delimiter,
     read_table,
 };
 use crate::graph::{OnInvalid, ParseError, TripleBatch, kgx, tsv};
@@ -179,12 +179,8 @@ pub(crate) fn table_source(
         header: g.header.unwrap_or(true),
     });
     let preset = match g.format {
-        Some(GraphFormat::Hetionet) => Some(Preset::Hetionet),
-        Some(GraphFormat::Primekg) => Some(Preset::Primekg),
-        Some(GraphFormat::Drkg) => Some(Preset::Drkg),
-        Some(GraphFormat::Monarch) => Some(Preset::Monarch),
-        Some(GraphFormat::Triples) => return Ok(None),
-        Some(GraphFormat::Kgx) if g.map.is_empty() && options.is_none() => {
+        Some(Format::Triples) => return Ok(None),
+        Some(Format::Kgx) if g.map.is_empty() && options.is_none() => {
             let (edges, dir) = if import.is_dir() {
                 (import.join("edges.tsv"), import.to_owned())
             } else {
@@ -196,7 +192,8 @@ pub(crate) fn table_source(
             let nodes = nodes.unwrap_or_else(|| dir.join("nodes.tsv"));
             return Ok(Some(TableInput::Kgx { nodes, edges }));
         }
-        Some(GraphFormat::Kgx | GraphFormat::Table) => None,
+        Some(Format::Kgx | Format::Table) => None,
+        Some(f) => f.preset(),
         None if g.map.is_empty()
             && options.is_none()
             && g.nodes.is_none()

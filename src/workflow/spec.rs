@@ -123,7 +123,8 @@ pub struct GraphSpec {
     /// a tarball): `triples`, `kgx`, `table`, or a published graph's layout (`hetionet`,
     /// `primekg`, `drkg`, `monarch`) so that no map is needed.
     #[serde(default)]
-    pub format: Option<GraphFormat>,
+    #[schemars(schema_with = "optional_value_enum::<crate::graph::table::Format>")]
+    pub format: Option<crate::graph::table::Format>,
     /// The nodes table beside `import` (found by name when `import` is a directory or tarball).
     #[serde(default)]
     pub nodes: Option<PathBuf>,
@@ -138,19 +139,6 @@ pub struct GraphSpec {
     /// The tables' field separator: one character or `tab` (default from the file name).
     #[serde(default)]
     pub delimiter: Option<String>,
-}
-
-/// The layouts `graph.format` names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum GraphFormat {
-    Triples,
-    Kgx,
-    Table,
-    Hetionet,
-    Primekg,
-    Drkg,
-    Monarch,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
