@@ -4,6 +4,7 @@
 pub mod calibrate;
 pub mod checkpoint;
 pub mod config;
+pub mod context;
 pub mod ensemble;
 pub mod eval;
 pub mod foldin;
@@ -17,6 +18,7 @@ pub mod train;
 pub use config::{
     LossKind, ModelKind, NegativeSharing, OptimizerKind, Regime, Regularizer, TrainConfig,
 };
+pub use context::{Categories, Context, Step};
 pub use ensemble::{Ensemble, Prediction};
 pub use eval::{Known, LinkPredictor, Metrics, SideMetrics, evaluate};
 pub use kge::{KgeModel, Scorer};
