@@ -394,7 +394,7 @@ fn ask_latency(dir: &Path) -> anyhow::Result<()> {
             &mut |_| {},
         )?;
         members.push(Member {
-            model: m.model,
+            model: hypograph::model::Model::Kge(m.model),
             calibrator: Calibrator::Sigmoid,
         });
     }

@@ -205,7 +205,7 @@ impl Asker {
         let trained = ensemble
             .members
             .first()
-            .map_or(0, |m| m.model.num_entities)
+            .map_or(0, |m| m.model.num_entities())
             .min(graph.num_entities());
         for e in 0..trained as u32 {
             by_category
@@ -219,7 +219,7 @@ impl Asker {
             .map(|m| {
                 by_category
                     .iter()
-                    .map(|(c, ids)| (c.clone(), foldin::mean_row(&m.model, ids)))
+                    .map(|(c, ids)| (c.clone(), foldin::mean_row(rank::kge(&m.model), ids)))
                     .collect()
             })
             .collect();
@@ -250,7 +250,7 @@ impl Asker {
         self.ensemble
             .members
             .first()
-            .map_or(0, |m| m.model.num_entities)
+            .map_or(0, |m| m.model.num_entities())
             .min(self.graph.num_entities())
     }
 

@@ -306,9 +306,10 @@ async fn rescore_open(store: &Store, workflow: &str, trained: &training::Trained
         }
     }
     let device = model::default_device();
+    let context = trained.ensemble.context_of(g);
     let scores: Vec<(i64, f64)> = trained
         .ensemble
-        .predict(&triples, &device)
+        .predict(&triples, &device, &context)
         .into_iter()
         .zip(ids)
         .map(|(p, id)| (id, p.mean))
@@ -600,21 +601,19 @@ async fn step_rank(store: &Store, l: &Loaded, round: &RoundInfo) -> Result<()> {
     let (graph, candidates) = cpu(move || -> Result<_> {
         let ensemble = training::load_model(&info, &Vocab::of(&graph))?;
         let device = model::default_device();
+        let context = ensemble.context_of(&graph);
         let triples: Vec<Triple> = if is_random {
             acquire::sample_uniform(&graph, &excluded, &spec.relations, random_n, seed)
         } else {
-            let scorers: Vec<model::Scorer<'_>> = ensemble
-                .members
-                .iter()
-                .map(|m| m.model.scorer(&device))
-                .collect();
+            let scorers = ensemble.scorers(&device, &context);
             acquire::generate(&graph, &excluded, scorers.as_slice(), &spec)
                 .into_iter()
                 .map(|s| s.triple)
                 .collect()
         };
-        let candidates =
-            Candidate::from_predictions(&triples, ensemble.predict(&triples, &device), cost);
+        let predictions = ensemble.predict(&triples, &device, &context);
+        drop(context);
+        let candidates = Candidate::from_predictions(&triples, predictions, cost);
         Ok((graph, candidates))
     })
     .await??;
@@ -1255,16 +1254,11 @@ async fn step_retrain(
             filter.extend(training::map_file(&l.resolve(f), &trained.graph)?.0);
         }
         let known = Known::new(&[trained.graph.triples(), &triples, &valid, &filter]);
-        let members: Vec<model::KgeModel> = trained
-            .ensemble
-            .members
-            .iter()
-            .map(|m| m.model.clone())
-            .collect();
+        let ensemble = trained.ensemble.clone();
+        let context = ensemble.context_of(&trained.graph);
         let metrics = cpu(move || {
             let device = model::default_device();
-            let scorers: Vec<model::Scorer<'_>> =
-                members.iter().map(|m| m.scorer(&device)).collect();
+            let scorers = ensemble.scorers(&device, &context);
             model::evaluate(scorers.as_slice(), &triples, &known, 256)
         })
         .await?;

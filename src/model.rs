@@ -1,6 +1,7 @@
 //! Link-prediction models trained with burn: the hypothesis generator. The only module that
 //! imports burn.
 
+pub mod any;
 pub mod calibrate;
 pub mod checkpoint;
 pub mod config;
@@ -15,6 +16,7 @@ mod shared_negatives;
 pub mod tables;
 pub mod train;
 
+pub use any::{AnyScorer, Model, warm_compatible};
 pub use config::{
     LossKind, ModelKind, NegativeSharing, OptimizerKind, Regime, Regularizer, TrainConfig,
 };

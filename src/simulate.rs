@@ -5,7 +5,9 @@
 use crate::acquire::{self, Acquisition, Candidate, GenerateSpec};
 use crate::graph::{Graph, GraphError, Triple};
 use crate::model::calibrate::Method;
-use crate::model::{self, Ensemble, KgeModel, Known, ModelError, TrainConfig, TrainSet};
+use crate::model::{
+    self, Categories, Context, Ensemble, Known, Model, ModelError, TrainConfig, TrainSet,
+};
 use serde::Serialize;
 use std::collections::HashSet;
 use std::time::Instant;
@@ -94,6 +96,17 @@ pub fn run(
     let all_true = Known::new(&[visible, hidden, valid, test]);
     let evaluation: HashSet<Triple> = valid.iter().chain(test).copied().collect();
     let device = model::default_device();
+    let categories = Categories::from_names(universe.entities.iter().map(|(_, c)| &**c));
+    let reads_context = spec.config.model.reads_context();
+    // The graph the members read while scoring: what the simulated lab knows now.
+    let context_of = |known: &[Triple]| {
+        let (n, r) = (universe.entities.len(), universe.relations.len());
+        if reads_context {
+            Context::new(n, r, known, categories.clone())
+        } else {
+            Context::empty(n, r)
+        }
+    };
     let mut records = Vec::new();
     for (name, acquisition) in &spec.strategies {
         for &seed in &spec.seeds {
@@ -107,6 +120,7 @@ pub fn run(
                 .with_patience(0);
             let mut members = train(
                 universe,
+                &categories,
                 &known,
                 &refuted,
                 &config,
@@ -127,16 +141,17 @@ pub fn run(
                     crate::training::CALIBRATION_NEGATIVES,
                     seed ^ round as u64 ^ 0xca1b,
                 );
+                let context = context_of(&known);
                 let (ensemble, calibration) = Ensemble::calibrate(
                     members.clone(),
                     spec.calibration,
                     valid,
                     &negatives,
                     &device,
+                    &context,
                 );
                 let excluded: HashSet<Triple> = evaluation.union(&refuted).copied().collect();
-                let scorers: Vec<model::Scorer<'_>> =
-                    members.iter().map(|m| m.scorer(&device)).collect();
+                let scorers = ensemble.scorers(&device, &context);
                 let generate_spec = GenerateSpec {
                     relations: spec.relations.clone(),
                     top_k: spec.top_k,
@@ -166,7 +181,7 @@ pub fn run(
                 let clock = Instant::now();
                 let candidates = Candidate::from_predictions(
                     &triples,
-                    ensemble.predict(&triples, &device),
+                    ensemble.predict(&triples, &device, &context),
                     spec.cost,
                 );
                 let picks = acquire::select(
@@ -193,10 +208,21 @@ pub fn run(
                 let judge_s = clock.elapsed().as_secs_f64();
                 let clock = Instant::now();
                 let retrain = config.clone().with_epochs(spec.retrain_epochs);
-                members = train(universe, &known, &refuted, &retrain, spec.ensemble, members)?;
+                members = train(
+                    universe,
+                    &categories,
+                    &known,
+                    &refuted,
+                    &retrain,
+                    spec.ensemble,
+                    members,
+                )?;
                 let train_s = clock.elapsed().as_secs_f64();
-                let scorers: Vec<model::Scorer<'_>> =
-                    members.iter().map(|m| m.scorer(&device)).collect();
+                let context = context_of(&known);
+                let scorers: Vec<_> = members
+                    .iter()
+                    .map(|m| m.scorer(&device, &context))
+                    .collect();
                 let mrr = model::evaluate(scorers.as_slice(), test, &all_true, 256)
                     .both
                     .mrr;
@@ -232,12 +258,13 @@ pub fn run(
 
 fn train(
     universe: &Universe,
+    categories: &Categories,
     known: &[Triple],
     refuted: &HashSet<Triple>,
     config: &TrainConfig,
     k: usize,
-    warm: Vec<KgeModel>,
-) -> Result<Vec<KgeModel>, ModelError> {
+    warm: Vec<Model>,
+) -> Result<Vec<Model>, ModelError> {
     let filter = Known::new(&[known]);
     let mut refuted: Vec<Triple> = refuted.iter().copied().collect();
     refuted.sort_unstable();
@@ -253,6 +280,7 @@ fn train(
     let outcomes = model::ensemble::train_members(
         config,
         &set,
+        categories,
         k.max(1),
         warm,
         &model::default_device(),

@@ -195,12 +195,12 @@ pub async fn train(
         Warm::Latest => store.latest_model().await?,
         Warm::From(info) => Some(info.clone()),
     };
-    let mut warm: Vec<Option<model::KgeModel>> = Vec::new();
+    let mut warm: Vec<Option<model::Model>> = Vec::new();
     let mut warm_from = None;
     if let Some(info) = candidate {
         let saved: TrainConfig = serde_json::from_value(info.config.clone())
             .map_err(|cause| TrainingError::BadRecord { id: info.id, cause })?;
-        if saved.model == config.model && saved.dim == config.dim && saved.regime == config.regime {
+        if model::warm_compatible(&saved, config) {
             let e = load_model(&info, &vocab)?;
             tracing::info!(model = info.id, "warm start");
             let old_priors = checkpoint::load_priors(Path::new(&info.path))?.unwrap_or_default();
@@ -210,8 +210,8 @@ pub async fn train(
                 .enumerate()
                 .map(|(i, m)| {
                     let mut model = m.model;
-                    if let Some(p) = old_priors.get(i) {
-                        seed_new_rows(&mut model, &graph, &features, p, config.seed);
+                    if let (Some(p), Some(kge)) = (old_priors.get(i), model.as_kge_mut()) {
+                        seed_new_rows(kge, &graph, &features, p, config.seed);
                     }
                     Some(model)
                 })
@@ -230,8 +230,10 @@ pub async fn train(
     let started = Instant::now();
     let device = model::device(job.backend)?;
     let k = job.ensemble.max(1);
-    let outcomes =
-        blocking(|| model::ensemble::train_members(config, &set, k, warm, &device, on_epoch))?;
+    let categories = model::Categories::of_graph(&graph);
+    let outcomes = blocking(|| {
+        model::ensemble::train_members(config, &set, &categories, k, warm, &device, on_epoch)
+    })?;
     let seconds = started.elapsed().as_secs_f64();
     let histories: Vec<Vec<EpochStats>> = outcomes.iter().map(|o| o.history.clone()).collect();
     let member_metrics: Vec<serde_json::Value> = outcomes
@@ -249,9 +251,22 @@ pub async fn train(
         .first()
         .map(|o| (o.best_valid_mrr, o.best_epoch, o.history.len()))
         .unwrap_or((None, 0, 0));
-    let models: Vec<model::KgeModel> = outcomes.into_iter().map(|o| o.model).collect();
-    let (ensemble, calibration) =
-        blocking(|| Ensemble::calibrate(models, job.calibration, &valid, &negatives, &device));
+    let models: Vec<model::Model> = outcomes.into_iter().map(|o| o.model).collect();
+    let context = if models.iter().any(model::Model::reads_context) {
+        model::Context::of_graph(&graph)
+    } else {
+        model::Context::empty(graph.num_entities(), graph.num_relations())
+    };
+    let (ensemble, calibration) = blocking(|| {
+        Ensemble::calibrate(
+            models,
+            job.calibration,
+            &valid,
+            &negatives,
+            &device,
+            &context,
+        )
+    });
 
     let (priors, prior_report) = blocking(|| fit_priors(&ensemble, &graph, &features, config.seed));
 
@@ -415,7 +430,11 @@ pub fn fit_priors(
         .members
         .iter()
         .enumerate()
-        .map(|(i, m)| Priors::fit(&m.model, &groups, seed.wrapping_add(i as u64)))
+        .map(|(i, m)| match m.model.as_kge() {
+            Some(kge) => Priors::fit(kge, &groups, seed.wrapping_add(i as u64)),
+            // Maps from features to embedding rows exist only where there are rows.
+            None => Priors::default(),
+        })
         .collect();
     let report = serde_json::json!({
         "maps": priors.first().map(|p| p.maps.iter().map(|m| serde_json::json!({

@@ -50,7 +50,9 @@ impl Asker {
                 let mean = self.means[member]
                     .get(&e.category)
                     .cloned()
-                    .unwrap_or_else(|| foldin::mean_row(&self.ensemble.members[member].model, &[]));
+                    .unwrap_or_else(|| {
+                        foldin::mean_row(kge(&self.ensemble.members[member].model), &[])
+                    });
                 (mean, None)
             })
             .collect()
@@ -110,7 +112,7 @@ impl Asker {
         let mut prior_kind: Vec<Option<String>> = vec![None; n_new];
         let mut claim_probs: Vec<Vec<f64>> = Vec::new(); // member -> claim
         for (mi, member) in self.ensemble.members.iter().enumerate() {
-            let model = &member.model;
+            let model = kge(&member.model);
             let starts = self.priors(prompt, &checked, mi);
             if mi == 0 {
                 prior_kind = starts.iter().map(|s| s.1.clone()).collect();
@@ -355,7 +357,10 @@ impl Asker {
                     .iter()
                     .zip(rows)
                     .map(|(m, r)| {
-                        f64::from(foldin::cosine(&r[i], m.model.entities.row(id as usize)))
+                        f64::from(foldin::cosine(
+                            &r[i],
+                            kge(&m.model).entities.row(id as usize),
+                        ))
                     })
                     .sum();
                 (s / k, id)
@@ -378,5 +383,12 @@ impl Asker {
                 }
             })
             .collect()
+    }
+}
+
+/// The shallow model of a member: fold-in places a new entity by fitting its embedding row.
+pub(super) fn kge(model: &crate::model::Model) -> &crate::model::KgeModel {
+    match model {
+        crate::model::Model::Kge(m) => m,
     }
 }

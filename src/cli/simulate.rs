@@ -57,6 +57,9 @@ pub struct SimulateArgs {
     /// Candidates kept per relation before acquisition.
     #[arg(long, default_value_t = 200)]
     top_k: usize,
+    /// The model kind every member is.
+    #[arg(long, value_enum, default_value_t = crate::model::ModelKind::Complex)]
+    model: crate::model::ModelKind,
     #[arg(long, default_value_t = 64)]
     dim: usize,
     /// Training regime (`negatives` for graphs of 100K+ triples).
@@ -216,6 +219,7 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<ExitCode> {
         top_k: args.top_k,
         ensemble: args.ensemble,
         config: TrainConfig::new()
+            .with_model(args.model)
             .with_dim(args.dim)
             .with_epochs(args.epochs)
             .with_regime(args.regime)

@@ -263,16 +263,20 @@ pub async fn eval(store: &Store, args: EvalArgs) -> anyhow::Result<ExitCode> {
     let refs: Vec<&[Triple]> = filter_sets.iter().map(Vec::as_slice).collect();
     let known = Known::new(&refs);
     let device = model::default_device();
-    let scorers: Vec<model::Scorer<'_>> = ensemble
-        .members
-        .iter()
-        .map(|m| m.model.scorer(&device))
-        .collect();
+    let context = ensemble.context_of(&graph);
+    let scorers = ensemble.scorers(&device, &context);
     let metrics = model::evaluate(scorers.as_slice(), &test.triples, &known, 256);
     drop(scorers);
     let exclude: std::collections::HashSet<Triple> =
         filter_sets.iter().flatten().copied().collect();
-    let calibration = test_calibration(&ensemble, &graph, &test.triples, &exclude, &device);
+    let calibration = test_calibration(
+        &ensemble,
+        &graph,
+        &test.triples,
+        &exclude,
+        &device,
+        &context,
+    );
     if let (Some(path), Some((before, after))) = (&args.reliability, &calibration) {
         let svg = calibrate::reliability_svg(
             "reliability on test triples",
@@ -343,6 +347,7 @@ fn test_calibration(
     test: &[Triple],
     exclude: &std::collections::HashSet<Triple>,
     device: &burn::tensor::Device,
+    context: &model::Context,
 ) -> Option<(calibrate::Report, calibrate::Report)> {
     if test.is_empty() || ensemble.members.is_empty() {
         return None;
@@ -374,7 +379,7 @@ fn test_calibration(
             .collect(),
     };
     let mean = |e: &Ensemble| -> Vec<f64> {
-        e.predict(&triples, device)
+        e.predict(&triples, device, context)
             .into_iter()
             .map(|p| p.mean)
             .collect()
@@ -424,7 +429,8 @@ pub async fn predict(store: &Store, args: PredictArgs) -> anyhow::Result<ExitCod
         };
         rows.push((keys, id));
     }
-    let predictions = ensemble.predict(&known_triples, &model::default_device());
+    let context = ensemble.context_of(&graph);
+    let predictions = ensemble.predict(&known_triples, &model::default_device(), &context);
     let mut out = Vec::with_capacity(rows.len());
     for (keys, id) in &rows {
         let p = id.map(|i| &predictions[i]);

@@ -2,7 +2,8 @@
 //! the entity/relation keys they were trained on, so a checkpoint can be refused for another
 //! graph and grown for a newer version of the same one.
 
-use super::config::TrainConfig;
+use super::any::Model;
+use super::config::{ModelKind, TrainConfig};
 use super::kge::{KgeModel, relation_rows, widths};
 use super::tables::Table;
 use burn::config::Config;
@@ -55,8 +56,20 @@ fn corrupt(path: &Path, reason: impl std::fmt::Display) -> CheckpointError {
 }
 
 /// Writes the checkpoint into `dir` and returns the blake3 checksum of its weights file.
-pub fn save(model: &KgeModel, vocab: &Vocab, dir: &Path) -> Result<String, CheckpointError> {
+pub fn save(model: &Model, vocab: &Vocab, dir: &Path) -> Result<String, CheckpointError> {
     std::fs::create_dir_all(dir).map_err(io(dir))?;
+    match model {
+        Model::Kge(m) => save_kge(m, dir)?,
+    }
+    let config = dir.join(CONFIG);
+    model.config().save(&config).map_err(io(&config))?;
+    let vocab_path = dir.join(VOCAB);
+    let text = serde_json::to_vec(vocab).map_err(|e| corrupt(&vocab_path, e))?;
+    std::fs::write(&vocab_path, text).map_err(io(&vocab_path))?;
+    checksum(&dir.join(WEIGHTS))
+}
+
+fn save_kge(model: &KgeModel, dir: &Path) -> Result<(), CheckpointError> {
     let device = Device::flex();
     let table =
         |t: &Table| Param::from_data(TensorData::new(t.data.clone(), [t.rows, t.width]), &device);
@@ -67,13 +80,7 @@ pub fn save(model: &KgeModel, vocab: &Vocab, dir: &Path) -> Result<String, Check
     let path = dir.join(WEIGHTS);
     weights
         .save_file(&path)
-        .map_err(|e| corrupt(&path, format!("writing weights: {e:?}")))?;
-    let config = dir.join(CONFIG);
-    model.config.save(&config).map_err(io(&config))?;
-    let vocab_path = dir.join(VOCAB);
-    let text = serde_json::to_vec(vocab).map_err(|e| corrupt(&vocab_path, e))?;
-    std::fs::write(&vocab_path, text).map_err(io(&vocab_path))?;
-    checksum(&path)
+        .map_err(|e| corrupt(&path, format!("writing weights: {e:?}")))
 }
 
 /// blake3 of a checkpoint's weights file.
@@ -88,7 +95,7 @@ pub fn checksum(weights: &Path) -> Result<String, CheckpointError> {
 pub fn load(
     dir: &Path,
     expected_checksum: Option<&str>,
-) -> Result<(KgeModel, Vocab), CheckpointError> {
+) -> Result<(Model, Vocab), CheckpointError> {
     let weights_path = dir.join(WEIGHTS);
     if let Some(want) = expected_checksum {
         let got = checksum(&weights_path)?;
@@ -106,8 +113,23 @@ pub fn load(
     let vocab: Vocab =
         serde_json::from_slice(&std::fs::read(&vocab_path).map_err(io(&vocab_path))?)
             .map_err(|e| corrupt(&vocab_path, e))?;
-    let (ew, rw) = widths(&config);
     let (n, m) = (vocab.entities.len(), vocab.relations.len());
+    let model = match config.model {
+        ModelKind::Complex | ModelKind::Distmult | ModelKind::Rotate => {
+            Model::Kge(load_kge(dir, config, n, m)?)
+        }
+    };
+    Ok((model, vocab))
+}
+
+fn load_kge(
+    dir: &Path,
+    config: TrainConfig,
+    n: usize,
+    m: usize,
+) -> Result<KgeModel, CheckpointError> {
+    let weights_path = dir.join(WEIGHTS);
+    let (ew, rw) = widths(&config);
     let rel_rows = relation_rows(&config, m);
     let device = Device::flex();
     let empty = KgeWeights {
@@ -136,14 +158,13 @@ pub fn load(
             .map_err(|e| corrupt(&weights_path, format!("{e:?}")))?;
         Ok(Table::from_data(rows, width, v))
     };
-    let model = KgeModel {
+    Ok(KgeModel {
         entities: data(weights.entities, n, ew)?,
         relations: data(weights.relations, rel_rows, rw)?,
         config,
         num_entities: n,
         num_relations: m,
-    };
-    Ok((model, vocab))
+    })
 }
 
 impl Vocab {

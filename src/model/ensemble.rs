@@ -2,9 +2,11 @@
 //! triples. Their calibrated probabilities give each candidate a mean, a spread, and the
 //! per-member values from which BALD's mutual information is computed (in `acquire`).
 
+use super::any::{AnyScorer, Model, train};
 use super::calibrate::{self, Calibrator, Method, Report};
-use super::kge::KgeModel;
-use super::train::{EpochStats, TrainOutcome, TrainSet, train};
+use super::context::{Categories, Context};
+use super::eval::LinkPredictor;
+use super::train::{EpochStats, TrainOutcome, TrainSet};
 use super::{ModelError, TrainConfig};
 use crate::graph::Triple;
 use burn::tensor::Device;
@@ -15,7 +17,7 @@ use serde::Serialize;
 /// A member's weights and its own score-to-probability map.
 #[derive(Debug, Clone)]
 pub struct Member {
-    pub model: KgeModel,
+    pub model: Model,
     pub calibrator: Calibrator,
 }
 
@@ -64,11 +66,12 @@ pub struct CalibrationSummary {
 pub fn train_members(
     config: &TrainConfig,
     set: &TrainSet<'_>,
+    categories: &Categories,
     k: usize,
-    mut warm: Vec<Option<KgeModel>>,
+    mut warm: Vec<Option<Model>>,
     device: &Device,
     on_epoch: &mut (dyn FnMut(usize, &EpochStats) + Send),
-) -> Result<Vec<TrainOutcome>, ModelError> {
+) -> Result<Vec<TrainOutcome<Model>>, ModelError> {
     if k == 0 {
         return Err(ModelError::BadConfig(
             "an ensemble needs at least one member".into(),
@@ -95,6 +98,7 @@ pub fn train_members(
         out.push(train(
             &member_config,
             &member_set,
+            categories,
             start,
             device,
             &mut |s| on_epoch(i, s),
@@ -106,13 +110,15 @@ pub fn train_members(
 impl Ensemble {
     /// Fits each member's calibrator on the even-numbered validation positives and their
     /// negatives (`negatives[i]` belongs to `valid[i]`), and reports calibration on the odd ones.
-    /// The caller draws the negatives, so they can be of the kind candidates are.
+    /// The caller draws the negatives, so they can be of the kind candidates are. `context` is
+    /// the graph the members are trained on, for members that read it.
     pub fn calibrate(
-        models: Vec<KgeModel>,
+        models: Vec<Model>,
         method: Method,
         valid: &[Triple],
         negatives: &[Vec<Triple>],
         device: &Device,
+        context: &Context,
     ) -> (Self, Option<CalibrationSummary>) {
         let labelled = |parity: usize| {
             let mut triples = Vec::new();
@@ -135,7 +141,7 @@ impl Ensemble {
         let mut members = Vec::with_capacity(models.len());
         let mut raw_test: Vec<Vec<f64>> = Vec::new();
         for model in models {
-            let scorer = model.scorer(device);
+            let scorer = model.scorer(device, context);
             let calibrator = if can_fit {
                 let s: Vec<f64> = scorer.triples(&fit_t).into_iter().map(f64::from).collect();
                 Calibrator::fit(method, &s, &fit_l)
@@ -178,13 +184,41 @@ impl Ensemble {
         (ensemble, Some(summary))
     }
 
-    /// Calibrated probabilities of `triples` under every member.
-    pub fn predict(&self, triples: &[Triple], device: &Device) -> Vec<Prediction> {
+    /// Whether any member's scores depend on the graph it is handed.
+    pub fn reads_context(&self) -> bool {
+        self.members.iter().any(|m| m.model.reads_context())
+    }
+
+    /// The graph's context if a member reads it, else an empty one (cheap).
+    pub fn context_of(&self, graph: &crate::graph::Graph) -> Context {
+        if self.reads_context() {
+            Context::of_graph(graph)
+        } else {
+            Context::empty(graph.num_entities(), graph.num_relations())
+        }
+    }
+
+    /// Every member's scorer: the ensemble as one [`super::LinkPredictor`] (`as_slice()`).
+    pub fn scorers<'a>(&'a self, device: &Device, context: &'a Context) -> Vec<AnyScorer<'a>> {
+        self.members
+            .iter()
+            .map(|m| m.model.scorer(device, context))
+            .collect()
+    }
+
+    /// Calibrated probabilities of `triples` under every member, reading `context` (the graph
+    /// the question is asked about) where a member reads context.
+    pub fn predict(
+        &self,
+        triples: &[Triple],
+        device: &Device,
+        context: &Context,
+    ) -> Vec<Prediction> {
         let per_member: Vec<Vec<f64>> = self
             .members
             .iter()
             .map(|m| {
-                let scorer = m.model.scorer(device);
+                let scorer = m.model.scorer(device, context);
                 scorer
                     .triples(triples)
                     .into_iter()

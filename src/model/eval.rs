@@ -152,9 +152,9 @@ impl LinkPredictor for Scorer<'_> {
 }
 
 /// An ensemble ranks by the mean of its members' scores.
-impl LinkPredictor for [Scorer<'_>] {
+impl<P: LinkPredictor> LinkPredictor for [P] {
     fn num_entities(&self) -> usize {
-        self.first().map_or(0, Scorer::num_entities)
+        self.first().map_or(0, |s| s.num_entities())
     }
     fn triples(&self, triples: &[Triple]) -> Vec<f32> {
         mean_of(self.iter().map(|s| s.triples(triples)))

@@ -43,13 +43,26 @@ pub struct EpochStats {
 }
 
 #[derive(Debug, Clone)]
-pub struct TrainOutcome {
-    pub model: KgeModel,
+pub struct TrainOutcome<M = KgeModel> {
+    pub model: M,
     pub history: Vec<EpochStats>,
     /// Epoch whose weights were kept (best validation MRR, or the last).
     pub best_epoch: usize,
     pub best_valid_mrr: Option<f64>,
     pub stopped_early: bool,
+}
+
+impl<M> TrainOutcome<M> {
+    /// The same outcome around another model type.
+    pub fn map<N>(self, f: impl FnOnce(M) -> N) -> TrainOutcome<N> {
+        TrainOutcome {
+            model: f(self.model),
+            history: self.history,
+            best_epoch: self.best_epoch,
+            best_valid_mrr: self.best_valid_mrr,
+            stopped_early: self.stopped_early,
+        }
+    }
 }
 
 /// Validation ranks at most this many triples, for speed on large graphs.

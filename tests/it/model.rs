@@ -224,13 +224,16 @@ fn checkpoint_reloads_to_identical_scores_and_rejects_corruption() {
         entities: (0..20).map(|i| format!("e{i}")).collect(),
         relations: vec!["r0".into(), "r1".into()],
     };
-    let sum = checkpoint::save(&out.model, &vocab, dir.path()).expect("save");
+    let saved = model::Model::Kge(out.model.clone());
+    let sum = checkpoint::save(&saved, &vocab, dir.path()).expect("save");
     let (back, back_vocab) = checkpoint::load(dir.path(), Some(&sum)).expect("load");
     assert_eq!(back_vocab, vocab);
     let device = model::default_device();
+    let context = model::Context::empty(20, 2);
+    use model::LinkPredictor;
     assert_eq!(
         out.model.scorer(&device).triples(&test),
-        back.scorer(&device).triples(&test)
+        back.scorer(&device, &context).triples(&test)
     );
 
     // Another graph's vocabulary is refused.

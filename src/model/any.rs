@@ -1,0 +1,144 @@
+//! The one model type the loop holds. Each kind trains, grows, saves and scores its own way;
+//! everything outside `model` (ensembles, calibration, checkpoints, the engine's rounds,
+//! `simulate`, `eval`, `predict`) sees only this enum and [`LinkPredictor`], so a new kind of
+//! model needs no second code path.
+
+use super::context::{Categories, Context};
+use super::eval::LinkPredictor;
+use super::kge::{KgeModel, Scorer};
+use super::train::{EpochStats, TrainOutcome, TrainSet};
+use super::{ModelError, ModelKind, TrainConfig};
+use crate::graph::Triple;
+use burn::tensor::Device;
+use rand::Rng;
+
+/// A trained model of any kind.
+#[derive(Debug, Clone)]
+pub enum Model {
+    /// Shallow embeddings (ComplEx, DistMult, RotatE): scores by ids alone.
+    Kge(KgeModel),
+}
+
+impl Model {
+    pub fn config(&self) -> &TrainConfig {
+        match self {
+            Model::Kge(m) => &m.config,
+        }
+    }
+
+    pub fn kind(&self) -> ModelKind {
+        self.config().model
+    }
+
+    pub fn num_entities(&self) -> usize {
+        match self {
+            Model::Kge(m) => m.num_entities,
+        }
+    }
+
+    pub fn num_relations(&self) -> usize {
+        match self {
+            Model::Kge(m) => m.num_relations,
+        }
+    }
+
+    /// Whether its scores depend on the graph it is handed (so callers can skip building a
+    /// [`Context`] for models that ignore it).
+    pub fn reads_context(&self) -> bool {
+        self.kind().reads_context()
+    }
+
+    /// The shallow model inside, for what only embedding rows support (fold-in of new
+    /// entities, feature priors).
+    pub fn as_kge(&self) -> Option<&KgeModel> {
+        match self {
+            Model::Kge(m) => Some(m),
+        }
+    }
+
+    pub fn as_kge_mut(&mut self) -> Option<&mut KgeModel> {
+        match self {
+            Model::Kge(m) => Some(m),
+        }
+    }
+
+    /// Extends the model to a larger graph, keeping what it learned (warm start).
+    pub fn grow(&mut self, num_entities: usize, num_relations: usize, rng: &mut impl Rng) {
+        match self {
+            Model::Kge(m) => m.grow(num_entities, num_relations, rng),
+        }
+    }
+
+    /// A scorer reading `context` (the graph the question is asked about) where the model
+    /// reads context at all.
+    pub fn scorer<'a>(&'a self, device: &Device, context: &'a Context) -> AnyScorer<'a> {
+        let _ = context;
+        match self {
+            Model::Kge(m) => AnyScorer::Kge(m.scorer(device)),
+        }
+    }
+}
+
+impl ModelKind {
+    /// Whether models of this kind read the graph they are handed while scoring.
+    pub fn reads_context(self) -> bool {
+        match self {
+            ModelKind::Complex | ModelKind::Distmult | ModelKind::Rotate => false,
+        }
+    }
+}
+
+/// A model's scorer, whatever its kind.
+pub enum AnyScorer<'a> {
+    Kge(Scorer<'a>),
+}
+
+impl AnyScorer<'_> {
+    fn inner(&self) -> &dyn LinkPredictor {
+        match self {
+            AnyScorer::Kge(s) => s,
+        }
+    }
+}
+
+impl LinkPredictor for AnyScorer<'_> {
+    fn num_entities(&self) -> usize {
+        self.inner().num_entities()
+    }
+    fn triples(&self, triples: &[Triple]) -> Vec<f32> {
+        self.inner().triples(triples)
+    }
+    fn tails(&self, queries: &[(u32, u32)]) -> Vec<f32> {
+        self.inner().tails(queries)
+    }
+    fn heads(&self, queries: &[(u32, u32)]) -> Vec<f32> {
+        self.inner().heads(queries)
+    }
+}
+
+/// Whether a saved model can warm-start training under `config`: same kind and shape.
+pub fn warm_compatible(saved: &TrainConfig, config: &TrainConfig) -> bool {
+    saved.model == config.model && saved.dim == config.dim && saved.regime == config.regime
+}
+
+/// Trains a model of `config.model`'s kind (from `warm` if given) and returns the best weights.
+/// `categories` are the graph's, for models that read them.
+pub fn train(
+    config: &TrainConfig,
+    set: &TrainSet<'_>,
+    categories: &Categories,
+    warm: Option<Model>,
+    device: &Device,
+    on_epoch: &mut (dyn FnMut(&EpochStats) + Send),
+) -> Result<TrainOutcome<Model>, ModelError> {
+    let _ = categories;
+    match config.model {
+        ModelKind::Complex | ModelKind::Distmult | ModelKind::Rotate => {
+            let warm = match warm {
+                None => None,
+                Some(Model::Kge(m)) => Some(m),
+            };
+            super::train::train(config, set, warm, device, on_epoch).map(|o| o.map(Model::Kge))
+        }
+    }
+}
