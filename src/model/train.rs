@@ -43,8 +43,8 @@ pub struct EpochStats {
 }
 
 #[derive(Debug, Clone)]
-pub struct TrainOutcome {
-    pub model: KgeModel,
+pub struct TrainOutcome<M = KgeModel> {
+    pub model: M,
     pub history: Vec<EpochStats>,
     /// Epoch whose weights were kept (best validation MRR, or the last).
     pub best_epoch: usize,
@@ -221,6 +221,9 @@ fn validate(config: &TrainConfig, set: &TrainSet<'_>) -> Result<(), ModelError> 
         return Err(ModelError::EmptyGraph);
     }
     let bad = |what: &str| Err(ModelError::BadConfig(what.to_owned()));
+    if config.model == ModelKind::Walks {
+        return bad("the walk model trains with model::walks::train");
+    }
     if config.dim == 0 {
         return bad("dim must be positive");
     }
