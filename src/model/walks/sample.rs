@@ -208,9 +208,15 @@ fn runs_of(steps: &[Step]) -> Vec<Run> {
 }
 
 /// The seed of a query's context walks: from the model's seed and the query alone, so a query
-/// scores the same in any batch and after a restart.
-pub fn query_seed(seed: u64, entity: u32, relation: u32) -> u64 {
-    let mut x = seed ^ (u64::from(entity) << 32 | u64::from(relation));
+/// scores the same in any batch, after a restart, and after the model grew more relations
+/// (an inverse id `r + num_relations` enters as `r` with a flag bit).
+pub fn query_seed(seed: u64, entity: u32, relation: u32, num_relations: u32) -> u64 {
+    let key = if relation >= num_relations {
+        (relation - num_relations) | 1 << 31
+    } else {
+        relation
+    };
+    let mut x = seed ^ (u64::from(entity) << 32 | u64::from(key));
     // splitmix64's finaliser.
     x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
     x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -260,8 +266,11 @@ mod tests {
                 at = st.entity;
             }
         }
-        assert_eq!(query_seed(42, 3, 1), query_seed(42, 3, 1));
-        assert_ne!(query_seed(42, 3, 1), query_seed(42, 1, 3));
+        assert_eq!(query_seed(42, 3, 1, 5), query_seed(42, 3, 1, 5));
+        assert_ne!(query_seed(42, 3, 1, 5), query_seed(42, 1, 3, 5));
+        // An inverse keeps its seed when relations are added.
+        assert_eq!(query_seed(42, 3, 6, 5), query_seed(42, 3, 7, 6));
+        assert_ne!(query_seed(42, 3, 6, 5), query_seed(42, 3, 1, 5));
     }
 
     #[test]

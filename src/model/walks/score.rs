@@ -60,7 +60,13 @@ impl WalkScorer<'_> {
 
     /// The context walks of a query: from `first` (claims) or the context.
     fn walks(&self, entity: u32, relation: u32, first: Option<&[Step]>) -> Vec<Vec<Step>> {
-        let mut rng = StdRng::seed_from_u64(query_seed(self.model.config.seed, entity, relation));
+        let seed = query_seed(
+            self.model.config.seed,
+            entity,
+            relation,
+            self.model.num_relations as u32,
+        );
+        let mut rng = StdRng::seed_from_u64(seed);
         (0..self.layout.walks)
             .map(|_| {
                 let mut w = Vec::new();
