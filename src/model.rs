@@ -15,16 +15,19 @@ mod score;
 mod shared_negatives;
 pub mod tables;
 pub mod train;
+pub mod walks;
 
 pub use any::{AnyScorer, Model, warm_compatible};
 pub use config::{
     LossKind, ModelKind, NegativeSharing, OptimizerKind, Regime, Regularizer, TrainConfig,
+    WalkConfig,
 };
 pub use context::{Categories, Context, Step};
 pub use ensemble::{Ensemble, Prediction};
 pub use eval::{Known, LinkPredictor, Metrics, SideMetrics, evaluate};
 pub use kge::{KgeModel, Scorer};
 pub use train::{EpochStats, TrainOutcome, TrainSet, train};
+pub use walks::{WalkModel, WalkScorer};
 
 /// Errors at the model boundary.
 #[derive(Debug, thiserror::Error)]

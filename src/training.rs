@@ -140,6 +140,7 @@ pub fn kind_name(k: ModelKind) -> &'static str {
         ModelKind::Complex => "complex",
         ModelKind::Distmult => "distmult",
         ModelKind::Rotate => "rotate",
+        ModelKind::Walks => "walks",
     }
 }
 

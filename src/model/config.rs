@@ -13,6 +13,9 @@ pub enum ModelKind {
     Distmult,
     /// -||h * r - t|| with |r_i| = 1 in C^dim (Sun et al. 2019).
     Rotate,
+    /// A transformer over relation-typed random walks, trained with masked entities and
+    /// relations (`model::walks`); its hyperparameters are `TrainConfig::walks`.
+    Walks,
 }
 
 /// How training pairs positives with negatives.
@@ -138,6 +141,77 @@ pub struct TrainConfig {
     /// Standard deviation of the initial embeddings.
     #[config(default = 0.1)]
     pub init_scale: f64,
+    /// The walk model's hyperparameters (`model: walks`); `None` (and configs saved before it
+    /// existed) means `WalkConfig`'s defaults. The walk model also reads `label_smoothing`,
+    /// `eval_every`, `patience` and `seed` from here; it ignores the other fields.
+    pub walks: Option<WalkConfig>,
+}
+
+impl TrainConfig {
+    /// The walk model's hyperparameters, defaults filled in.
+    pub fn walk_config(&self) -> WalkConfig {
+        self.walks.clone().unwrap_or_else(WalkConfig::new)
+    }
+}
+
+/// Hyperparameters of the walk transformer (`model: walks`). The defaults are the best
+/// configuration found on UMLS within a 5-minute two-core budget (BENCHMARKS.md, issue 14).
+#[derive(Config, Debug, PartialEq)]
+pub struct WalkConfig {
+    /// Width of every token's vector.
+    #[config(default = 64)]
+    pub d_model: usize,
+    #[config(default = 2)]
+    pub layers: usize,
+    #[config(default = 4)]
+    pub heads: usize,
+    /// Width of the feed-forward block.
+    #[config(default = 128)]
+    pub d_ff: usize,
+    #[config(default = 0.1)]
+    pub dropout: f64,
+    /// Context walks per sequence, each starting at the query's entity.
+    #[config(default = 4)]
+    pub context_walks: usize,
+    /// Steps (relation, entity) per walk.
+    #[config(default = 2)]
+    pub walk_length: usize,
+    /// Sequences per entity and epoch whose target is the first step of a biased walk (beside
+    /// one sequence per training triple and direction): the share of rare relations.
+    #[config(default = 0.0)]
+    pub walks_per_entity: f64,
+    /// A walk's next relation is drawn with probability proportional to count(r)^-alpha among
+    /// those the current entity has (0: uniform over edges' relations, 1: each relation alike).
+    #[config(default = 0.5)]
+    pub rarity_alpha: f64,
+    /// Probability that a training sequence shows its query entity as its category's token
+    /// instead of its id (and predicts the id back): what lets the model answer about new
+    /// entities from their edges alone.
+    #[config(default = 0.2)]
+    pub id_dropout: f64,
+    /// Probability that a context token (relation or entity) is masked and predicted.
+    #[config(default = 0.15)]
+    pub mask_prob: f64,
+    /// Weight of the masked-token loss beside the link-prediction loss.
+    #[config(default = 0.5)]
+    pub mask_weight: f64,
+    /// Weight of a refuted triple's penalty, -log(1 - p(t | h, r)), beside a true triple's
+    /// cross-entropy. Low on purpose: refutations trained as full hard negatives sank the
+    /// held-out true pairs of the same entities.
+    #[config(default = 0.1)]
+    pub refuted_weight: f64,
+    #[config(default = 0.001)]
+    pub lr: f64,
+    #[config(default = 0.01)]
+    pub weight_decay: f64,
+    /// Share of all steps spent warming the learning rate up linearly; then it decays
+    /// linearly to a tenth.
+    #[config(default = 0.05)]
+    pub warmup: f64,
+    #[config(default = 256)]
+    pub batch_size: usize,
+    #[config(default = 30)]
+    pub epochs: usize,
 }
 
 #[cfg(test)]
@@ -160,5 +234,22 @@ mod tests {
             serde_json::to_value(&new).expect("serialize")["negative_sharing"],
             "per-positive"
         );
+    }
+
+    #[test]
+    fn walks_config_is_optional_and_round_trips() {
+        let mut json = serde_json::to_value(TrainConfig::new()).expect("serialize");
+        json.as_object_mut().expect("object").remove("walks");
+        let old: TrainConfig = serde_json::from_value(json.clone()).expect("old config loads");
+        assert_eq!(old.walks, None);
+        assert_eq!(old.walk_config(), WalkConfig::new());
+        let custom = TrainConfig::new()
+            .with_model(ModelKind::Walks)
+            .with_walks(Some(WalkConfig::new().with_layers(3).with_id_dropout(0.5)));
+        let text = serde_json::to_string(&custom).expect("serialize");
+        assert!(text.contains("\"walks\""), "{text}");
+        let back: TrainConfig = serde_json::from_str(&text).expect("loads");
+        assert_eq!(back, custom);
+        assert_eq!(back.walk_config().layers, 3);
     }
 }

@@ -155,6 +155,9 @@ pub(crate) fn widths(config: &TrainConfig) -> (usize, usize) {
         ModelKind::Complex => (2 * k, 2 * k),
         ModelKind::Distmult => (k, k),
         ModelKind::Rotate => (2 * k, k),
+        // The walk model has no KGE tables (`model::walks`); `model::train` refuses it, so
+        // these widths only size an empty shell.
+        ModelKind::Walks => (k, k),
     }
 }
 

@@ -234,6 +234,9 @@ fn validate(config: &TrainConfig, set: &TrainSet<'_>) -> Result<(), ModelError> 
         return Err(ModelError::EmptyGraph);
     }
     let bad = |what: &str| Err(ModelError::BadConfig(what.to_owned()));
+    if config.model == ModelKind::Walks {
+        return bad("the walk model trains with model::walks::train");
+    }
     if config.dim == 0 {
         return bad("dim must be positive");
     }

@@ -1,0 +1,348 @@
+//! The walk transformer as a burn module, and the token sequences it reads.
+//!
+//! Vocabulary (one id space, three tables concatenated in this order): PAD, MASK, one
+//! "unknown entity of category c" token per category, the relations (inverses included), the
+//! entities. An entity's output score is its (tied) input row dotted with the transformed
+//! hidden state, plus a bias.
+
+use burn::module::{Module, Param};
+use burn::nn::transformer::{TransformerEncoder, TransformerEncoderConfig, TransformerEncoderInput};
+use burn::nn::{Dropout, DropoutConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
+use burn::tensor::activation::gelu;
+use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
+use rand::Rng;
+
+use crate::model::config::WalkConfig;
+use crate::model::context::Step;
+
+pub const PAD: i64 = 0;
+pub const MASK: i64 = 1;
+
+/// Sizes of a net: what its tables hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sizes {
+    pub entities: usize,
+    /// Forward relations (the table holds twice as many rows: inverses).
+    pub relations: usize,
+    /// Category tokens (the vocabulary's length, "" included).
+    pub categories: usize,
+}
+
+#[derive(Module, Debug)]
+pub struct WalkNet {
+    /// PAD, MASK, then one token per category.
+    pub special: Param<Tensor<2>>,
+    pub relations: Param<Tensor<2>>,
+    pub entities: Param<Tensor<2>>,
+    pub positions: Param<Tensor<2>>,
+    pub entity_bias: Param<Tensor<1>>,
+    pub relation_bias: Param<Tensor<1>>,
+    pub input_norm: LayerNorm,
+    pub dropout: Dropout,
+    pub encoder: TransformerEncoder,
+    pub final_norm: LayerNorm,
+    pub head: Linear,
+    pub head_norm: LayerNorm,
+}
+
+/// A `[rows, width]` table of N(0, std) values.
+pub fn normal_table(rows: usize, width: usize, std: f32, rng: &mut impl Rng) -> Vec<f32> {
+    (0..rows * width)
+        .map(|_| std * crate::model::tables::gaussian(rng))
+        .collect()
+}
+
+pub fn param2(data: Vec<f32>, rows: usize, width: usize, device: &Device) -> Param<Tensor<2>> {
+    Param::from_data(TensorData::new(data, [rows, width]), device)
+}
+
+pub fn param1(data: Vec<f32>, device: &Device) -> Param<Tensor<1>> {
+    let n = data.len();
+    Param::from_data(TensorData::new(data, [n]), device)
+}
+
+/// The init scale of embedding rows: dot products of unit-variance hidden states with them
+/// start near 1.
+pub fn init_std(c: &WalkConfig) -> f32 {
+    1.0 / (c.d_model as f32).sqrt()
+}
+
+impl WalkNet {
+    pub fn init(c: &WalkConfig, sizes: Sizes, device: &Device, rng: &mut impl Rng) -> Self {
+        let d = c.d_model;
+        let std = init_std(c);
+        let layout = Layout::new(c, sizes);
+        Self {
+            special: param2(
+                normal_table(2 + sizes.categories, d, std, rng),
+                2 + sizes.categories,
+                d,
+                device,
+            ),
+            relations: param2(
+                normal_table(2 * sizes.relations, d, std, rng),
+                2 * sizes.relations,
+                d,
+                device,
+            ),
+            entities: param2(
+                normal_table(sizes.entities, d, std, rng),
+                sizes.entities,
+                d,
+                device,
+            ),
+            positions: param2(
+                normal_table(layout.positions, d, std, rng),
+                layout.positions,
+                d,
+                device,
+            ),
+            entity_bias: param1(vec![0.0; sizes.entities], device),
+            relation_bias: param1(vec![0.0; 2 * sizes.relations], device),
+            input_norm: LayerNormConfig::new(d).init(device),
+            dropout: DropoutConfig::new(c.dropout).init(),
+            encoder: TransformerEncoderConfig::new(d, c.d_ff, c.heads, c.layers)
+                .with_dropout(c.dropout)
+                .with_norm_first(true)
+                .init(device),
+            final_norm: LayerNormConfig::new(d).init(device),
+            head: LinearConfig::new(d, d).init(device),
+            head_norm: LayerNormConfig::new(d).init(device),
+        }
+    }
+
+    pub fn sizes(&self) -> Sizes {
+        let [special, _] = self.special.dims();
+        let [relations, _] = self.relations.dims();
+        let [entities, _] = self.entities.dims();
+        Sizes {
+            entities,
+            relations: relations / 2,
+            categories: special - 2,
+        }
+    }
+
+    /// Hidden states `[rows * len, d]` of a batch of token sequences.
+    pub fn encode(&self, batch: &Batch, device: &Device) -> Tensor<2> {
+        let (rows, len) = (batch.rows, batch.len);
+        let d = self.entities.dims()[1];
+        let vocab = Tensor::cat(
+            vec![
+                self.special.val(),
+                self.relations.val(),
+                self.entities.val(),
+            ],
+            0,
+        );
+        let tokens: Tensor<1, Int> =
+            Tensor::from_data(TensorData::new(batch.tokens.clone(), [rows * len]), device);
+        let pos_ids: Tensor<1, Int> =
+            Tensor::from_data(TensorData::new(batch.positions.clone(), [len]), device);
+        let x = vocab.select(0, tokens).reshape([rows, len, d]);
+        let p = self.positions.val().select(0, pos_ids).reshape([1, len, d]);
+        let x = self.dropout.forward(self.input_norm.forward(x + p));
+        let pad: Tensor<2, Bool> = Tensor::<2, Int>::from_data(
+            TensorData::new(
+                batch.pad.iter().map(|&b| i64::from(b)).collect::<Vec<_>>(),
+                [rows, len],
+            ),
+            device,
+        )
+        .equal_elem(1);
+        let attn: Tensor<3, Bool> = Tensor::<2, Int>::from_data(
+            TensorData::new(
+                batch.attn.iter().map(|&b| i64::from(b)).collect::<Vec<_>>(),
+                [len, len],
+            ),
+            device,
+        )
+        .equal_elem(1)
+        .reshape([1, len, len])
+        .expand([rows, len, len]);
+        let h = self
+            .encoder
+            .forward(TransformerEncoderInput::new(x).mask_pad(pad).mask_attn(attn));
+        self.final_norm.forward(h).reshape([rows * len, d])
+    }
+
+    /// The output transform of hidden states picked at `positions` (flat indices).
+    pub fn project(&self, hidden: &Tensor<2>, positions: &[usize], device: &Device) -> Tensor<2> {
+        let idx: Tensor<1, Int> = Tensor::from_data(
+            TensorData::new(
+                positions.iter().map(|&p| p as i64).collect::<Vec<_>>(),
+                [positions.len()],
+            ),
+            device,
+        );
+        let h = hidden.clone().select(0, idx);
+        self.head_norm.forward(gelu(self.head.forward(h)))
+    }
+
+    /// Scores of every entity for projected states `q`: `[m, entities]`.
+    pub fn entity_logits(&self, q: Tensor<2>) -> Tensor<2> {
+        let n = self.entities.dims()[0];
+        q.matmul(self.entities.val().transpose()) + self.entity_bias.val().reshape([1, n])
+    }
+
+    /// Scores of every relation id for projected states `q`: `[m, 2R]`.
+    pub fn relation_logits(&self, q: Tensor<2>) -> Tensor<2> {
+        let n = self.relations.dims()[0];
+        q.matmul(self.relations.val().transpose()) + self.relation_bias.val().reshape([1, n])
+    }
+}
+
+/// Where tokens sit in a sequence: `[query entity, relation, MASK]` then `walks` context
+/// walks of `walk_len` (relation, entity) steps, each starting at the query entity.
+#[derive(Debug, Clone, Copy)]
+pub struct Layout {
+    pub categories: usize,
+    /// Relation ids, inverses included.
+    pub relation_ids: usize,
+    pub walks: usize,
+    pub walk_len: usize,
+    /// Rows of the position table: 3 query slots, then one per offset within a walk (shared
+    /// by all walks, which are interchangeable).
+    pub positions: usize,
+}
+
+impl Layout {
+    pub fn new(c: &WalkConfig, sizes: Sizes) -> Self {
+        Self {
+            categories: sizes.categories,
+            relation_ids: 2 * sizes.relations,
+            walks: c.context_walks,
+            walk_len: c.walk_length,
+            positions: 3 + 2 * c.walk_length,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        3 + self.walks * 2 * self.walk_len
+    }
+
+    pub fn category(&self, c: u32) -> i64 {
+        2 + i64::from(c)
+    }
+
+    pub fn relation(&self, r: u32) -> i64 {
+        2 + self.categories as i64 + i64::from(r)
+    }
+
+    pub fn entity(&self, e: u32) -> i64 {
+        2 + (self.categories + self.relation_ids) as i64 + i64::from(e)
+    }
+
+    fn position_ids(&self) -> Vec<i64> {
+        let mut p = vec![0, 1, 2];
+        for _ in 0..self.walks {
+            p.extend((0..2 * self.walk_len).map(|j| 3 + j as i64));
+        }
+        p
+    }
+
+    /// `len x len`, true where attention is blocked: the query slots see everything; a walk's
+    /// tokens see the query slots and their own walk (so a step stays bound to its path).
+    fn attention(&self) -> Vec<bool> {
+        let len = self.len();
+        let w = 2 * self.walk_len;
+        let walk_of = |i: usize| (i >= 3).then(|| (i - 3) / w);
+        let mut m = vec![false; len * len];
+        for i in 0..len {
+            for j in 0..len {
+                m[i * len + j] = match (walk_of(i), walk_of(j)) {
+                    (None, _) | (_, None) => false,
+                    (Some(a), Some(b)) => a != b,
+                };
+            }
+        }
+        m
+    }
+}
+
+/// A batch of sequences and what to predict at which (flat) position.
+#[derive(Debug, Clone)]
+pub struct Batch {
+    pub rows: usize,
+    pub len: usize,
+    pub tokens: Vec<i64>,
+    pub pad: Vec<bool>,
+    positions: Vec<i64>,
+    attn: Vec<bool>,
+    /// Entities to predict: (flat position, entity).
+    pub entity_targets: Vec<(usize, u32)>,
+    /// Relation ids to predict: (flat position, relation id).
+    pub relation_targets: Vec<(usize, u32)>,
+}
+
+/// How one row's tokens are written.
+pub struct Row<'a> {
+    /// The query entity's token (its id, or its category's token).
+    pub query: i64,
+    pub relation: u32,
+    /// The context walks' steps.
+    pub walks: &'a [Vec<Step>],
+}
+
+impl Batch {
+    pub fn new(layout: &Layout) -> Self {
+        Self {
+            rows: 0,
+            len: layout.len(),
+            tokens: Vec::new(),
+            pad: Vec::new(),
+            positions: layout.position_ids(),
+            attn: layout.attention(),
+            entity_targets: Vec::new(),
+            relation_targets: Vec::new(),
+        }
+    }
+
+    /// Flat position of the MASK slot of a row.
+    pub fn query_slot(&self, row: usize) -> usize {
+        row * self.len + 2
+    }
+
+    /// Appends a row. `entity`: an entity's token (its id, or its category's when the model
+    /// lacks it). `mask`: (probability, rng) of masking each context token, which then
+    /// becomes a target.
+    pub fn push(
+        &mut self,
+        layout: &Layout,
+        row: Row<'_>,
+        entity: &dyn Fn(u32) -> i64,
+        mut mask: Option<(f64, &mut dyn rand::RngCore)>,
+    ) {
+        let base = self.rows * self.len;
+        self.tokens
+            .extend([row.query, layout.relation(row.relation), MASK]);
+        self.pad.extend([false, false, false]);
+        for k in 0..layout.walks {
+            let steps = row.walks.get(k).map_or(&[][..], |w| &w[..]);
+            for j in 0..layout.walk_len {
+                let slot = base + 3 + (k * layout.walk_len + j) * 2;
+                match steps.get(j) {
+                    Some(s) => {
+                        let (mut rt, mut et) = (layout.relation(s.relation), entity(s.entity));
+                        if let Some((p, rng)) = mask.as_mut() {
+                            if rng.random::<f64>() < *p {
+                                rt = MASK;
+                                self.relation_targets.push((slot, s.relation));
+                            }
+                            if rng.random::<f64>() < *p {
+                                et = MASK;
+                                self.entity_targets.push((slot + 1, s.entity));
+                            }
+                        }
+                        self.tokens.extend([rt, et]);
+                        self.pad.extend([false, false]);
+                    }
+                    None => {
+                        self.tokens.extend([PAD, PAD]);
+                        self.pad.extend([true, true]);
+                    }
+                }
+            }
+        }
+        self.rows += 1;
+    }
+}

@@ -1,0 +1,412 @@
+//! Training the walk model: sequences drawn per batch (nothing materialised), AdamW with a
+//! linear warm-up and decay, validation MRR and early stopping as `model::train`.
+
+use super::WalkModel;
+use super::net::{Batch, Layout, Row, WalkNet};
+use super::sample::Sampler;
+use crate::graph::Triple;
+use crate::model::ModelError;
+use crate::model::config::{TrainConfig, WalkConfig};
+use crate::model::context::{Categories, Context, Step};
+use crate::model::eval::evaluate;
+use crate::model::train::{EpochStats, TrainOutcome, TrainSet, refuted_sample};
+use burn::module::Module;
+use burn::optim::grad_clipping::GradientClippingConfig;
+use burn::optim::{AdamWConfig, GradientsParams};
+use burn::tensor::activation::log_softmax;
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use std::time::Instant;
+
+/// Seconds spent in each phase of training steps since the process started: sampling and
+/// batch building, forward (loss), backward, optimizer step. For benchmarks.
+static PHASES: std::sync::Mutex<[f64; 4]> = std::sync::Mutex::new([0.0; 4]);
+
+pub fn phase_seconds() -> [f64; 4] {
+    PHASES.lock().map(|p| *p).unwrap_or_default()
+}
+
+fn add_phase(i: usize, since: Instant) -> Instant {
+    if let Ok(mut p) = PHASES.lock() {
+        p[i] += since.elapsed().as_secs_f64();
+    }
+    Instant::now()
+}
+
+/// Validation ranks at most this many triples.
+const VALID_SAMPLE: usize = 1_000;
+
+/// Tokens per training sequence of a config.
+pub fn sequence_len(config: &TrainConfig) -> usize {
+    let c = config.walk_config();
+    3 + c.context_walks * 2 * c.walk_length
+}
+
+/// One training example: predict `tail` from `(head, relation)` (relation may be an inverse
+/// id); `refuted`: the triple is known false and its probability is pushed down.
+#[derive(Debug, Clone, Copy)]
+struct Example {
+    head: u32,
+    relation: u32,
+    tail: u32,
+    refuted: bool,
+}
+
+/// Trains a walk model (from `warm` if given, grown to this graph) and returns the best
+/// weights by validation MRR.
+pub fn train(
+    config: &TrainConfig,
+    set: &TrainSet<'_>,
+    categories: &Categories,
+    warm: Option<WalkModel>,
+    device: &Device,
+    on_epoch: &mut (dyn FnMut(&EpochStats) + Send),
+) -> Result<TrainOutcome<WalkModel>, ModelError> {
+    let wc = config.walk_config();
+    check(config, &wc, set)?;
+    let mut rng = StdRng::seed_from_u64(config.seed);
+    let (n, m) = (set.num_entities, set.num_relations);
+    let mut model = match warm {
+        Some(mut w) => {
+            let old = w.config.walk_config();
+            if (old.d_model, old.layers, old.heads, old.d_ff, old.walk_length)
+                != (wc.d_model, wc.layers, wc.heads, wc.d_ff, wc.walk_length)
+            {
+                return Err(ModelError::Incompatible(format!(
+                    "warm start from a walk model of d_model {} x {} layers ({} heads, d_ff {}, walks of {}) into one of d_model {} x {} layers ({} heads, d_ff {}, walks of {})",
+                    old.d_model,
+                    old.layers,
+                    old.heads,
+                    old.d_ff,
+                    old.walk_length,
+                    wc.d_model,
+                    wc.layers,
+                    wc.heads,
+                    wc.d_ff,
+                    wc.walk_length
+                )));
+            }
+            w.grow(n, m, &mut rng);
+            w.config = config.clone();
+            w
+        }
+        None => WalkModel::init(config, n, m, &categories.names, &mut rng),
+    };
+    let cat_map = model.learn_categories(categories, &mut rng);
+    let category_token = |e: u32| cat_map.get(categories.get(e) as usize).copied().unwrap_or(0);
+    let context = Context::new(n, m, set.train, categories.clone());
+    let sampler = Sampler::new(&context, wc.rarity_alpha);
+    let layout = Layout::new(&wc, model.net().sizes());
+
+    let valid: Vec<Triple> = {
+        let mut v = set.valid.to_vec();
+        if v.len() > VALID_SAMPLE {
+            v.shuffle(&mut StdRng::seed_from_u64(config.seed ^ 0x5eed));
+            v.truncate(VALID_SAMPLE);
+        }
+        v
+    };
+    let mut examples: Vec<Example> = set
+        .train
+        .iter()
+        .flat_map(|t| {
+            [
+                Example {
+                    head: t.head,
+                    relation: t.relation,
+                    tail: t.tail,
+                    refuted: false,
+                },
+                Example {
+                    head: t.tail,
+                    relation: t.relation + m as u32,
+                    tail: t.head,
+                    refuted: false,
+                },
+            ]
+        })
+        .collect();
+    let walk_examples = (wc.walks_per_entity * n as f64).round() as usize;
+    let per_epoch = examples.len() + walk_examples;
+    let batches_per_epoch = per_epoch.div_ceil(wc.batch_size);
+    let total_steps = (batches_per_epoch * wc.epochs).max(1);
+    let warmup = ((wc.warmup * total_steps as f64) as usize).max(1);
+    let lr_at = |step: usize| -> f64 {
+        if step < warmup {
+            wc.lr * (step + 1) as f64 / warmup as f64
+        } else {
+            let t = (step - warmup) as f64 / (total_steps - warmup).max(1) as f64;
+            wc.lr * (1.0 - 0.9 * t.min(1.0))
+        }
+    };
+
+    let autodiff = device.clone().autodiff();
+    let mut net: WalkNet = model.net().clone().fork(&autodiff).train();
+    let mut optim = AdamWConfig::new()
+        .with_weight_decay(wc.weight_decay as f32)
+        .with_epsilon(1e-8)
+        .with_grad_clipping(Some(GradientClippingConfig::Norm(1.0)))
+        .init();
+    let mut history = Vec::new();
+    let mut best: Option<(f64, usize, WalkNet)> = None;
+    let mut since_best = 0;
+    let mut stopped_early = false;
+    let mut step = 0usize;
+    for epoch in 1..=wc.epochs {
+        let started = Instant::now();
+        examples.shuffle(&mut rng);
+        let mut epoch_examples = examples.clone();
+        // Biased walks pick extra targets: the first step of a walk from a random entity.
+        for _ in 0..walk_examples {
+            let start = rng.random_range(0..n as u32);
+            let mut out = Vec::new();
+            sampler.walk(start, None, 1, &[], &mut rng, &mut out);
+            if let Some(s) = out.first() {
+                epoch_examples.push(Example {
+                    head: start,
+                    relation: s.relation,
+                    tail: s.entity,
+                    refuted: false,
+                });
+            }
+        }
+        if walk_examples > 0 {
+            epoch_examples.shuffle(&mut rng);
+        }
+        let mut loss_sum = 0.0;
+        let mut batches = 0usize;
+        for chunk in epoch_examples.chunks(wc.batch_size) {
+            let t = Instant::now();
+            let mut rows: Vec<Example> = chunk.to_vec();
+            rows.extend(refuted_sample(set, chunk.len(), &mut rng).into_iter().map(|t| {
+                Example {
+                    head: t.head,
+                    relation: t.relation,
+                    tail: t.tail,
+                    refuted: true,
+                }
+            }));
+            let batch = build_batch(
+                &layout,
+                &sampler,
+                &wc,
+                &rows,
+                &category_token,
+                &mut rng,
+            );
+            let t = add_phase(0, t);
+            let loss = batch_loss(&net, &batch, &rows, &wc, config.label_smoothing, &autodiff);
+            let value = f64::from(loss.clone().into_scalar::<f32>());
+            if !value.is_finite() {
+                return Err(ModelError::Diverged { epoch, loss: value });
+            }
+            let t = add_phase(1, t);
+            let grads = GradientsParams::from_grads(loss.backward(), &net);
+            let t = add_phase(2, t);
+            net = optim.step(lr_at(step), net, grads);
+            add_phase(3, t);
+            step += 1;
+            loss_sum += value;
+            batches += 1;
+        }
+        let mut stats = EpochStats {
+            epoch,
+            loss: loss_sum / batches.max(1) as f64,
+            valid_mrr: None,
+            seconds: 0.0,
+            train_seconds: started.elapsed().as_secs_f64(),
+        };
+        let validate_now = config.eval_every > 0
+            && !valid.is_empty()
+            && (epoch % config.eval_every == 0 || epoch == wc.epochs);
+        if validate_now {
+            let snapshot = WalkModel {
+                net: net.valid(),
+                ..model.clone()
+            };
+            let scorer = snapshot.scorer(device, &context);
+            let mrr = evaluate(&scorer, &valid, set.known, 256).both.mrr;
+            stats.valid_mrr = Some(mrr);
+            if best.as_ref().is_none_or(|b| mrr > b.0) {
+                best = Some((mrr, epoch, snapshot.net));
+                since_best = 0;
+            } else {
+                since_best += 1;
+            }
+        }
+        stats.seconds = started.elapsed().as_secs_f64();
+        on_epoch(&stats);
+        history.push(stats);
+        if config.patience > 0 && since_best >= config.patience {
+            stopped_early = epoch < wc.epochs;
+            break;
+        }
+    }
+    let last_epoch = history.last().map_or(0, |s| s.epoch);
+    let (best_valid_mrr, best_epoch, net) = match best {
+        Some((mrr, epoch, net)) => (Some(mrr), epoch, net),
+        None => (None, last_epoch, net.valid()),
+    };
+    model.net = net.fork(&Device::flex());
+    model.config = config.clone();
+    Ok(TrainOutcome {
+        model,
+        history,
+        best_epoch,
+        best_valid_mrr,
+        stopped_early,
+    })
+}
+
+fn check(config: &TrainConfig, wc: &WalkConfig, set: &TrainSet<'_>) -> Result<(), ModelError> {
+    if set.train.is_empty() || set.num_entities == 0 {
+        return Err(ModelError::EmptyGraph);
+    }
+    let bad = |what: &str| Err(ModelError::BadConfig(what.to_owned()));
+    if wc.d_model == 0 || wc.heads == 0 || wc.d_model % wc.heads != 0 {
+        return bad("walks.d_model must be a positive multiple of walks.heads");
+    }
+    if wc.layers == 0 || wc.d_ff == 0 {
+        return bad("walks.layers and walks.d_ff must be positive");
+    }
+    if wc.batch_size == 0 {
+        return bad("walks.batch_size must be positive");
+    }
+    if wc.context_walks > 0 && wc.walk_length == 0 {
+        return bad("walks.walk_length must be positive when there are context walks");
+    }
+    for (name, p) in [
+        ("id_dropout", wc.id_dropout),
+        ("mask_prob", wc.mask_prob),
+        ("dropout", wc.dropout),
+        ("warmup", wc.warmup),
+    ] {
+        if !(0.0..1.0).contains(&p) {
+            return Err(ModelError::BadConfig(format!("walks.{name} must be in [0, 1)")));
+        }
+    }
+    if !(0.0..1.0).contains(&config.label_smoothing) {
+        return bad("label_smoothing must be in [0, 1)");
+    }
+    if wc.lr <= 0.0 || wc.walks_per_entity < 0.0 || wc.rarity_alpha < 0.0 {
+        return bad("walks.lr must be positive, walks_per_entity and rarity_alpha not negative");
+    }
+    let (n, m) = (set.num_entities as u32, set.num_relations as u32);
+    for t in set.train.iter().chain(set.valid).chain(set.refuted) {
+        if t.head >= n || t.tail >= n || t.relation >= m {
+            return Err(ModelError::Incompatible(format!(
+                "triple {t:?} is outside {n} entities and {m} relations"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The sequences of a batch: per row, `[h, r, MASK]` + context walks from `h` that avoid the
+/// row's own edge; `h` shown as its category's token with probability `id_dropout` (then
+/// predicted at slot 0); context tokens masked with probability `mask_prob`.
+fn build_batch(
+    layout: &Layout,
+    sampler: &Sampler<'_>,
+    wc: &WalkConfig,
+    rows: &[Example],
+    category_token: &dyn Fn(u32) -> u32,
+    rng: &mut StdRng,
+) -> Batch {
+    let mut batch = Batch::new(layout);
+    let entity = |e: u32| layout.entity(e);
+    let mut walks: Vec<Vec<Step>> = vec![Vec::new(); layout.walks];
+    for ex in rows {
+        let forbidden = sampler.target_edge(ex.head, ex.relation, ex.tail);
+        for w in &mut walks {
+            w.clear();
+            sampler.walk(ex.head, None, layout.walk_len, &forbidden, rng, w);
+        }
+        let dropped = !ex.refuted && rng.random::<f64>() < wc.id_dropout;
+        let query = if dropped {
+            layout.category(category_token(ex.head))
+        } else {
+            layout.entity(ex.head)
+        };
+        if dropped {
+            batch.entity_targets.push((batch.rows * batch.len, ex.head));
+        }
+        let row = Row {
+            query,
+            relation: ex.relation,
+            walks: &walks,
+        };
+        let mask = (!ex.refuted && wc.mask_prob > 0.0)
+            .then(|| (wc.mask_prob, rng as &mut dyn rand::RngCore));
+        batch.push(layout, row, &entity, mask);
+    }
+    batch
+}
+
+fn ints(v: impl Iterator<Item = i64>, device: &Device) -> Tensor<1, Int> {
+    let v: Vec<i64> = v.collect();
+    let n = v.len();
+    Tensor::from_data(TensorData::new(v, [n]), device)
+}
+
+/// Mean cross-entropy of `logits` against `targets` (one per row), label-smoothed by `eps`.
+fn cross_entropy(logits: Tensor<2>, targets: &[u32], eps: f64, device: &Device) -> Tensor<1> {
+    let [rows, n] = logits.dims();
+    let logp = log_softmax(logits, 1);
+    let idx: Tensor<2, Int> = ints(targets.iter().map(|&t| i64::from(t)), device).reshape([rows, 1]);
+    let picked = logp.clone().gather(1, idx);
+    let mut loss = -(picked.mean() * (1.0 - eps));
+    if eps > 0.0 {
+        loss = loss - logp.sum_dim(1).mean() * (eps / n as f64);
+    }
+    loss
+}
+
+/// The batch's loss: link prediction (cross-entropy over all entities at the MASK slot), a
+/// refuted row's -log(1 - p(t)) times `refuted_weight`, and the masked tokens' cross-entropy
+/// times `mask_weight`.
+fn batch_loss(
+    net: &WalkNet,
+    batch: &Batch,
+    rows: &[Example],
+    wc: &WalkConfig,
+    label_smoothing: f64,
+    device: &Device,
+) -> Tensor<1> {
+    let hidden = net.encode(batch, device);
+    let (true_rows, refuted_rows): (Vec<usize>, Vec<usize>) =
+        (0..rows.len()).partition(|&i| !rows[i].refuted);
+    let slots = |rs: &[usize]| rs.iter().map(|&i| batch.query_slot(i)).collect::<Vec<_>>();
+    let q = net.project(&hidden, &slots(&true_rows), device);
+    let targets: Vec<u32> = true_rows.iter().map(|&i| rows[i].tail).collect();
+    let mut loss = cross_entropy(net.entity_logits(q), &targets, label_smoothing, device);
+    if !refuted_rows.is_empty() && wc.refuted_weight > 0.0 {
+        let q = net.project(&hidden, &slots(&refuted_rows), device);
+        let logp = log_softmax(net.entity_logits(q), 1);
+        let idx: Tensor<2, Int> = ints(
+            refuted_rows.iter().map(|&i| i64::from(rows[i].tail)),
+            device,
+        )
+        .reshape([refuted_rows.len(), 1]);
+        let p = logp.gather(1, idx).exp().clamp(0.0, 1.0 - 1e-6);
+        let penalty = -(p.neg() + 1.0).log().mean();
+        loss = loss + penalty * wc.refuted_weight;
+    }
+    if wc.mask_weight > 0.0 {
+        if !batch.entity_targets.is_empty() {
+            let (pos, ids): (Vec<usize>, Vec<u32>) = batch.entity_targets.iter().copied().unzip();
+            let q = net.project(&hidden, &pos, device);
+            loss = loss + cross_entropy(net.entity_logits(q), &ids, 0.0, device) * wc.mask_weight;
+        }
+        if !batch.relation_targets.is_empty() {
+            let (pos, ids): (Vec<usize>, Vec<u32>) =
+                batch.relation_targets.iter().copied().unzip();
+            let q = net.project(&hidden, &pos, device);
+            loss =
+                loss + cross_entropy(net.relation_logits(q), &ids, 0.0, device) * wc.mask_weight;
+        }
+    }
+    loss
+}
