@@ -135,6 +135,8 @@ pub struct Asker {
     pub graph_version: i64,
     graph: Graph,
     ensemble: Ensemble,
+    /// The graph as members that read context see it (empty when none does).
+    context: crate::model::Context,
     /// Per member; empty when the model was trained without features.
     priors: Vec<Priors>,
     names: HashMap<String, String>,
@@ -219,13 +221,16 @@ impl Asker {
             .map(|m| {
                 by_category
                     .iter()
-                    .map(|(c, ids)| (c.clone(), foldin::mean_row(rank::kge(&m.model), ids)))
+                    .filter_map(|(c, ids)| {
+                        rank::kge(&m.model).map(|k| (c.clone(), foldin::mean_row(k, ids)))
+                    })
                     .collect()
             })
             .collect();
         Self {
             model_id,
             graph_version,
+            context: ensemble.context_of(&graph),
             graph,
             ensemble,
             priors,

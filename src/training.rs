@@ -144,6 +144,22 @@ pub fn kind_name(k: ModelKind) -> &'static str {
     }
 }
 
+/// A model's kind and size in words: `complex dim 64`, `walks d_model 64, 2 layers`.
+pub fn shape(config: &TrainConfig) -> String {
+    match config.model {
+        ModelKind::Walks => {
+            let w = config.walk_config();
+            format!(
+                "walks d_model {}, {} layer{}",
+                w.d_model,
+                w.layers,
+                if w.layers == 1 { "" } else { "s" }
+            )
+        }
+        kind => format!("{} dim {}", kind_name(kind), config.dim),
+    }
+}
+
 /// Runs CPU-bound work without stalling other tasks of a multi-threaded runtime.
 fn blocking<T>(f: impl FnOnce() -> T) -> T {
     match tokio::runtime::Handle::try_current() {

@@ -7,8 +7,10 @@ use super::{
     Answer, Asker, Basis, Checked, Claim, EntityAnswer, PATHS_PER_ROW, Prompt, Row, SIMILAR,
     Similar,
 };
-use crate::model::Prediction;
+use crate::graph::Triple;
+use crate::model::calibrate::Calibrator;
 use crate::model::foldin::{self, Dir, FoldConfig, Node};
+use crate::model::{KgeModel, Model, Prediction, Step, WalkScorer};
 use std::collections::{HashMap, HashSet};
 use std::time::Instant;
 
@@ -50,9 +52,10 @@ impl Asker {
                 let mean = self.means[member]
                     .get(&e.category)
                     .cloned()
-                    .unwrap_or_else(|| {
-                        foldin::mean_row(kge(&self.ensemble.members[member].model), &[])
-                    });
+                    .or_else(|| {
+                        kge(&self.ensemble.members[member].model).map(|m| foldin::mean_row(m, &[]))
+                    })
+                    .unwrap_or_default();
                 (mean, None)
             })
             .collect()
@@ -112,88 +115,27 @@ impl Asker {
         let mut prior_kind: Vec<Option<String>> = vec![None; n_new];
         let mut claim_probs: Vec<Vec<f64>> = Vec::new(); // member -> claim
         for (mi, member) in self.ensemble.members.iter().enumerate() {
-            let model = kge(&member.model);
-            let starts = self.priors(prompt, &checked, mi);
+            let answer = match &member.model {
+                Model::Kge(model) => self.member_kge(
+                    model,
+                    &member.calibrator,
+                    mi,
+                    prompt,
+                    &checked,
+                    &candidates,
+                    &pool_fn,
+                ),
+                Model::Walks(model) => {
+                    let scorer = model.scorer(&device, &self.context);
+                    member_walks(&scorer, &member.calibrator, prompt, &checked, &candidates)
+                }
+            };
             if mi == 0 {
-                prior_kind = starts.iter().map(|s| s.1.clone()).collect();
+                prior_kind = answer.prior_kind;
             }
-            let init: Vec<Vec<f32>> = starts.into_iter().map(|s| s.0).collect();
-            let before = |n: Node| -> &[f32] {
-                match n {
-                    Node::Known(id) => model.entities.row(id as usize),
-                    Node::New(j) => &init[j],
-                }
-            };
-            claim_probs.push(
-                checked
-                    .edges
-                    .iter()
-                    .map(|e| {
-                        let s =
-                            foldin::score_rows(model, before(e.head), e.relation, before(e.tail));
-                        member.calibrator.prob(f64::from(s))
-                    })
-                    .collect(),
-            );
-            let config = FoldConfig {
-                seed: self.fold.seed.wrapping_add(mi as u64),
-                ..self.fold.clone()
-            };
-            let rows = foldin::fold_in(model, &init, &checked.edges, &pool_fn, &config);
-            // All-entity scores for the queries that rank a pool, in one product.
-            let wide: Vec<usize> = (0..checked.queries.len())
-                .filter(|&i| checked.queries[i].other.is_none())
-                .collect();
-            let mut qrows = Vec::new();
-            for &i in &wide {
-                let q = &checked.queries[i];
-                qrows.extend(foldin::query_row(model, &rows[q.new], q.relation, q.dir));
-            }
-            let scorer = model.scorer(&device);
-            let all = scorer.against_query_rows(qrows, wide.len());
-            let n = model.num_entities;
-            let mut wide_at: HashMap<usize, usize> = HashMap::new();
-            for (slot, &i) in wide.iter().enumerate() {
-                wide_at.insert(i, slot);
-            }
-            let row_of = |node: Node| -> &[f32] {
-                match node {
-                    Node::Known(id) => model.entities.row(id as usize),
-                    Node::New(j) => &rows[j],
-                }
-            };
-            let probs: Vec<Vec<f64>> = checked
-                .queries
-                .iter()
-                .enumerate()
-                .map(|(i, q)| {
-                    candidates[i]
-                        .iter()
-                        .map(|&c| {
-                            let s = match (wide_at.get(&i), c) {
-                                (Some(&slot), Node::Known(id)) => all[slot * n + id as usize],
-                                _ => match q.dir {
-                                    Dir::Tail => foldin::score_rows(
-                                        model,
-                                        &rows[q.new],
-                                        q.relation,
-                                        row_of(c),
-                                    ),
-                                    Dir::Head => foldin::score_rows(
-                                        model,
-                                        row_of(c),
-                                        q.relation,
-                                        &rows[q.new],
-                                    ),
-                                },
-                            };
-                            member.calibrator.prob(f64::from(s))
-                        })
-                        .collect()
-                })
-                .collect();
-            per_member.push(probs);
-            rows_by_member.push(rows);
+            claim_probs.push(answer.claim_probs);
+            per_member.push(answer.probs);
+            rows_by_member.push(answer.rows);
         }
         // Rank every candidate by its mean probability.
         let k = self.ensemble.members.len().max(1) as f64;
@@ -342,26 +284,133 @@ impl Asker {
         }
     }
 
+    /// One shallow member's answer: each new entity's row fitted to its claims (fold-in), then
+    /// scored against every candidate.
+    #[allow(clippy::too_many_arguments)]
+    fn member_kge(
+        &self,
+        model: &KgeModel,
+        calibrator: &Calibrator,
+        mi: usize,
+        prompt: &Prompt,
+        checked: &Checked,
+        candidates: &[Vec<Node>],
+        pool_fn: &dyn Fn(u32, Dir) -> Vec<u32>,
+    ) -> MemberAnswer {
+        let device = crate::model::default_device();
+        let starts = self.priors(prompt, checked, mi);
+        let prior_kind = starts.iter().map(|s| s.1.clone()).collect();
+        let init: Vec<Vec<f32>> = starts.into_iter().map(|s| s.0).collect();
+        let before = |n: Node| -> &[f32] {
+            match n {
+                Node::Known(id) => model.entities.row(id as usize),
+                Node::New(j) => &init[j],
+            }
+        };
+        let claim_probs = checked
+            .edges
+            .iter()
+            .map(|e| {
+                let s = foldin::score_rows(model, before(e.head), e.relation, before(e.tail));
+                calibrator.prob(f64::from(s))
+            })
+            .collect();
+        let config = FoldConfig {
+            seed: self.fold.seed.wrapping_add(mi as u64),
+            ..self.fold.clone()
+        };
+        let rows = foldin::fold_in(model, &init, &checked.edges, pool_fn, &config);
+        // All-entity scores for the queries that rank a pool, in one product.
+        let wide: Vec<usize> = (0..checked.queries.len())
+            .filter(|&i| checked.queries[i].other.is_none())
+            .collect();
+        let mut qrows = Vec::new();
+        for &i in &wide {
+            let q = &checked.queries[i];
+            qrows.extend(foldin::query_row(model, &rows[q.new], q.relation, q.dir));
+        }
+        let scorer = model.scorer(&device);
+        let all = scorer.against_query_rows(qrows, wide.len());
+        let n = model.num_entities;
+        let mut wide_at: HashMap<usize, usize> = HashMap::new();
+        for (slot, &i) in wide.iter().enumerate() {
+            wide_at.insert(i, slot);
+        }
+        let row_of = |node: Node| -> &[f32] {
+            match node {
+                Node::Known(id) => model.entities.row(id as usize),
+                Node::New(j) => &rows[j],
+            }
+        };
+        let probs: Vec<Vec<f64>> = checked
+            .queries
+            .iter()
+            .enumerate()
+            .map(|(i, q)| {
+                candidates[i]
+                    .iter()
+                    .map(|&c| {
+                        let s = match (wide_at.get(&i), c) {
+                            (Some(&slot), Node::Known(id)) => all[slot * n + id as usize],
+                            _ => match q.dir {
+                                Dir::Tail => foldin::score_rows(
+                                    model,
+                                    &rows[q.new],
+                                    q.relation,
+                                    row_of(c),
+                                ),
+                                Dir::Head => foldin::score_rows(
+                                    model,
+                                    row_of(c),
+                                    q.relation,
+                                    &rows[q.new],
+                                ),
+                            },
+                        };
+                        calibrator.prob(f64::from(s))
+                    })
+                    .collect()
+            })
+            .collect();
+        MemberAnswer {
+            probs,
+            rows,
+            claim_probs,
+            prior_kind,
+        }
+    }
+
     /// The trained entities of the category whose rows are closest to new entity `i`'s.
     fn similar(&self, rows: &[Vec<Vec<f32>>], i: usize, category: &str) -> Vec<Similar> {
         let Some(ids) = self.by_category.get(category) else {
             return Vec::new();
         };
         let k = rows.len().max(1) as f64;
+        // Each member's trained rows in the space its new rows live in.
+        let tables: Vec<Option<(Vec<f32>, usize)>> = self
+            .ensemble
+            .members
+            .iter()
+            .map(|m| match &m.model {
+                Model::Kge(_) => None,
+                Model::Walks(w) => Some((w.entity_table(), w.row_width())),
+            })
+            .collect();
+        let trained_row = |mi: usize, id: u32| -> &[f32] {
+            let id = id as usize;
+            match (&self.ensemble.members[mi].model, &tables[mi]) {
+                (Model::Walks(_), Some((t, d))) => t.get(id * d..(id + 1) * d).unwrap_or(&[]),
+                (Model::Kge(m), _) if id < m.num_entities => m.entities.row(id),
+                _ => &[],
+            }
+        };
         let mut sims: Vec<(f64, u32)> = ids
             .iter()
             .map(|&id| {
-                let s: f64 = self
-                    .ensemble
-                    .members
+                let s: f64 = rows
                     .iter()
-                    .zip(rows)
-                    .map(|(m, r)| {
-                        f64::from(foldin::cosine(
-                            &r[i],
-                            kge(&m.model).entities.row(id as usize),
-                        ))
-                    })
+                    .enumerate()
+                    .map(|(mi, r)| f64::from(foldin::cosine(&r[i], trained_row(mi, id))))
                     .sum();
                 (s / k, id)
             })
@@ -386,9 +435,133 @@ impl Asker {
     }
 }
 
-/// The shallow model of a member: fold-in places a new entity by fitting its embedding row.
-pub(super) fn kge(model: &crate::model::Model) -> &crate::model::KgeModel {
-    match model {
-        crate::model::Model::Kge(m) => m,
+/// One member's view of a prompt: per query, each candidate's probability; per new entity,
+/// its row (for "behaves like"); per claim, its probability before the claims were read; per
+/// new entity, the feature kind its prior used.
+struct MemberAnswer {
+    probs: Vec<Vec<f64>>,
+    rows: Vec<Vec<f32>>,
+    claim_probs: Vec<f64>,
+    prior_kind: Vec<Option<String>>,
+}
+
+/// One walk-transformer member's answer: no fitting. Each new entity is its category's token,
+/// its claimed edges the start of its context walks; every query is one forward pass. A claim's
+/// prior probability is the same question asked with no claims at all.
+fn member_walks(
+    scorer: &WalkScorer<'_>,
+    calibrator: &Calibrator,
+    prompt: &Prompt,
+    checked: &Checked,
+    candidates: &[Vec<Node>],
+) -> MemberAnswer {
+    let n_new = prompt.entities.len();
+    let (n, r_count) = (scorer.num_entities(), scorer.num_relations() as u32);
+    let category = |i: usize| prompt.entities[i].category.as_str();
+    // The relation as read from new entity `i`'s side (`None`: one the model never saw).
+    let read = |relation: u32, dir: Dir| -> Option<u32> {
+        (relation < r_count).then_some(match dir {
+            Dir::Tail => relation,
+            Dir::Head => relation + r_count,
+        })
+    };
+    let claims: Vec<Vec<Step>> = (0..n_new)
+        .map(|i| {
+            checked
+                .edges
+                .iter()
+                .filter_map(|e| match (e.head, e.tail) {
+                    (Node::New(h), Node::Known(t)) if h == i => read(e.relation, Dir::Tail)
+                        .map(|relation| Step {
+                            relation,
+                            entity: t,
+                        }),
+                    (Node::Known(h), Node::New(t)) if t == i => read(e.relation, Dir::Head)
+                        .map(|relation| Step {
+                            relation,
+                            entity: h,
+                        }),
+                    _ => None,
+                })
+                .filter(|s| (s.entity as usize) < n)
+                .collect()
+        })
+        .collect();
+    let rows: Vec<(Vec<f32>, f32)> = (0..n_new)
+        .map(|i| scorer.new_entity_row(category(i), &claims[i]))
+        .collect();
+    let prob = |s: f32| calibrator.prob(f64::from(s));
+    // All-entity scores per (new entity, relation as read from it), one pass each.
+    let mut wide: HashMap<(usize, u32), Vec<f32>> = HashMap::new();
+    for q in &checked.queries {
+        if let Some(rt) = read(q.relation, q.dir) {
+            wide.entry((q.new, rt)).or_insert_with(|| {
+                scorer.new_entity_tails(category(q.new), &claims[q.new], &[rt])
+            });
+        }
     }
+    let probs = checked
+        .queries
+        .iter()
+        .zip(candidates)
+        .map(|(q, cands)| {
+            let rt = read(q.relation, q.dir);
+            cands
+                .iter()
+                .map(|&c| {
+                    let s = match (rt, c) {
+                        (None, _) => f32::NEG_INFINITY,
+                        (Some(rt), Node::Known(id)) => wide[&(q.new, rt)]
+                            .get(id as usize)
+                            .copied()
+                            .unwrap_or(f32::NEG_INFINITY),
+                        (Some(rt), Node::New(j)) => scorer
+                            .new_entity_tails_with(category(q.new), &claims[q.new], rt, &rows[j])
+                            .last()
+                            .copied()
+                            .unwrap_or(f32::NEG_INFINITY),
+                    };
+                    prob(s)
+                })
+                .collect()
+        })
+        .collect();
+    let claim_probs = checked
+        .edges
+        .iter()
+        .map(|e| {
+            let s = match (e.head, e.tail) {
+                (Node::New(i), Node::Known(t)) => read(e.relation, Dir::Tail).and_then(|rt| {
+                    scorer.new_entity_tails(category(i), &[], &[rt]).get(t as usize).copied()
+                }),
+                (Node::Known(h), Node::New(i)) => read(e.relation, Dir::Head).and_then(|rt| {
+                    scorer.new_entity_tails(category(i), &[], &[rt]).get(h as usize).copied()
+                }),
+                (Node::New(i), Node::New(j)) => read(e.relation, Dir::Tail).and_then(|rt| {
+                    let other = scorer.new_entity_row(category(j), &[]);
+                    scorer
+                        .new_entity_tails_with(category(i), &[], rt, &other)
+                        .last()
+                        .copied()
+                }),
+                (Node::Known(h), Node::Known(t)) => scorer
+                    .triples(&[Triple::new(h, e.relation, t)])
+                    .first()
+                    .copied(),
+            };
+            prob(s.unwrap_or(f32::NEG_INFINITY))
+        })
+        .collect();
+    MemberAnswer {
+        probs,
+        rows: rows.into_iter().map(|r| r.0).collect(),
+        claim_probs,
+        prior_kind: vec![None; n_new],
+    }
+}
+
+/// The shallow model of a member, if it is one: fold-in places a new entity by fitting its
+/// embedding row.
+pub(super) fn kge(model: &Model) -> Option<&KgeModel> {
+    model.as_kge()
 }

@@ -209,9 +209,8 @@ pub async fn train(store: &Store, data_dir: &Path, args: TrainArgs) -> anyhow::R
         out!("{}", serde_json::to_string_pretty(&trained.info)?);
     } else {
         out!(
-            "model {id}: {} dim {} on version {}, {}{} epochs in {:.1}s{}{}",
-            training::kind_name(config.model),
-            config.dim,
+            "model {id}: {} on version {}, {}{} epochs in {:.1}s{}{}",
+            training::shape(&config),
             job.version,
             if k > 1 {
                 format!("{k} members, ")

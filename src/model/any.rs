@@ -7,6 +7,7 @@ use super::context::{Categories, Context};
 use super::eval::LinkPredictor;
 use super::kge::{KgeModel, Scorer};
 use super::train::{EpochStats, TrainOutcome, TrainSet};
+use super::walks::{self, WalkModel, WalkScorer};
 use super::{ModelError, ModelKind, TrainConfig};
 use crate::graph::Triple;
 use burn::tensor::Device;
@@ -17,12 +18,15 @@ use rand::Rng;
 pub enum Model {
     /// Shallow embeddings (ComplEx, DistMult, RotatE): scores by ids alone.
     Kge(KgeModel),
+    /// The transformer over random walks (`model::walks`): reads the graph around a query.
+    Walks(WalkModel),
 }
 
 impl Model {
     pub fn config(&self) -> &TrainConfig {
         match self {
             Model::Kge(m) => &m.config,
+            Model::Walks(m) => &m.config,
         }
     }
 
@@ -33,12 +37,14 @@ impl Model {
     pub fn num_entities(&self) -> usize {
         match self {
             Model::Kge(m) => m.num_entities,
+            Model::Walks(m) => m.num_entities,
         }
     }
 
     pub fn num_relations(&self) -> usize {
         match self {
             Model::Kge(m) => m.num_relations,
+            Model::Walks(m) => m.num_relations,
         }
     }
 
@@ -53,12 +59,14 @@ impl Model {
     pub fn as_kge(&self) -> Option<&KgeModel> {
         match self {
             Model::Kge(m) => Some(m),
+            Model::Walks(_) => None,
         }
     }
 
     pub fn as_kge_mut(&mut self) -> Option<&mut KgeModel> {
         match self {
             Model::Kge(m) => Some(m),
+            Model::Walks(_) => None,
         }
     }
 
@@ -66,15 +74,16 @@ impl Model {
     pub fn grow(&mut self, num_entities: usize, num_relations: usize, rng: &mut impl Rng) {
         match self {
             Model::Kge(m) => m.grow(num_entities, num_relations, rng),
+            Model::Walks(m) => m.grow(num_entities, num_relations, rng),
         }
     }
 
     /// A scorer reading `context` (the graph the question is asked about) where the model
     /// reads context at all.
     pub fn scorer<'a>(&'a self, device: &Device, context: &'a Context) -> AnyScorer<'a> {
-        let _ = context;
         match self {
             Model::Kge(m) => AnyScorer::Kge(m.scorer(device)),
+            Model::Walks(m) => AnyScorer::Walks(m.scorer(device, context)),
         }
     }
 }
@@ -84,6 +93,7 @@ impl ModelKind {
     pub fn reads_context(self) -> bool {
         match self {
             ModelKind::Complex | ModelKind::Distmult | ModelKind::Rotate => false,
+            ModelKind::Walks => true,
         }
     }
 }
@@ -91,12 +101,14 @@ impl ModelKind {
 /// A model's scorer, whatever its kind.
 pub enum AnyScorer<'a> {
     Kge(Scorer<'a>),
+    Walks(WalkScorer<'a>),
 }
 
 impl AnyScorer<'_> {
     fn inner(&self) -> &dyn LinkPredictor {
         match self {
             AnyScorer::Kge(s) => s,
+            AnyScorer::Walks(s) => s,
         }
     }
 }
@@ -131,14 +143,30 @@ pub fn train(
     device: &Device,
     on_epoch: &mut (dyn FnMut(&EpochStats) + Send),
 ) -> Result<TrainOutcome<Model>, ModelError> {
-    let _ = categories;
+    let mismatch = |m: &Model| {
+        ModelError::Incompatible(format!(
+            "warm start from a {:?} model into a {:?} one",
+            m.kind(),
+            config.model
+        ))
+    };
     match config.model {
         ModelKind::Complex | ModelKind::Distmult | ModelKind::Rotate => {
             let warm = match warm {
                 None => None,
                 Some(Model::Kge(m)) => Some(m),
+                Some(other) => return Err(mismatch(&other)),
             };
             super::train::train(config, set, warm, device, on_epoch).map(|o| o.map(Model::Kge))
+        }
+        ModelKind::Walks => {
+            let warm = match warm {
+                None => None,
+                Some(Model::Walks(m)) => Some(m),
+                Some(other) => return Err(mismatch(&other)),
+            };
+            walks::train(config, set, categories, warm, device, on_epoch)
+                .map(|o| o.map(Model::Walks))
         }
     }
 }

@@ -60,6 +60,7 @@ pub fn save(model: &Model, vocab: &Vocab, dir: &Path) -> Result<String, Checkpoi
     std::fs::create_dir_all(dir).map_err(io(dir))?;
     match model {
         Model::Kge(m) => save_kge(m, dir)?,
+        Model::Walks(m) => super::walks::save(m, dir)?,
     }
     let config = dir.join(CONFIG);
     model.config().save(&config).map_err(io(&config))?;
@@ -118,6 +119,7 @@ pub fn load(
         ModelKind::Complex | ModelKind::Distmult | ModelKind::Rotate => {
             Model::Kge(load_kge(dir, config, n, m)?)
         }
+        ModelKind::Walks => Model::Walks(super::walks::load(dir, config, n, m)?),
     };
     Ok((model, vocab))
 }

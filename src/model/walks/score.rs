@@ -47,6 +47,11 @@ impl WalkScorer<'_> {
         self.model.num_entities
     }
 
+    /// Relations the model knows (forward ones; `r + num_relations` is `r`'s inverse).
+    pub fn num_relations(&self) -> usize {
+        self.model.num_relations
+    }
+
     /// An entity's token: its id, or its category's for an entity the model never saw.
     fn entity_token(&self, e: u32) -> i64 {
         if (e as usize) < self.model.num_entities {
@@ -234,6 +239,56 @@ impl WalkScorer<'_> {
         let qv = super::to_vec(q);
         out.push(qv.iter().zip(&extra.0).map(|(a, b)| a * b).sum::<f32>() + extra.1);
         out
+    }
+}
+
+impl WalkScorer<'_> {
+    /// Like [`WalkScorer::new_entity_tails`] for one relation, with one extra candidate given
+    /// by its output row and bias (another new entity, from [`WalkScorer::new_entity_row`])
+    /// appended last: `n + 1` values.
+    pub fn new_entity_tails_with(
+        &self,
+        category: &str,
+        claims: &[Step],
+        relation: u32,
+        extra: &(Vec<f32>, f32),
+    ) -> Vec<f32> {
+        let query = self.new_entity_token(category);
+        let mut claims = claims.to_vec();
+        claims.sort_unstable();
+        claims.dedup();
+        let walks = self.walks(u32::MAX, relation, Some(&claims));
+        let mut batch = Batch::new(&self.layout);
+        let token = |e: u32| self.entity_token(e);
+        batch.push(
+            &self.layout,
+            Row {
+                query,
+                relation,
+                walks: &walks,
+            },
+            &token,
+            None,
+        );
+        let hidden = self.net.encode(&batch, &self.device);
+        let q = self.net.project(&hidden, &[batch.query_slot(0)], &self.device);
+        let mut out = super::to_vec(self.net.entity_logits(q.clone()));
+        let qv = super::to_vec(q);
+        out.push(qv.iter().zip(&extra.0).map(|(a, b)| a * b).sum::<f32>() + extra.1);
+        out
+    }
+}
+
+impl WalkModel {
+    /// The entity output rows (`num_entities x d_model`, row-major): the space
+    /// [`WalkScorer::new_entity_row`] places a new entity in.
+    pub fn entity_table(&self) -> Vec<f32> {
+        super::to_vec(self.net().entities.val())
+    }
+
+    /// Width of an entity row.
+    pub fn row_width(&self) -> usize {
+        self.config.walk_config().d_model
     }
 }
 
