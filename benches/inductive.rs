@@ -351,7 +351,11 @@ fn rank_walks<'c>(
                         s.truth.contains(&(c, t.relation, *e))
                     }
             });
-            score.add(model::eval::realistic_rank(scores, known as usize, filtered));
+            score.add(model::eval::realistic_rank(
+                scores,
+                known as usize,
+                filtered,
+            ));
             // The new entity among all trained entities plus itself.
             let back = if new_is_head {
                 t.relation + num_relations
@@ -369,7 +373,11 @@ fn rank_walks<'c>(
                     }
                 })
                 .collect();
-            score.add(model::eval::realistic_rank(&scores, truth, filtered.into_iter()));
+            score.add(model::eval::realistic_rank(
+                &scores,
+                truth,
+                filtered.into_iter(),
+            ));
         }
     }
     score
@@ -622,8 +630,7 @@ fn run(d: &Dataset) -> anyhow::Result<()> {
     let walk = if std::env::var("INDUCTIVE_NO_WALKS").is_ok() {
         None
     } else {
-        let categories =
-            model::Categories::from_names((0..s.n_known as u32).map(|i| cat(i)));
+        let categories = model::Categories::from_names((0..s.n_known as u32).map(&cat));
         let config = TrainConfig::new().with_model(model::ModelKind::Walks);
         let started = Instant::now();
         let out = model::walks::train(&config, &set, &categories, None, &device, &mut |_| {})?;
