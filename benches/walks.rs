@@ -125,8 +125,7 @@ fn umls() -> anyhow::Result<()> {
     let score_secs = scored.elapsed().as_secs_f64();
     // Tokens seen by training steps: sequences x length (padding included).
     let train_secs: f64 = out.history.iter().map(|s| s.train_seconds).sum();
-    let per_epoch = (2 * train.len()) as f64
-        + (wc.walks_per_entity * ents.len() as f64).round();
+    let per_epoch = (2 * train.len()) as f64 + (wc.walks_per_entity * ents.len() as f64).round();
     let tokens = per_epoch * out.history.len() as f64 * walks::sequence_len(&config) as f64;
     println!(
         "| walk transformer | {:.3} | {:.3} | {:.3} | {} ({}) | {secs:.1} | {:.0} |",
@@ -144,7 +143,10 @@ fn umls() -> anyhow::Result<()> {
         p[1],
         p[2],
         p[3],
-        out.history.iter().map(|s| s.seconds - s.train_seconds).sum::<f64>(),
+        out.history
+            .iter()
+            .map(|s| s.seconds - s.train_seconds)
+            .sum::<f64>(),
         2 * test.len()
     );
     Ok(())

@@ -168,7 +168,7 @@ pub struct WalkConfig {
     /// Width of the feed-forward block.
     #[config(default = 128)]
     pub d_ff: usize,
-    #[config(default = 0.1)]
+    #[config(default = 0.0)]
     pub dropout: f64,
     /// Context walks per sequence, each starting at the query's entity.
     #[config(default = 4)]
@@ -187,20 +187,20 @@ pub struct WalkConfig {
     /// Probability that a training sequence shows its query entity as its category's token
     /// instead of its id (and predicts the id back): what lets the model answer about new
     /// entities from their edges alone.
-    #[config(default = 0.2)]
+    #[config(default = 0.1)]
     pub id_dropout: f64,
     /// Probability that a context token (relation or entity) is masked and predicted.
     #[config(default = 0.15)]
     pub mask_prob: f64,
     /// Weight of the masked-token loss beside the link-prediction loss.
-    #[config(default = 0.5)]
+    #[config(default = 0.25)]
     pub mask_weight: f64,
     /// Weight of a refuted triple's penalty, -log(1 - p(t | h, r)), beside a true triple's
     /// cross-entropy. Low on purpose: refutations trained as full hard negatives sank the
     /// held-out true pairs of the same entities.
     #[config(default = 0.1)]
     pub refuted_weight: f64,
-    #[config(default = 0.001)]
+    #[config(default = 0.004)]
     pub lr: f64,
     #[config(default = 0.01)]
     pub weight_decay: f64,
@@ -208,9 +208,9 @@ pub struct WalkConfig {
     /// linearly to a tenth.
     #[config(default = 0.05)]
     pub warmup: f64,
-    #[config(default = 256)]
+    #[config(default = 128)]
     pub batch_size: usize,
-    #[config(default = 30)]
+    #[config(default = 40)]
     pub epochs: usize,
 }
 

@@ -244,7 +244,7 @@ mod tests {
                 hr.0 * tl.0 + hr.1 * tl.1
             }
             ModelKind::Walks => unreachable!("the walk model scores with model::walks"),
-        ModelKind::Rotate => {
+            ModelKind::Rotate => {
                 let (c, s) = (r.0.cos(), r.0.sin());
                 let hr = (h.0 * c - h.1 * s, h.0 * s + h.1 * c);
                 -((hr.0 - tl.0).powi(2) + (hr.1 - tl.1).powi(2)).sqrt()

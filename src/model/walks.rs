@@ -238,7 +238,10 @@ pub fn load(
         ));
     }
     if meta.categories.first().is_none_or(|c| !c.is_empty()) {
-        return Err(corrupt(&meta_path, "the category vocabulary must start with \"\""));
+        return Err(corrupt(
+            &meta_path,
+            "the category vocabulary must start with \"\"",
+        ));
     }
     let mut rng = rand::rngs::StdRng::from_seed([0; 32]);
     let shell = WalkModel::init(
@@ -268,7 +271,6 @@ pub fn load(
         net,
     })
 }
-
 
 #[allow(dead_code)]
 fn _assert_send_sync() {
@@ -330,8 +332,15 @@ mod tests {
             known: &known,
             refuted: &[],
         };
-        let out = train(&config(epochs), &set, &cats, None, &Device::flex(), &mut |_| {})
-            .expect("trains");
+        let out = train(
+            &config(epochs),
+            &set,
+            &cats,
+            None,
+            &Device::flex(),
+            &mut |_| {},
+        )
+        .expect("trains");
         (out.model, t, cats)
     }
 
@@ -375,13 +384,18 @@ mod tests {
         // Grown: 5 more entities and one more relation; the old rows keep their scores.
         let mut grown = model.clone();
         grown.grow(35, 4, &mut rand::rngs::StdRng::seed_from_u64(1));
-        let bigger = Context::new(35, 4, &t, Categories::from_names(
-            (0..35).map(|i| if i % 2 == 0 { "even" } else { "odd" }),
-        ));
+        let bigger = Context::new(
+            35,
+            4,
+            &t,
+            Categories::from_names((0..35).map(|i| if i % 2 == 0 { "even" } else { "odd" })),
+        );
         let after = grown.scorer(&dev, &bigger);
         // Relation ids of inverses move from r + 3 to r + 4.
-        let moved: Vec<(u32, u32)> =
-            queries.iter().map(|&(e, r)| (e, if r >= 3 { r + 1 } else { r })).collect();
+        let moved: Vec<(u32, u32)> = queries
+            .iter()
+            .map(|&(e, r)| (e, if r >= 3 { r + 1 } else { r }))
+            .collect();
         let scores = after.tails(&moved);
         for i in 0..queries.len() {
             for j in 0..30 {

@@ -6,7 +6,9 @@
 //! hidden state, plus a bias.
 
 use burn::module::{Module, Param};
-use burn::nn::transformer::{TransformerEncoder, TransformerEncoderConfig, TransformerEncoderInput};
+use burn::nn::transformer::{
+    TransformerEncoder, TransformerEncoderConfig, TransformerEncoderInput,
+};
 use burn::nn::{Dropout, DropoutConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::tensor::activation::gelu;
 use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
@@ -159,9 +161,11 @@ impl WalkNet {
         .equal_elem(1)
         .reshape([1, len, len])
         .expand([rows, len, len]);
-        let h = self
-            .encoder
-            .forward(TransformerEncoderInput::new(x).mask_pad(pad).mask_attn(attn));
+        let h = self.encoder.forward(
+            TransformerEncoderInput::new(x)
+                .mask_pad(pad)
+                .mask_attn(attn),
+        );
         self.final_norm.forward(h).reshape([rows * len, d])
     }
 

@@ -158,10 +158,13 @@ impl<'a> Sampler<'a> {
             }
             let step = steps[(run.start + k) as usize];
             out.push(step);
-            back = Some((step.entity, Step {
-                relation: self.inverse(step.relation),
-                entity: at,
-            }));
+            back = Some((
+                step.entity,
+                Step {
+                    relation: self.inverse(step.relation),
+                    entity: at,
+                },
+            ));
             at = step.entity;
         }
     }
@@ -169,21 +172,31 @@ impl<'a> Sampler<'a> {
     /// The inverse of a relation id (forward `r` <-> `r + R`).
     pub fn inverse(&self, relation: u32) -> u32 {
         let r = self.context.num_relations() as u32;
-        if relation >= r { relation - r } else { relation + r }
+        if relation >= r {
+            relation - r
+        } else {
+            relation + r
+        }
     }
 
     /// The steps a training sequence for `(head, relation, tail)` may not take: the target
     /// edge read from either end.
     pub fn target_edge(&self, head: u32, relation: u32, tail: u32) -> [Forbidden; 2] {
         [
-            (head, Step {
-                relation,
-                entity: tail,
-            }),
-            (tail, Step {
-                relation: self.inverse(relation),
-                entity: head,
-            }),
+            (
+                head,
+                Step {
+                    relation,
+                    entity: tail,
+                },
+            ),
+            (
+                tail,
+                Step {
+                    relation: self.inverse(relation),
+                    entity: head,
+                },
+            ),
         ]
     }
 }

@@ -71,8 +71,13 @@ pub fn train(
     let mut model = match warm {
         Some(mut w) => {
             let old = w.config.walk_config();
-            if (old.d_model, old.layers, old.heads, old.d_ff, old.walk_length)
-                != (wc.d_model, wc.layers, wc.heads, wc.d_ff, wc.walk_length)
+            if (
+                old.d_model,
+                old.layers,
+                old.heads,
+                old.d_ff,
+                old.walk_length,
+            ) != (wc.d_model, wc.layers, wc.heads, wc.d_ff, wc.walk_length)
             {
                 return Err(ModelError::Incompatible(format!(
                     "warm start from a walk model of d_model {} x {} layers ({} heads, d_ff {}, walks of {}) into one of d_model {} x {} layers ({} heads, d_ff {}, walks of {})",
@@ -95,7 +100,12 @@ pub fn train(
         None => WalkModel::init(config, n, m, &categories.names, &mut rng),
     };
     let cat_map = model.learn_categories(categories, &mut rng);
-    let category_token = |e: u32| cat_map.get(categories.get(e) as usize).copied().unwrap_or(0);
+    let category_token = |e: u32| {
+        cat_map
+            .get(categories.get(e) as usize)
+            .copied()
+            .unwrap_or(0)
+    };
     let context = Context::new(n, m, set.train, categories.clone());
     let sampler = Sampler::new(&context, wc.rarity_alpha);
     let layout = Layout::new(&wc, model.net().sizes());
@@ -180,22 +190,17 @@ pub fn train(
         for chunk in epoch_examples.chunks(wc.batch_size) {
             let t = Instant::now();
             let mut rows: Vec<Example> = chunk.to_vec();
-            rows.extend(refuted_sample(set, chunk.len(), &mut rng).into_iter().map(|t| {
-                Example {
-                    head: t.head,
-                    relation: t.relation,
-                    tail: t.tail,
-                    refuted: true,
-                }
-            }));
-            let batch = build_batch(
-                &layout,
-                &sampler,
-                &wc,
-                &rows,
-                &category_token,
-                &mut rng,
+            rows.extend(
+                refuted_sample(set, chunk.len(), &mut rng)
+                    .into_iter()
+                    .map(|t| Example {
+                        head: t.head,
+                        relation: t.relation,
+                        tail: t.tail,
+                        refuted: true,
+                    }),
             );
+            let batch = build_batch(&layout, &sampler, &wc, &rows, &category_token, &mut rng);
             let t = add_phase(0, t);
             let loss = batch_loss(&net, &batch, &rows, &wc, config.label_smoothing, &autodiff);
             let value = f64::from(loss.clone().into_scalar::<f32>());
@@ -265,7 +270,7 @@ fn check(config: &TrainConfig, wc: &WalkConfig, set: &TrainSet<'_>) -> Result<()
         return Err(ModelError::EmptyGraph);
     }
     let bad = |what: &str| Err(ModelError::BadConfig(what.to_owned()));
-    if wc.d_model == 0 || wc.heads == 0 || wc.d_model % wc.heads != 0 {
+    if wc.d_model == 0 || wc.heads == 0 || !wc.d_model.is_multiple_of(wc.heads) {
         return bad("walks.d_model must be a positive multiple of walks.heads");
     }
     if wc.layers == 0 || wc.d_ff == 0 {
@@ -284,7 +289,9 @@ fn check(config: &TrainConfig, wc: &WalkConfig, set: &TrainSet<'_>) -> Result<()
         ("warmup", wc.warmup),
     ] {
         if !(0.0..1.0).contains(&p) {
-            return Err(ModelError::BadConfig(format!("walks.{name} must be in [0, 1)")));
+            return Err(ModelError::BadConfig(format!(
+                "walks.{name} must be in [0, 1)"
+            )));
         }
     }
     if !(0.0..1.0).contains(&config.label_smoothing) {
@@ -338,8 +345,11 @@ fn build_batch(
             relation: ex.relation,
             walks: &walks,
         };
-        let mask = (!ex.refuted && wc.mask_prob > 0.0)
-            .then(|| (wc.mask_prob, rng as &mut dyn rand::RngCore));
+        let mask: Option<(f64, &mut dyn rand::RngCore)> = if !ex.refuted && wc.mask_prob > 0.0 {
+            Some((wc.mask_prob, rng))
+        } else {
+            None
+        };
         batch.push(layout, row, &entity, mask);
     }
     batch
@@ -355,7 +365,8 @@ fn ints(v: impl Iterator<Item = i64>, device: &Device) -> Tensor<1, Int> {
 fn cross_entropy(logits: Tensor<2>, targets: &[u32], eps: f64, device: &Device) -> Tensor<1> {
     let [rows, n] = logits.dims();
     let logp = log_softmax(logits, 1);
-    let idx: Tensor<2, Int> = ints(targets.iter().map(|&t| i64::from(t)), device).reshape([rows, 1]);
+    let idx: Tensor<2, Int> =
+        ints(targets.iter().map(|&t| i64::from(t)), device).reshape([rows, 1]);
     let picked = logp.clone().gather(1, idx);
     let mut loss = -(picked.mean() * (1.0 - eps));
     if eps > 0.0 {
@@ -401,11 +412,9 @@ fn batch_loss(
             loss = loss + cross_entropy(net.entity_logits(q), &ids, 0.0, device) * wc.mask_weight;
         }
         if !batch.relation_targets.is_empty() {
-            let (pos, ids): (Vec<usize>, Vec<u32>) =
-                batch.relation_targets.iter().copied().unzip();
+            let (pos, ids): (Vec<usize>, Vec<u32>) = batch.relation_targets.iter().copied().unzip();
             let q = net.project(&hidden, &pos, device);
-            loss =
-                loss + cross_entropy(net.relation_logits(q), &ids, 0.0, device) * wc.mask_weight;
+            loss = loss + cross_entropy(net.relation_logits(q), &ids, 0.0, device) * wc.mask_weight;
         }
     }
     loss
