@@ -631,7 +631,9 @@ fn run(d: &Dataset) -> anyhow::Result<()> {
         None
     } else {
         let categories = model::Categories::from_names((0..s.n_known as u32).map(&cat));
-        let config = TrainConfig::new().with_model(model::ModelKind::Walks);
+        let config = TrainConfig::new()
+            .with_model(model::ModelKind::Walks)
+            .with_epochs(model::config::WALK_EPOCHS);
         let started = Instant::now();
         let out = model::walks::train(&config, &set, &categories, None, &device, &mut |_| {})?;
         let secs = started.elapsed().as_secs_f64();

@@ -36,11 +36,12 @@ fn walk_config() -> TrainConfig {
     over!("D" => d_model, "LAYERS" => layers, "HEADS" => heads, "FF" => d_ff,
         "WALKS" => context_walks, "WLEN" => walk_length, "IDDROP" => id_dropout,
         "MASKP" => mask_prob, "MASKW" => mask_weight, "LR" => lr, "WD" => weight_decay,
-        "BATCH" => batch_size, "EPOCHS" => epochs, "DROPOUT" => dropout, "ALPHA" => rarity_alpha,
+        "BATCH" => batch_size, "DROPOUT" => dropout, "ALPHA" => rarity_alpha,
         "WPE" => walks_per_entity, "WARMUP" => warmup);
     let mut c = TrainConfig::new()
         .with_model(model::ModelKind::Walks)
-        .with_walks(Some(w));
+        .with_walks(Some(w))
+        .with_epochs(env("EPOCHS").unwrap_or(model::config::WALK_EPOCHS));
     if let Some(v) = env("LS") {
         c.label_smoothing = v;
     }

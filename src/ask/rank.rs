@@ -353,18 +353,12 @@ impl Asker {
                         let s = match (wide_at.get(&i), c) {
                             (Some(&slot), Node::Known(id)) => all[slot * n + id as usize],
                             _ => match q.dir {
-                                Dir::Tail => foldin::score_rows(
-                                    model,
-                                    &rows[q.new],
-                                    q.relation,
-                                    row_of(c),
-                                ),
-                                Dir::Head => foldin::score_rows(
-                                    model,
-                                    row_of(c),
-                                    q.relation,
-                                    &rows[q.new],
-                                ),
+                                Dir::Tail => {
+                                    foldin::score_rows(model, &rows[q.new], q.relation, row_of(c))
+                                }
+                                Dir::Head => {
+                                    foldin::score_rows(model, row_of(c), q.relation, &rows[q.new])
+                                }
                             },
                         };
                         calibrator.prob(f64::from(s))
@@ -465,28 +459,29 @@ fn member_walks(
             Dir::Head => relation + r_count,
         })
     };
-    let claims: Vec<Vec<Step>> = (0..n_new)
-        .map(|i| {
-            checked
-                .edges
-                .iter()
-                .filter_map(|e| match (e.head, e.tail) {
-                    (Node::New(h), Node::Known(t)) if h == i => read(e.relation, Dir::Tail)
-                        .map(|relation| Step {
-                            relation,
-                            entity: t,
-                        }),
-                    (Node::Known(h), Node::New(t)) if t == i => read(e.relation, Dir::Head)
-                        .map(|relation| Step {
-                            relation,
-                            entity: h,
-                        }),
-                    _ => None,
-                })
-                .filter(|s| (s.entity as usize) < n)
-                .collect()
-        })
-        .collect();
+    let claims: Vec<Vec<Step>> =
+        (0..n_new)
+            .map(|i| {
+                checked
+                    .edges
+                    .iter()
+                    .filter_map(|e| match (e.head, e.tail) {
+                        (Node::New(h), Node::Known(t)) if h == i => read(e.relation, Dir::Tail)
+                            .map(|relation| Step {
+                                relation,
+                                entity: t,
+                            }),
+                        (Node::Known(h), Node::New(t)) if t == i => read(e.relation, Dir::Head)
+                            .map(|relation| Step {
+                                relation,
+                                entity: h,
+                            }),
+                        _ => None,
+                    })
+                    .filter(|s| (s.entity as usize) < n)
+                    .collect()
+            })
+            .collect();
     let rows: Vec<(Vec<f32>, f32)> = (0..n_new)
         .map(|i| scorer.new_entity_row(category(i), &claims[i]))
         .collect();
@@ -495,9 +490,8 @@ fn member_walks(
     let mut wide: HashMap<(usize, u32), Vec<f32>> = HashMap::new();
     for q in &checked.queries {
         if let Some(rt) = read(q.relation, q.dir) {
-            wide.entry((q.new, rt)).or_insert_with(|| {
-                scorer.new_entity_tails(category(q.new), &claims[q.new], &[rt])
-            });
+            wide.entry((q.new, rt))
+                .or_insert_with(|| scorer.new_entity_tails(category(q.new), &claims[q.new], &[rt]));
         }
     }
     let probs = checked
@@ -532,10 +526,16 @@ fn member_walks(
         .map(|e| {
             let s = match (e.head, e.tail) {
                 (Node::New(i), Node::Known(t)) => read(e.relation, Dir::Tail).and_then(|rt| {
-                    scorer.new_entity_tails(category(i), &[], &[rt]).get(t as usize).copied()
+                    scorer
+                        .new_entity_tails(category(i), &[], &[rt])
+                        .get(t as usize)
+                        .copied()
                 }),
                 (Node::Known(h), Node::New(i)) => read(e.relation, Dir::Head).and_then(|rt| {
-                    scorer.new_entity_tails(category(i), &[], &[rt]).get(h as usize).copied()
+                    scorer
+                        .new_entity_tails(category(i), &[], &[rt])
+                        .get(h as usize)
+                        .copied()
                 }),
                 (Node::New(i), Node::New(j)) => read(e.relation, Dir::Tail).and_then(|rt| {
                     let other = scorer.new_entity_row(category(j), &[]);

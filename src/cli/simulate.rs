@@ -57,6 +57,10 @@ pub struct SimulateArgs {
     /// Candidates kept per relation before acquisition.
     #[arg(long, default_value_t = 200)]
     top_k: usize,
+    /// Start from a saved TrainConfig JSON (e.g. a checkpoint's config.json, or one with a
+    /// `walks` section for `--model walks`); the flags below override it.
+    #[arg(long)]
+    config: Option<PathBuf>,
     /// The model kind every member is.
     #[arg(long, value_enum, default_value_t = crate::model::ModelKind::Complex)]
     model: crate::model::ModelKind,
@@ -210,6 +214,13 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<ExitCode> {
             .collect(),
         relations: (0..before.1 as u32).map(|i| rels.key(i).into()).collect(),
     };
+    let base = match &args.config {
+        Some(p) => {
+            use burn::config::Config;
+            TrainConfig::load(p).map_err(|e| anyhow::anyhow!("{}: {e:?}", p.display()))?
+        }
+        None => TrainConfig::new(),
+    };
     let spec = SimSpec {
         strategies,
         seeds: (0..args.seeds).collect(),
@@ -218,7 +229,7 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<ExitCode> {
         max_per_entity: (args.max_per_entity > 0).then_some(args.max_per_entity),
         top_k: args.top_k,
         ensemble: args.ensemble,
-        config: TrainConfig::new()
+        config: base
             .with_model(args.model)
             .with_dim(args.dim)
             .with_epochs(args.epochs)

@@ -60,6 +60,24 @@ pub struct TrainArgs {
     patience: Option<usize>,
     #[arg(long)]
     seed: Option<u64>,
+    /// Walk model (`--model walks`): width of every token's vector.
+    #[arg(long, help_heading = "Walk model")]
+    d_model: Option<usize>,
+    /// Walk model: transformer layers.
+    #[arg(long, help_heading = "Walk model")]
+    layers: Option<usize>,
+    /// Walk model: attention heads (`--d-model` must be a multiple).
+    #[arg(long, help_heading = "Walk model")]
+    heads: Option<usize>,
+    /// Walk model: context walks per sequence, each from the query's entity.
+    #[arg(long, help_heading = "Walk model")]
+    context_walks: Option<usize>,
+    /// Walk model: steps per context walk.
+    #[arg(long, help_heading = "Walk model")]
+    walk_length: Option<usize>,
+    /// Walk model: probability a training sequence shows its entity as its category's token.
+    #[arg(long, help_heading = "Walk model")]
+    id_dropout: Option<f64>,
     /// Validation triples (head, relation, tail keys) for early stopping.
     #[arg(long)]
     valid: Option<PathBuf>,
@@ -87,6 +105,29 @@ impl TrainArgs {
             }
             None => TrainConfig::new(),
         };
+        let walks = self.model == Some(ModelKind::Walks)
+            || (self.model.is_none() && c.model == ModelKind::Walks);
+        if walks && self.config.is_none() && self.epochs.is_none() {
+            c.epochs = model::config::WALK_EPOCHS;
+        }
+        if walks {
+            // The walk model has its own optimizer settings: `--lr` and `--batch-size` are its.
+            let mut w = c.walk_config();
+            macro_rules! walk {
+                ($($field:ident),*) => { $( if let Some(v) = self.$field { w.$field = v; } )* };
+            }
+            walk!(
+                d_model,
+                layers,
+                heads,
+                context_walks,
+                walk_length,
+                id_dropout,
+                lr,
+                batch_size
+            );
+            c.walks = Some(w);
+        }
         macro_rules! set {
             ($($field:ident),*) => { $( if let Some(v) = self.$field { c.$field = v; } )* };
         }
@@ -99,18 +140,12 @@ impl TrainArgs {
             negatives,
             negative_sharing,
             margin,
-            optimizer,
-            lr
+            optimizer
         );
-        set!(
-            regularizer,
-            reg_weight,
-            batch_size,
-            epochs,
-            eval_every,
-            patience,
-            seed
-        );
+        set!(regularizer, reg_weight, epochs, eval_every, patience, seed);
+        if !walks {
+            set!(lr, batch_size);
+        }
         if self.regime == Some(Regime::Negatives) && self.loss.is_none() && self.config.is_none() {
             c.loss = LossKind::Softplus;
         }

@@ -13,8 +13,10 @@ use crate::graph::Triple;
 use burn::tensor::Device;
 use rand::Rng;
 
-/// A trained model of any kind.
+/// A trained model of any kind. (A handful live at once, one per ensemble member: the size
+/// difference between variants does not matter.)
 #[derive(Debug, Clone)]
+#[allow(clippy::large_enum_variant)]
 pub enum Model {
     /// Shallow embeddings (ComplEx, DistMult, RotatE): scores by ids alone.
     Kge(KgeModel),
@@ -99,6 +101,7 @@ impl ModelKind {
 }
 
 /// A model's scorer, whatever its kind.
+#[allow(clippy::large_enum_variant)]
 pub enum AnyScorer<'a> {
     Kge(Scorer<'a>),
     Walks(WalkScorer<'a>),

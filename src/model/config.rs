@@ -210,9 +210,70 @@ pub struct WalkConfig {
     pub warmup: f64,
     #[config(default = 128)]
     pub batch_size: usize,
-    #[config(default = 40)]
-    pub epochs: usize,
 }
+
+impl WalkConfig {
+    /// Every setting out of its range, as (field, why): shared by training and a workflow's
+    /// validation (which places them in the file).
+    pub fn problems(&self) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        if self.heads == 0 {
+            out.push(("heads", "must be positive".to_owned()));
+        } else if self.d_model == 0 || !self.d_model.is_multiple_of(self.heads) {
+            out.push((
+                "d_model",
+                format!(
+                    "{} must be a positive multiple of heads ({})",
+                    self.d_model, self.heads
+                ),
+            ));
+        }
+        for (name, v) in [
+            ("layers", self.layers),
+            ("d_ff", self.d_ff),
+            ("batch_size", self.batch_size),
+        ] {
+            if v == 0 {
+                out.push((name, "must be positive".to_owned()));
+            }
+        }
+        if self.context_walks > 0 && self.walk_length == 0 {
+            out.push((
+                "walk_length",
+                "must be positive when there are context walks".to_owned(),
+            ));
+        }
+        for (name, p) in [
+            ("id_dropout", self.id_dropout),
+            ("mask_prob", self.mask_prob),
+            ("dropout", self.dropout),
+            ("warmup", self.warmup),
+        ] {
+            if !(0.0..1.0).contains(&p) {
+                out.push((name, format!("{p} must be in [0, 1)")));
+            }
+        }
+        if !(self.lr > 0.0 && self.lr.is_finite()) {
+            out.push(("lr", format!("{} must be positive", self.lr)));
+        }
+        for (name, v) in [
+            ("walks_per_entity", self.walks_per_entity),
+            ("rarity_alpha", self.rarity_alpha),
+            ("mask_weight", self.mask_weight),
+            ("refuted_weight", self.refuted_weight),
+            ("weight_decay", self.weight_decay),
+        ] {
+            if !(v >= 0.0 && v.is_finite()) {
+                out.push((name, format!("{v} must not be negative")));
+            }
+        }
+        out
+    }
+}
+
+/// Epochs that suit the walk model when nothing else says (`TrainConfig.epochs` counts them:
+/// a workflow's `epochs` and `retrain_epochs` apply to every kind).
+pub const WALK_EPOCHS: usize = 40;
 
 #[cfg(test)]
 mod tests {

@@ -316,9 +316,9 @@ mod tests {
                     .with_context_walks(2)
                     .with_walk_length(2)
                     .with_batch_size(32)
-                    .with_lr(0.01)
-                    .with_epochs(epochs),
+                    .with_lr(0.01),
             ))
+            .with_epochs(epochs)
     }
 
     fn trained(epochs: usize) -> (WalkModel, Vec<Triple>, Categories) {

@@ -3,7 +3,7 @@
 
 use crate::acquire::Acquisition;
 use crate::model::calibrate::Method;
-use crate::model::{LossKind, ModelKind, OptimizerKind, Regime, TrainConfig};
+use crate::model::{LossKind, ModelKind, OptimizerKind, Regime, TrainConfig, WalkConfig};
 use crate::plugin::Outcome;
 use crate::spec_parse::duration;
 use crate::spec_parse::schema::{DURATION, optional_value_enum, value_enum};
@@ -196,6 +196,71 @@ pub struct ModelSpec {
     pub ensemble: usize,
     pub calibration: CalibrationSpec,
     pub retrain: RetrainMode,
+    /// The walk transformer's settings (`kind: walks`); unset ones keep their defaults.
+    /// `lr` and `batch_size` above apply to the shallow kinds; the walk model has its own.
+    pub walks: Option<WalksSpec>,
+}
+
+/// The walk transformer's hyperparameters a workflow may set (see `model::WalkConfig`).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct WalksSpec {
+    /// Width of every token's vector (a multiple of `heads`).
+    pub d_model: Option<usize>,
+    pub layers: Option<usize>,
+    pub heads: Option<usize>,
+    /// Width of the feed-forward block.
+    pub d_ff: Option<usize>,
+    pub dropout: Option<f64>,
+    /// Context walks per sequence, each starting at the query's entity.
+    pub context_walks: Option<usize>,
+    /// Steps (relation, entity) per walk.
+    pub walk_length: Option<usize>,
+    /// Extra sequences per entity and epoch that start a rarity-biased walk.
+    pub walks_per_entity: Option<f64>,
+    /// Bias of a walk's next relation towards rare ones (count^-alpha).
+    pub rarity_alpha: Option<f64>,
+    /// Probability that a training sequence shows its entity as its category's token.
+    pub id_dropout: Option<f64>,
+    pub mask_prob: Option<f64>,
+    pub mask_weight: Option<f64>,
+    /// Weight of a refuted triple's penalty beside a true triple's loss.
+    pub refuted_weight: Option<f64>,
+    pub lr: Option<f64>,
+    pub weight_decay: Option<f64>,
+    /// Share of the steps spent warming the learning rate up.
+    pub warmup: Option<f64>,
+    pub batch_size: Option<usize>,
+}
+
+impl WalksSpec {
+    /// `base` with every setting this spec names replaced.
+    pub fn apply(&self, base: WalkConfig) -> WalkConfig {
+        let mut c = base;
+        macro_rules! set {
+            ($($f:ident),*) => { $( if let Some(v) = self.$f { c.$f = v; } )* };
+        }
+        set!(
+            d_model,
+            layers,
+            heads,
+            d_ff,
+            dropout,
+            context_walks,
+            walk_length,
+            walks_per_entity,
+            rarity_alpha,
+            id_dropout,
+            mask_prob,
+            mask_weight,
+            refuted_weight,
+            lr,
+            weight_decay,
+            warmup,
+            batch_size
+        );
+        c
+    }
 }
 
 impl Default for ModelSpec {
@@ -214,6 +279,7 @@ impl Default for ModelSpec {
             ensemble: 3,
             calibration: CalibrationSpec::Platt,
             retrain: RetrainMode::Warm,
+            walks: None,
         }
     }
 }
@@ -243,6 +309,12 @@ impl ModelSpec {
             // Rounds train a fixed budget: early stopping would make round time unpredictable.
             .with_eval_every(0)
             .with_patience(0)
+            .with_walks((self.kind == ModelKind::Walks).then(|| {
+                self.walks
+                    .clone()
+                    .unwrap_or_default()
+                    .apply(WalkConfig::new())
+            }))
     }
 
     pub fn calibration_method(&self) -> Method {

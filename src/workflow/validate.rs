@@ -199,6 +199,20 @@ impl Checks<'_> {
             self.bad("model.lr", format!("{} must be positive", m.lr));
         }
         self.at_least_one("model.batch_size", m.batch_size);
+        if m.walks.is_some() && m.kind != crate::model::ModelKind::Walks {
+            self.bad(
+                "model.walks",
+                format!(
+                    "is read only with `kind: walks`, not `{}`",
+                    crate::training::kind_name(m.kind)
+                ),
+            );
+        }
+        if let Some(w) = &m.walks {
+            for (field, why) in w.apply(crate::model::WalkConfig::new()).problems() {
+                self.bad(&format!("model.walks.{field}"), why);
+            }
+        }
     }
 
     fn generate_and_rank(&mut self) {

@@ -28,3 +28,4 @@ mod sources;
 mod store_api;
 mod support;
 mod train_cli;
+mod walks;

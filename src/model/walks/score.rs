@@ -273,7 +273,9 @@ impl WalkScorer<'_> {
             None,
         );
         let hidden = self.net.encode(&batch, &self.device);
-        let q = self.net.project(&hidden, &[batch.query_slot(0)], &self.device);
+        let q = self
+            .net
+            .project(&hidden, &[batch.query_slot(0)], &self.device);
         let mut out = super::to_vec(self.net.entity_logits(q.clone()));
         let qv = super::to_vec(q);
         out.push(qv.iter().zip(&extra.0).map(|(a, b)| a * b).sum::<f32>() + extra.1);

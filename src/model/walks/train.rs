@@ -141,7 +141,7 @@ pub fn train(
     let walk_examples = (wc.walks_per_entity * n as f64).round() as usize;
     let per_epoch = examples.len() + walk_examples;
     let batches_per_epoch = per_epoch.div_ceil(wc.batch_size);
-    let total_steps = (batches_per_epoch * wc.epochs).max(1);
+    let total_steps = (batches_per_epoch * config.epochs).max(1);
     let warmup = ((wc.warmup * total_steps as f64) as usize).max(1);
     let lr_at = |step: usize| -> f64 {
         if step < warmup {
@@ -164,7 +164,7 @@ pub fn train(
     let mut since_best = 0;
     let mut stopped_early = false;
     let mut step = 0usize;
-    for epoch in 1..=wc.epochs {
+    for epoch in 1..=config.epochs {
         let started = Instant::now();
         examples.shuffle(&mut rng);
         let mut epoch_examples = examples.clone();
@@ -225,7 +225,7 @@ pub fn train(
         };
         let validate_now = config.eval_every > 0
             && !valid.is_empty()
-            && (epoch % config.eval_every == 0 || epoch == wc.epochs);
+            && (epoch % config.eval_every == 0 || epoch == config.epochs);
         if validate_now {
             let snapshot = WalkModel {
                 net: net.valid(),
@@ -245,7 +245,7 @@ pub fn train(
         on_epoch(&stats);
         history.push(stats);
         if config.patience > 0 && since_best >= config.patience {
-            stopped_early = epoch < wc.epochs;
+            stopped_early = epoch < config.epochs;
             break;
         }
     }
@@ -269,36 +269,13 @@ fn check(config: &TrainConfig, wc: &WalkConfig, set: &TrainSet<'_>) -> Result<()
     if set.train.is_empty() || set.num_entities == 0 {
         return Err(ModelError::EmptyGraph);
     }
-    let bad = |what: &str| Err(ModelError::BadConfig(what.to_owned()));
-    if wc.d_model == 0 || wc.heads == 0 || !wc.d_model.is_multiple_of(wc.heads) {
-        return bad("walks.d_model must be a positive multiple of walks.heads");
-    }
-    if wc.layers == 0 || wc.d_ff == 0 {
-        return bad("walks.layers and walks.d_ff must be positive");
-    }
-    if wc.batch_size == 0 {
-        return bad("walks.batch_size must be positive");
-    }
-    if wc.context_walks > 0 && wc.walk_length == 0 {
-        return bad("walks.walk_length must be positive when there are context walks");
-    }
-    for (name, p) in [
-        ("id_dropout", wc.id_dropout),
-        ("mask_prob", wc.mask_prob),
-        ("dropout", wc.dropout),
-        ("warmup", wc.warmup),
-    ] {
-        if !(0.0..1.0).contains(&p) {
-            return Err(ModelError::BadConfig(format!(
-                "walks.{name} must be in [0, 1)"
-            )));
-        }
+    if let Some((field, why)) = wc.problems().into_iter().next() {
+        return Err(ModelError::BadConfig(format!("walks.{field}: {why}")));
     }
     if !(0.0..1.0).contains(&config.label_smoothing) {
-        return bad("label_smoothing must be in [0, 1)");
-    }
-    if wc.lr <= 0.0 || wc.walks_per_entity < 0.0 || wc.rarity_alpha < 0.0 {
-        return bad("walks.lr must be positive, walks_per_entity and rarity_alpha not negative");
+        return Err(ModelError::BadConfig(
+            "label_smoothing must be in [0, 1)".to_owned(),
+        ));
     }
     let (n, m) = (set.num_entities as u32, set.num_relations as u32);
     for t in set.train.iter().chain(set.valid).chain(set.refuted) {
