@@ -6,7 +6,7 @@ use serde_json::Value;
 
 /// Three clusters: compounds bind the genes of their cluster and treat its diseases; diseases
 /// associate with its genes. Every entity has a feature vector that says its cluster.
-fn import_clustered(env: &Env) {
+pub fn import_clustered(env: &Env) {
     let mut nodes = String::from("id\tcategory\tname\n");
     let mut edges = String::from("subject\tpredicate\tobject\n");
     let mut feats = String::from("id\tf0\tf1\tf2\tf3\n");

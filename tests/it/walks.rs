@@ -155,38 +155,6 @@ fn simulate_runs_with_walk_members() {
     }
 }
 
-/// Three clusters of compounds, genes and diseases (as in `ask.rs`, without features).
-fn import_clusters(env: &Env) {
-    let mut nodes = String::from("id\tcategory\tname\n");
-    let mut edges = String::from("subject\tpredicate\tobject\n");
-    let (nc, ng, nd) = (24, 36, 12);
-    for i in 0..nc {
-        nodes.push_str(&format!("C{i}\tCompound\tcompound {i}\n"));
-    }
-    for i in 0..ng {
-        nodes.push_str(&format!("G{i}\tGene\tgene {i}\n"));
-    }
-    for i in 0..nd {
-        nodes.push_str(&format!("D{i}\tDisease\tdisease {i}\n"));
-    }
-    for c in 0..nc {
-        for g in (0..ng).filter(|g| g % 3 == c % 3 && (g + c) % 2 == 0) {
-            edges.push_str(&format!("C{c}\tbinds\tG{g}\n"));
-        }
-        for d in (0..nd).filter(|d| d % 3 == c % 3 && (d + c) % 4 != 1) {
-            edges.push_str(&format!("C{c}\ttreats\tD{d}\n"));
-        }
-    }
-    for d in 0..nd {
-        for g in (0..ng).filter(|g| g % 3 == d % 3 && (g + d) % 3 != 2) {
-            edges.push_str(&format!("D{d}\tassociates\tG{g}\n"));
-        }
-    }
-    let n = env.write("nodes.tsv", nodes);
-    let e = env.write("edges.tsv", edges);
-    env.ok(&["import", path(&e), "--nodes", path(&n)]);
-}
-
 /// Mean probability of the `treats` rows whose disease is in `cluster`, among all rows.
 fn cluster_mean(answer: &Value, cluster: usize) -> f64 {
     let rows = answer["rows"].as_array().expect("rows");
@@ -206,7 +174,8 @@ fn cluster_mean(answer: &Value, cluster: usize) -> f64 {
 #[test]
 fn ask_reads_the_prompt_as_context_without_fitting() {
     let env = Env::new();
-    import_clusters(&env);
+    // Three clusters (`ask.rs`); the walk model reads the edges, not the features.
+    crate::ask::import_clustered(&env);
     let config = small_config(&env);
     env.ok(&[
         "train",
