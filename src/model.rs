@@ -22,7 +22,7 @@ pub use config::{
     LossKind, ModelKind, NegativeSharing, OptimizerKind, Regime, Regularizer, TrainConfig,
     WalkConfig,
 };
-pub use context::{Categories, Context, Step};
+pub use context::{Categories, Context, EntityFeatures, FeatureGroup, Step};
 pub use ensemble::{Ensemble, Prediction};
 pub use eval::{Known, LinkPredictor, Metrics, SideMetrics, evaluate};
 pub use kge::{KgeModel, Scorer};

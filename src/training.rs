@@ -247,7 +247,11 @@ pub async fn train(
     let started = Instant::now();
     let device = model::device(job.backend)?;
     let k = job.ensemble.max(1);
-    let categories = model::Categories::of_graph(&graph);
+    let (vectors, skipped_features) = feature_vectors(&graph, &features);
+    let mut categories = model::Categories::of_graph(&graph);
+    if config.model.reads_context() {
+        categories.features = entity_features(&vectors);
+    }
     let outcomes = blocking(|| {
         model::ensemble::train_members(config, &set, &categories, k, warm, &device, on_epoch)
     })?;
@@ -285,7 +289,8 @@ pub async fn train(
         )
     });
 
-    let (priors, prior_report) = blocking(|| fit_priors(&ensemble, &graph, &features, config.seed));
+    let (priors, prior_report) =
+        blocking(|| fit_priors_on(&ensemble, &vectors, skipped_features, config.seed));
 
     let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ");
     let dir = data_dir
@@ -404,9 +409,21 @@ pub fn fit_priors(
     features: &[crate::graph::FeatureRecord],
     seed: u64,
 ) -> (Vec<Priors>, serde_json::Value) {
+    let (vectors, skipped) = feature_vectors(graph, features);
+    fit_priors_on(ensemble, &vectors, skipped, seed)
+}
+
+/// Featurized vectors by (category, kind), one width per group (vectors from different files
+/// may differ: the commonest wins), and how many features could not be featurized.
+pub type FeatureVectors = std::collections::BTreeMap<(String, &'static str), Vec<(u32, Vec<f32>)>>;
+
+/// The graph's features as vectors (`featurize`), grouped for the priors and the walk model.
+pub fn feature_vectors(
+    graph: &Graph,
+    features: &[crate::graph::FeatureRecord],
+) -> (FeatureVectors, usize) {
     use std::collections::BTreeMap;
-    type Group = Vec<(u32, Vec<f32>)>;
-    let mut vectors: BTreeMap<(String, &'static str), Group> = BTreeMap::new();
+    let mut vectors = FeatureVectors::new();
     let mut skipped = 0usize;
     for f in features {
         let Some(id) = graph.entity_id(&f.entity) else {
@@ -435,6 +452,24 @@ pub fn fit_priors(
             .map_or(0, |(w, _)| *w);
         rows.retain(|(_, x)| x.len() == w);
     }
+    (vectors, skipped)
+}
+
+/// The walk model's view of the same vectors.
+pub fn entity_features(vectors: &FeatureVectors) -> model::EntityFeatures {
+    model::EntityFeatures::from_groups(
+        vectors
+            .iter()
+            .map(|((c, k), rows)| (c.as_str(), *k, rows.as_slice())),
+    )
+}
+
+fn fit_priors_on(
+    ensemble: &Ensemble,
+    vectors: &FeatureVectors,
+    skipped: usize,
+    seed: u64,
+) -> (Vec<Priors>, serde_json::Value) {
     let groups: Vec<Examples<'_>> = vectors
         .iter()
         .map(|((category, kind), rows)| Examples {

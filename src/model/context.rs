@@ -6,12 +6,77 @@
 use crate::graph::{Graph, Triple};
 
 /// Each entity's category as a small id; id 0 is "no category" (the empty string).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Categories {
     /// Category names by id; `names[0]` is always `""`.
     pub names: Vec<String>,
     /// The category id of each entity, by dense entity id.
     pub of: Vec<u32>,
+    /// Feature vectors of the entities that have them, for models that read them.
+    #[serde(skip)]
+    pub features: EntityFeatures,
+}
+
+/// Vectors of one layout: a category's features of one kind (`featurize`), one width.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FeatureGroup {
+    pub category: String,
+    pub kind: String,
+    pub width: usize,
+}
+
+/// Each entity's feature vector (at most one: the first group it appears in), by group.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EntityFeatures {
+    pub groups: Vec<FeatureGroup>,
+    of: rustc_hash::FxHashMap<u32, (usize, Vec<f32>)>,
+}
+
+impl EntityFeatures {
+    /// From vectors grouped by (category, kind); within a group every vector has the group's
+    /// width (others are dropped). An entity in several groups keeps its first.
+    pub fn from_groups<'a>(
+        groups: impl IntoIterator<Item = (&'a str, &'a str, &'a [(u32, Vec<f32>)])>,
+    ) -> Self {
+        let mut out = Self::default();
+        for (category, kind, rows) in groups {
+            let Some(width) = rows.first().map(|r| r.1.len()) else {
+                continue;
+            };
+            let g = out.groups.len();
+            out.groups.push(FeatureGroup {
+                category: category.to_owned(),
+                kind: kind.to_owned(),
+                width,
+            });
+            for (id, x) in rows {
+                if x.len() == width {
+                    out.of.entry(*id).or_insert_with(|| (g, x.clone()));
+                }
+            }
+        }
+        out
+    }
+
+    /// An entity's group and vector.
+    pub fn get(&self, entity: u32) -> Option<(usize, &[f32])> {
+        self.of.get(&entity).map(|(g, x)| (*g, x.as_slice()))
+    }
+
+    /// The group of a category's features of one kind.
+    pub fn group(&self, category: &str, kind: &str) -> Option<usize> {
+        self.groups
+            .iter()
+            .position(|g| g.category == category && g.kind == kind)
+    }
+
+    pub fn len(&self) -> usize {
+        self.of.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.of.is_empty()
+    }
 }
 
 impl Categories {
@@ -20,6 +85,7 @@ impl Categories {
         Self {
             names: vec![String::new()],
             of: vec![0; n],
+            features: EntityFeatures::default(),
         }
     }
 
@@ -207,6 +273,24 @@ impl Context {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn features_keep_one_width_per_group_and_the_first_group() {
+        let a = vec![(0, vec![1.0, 2.0]), (1, vec![3.0]), (2, vec![4.0, 5.0])];
+        let b = vec![(0, vec![9.0; 3]), (3, vec![1.0; 3])];
+        let f = EntityFeatures::from_groups([
+            ("Compound", "vector", &a[..]),
+            ("Compound", "smiles", &b[..]),
+            ("Gene", "vector", &[][..]),
+        ]);
+        assert_eq!(f.groups.len(), 2);
+        assert_eq!(f.get(0), Some((0, &[1.0, 2.0][..])));
+        assert_eq!(f.get(1), None, "wrong width");
+        assert_eq!(f.get(3), Some((1, &[1.0; 3][..])));
+        assert_eq!(f.group("Compound", "smiles"), Some(1));
+        assert_eq!(f.group("Gene", "vector"), None);
+        assert_eq!(f.len(), 3);
+    }
 
     #[test]
     fn both_directions_with_inverse_ids() {
