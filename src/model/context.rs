@@ -276,8 +276,8 @@ mod tests {
 
     #[test]
     fn features_keep_one_width_per_group_and_the_first_group() {
-        let a = vec![(0, vec![1.0, 2.0]), (1, vec![3.0]), (2, vec![4.0, 5.0])];
-        let b = vec![(0, vec![9.0; 3]), (3, vec![1.0; 3])];
+        let a = [(0, vec![1.0, 2.0]), (1, vec![3.0]), (2, vec![4.0, 5.0])];
+        let b = [(0, vec![9.0; 3]), (3, vec![1.0; 3])];
         let f = EntityFeatures::from_groups([
             ("Compound", "vector", &a[..]),
             ("Compound", "smiles", &b[..]),
