@@ -317,6 +317,7 @@ fn rank_walks<'c>(
     k: usize,
     num_relations: u32,
     cat: &dyn Fn(u32) -> &'c str,
+    feature: &dyn Fn(u32) -> Option<&'c [f32]>,
 ) -> Score {
     use hypograph::model::Step;
     let mut score = Score::default();
@@ -337,8 +338,9 @@ fn rank_walks<'c>(
         let claims: Vec<Step> = edges[..k].iter().map(step).collect();
         let hidden = &edges[k..];
         let asks: Vec<u32> = hidden.iter().map(|t| step(t).relation).collect();
-        let all = scorer.new_entity_tails(cat(*e), &claims, &asks);
-        let row = scorer.new_entity_row(cat(*e), &claims);
+        let f = feature(*e).map(|x| ("vector", x));
+        let all = scorer.new_entity_tails(cat(*e), f, &claims, &asks);
+        let row = scorer.new_entity_row(cat(*e), f, &claims);
         for (i, t) in hidden.iter().enumerate() {
             let new_is_head = t.head == *e;
             let known = step(t).entity;
@@ -630,7 +632,20 @@ fn run(d: &Dataset) -> anyhow::Result<()> {
     let walk = if std::env::var("INDUCTIVE_NO_WALKS").is_ok() {
         None
     } else {
-        let categories = model::Categories::from_names((0..s.n_known as u32).map(&cat));
+        let mut categories = model::Categories::from_names((0..s.n_known as u32).map(&cat));
+        // The trained entities' feature vectors, by category (kind "vector").
+        let mut by_category: std::collections::BTreeMap<&str, Vec<(u32, Vec<f32>)>> =
+            Default::default();
+        for i in 0..s.n_known as u32 {
+            if let Some(x) = d.features.get(&old[i as usize]) {
+                by_category.entry(cat(i)).or_default().push((i, x.clone()));
+            }
+        }
+        categories.features = model::EntityFeatures::from_groups(
+            by_category
+                .iter()
+                .map(|(c, rows)| (*c, "vector", rows.as_slice())),
+        );
         let config = TrainConfig::new()
             .with_model(model::ModelKind::Walks)
             .with_epochs(model::config::WALK_EPOCHS);
@@ -802,7 +817,8 @@ fn run(d: &Dataset) -> anyhow::Result<()> {
         if let Some((wm, context)) = &walk {
             let started = Instant::now();
             let scorer = wm.scorer(&device, context);
-            let sc = rank_walks(&scorer, &s, k, d.num_relations as u32, &cat);
+            let feature = |new: u32| d.features.get(&old[new as usize]).map(Vec::as_slice);
+            let sc = rank_walks(&scorer, &s, k, d.num_relations as u32, &cat, &feature);
             lines.push((
                 "walk transformer (no optimisation)".into(),
                 sc,

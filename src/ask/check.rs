@@ -315,15 +315,21 @@ impl Asker {
                     continue;
                 }
             };
-            let map = self.priors.first().and_then(|p| p.get(&e.category, kind));
-            match map {
-                Some(m) if m.dim != x.len() => problems.push(Problem::new(
+            // The width the model reads: its prior map's (shallow members) or its feature
+            // map's (walk members).
+            let width = self
+                .priors
+                .first()
+                .and_then(|p| p.get(&e.category, kind))
+                .map(|m| m.dim)
+                .or_else(|| self.walk_feature_width(&e.category, kind));
+            match width {
+                Some(w) if w != x.len() => problems.push(Problem::new(
                     at,
                     format!(
-                        "has {} values; this model's {} {kind} features have {}",
+                        "has {} values; this model's {} {kind} features have {w}",
                         x.len(),
                         e.category,
-                        m.dim
                     ),
                 )),
                 Some(_) if chosen.is_none() => chosen = Some((kind.to_owned(), x)),
@@ -331,6 +337,16 @@ impl Asker {
             }
         }
         chosen
+    }
+
+    /// The width of a category's features of `kind` that a walk member reads.
+    fn walk_feature_width(&self, category: &str, kind: &str) -> Option<usize> {
+        self.ensemble.members.iter().find_map(|m| match &m.model {
+            crate::model::Model::Walks(w) => w
+                .feature_group(category, kind)
+                .map(|g| w.feature_groups[g].width),
+            crate::model::Model::Kge(_) => None,
+        })
     }
 
     fn unknown_relation(&self, r: &str) -> String {

@@ -452,6 +452,13 @@ fn member_walks(
     let n_new = prompt.entities.len();
     let (n, r_count) = (scorer.num_entities(), scorer.num_relations() as u32);
     let category = |i: usize| prompt.entities[i].category.as_str();
+    // Features the model reads for the entity's category (others are ignored).
+    let features = |i: usize| {
+        checked.features[i]
+            .as_ref()
+            .filter(|(kind, x)| scorer.reads_feature(category(i), kind, x.len()))
+            .map(|(kind, x)| (kind.as_str(), x.as_slice()))
+    };
     // The relation as read from new entity `i`'s side (`None`: one the model never saw).
     let read = |relation: u32, dir: Dir| -> Option<u32> {
         (relation < r_count).then_some(match dir {
@@ -483,15 +490,16 @@ fn member_walks(
             })
             .collect();
     let rows: Vec<(Vec<f32>, f32)> = (0..n_new)
-        .map(|i| scorer.new_entity_row(category(i), &claims[i]))
+        .map(|i| scorer.new_entity_row(category(i), features(i), &claims[i]))
         .collect();
     let prob = |s: f32| calibrator.prob(f64::from(s));
     // All-entity scores per (new entity, relation as read from it), one pass each.
     let mut wide: HashMap<(usize, u32), Vec<f32>> = HashMap::new();
     for q in &checked.queries {
         if let Some(rt) = read(q.relation, q.dir) {
-            wide.entry((q.new, rt))
-                .or_insert_with(|| scorer.new_entity_tails(category(q.new), &claims[q.new], &[rt]));
+            wide.entry((q.new, rt)).or_insert_with(|| {
+                scorer.new_entity_tails(category(q.new), features(q.new), &claims[q.new], &[rt])
+            });
         }
     }
     let probs = checked
@@ -510,7 +518,13 @@ fn member_walks(
                             .copied()
                             .unwrap_or(f32::NEG_INFINITY),
                         (Some(rt), Node::New(j)) => scorer
-                            .new_entity_tails_with(category(q.new), &claims[q.new], rt, &rows[j])
+                            .new_entity_tails_with(
+                                category(q.new),
+                                features(q.new),
+                                &claims[q.new],
+                                rt,
+                                &rows[j],
+                            )
                             .last()
                             .copied()
                             .unwrap_or(f32::NEG_INFINITY),
@@ -527,20 +541,20 @@ fn member_walks(
             let s = match (e.head, e.tail) {
                 (Node::New(i), Node::Known(t)) => read(e.relation, Dir::Tail).and_then(|rt| {
                     scorer
-                        .new_entity_tails(category(i), &[], &[rt])
+                        .new_entity_tails(category(i), features(i), &[], &[rt])
                         .get(t as usize)
                         .copied()
                 }),
                 (Node::Known(h), Node::New(i)) => read(e.relation, Dir::Head).and_then(|rt| {
                     scorer
-                        .new_entity_tails(category(i), &[], &[rt])
+                        .new_entity_tails(category(i), features(i), &[], &[rt])
                         .get(h as usize)
                         .copied()
                 }),
                 (Node::New(i), Node::New(j)) => read(e.relation, Dir::Tail).and_then(|rt| {
-                    let other = scorer.new_entity_row(category(j), &[]);
+                    let other = scorer.new_entity_row(category(j), features(j), &[]);
                     scorer
-                        .new_entity_tails_with(category(i), &[], rt, &other)
+                        .new_entity_tails_with(category(i), features(i), &[], rt, &other)
                         .last()
                         .copied()
                 }),
@@ -556,7 +570,9 @@ fn member_walks(
         probs,
         rows: rows.into_iter().map(|r| r.0).collect(),
         claim_probs,
-        prior_kind: vec![None; n_new],
+        prior_kind: (0..n_new)
+            .map(|i| features(i).map(|(kind, _)| kind.to_owned()))
+            .collect(),
     }
 }
 

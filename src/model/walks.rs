@@ -23,7 +23,7 @@ pub use train::{phase_seconds, sequence_len, train};
 
 use super::checkpoint::CheckpointError;
 use super::config::TrainConfig;
-use super::context::Categories;
+use super::context::{Categories, FeatureGroup};
 use burn::module::{Module, Param};
 use burn::tensor::{Device, Tensor};
 use net::{Sizes, WalkNet, init_std, normal_table};
@@ -42,6 +42,8 @@ pub struct WalkModel {
     pub num_relations: usize,
     /// Category vocabulary of the "unknown entity of category c" tokens; `[0] == ""`.
     pub categories: Vec<String>,
+    /// The feature layouts it reads, each with its map in the net (same order).
+    pub feature_groups: Vec<FeatureGroup>,
     net: WalkNet,
 }
 
@@ -49,6 +51,9 @@ pub struct WalkModel {
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 struct Meta {
     categories: Vec<String>,
+    /// Absent in checkpoints written before features were read.
+    #[serde(default)]
+    feature_groups: Vec<FeatureGroup>,
     num_entities: usize,
     num_relations: usize,
 }
@@ -69,12 +74,17 @@ impl WalkModel {
             relations: num_relations,
             categories: names.len(),
         };
-        let net = WalkNet::init(&config.walk_config(), sizes, &cpu(), rng);
+        // burn draws the encoder's and the head's initial weights from its own generator:
+        // seed it, so a training is reproducible (process-wide on the CPU backend).
+        let device = cpu();
+        device.seed(config.seed);
+        let net = WalkNet::init(&config.walk_config(), sizes, &device, rng);
         Self {
             config: config.clone(),
             num_entities,
             num_relations,
             categories: names,
+            feature_groups: Vec::new(),
             net,
         }
     }
@@ -125,6 +135,36 @@ impl WalkModel {
             self.net.special = extend(&self.net.special, rows, c.d_model);
         }
         self.category_map(categories)
+    }
+
+    /// Adds a map for every feature group the model lacks; returns, for each of `groups`, the
+    /// model's group (`None` for one whose width differs from the model's).
+    pub fn learn_feature_groups(
+        &mut self,
+        groups: &[FeatureGroup],
+        rng: &mut impl Rng,
+    ) -> Vec<Option<usize>> {
+        let c = self.config.walk_config();
+        groups
+            .iter()
+            .map(|g| {
+                if let Some(i) = self.feature_group(&g.category, &g.kind) {
+                    return (self.feature_groups[i].width == g.width).then_some(i);
+                }
+                self.net
+                    .features
+                    .push(WalkNet::feature_map(&c, g.width, &cpu(), rng));
+                self.feature_groups.push(g.clone());
+                Some(self.feature_groups.len() - 1)
+            })
+            .collect()
+    }
+
+    /// The model's group for a category's features of one kind.
+    pub fn feature_group(&self, category: &str, kind: &str) -> Option<usize> {
+        self.feature_groups
+            .iter()
+            .position(|g| g.category == category && g.kind == kind)
     }
 
     /// Each of `categories`' ids as a vocabulary id (0, "unknown entity", for a name the
@@ -209,6 +249,7 @@ pub fn save(model: &WalkModel, dir: &Path) -> Result<(), CheckpointError> {
         .map_err(|e| corrupt(&path, format!("writing weights: {e:?}")))?;
     let meta = Meta {
         categories: model.categories.clone(),
+        feature_groups: model.feature_groups.clone(),
         num_entities: model.num_entities,
         num_relations: model.num_relations,
     };
@@ -251,6 +292,8 @@ pub fn load(
         &meta.categories,
         &mut rng,
     );
+    let mut shell = shell;
+    shell.learn_feature_groups(&meta.feature_groups, &mut rng);
     let path = dir.join(WEIGHTS);
     let want = shell.sizes();
     let net = shell
@@ -268,6 +311,7 @@ pub fn load(
         num_entities,
         num_relations,
         categories: meta.categories,
+        feature_groups: meta.feature_groups,
         net,
     })
 }
@@ -277,6 +321,9 @@ fn _assert_send_sync() {
     fn is<T: Send + Sync>() {}
     is::<WalkModel>();
 }
+
+#[cfg(test)]
+mod feature_tests;
 
 #[cfg(test)]
 mod tests {
@@ -414,18 +461,18 @@ mod tests {
             relation: 0,
             entity: 5,
         }];
-        let s = scorer.new_entity_tails("odd", &claims, &[0, 1, 3]);
+        let s = scorer.new_entity_tails("odd", None, &claims, &[0, 1, 3]);
         assert_eq!(s.len(), 3 * 30);
         assert!(s.iter().all(|x| x.is_finite()));
         // Seeded by the query alone: asking again gives the same scores.
-        assert_eq!(s, scorer.new_entity_tails("odd", &claims, &[0, 1, 3]));
+        assert_eq!(s, scorer.new_entity_tails("odd", None, &claims, &[0, 1, 3]));
         // Another claim is another context.
         let other = [Step {
             relation: 1,
             entity: 20,
         }];
-        assert_ne!(s, scorer.new_entity_tails("odd", &other, &[0, 1, 3]));
-        let (row, bias) = scorer.new_entity_row("odd", &claims);
+        assert_ne!(s, scorer.new_entity_tails("odd", None, &other, &[0, 1, 3]));
+        let (row, bias) = scorer.new_entity_row("odd", None, &claims);
         assert_eq!(row.len(), 32);
         assert!(bias.is_finite());
         assert_eq!(scorer.tails_with(3, 0, &(row, bias)).len(), 31);

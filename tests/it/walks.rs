@@ -239,6 +239,27 @@ fn ask_reads_the_prompt_as_context_without_fitting() {
         cluster_mean(&one, 1) > cluster_mean(&one, 0),
         "cluster-1 genes: {one}"
     );
+    // No edges, only features (the graph's feature vectors say the cluster): read through the
+    // feature map the model learned for compounds.
+    let featured = env.json(&[
+        "ask",
+        "--entity",
+        "feat-mol",
+        "--category",
+        "Compound",
+        "--vector",
+        "0.0,1.0,0.05,0.1",
+        "--predict",
+        "feat-mol treats ?",
+        "--top",
+        "12",
+    ]);
+    assert_eq!(featured["entities"][0]["basis"], "features", "{featured}");
+    assert_eq!(featured["entities"][0]["prior"], "vector", "{featured}");
+    assert!(
+        cluster_mean(&featured, 1) > cluster_mean(&featured, 0),
+        "cluster-1 features: {featured}"
+    );
 }
 
 #[test]
@@ -254,7 +275,7 @@ graph:
   import: {}
 model:
   kind: walks
-  epochs: 3
+  epochs: 12
   retrain_epochs: 1
   ensemble: 1
   walks: {{d_model: 32, heads: 2, d_ff: 64, layers: 1, context_walks: 2, batch_size: 128, lr: 0.005}}

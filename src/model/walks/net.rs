@@ -45,6 +45,9 @@ pub struct WalkNet {
     pub final_norm: LayerNorm,
     pub head: Linear,
     pub head_norm: LayerNorm,
+    /// One `[width, d_model]` map per feature group (`WalkModel::feature_groups`): an entity
+    /// shown as its category's token also gets its features' projection added.
+    pub features: Vec<Param<Tensor<2>>>,
 }
 
 /// A `[rows, width]` table of N(0, std) values.
@@ -110,7 +113,60 @@ impl WalkNet {
             final_norm: LayerNormConfig::new(d).init(device),
             head: LinearConfig::new(d, d).init(device),
             head_norm: LayerNormConfig::new(d).init(device),
+            features: Vec::new(),
         }
+    }
+
+    /// A feature map for vectors of `width`, scaled so a projected vector starts about as
+    /// large as a token row.
+    pub fn feature_map(
+        c: &WalkConfig,
+        width: usize,
+        device: &Device,
+        rng: &mut impl Rng,
+    ) -> Param<Tensor<2>> {
+        let std = init_std(c) / (width.max(1) as f32).sqrt();
+        param2(
+            normal_table(width, c.d_model, std, rng),
+            width,
+            c.d_model,
+            device,
+        )
+    }
+
+    /// `[rows * len, d]`: the feature projections of the batch's featured slots, zero
+    /// elsewhere (one product per group, placed by a one-hot matrix).
+    fn feature_input(&self, batch: &Batch, d: usize, device: &Device) -> Option<Tensor<2>> {
+        if batch.features.is_empty() {
+            return None;
+        }
+        let slots = batch.rows * batch.len;
+        let mut out: Option<Tensor<2>> = None;
+        for (g, map) in self.features.iter().enumerate() {
+            let rows: Vec<&(usize, usize, Vec<f32>)> =
+                batch.features.iter().filter(|f| f.1 == g).collect();
+            let Some(width) = rows.first().map(|r| r.2.len()) else {
+                continue;
+            };
+            if map.dims()[0] != width {
+                continue;
+            }
+            let m = rows.len();
+            let x: Vec<f32> = rows.iter().flat_map(|r| r.2.iter().copied()).collect();
+            let x: Tensor<2> = Tensor::from_data(TensorData::new(x, [m, width]), device);
+            let mut place = vec![0f32; slots * m];
+            for (j, r) in rows.iter().enumerate() {
+                place[r.0 * m + j] = 1.0;
+            }
+            let place: Tensor<2> = Tensor::from_data(TensorData::new(place, [slots, m]), device);
+            let part = place.matmul(x.matmul(map.val()));
+            out = Some(match out {
+                Some(o) => o + part,
+                None => part,
+            });
+        }
+        debug_assert!(out.as_ref().is_none_or(|o| o.dims() == [slots, d]));
+        out
     }
 
     pub fn sizes(&self) -> Sizes {
@@ -140,7 +196,12 @@ impl WalkNet {
             Tensor::from_data(TensorData::new(batch.tokens.clone(), [rows * len]), device);
         let pos_ids: Tensor<1, Int> =
             Tensor::from_data(TensorData::new(batch.positions.clone(), [len]), device);
-        let x = vocab.select(0, tokens).reshape([rows, len, d]);
+        let x = vocab.select(0, tokens);
+        let x = match self.feature_input(batch, d, device) {
+            Some(f) => x + f,
+            None => x,
+        }
+        .reshape([rows, len, d]);
         let p = self.positions.val().select(0, pos_ids).reshape([1, len, d]);
         let x = self.dropout.forward(self.input_norm.forward(x + p));
         let pad: Tensor<2, Bool> = Tensor::<2, Int>::from_data(
@@ -276,6 +337,8 @@ pub struct Batch {
     pub entity_targets: Vec<(usize, u32)>,
     /// Relation ids to predict: (flat position, relation id).
     pub relation_targets: Vec<(usize, u32)>,
+    /// Feature vectors added to a slot's input: (flat position, feature group, vector).
+    pub features: Vec<(usize, usize, Vec<f32>)>,
 }
 
 /// How one row's tokens are written.
@@ -298,6 +361,7 @@ impl Batch {
             attn: layout.attention(),
             entity_targets: Vec::new(),
             relation_targets: Vec::new(),
+            features: Vec::new(),
         }
     }
 

@@ -82,8 +82,13 @@ impl WalkScorer<'_> {
             .collect()
     }
 
-    /// `rows x n` scores for sequences given as (query token, relation, walks).
-    fn run(&self, rows: &[(i64, u32, Vec<Vec<Step>>)]) -> Vec<f32> {
+    /// `rows x n` scores for sequences given as (query token, relation, walks); `feature`
+    /// (the model's group and a vector) is added to every row's query slot.
+    fn run(
+        &self,
+        rows: &[(i64, u32, Vec<Vec<Step>>)],
+        feature: Option<(usize, &[f32])>,
+    ) -> Vec<f32> {
         let mut out = Vec::with_capacity(rows.len() * self.num_entities());
         let token = |e: u32| self.entity_token(e);
         for chunk in rows.chunks(CHUNK) {
@@ -96,6 +101,7 @@ impl WalkScorer<'_> {
                 };
                 batch.push(&self.layout, row, &token, None);
             }
+            add_feature(&mut batch, feature);
             let hidden = self.net.encode(&batch, &self.device);
             let slots: Vec<usize> = (0..chunk.len()).map(|i| batch.query_slot(i)).collect();
             let q = self.net.project(&hidden, &slots, &self.device);
@@ -109,7 +115,7 @@ impl WalkScorer<'_> {
             .iter()
             .map(|&(e, r)| (self.entity_token(e), r, self.walks(e, r, None)))
             .collect();
-        self.run(&rows)
+        self.run(&rows, None)
     }
 
     /// Scores of every entity as the tail of each `(head, relation)`: `queries.len() x n`.
@@ -152,8 +158,15 @@ impl WalkScorer<'_> {
     /// Scores of every trained entity as the answer to `(new, r, ?)` for each `r` of
     /// `relations` (inverse ids ask for heads), about an entity the model never saw: shown as
     /// its category's token, its `claims` (edges to known entities, as read from it) the start
-    /// of its context walks. `relations.len() x n`.
-    pub fn new_entity_tails(&self, category: &str, claims: &[Step], relations: &[u32]) -> Vec<f32> {
+    /// of its context walks, `features` (kind, vector) projected into its input when the
+    /// model reads features of that kind for the category. `relations.len() x n`.
+    pub fn new_entity_tails(
+        &self,
+        category: &str,
+        features: Option<(&str, &[f32])>,
+        claims: &[Step],
+        relations: &[u32],
+    ) -> Vec<f32> {
         let query = self.new_entity_token(category);
         let mut claims = claims.to_vec();
         claims.sort_unstable();
@@ -164,7 +177,25 @@ impl WalkScorer<'_> {
             .iter()
             .map(|&r| (query, r, self.walks(new_id, r, Some(&claims))))
             .collect();
-        self.run(&rows)
+        self.run(&rows, self.feature(category, features))
+    }
+
+    /// Whether the model reads a category's features of `kind` with vectors of `width`.
+    pub fn reads_feature(&self, category: &str, kind: &str, width: usize) -> bool {
+        self.model
+            .feature_group(category, kind)
+            .is_some_and(|g| self.model.feature_groups[g].width == width)
+    }
+
+    /// A new entity's features as the model's group and vector, if the model reads them.
+    fn feature<'f>(
+        &self,
+        category: &str,
+        features: Option<(&str, &'f [f32])>,
+    ) -> Option<(usize, &'f [f32])> {
+        let (kind, x) = features?;
+        let g = self.model.feature_group(category, kind)?;
+        (self.model.feature_groups[g].width == x.len()).then_some((g, x))
     }
 
     fn new_entity_token(&self, category: &str) -> i64 {
@@ -181,7 +212,12 @@ impl WalkScorer<'_> {
     /// the model was trained to name an id-dropped entity there, so the expectation of the
     /// entity rows under that prediction stands for the new entity; and its bias, the same
     /// expectation. Lets a new entity be ranked among trained ones as an answer.
-    pub fn new_entity_row(&self, category: &str, claims: &[Step]) -> (Vec<f32>, f32) {
+    pub fn new_entity_row(
+        &self,
+        category: &str,
+        features: Option<(&str, &[f32])>,
+        claims: &[Step],
+    ) -> (Vec<f32>, f32) {
         let query = self.new_entity_token(category);
         let mut claims = claims.to_vec();
         claims.sort_unstable();
@@ -200,6 +236,7 @@ impl WalkScorer<'_> {
             &token,
             None,
         );
+        add_feature(&mut batch, self.feature(category, features));
         let hidden = self.net.encode(&batch, &self.device);
         let q = self.net.project(&hidden, &[0], &self.device);
         let p = softmax(self.net.entity_logits(q), 1); // [1, n]
@@ -214,25 +251,60 @@ impl WalkScorer<'_> {
     /// Scores of every entity as the tail of `(entity, relation)` and the score of one extra
     /// candidate given by its output row and bias (appended last): `n + 1` values.
     pub fn tails_with(&self, entity: u32, relation: u32, extra: &(Vec<f32>, f32)) -> Vec<f32> {
-        let rows = vec![(
-            self.entity_token(entity),
+        let walks = self.walks(entity, relation, None);
+        self.scores_with(self.entity_token(entity), relation, &walks, None, extra)
+    }
+}
+
+impl WalkScorer<'_> {
+    /// Like [`WalkScorer::new_entity_tails`] for one relation, with one extra candidate given
+    /// by its output row and bias (another new entity, from [`WalkScorer::new_entity_row`])
+    /// appended last: `n + 1` values.
+    pub fn new_entity_tails_with(
+        &self,
+        category: &str,
+        features: Option<(&str, &[f32])>,
+        claims: &[Step],
+        relation: u32,
+        extra: &(Vec<f32>, f32),
+    ) -> Vec<f32> {
+        let mut claims = claims.to_vec();
+        claims.sort_unstable();
+        claims.dedup();
+        let walks = self.walks(u32::MAX, relation, Some(&claims));
+        let query = self.new_entity_token(category);
+        self.scores_with(
+            query,
             relation,
-            self.walks(entity, relation, None),
-        )];
+            &walks,
+            self.feature(category, features),
+            extra,
+        )
+    }
+
+    /// One sequence's scores of every entity plus one extra candidate (an output row and
+    /// bias) appended last: `n + 1` values.
+    fn scores_with(
+        &self,
+        query: i64,
+        relation: u32,
+        walks: &[Vec<Step>],
+        feature: Option<(usize, &[f32])>,
+        extra: &(Vec<f32>, f32),
+    ) -> Vec<f32> {
         let mut batch = Batch::new(&self.layout);
         let token = |e: u32| self.entity_token(e);
-        for (query, relation, walks) in &rows {
-            batch.push(
-                &self.layout,
-                Row {
-                    query: *query,
-                    relation: *relation,
-                    walks,
-                },
-                &token,
-                None,
-            );
-        }
+        batch.push(
+            &self.layout,
+            Row {
+                query,
+                relation,
+                walks,
+            },
+            &token,
+            None,
+        );
+        add_feature(&mut batch, feature);
         let hidden = self.net.encode(&batch, &self.device);
         let q = self
             .net
@@ -244,42 +316,12 @@ impl WalkScorer<'_> {
     }
 }
 
-impl WalkScorer<'_> {
-    /// Like [`WalkScorer::new_entity_tails`] for one relation, with one extra candidate given
-    /// by its output row and bias (another new entity, from [`WalkScorer::new_entity_row`])
-    /// appended last: `n + 1` values.
-    pub fn new_entity_tails_with(
-        &self,
-        category: &str,
-        claims: &[Step],
-        relation: u32,
-        extra: &(Vec<f32>, f32),
-    ) -> Vec<f32> {
-        let query = self.new_entity_token(category);
-        let mut claims = claims.to_vec();
-        claims.sort_unstable();
-        claims.dedup();
-        let walks = self.walks(u32::MAX, relation, Some(&claims));
-        let mut batch = Batch::new(&self.layout);
-        let token = |e: u32| self.entity_token(e);
-        batch.push(
-            &self.layout,
-            Row {
-                query,
-                relation,
-                walks: &walks,
-            },
-            &token,
-            None,
-        );
-        let hidden = self.net.encode(&batch, &self.device);
-        let q = self
-            .net
-            .project(&hidden, &[batch.query_slot(0)], &self.device);
-        let mut out = super::to_vec(self.net.entity_logits(q.clone()));
-        let qv = super::to_vec(q);
-        out.push(qv.iter().zip(&extra.0).map(|(a, b)| a * b).sum::<f32>() + extra.1);
-        out
+/// Adds a feature vector to the query slot of every row of a batch.
+fn add_feature(batch: &mut Batch, feature: Option<(usize, &[f32])>) {
+    if let Some((g, x)) = feature {
+        for row in 0..batch.rows {
+            batch.features.push((row * batch.len, g, x.to_vec()));
+        }
     }
 }
 

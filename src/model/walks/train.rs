@@ -35,6 +35,9 @@ fn add_phase(i: usize, since: Instant) -> Instant {
     Instant::now()
 }
 
+/// Share of id-dropped sequences whose entity also shows its features (when it has them).
+const FEATURES_SHOWN: f64 = 0.5;
+
 /// Validation ranks at most this many triples.
 const VALID_SAMPLE: usize = 1_000;
 
@@ -100,6 +103,12 @@ pub fn train(
         None => WalkModel::init(config, n, m, &categories.names, &mut rng),
     };
     let cat_map = model.learn_categories(categories, &mut rng);
+    let group_map = model.learn_feature_groups(&categories.features.groups, &mut rng);
+    // An entity's features as the model's group and vector, when it has them.
+    let features_of = |e: u32| -> Option<(usize, &[f32])> {
+        let (g, x) = categories.features.get(e)?;
+        Some((group_map.get(g).copied().flatten()?, x))
+    };
     let category_token = |e: u32| {
         cat_map
             .get(categories.get(e) as usize)
@@ -200,7 +209,15 @@ pub fn train(
                         refuted: true,
                     }),
             );
-            let batch = build_batch(&layout, &sampler, &wc, &rows, &category_token, &mut rng);
+            let batch = build_batch(
+                &layout,
+                &sampler,
+                &wc,
+                &rows,
+                &category_token,
+                &features_of,
+                &mut rng,
+            );
             let t = add_phase(0, t);
             let loss = batch_loss(&net, &batch, &rows, &wc, config.label_smoothing, &autodiff);
             let value = f64::from(loss.clone().into_scalar::<f32>());
@@ -290,13 +307,15 @@ fn check(config: &TrainConfig, wc: &WalkConfig, set: &TrainSet<'_>) -> Result<()
 
 /// The sequences of a batch: per row, `[h, r, MASK]` + context walks from `h` that avoid the
 /// row's own edge; `h` shown as its category's token with probability `id_dropout` (then
-/// predicted at slot 0); context tokens masked with probability `mask_prob`.
-fn build_batch(
+/// predicted at slot 0, its features' projection added when it has features); context tokens
+/// masked with probability `mask_prob`.
+fn build_batch<'f>(
     layout: &Layout,
     sampler: &Sampler<'_>,
     wc: &WalkConfig,
     rows: &[Example],
     category_token: &dyn Fn(u32) -> u32,
+    features_of: &dyn Fn(u32) -> Option<(usize, &'f [f32])>,
     rng: &mut StdRng,
 ) -> Batch {
     let mut batch = Batch::new(layout);
@@ -315,7 +334,15 @@ fn build_batch(
             layout.entity(ex.head)
         };
         if dropped {
-            batch.entity_targets.push((batch.rows * batch.len, ex.head));
+            let slot = batch.rows * batch.len;
+            batch.entity_targets.push((slot, ex.head));
+            // Half the time without its features: an entity may be asked about with or
+            // without them, and each must be a question the model has seen.
+            if let Some((g, x)) = features_of(ex.head)
+                && rng.random::<f64>() < FEATURES_SHOWN
+            {
+                batch.features.push((slot, g, x.to_vec()));
+            }
         }
         let row = Row {
             query,
