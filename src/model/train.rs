@@ -153,10 +153,7 @@ fn train_inner(
             .collect(),
         Regime::Negatives => set.train.iter().map(|&t| (t, Side::Tail)).collect(),
     };
-    let mut history = Vec::new();
-    let mut best: Option<(f64, usize, KgeModel)> = None;
-    let mut since_best = 0;
-    let mut stopped_early = false;
+    let mut stop = EarlyStop::new(config, !valid.is_empty());
     let mut step = 0u64;
     for epoch in 1..=config.epochs {
         let started = Instant::now();
@@ -189,44 +186,101 @@ fn train_inner(
             seconds: 0.0,
             train_seconds: started.elapsed().as_secs_f64(),
         };
-        let validate_now = config.eval_every > 0
-            && !valid.is_empty()
-            && (epoch % config.eval_every == 0 || epoch == config.epochs);
-        if validate_now {
+        if stop.due(epoch) {
             let scorer = model.scorer(device);
             let mrr = evaluate(&scorer, &valid, set.known, 256).both.mrr;
-            stats.valid_mrr = Some(mrr);
-            if best.as_ref().is_none_or(|b| mrr > b.0) {
-                best = Some((mrr, epoch, model.clone()));
-                since_best = 0;
-            } else {
-                since_best += 1;
-            }
+            stop.validated(&mut stats, mrr, || model.clone());
         }
         stats.seconds = started.elapsed().as_secs_f64();
         on_epoch(&stats);
-        history.push(stats);
-        if config.patience > 0 && since_best >= config.patience {
-            stopped_early = epoch < config.epochs;
+        if stop.end_epoch(stats) {
             break;
         }
     }
-    let last_epoch = history.last().map_or(0, |s| s.epoch);
-    let (best_valid_mrr, best_epoch, model) = match best {
-        Some((mrr, epoch, m)) => (Some(mrr), epoch, m),
-        None => (None, last_epoch, model),
-    };
-    Ok(TrainOutcome {
-        model: KgeModel {
-            entities: model.entities.without_state(),
-            relations: model.relations.without_state(),
-            ..model
-        },
-        history,
-        best_epoch,
-        best_valid_mrr,
-        stopped_early,
-    })
+    Ok(stop.finish(model).map(|m| KgeModel {
+        entities: m.entities.without_state(),
+        relations: m.relations.without_state(),
+        ..m
+    }))
+}
+
+/// What every kind's loop does around its epochs: when to validate, the best weights so far
+/// (by validation MRR), when patience runs out, and the outcome.
+pub(crate) struct EarlyStop<M> {
+    eval_every: usize,
+    patience: usize,
+    epochs: usize,
+    has_valid: bool,
+    best: Option<(f64, usize, M)>,
+    since_best: usize,
+    history: Vec<EpochStats>,
+    stopped_early: bool,
+}
+
+impl<M> EarlyStop<M> {
+    pub(crate) fn new(config: &TrainConfig, has_valid: bool) -> Self {
+        Self {
+            eval_every: config.eval_every,
+            patience: config.patience,
+            epochs: config.epochs,
+            has_valid,
+            best: None,
+            since_best: 0,
+            history: Vec::new(),
+            stopped_early: false,
+        }
+    }
+
+    /// Whether `epoch` ends with a validation (every `eval_every`, and the last).
+    pub(crate) fn due(&self, epoch: usize) -> bool {
+        self.eval_every > 0
+            && self.has_valid
+            && (epoch.is_multiple_of(self.eval_every) || epoch == self.epochs)
+    }
+
+    /// Records a validation MRR; `snapshot` is called for the weights only when they are the
+    /// best so far.
+    pub(crate) fn validated(
+        &mut self,
+        stats: &mut EpochStats,
+        mrr: f64,
+        snapshot: impl FnOnce() -> M,
+    ) {
+        stats.valid_mrr = Some(mrr);
+        if self.best.as_ref().is_none_or(|b| mrr > b.0) {
+            self.best = Some((mrr, stats.epoch, snapshot()));
+            self.since_best = 0;
+        } else {
+            self.since_best += 1;
+        }
+    }
+
+    /// Files an epoch's report; true when patience has run out.
+    pub(crate) fn end_epoch(&mut self, stats: EpochStats) -> bool {
+        let epoch = stats.epoch;
+        self.history.push(stats);
+        if self.patience > 0 && self.since_best >= self.patience {
+            self.stopped_early = epoch < self.epochs;
+            return true;
+        }
+        false
+    }
+
+    /// The outcome: the best validated weights, or `last` when nothing was validated.
+    pub(crate) fn finish(self, last: M) -> TrainOutcome<M> {
+        let last_epoch = self.history.last().map_or(0, |s| s.epoch);
+        let (best_valid_mrr, best_epoch, model) = match self.best {
+            Some((mrr, epoch, m)) => (Some(mrr), epoch, m),
+            None => (None, last_epoch, last),
+        };
+        TrainOutcome {
+            model,
+            history: self.history,
+            best_epoch,
+            best_valid_mrr,
+            stopped_early: self.stopped_early,
+        }
+    }
 }
 
 fn validate(config: &TrainConfig, set: &TrainSet<'_>) -> Result<(), ModelError> {
