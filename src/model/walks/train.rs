@@ -200,7 +200,19 @@ pub fn train(
                         refuted: true,
                     }),
             );
-            let batch = build_batch(&layout, &sampler, &wc, &rows, &category_token, &mut rng);
+            // Each batch reads its own number of context walks: shorter sequences are cheaper
+            // steps, and the model learns to read any number (a new entity's claims).
+            let mut batch_layout = layout;
+            let least = wc.min_walks().min(layout.walks);
+            batch_layout.walks = rng.random_range(least..=layout.walks);
+            let batch = build_batch(
+                &batch_layout,
+                &sampler,
+                &wc,
+                &rows,
+                &category_token,
+                &mut rng,
+            );
             let t = add_phase(0, t);
             let loss = batch_loss(&net, &batch, &rows, &wc, config.label_smoothing, &autodiff);
             let value = f64::from(loss.clone().into_scalar::<f32>());
