@@ -186,8 +186,9 @@ pub struct WalkConfig {
     pub rarity_alpha: f64,
     /// Probability that a training sequence shows its query entity as its category's token
     /// instead of its id (and predicts the id back): what lets the model answer about new
-    /// entities from their edges alone.
-    #[config(default = 0.1)]
+    /// entities from their edges alone. Such a sequence's walks start from a few (0 to
+    /// `context_walks`) of its edges, as a new entity's claims.
+    #[config(default = 0.3)]
     pub id_dropout: f64,
     /// Probability that a context token (relation or entity) is masked and predicted.
     #[config(default = 0.15)]
