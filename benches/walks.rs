@@ -6,7 +6,10 @@
 //! `SYNTH01`/`SYNTH1` point at the synthetic graphs (default `/work/main/target/synth01f` and
 //! `synth1f`, made by `python3 ../shared/tools/synth_kg.py --out DIR --scale 0.1|1`).
 //! Walk hyperparameters can be overridden: `D LAYERS HEADS FF WALKS WLEN IDDROP MASKP MASKW LR
-//! WD BATCH EPOCHS LS DROPOUT ALPHA WPE WARMUP EVAL PATIENCE` (VERBOSE=1 prints each epoch).
+//! WD BATCH EPOCHS LS DROPOUT ALPHA WPE WARMUP EVAL PATIENCE SAMPLES MINWALKS` (VERBOSE=1 prints
+//! each epoch). `WALKS_SAVE=DIR` keeps the trained model, `WALKS_LOAD=DIR` scores a kept one
+//! instead of training; `SAMPLES_SWEEP=1,4,16` scores the same weights with other numbers of
+//! context samples; `NO_COMPLEX=1` skips ComplEx.
 
 use hypograph::graph::{Interner, Triple};
 use hypograph::model::walks::{self, WalkModel};
