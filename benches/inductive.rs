@@ -31,6 +31,10 @@ use std::time::Instant;
 
 const KS: [usize; 5] = [0, 1, 3, 5, 10];
 
+fn env<T: std::str::FromStr>(key: &str) -> Option<T> {
+    std::env::var(key).ok().and_then(|v| v.parse().ok())
+}
+
 struct Dataset {
     name: String,
     keys: Vec<String>,
@@ -646,19 +650,45 @@ fn run(d: &Dataset) -> anyhow::Result<()> {
                 .iter()
                 .map(|(c, rows)| (*c, "vector", rows.as_slice())),
         );
+        // Env overrides of the walk defaults, to measure settings: SAMPLES, IDDROP, MINWALKS.
+        let mut w = model::WalkConfig::new();
+        if let Some(v) = env("SAMPLES") {
+            w.samples = Some(v);
+        }
+        if let Some(v) = env("IDDROP") {
+            w.id_dropout = v;
+        }
+        if let Some(v) = env("MINWALKS") {
+            w.min_walks = Some(v);
+        }
         let config = TrainConfig::new()
             .with_model(model::ModelKind::Walks)
-            .with_epochs(model::config::WALK_EPOCHS);
+            .with_walks(Some(w))
+            .with_epochs(env("EPOCHS").unwrap_or(model::config::WALK_EPOCHS));
         let started = Instant::now();
-        let out = model::walks::train(&config, &set, &categories, None, &device, &mut |_| {})?;
-        let secs = started.elapsed().as_secs_f64();
-        println!(
-            "walk model: trained in {secs:.1} s, best validation MRR {:.3} (epoch {})",
-            out.best_valid_mrr.unwrap_or(f64::NAN),
-            out.best_epoch
-        );
+        // INDUCTIVE_WALKS_LOAD: a model INDUCTIVE_WALKS_SAVE wrote (same split), to measure
+        // inference settings alone.
+        let model = match std::env::var("INDUCTIVE_WALKS_LOAD") {
+            Ok(dir) => {
+                model::walks::load(Path::new(&dir), config.clone(), s.n_known, d.num_relations)?
+            }
+            Err(_) => {
+                let out =
+                    model::walks::train(&config, &set, &categories, None, &device, &mut |_| {})?;
+                println!(
+                    "walk model: trained in {:.1} s, best validation MRR {:.3} (epoch {})",
+                    started.elapsed().as_secs_f64(),
+                    out.best_valid_mrr.unwrap_or(f64::NAN),
+                    out.best_epoch
+                );
+                out.model
+            }
+        };
+        if let Ok(dir) = std::env::var("INDUCTIVE_WALKS_SAVE") {
+            model::walks::save(&model, Path::new(&dir))?;
+        }
         let context = model::Context::new(s.n_known, d.num_relations, &s.train, categories);
-        Some((out.model, context))
+        Some((model, context))
     };
     // Category means and feature priors, on the trained entities only.
     let mut by_cat: HashMap<&str, Vec<u32>> = HashMap::new();

@@ -6,7 +6,10 @@
 //! `SYNTH01`/`SYNTH1` point at the synthetic graphs (default `/work/main/target/synth01f` and
 //! `synth1f`, made by `python3 ../shared/tools/synth_kg.py --out DIR --scale 0.1|1`).
 //! Walk hyperparameters can be overridden: `D LAYERS HEADS FF WALKS WLEN IDDROP MASKP MASKW LR
-//! WD BATCH EPOCHS LS DROPOUT ALPHA WPE WARMUP EVAL PATIENCE` (VERBOSE=1 prints each epoch).
+//! WD BATCH EPOCHS LS DROPOUT ALPHA WPE WARMUP EVAL PATIENCE SAMPLES MINWALKS` (VERBOSE=1 prints
+//! each epoch). `WALKS_SAVE=DIR` keeps the trained model, `WALKS_LOAD=DIR` scores a kept one
+//! instead of training; `SAMPLES_SWEEP=1,4,16` scores the same weights with other numbers of
+//! context samples; `NO_COMPLEX=1` skips ComplEx.
 
 use hypograph::graph::{Interner, Triple};
 use hypograph::model::walks::{self, WalkModel};
@@ -38,10 +41,16 @@ fn walk_config() -> TrainConfig {
         "MASKP" => mask_prob, "MASKW" => mask_weight, "LR" => lr, "WD" => weight_decay,
         "BATCH" => batch_size, "DROPOUT" => dropout, "ALPHA" => rarity_alpha,
         "WPE" => walks_per_entity, "WARMUP" => warmup);
-    let mut c = TrainConfig::new()
+    let c = TrainConfig::new()
         .with_model(model::ModelKind::Walks)
-        .with_walks(Some(w))
         .with_epochs(env("EPOCHS").unwrap_or(model::config::WALK_EPOCHS));
+    if let Some(v) = env("SAMPLES") {
+        w.samples = Some(v);
+    }
+    if let Some(v) = env("MINWALKS") {
+        w.min_walks = Some(v);
+    }
+    let mut c = c.with_walks(Some(w));
     if let Some(v) = env("LS") {
         c.label_smoothing = v;
     }
@@ -111,14 +120,27 @@ fn umls() -> anyhow::Result<()> {
     let categories = Categories::none(ents.len());
     let verbose = std::env::var("VERBOSE").is_ok();
     let started = Instant::now();
-    let out = walks::train(&config, &set, &categories, None, &device, &mut |s| {
-        if verbose {
-            eprintln!(
-                "epoch {} loss {:.4} valid {:?} {:.1}s (train {:.1}s)",
-                s.epoch, s.loss, s.valid_mrr, s.seconds, s.train_seconds
-            );
-        }
-    })?;
+    let out = match std::env::var("WALKS_LOAD") {
+        // A saved model (WALKS_SAVE of an earlier run) to measure inference settings alone.
+        Ok(dir) => model::TrainOutcome {
+            model: walks::load(Path::new(&dir), config.clone(), ents.len(), rels.len())?,
+            history: Vec::new(),
+            best_epoch: 0,
+            best_valid_mrr: None,
+            stopped_early: false,
+        },
+        Err(_) => walks::train(&config, &set, &categories, None, &device, &mut |s| {
+            if verbose {
+                eprintln!(
+                    "epoch {} loss {:.4} valid {:?} {:.1}s (train {:.1}s)",
+                    s.epoch, s.loss, s.valid_mrr, s.seconds, s.train_seconds
+                );
+            }
+        })?,
+    };
+    if let Ok(dir) = std::env::var("WALKS_SAVE") {
+        walks::save(&out.model, Path::new(&dir))?;
+    }
     let secs = started.elapsed().as_secs_f64();
     let context = Context::new(ents.len(), rels.len(), &train, categories);
     let scored = Instant::now();
@@ -138,6 +160,28 @@ fn umls() -> anyhow::Result<()> {
         tokens / train_secs
     );
     let p = walks::phase_seconds();
+    // SAMPLES_SWEEP=1,4,8: the same weights scored with other numbers of context samples.
+    for v in std::env::var("SAMPLES_SWEEP")
+        .unwrap_or_default()
+        .split(',')
+    {
+        let Ok(v) = v.trim().parse::<usize>() else {
+            continue;
+        };
+        let mut other = out.model.clone();
+        let mut w = other.config.walk_config();
+        w.samples = Some(v);
+        other.config.walks = Some(w);
+        let t = Instant::now();
+        let m = model::evaluate(&other.scorer(&device, &context), &test, &known, 256).both;
+        println!(
+            "| walk transformer, {v} samples | {:.3} | {:.3} | {:.3} | scored in {:.1} s |",
+            m.mrr,
+            m.hits_at_1,
+            m.hits_at_10,
+            t.elapsed().as_secs_f64()
+        );
+    }
     println!(
         "\nwalk training phases (s): sampling + batch {:.1}, forward {:.1}, backward {:.1}, optimizer {:.1}, validation {:.1}; test scoring {score_secs:.1} s ({} queries)",
         p[0],

@@ -231,6 +231,10 @@ pub struct WalksSpec {
     /// Share of the steps spent warming the learning rate up.
     pub warmup: Option<f64>,
     pub batch_size: Option<usize>,
+    /// Context samples averaged per query at scoring time.
+    pub samples: Option<usize>,
+    /// Fewest context walks a training batch draws (shorter sequences, cheaper steps).
+    pub min_walks: Option<usize>,
 }
 
 impl WalksSpec {
@@ -259,6 +263,12 @@ impl WalksSpec {
             warmup,
             batch_size
         );
+        if self.samples.is_some() {
+            c.samples = self.samples;
+        }
+        if self.min_walks.is_some() {
+            c.min_walks = self.min_walks;
+        }
         c
     }
 }

@@ -8,14 +8,23 @@ use crate::graph::Triple;
 use crate::model::context::{Context, Step};
 use crate::model::eval::LinkPredictor;
 use burn::module::Module;
-use burn::tensor::Device;
 use burn::tensor::activation::softmax;
+use burn::tensor::{Device, Tensor};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rustc_hash::FxHashMap;
 
-/// Queries per forward pass.
+/// Sequences per forward pass.
 const CHUNK: usize = 256;
+
+/// Most context walks a new entity's sequence gets (one per claim).
+const MAX_WALKS: usize = 16;
+
+/// The id a new entity's walks start from: past every entity a context has.
+const NEW: u32 = u32::MAX;
+
+/// A query as the net reads it: (query token, relation, context samples, each a set of walks).
+type Query = (i64, u32, Vec<Vec<Vec<Step>>>);
 
 impl WalkModel {
     /// A scorer reading `context` (the graph at scoring time) on `device`.
@@ -28,6 +37,7 @@ impl WalkModel {
             sampler: Sampler::new(context, wc.rarity_alpha),
             layout: Layout::new(&wc, self.net().sizes()),
             category: self.category_map(context.categories()),
+            samples: wc.samples(),
         }
     }
 }
@@ -40,6 +50,8 @@ pub struct WalkScorer<'a> {
     layout: Layout,
     /// The context's category ids mapped into the model's vocabulary.
     category: Vec<u32>,
+    /// Context samples averaged per query.
+    samples: usize,
 }
 
 impl WalkScorer<'_> {
@@ -63,57 +75,108 @@ impl WalkScorer<'_> {
         }
     }
 
-    /// The context walks of a query: from `first` (claims) or the context.
-    fn walks(&self, entity: u32, relation: u32, first: Option<&[Step]>) -> Vec<Vec<Step>> {
-        let seed = query_seed(
-            self.model.config.seed,
-            entity,
-            relation,
-            self.model.num_relations as u32,
-        );
-        let mut rng = StdRng::seed_from_u64(seed);
-        (0..self.layout.walks)
-            .map(|_| {
-                let mut w = Vec::new();
-                self.sampler
-                    .walk(entity, first, self.layout.walk_len, &[], &mut rng, &mut w);
-                w
+    /// The context samples of a query (`samples` of them, each a set of walks), seeded by
+    /// the query alone (sample 0 by the model's seed itself). From the context, or for a new
+    /// entity from its `claims`: then walk i starts with claim i (mod k), so every claim is
+    /// read, and there are as many walks as claims (at least `context_walks`, at most
+    /// [`MAX_WALKS`]).
+    fn contexts(&self, entity: u32, relation: u32, claims: Option<&[Step]>) -> Vec<Vec<Vec<Step>>> {
+        let walks = match claims {
+            Some(c) => c
+                .len()
+                .clamp(self.layout.walks, MAX_WALKS.max(self.layout.walks)),
+            None => self.layout.walks,
+        };
+        (0..self.samples)
+            .map(|s| {
+                let seed = self.model.config.seed ^ (s as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+                let seed = query_seed(seed, entity, relation, self.model.num_relations as u32);
+                let mut rng = StdRng::seed_from_u64(seed);
+                (0..walks)
+                    .map(|i| {
+                        let first = claims.map(|c| {
+                            if c.is_empty() {
+                                c
+                            } else {
+                                &c[i % c.len()..=i % c.len()]
+                            }
+                        });
+                        let mut w = Vec::new();
+                        self.sampler.walk(
+                            entity,
+                            first,
+                            self.layout.walk_len,
+                            &[],
+                            &mut rng,
+                            &mut w,
+                        );
+                        w
+                    })
+                    .collect()
             })
             .collect()
     }
 
-    /// `rows x n` scores for sequences given as (query token, relation, walks); `feature`
-    /// (the model's group and a vector) is added to every row's query slot.
-    fn run(
-        &self,
-        rows: &[(i64, u32, Vec<Vec<Step>>)],
-        feature: Option<(usize, &[f32])>,
-    ) -> Vec<f32> {
-        let mut out = Vec::with_capacity(rows.len() * self.num_entities());
+    /// The projected query states `[rows, d]` of queries given as (query token, relation,
+    /// context samples), averaged over each query's samples (the logits are linear in them:
+    /// averaging states averages logits). `feature` (the model's group and a vector) is added
+    /// to every sequence's query slot.
+    fn states(&self, rows: &[Query], feature: Option<(usize, &[f32])>) -> Tensor<2> {
+        let s = self.samples.max(1);
+        let per = (CHUNK / s).max(1);
         let token = |e: u32| self.entity_token(e);
-        for chunk in rows.chunks(CHUNK) {
-            let mut batch = Batch::new(&self.layout);
-            for (query, relation, walks) in chunk {
-                let row = Row {
-                    query: *query,
-                    relation: *relation,
-                    walks,
-                };
-                batch.push(&self.layout, row, &token, None);
+        let mut parts = Vec::new();
+        for chunk in rows.chunks(per) {
+            let mut layout = self.layout;
+            layout.walks = chunk
+                .iter()
+                .flat_map(|q| q.2.iter().map(Vec::len))
+                .max()
+                .unwrap_or(0)
+                .max(layout.walks);
+            let mut batch = Batch::new(&layout);
+            for (query, relation, samples) in chunk {
+                for walks in samples {
+                    let row = Row {
+                        query: *query,
+                        relation: *relation,
+                        walks,
+                    };
+                    batch.push(&layout, row, &token, None);
+                }
             }
             add_feature(&mut batch, feature);
             let hidden = self.net.encode(&batch, &self.device);
-            let slots: Vec<usize> = (0..chunk.len()).map(|i| batch.query_slot(i)).collect();
+            let slots: Vec<usize> = (0..batch.rows).map(|i| batch.query_slot(i)).collect();
             let q = self.net.project(&hidden, &slots, &self.device);
-            out.extend(super::to_vec(self.net.entity_logits(q)));
+            let d = q.dims()[1];
+            parts.push(
+                q.reshape([chunk.len(), s, d])
+                    .mean_dim(1)
+                    .reshape([chunk.len(), d]),
+            );
+        }
+        Tensor::cat(parts, 0)
+    }
+
+    /// `rows x n` scores.
+    fn run(&self, rows: &[Query], feature: Option<(usize, &[f32])>) -> Vec<f32> {
+        if rows.is_empty() {
+            return Vec::new();
+        }
+        let mut out = Vec::with_capacity(rows.len() * self.num_entities());
+        for chunk in rows.chunks(CHUNK) {
+            out.extend(super::to_vec(
+                self.net.entity_logits(self.states(chunk, feature)),
+            ));
         }
         out
     }
 
     fn query_rows(&self, queries: &[(u32, u32)]) -> Vec<f32> {
-        let rows: Vec<(i64, u32, Vec<Vec<Step>>)> = queries
+        let rows: Vec<Query> = queries
             .iter()
-            .map(|&(e, r)| (self.entity_token(e), r, self.walks(e, r, None)))
+            .map(|&(e, r)| (self.entity_token(e), r, self.contexts(e, r, None)))
             .collect();
         self.run(&rows, None)
     }
@@ -155,11 +218,19 @@ impl WalkScorer<'_> {
             .collect()
     }
 
+    /// A new entity's claims, sorted and deduplicated (the order walks start from them).
+    fn sorted(claims: &[Step]) -> Vec<Step> {
+        let mut claims = claims.to_vec();
+        claims.sort_unstable();
+        claims.dedup();
+        claims
+    }
+
     /// Scores of every trained entity as the answer to `(new, r, ?)` for each `r` of
     /// `relations` (inverse ids ask for heads), about an entity the model never saw: shown as
     /// its category's token, its `claims` (edges to known entities, as read from it) the start
     /// of its context walks, `features` (kind, vector) projected into its input when the
-    /// model reads features of that kind for the category. `relations.len() x n`.
+    /// model reads that kind for the category. `relations.len() x n`.
     pub fn new_entity_tails(
         &self,
         category: &str,
@@ -168,14 +239,11 @@ impl WalkScorer<'_> {
         relations: &[u32],
     ) -> Vec<f32> {
         let query = self.new_entity_token(category);
-        let mut claims = claims.to_vec();
-        claims.sort_unstable();
-        claims.dedup();
+        let claims = Self::sorted(claims);
         // An id past every entity the context has: its walks start from the claims.
-        let new_id = u32::MAX;
-        let rows: Vec<(i64, u32, Vec<Vec<Step>>)> = relations
+        let rows: Vec<Query> = relations
             .iter()
-            .map(|&r| (query, r, self.walks(new_id, r, Some(&claims))))
+            .map(|&r| (query, r, self.contexts(NEW, r, Some(&claims))))
             .collect();
         self.run(&rows, self.feature(category, features))
     }
@@ -219,27 +287,36 @@ impl WalkScorer<'_> {
         claims: &[Step],
     ) -> (Vec<f32>, f32) {
         let query = self.new_entity_token(category);
-        let mut claims = claims.to_vec();
-        claims.sort_unstable();
-        claims.dedup();
-        let walks = self.walks(u32::MAX, u32::MAX, Some(&claims));
-        let mut batch = Batch::new(&self.layout);
+        let claims = Self::sorted(claims);
+        let samples = self.contexts(NEW, u32::MAX, Some(&claims));
+        let mut layout = self.layout;
+        layout.walks = samples
+            .iter()
+            .map(Vec::len)
+            .max()
+            .unwrap_or(0)
+            .max(layout.walks);
+        let mut batch = Batch::new(&layout);
         let token = |e: u32| self.entity_token(e);
-        // Any relation fills slot 1; slot 0 is what is read.
-        batch.push(
-            &self.layout,
-            Row {
-                query,
-                relation: claims.first().map_or(0, |s| s.relation),
-                walks: &walks,
-            },
-            &token,
-            None,
-        );
+        for walks in &samples {
+            // Any relation fills slot 1; slot 0 is what is read.
+            batch.push(
+                &layout,
+                Row {
+                    query,
+                    relation: claims.first().map_or(0, |s| s.relation),
+                    walks,
+                },
+                &token,
+                None,
+            );
+        }
         add_feature(&mut batch, self.feature(category, features));
         let hidden = self.net.encode(&batch, &self.device);
-        let q = self.net.project(&hidden, &[0], &self.device);
-        let p = softmax(self.net.entity_logits(q), 1); // [1, n]
+        let slots: Vec<usize> = (0..batch.rows).map(|i| i * batch.len).collect();
+        let q = self.net.project(&hidden, &slots, &self.device);
+        // The samples' predictions averaged: [1, n].
+        let p = softmax(self.net.entity_logits(q), 1).mean_dim(0);
         let row = p.clone().matmul(self.net.entities.val()); // [1, d]
         let n = self.num_entities();
         let bias = p
@@ -248,15 +325,31 @@ impl WalkScorer<'_> {
         (super::to_vec(row), bias)
     }
 
+    /// Scores of `rows`' single query against every entity plus one extra candidate.
+    fn with_extra(
+        &self,
+        row: Query,
+        feature: Option<(usize, &[f32])>,
+        extra: &(Vec<f32>, f32),
+    ) -> Vec<f32> {
+        let q = self.states(&[row], feature);
+        let mut out = super::to_vec(self.net.entity_logits(q.clone()));
+        let qv = super::to_vec(q);
+        out.push(qv.iter().zip(&extra.0).map(|(a, b)| a * b).sum::<f32>() + extra.1);
+        out
+    }
+
     /// Scores of every entity as the tail of `(entity, relation)` and the score of one extra
     /// candidate given by its output row and bias (appended last): `n + 1` values.
     pub fn tails_with(&self, entity: u32, relation: u32, extra: &(Vec<f32>, f32)) -> Vec<f32> {
-        let walks = self.walks(entity, relation, None);
-        self.scores_with(self.entity_token(entity), relation, &walks, None, extra)
+        let row = (
+            self.entity_token(entity),
+            relation,
+            self.contexts(entity, relation, None),
+        );
+        self.with_extra(row, None, extra)
     }
-}
 
-impl WalkScorer<'_> {
     /// Like [`WalkScorer::new_entity_tails`] for one relation, with one extra candidate given
     /// by its output row and bias (another new entity, from [`WalkScorer::new_entity_row`])
     /// appended last: `n + 1` values.
@@ -268,55 +361,14 @@ impl WalkScorer<'_> {
         relation: u32,
         extra: &(Vec<f32>, f32),
     ) -> Vec<f32> {
-        let mut claims = claims.to_vec();
-        claims.sort_unstable();
-        claims.dedup();
-        let walks = self.walks(u32::MAX, relation, Some(&claims));
         let query = self.new_entity_token(category);
-        self.scores_with(
-            query,
-            relation,
-            &walks,
-            self.feature(category, features),
-            extra,
-        )
-    }
-
-    /// One sequence's scores of every entity plus one extra candidate (an output row and
-    /// bias) appended last: `n + 1` values.
-    fn scores_with(
-        &self,
-        query: i64,
-        relation: u32,
-        walks: &[Vec<Step>],
-        feature: Option<(usize, &[f32])>,
-        extra: &(Vec<f32>, f32),
-    ) -> Vec<f32> {
-        let mut batch = Batch::new(&self.layout);
-        let token = |e: u32| self.entity_token(e);
-        batch.push(
-            &self.layout,
-            Row {
-                query,
-                relation,
-                walks,
-            },
-            &token,
-            None,
-        );
-        add_feature(&mut batch, feature);
-        let hidden = self.net.encode(&batch, &self.device);
-        let q = self
-            .net
-            .project(&hidden, &[batch.query_slot(0)], &self.device);
-        let mut out = super::to_vec(self.net.entity_logits(q.clone()));
-        let qv = super::to_vec(q);
-        out.push(qv.iter().zip(&extra.0).map(|(a, b)| a * b).sum::<f32>() + extra.1);
-        out
+        let claims = Self::sorted(claims);
+        let row = (query, relation, self.contexts(NEW, relation, Some(&claims)));
+        self.with_extra(row, self.feature(category, features), extra)
     }
 }
 
-/// Adds a feature vector to the query slot of every row of a batch.
+/// Adds a feature vector to the query slot of every sequence of a batch.
 fn add_feature(batch: &mut Batch, feature: Option<(usize, &[f32])>) {
     if let Some((g, x)) = feature {
         for row in 0..batch.rows {
@@ -350,5 +402,59 @@ impl LinkPredictor for WalkScorer<'_> {
     }
     fn heads(&self, queries: &[(u32, u32)]) -> Vec<f32> {
         WalkScorer::heads(self, queries)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::config::{ModelKind, TrainConfig, WalkConfig};
+    use crate::model::context::Categories;
+
+    #[test]
+    fn every_claim_starts_a_walk_and_samples_are_stable() {
+        // A ring of 10 entities under relation 0.
+        let t: Vec<Triple> = (0..10).map(|i| Triple::new(i, 0, (i + 1) % 10)).collect();
+        let context = Context::new(10, 1, &t, Categories::none(10));
+        let config = TrainConfig::new()
+            .with_model(ModelKind::Walks)
+            .with_walks(Some(
+                WalkConfig::new()
+                    .with_d_model(8)
+                    .with_heads(2)
+                    .with_d_ff(8)
+                    .with_context_walks(2)
+                    .with_samples(Some(3)),
+            ));
+        let mut rng = StdRng::seed_from_u64(1);
+        let model = WalkModel::init(&config, 10, 1, &[], &mut rng);
+        let scorer = model.scorer(&Device::flex(), &context);
+        let claims: Vec<Step> = (0..5)
+            .map(|e| Step {
+                relation: 0,
+                entity: e,
+            })
+            .collect();
+        let samples = scorer.contexts(NEW, 0, Some(&claims));
+        assert_eq!(samples.len(), 3);
+        for walks in &samples {
+            // One walk per claim (more than context_walks), each from its claim.
+            assert_eq!(walks.len(), 5);
+            for (w, c) in walks.iter().zip(&claims) {
+                assert_eq!(w[0], *c);
+            }
+        }
+        // Fewer claims than walks: still every claim, then round again.
+        let two = scorer.contexts(NEW, 0, Some(&claims[..1]));
+        assert!(
+            two.iter()
+                .all(|ws| ws.len() == 2 && ws.iter().all(|w| w[0] == claims[0]))
+        );
+        // A known entity's samples are drawn apart, and the same on every call.
+        let known = scorer.contexts(3, 0, None);
+        assert_eq!(known, scorer.contexts(3, 0, None));
+        assert_eq!(known[0].len(), 2);
+        let s = scorer.tails(&[(3, 0), (4, 0)]);
+        assert_eq!(&s[..10], &scorer.tails(&[(3, 0)])[..]);
     }
 }

@@ -209,8 +209,13 @@ pub fn train(
                         refuted: true,
                     }),
             );
+            // Each batch reads its own number of context walks: shorter sequences are cheaper
+            // steps, and the model learns to read any number (a new entity's claims).
+            let mut batch_layout = layout;
+            let least = wc.min_walks().min(layout.walks);
+            batch_layout.walks = rng.random_range(least..=layout.walks);
             let batch = build_batch(
-                &layout,
+                &batch_layout,
                 &sampler,
                 &wc,
                 &rows,
@@ -307,8 +312,9 @@ fn check(config: &TrainConfig, wc: &WalkConfig, set: &TrainSet<'_>) -> Result<()
 
 /// The sequences of a batch: per row, `[h, r, MASK]` + context walks from `h` that avoid the
 /// row's own edge; `h` shown as its category's token with probability `id_dropout` (then
-/// predicted at slot 0, its features' projection added when it has features); context tokens
-/// masked with probability `mask_prob`.
+/// predicted at slot 0, its features' projection added when it has features, its walks
+/// starting from a few of its edges as a new entity's claims); context tokens masked with
+/// probability `mask_prob`.
 fn build_batch<'f>(
     layout: &Layout,
     sampler: &Sampler<'_>,
@@ -321,13 +327,38 @@ fn build_batch<'f>(
     let mut batch = Batch::new(layout);
     let entity = |e: u32| layout.entity(e);
     let mut walks: Vec<Vec<Step>> = vec![Vec::new(); layout.walks];
+    let mut claims: Vec<Step> = Vec::new();
     for ex in rows {
         let forbidden = sampler.target_edge(ex.head, ex.relation, ex.tail);
-        for w in &mut walks {
-            w.clear();
-            sampler.walk(ex.head, None, layout.walk_len, &forbidden, rng, w);
-        }
         let dropped = !ex.refuted && rng.random::<f64>() < wc.id_dropout;
+        if dropped {
+            // Shown as a new entity is: k of its edges (k uniform in 0..=walks), walk i
+            // starting with claim i (mod k), as the scorer reads a new entity's claims.
+            let target = forbidden[0].1;
+            let steps = sampler.context().steps(ex.head);
+            let k = rng.random_range(0..=layout.walks);
+            claims.clear();
+            claims.extend(
+                rand::seq::index::sample(rng, steps.len(), k.min(steps.len()))
+                    .into_iter()
+                    .map(|i| steps[i])
+                    .filter(|s| *s != target),
+            );
+            claims.sort_unstable();
+            for (i, w) in walks.iter_mut().enumerate() {
+                w.clear();
+                if !claims.is_empty() {
+                    let c = i % claims.len();
+                    let first = &claims[c..=c];
+                    sampler.walk(ex.head, Some(first), layout.walk_len, &forbidden, rng, w);
+                }
+            }
+        } else {
+            for w in &mut walks {
+                w.clear();
+                sampler.walk(ex.head, None, layout.walk_len, &forbidden, rng, w);
+            }
+        }
         let query = if dropped {
             layout.category(category_token(ex.head))
         } else {
