@@ -9,7 +9,7 @@ use crate::model::ModelError;
 use crate::model::config::{TrainConfig, WalkConfig};
 use crate::model::context::{Categories, Context, Step};
 use crate::model::eval::evaluate;
-use crate::model::train::{EpochStats, TrainOutcome, TrainSet, refuted_sample};
+use crate::model::train::{EarlyStop, EpochStats, TrainOutcome, TrainSet, refuted_sample};
 use burn::module::Module;
 use burn::optim::grad_clipping::GradientClippingConfig;
 use burn::optim::{AdamWConfig, GradientsParams};
@@ -168,10 +168,7 @@ pub fn train(
         .with_epsilon(1e-8)
         .with_grad_clipping(Some(GradientClippingConfig::Norm(1.0)))
         .init();
-    let mut history = Vec::new();
-    let mut best: Option<(f64, usize, WalkNet)> = None;
-    let mut since_best = 0;
-    let mut stopped_early = false;
+    let mut stop = EarlyStop::new(config, !valid.is_empty());
     let mut step = 0usize;
     for epoch in 1..=config.epochs {
         let started = Instant::now();
@@ -245,46 +242,28 @@ pub fn train(
             seconds: 0.0,
             train_seconds: started.elapsed().as_secs_f64(),
         };
-        let validate_now = config.eval_every > 0
-            && !valid.is_empty()
-            && (epoch % config.eval_every == 0 || epoch == config.epochs);
-        if validate_now {
+        if stop.due(epoch) {
             let snapshot = WalkModel {
                 net: net.valid(),
                 ..model.clone()
             };
-            let scorer = snapshot.scorer(device, &context);
-            let mrr = evaluate(&scorer, &valid, set.known, 256).both.mrr;
-            stats.valid_mrr = Some(mrr);
-            if best.as_ref().is_none_or(|b| mrr > b.0) {
-                best = Some((mrr, epoch, snapshot.net));
-                since_best = 0;
-            } else {
-                since_best += 1;
-            }
+            let mrr = {
+                let scorer = snapshot.scorer(device, &context);
+                evaluate(&scorer, &valid, set.known, 256).both.mrr
+            };
+            stop.validated(&mut stats, mrr, || snapshot.net);
         }
         stats.seconds = started.elapsed().as_secs_f64();
         on_epoch(&stats);
-        history.push(stats);
-        if config.patience > 0 && since_best >= config.patience {
-            stopped_early = epoch < config.epochs;
+        if stop.end_epoch(stats) {
             break;
         }
     }
-    let last_epoch = history.last().map_or(0, |s| s.epoch);
-    let (best_valid_mrr, best_epoch, net) = match best {
-        Some((mrr, epoch, net)) => (Some(mrr), epoch, net),
-        None => (None, last_epoch, net.valid()),
-    };
-    model.net = net.fork(&Device::flex());
-    model.config = config.clone();
-    Ok(TrainOutcome {
-        model,
-        history,
-        best_epoch,
-        best_valid_mrr,
-        stopped_early,
-    })
+    Ok(stop.finish(net.valid()).map(|best| {
+        model.net = best.fork(&Device::flex());
+        model.config = config.clone();
+        model
+    }))
 }
 
 fn check(config: &TrainConfig, wc: &WalkConfig, set: &TrainSet<'_>) -> Result<(), ModelError> {
