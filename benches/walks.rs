@@ -50,6 +50,9 @@ fn walk_config() -> TrainConfig {
     if let Some(v) = env("MINWALKS") {
         w.min_walks = Some(v);
     }
+    if let Some(v) = env("BCE") {
+        w.bce_weight = Some(v);
+    }
     let mut c = c.with_walks(Some(w));
     if let Some(v) = env("LS") {
         c.label_smoothing = v;

@@ -220,7 +220,15 @@ pub struct WalkConfig {
     /// to read any number of walks, as a new entity's claims give). `None` (configs saved
     /// before it existed): [`WALK_MIN_WALKS`].
     pub min_walks: Option<usize>,
+    /// Weight of a binary cross-entropy over every entity of a query (its known answers 1,
+    /// the rest 0) beside the softmax: makes a score mean "this edge exists", so scores compare
+    /// across queries (what choosing hypotheses among all pairs needs), not only within one.
+    /// `None` (configs saved before it existed): [`WALK_BCE_WEIGHT`].
+    pub bce_weight: Option<f64>,
 }
+
+/// Weight of the binary cross-entropy term when a config does not say.
+pub const WALK_BCE_WEIGHT: f64 = 0.0;
 
 /// Fewest context walks of a training batch when a config does not say.
 pub const WALK_MIN_WALKS: usize = 4;
@@ -229,6 +237,11 @@ pub const WALK_MIN_WALKS: usize = 4;
 pub const WALK_SAMPLES: usize = 1;
 
 impl WalkConfig {
+    /// Weight of the binary cross-entropy term.
+    pub fn bce_weight(&self) -> f64 {
+        self.bce_weight.unwrap_or(WALK_BCE_WEIGHT)
+    }
+
     /// Context samples averaged per query at inference.
     pub fn samples(&self) -> usize {
         self.samples.unwrap_or(WALK_SAMPLES)
@@ -300,6 +313,7 @@ impl WalkConfig {
             ("mask_weight", self.mask_weight),
             ("refuted_weight", self.refuted_weight),
             ("weight_decay", self.weight_decay),
+            ("bce_weight", self.bce_weight()),
         ] {
             if !(v >= 0.0 && v.is_finite()) {
                 out.push((name, format!("{v} must not be negative")));
@@ -332,6 +346,22 @@ mod tests {
         assert_eq!(
             serde_json::to_value(&new).expect("serialize")["negative_sharing"],
             "per-positive"
+        );
+    }
+
+    #[test]
+    fn walk_problems_name_the_field() {
+        assert!(WalkConfig::new().problems().is_empty());
+        let bad = WalkConfig::new()
+            .with_heads(3)
+            .with_bce_weight(Some(-1.0))
+            .with_id_dropout(1.0);
+        let fields: Vec<&str> = bad.problems().iter().map(|p| p.0).collect();
+        assert_eq!(
+            fields,
+            vec!["d_model", "id_dropout", "bce_weight"],
+            "{:?}",
+            bad.problems()
         );
     }
 

@@ -235,6 +235,8 @@ pub struct WalksSpec {
     pub samples: Option<usize>,
     /// Fewest context walks a training batch draws (shorter sequences, cheaper steps).
     pub min_walks: Option<usize>,
+    /// Weight of the binary cross-entropy term that makes scores compare across queries.
+    pub bce_weight: Option<f64>,
 }
 
 impl WalksSpec {
@@ -268,6 +270,9 @@ impl WalksSpec {
         }
         if self.min_walks.is_some() {
             c.min_walks = self.min_walks;
+        }
+        if self.bce_weight.is_some() {
+            c.bce_weight = self.bce_weight;
         }
         c
     }

@@ -13,7 +13,7 @@ use crate::model::train::{EarlyStop, EpochStats, TrainOutcome, TrainSet, refuted
 use burn::module::Module;
 use burn::optim::grad_clipping::GradientClippingConfig;
 use burn::optim::{AdamWConfig, GradientsParams};
-use burn::tensor::activation::log_softmax;
+use burn::tensor::activation::{log_softmax, softplus};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -221,7 +221,30 @@ pub fn train(
                 &mut rng,
             );
             let t = add_phase(0, t);
-            let loss = batch_loss(&net, &batch, &rows, &wc, config.label_smoothing, &autodiff);
+            // Each query's known answers, for the binary cross-entropy term.
+            let answers: Vec<Vec<u32>> = if wc.bce_weight() > 0.0 {
+                rows.iter()
+                    .map(|ex| {
+                        context
+                            .steps(ex.head)
+                            .iter()
+                            .filter(|s| s.relation == ex.relation)
+                            .map(|s| s.entity)
+                            .collect()
+                    })
+                    .collect()
+            } else {
+                vec![Vec::new(); rows.len()]
+            };
+            let loss = batch_loss(
+                &net,
+                &batch,
+                &rows,
+                &answers,
+                &wc,
+                config.label_smoothing,
+                &autodiff,
+            );
             let value = f64::from(loss.clone().into_scalar::<f32>());
             if !value.is_finite() {
                 return Err(ModelError::Diverged { epoch, loss: value });
@@ -396,6 +419,7 @@ fn batch_loss(
     net: &WalkNet,
     batch: &Batch,
     rows: &[Example],
+    answers: &[Vec<u32>],
     wc: &WalkConfig,
     label_smoothing: f64,
     device: &Device,
@@ -406,7 +430,26 @@ fn batch_loss(
     let slots = |rs: &[usize]| rs.iter().map(|&i| batch.query_slot(i)).collect::<Vec<_>>();
     let q = net.project(&hidden, &slots(&true_rows), device);
     let targets: Vec<u32> = true_rows.iter().map(|&i| rows[i].tail).collect();
-    let mut loss = cross_entropy(net.entity_logits(q), &targets, label_smoothing, device);
+    let logits = net.entity_logits(q);
+    let mut loss = cross_entropy(logits.clone(), &targets, label_smoothing, device);
+    let bce_weight = wc.bce_weight();
+    if bce_weight > 0.0 {
+        // Every known answer of each query is a 1, every other entity a 0.
+        let [b, n] = logits.dims();
+        let mut y = vec![0f32; b * n];
+        for (row, &i) in true_rows.iter().enumerate() {
+            y[row * n + rows[i].tail as usize] = 1.0;
+            for &t in &answers[i] {
+                if (t as usize) < n {
+                    y[row * n + t as usize] = 1.0;
+                }
+            }
+        }
+        let y: Tensor<2> = Tensor::from_data(TensorData::new(y, [b, n]), device);
+        // softplus(x) - y x = y softplus(-x) + (1 - y) softplus(x).
+        let bce = (softplus(logits.clone(), 1.0) - logits * y).mean();
+        loss = loss + bce * bce_weight;
+    }
     if !refuted_rows.is_empty() && wc.refuted_weight > 0.0 {
         let q = net.project(&hidden, &slots(&refuted_rows), device);
         let logp = log_softmax(net.entity_logits(q), 1);
