@@ -228,7 +228,7 @@ pub struct WalkConfig {
 }
 
 /// Weight of the binary cross-entropy term when a config does not say.
-pub const WALK_BCE_WEIGHT: f64 = 0.0;
+pub const WALK_BCE_WEIGHT: f64 = 1.0;
 
 /// Fewest context walks of a training batch when a config does not say.
 pub const WALK_MIN_WALKS: usize = 4;
