@@ -273,11 +273,7 @@ pub async fn train(
         .map(|o| (o.best_valid_mrr, o.best_epoch, o.history.len()))
         .unwrap_or((None, 0, 0));
     let models: Vec<model::Model> = outcomes.into_iter().map(|o| o.model).collect();
-    let context = if models.iter().any(model::Model::reads_context) {
-        model::Context::of_graph(&graph)
-    } else {
-        model::Context::empty(graph.num_entities(), graph.num_relations())
-    };
+    let context = model::Context::of_graph_if(config.model.reads_context(), &graph);
     let (ensemble, calibration) = blocking(|| {
         Ensemble::calibrate(
             models,

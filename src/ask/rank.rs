@@ -534,38 +534,35 @@ fn member_walks(
                 .collect()
         })
         .collect();
-    let claim_probs = checked
-        .edges
-        .iter()
-        .map(|e| {
-            let s = match (e.head, e.tail) {
-                (Node::New(i), Node::Known(t)) => read(e.relation, Dir::Tail).and_then(|rt| {
-                    scorer
-                        .new_entity_tails(category(i), features(i), &[], &[rt])
-                        .get(t as usize)
-                        .copied()
-                }),
-                (Node::Known(h), Node::New(i)) => read(e.relation, Dir::Head).and_then(|rt| {
-                    scorer
-                        .new_entity_tails(category(i), features(i), &[], &[rt])
-                        .get(h as usize)
-                        .copied()
-                }),
-                (Node::New(i), Node::New(j)) => read(e.relation, Dir::Tail).and_then(|rt| {
-                    let other = scorer.new_entity_row(category(j), features(j), &[]);
-                    scorer
-                        .new_entity_tails_with(category(i), features(i), &[], rt, &other)
-                        .last()
-                        .copied()
-                }),
-                (Node::Known(h), Node::Known(t)) => scorer
-                    .triples(&[Triple::new(h, e.relation, t)])
-                    .first()
-                    .copied(),
-            };
-            prob(s.unwrap_or(f32::NEG_INFINITY))
-        })
-        .collect();
+    // A claim's score before any claim is read; one pass per (new entity, relation as read).
+    let mut before: HashMap<(usize, u32), Vec<f32>> = HashMap::new();
+    let mut claim_probs = Vec::with_capacity(checked.edges.len());
+    for e in &checked.edges {
+        let mut prior = |i: usize, dir: Dir, other: u32| {
+            let rt = read(e.relation, dir)?;
+            before
+                .entry((i, rt))
+                .or_insert_with(|| scorer.new_entity_tails(category(i), features(i), &[], &[rt]))
+                .get(other as usize)
+                .copied()
+        };
+        let s = match (e.head, e.tail) {
+            (Node::New(i), Node::Known(t)) => prior(i, Dir::Tail, t),
+            (Node::Known(h), Node::New(i)) => prior(i, Dir::Head, h),
+            (Node::New(i), Node::New(j)) => read(e.relation, Dir::Tail).and_then(|rt| {
+                let other = scorer.new_entity_row(category(j), features(j), &[]);
+                scorer
+                    .new_entity_tails_with(category(i), features(i), &[], rt, &other)
+                    .last()
+                    .copied()
+            }),
+            (Node::Known(h), Node::Known(t)) => scorer
+                .triples(&[Triple::new(h, e.relation, t)])
+                .first()
+                .copied(),
+        };
+        claim_probs.push(prob(s.unwrap_or(f32::NEG_INFINITY)));
+    }
     MemberAnswer {
         probs,
         rows: rows.into_iter().map(|r| r.0).collect(),

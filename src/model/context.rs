@@ -214,6 +214,16 @@ impl Context {
         )
     }
 
+    /// The graph's context when the model reads it, else an empty one (building the
+    /// adjacency of a large graph is not free).
+    pub fn of_graph_if(reads: bool, graph: &Graph) -> Self {
+        if reads {
+            Self::of_graph(graph)
+        } else {
+            Self::empty(graph.num_entities(), graph.num_relations())
+        }
+    }
+
     /// No edges: what a model that reads no context is handed.
     pub fn empty(num_entities: usize, num_relations: usize) -> Self {
         Self::new(

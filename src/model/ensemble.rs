@@ -191,11 +191,7 @@ impl Ensemble {
 
     /// The graph's context if a member reads it, else an empty one (cheap).
     pub fn context_of(&self, graph: &crate::graph::Graph) -> Context {
-        if self.reads_context() {
-            Context::of_graph(graph)
-        } else {
-            Context::empty(graph.num_entities(), graph.num_relations())
-        }
+        Context::of_graph_if(self.reads_context(), graph)
     }
 
     /// Every member's scorer: the ensemble as one [`super::LinkPredictor`] (`as_slice()`).

@@ -36,23 +36,11 @@ impl<'a> Sampler<'a> {
         let mut count = vec![0usize; 2 * context.num_relations()];
         run_offsets.push(0);
         for e in 0..n as u32 {
-            let steps = context.steps(e);
-            let mut i = 0;
-            while i < steps.len() {
-                let r = steps[i].relation;
-                let mut j = i + 1;
-                while j < steps.len() && steps[j].relation == r {
-                    j += 1;
+            for run in runs_of(context.steps(e)) {
+                if let Some(c) = count.get_mut(run.relation as usize) {
+                    *c += (run.end - run.start) as usize;
                 }
-                runs.push(Run {
-                    relation: r,
-                    start: i as u32,
-                    end: j as u32,
-                });
-                if let Some(c) = count.get_mut(r as usize) {
-                    *c += j - i;
-                }
-                i = j;
+                runs.push(run);
             }
             run_offsets.push(runs.len());
         }
