@@ -234,13 +234,22 @@ struct Score {
     rr: f64,
     hits10: f64,
     n: f64,
+    /// Reciprocal ranks and counts per side: 0 the known end ranked, 1 the new entity ranked.
+    sides: [(f64, f64); 2],
 }
 
 impl Score {
-    fn add(&mut self, rank: f64) {
+    fn add(&mut self, side: usize, rank: f64) {
         self.rr += 1.0 / rank;
         self.hits10 += if rank <= 10.0 { 1.0 } else { 0.0 };
         self.n += 1.0;
+        self.sides[side].0 += 1.0 / rank;
+        self.sides[side].1 += 1.0;
+    }
+    /// MRR of ranking the known end, and of ranking the new entity.
+    fn sides(&self) -> String {
+        let m = |(rr, n): (f64, f64)| rr / n.max(1.0);
+        format!("{:.3} / {:.3}", m(self.sides[0]), m(self.sides[1]))
     }
     fn mrr(&self) -> f64 {
         self.rr / self.n.max(1.0)
@@ -272,11 +281,10 @@ fn rank_all(model: &KgeModel, s: &Split, k: usize, rows: &HashMap<u32, Vec<f32>>
                         s.truth.contains(&(c, t.relation, *e))
                     }
             });
-            score.add(model::eval::realistic_rank(
-                &scores,
-                known as usize,
-                filtered,
-            ));
+            score.add(
+                0,
+                model::eval::realistic_rank(&scores, known as usize, filtered),
+            );
             // The new entity, among all trained entities plus itself.
             let back = if new_is_head { Dir::Head } else { Dir::Tail };
             let mut scores = foldin::scores_against_all(
@@ -301,11 +309,10 @@ fn rank_all(model: &KgeModel, s: &Split, k: usize, rows: &HashMap<u32, Vec<f32>>
                     }
                 })
                 .collect();
-            score.add(model::eval::realistic_rank(
-                &scores,
-                truth,
-                filtered.into_iter(),
-            ));
+            score.add(
+                1,
+                model::eval::realistic_rank(&scores, truth, filtered.into_iter()),
+            );
         }
     }
     score
@@ -357,11 +364,10 @@ fn rank_walks<'c>(
                         s.truth.contains(&(c, t.relation, *e))
                     }
             });
-            score.add(model::eval::realistic_rank(
-                scores,
-                known as usize,
-                filtered,
-            ));
+            score.add(
+                0,
+                model::eval::realistic_rank(scores, known as usize, filtered),
+            );
             // The new entity among all trained entities plus itself.
             let back = if new_is_head {
                 t.relation + num_relations
@@ -379,11 +385,10 @@ fn rank_walks<'c>(
                     }
                 })
                 .collect();
-            score.add(model::eval::realistic_rank(
-                &scores,
-                truth,
-                filtered.into_iter(),
-            ));
+            score.add(
+                1,
+                model::eval::realistic_rank(&scores, truth, filtered.into_iter()),
+            );
         }
     }
     score
@@ -862,8 +867,9 @@ fn run(d: &Dataset) -> anyhow::Result<()> {
             };
             for (name, sc, secs) in lines {
                 println!(
-                    "| {k} | {name} | {:.3} | {:.3} | {} | {secs:.4} | {} |",
+                    "| {k} | {name} | {:.3} | {} | {:.3} | {} | {secs:.4} | {} |",
                     sc.mrr(),
+                    sc.sides(),
                     sc.h10(),
                     sc.n,
                     share(*secs)
@@ -871,8 +877,9 @@ fn run(d: &Dataset) -> anyhow::Result<()> {
             }
             if let Some((sc, secs)) = retrain {
                 println!(
-                    "| {k} | retrain (reference) | {:.3} | {:.3} | {} | {secs:.1} | 100% |",
+                    "| {k} | retrain (reference) | {:.3} | {} | {:.3} | {} | {secs:.1} | 100% |",
                     sc.mrr(),
+                    sc.sides(),
                     sc.h10(),
                     sc.n
                 );

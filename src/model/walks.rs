@@ -115,6 +115,13 @@ impl WalkModel {
             }
             self.net.relations = net::param2(r, 2 * num_relations, d, &dev);
             self.net.relation_bias = net::param1(b, &dev);
+            let rows = to_vec(self.net.decoder.val());
+            let mut w = Vec::with_capacity(2 * num_relations * d);
+            for half in 0..2 {
+                w.extend_from_slice(&rows[half * old * d..(half + 1) * old * d]);
+                w.extend(net::decoder_rows(extra, d, rng));
+            }
+            self.net.decoder = net::param2(w, 2 * num_relations, d, &dev);
             self.num_relations = num_relations;
         }
     }

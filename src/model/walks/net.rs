@@ -3,7 +3,8 @@
 //! Vocabulary (one id space, three tables concatenated in this order): PAD, MASK, one
 //! "unknown entity of category c" token per category, the relations (inverses included), the
 //! entities. An entity's output score is its (tied) input row dotted with the transformed
-//! hidden state, plus a bias.
+//! hidden state, plus a bias; a link-prediction query adds a bilinear (ComplEx) term of the
+//! query entity's state and its relation to that state (`WalkNet::query`).
 
 use burn::module::{Module, Param};
 use burn::nn::transformer::{
@@ -45,6 +46,13 @@ pub struct WalkNet {
     pub final_norm: LayerNorm,
     pub head: Linear,
     pub head_norm: LayerNorm,
+    /// The bilinear (ComplEx) part of a link-prediction query: the query entity's state lifted
+    /// back into the entity-table space, multiplied by its relation's decoder row as complex
+    /// numbers (first half real, second imaginary). A factorised path the shallow models show
+    /// works: without it the transformer must learn the (h, r) -> t product from scratch.
+    pub lift: Linear,
+    /// One complex row per relation id (inverses included), `[2R, d]`.
+    pub decoder: Param<Tensor<2>>,
     /// One `[width, d_model]` map per feature group (`WalkModel::feature_groups`): an entity
     /// shown as its category's token also gets its features' projection added.
     pub features: Vec<Param<Tensor<2>>>,
@@ -113,6 +121,13 @@ impl WalkNet {
             final_norm: LayerNormConfig::new(d).init(device),
             head: LinearConfig::new(d, d).init(device),
             head_norm: LayerNormConfig::new(d).init(device),
+            lift: LinearConfig::new(d, d).init(device),
+            decoder: param2(
+                decoder_rows(2 * sizes.relations, d, rng),
+                2 * sizes.relations,
+                d,
+                device,
+            ),
             features: Vec::new(),
         }
     }
@@ -243,6 +258,23 @@ impl WalkNet {
         self.head_norm.forward(gelu(self.head.forward(h)))
     }
 
+    /// Link-prediction query states: the projected MASK states of `rows` plus the bilinear
+    /// product of each row's lifted query-entity state (slot 0) with its relation's decoder
+    /// row. `rows`: (the row's MASK slot, relation id).
+    pub fn query(&self, hidden: &Tensor<2>, rows: &[(usize, u32)], device: &Device) -> Tensor<2> {
+        let masks: Vec<usize> = rows.iter().map(|r| r.0).collect();
+        let q = self.project(hidden, &masks, device);
+        let idx = |v: Vec<i64>| -> Tensor<1, Int> {
+            let n = v.len();
+            Tensor::from_data(TensorData::new(v, [n]), device)
+        };
+        let entity_slots = idx(rows.iter().map(|r| (r.0 - 2) as i64).collect());
+        let relations = idx(rows.iter().map(|r| i64::from(r.1)).collect());
+        let z = self.lift.forward(hidden.clone().select(0, entity_slots));
+        let w = self.decoder.val().select(0, relations);
+        q + complex_product(z, w)
+    }
+
     /// Scores of every entity for projected states `q`: `[m, entities]`.
     pub fn entity_logits(&self, q: Tensor<2>) -> Tensor<2> {
         let n = self.entities.dims()[0];
@@ -254,6 +286,39 @@ impl WalkNet {
         let n = self.relations.dims()[0];
         q.matmul(self.relations.val().transpose()) + self.relation_bias.val().reshape([1, n])
     }
+}
+
+/// Rows of a fresh decoder table: the identity relation (real part 1, imaginary 0) plus
+/// noise, so the bilinear path starts as "the entity itself" and learns each relation's turn.
+pub fn decoder_rows(rows: usize, d: usize, rng: &mut impl Rng) -> Vec<f32> {
+    let half = d / 2;
+    (0..rows * d)
+        .map(|i| {
+            let base = if i % d < half { 1.0 } else { 0.0 };
+            base + 0.1 * crate::model::tables::gaussian(rng)
+        })
+        .collect()
+}
+
+/// `a * b` row by row as complex vectors (first half of each row real, second imaginary);
+/// an odd last column multiplies as a real number.
+fn complex_product(a: Tensor<2>, b: Tensor<2>) -> Tensor<2> {
+    let [m, d] = a.dims();
+    let h = d / 2;
+    if h == 0 {
+        return a * b;
+    }
+    let (ar, ai) = (a.clone().narrow(1, 0, h), a.clone().narrow(1, h, h));
+    let (br, bi) = (b.clone().narrow(1, 0, h), b.clone().narrow(1, h, h));
+    let mut parts = vec![
+        ar.clone() * br.clone() - ai.clone() * bi.clone(),
+        ar * bi + ai * br,
+    ];
+    if d % 2 == 1 {
+        parts.push(a.narrow(1, d - 1, 1) * b.narrow(1, d - 1, 1));
+    }
+    debug_assert_eq!(m, parts[0].dims()[0]);
+    Tensor::cat(parts, 1)
 }
 
 /// Where tokens sit in a sequence: `[query entity, relation, MASK]` then `walks` context
@@ -412,5 +477,42 @@ impl Batch {
             }
         }
         self.rows += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    fn rows(v: Vec<f32>, d: usize) -> Tensor<2> {
+        let n = v.len() / d;
+        Tensor::from_data(TensorData::new(v, [n, d]), &Device::flex())
+    }
+
+    #[test]
+    fn complex_product_multiplies_halves_as_complex_numbers() {
+        // (1+3i, 2+4i) * (5+7i, 6+8i) = (-16+22i, -20+40i).
+        let out = complex_product(rows(vec![1., 2., 3., 4.], 4), rows(vec![5., 6., 7., 8.], 4));
+        assert_eq!(crate::model::walks::to_vec(out), vec![-16., -20., 22., 40.]);
+        // An odd last column multiplies as a real number.
+        let out = complex_product(rows(vec![1., 3., 2.], 3), rows(vec![5., 7., 10.], 3));
+        assert_eq!(crate::model::walks::to_vec(out), vec![-16., 22., 20.]);
+    }
+
+    #[test]
+    fn a_fresh_decoder_starts_near_the_identity_relation() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        let d = 8;
+        let rows = decoder_rows(50, d, &mut rng);
+        let mean = |half: usize| {
+            let v: Vec<f32> = rows
+                .chunks(d)
+                .flat_map(|r| r[half * d / 2..(half + 1) * d / 2].to_vec())
+                .collect();
+            v.iter().sum::<f32>() / v.len() as f32
+        };
+        assert!((mean(0) - 1.0).abs() < 0.05, "real part {}", mean(0));
+        assert!(mean(1).abs() < 0.05, "imaginary part {}", mean(1));
     }
 }

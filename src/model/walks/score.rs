@@ -147,8 +147,13 @@ impl WalkScorer<'_> {
             }
             add_feature(&mut batch, feature);
             let hidden = self.net.encode(&batch, &self.device);
-            let slots: Vec<usize> = (0..batch.rows).map(|i| batch.query_slot(i)).collect();
-            let q = self.net.project(&hidden, &slots, &self.device);
+            let slots: Vec<(usize, u32)> = chunk
+                .iter()
+                .flat_map(|(_, relation, samples)| std::iter::repeat_n(*relation, samples.len()))
+                .enumerate()
+                .map(|(i, r)| (batch.query_slot(i), r))
+                .collect();
+            let q = self.net.query(&hidden, &slots, &self.device);
             let d = q.dims()[1];
             parts.push(
                 q.reshape([chunk.len(), s, d])

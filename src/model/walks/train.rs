@@ -427,8 +427,12 @@ fn batch_loss(
     let hidden = net.encode(batch, device);
     let (true_rows, refuted_rows): (Vec<usize>, Vec<usize>) =
         (0..rows.len()).partition(|&i| !rows[i].refuted);
-    let slots = |rs: &[usize]| rs.iter().map(|&i| batch.query_slot(i)).collect::<Vec<_>>();
-    let q = net.project(&hidden, &slots(&true_rows), device);
+    let slots = |rs: &[usize]| {
+        rs.iter()
+            .map(|&i| (batch.query_slot(i), rows[i].relation))
+            .collect::<Vec<_>>()
+    };
+    let q = net.query(&hidden, &slots(&true_rows), device);
     let targets: Vec<u32> = true_rows.iter().map(|&i| rows[i].tail).collect();
     let logits = net.entity_logits(q);
     let mut loss = cross_entropy(logits.clone(), &targets, label_smoothing, device);
@@ -451,7 +455,7 @@ fn batch_loss(
         loss = loss + bce * bce_weight;
     }
     if !refuted_rows.is_empty() && wc.refuted_weight > 0.0 {
-        let q = net.project(&hidden, &slots(&refuted_rows), device);
+        let q = net.query(&hidden, &slots(&refuted_rows), device);
         let logp = log_softmax(net.entity_logits(q), 1);
         let idx: Tensor<2, Int> = ints(
             refuted_rows.iter().map(|&i| i64::from(rows[i].tail)),
