@@ -236,6 +236,9 @@ struct Score {
     n: f64,
     /// Reciprocal ranks and counts per side: 0 the known end ranked, 1 the new entity ranked.
     sides: [(f64, f64); 2],
+    /// Reciprocal ranks of the new entity in decoy queries: the same relation asked of a trained
+    /// entity it has no edge with. Low is right; a row that scores high everywhere shows here.
+    decoy: (f64, f64),
 }
 
 impl Score {
@@ -246,11 +249,47 @@ impl Score {
         self.sides[side].0 += 1.0 / rank;
         self.sides[side].1 += 1.0;
     }
-    /// MRR of ranking the known end, and of ranking the new entity.
+    /// MRR of ranking the known end, of ranking the new entity, and of the new entity in
+    /// decoy queries.
     fn sides(&self) -> String {
         let m = |(rr, n): (f64, f64)| rr / n.max(1.0);
-        format!("{:.3} / {:.3}", m(self.sides[0]), m(self.sides[1]))
+        format!(
+            "{:.3} / {:.3} / {:.3}",
+            m(self.sides[0]),
+            m(self.sides[1]),
+            m(self.decoy)
+        )
     }
+    fn add_decoy(&mut self, rank: f64) {
+        self.decoy.0 += 1.0 / rank;
+        self.decoy.1 += 1.0;
+    }
+}
+
+/// A trained entity with no `relation` edge to new entity `e` on the known end's side (the
+/// decoy of hidden edge number `i`): deterministic.
+fn decoy(s: &Split, e: u32, t: &Triple, i: usize) -> Option<u32> {
+    let n = s.n_known as u32;
+    let known = if t.head == e { t.tail } else { t.head };
+    (1..n).map(|j| (known + j + 37 * i as u32) % n).find(|&c| {
+        !(s.truth.contains(&(e, t.relation, c)) || s.truth.contains(&(c, t.relation, e)))
+    })
+}
+
+/// The filter of the query asking for the new end of `(known, relation)`, from `known`'s side.
+fn filter_of(s: &Split, new_is_head: bool, relation: u32, known: u32) -> Vec<u32> {
+    (0..s.n_known as u32)
+        .filter(|&c| {
+            if new_is_head {
+                s.truth.contains(&(c, relation, known))
+            } else {
+                s.truth.contains(&(known, relation, c))
+            }
+        })
+        .collect()
+}
+
+impl Score {
     fn mrr(&self) -> f64 {
         self.rr / self.n.max(1.0)
     }
@@ -300,19 +339,31 @@ fn rank_all(model: &KgeModel, s: &Split, k: usize, rows: &HashMap<u32, Vec<f32>>
             };
             scores.push(own);
             let truth = scores.len() - 1;
-            let filtered: Vec<u32> = (0..s.n_known as u32)
-                .filter(|&c| {
-                    if new_is_head {
-                        s.truth.contains(&(c, t.relation, known))
-                    } else {
-                        s.truth.contains(&(known, t.relation, c))
-                    }
-                })
-                .collect();
+            let filtered = filter_of(s, new_is_head, t.relation, known);
             score.add(
                 1,
                 model::eval::realistic_rank(&scores, truth, filtered.into_iter()),
             );
+            if let Some(c) = decoy(s, *e, t, score.decoy.1 as usize) {
+                let mut scores = foldin::scores_against_all(
+                    model,
+                    model.entities.row(c as usize),
+                    t.relation,
+                    back,
+                );
+                scores.push(if new_is_head {
+                    foldin::score_rows(model, row, t.relation, model.entities.row(c as usize))
+                } else {
+                    foldin::score_rows(model, model.entities.row(c as usize), t.relation, row)
+                });
+                let at = scores.len() - 1;
+                let filtered = filter_of(s, new_is_head, t.relation, c);
+                score.add_decoy(model::eval::realistic_rank(
+                    &scores,
+                    at,
+                    filtered.into_iter(),
+                ));
+            }
         }
     }
     score
@@ -376,19 +427,21 @@ fn rank_walks<'c>(
             };
             let scores = scorer.tails_with(known, back, &row);
             let truth = scores.len() - 1;
-            let filtered: Vec<u32> = (0..s.n_known as u32)
-                .filter(|&c| {
-                    if new_is_head {
-                        s.truth.contains(&(c, t.relation, known))
-                    } else {
-                        s.truth.contains(&(known, t.relation, c))
-                    }
-                })
-                .collect();
+            let filtered = filter_of(s, new_is_head, t.relation, known);
             score.add(
                 1,
                 model::eval::realistic_rank(&scores, truth, filtered.into_iter()),
             );
+            if let Some(c) = decoy(s, *e, t, score.decoy.1 as usize) {
+                let scores = scorer.tails_with(c, back, &row);
+                let at = scores.len() - 1;
+                let filtered = filter_of(s, new_is_head, t.relation, c);
+                score.add_decoy(model::eval::realistic_rank(
+                    &scores,
+                    at,
+                    filtered.into_iter(),
+                ));
+            }
         }
     }
     score
