@@ -10,6 +10,11 @@
 //! two removed entities are dropped. Only entities with more than 10 edges are scored, so every
 //! k ranks the same entities.
 //!
+//! Each arm's MRR is also given by side: the known end ranked, the new entity ranked (among
+//! the trained entities plus itself), and a decoy control: the new entity's reciprocal rank in
+//! the same relation asked of a trained entity it has no such edge with (low is right: a row
+//! that scores high for every query wins the second side and shows here).
+//!
 //! Arms: fold-in from the feature prior; fold-in from the category mean; the feature prior alone
 //! (k is ignored); and the reference a user would otherwise pay for: retraining the model from
 //! scratch with every removed entity's revealed edges added (timed).
