@@ -281,17 +281,17 @@ fn decoy(s: &Split, e: u32, t: &Triple, i: usize) -> Option<u32> {
     })
 }
 
-/// The filter of the query asking for the new end of `(known, relation)`, from `known`'s side.
-fn filter_of(s: &Split, new_is_head: bool, relation: u32, known: u32) -> Vec<u32> {
-    (0..s.n_known as u32)
-        .filter(|&c| {
-            if new_is_head {
-                s.truth.contains(&(c, relation, known))
-            } else {
-                s.truth.contains(&(known, relation, c))
-            }
-        })
-        .collect()
+/// The realistic rank of the new entity (the last of `scores`) in the query asking for the new
+/// end of `(known, relation)` from `known`'s side, filtered by that query's true answers.
+fn new_entity_rank(s: &Split, new_is_head: bool, relation: u32, known: u32, scores: &[f32]) -> f64 {
+    let filtered = (0..s.n_known as u32).filter(|&c| {
+        if new_is_head {
+            s.truth.contains(&(c, relation, known))
+        } else {
+            s.truth.contains(&(known, relation, c))
+        }
+    });
+    model::eval::realistic_rank(scores, scores.len() - 1, filtered)
 }
 
 impl Score {
@@ -343,11 +343,9 @@ fn rank_all(model: &KgeModel, s: &Split, k: usize, rows: &HashMap<u32, Vec<f32>>
                 foldin::score_rows(model, model.entities.row(known as usize), t.relation, row)
             };
             scores.push(own);
-            let truth = scores.len() - 1;
-            let filtered = filter_of(s, new_is_head, t.relation, known);
             score.add(
                 1,
-                model::eval::realistic_rank(&scores, truth, filtered.into_iter()),
+                new_entity_rank(s, new_is_head, t.relation, known, &scores),
             );
             if let Some(c) = decoy(s, *e, t, score.decoy.1 as usize) {
                 let mut scores = foldin::scores_against_all(
@@ -361,13 +359,7 @@ fn rank_all(model: &KgeModel, s: &Split, k: usize, rows: &HashMap<u32, Vec<f32>>
                 } else {
                     foldin::score_rows(model, model.entities.row(c as usize), t.relation, row)
                 });
-                let at = scores.len() - 1;
-                let filtered = filter_of(s, new_is_head, t.relation, c);
-                score.add_decoy(model::eval::realistic_rank(
-                    &scores,
-                    at,
-                    filtered.into_iter(),
-                ));
+                score.add_decoy(new_entity_rank(s, new_is_head, t.relation, c, &scores));
             }
         }
     }
@@ -431,21 +423,13 @@ fn rank_walks<'c>(
                 t.relation
             };
             let scores = scorer.tails_with(known, back, &row);
-            let truth = scores.len() - 1;
-            let filtered = filter_of(s, new_is_head, t.relation, known);
             score.add(
                 1,
-                model::eval::realistic_rank(&scores, truth, filtered.into_iter()),
+                new_entity_rank(s, new_is_head, t.relation, known, &scores),
             );
             if let Some(c) = decoy(s, *e, t, score.decoy.1 as usize) {
                 let scores = scorer.tails_with(c, back, &row);
-                let at = scores.len() - 1;
-                let filtered = filter_of(s, new_is_head, t.relation, c);
-                score.add_decoy(model::eval::realistic_rank(
-                    &scores,
-                    at,
-                    filtered.into_iter(),
-                ));
+                score.add_decoy(new_entity_rank(s, new_is_head, t.relation, c, &scores));
             }
         }
     }
