@@ -357,21 +357,22 @@ mod tests {
         (t, cats)
     }
 
+    /// A walk model the unit tests can train in seconds.
+    pub(super) fn small() -> WalkConfig {
+        WalkConfig::new()
+            .with_d_model(32)
+            .with_heads(2)
+            .with_d_ff(64)
+            .with_layers(1)
+            .with_batch_size(32)
+            .with_lr(0.01)
+    }
+
     fn config(epochs: usize) -> TrainConfig {
         TrainConfig::new()
             .with_model(ModelKind::Walks)
             .with_eval_every(0)
-            .with_walks(Some(
-                WalkConfig::new()
-                    .with_d_model(32)
-                    .with_heads(2)
-                    .with_d_ff(64)
-                    .with_layers(1)
-                    .with_context_walks(2)
-                    .with_walk_length(2)
-                    .with_batch_size(32)
-                    .with_lr(0.01),
-            ))
+            .with_walks(Some(small().with_context_walks(2).with_walk_length(2)))
             .with_epochs(epochs)
     }
 

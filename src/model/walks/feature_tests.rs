@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::graph::Triple;
-use crate::model::config::{ModelKind, WalkConfig};
+use crate::model::config::ModelKind;
 use crate::model::context::{Categories, Context, EntityFeatures};
 use crate::model::eval::Known;
 use crate::model::train::TrainSet;
@@ -32,16 +32,10 @@ fn config() -> TrainConfig {
         .with_eval_every(0)
         .with_epochs(60)
         .with_walks(Some(
-            WalkConfig::new()
-                .with_d_model(32)
-                .with_heads(2)
-                .with_d_ff(64)
-                .with_layers(1)
+            super::tests::small()
                 .with_context_walks(1)
                 .with_walk_length(1)
-                .with_id_dropout(0.5)
-                .with_batch_size(32)
-                .with_lr(0.01),
+                .with_id_dropout(0.5),
         ))
 }
 
