@@ -369,7 +369,7 @@ fn rank_all(model: &KgeModel, s: &Split, k: usize, rows: &HashMap<u32, Vec<f32>>
 /// [`rank_all`] for the walk transformer: the new entity is its category's token with its k
 /// revealed edges as context. The known end is ranked from `(new, r, ?)` (or `(new, r^-1, ?)`);
 /// the new entity among the trained ones plus itself from the known end's query, the new
-/// entity's output row read from its encoded query slot (`new_entity_row`).
+/// entity scored by its id guess (`new_entity_answer`).
 fn rank_walks<'c>(
     scorer: &model::WalkScorer<'_>,
     s: &Split,
@@ -399,7 +399,7 @@ fn rank_walks<'c>(
         let asks: Vec<u32> = hidden.iter().map(|t| step(t).relation).collect();
         let f = feature(*e).map(|x| ("vector", x));
         let all = scorer.new_entity_tails(cat(*e), f, &claims, &asks);
-        let row = scorer.new_entity_row(cat(*e), f, &claims);
+        let row = scorer.new_entity_answer(cat(*e), f, &claims);
         for (i, t) in hidden.iter().enumerate() {
             let new_is_head = t.head == *e;
             let known = step(t).entity;

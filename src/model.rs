@@ -27,7 +27,7 @@ pub use ensemble::{Ensemble, Prediction};
 pub use eval::{Known, LinkPredictor, Metrics, SideMetrics, evaluate};
 pub use kge::{KgeModel, Scorer};
 pub use train::{EpochStats, TrainOutcome, TrainSet, train};
-pub use walks::{WalkModel, WalkScorer};
+pub use walks::{NewAnswer, WalkModel, WalkScorer};
 
 /// Errors at the model boundary.
 #[derive(Debug, thiserror::Error)]

@@ -10,7 +10,7 @@ use super::{
 use crate::graph::Triple;
 use crate::model::calibrate::Calibrator;
 use crate::model::foldin::{self, Dir, FoldConfig, Node};
-use crate::model::{KgeModel, Model, Prediction, Step, WalkScorer};
+use crate::model::{KgeModel, Model, NewAnswer, Prediction, Step, WalkScorer};
 use std::collections::{HashMap, HashSet};
 use std::time::Instant;
 
@@ -489,8 +489,8 @@ fn member_walks(
                     .collect()
             })
             .collect();
-    let rows: Vec<(Vec<f32>, f32)> = (0..n_new)
-        .map(|i| scorer.new_entity_row(category(i), features(i), &claims[i]))
+    let rows: Vec<NewAnswer> = (0..n_new)
+        .map(|i| scorer.new_entity_answer(category(i), features(i), &claims[i]))
         .collect();
     let prob = |s: f32| calibrator.prob(f64::from(s));
     // All-entity scores per (new entity, relation as read from it), one pass each.
@@ -550,7 +550,7 @@ fn member_walks(
             (Node::New(i), Node::Known(t)) => prior(i, Dir::Tail, t),
             (Node::Known(h), Node::New(i)) => prior(i, Dir::Head, h),
             (Node::New(i), Node::New(j)) => read(e.relation, Dir::Tail).and_then(|rt| {
-                let other = scorer.new_entity_row(category(j), features(j), &[]);
+                let other = scorer.new_entity_answer(category(j), features(j), &[]);
                 scorer
                     .new_entity_tails_with(category(i), features(i), &[], rt, &other)
                     .last()
@@ -565,7 +565,7 @@ fn member_walks(
     }
     MemberAnswer {
         probs,
-        rows: rows.into_iter().map(|r| r.0).collect(),
+        rows: rows.into_iter().map(|r| r.row).collect(),
         claim_probs,
         prior_kind: (0..n_new)
             .map(|i| features(i).map(|(kind, _)| kind.to_owned()))

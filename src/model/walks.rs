@@ -18,7 +18,7 @@ pub mod sample;
 mod score;
 mod train;
 
-pub use score::WalkScorer;
+pub use score::{NewAnswer, WalkScorer};
 pub use train::{phase_seconds, sequence_len, train};
 
 use super::checkpoint::CheckpointError;
@@ -480,9 +480,16 @@ mod tests {
             entity: 20,
         }];
         assert_ne!(s, scorer.new_entity_tails("odd", None, &other, &[0, 1, 3]));
-        let (row, bias) = scorer.new_entity_row("odd", None, &claims);
-        assert_eq!(row.len(), 32);
-        assert!(bias.is_finite());
-        assert_eq!(scorer.tails_with(3, 0, &(row, bias)).len(), 31);
+        let answer = scorer.new_entity_answer("odd", None, &claims);
+        assert_eq!(answer.row.len(), 32);
+        let s = scorer.tails_with(3, 0, &answer);
+        assert_eq!(s.len(), 31);
+        // Marginalised over the trained entities it may be: within their scores' range.
+        let (lo, hi) = s[..30]
+            .iter()
+            .fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &x| {
+                (a.min(x), b.max(x))
+            });
+        assert!(s[30] >= lo && s[30] <= hi, "{} not in [{lo}, {hi}]", s[30]);
     }
 }
