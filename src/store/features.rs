@@ -327,7 +327,7 @@ pub(super) async fn write(
 ) -> Result<()> {
     for chunk in removed.chunks(MAX_PARAMS) {
         let sql = values_sql(
-            "UPDATE entity_features SET removed_in = ? WHERE removed_in IS NULL AND id IN (VALUES ",
+            "UPDATE entity_features SET removed_in = $1 WHERE removed_in IS NULL AND id IN (VALUES ",
             1,
             chunk.len(),
         ) + ")";
@@ -377,7 +377,7 @@ pub(super) async fn revert(
 ) -> Result<(Vec<FeatureRow>, Vec<FeatureRow>)> {
     let rows: Vec<Row> = sqlx::query_as(
         "SELECT id, entity, kind, text, vector, added_in, removed_in FROM entity_features \
-         WHERE added_in = ?1 OR removed_in = ?1",
+         WHERE added_in = $1 OR removed_in = $1",
     )
     .bind(v)
     .fetch_all(&mut *conn)
@@ -434,7 +434,7 @@ impl Store {
         let rows: Vec<KeyedRow> = sqlx::query_as(
             "SELECT e.key, f.id, f.entity, f.kind, f.text, f.vector, f.added_in, f.removed_in \
              FROM entity_features f JOIN entities e ON e.id = f.entity \
-             WHERE f.added_in <= ?1 AND (f.removed_in IS NULL OR f.removed_in > ?1) \
+             WHERE f.added_in <= $1 AND (f.removed_in IS NULL OR f.removed_in > $1) \
              ORDER BY f.entity, f.kind",
         )
         .bind(v)
@@ -532,14 +532,14 @@ impl Store {
     pub async fn blame_feature(&self, entity: &str, kind: &str) -> Result<Vec<FeatureBlameRow>> {
         let kind = kind_of(kind)
             .map_err(|_| bad(entity, kind, format!("no such kind ({})", KINDS.join(", "))))?;
-        let id: Option<i64> = sqlx::query_scalar("SELECT id FROM entities WHERE key = ?")
+        let id: Option<i64> = sqlx::query_scalar("SELECT id FROM entities WHERE key = $1")
             .bind(entity)
             .fetch_optional(&self.pool)
             .await?;
         let id = id.ok_or_else(|| StoreError::UnknownEntity(entity.to_owned()))?;
         let rows: Vec<Row> = sqlx::query_as(
             "SELECT id, entity, kind, text, vector, added_in, removed_in FROM entity_features \
-             WHERE entity = ? AND kind = ? ORDER BY id",
+             WHERE entity = $1 AND kind = $2 ORDER BY id",
         )
         .bind(id)
         .bind(kind)
@@ -568,10 +568,10 @@ impl Store {
         let rows: Vec<KeyedRow> = sqlx::query_as(
             "SELECT e.key, f.* FROM \
                (SELECT id, entity, kind, text, vector, added_in, removed_in FROM entity_features \
-                  WHERE added_in > ?1 AND added_in <= ?2 AND (removed_in IS NULL OR removed_in > ?2) \
+                  WHERE added_in > $1 AND added_in <= $2 AND (removed_in IS NULL OR removed_in > $2) \
                 UNION ALL \
                 SELECT id, entity, kind, text, vector, added_in, removed_in FROM entity_features \
-                  WHERE removed_in > ?1 AND removed_in <= ?2 AND added_in <= ?1) f \
+                  WHERE removed_in > $1 AND removed_in <= $2 AND added_in <= $1) f \
              JOIN entities e ON e.id = f.entity",
         )
         .bind(lo)

@@ -7,7 +7,7 @@ impl Store {
     /// The display name of every entity known at version `v` that has one, by key.
     pub async fn entity_names(&self, v: i64) -> Result<HashMap<String, String>> {
         let rows: Vec<(String, String)> =
-            sqlx::query_as("SELECT key, name FROM entities WHERE added_in <= ? AND name <> ''")
+            sqlx::query_as("SELECT key, name FROM entities WHERE added_in <= $1 AND name <> ''")
                 .bind(v)
                 .fetch_all(&self.pool)
                 .await?;
@@ -41,9 +41,9 @@ impl Store {
             let phrase = format!("\"{}\"", text.replace('"', "\"\""));
             sqlx::query_as(
                 "SELECT e.key, e.category, e.name FROM (SELECT rowid FROM entity_search \
-                 WHERE entity_search MATCH ? LIMIT 5000) s JOIN entities e ON e.id = s.rowid \
-                 ORDER BY (lower(e.key) LIKE ? ESCAPE '\\') DESC, \
-                 (lower(e.name) LIKE ? ESCAPE '\\') DESC, length(e.key), e.key LIMIT ?",
+                 WHERE entity_search MATCH $1 LIMIT 5000) s JOIN entities e ON e.id = s.rowid \
+                 ORDER BY (lower(e.key) LIKE $2 ESCAPE '\\') DESC, \
+                 (lower(e.name) LIKE $3 ESCAPE '\\') DESC, length(e.key), e.key LIMIT $4",
             )
             .bind(phrase)
             .bind(&prefix)
@@ -54,8 +54,8 @@ impl Store {
         } else {
             sqlx::query_as(
                 "SELECT key, category, name FROM entities \
-                 WHERE lower(key) LIKE ? ESCAPE '\\' OR lower(name) LIKE ? ESCAPE '\\' \
-                 ORDER BY (lower(key) LIKE ? ESCAPE '\\') DESC, length(key), key LIMIT ?",
+                 WHERE lower(key) LIKE $1 ESCAPE '\\' OR lower(name) LIKE $2 ESCAPE '\\' \
+                 ORDER BY (lower(key) LIKE $3 ESCAPE '\\') DESC, length(key), key LIMIT $4",
             )
             .bind(&prefix)
             .bind(&prefix)
@@ -101,7 +101,7 @@ impl Store {
     /// The entity with this key, if the graph has it.
     pub async fn entity(&self, key: &str) -> Result<Option<EntityHit>> {
         let row: Option<(String, String, String)> =
-            sqlx::query_as("SELECT key, category, name FROM entities WHERE key = ?")
+            sqlx::query_as("SELECT key, category, name FROM entities WHERE key = $1")
                 .bind(key)
                 .fetch_optional(&self.pool)
                 .await?;
@@ -121,7 +121,7 @@ impl Store {
             "SELECT e.key, \
              (SELECT count(*) FROM edges x WHERE x.head = e.id AND x.removed_in IS NULL) + \
              (SELECT count(*) FROM edges x WHERE x.tail = e.id AND x.removed_in IS NULL) \
-             FROM entities e WHERE e.key IN (SELECT value FROM json_each(?))",
+             FROM entities e WHERE e.key IN (SELECT value FROM json_each($1))",
         )
         .bind(keys)
         .fetch_all(&self.pool)
@@ -141,12 +141,12 @@ impl Store {
             "SELECT h, hn, r, t, tn FROM ( \
              SELECT 0 AS side, e.key AS h, e.name AS hn, r.key AS r, o.key AS t, o.name AS tn \
              FROM entities e JOIN edges x ON x.head = e.id AND x.removed_in IS NULL \
-             JOIN relations r ON r.id = x.relation JOIN entities o ON o.id = x.tail WHERE e.key = ?1 \
+             JOIN relations r ON r.id = x.relation JOIN entities o ON o.id = x.tail WHERE e.key = $1 \
              UNION ALL \
              SELECT 1, o.key, o.name, r.key, e.key, e.name \
              FROM entities e JOIN edges x ON x.tail = e.id AND x.removed_in IS NULL \
-             JOIN relations r ON r.id = x.relation JOIN entities o ON o.id = x.head WHERE e.key = ?1) \
-             ORDER BY side, r, h, t LIMIT ?2 OFFSET ?3",
+             JOIN relations r ON r.id = x.relation JOIN entities o ON o.id = x.head WHERE e.key = $1) \
+             ORDER BY side, r, h, t LIMIT $2 OFFSET $3",
         )
         .bind(key)
         .bind(limit)

@@ -41,7 +41,7 @@ impl Store {
         let created_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
         let id = sqlx::query_scalar(
             "INSERT INTO models (graph_version, parent_id, kind, config, path, checksum, metrics, created_at, workflow) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
         )
         .bind(m.graph_version)
         .bind(m.parent_id)
@@ -67,7 +67,7 @@ impl Store {
     /// The newest model a workflow trained.
     pub async fn workflow_model(&self, workflow: &str) -> Result<Option<ModelInfo>> {
         let row: Option<ModelInfo> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM models WHERE workflow = ? ORDER BY id DESC LIMIT 1"
+            "SELECT {COLUMNS} FROM models WHERE workflow = $1 ORDER BY id DESC LIMIT 1"
         )))
         .bind(workflow)
         .fetch_optional(&self.pool)
@@ -77,7 +77,7 @@ impl Store {
 
     pub async fn model(&self, id: i64) -> Result<ModelInfo> {
         let row: Option<ModelInfo> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM models WHERE id = ?"
+            "SELECT {COLUMNS} FROM models WHERE id = $1"
         )))
         .bind(id)
         .fetch_optional(&self.pool)
@@ -109,7 +109,7 @@ impl Store {
             "SELECT h.key, r.key, t.key FROM refutations f \
              JOIN entities h ON h.id = f.head JOIN relations r ON r.id = f.relation \
              JOIN entities t ON t.id = f.tail \
-             WHERE f.version <= ?1 AND (f.removed_in IS NULL OR f.removed_in > ?1) ORDER BY f.id",
+             WHERE f.version <= $1 AND (f.removed_in IS NULL OR f.removed_in > $1) ORDER BY f.id",
         )
         .bind(v)
         .fetch_all(&self.pool)

@@ -343,7 +343,7 @@ impl Store {
         let refuted = live_refutations(&mut tx, &rows).await?;
         let waiting: FxHashMap<[i64; 3], i64> = sqlx::query_as::<_, (i64, i64, i64, i64)>(
             "SELECT id, head, relation, tail FROM pinned_candidates \
-             WHERE workflow = ? AND status = 'waiting'",
+             WHERE workflow = $1 AND status = 'waiting'",
         )
         .bind(&s.workflow)
         .fetch_all(&mut *tx)
@@ -354,7 +354,7 @@ impl Store {
         let reviewing: FxHashMap<[i64; 3], (i64, i64)> =
             sqlx::query_as::<_, (i64, i64, i64, i64, i64)>(
                 "SELECT h.id, rd.number, h.head, h.relation, h.tail FROM hypotheses h \
-                 JOIN rounds rd ON rd.id = h.round_id WHERE rd.workflow = ? \
+                 JOIN rounds rd ON rd.id = h.round_id WHERE rd.workflow = $1 \
                  AND h.status = 'active' AND rd.state NOT IN ('done', 'failed')",
             )
             .bind(&s.workflow)
@@ -366,7 +366,7 @@ impl Store {
 
         let submission: i64 = sqlx::query_scalar(
             "INSERT INTO ask_submissions (workflow, asker, prompt, version, graph_version, \
-             created_at) VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+             created_at) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
         )
         .bind(&s.workflow)
         .bind(&s.asker)
@@ -405,7 +405,7 @@ impl Store {
             }
             let id: i64 = sqlx::query_scalar(
                 "INSERT INTO pinned_candidates (submission_id, workflow, head, relation, tail, \
-                 probability, spread, origin) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                 probability, spread, origin) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
             )
             .bind(submission)
             .bind(&s.workflow)
@@ -434,7 +434,7 @@ impl Store {
     /// Pinned rows, oldest first: of one workflow when named, of every status.
     pub async fn pinned(&self, workflow: Option<&str>) -> Result<Vec<PinnedInfo>> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "{PINNED_SELECT} WHERE ?1 IS NULL OR p.workflow = ?1 ORDER BY p.id"
+            "{PINNED_SELECT} WHERE $1 IS NULL OR p.workflow = $1 ORDER BY p.id"
         )))
         .bind(workflow)
         .fetch_all(&self.pool)
@@ -452,8 +452,8 @@ impl Store {
         upto: Option<i64>,
     ) -> Result<Vec<PinnedInfo>> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "{PINNED_SELECT} WHERE p.workflow = ?1 AND p.status = 'waiting' \
-             AND s.graph_version <= ?2 AND (?3 IS NULL OR p.id <= ?3) ORDER BY p.id"
+            "{PINNED_SELECT} WHERE p.workflow = $1 AND p.status = 'waiting' \
+             AND s.graph_version <= $2 AND ($3 IS NULL OR p.id <= $3) ORDER BY p.id"
         )))
         .bind(workflow)
         .bind(graph_version)
@@ -477,8 +477,8 @@ pub(super) async fn claim(
         let hypothesis: Option<i64> = sqlx::query_scalar(
             "SELECT h.id FROM pinned_candidates p JOIN hypotheses h ON h.head = p.head \
              AND h.relation = p.relation AND h.tail = p.tail \
-             WHERE p.id = ?1 AND p.status = 'waiting' AND h.round_id = ?2 AND h.rank = ?3 \
-             AND p.workflow = (SELECT workflow FROM rounds WHERE id = ?2)",
+             WHERE p.id = $1 AND p.status = 'waiting' AND h.round_id = $2 AND h.rank = $3 \
+             AND p.workflow = (SELECT workflow FROM rounds WHERE id = $2)",
         )
         .bind(row)
         .bind(round)
@@ -491,8 +491,8 @@ pub(super) async fn claim(
             ))
         })?;
         sqlx::query(
-            "UPDATE pinned_candidates SET status = 'claimed', round_id = ?, hypothesis_id = ?, \
-             taken_at = ? WHERE id = ?",
+            "UPDATE pinned_candidates SET status = 'claimed', round_id = $1, hypothesis_id = $2, \
+             taken_at = $3 WHERE id = $4",
         )
         .bind(round)
         .bind(hypothesis)
@@ -503,9 +503,9 @@ pub(super) async fn claim(
     }
     for (row, reason) in &claims.skipped {
         let done = sqlx::query(
-            "UPDATE pinned_candidates SET status = 'skipped', round_id = ?1, reason = ?2, \
-             taken_at = ?3 WHERE id = ?4 AND status = 'waiting' \
-             AND workflow = (SELECT workflow FROM rounds WHERE id = ?1)",
+            "UPDATE pinned_candidates SET status = 'skipped', round_id = $1, reason = $2, \
+             taken_at = $3 WHERE id = $4 AND status = 'waiting' \
+             AND workflow = (SELECT workflow FROM rounds WHERE id = $1)",
         )
         .bind(round)
         .bind(reason)
@@ -531,7 +531,7 @@ pub(super) async fn round_marks(
     let rows: Vec<(i64, i64, i64, String, String)> = sqlx::query_as(
         "SELECT p.hypothesis_id, p.id, s.id, s.asker, p.origin FROM pinned_candidates p \
          JOIN ask_submissions s ON s.id = p.submission_id \
-         WHERE p.round_id = ? AND p.status = 'claimed'",
+         WHERE p.round_id = $1 AND p.status = 'claimed'",
     )
     .bind(round)
     .fetch_all(&mut *conn)

@@ -97,7 +97,7 @@ impl Store {
     pub async fn log(&self, limit: Option<u32>) -> Result<Vec<VersionInfo>> {
         let limit = limit.map_or(-1, i64::from);
         Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {VERSION_COLUMNS} FROM graph_versions ORDER BY id DESC LIMIT ?"
+            "SELECT {VERSION_COLUMNS} FROM graph_versions ORDER BY id DESC LIMIT $1"
         )))
         .bind(limit)
         .fetch_all(&self.pool)
@@ -106,7 +106,7 @@ impl Store {
 
     pub async fn version(&self, v: i64) -> Result<VersionInfo> {
         let row: Option<VersionInfo> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {VERSION_COLUMNS} FROM graph_versions WHERE id = ?"
+            "SELECT {VERSION_COLUMNS} FROM graph_versions WHERE id = $1"
         )))
         .bind(v)
         .fetch_optional(&self.pool)
@@ -122,10 +122,10 @@ impl Store {
         let rows: Vec<(String, String, String, i64)> = sqlx::query_as(
             "SELECT h.key, r.key, t.key, e.added_in FROM \
                (SELECT head, relation, tail, added_in FROM edges \
-                  WHERE added_in > ?1 AND added_in <= ?2 AND (removed_in IS NULL OR removed_in > ?2) \
+                  WHERE added_in > $1 AND added_in <= $2 AND (removed_in IS NULL OR removed_in > $2) \
                 UNION ALL \
                 SELECT head, relation, tail, added_in FROM edges \
-                  WHERE removed_in > ?1 AND removed_in <= ?2 AND added_in <= ?1) e \
+                  WHERE removed_in > $1 AND removed_in <= $2 AND added_in <= $1) e \
              JOIN entities h ON h.id = e.head \
              JOIN relations r ON r.id = e.relation \
              JOIN entities t ON t.id = e.tail",
@@ -191,7 +191,7 @@ impl Store {
         std::fs::create_dir_all(dir)?;
         let mut conn = self.pool.acquire().await?;
         let nodes: Vec<(String, String, String, String)> = sqlx::query_as(
-            "SELECT key, category, name, attributes FROM entities WHERE added_in <= ? ORDER BY id",
+            "SELECT key, category, name, attributes FROM entities WHERE added_in <= $1 ORDER BY id",
         )
         .bind(v)
         .fetch_all(&mut *conn)
@@ -240,7 +240,7 @@ impl Store {
         let [h, r, t] = self.ids(&mut conn, triple).await?;
         let rows: Vec<(i64, Option<i64>, Option<String>)> = sqlx::query_as(
             "SELECT added_in, removed_in, provenance FROM edges \
-             WHERE head = ? AND relation = ? AND tail = ? ORDER BY added_in",
+             WHERE head = $1 AND relation = $2 AND tail = $3 ORDER BY added_in",
         )
         .bind(h)
         .bind(r)
@@ -266,7 +266,7 @@ impl Store {
         }
         let refuted: Option<(i64, Option<i64>, String)> = sqlx::query_as(
             "SELECT version, removed_in, evidence FROM refutations \
-             WHERE head = ? AND relation = ? AND tail = ? ORDER BY id DESC LIMIT 1",
+             WHERE head = $1 AND relation = $2 AND tail = $3 ORDER BY id DESC LIMIT 1",
         )
         .bind(h)
         .bind(r)
@@ -296,9 +296,9 @@ impl Store {
         let mut ids = [0i64; 3];
         for (i, key) in triple.iter().enumerate() {
             let sql = if i == 1 {
-                "SELECT id FROM relations WHERE key = ?"
+                "SELECT id FROM relations WHERE key = $1"
             } else {
-                "SELECT id FROM entities WHERE key = ?"
+                "SELECT id FROM entities WHERE key = $1"
             };
             let id: Option<i64> = sqlx::query_scalar(sql)
                 .bind(*key)
@@ -316,29 +316,29 @@ impl Store {
     pub async fn stats(&self, v: i64) -> Result<Stats> {
         let mut conn = self.pool.acquire().await?;
         let categories: Vec<(String, i64)> = sqlx::query_as(
-            "SELECT category, count(*) FROM entities WHERE added_in <= ? GROUP BY category ORDER BY category",
+            "SELECT category, count(*) FROM entities WHERE added_in <= $1 GROUP BY category ORDER BY category",
         )
         .bind(v)
         .fetch_all(&mut *conn)
         .await?;
         let by_relation: Vec<(String, i64)> = sqlx::query_as(
             "SELECT r.key, count(*) FROM edges e JOIN relations r ON r.id = e.relation \
-             WHERE e.added_in <= ?1 AND (e.removed_in IS NULL OR e.removed_in > ?1) \
+             WHERE e.added_in <= $1 AND (e.removed_in IS NULL OR e.removed_in > $1) \
              GROUP BY e.relation ORDER BY r.key",
         )
         .bind(v)
         .fetch_all(&mut *conn)
         .await?;
         let refutations: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM refutations WHERE version <= ?1 \
-                 AND (removed_in IS NULL OR removed_in > ?1)",
+            "SELECT count(*) FROM refutations WHERE version <= $1 \
+                 AND (removed_in IS NULL OR removed_in > $1)",
         )
         .bind(v)
         .fetch_one(&mut *conn)
         .await?;
         let features: Vec<(String, i64)> = sqlx::query_as(
-            "SELECT kind, count(*) FROM entity_features WHERE added_in <= ?1 \
-                 AND (removed_in IS NULL OR removed_in > ?1) GROUP BY kind ORDER BY kind",
+            "SELECT kind, count(*) FROM entity_features WHERE added_in <= $1 \
+                 AND (removed_in IS NULL OR removed_in > $1) GROUP BY kind ORDER BY kind",
         )
         .bind(v)
         .fetch_all(&mut *conn)
@@ -346,13 +346,13 @@ impl Store {
         let (triples_with_sources, triples_with_several_sources) =
             self.source_counts(&mut conn, v).await?;
         let relations: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM relations WHERE added_in <= ?")
+            sqlx::query_scalar("SELECT count(*) FROM relations WHERE added_in <= $1")
                 .bind(v)
                 .fetch_one(&mut *conn)
                 .await?;
         let signature_rows: Vec<(String, String, String)> = sqlx::query_as(
             "SELECT r.key, s.head_category, s.tail_category FROM relation_signatures s \
-             JOIN relations r ON r.id = s.relation_id WHERE r.added_in <= ? \
+             JOIN relations r ON r.id = s.relation_id WHERE r.added_in <= $1 \
              ORDER BY r.key, s.head_category, s.tail_category",
         )
         .bind(v)
@@ -387,13 +387,13 @@ impl Store {
     pub async fn load_graph(&self, v: i64) -> Result<Graph> {
         let mut conn = self.pool.acquire().await?;
         let entities: Vec<(i64, String, String)> = sqlx::query_as(
-            "SELECT id, key, category FROM entities WHERE added_in <= ? ORDER BY id",
+            "SELECT id, key, category FROM entities WHERE added_in <= $1 ORDER BY id",
         )
         .bind(v)
         .fetch_all(&mut *conn)
         .await?;
         let relations: Vec<(i64, String)> =
-            sqlx::query_as("SELECT id, key FROM relations WHERE added_in <= ? ORDER BY id")
+            sqlx::query_as("SELECT id, key FROM relations WHERE added_in <= $1 ORDER BY id")
                 .bind(v)
                 .fetch_all(&mut *conn)
                 .await?;

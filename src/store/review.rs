@@ -190,7 +190,7 @@ impl Store {
     pub async fn add_user(&self, name: &str, role: Role) -> Result<String> {
         let token = new_token();
         let done = sqlx::query(
-            "INSERT INTO users (name, role, token_hash, created_at) VALUES (?, ?, ?, ?) \
+            "INSERT INTO users (name, role, token_hash, created_at) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (name) DO NOTHING",
         )
         .bind(name)
@@ -217,7 +217,7 @@ impl Store {
 
     /// The user a bearer token belongs to.
     pub async fn user_by_token(&self, token: &str) -> Result<Option<User>> {
-        let row = sqlx::query("SELECT id, name, role, created_at FROM users WHERE token_hash = ?")
+        let row = sqlx::query("SELECT id, name, role, created_at FROM users WHERE token_hash = $1")
             .bind(token_hash(token))
             .fetch_optional(&self.pool)
             .await?;
@@ -243,7 +243,7 @@ impl Store {
     }
 
     pub async fn user_by_name(&self, name: &str) -> Result<Option<User>> {
-        let row = sqlx::query("SELECT id, name, role, created_at FROM users WHERE name = ?")
+        let row = sqlx::query("SELECT id, name, role, created_at FROM users WHERE name = $1")
             .bind(name)
             .fetch_optional(&self.pool)
             .await?;
@@ -253,7 +253,7 @@ impl Store {
     pub async fn round_stages(&self, round: i64) -> Result<Vec<StageMeta>> {
         let rows: Vec<StageRow> = sqlx::query_as(
             "SELECT stage, name, kind, quorum, rule, stale_below, callbacks FROM round_stages \
-             WHERE round_id = ? ORDER BY stage",
+             WHERE round_id = $1 ORDER BY stage",
         )
         .bind(round)
         .fetch_all(&self.pool)
@@ -265,7 +265,7 @@ impl Store {
     pub async fn round_stage(&self, round: i64, stage: i64) -> Result<Option<StageMeta>> {
         let row: Option<StageRow> = sqlx::query_as(
             "SELECT stage, name, kind, quorum, rule, stale_below, callbacks FROM round_stages \
-             WHERE round_id = ? AND stage = ?",
+             WHERE round_id = $1 AND stage = $2",
         )
         .bind(round)
         .bind(stage)
@@ -281,9 +281,9 @@ impl Store {
         Ok(sqlx::query_scalar(
             "SELECT h.stage FROM hypotheses h \
              JOIN stage_items s ON s.hypothesis_id = h.id AND s.stage = h.stage \
-             WHERE h.id = ?1 AND h.status = 'active' AND s.status IN ('queued', 'submitted') \
+             WHERE h.id = $1 AND h.status = 'active' AND s.status IN ('queued', 'submitted') \
              AND NOT EXISTS (SELECT 1 FROM verdicts v WHERE v.hypothesis_id = h.id \
-                 AND v.stage = h.stage AND v.reviewer = ?2 AND v.withdrawn = 0)",
+                 AND v.stage = h.stage AND v.reviewer = $2 AND v.withdrawn = 0)",
         )
         .bind(hypothesis)
         .bind(viewer)
@@ -299,11 +299,11 @@ impl Store {
              JOIN round_stages st ON st.round_id = h.round_id AND st.stage = h.stage \
              WHERE st.kind = 'human' AND s.status = 'submitted' AND h.status = 'active' \
              AND NOT EXISTS (SELECT 1 FROM verdicts v WHERE v.hypothesis_id = h.id \
-                 AND v.stage = h.stage AND v.reviewer = ?1 AND v.withdrawn = 0) \
-             AND (?2 IS NULL OR rd.workflow = ?2) AND (?3 IS NULL OR r.key = ?3) \
-             AND (?4 IS NULL OR he.key = ?4 OR te.key = ?4) \
+                 AND v.stage = h.stage AND v.reviewer = $1 AND v.withdrawn = 0) \
+             AND ($2 IS NULL OR rd.workflow = $2) AND ($3 IS NULL OR r.key = $3) \
+             AND ($4 IS NULL OR he.key = $4 OR te.key = $4) \
              ORDER BY (h.fresh_score IS NOT NULL AND st.stale_below IS NOT NULL \
-                 AND h.fresh_score < st.stale_below), h.acquisition DESC, h.id LIMIT ?5 OFFSET ?6"
+                 AND h.fresh_score < st.stale_below), h.acquisition DESC, h.id LIMIT $5 OFFSET $6"
         )))
         .bind(reviewer)
         .bind(&f.workflow)
@@ -323,7 +323,7 @@ impl Store {
                   AND v.stage = h.stage AND v.withdrawn = 0), st.stale_below \
                  FROM hypotheses h JOIN rounds rd ON rd.id = h.round_id \
                  JOIN round_stages st ON st.round_id = h.round_id AND st.stage = h.stage \
-                 JOIN stage_items s ON s.hypothesis_id = h.id AND s.stage = h.stage WHERE h.id = ?",
+                 JOIN stage_items s ON s.hypothesis_id = h.id AND s.stage = h.stage WHERE h.id = $1",
                 )
                 .bind(hypothesis.id)
                 .fetch_one(&self.pool)
@@ -350,7 +350,7 @@ impl Store {
             "SELECT h.round_id, h.stage, h.status, s.status, st.quorum, st.rule FROM hypotheses h \
              JOIN stage_items s ON s.hypothesis_id = h.id AND s.stage = h.stage \
              JOIN round_stages st ON st.round_id = h.round_id AND st.stage = h.stage \
-             WHERE h.id = ? AND st.kind = 'human'",
+             WHERE h.id = $1 AND st.kind = 'human'",
         )
         .bind(r.hypothesis)
         .fetch_optional(&mut *tx)
@@ -369,7 +369,7 @@ impl Store {
         }
         let id: Option<i64> = sqlx::query_scalar(
             "INSERT INTO verdicts (hypothesis_id, stage, verdict, confidence, evidence, cost, \
-             reviewer, created_at, comment, client, role) VALUES (?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?) \
+             reviewer, created_at, comment, client, role) VALUES ($1, $2, $3, $4, $5, 0, $6, $7, $8, $9, $10) \
              ON CONFLICT (hypothesis_id, stage, reviewer) WHERE withdrawn = 0 DO NOTHING RETURNING id",
         )
         .bind(r.hypothesis)
@@ -394,7 +394,7 @@ impl Store {
             )));
         };
         let given: Vec<(String, Option<String>)> = sqlx::query_as(
-            "SELECT v.verdict, v.role FROM verdicts v WHERE v.hypothesis_id = ? AND v.stage = ? \
+            "SELECT v.verdict, v.role FROM verdicts v WHERE v.hypothesis_id = $1 AND v.stage = $2 \
              AND v.withdrawn = 0 ORDER BY v.id",
         )
         .bind(r.hypothesis)
@@ -408,8 +408,8 @@ impl Store {
         let (answered, escalated) = completion(&outcomes, quorum, rule == "escalate");
         if answered {
             sqlx::query(
-                "UPDATE stage_items SET status = 'answered', answered_at = ? \
-                 WHERE hypothesis_id = ? AND stage = ?",
+                "UPDATE stage_items SET status = 'answered', answered_at = $1 \
+                 WHERE hypothesis_id = $2 AND stage = $3",
             )
             .bind(now())
             .bind(r.hypothesis)
@@ -447,7 +447,7 @@ impl Store {
              FROM verdicts v JOIN hypotheses h ON h.id = v.hypothesis_id \
              JOIN rounds rd ON rd.id = h.round_id \
              LEFT JOIN round_stages st ON st.round_id = h.round_id AND st.stage = v.stage \
-             WHERE v.id = ?",
+             WHERE v.id = $1",
         )
         .bind(verdict_id)
         .fetch_optional(&mut *tx)
@@ -458,7 +458,7 @@ impl Store {
             )));
         };
         let already: Option<i64> =
-            sqlx::query_scalar("SELECT id FROM retractions WHERE verdict_id = ?")
+            sqlx::query_scalar("SELECT id FROM retractions WHERE verdict_id = $1")
                 .bind(verdict_id)
                 .fetch_optional(&mut *tx)
                 .await?;
@@ -468,8 +468,8 @@ impl Store {
             )));
         }
         let standing: Vec<(String, Option<String>)> = sqlx::query_as(
-            "SELECT verdict, role FROM verdicts WHERE hypothesis_id = ? AND stage = ? \
-             AND withdrawn = 0 AND id != ? ORDER BY id",
+            "SELECT verdict, role FROM verdicts WHERE hypothesis_id = $1 AND stage = $2 \
+             AND withdrawn = 0 AND id != $3 ORDER BY id",
         )
         .bind(t.hyp)
         .bind(t.stage)
@@ -495,13 +495,13 @@ impl Store {
             } else {
                 sqlx::query(
                     "UPDATE stage_items SET status = 'submitted', answered_at = NULL \
-                     WHERE hypothesis_id = ? AND stage = ?",
+                     WHERE hypothesis_id = $1 AND stage = $2",
                 )
                 .bind(t.hyp)
                 .bind(t.stage)
                 .execute(&mut *tx)
                 .await?;
-                sqlx::query("UPDATE hypotheses SET status = 'active', reason = NULL WHERE id = ?")
+                sqlx::query("UPDATE hypotheses SET status = 'active', reason = NULL WHERE id = $1")
                     .bind(t.hyp)
                     .execute(&mut *tx)
                     .await?;
@@ -518,13 +518,13 @@ impl Store {
             let (status, why): (&str, Option<String>) = match placed {
                 Disposition::Advance if passed_on => (t.status.as_str(), None),
                 Disposition::Advance if next_open => {
-                    sqlx::query("UPDATE hypotheses SET stage = ? WHERE id = ?")
+                    sqlx::query("UPDATE hypotheses SET stage = $1 WHERE id = $2")
                         .bind(t.stage + 1)
                         .bind(t.hyp)
                         .execute(&mut *tx)
                         .await?;
                     sqlx::query(
-                        "INSERT INTO stage_items (hypothesis_id, stage, status) VALUES (?, ?, 'queued') \
+                        "INSERT INTO stage_items (hypothesis_id, stage, status) VALUES ($1, $2, 'queued') \
                          ON CONFLICT DO NOTHING",
                     )
                     .bind(t.hyp)
@@ -550,8 +550,8 @@ impl Store {
             if passed_on && !advances {
                 // The later stages no longer hold it.
                 sqlx::query(
-                    "UPDATE stage_items SET status = 'failed', reason = ? WHERE hypothesis_id = ? \
-                     AND stage > ? AND status IN ('queued', 'submitted')",
+                    "UPDATE stage_items SET status = 'failed', reason = $1 WHERE hypothesis_id = $2 \
+                     AND stage > $3 AND status IN ('queued', 'submitted')",
                 )
                 .bind(format!(
                     "withdrawn: stage {} re-decided after retraction {verdict_id}",
@@ -561,14 +561,14 @@ impl Store {
                 .bind(t.stage)
                 .execute(&mut *tx)
                 .await?;
-                sqlx::query("UPDATE hypotheses SET stage = ? WHERE id = ?")
+                sqlx::query("UPDATE hypotheses SET stage = $1 WHERE id = $2")
                     .bind(t.stage)
                     .bind(t.hyp)
                     .execute(&mut *tx)
                     .await?;
             }
             if status != t.status {
-                sqlx::query("UPDATE hypotheses SET status = ?, reason = ? WHERE id = ?")
+                sqlx::query("UPDATE hypotheses SET status = $1, reason = $2 WHERE id = $3")
                     .bind(status)
                     .bind(why.unwrap_or_else(|| {
                         format!("re-decided after verdict {verdict_id} was retracted: {reason}")
@@ -604,7 +604,7 @@ impl Store {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let row: Option<(i64, i64)> = sqlx::query_as(
             "SELECT v.id, v.stage FROM verdicts v JOIN hypotheses h ON h.id = v.hypothesis_id \
-             JOIN rounds rd ON rd.id = h.round_id WHERE v.hypothesis_id = ? AND v.reviewer = ? \
+             JOIN rounds rd ON rd.id = h.round_id WHERE v.hypothesis_id = $1 AND v.reviewer = $2 \
              AND v.withdrawn = 0 AND v.stage = h.stage AND h.status = 'active' \
              AND rd.state IN ('dispatching', 'awaiting') AND rd.stage = h.stage \
              ORDER BY v.id DESC LIMIT 1",
@@ -620,7 +620,7 @@ impl Store {
         };
         sqlx::query(
             "UPDATE stage_items SET status = 'submitted', answered_at = NULL \
-             WHERE hypothesis_id = ? AND stage = ? AND status = 'answered'",
+             WHERE hypothesis_id = $1 AND stage = $2 AND status = 'answered'",
         )
         .bind(hypothesis)
         .bind(stage)
@@ -658,7 +658,7 @@ impl Store {
         let shown: Vec<i64> = verdicts.iter().filter_map(|v| v["id"].as_i64()).collect();
         let mut retracted: Vec<i64> = sqlx::query_scalar(
             "SELECT x.verdict_id FROM retractions x JOIN verdicts v ON v.id = x.verdict_id \
-             WHERE v.hypothesis_id = ?",
+             WHERE v.hypothesis_id = $1",
         )
         .bind(id)
         .fetch_all(&self.pool)
@@ -683,14 +683,14 @@ impl Store {
     ) -> Result<(Vec<serde_json::Value>, Vec<serde_json::Value>)> {
         let verdicts: Vec<AuditVerdict> = sqlx::query_as(
             "SELECT id, hypothesis_id, stage, verdict, reviewer, role, client, created_at, \
-                 withdrawn, comment FROM verdicts ORDER BY id DESC LIMIT ?",
+                 withdrawn, comment FROM verdicts ORDER BY id DESC LIMIT $1",
         )
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
         let retractions: Vec<AuditRetraction> = sqlx::query_as(
             "SELECT id, verdict_id, reason, by_user, version, outcome, created_at FROM retractions \
-             ORDER BY id DESC LIMIT ?",
+             ORDER BY id DESC LIMIT $1",
         )
         .bind(limit)
         .fetch_all(&self.pool)
@@ -732,12 +732,12 @@ impl Store {
         let rows = sqlx::query(
             "SELECT r.key AS relation, o.key AS entity, o.name AS name, o.category AS category, 'out' AS direction \
              FROM entities e JOIN edges x ON x.head = e.id AND x.removed_in IS NULL \
-             JOIN relations r ON r.id = x.relation JOIN entities o ON o.id = x.tail WHERE e.key = ?1 \
+             JOIN relations r ON r.id = x.relation JOIN entities o ON o.id = x.tail WHERE e.key = $1 \
              UNION ALL \
              SELECT r.key, o.key, o.name, o.category, 'in' \
              FROM entities e JOIN edges x ON x.tail = e.id AND x.removed_in IS NULL \
-             JOIN relations r ON r.id = x.relation JOIN entities o ON o.id = x.head WHERE e.key = ?1 \
-             LIMIT ?2",
+             JOIN relations r ON r.id = x.relation JOIN entities o ON o.id = x.head WHERE e.key = $1 \
+             LIMIT $2",
         )
         .bind(key)
         .bind(limit)
@@ -874,7 +874,7 @@ async fn follow_in_graph(
 ) -> Result<Option<i64>> {
     let triple = [t.head, t.relation, t.tail];
     let live_edge: Option<i64> = sqlx::query_scalar(
-        "SELECT id FROM edges WHERE head = ? AND relation = ? AND tail = ? AND removed_in IS NULL",
+        "SELECT id FROM edges WHERE head = $1 AND relation = $2 AND tail = $3 AND removed_in IS NULL",
     )
     .bind(t.head)
     .bind(t.relation)
@@ -882,8 +882,8 @@ async fn follow_in_graph(
     .fetch_optional(&mut *tx)
     .await?;
     let ours: Option<i64> = sqlx::query_scalar(
-        "SELECT id FROM edges WHERE head = ? AND relation = ? AND tail = ? AND removed_in IS NULL \
-         AND json_extract(provenance, '$.hypothesis') = ?",
+        "SELECT id FROM edges WHERE head = $1 AND relation = $2 AND tail = $3 AND removed_in IS NULL \
+         AND json_extract(provenance, '$.hypothesis') = $4",
     )
     .bind(t.head)
     .bind(t.relation)
@@ -953,13 +953,13 @@ async fn withdraw(
     version: Option<i64>,
     outcome: &str,
 ) -> Result<i64> {
-    sqlx::query("UPDATE verdicts SET withdrawn = 1 WHERE id = ?")
+    sqlx::query("UPDATE verdicts SET withdrawn = 1 WHERE id = $1")
         .bind(verdict_id)
         .execute(&mut *conn)
         .await?;
     Ok(sqlx::query_scalar(
         "INSERT INTO retractions (verdict_id, reason, by_user, version, outcome, created_at) \
-         VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+         VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
     )
     .bind(verdict_id)
     .bind(reason)

@@ -264,8 +264,8 @@ impl Store {
         let t = now();
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO rounds (workflow, number, state, spec, seed, fire_time, created_at, updated_at) \
-             SELECT ?1, coalesce(max(number), 0) + 1, 'planned', ?2, ?3, ?4, ?5, ?5 \
-             FROM rounds WHERE workflow = ?1 RETURNING id",
+             SELECT $1, coalesce(max(number), 0) + 1, 'planned', $2, $3, $4, $5, $5 \
+             FROM rounds WHERE workflow = $1 RETURNING id",
         )
         .bind(workflow)
         .bind(spec)
@@ -295,8 +295,8 @@ impl Store {
     ) -> Result<(i64, bool)> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let attempts: Option<i64> = sqlx::query_scalar(
-            "UPDATE rounds SET attempts = attempts + 1, error = ?, updated_at = ? \
-             WHERE id = ? AND state NOT IN ('done', 'failed') RETURNING attempts",
+            "UPDATE rounds SET attempts = attempts + 1, error = $1, updated_at = $2 \
+             WHERE id = $3 AND state NOT IN ('done', 'failed') RETURNING attempts",
         )
         .bind(error)
         .bind(now())
@@ -310,7 +310,7 @@ impl Store {
         let failed = attempts >= i64::from(max_attempts.max(1));
         if failed {
             sqlx::query(
-                "UPDATE rounds SET state = 'failed', error = ?, updated_at = ? WHERE id = ?",
+                "UPDATE rounds SET state = 'failed', error = $1, updated_at = $2 WHERE id = $3",
             )
             .bind(format!("failed after {attempts} attempts: {error}"))
             .bind(now())
@@ -327,8 +327,8 @@ impl Store {
     pub async fn abandon_round(&self, id: i64, reason: &str, by: &str) -> Result<RoundInfo> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let changed = sqlx::query(
-            "UPDATE rounds SET state = 'failed', error = ?, updated_at = ? \
-             WHERE id = ? AND state NOT IN ('done', 'failed')",
+            "UPDATE rounds SET state = 'failed', error = $1, updated_at = $2 \
+             WHERE id = $3 AND state NOT IN ('done', 'failed')",
         )
         .bind(format!("abandoned by {by}: {reason}"))
         .bind(now())
@@ -338,7 +338,7 @@ impl Store {
         .rows_affected();
         if changed == 0 {
             let exists: Option<String> =
-                sqlx::query_scalar("SELECT state FROM rounds WHERE id = ?")
+                sqlx::query_scalar("SELECT state FROM rounds WHERE id = $1")
                     .bind(id)
                     .fetch_optional(&mut *tx)
                     .await?;
@@ -349,15 +349,15 @@ impl Store {
         }
         let why = format!("round {id} abandoned: {reason}");
         sqlx::query(
-            "UPDATE stage_items SET status = 'failed', reason = ? WHERE status IN ('queued', 'submitted') \
-             AND hypothesis_id IN (SELECT id FROM hypotheses WHERE round_id = ?)",
+            "UPDATE stage_items SET status = 'failed', reason = $1 WHERE status IN ('queued', 'submitted') \
+             AND hypothesis_id IN (SELECT id FROM hypotheses WHERE round_id = $2)",
         )
         .bind(&why)
         .bind(id)
         .execute(&mut *tx)
         .await?;
         sqlx::query(
-            "UPDATE hypotheses SET status = 'failed', reason = ? WHERE round_id = ? AND status = 'active'",
+            "UPDATE hypotheses SET status = 'failed', reason = $1 WHERE round_id = $2 AND status = 'active'",
         )
         .bind(&why)
         .bind(id)
@@ -369,7 +369,7 @@ impl Store {
 
     pub async fn round(&self, id: i64) -> Result<RoundInfo> {
         let row = sqlx::query(AssertSqlSafe(format!(
-            "SELECT {ROUND_COLUMNS} FROM rounds WHERE id = ?"
+            "SELECT {ROUND_COLUMNS} FROM rounds WHERE id = $1"
         )))
         .bind(id)
         .fetch_optional(&self.pool)
@@ -381,7 +381,7 @@ impl Store {
     /// The workflow's unfinished round, if any (there is at most one).
     pub async fn open_round(&self, workflow: &str) -> Result<Option<RoundInfo>> {
         let row = sqlx::query(AssertSqlSafe(format!(
-            "SELECT {ROUND_COLUMNS} FROM rounds WHERE workflow = ? AND state NOT IN ('done', 'failed') \
+            "SELECT {ROUND_COLUMNS} FROM rounds WHERE workflow = $1 AND state NOT IN ('done', 'failed') \
              ORDER BY number LIMIT 1"
         )))
         .bind(workflow)
@@ -393,8 +393,8 @@ impl Store {
     /// Rounds, newest first; of one workflow when named.
     pub async fn rounds(&self, workflow: Option<&str>, limit: i64) -> Result<Vec<RoundInfo>> {
         let rows = sqlx::query(AssertSqlSafe(format!(
-            "SELECT {ROUND_COLUMNS} FROM rounds WHERE ?1 IS NULL OR workflow = ?1 \
-             ORDER BY id DESC LIMIT ?2"
+            "SELECT {ROUND_COLUMNS} FROM rounds WHERE $1 IS NULL OR workflow = $1 \
+             ORDER BY id DESC LIMIT $2"
         )))
         .bind(workflow)
         .bind(limit)
@@ -458,7 +458,7 @@ impl Store {
         for st in stages {
             sqlx::query(
                 "INSERT INTO round_stages (round_id, stage, name, kind, quorum, rule, stale_below, \
-                 callbacks) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                 callbacks) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
             )
             .bind(round)
             .bind(st.stage)
@@ -514,7 +514,7 @@ impl Store {
         super::pinned::claim(&mut tx, round, pinned).await?;
         sqlx::query(
             "INSERT INTO stage_items (hypothesis_id, stage, status) \
-             SELECT id, 0, 'queued' FROM hypotheses WHERE round_id = ?",
+             SELECT id, 0, 'queued' FROM hypotheses WHERE round_id = $1",
         )
         .bind(round)
         .execute(&mut *tx)
@@ -533,18 +533,20 @@ impl Store {
     }
 
     pub async fn hypothesis(&self, id: i64) -> Result<HypothesisInfo> {
-        let row = sqlx::query(AssertSqlSafe(format!("{HYPOTHESIS_SELECT} WHERE h.id = ?")))
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?
-            .ok_or(StoreError::UnknownHypothesis(id))?;
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "{HYPOTHESIS_SELECT} WHERE h.id = $1"
+        )))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or(StoreError::UnknownHypothesis(id))?;
         hypothesis_from(&row)
     }
 
     /// Every hypothesis of a round, best rank first.
     pub async fn round_hypotheses(&self, round: i64) -> Result<Vec<HypothesisInfo>> {
         let rows = sqlx::query(AssertSqlSafe(format!(
-            "{HYPOTHESIS_SELECT} WHERE h.round_id = ? ORDER BY h.rank"
+            "{HYPOTHESIS_SELECT} WHERE h.round_id = $1 ORDER BY h.rank"
         )))
         .bind(round)
         .fetch_all(&self.pool)
@@ -561,7 +563,7 @@ impl Store {
     ) -> Result<Vec<HypothesisInfo>> {
         let rows = sqlx::query(AssertSqlSafe(format!(
             "{HYPOTHESIS_SELECT} JOIN stage_items s ON s.hypothesis_id = h.id \
-             WHERE h.round_id = ? AND s.stage = ? AND s.status = ? ORDER BY h.rank"
+             WHERE h.round_id = $1 AND s.stage = $2 AND s.status = $3 ORDER BY h.rank"
         )))
         .bind(round)
         .bind(stage)
@@ -580,8 +582,8 @@ impl Store {
     ) -> Result<()> {
         sqlx::query(
             "UPDATE stage_items SET status = 'submitted', attempts = attempts + 1, \
-             submitted_at = ?, deadline = ? WHERE stage = ? AND status IN ('queued', 'submitted') \
-             AND hypothesis_id IN (SELECT value FROM json_each(?))",
+             submitted_at = $1, deadline = $2 WHERE stage = $3 AND status IN ('queued', 'submitted') \
+             AND hypothesis_id IN (SELECT value FROM json_each($4))",
         )
         .bind(now())
         .bind(deadline)
@@ -597,7 +599,7 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         for (h, job) in jobs {
             sqlx::query(
-                "UPDATE stage_items SET external_id = ? WHERE hypothesis_id = ? AND stage = ?",
+                "UPDATE stage_items SET external_id = $1 WHERE hypothesis_id = $2 AND stage = $3",
             )
             .bind(job)
             .bind(h)
@@ -613,7 +615,7 @@ impl Store {
     pub async fn pending_jobs(&self, round: i64, stage: i64) -> Result<Vec<(i64, String)>> {
         Ok(sqlx::query_as(
             "SELECT s.hypothesis_id, s.external_id FROM stage_items s \
-             JOIN hypotheses h ON h.id = s.hypothesis_id WHERE h.round_id = ? AND s.stage = ? \
+             JOIN hypotheses h ON h.id = s.hypothesis_id WHERE h.round_id = $1 AND s.stage = $2 \
              AND s.status = 'submitted' AND s.external_id IS NOT NULL ORDER BY h.rank",
         )
         .bind(round)
@@ -634,7 +636,7 @@ impl Store {
         let ids: Vec<i64> = verdicts.iter().map(|v| v.hypothesis).collect();
         let status: std::collections::HashMap<i64, String> = sqlx::query_as(
             "SELECT s.hypothesis_id, s.status FROM stage_items s JOIN hypotheses h ON h.id = s.hypothesis_id \
-             WHERE s.stage = ? AND h.round_id = ? AND s.hypothesis_id IN (SELECT value FROM json_each(?))",
+             WHERE s.stage = $1 AND h.round_id = $2 AND s.hypothesis_id IN (SELECT value FROM json_each($3))",
         )
         .bind(stage)
         .bind(round)
@@ -677,8 +679,8 @@ impl Store {
         }
         let done: Vec<i64> = accepted.iter().map(|v| v.hypothesis).collect();
         sqlx::query(
-            "UPDATE stage_items SET status = 'answered', answered_at = ? \
-             WHERE stage = ? AND hypothesis_id IN (SELECT value FROM json_each(?))",
+            "UPDATE stage_items SET status = 'answered', answered_at = $1 \
+             WHERE stage = $2 AND hypothesis_id IN (SELECT value FROM json_each($3))",
         )
         .bind(&t)
         .bind(stage)
@@ -699,8 +701,8 @@ impl Store {
     pub async fn expire_items(&self, round: i64, stage: i64, now_rfc3339: &str) -> Result<usize> {
         let due: Vec<i64> = sqlx::query_scalar(
             "SELECT s.hypothesis_id FROM stage_items s JOIN hypotheses h ON h.id = s.hypothesis_id \
-             WHERE h.round_id = ? AND s.stage = ? AND s.status IN ('queued', 'submitted') \
-             AND s.deadline IS NOT NULL AND s.deadline <= ?",
+             WHERE h.round_id = $1 AND s.stage = $2 AND s.status IN ('queued', 'submitted') \
+             AND s.deadline IS NOT NULL AND s.deadline <= $3",
         )
         .bind(round)
         .bind(stage)
@@ -728,8 +730,8 @@ impl Store {
     ) -> Result<()> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let open: Vec<i64> = sqlx::query_scalar(
-            "SELECT hypothesis_id FROM stage_items WHERE stage = ? AND status IN ('queued', 'submitted') \
-             AND hypothesis_id IN (SELECT value FROM json_each(?))",
+            "SELECT hypothesis_id FROM stage_items WHERE stage = $1 AND status IN ('queued', 'submitted') \
+             AND hypothesis_id IN (SELECT value FROM json_each($2))",
         )
         .bind(stage)
         .bind(id_list(hypotheses))
@@ -737,8 +739,8 @@ impl Store {
         .await?;
         let open = id_list(&open);
         sqlx::query(
-            "UPDATE stage_items SET status = ?, reason = ? \
-             WHERE stage = ? AND hypothesis_id IN (SELECT value FROM json_each(?))",
+            "UPDATE stage_items SET status = $1, reason = $2 \
+             WHERE stage = $3 AND hypothesis_id IN (SELECT value FROM json_each($4))",
         )
         .bind(status)
         .bind(reason)
@@ -747,8 +749,8 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         sqlx::query(
-            "UPDATE hypotheses SET status = ?, reason = ? \
-             WHERE status = 'active' AND id IN (SELECT value FROM json_each(?))",
+            "UPDATE hypotheses SET status = $1, reason = $2 \
+             WHERE status = 'active' AND id IN (SELECT value FROM json_each($3))",
         )
         .bind(status)
         .bind(reason)
@@ -763,7 +765,7 @@ impl Store {
     pub async fn stage_counts(&self, round: i64) -> Result<BTreeMap<(i64, String), i64>> {
         let rows: Vec<(i64, String, i64)> = sqlx::query_as(
             "SELECT s.stage, s.status, count(*) FROM stage_items s \
-             JOIN hypotheses h ON h.id = s.hypothesis_id WHERE h.round_id = ? \
+             JOIN hypotheses h ON h.id = s.hypothesis_id WHERE h.round_id = $1 \
              GROUP BY s.stage, s.status",
         )
         .bind(round)
@@ -775,7 +777,7 @@ impl Store {
     /// Counts of a round's hypotheses by status.
     pub async fn hypothesis_counts(&self, round: i64) -> Result<BTreeMap<String, i64>> {
         let rows: Vec<(String, i64)> = sqlx::query_as(
-            "SELECT status, count(*) FROM hypotheses WHERE round_id = ? GROUP BY status",
+            "SELECT status, count(*) FROM hypotheses WHERE round_id = $1 GROUP BY status",
         )
         .bind(round)
         .fetch_all(&self.pool)
@@ -804,7 +806,7 @@ impl Store {
         // looked may have reopened an item, which must not be left behind a moved-on round.
         let open: i64 = sqlx::query_scalar(
             "SELECT count(*) FROM stage_items s JOIN hypotheses h ON h.id = s.hypothesis_id \
-             WHERE h.round_id = ? AND s.stage = ? AND s.status IN ('queued', 'submitted') \
+             WHERE h.round_id = $1 AND s.stage = $2 AND s.status IN ('queued', 'submitted') \
              AND h.status = 'active'",
         )
         .bind(round)
@@ -817,8 +819,8 @@ impl Store {
         }
         let advance_list: Vec<&str> = advance_on.iter().map(|o| outcome_str(*o)).collect();
         sqlx::query(
-            "UPDATE round_stages SET advance = ?, is_final = ?, refute_any = ? \
-             WHERE round_id = ? AND stage = ?",
+            "UPDATE round_stages SET advance = $1, is_final = $2, refute_any = $3 \
+             WHERE round_id = $4 AND stage = $5",
         )
         .bind(serde_json::json!(advance_list).to_string())
         .bind(i64::from(is_final))
@@ -828,7 +830,7 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         let rule: Option<String> =
-            sqlx::query_scalar("SELECT rule FROM round_stages WHERE round_id = ? AND stage = ?")
+            sqlx::query_scalar("SELECT rule FROM round_stages WHERE round_id = $1 AND stage = $2")
                 .bind(round)
                 .bind(stage)
                 .fetch_optional(&mut *tx)
@@ -840,7 +842,7 @@ impl Store {
             "SELECT s.hypothesis_id, v.verdict, v.role \
              FROM stage_items s JOIN hypotheses h ON h.id = s.hypothesis_id \
              JOIN verdicts v ON v.hypothesis_id = s.hypothesis_id AND v.stage = s.stage \
-             WHERE h.round_id = ? AND s.stage = ? AND s.status = 'answered' AND h.status = 'active' \
+             WHERE h.round_id = $1 AND s.stage = $2 AND s.status = 'answered' AND h.status = 'active' \
              AND v.withdrawn = 0 \
              ORDER BY h.rank, v.id",
         )
@@ -895,7 +897,7 @@ impl Store {
         }
         for (status, ids) in &finals {
             sqlx::query(
-                "UPDATE hypotheses SET status = ? WHERE id IN (SELECT value FROM json_each(?))",
+                "UPDATE hypotheses SET status = $1 WHERE id IN (SELECT value FROM json_each($2))",
             )
             .bind(*status)
             .bind(id_list(ids))
@@ -904,8 +906,8 @@ impl Store {
         }
         for (reason, ids) in &stopped {
             sqlx::query(
-                "UPDATE hypotheses SET status = 'stopped', reason = ? \
-                 WHERE id IN (SELECT value FROM json_each(?))",
+                "UPDATE hypotheses SET status = 'stopped', reason = $1 \
+                 WHERE id IN (SELECT value FROM json_each($2))",
             )
             .bind(reason)
             .bind(id_list(ids))
@@ -915,7 +917,7 @@ impl Store {
         if !advanced.is_empty() {
             let list = id_list(&advanced);
             sqlx::query(
-                "UPDATE hypotheses SET stage = ? WHERE id IN (SELECT value FROM json_each(?))",
+                "UPDATE hypotheses SET stage = $1 WHERE id IN (SELECT value FROM json_each($2))",
             )
             .bind(stage + 1)
             .bind(&list)
@@ -923,7 +925,7 @@ impl Store {
             .await?;
             sqlx::query(
                 "INSERT INTO stage_items (hypothesis_id, stage, status) \
-                 SELECT value, ?, 'queued' FROM json_each(?) WHERE true ON CONFLICT DO NOTHING",
+                 SELECT value, $1, 'queued' FROM json_each($2) WHERE true ON CONFLICT DO NOTHING",
             )
             .bind(stage + 1)
             .bind(&list)
@@ -955,7 +957,7 @@ impl Store {
         let keys = Keys::load(&mut tx).await?;
         let rows: Vec<(i64, i64, i64, i64, String)> = sqlx::query_as(
             "SELECT id, head, relation, tail, status FROM hypotheses \
-             WHERE round_id = ? AND status IN ('confirmed', 'refuted') ORDER BY rank",
+             WHERE round_id = $1 AND status IN ('confirmed', 'refuted') ORDER BY rank",
         )
         .bind(round.id)
         .fetch_all(&mut *tx)
@@ -1049,7 +1051,7 @@ impl Store {
     pub async fn round_cost(&self, round: i64) -> Result<f64> {
         Ok(sqlx::query_scalar(
             "SELECT coalesce(sum(v.cost), 0.0) FROM verdicts v \
-             JOIN hypotheses h ON h.id = v.hypothesis_id WHERE h.round_id = ?",
+             JOIN hypotheses h ON h.id = v.hypothesis_id WHERE h.round_id = $1",
         )
         .bind(round)
         .fetch_one(&self.pool)
@@ -1065,7 +1067,7 @@ impl Store {
             "SELECT h.id, he.key, r.key, te.key FROM hypotheses h JOIN rounds rd ON rd.id = h.round_id \
              JOIN entities he ON he.id = h.head JOIN relations r ON r.id = h.relation \
              JOIN entities te ON te.id = h.tail \
-             WHERE rd.workflow = ? AND h.status = 'active' AND rd.state NOT IN ('done', 'failed')",
+             WHERE rd.workflow = $1 AND h.status = 'active' AND rd.state NOT IN ('done', 'failed')",
         )
         .bind(workflow)
         .fetch_all(&self.pool)
@@ -1076,7 +1078,7 @@ impl Store {
     pub async fn set_fresh_scores(&self, model: i64, scores: &[(i64, f64)]) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         for (id, p) in scores {
-            sqlx::query("UPDATE hypotheses SET fresh_score = ?, fresh_model = ? WHERE id = ?")
+            sqlx::query("UPDATE hypotheses SET fresh_score = $1, fresh_model = $2 WHERE id = $3")
                 .bind(p)
                 .bind(model)
                 .bind(id)
@@ -1091,7 +1093,7 @@ impl Store {
     pub async fn verdicts(&self, hypothesis: i64) -> Result<Vec<serde_json::Value>> {
         let rows: Vec<VerdictRow> = sqlx::query_as(
             "SELECT hypothesis_id, id, stage, verdict, confidence, evidence, cost, reviewer, \
-             created_at FROM verdicts WHERE hypothesis_id = ? ORDER BY id",
+             created_at FROM verdicts WHERE hypothesis_id = $1 ORDER BY id",
         )
         .bind(hypothesis)
         .fetch_all(&self.pool)
@@ -1137,7 +1139,7 @@ async fn verdict_trail(
     let rows: Vec<VerdictRow> = sqlx::query_as(
         "SELECT v.hypothesis_id, v.id, v.stage, v.verdict, v.confidence, v.evidence, v.cost, \
          v.reviewer, v.created_at FROM verdicts v JOIN hypotheses h ON h.id = v.hypothesis_id \
-         WHERE h.round_id = ? ORDER BY v.id",
+         WHERE h.round_id = $1 ORDER BY v.id",
     )
     .bind(round)
     .fetch_all(&mut *conn)
@@ -1175,12 +1177,12 @@ async fn advance(
 ) -> Result<()> {
     let metrics = u.metrics.as_ref().map(|m| m.to_string());
     let changed = sqlx::query(
-        "UPDATE rounds SET state = ?, stage = ?, updated_at = ?, \
-         base_version = coalesce(?, base_version), model_id = coalesce(?, model_id), \
-         result_version = coalesce(?, result_version), retrained_model = coalesce(?, retrained_model), \
-         metrics = CASE WHEN ? IS NULL THEN metrics ELSE json_patch(metrics, ?) END, \
-         error = coalesce(?, error) \
-         WHERE id = ? AND state = ?",
+        "UPDATE rounds SET state = $1, stage = $2, updated_at = $3, \
+         base_version = coalesce($4, base_version), model_id = coalesce($5, model_id), \
+         result_version = coalesce($6, result_version), retrained_model = coalesce($7, retrained_model), \
+         metrics = CASE WHEN $8 IS NULL THEN metrics ELSE json_patch(metrics, $9) END, \
+         error = coalesce($10, error) \
+         WHERE id = $11 AND state = $12",
     )
     .bind(to.as_str())
     .bind(stage)

@@ -51,8 +51,8 @@ pub(crate) async fn edges(conn: &mut SqliteConnection, filter: Filter) -> Result
         let packed: Option<String> = sqlx::query_scalar(
             "SELECT group_concat(id || ' ' || head || ' ' || relation || ' ' || tail || ' ' \
                  || added_in || ' ' || coalesce(removed_in, 0), ' ') \
-             FROM edges WHERE id > ?1 AND id <= ?2 \
-               AND (?4 = 1 OR (added_in <= ?3 AND (removed_in IS NULL OR removed_in > ?3)))",
+             FROM edges WHERE id > $1 AND id <= $2 \
+               AND ($4 = 1 OR (added_in <= $3 AND (removed_in IS NULL OR removed_in > $3)))",
         )
         .bind(start)
         .bind(end)
@@ -99,7 +99,7 @@ pub(crate) async fn sources(
         let packed: Option<String> = sqlx::query_scalar(
             "SELECT group_concat(id || ' ' || head || ' ' || relation || ' ' || tail || ' ' \
                  || source || ' ' || added_in || ' ' || coalesce(removed_in, 0), ' ') \
-             FROM edge_sources WHERE id > ?1 AND id <= ?2 AND (?3 = 0 OR removed_in IS NULL)",
+             FROM edge_sources WHERE id > $1 AND id <= $2 AND ($3 = 0 OR removed_in IS NULL)",
         )
         .bind(start)
         .bind(end)

@@ -35,7 +35,7 @@ impl Store {
     ) -> Result<bool> {
         let done = sqlx::query(
             "INSERT INTO fires (workflow, kind, scheduled_at, status, reason, holder, fired_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
         )
         .bind(workflow)
         .bind(kind)
@@ -61,8 +61,8 @@ impl Store {
         round_id: Option<i64>,
     ) -> Result<()> {
         sqlx::query(
-            "UPDATE fires SET status = ?, reason = coalesce(?, reason), round_id = coalesce(?, round_id) \
-             WHERE workflow = ? AND kind = ? AND scheduled_at = ?",
+            "UPDATE fires SET status = $1, reason = coalesce($2, reason), round_id = coalesce($3, round_id) \
+             WHERE workflow = $4 AND kind = $5 AND scheduled_at = $6",
         )
         .bind(status)
         .bind(reason)
@@ -78,7 +78,7 @@ impl Store {
     /// The newest recorded slot of a workflow's schedule.
     pub async fn last_fire(&self, workflow: &str, kind: &str) -> Result<Option<String>> {
         Ok(sqlx::query_scalar(
-            "SELECT max(scheduled_at) FROM fires WHERE workflow = ? AND kind = ?",
+            "SELECT max(scheduled_at) FROM fires WHERE workflow = $1 AND kind = $2",
         )
         .bind(workflow)
         .bind(kind)
@@ -90,7 +90,7 @@ impl Store {
     pub async fn fires(&self, workflow: Option<&str>, limit: i64) -> Result<Vec<FireInfo>> {
         Ok(sqlx::query_as(
             "SELECT workflow, kind, scheduled_at, status, reason, holder, fired_at, round_id \
-             FROM fires WHERE ?1 IS NULL OR workflow = ?1 ORDER BY scheduled_at DESC, workflow LIMIT ?2",
+             FROM fires WHERE $1 IS NULL OR workflow = $1 ORDER BY scheduled_at DESC, workflow LIMIT $2",
         )
         .bind(workflow)
         .bind(limit)
@@ -109,9 +109,9 @@ impl Store {
         let now = chrono::Utc::now();
         let until = now + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::seconds(60));
         let done = sqlx::query(
-            "INSERT INTO leases (workflow, holder, expires_at) VALUES (?1, ?2, ?3) \
+            "INSERT INTO leases (workflow, holder, expires_at) VALUES ($1, $2, $3) \
              ON CONFLICT (workflow) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at \
-             WHERE leases.holder = excluded.holder OR leases.expires_at < ?4",
+             WHERE leases.holder = excluded.holder OR leases.expires_at < $4",
         )
         .bind(workflow)
         .bind(holder)
@@ -135,7 +135,7 @@ impl Store {
         let until = chrono::Utc::now()
             + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::seconds(60));
         let done = sqlx::query(
-            "UPDATE leases SET holder = ?, expires_at = ? WHERE workflow = ? AND holder = ?",
+            "UPDATE leases SET holder = $1, expires_at = $2 WHERE workflow = $3 AND holder = $4",
         )
         .bind(holder)
         .bind(stamp(until))
@@ -150,7 +150,7 @@ impl Store {
     /// The workflow's lease holder and expiry, if a lease is recorded.
     pub async fn lease_holder(&self, workflow: &str) -> Result<Option<(String, String)>> {
         Ok(
-            sqlx::query_as("SELECT holder, expires_at FROM leases WHERE workflow = ?")
+            sqlx::query_as("SELECT holder, expires_at FROM leases WHERE workflow = $1")
                 .bind(workflow)
                 .fetch_optional(&self.pool)
                 .await?,
@@ -158,7 +158,7 @@ impl Store {
     }
 
     pub async fn release_lease(&self, workflow: &str, holder: &str) -> Result<()> {
-        sqlx::query("DELETE FROM leases WHERE workflow = ? AND holder = ?")
+        sqlx::query("DELETE FROM leases WHERE workflow = $1 AND holder = $2")
             .bind(workflow)
             .bind(holder)
             .execute(&self.pool)

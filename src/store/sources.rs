@@ -136,9 +136,9 @@ pub(super) async fn revert(
 ) -> Result<(Vec<Pair>, Vec<Pair>)> {
     let rows: Vec<(i64, i64, i64, i64, i64, Option<i64>)> = sqlx::query_as(
         "SELECT head, relation, tail, source, added_in, removed_in FROM edge_sources \
-         WHERE added_in = ?1 UNION ALL \
+         WHERE added_in = $1 UNION ALL \
          SELECT head, relation, tail, source, added_in, removed_in FROM edge_sources \
-         WHERE removed_in = ?1",
+         WHERE removed_in = $1",
     )
     .bind(v)
     .fetch_all(&mut *conn)
@@ -177,7 +177,7 @@ pub(super) async fn write(
 ) -> Result<()> {
     for chunk in removed.chunks(MAX_PARAMS / 4) {
         let sql = values_sql(
-            "UPDATE edge_sources SET removed_in = ? WHERE removed_in IS NULL \
+            "UPDATE edge_sources SET removed_in = $1 WHERE removed_in IS NULL \
              AND (head, relation, tail, source) IN (VALUES ",
             4,
             chunk.len(),
@@ -222,7 +222,7 @@ impl Store {
         let rows: Vec<(i64, i64, i64, String)> = sqlx::query_as(
             "SELECT e.head, e.relation, e.tail, s.key FROM edge_sources e \
              JOIN sources s ON s.id = e.source \
-             WHERE e.added_in <= ?1 AND (e.removed_in IS NULL OR e.removed_in > ?1)",
+             WHERE e.added_in <= $1 AND (e.removed_in IS NULL OR e.removed_in > $1)",
         )
         .bind(v)
         .fetch_all(&mut *conn)
@@ -241,7 +241,7 @@ impl Store {
     pub(super) async fn blame_sources(&self, t: [i64; 3]) -> Result<Vec<SourceBlameRow>> {
         let rows: Vec<(String, i64)> = sqlx::query_as(
             "SELECT s.key, e.added_in FROM edge_sources e JOIN sources s ON s.id = e.source \
-             WHERE e.head = ? AND e.relation = ? AND e.tail = ? AND e.removed_in IS NULL \
+             WHERE e.head = $1 AND e.relation = $2 AND e.tail = $3 AND e.removed_in IS NULL \
              ORDER BY s.key",
         )
         .bind(t[0])
@@ -266,10 +266,10 @@ impl Store {
         let rows: Vec<(String, String, String, String, i64)> = sqlx::query_as(
             "SELECT h.key, r.key, t.key, s.key, e.added_in FROM \
                (SELECT head, relation, tail, source, added_in FROM edge_sources \
-                  WHERE added_in > ?1 AND added_in <= ?2 AND (removed_in IS NULL OR removed_in > ?2) \
+                  WHERE added_in > $1 AND added_in <= $2 AND (removed_in IS NULL OR removed_in > $2) \
                 UNION ALL \
                 SELECT head, relation, tail, source, added_in FROM edge_sources \
-                  WHERE removed_in > ?1 AND removed_in <= ?2 AND added_in <= ?1) e \
+                  WHERE removed_in > $1 AND removed_in <= $2 AND added_in <= $1) e \
              JOIN entities h ON h.id = e.head \
              JOIN relations r ON r.id = e.relation \
              JOIN entities t ON t.id = e.tail \
@@ -317,7 +317,7 @@ impl Store {
     ) -> Result<(u64, u64)> {
         let (any, several): (i64, Option<i64>) = sqlx::query_as(
             "SELECT count(*), sum(n >= 2) FROM (SELECT count(*) AS n FROM edge_sources \
-             WHERE added_in <= ?1 AND (removed_in IS NULL OR removed_in > ?1) \
+             WHERE added_in <= $1 AND (removed_in IS NULL OR removed_in > $1) \
              GROUP BY head, relation, tail)",
         )
         .bind(v)

@@ -327,7 +327,7 @@ mod tests {
         }
         .hash(ROOT, 4);
         assert_ne!(format_4, v1.hash, "the format is part of the hash");
-        sqlx::query("UPDATE graph_versions SET hash_format = 4, hash = ? WHERE id = 1")
+        sqlx::query("UPDATE graph_versions SET hash_format = 4, hash = $1 WHERE id = 1")
             .bind(&format_4)
             .execute(&store.pool)
             .await

@@ -270,7 +270,7 @@ impl Store {
                 .then_some((e, id))
         }) {
             let since: Option<i64> =
-                sqlx::query_scalar("SELECT added_in FROM entities WHERE id = ?")
+                sqlx::query_scalar("SELECT added_in FROM entities WHERE id = $1")
                     .bind(id)
                     .fetch_optional(&mut *tx)
                     .await?;
@@ -438,7 +438,7 @@ impl Store {
     pub async fn revert(&self, v: i64, message: Option<&str>) -> Result<Outcome> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let original: Option<String> =
-            sqlx::query_scalar("SELECT message FROM graph_versions WHERE id = ?")
+            sqlx::query_scalar("SELECT message FROM graph_versions WHERE id = $1")
                 .bind(v)
                 .fetch_optional(&mut *tx)
                 .await?;
@@ -686,7 +686,7 @@ pub(super) async fn commit(
         "INSERT INTO graph_versions (id, parent_id, round_id, created_at, message, source, \
          n_added, n_removed, n_entities, n_refuted, n_unrefuted, n_features, n_features_removed, \
          n_sources, n_sources_removed, hash_format, hash) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '')",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, '')",
     )
     .bind(version)
     .bind(parent)
@@ -725,7 +725,7 @@ pub(super) async fn commit(
     }
     for chunk in delta.unrefuted.chunks(MAX_PARAMS / 3) {
         let sql = values_sql(
-            "UPDATE refutations SET removed_in = ? WHERE removed_in IS NULL AND (head, relation, tail) IN (VALUES ",
+            "UPDATE refutations SET removed_in = $1 WHERE removed_in IS NULL AND (head, relation, tail) IN (VALUES ",
             3,
             chunk.len(),
         ) + ")";
@@ -760,7 +760,7 @@ pub(super) async fn commit(
     }
     let first_relation = keys.relation.len() - delta.relations.len();
     for (i, r) in delta.relations.iter().enumerate() {
-        sqlx::query("INSERT INTO relations (id, key, added_in) VALUES (?, ?, ?)")
+        sqlx::query("INSERT INTO relations (id, key, added_in) VALUES ($1, $2, $3)")
             .bind((first_relation + i) as i64)
             .bind(*r)
             .bind(version)
@@ -770,7 +770,7 @@ pub(super) async fn commit(
     features::write(conn, version, &delta.features, &delta.features_removed).await?;
     let first_source = keys.source.len() - delta.new_sources.len();
     for (i, s) in delta.new_sources.iter().enumerate() {
-        sqlx::query("INSERT INTO sources (id, key) VALUES (?, ?)")
+        sqlx::query("INSERT INTO sources (id, key) VALUES ($1, $2)")
             .bind((first_source + i) as i64)
             .bind(*s)
             .execute(&mut *conn)
@@ -816,7 +816,7 @@ pub(super) async fn commit(
     debug!(ms = started.elapsed().as_millis() as u64, "edges inserted");
     for chunk in delta.removed.chunks(MAX_PARAMS / 3) {
         let sql = values_sql(
-            "UPDATE edges SET removed_in = ? WHERE removed_in IS NULL AND (head, relation, tail) IN (VALUES ",
+            "UPDATE edges SET removed_in = $1 WHERE removed_in IS NULL AND (head, relation, tail) IN (VALUES ",
             3,
             chunk.len(),
         ) + ")";
@@ -842,7 +842,7 @@ pub(super) async fn commit(
     for (r, h, t) in signatures {
         sqlx::query(
             "INSERT OR IGNORE INTO relation_signatures (relation_id, head_category, tail_category) \
-             VALUES (?, ?, ?)",
+             VALUES ($1, $2, $3)",
         )
         .bind(r)
         .bind(h)
@@ -850,7 +850,7 @@ pub(super) async fn commit(
         .execute(&mut *conn)
         .await?;
     }
-    sqlx::query("UPDATE graph_versions SET hash = ? WHERE id = ?")
+    sqlx::query("UPDATE graph_versions SET hash = $1 WHERE id = $2")
         .bind(&hash)
         .bind(version)
         .execute(&mut *conn)
@@ -919,16 +919,35 @@ fn batch_sources(
         .collect()
 }
 
-/// `prefix` followed by `rows` groups of `width` placeholders.
+/// `prefix` followed by `rows` groups of `width` placeholders, numbered on from the highest
+/// `$N` the prefix already uses (numbered placeholders read the same in SQLite and PostgreSQL).
 pub(super) fn values_sql(prefix: &str, width: usize, rows: usize) -> String {
-    let group = format!("({})", vec!["?"; width].join(","));
-    let mut sql = String::with_capacity(prefix.len() + rows * (group.len() + 1));
+    let first = prefix
+        .split('$')
+        .skip(1)
+        .filter_map(|s| {
+            let digits: String = s.chars().take_while(char::is_ascii_digit).collect();
+            digits.parse::<usize>().ok()
+        })
+        .max()
+        .unwrap_or(0);
+    let mut sql = String::with_capacity(prefix.len() + rows * width * 6);
     sql.push_str(prefix);
+    let mut n = first;
     for i in 0..rows {
         if i > 0 {
             sql.push(',');
         }
-        sql.push_str(&group);
+        sql.push('(');
+        for j in 0..width {
+            if j > 0 {
+                sql.push(',');
+            }
+            n += 1;
+            sql.push('$');
+            sql.push_str(&n.to_string());
+        }
+        sql.push(')');
     }
     sql
 }
