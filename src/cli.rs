@@ -19,7 +19,7 @@ mod simulate;
 mod train;
 
 use crate::logging::{self, LogFormat};
-use crate::store::{OpenMode, Store, VersionRef};
+use crate::store::{Location, OpenMode, Store, VersionRef};
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
@@ -32,21 +32,23 @@ use std::process::ExitCode;
     about = "Turns a knowledge graph into a hypothesis-testing machine"
 )]
 pub struct Cli {
-    /// The SQLite database holding the versioned graph.
+    /// The database holding the versioned graph: a SQLite file, or a PostgreSQL URL
+    /// (`postgres://user@host/db`; the password from the URL, PGPASSWORD or ~/.pgpass).
     #[arg(
         long,
         global = true,
         env = "HYPOGRAPH_DB",
         default_value = "hypograph.db"
     )]
-    db: PathBuf,
+    db: Location,
     /// More logging (-v info, -vv debug, -vvv trace); RUST_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
     /// Log line format on stderr.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
-    /// Where checkpoints and training artifacts go (default: hypograph-data beside the database).
+    /// Where checkpoints and training artifacts go (default: hypograph-data beside a SQLite
+    /// database, in the working directory for PostgreSQL).
     #[arg(long, global = true, env = "HYPOGRAPH_DATA")]
     data_dir: Option<PathBuf>,
     #[command(subcommand)]
@@ -189,7 +191,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
     let db = cli.db;
     let data_dir = cli.data_dir.unwrap_or_else(|| {
-        db.parent()
+        db.path()
+            .and_then(Path::parent)
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(Path::new("."))
             .join("hypograph-data")
@@ -199,7 +202,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         async move {
             Store::open(&db, mode)
                 .await
-                .with_context(|| format!("opening {}", db.display()))
+                .with_context(|| format!("opening {db}"))
         }
     };
     let (store, result) = match cli.command {

@@ -36,31 +36,38 @@ pub use sources::{SourceBlameRow, SourceChange};
 pub use verify::Verification;
 pub use write::{CommitSummary, ImportOptions, Outcome};
 
-use sqlx::ConnectOptions;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyPool, ConnectOptions, Connection, Executor};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./db/migrations");
+/// The SQLite schema, one migration per change.
+static SQLITE: sqlx::migrate::Migrator = sqlx::migrate!("./db/migrations");
+/// The PostgreSQL schema: the SQLite schema's end state as one migration of the same number,
+/// so both report one schema version (`db/postgres/README.md`).
+static POSTGRES: sqlx::migrate::Migrator = sqlx::migrate!("./db/postgres");
 
 /// Everything that can go wrong at the store boundary.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("no hypograph database at {}", .0.display())]
-    Missing(PathBuf),
-    #[error("{} is not a hypograph database: {reason}", path.display())]
-    NotHypograph { path: PathBuf, reason: String },
+    #[error("no hypograph database at {0}")]
+    Missing(Location),
+    #[error("{at} is not a hypograph database: {reason}")]
+    NotHypograph { at: Location, reason: String },
     #[error(
-        "{} was written by a newer hypograph (schema version {found}; this build knows up to {known}): upgrade hypograph",
-        path.display()
+        "{at} was written by a newer hypograph (schema version {found}; this build knows up to {known}): upgrade hypograph"
     )]
     NewerSchema {
-        path: PathBuf,
+        at: Location,
         found: i64,
         known: i64,
+    },
+    #[error("connecting to {at}: {source}")]
+    Connect {
+        at: Location,
+        #[source]
+        source: sqlx::Error,
     },
     #[error("the graph has no versions yet: import a file first")]
     NoVersions,
@@ -165,48 +172,235 @@ impl std::fmt::Display for VersionRef {
     }
 }
 
+/// Where a database lives: a SQLite file (the embedded default, one machine) or a PostgreSQL
+/// server (`postgres://user@host/db`, shared by every host that can reach it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    Sqlite(PathBuf),
+    /// The URL as given; its password is never shown ([`Location`]'s `Display` hides it).
+    Postgres(String),
+}
+
+impl Location {
+    /// Whether there is something to open: a PostgreSQL server is assumed to be there.
+    pub fn exists(&self) -> bool {
+        match self {
+            Self::Sqlite(path) => path.exists(),
+            Self::Postgres(_) => true,
+        }
+    }
+
+    /// The SQLite file, if that is where the database lives.
+    pub fn path(&self) -> Option<&Path> {
+        match self {
+            Self::Sqlite(path) => Some(path),
+            Self::Postgres(_) => None,
+        }
+    }
+}
+
+impl FromStr for Location {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
+        Ok(
+            if s.starts_with("postgres://") || s.starts_with("postgresql://") {
+                Self::Postgres(s.to_owned())
+            } else {
+                Self::Sqlite(PathBuf::from(s))
+            },
+        )
+    }
+}
+
+impl From<&Path> for Location {
+    fn from(path: &Path) -> Self {
+        Self::Sqlite(path.to_owned())
+    }
+}
+
+impl From<&PathBuf> for Location {
+    fn from(path: &PathBuf) -> Self {
+        Self::Sqlite(path.clone())
+    }
+}
+
+impl From<PathBuf> for Location {
+    fn from(path: PathBuf) -> Self {
+        Self::Sqlite(path)
+    }
+}
+
+impl From<&Location> for Location {
+    fn from(at: &Location) -> Self {
+        at.clone()
+    }
+}
+
+impl std::fmt::Display for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Sqlite(path) => write!(f, "{}", path.display()),
+            Self::Postgres(url) => f.write_str(&redact(url)),
+        }
+    }
+}
+
+/// A connection URL with any password replaced by `***`.
+fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) => {
+            if u.password().is_some() {
+                let _ = u.set_password(Some("***"));
+            }
+            let pairs: Vec<(String, String)> = u
+                .query_pairs()
+                .map(|(k, v)| {
+                    let v = if k == "password" {
+                        "***".into()
+                    } else {
+                        v.into_owned()
+                    };
+                    (k.into_owned(), v)
+                })
+                .collect();
+            if !pairs.is_empty() {
+                u.query_pairs_mut().clear().extend_pairs(pairs);
+            }
+            u.to_string()
+        }
+        Err(_) => "a PostgreSQL URL that does not parse".into(),
+    }
+}
+
+/// The engine behind a store: the few statements that differ between them branch on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    /// A query returning the name of the index `name` if it exists: `name` must be a literal
+    /// (it is spliced into the statement).
+    fn index_named(self, name: &'static str) -> sqlx::AssertSqlSafe<String> {
+        sqlx::AssertSqlSafe(match self {
+            Self::Sqlite => {
+                format!("SELECT name FROM sqlite_master WHERE type = 'index' AND name = '{name}'")
+            }
+            Self::Postgres => format!(
+                "SELECT indexname::text FROM pg_indexes \
+                 WHERE schemaname = current_schema() AND indexname = '{name}'"
+            ),
+        })
+    }
+}
+
+/// A JSON document kept in a text column (both engines store JSON as text).
+fn json_column(row: &sqlx::any::AnyRow, name: &str) -> sqlx::Result<serde_json::Value> {
+    use sqlx::Row;
+    let text: String = row.try_get(name)?;
+    serde_json::from_str(&text).map_err(|e| sqlx::Error::ColumnDecode {
+        index: name.to_owned(),
+        source: Box::new(e),
+    })
+}
+
+impl Backend {
+    /// A `SELECT` of the integers in the JSON array bound to `param` (one column, `id`), for
+    /// `x IN (...)`: one parameter for any number of ids.
+    fn ids(self, param: &'static str) -> String {
+        match self {
+            Self::Sqlite => format!("SELECT value AS id FROM json_each({param})"),
+            Self::Postgres => format!(
+                "SELECT CAST(value AS BIGINT) AS id \
+                 FROM jsonb_array_elements_text(CAST({param} AS jsonb)) AS value"
+            ),
+        }
+    }
+
+    /// An aggregate packing `row` (text) of every selected row into one space-separated
+    /// text, in id order (see `scan`).
+    fn packed(self, row: &'static str) -> String {
+        match self {
+            Self::Sqlite => format!("group_concat({row}, ' ')"),
+            Self::Postgres => format!("string_agg({row}, ' ' ORDER BY id)"),
+        }
+    }
+
+    /// Like [`Backend::ids`] for an array of strings.
+    fn texts(self, param: &'static str) -> String {
+        match self {
+            Self::Sqlite => format!("SELECT value FROM json_each({param})"),
+            Self::Postgres => {
+                format!(
+                    "SELECT value FROM jsonb_array_elements_text(CAST({param} AS jsonb)) AS value"
+                )
+            }
+        }
+    }
+}
+
+/// The engine behind a connection (for the helpers that get a connection, not a store).
+fn backend_of(conn: &sqlx::AnyConnection) -> Backend {
+    if conn.backend_name().eq_ignore_ascii_case("sqlite") {
+        Backend::Sqlite
+    } else {
+        Backend::Postgres
+    }
+}
+
 /// A handle on one hypograph database.
 #[derive(Debug, Clone)]
 pub struct Store {
-    pool: SqlitePool,
+    pool: AnyPool,
+    backend: Backend,
 }
 
+/// The key of the advisory lock that serialises writers on PostgreSQL, as SQLite's single
+/// writer does: every write transaction takes it first.
+const WRITE_LOCK: i64 = 0x6879_706f_6772_6170; // "hypograp"
+
 impl Store {
-    /// Opens (or creates) the database at `path`, refusing files that are not ours or that a
-    /// newer build migrated, then applies pending migrations.
-    pub async fn open(path: &Path, mode: OpenMode) -> Result<Self> {
-        if mode == OpenMode::Existing && !path.exists() {
-            return Err(StoreError::Missing(path.to_owned()));
-        }
+    /// Opens (or creates) the database at `at`, refusing one that is not ours or that a newer
+    /// build migrated, then applies pending migrations.
+    pub async fn open(at: impl Into<Location>, mode: OpenMode) -> Result<Self> {
+        let at = &at.into();
+        sqlx::any::install_default_drivers();
         let not_ours = |reason: String| StoreError::NotHypograph {
-            path: path.to_owned(),
+            at: at.clone(),
             reason,
         };
-        let options = SqliteConnectOptions::new()
-            .filename(path)
-            .create_if_missing(mode == OpenMode::Create)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(10))
-            .pragma("cache_size", "-65536")
-            .pragma("temp_store", "memory")
-            // Bulk statements legitimately take seconds; that is not worth a warning.
-            .log_slow_statements(log::LevelFilter::Debug, Duration::from_secs(1));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(options)
-            .await
-            .map_err(|e| match &e {
-                sqlx::Error::Database(db) if db.code().as_deref() == Some("26") => {
-                    not_ours("the file is not an SQLite database".into())
+        let (pool, backend, migrator) = match at {
+            Location::Sqlite(path) => {
+                if mode == OpenMode::Existing && !path.exists() {
+                    return Err(StoreError::Missing(at.clone()));
                 }
-                _ => StoreError::Sql(e),
-            })?;
-        let tables: Vec<String> =
-            sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table'")
-                .fetch_all(&pool)
-                .await?;
+                let pool = sqlite_pool(path, mode).await.map_err(|e| match &e {
+                    sqlx::Error::Database(db) if db.code().as_deref() == Some("26") => {
+                        not_ours("the file is not an SQLite database".into())
+                    }
+                    _ => StoreError::Sql(e),
+                })?;
+                (pool, Backend::Sqlite, &SQLITE)
+            }
+            Location::Postgres(url) => {
+                let pool = postgres_pool(url)
+                    .await
+                    .map_err(|source| StoreError::Connect {
+                        at: at.clone(),
+                        source,
+                    })?;
+                (pool, Backend::Postgres, &POSTGRES)
+            }
+        };
+        let tables: Vec<String> = sqlx::query_scalar(match backend {
+            Backend::Sqlite => "SELECT name FROM sqlite_master WHERE type = 'table'",
+            Backend::Postgres => {
+                "SELECT tablename::text FROM pg_tables WHERE schemaname = current_schema()"
+            }
+        })
+        .fetch_all(&pool)
+        .await?;
         if !tables.is_empty() {
             if !tables.iter().any(|t| t == "_sqlx_migrations") {
                 return Err(not_ours(format!(
@@ -218,10 +412,10 @@ impl Store {
                 sqlx::query_as("SELECT version, checksum FROM _sqlx_migrations WHERE success")
                     .fetch_all(&pool)
                     .await?;
-            let known = MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0);
+            let known = migrator.iter().map(|m| m.version).max().unwrap_or(0);
             if let Some(found) = applied.iter().map(|a| a.0).max().filter(|&f| f > known) {
                 return Err(StoreError::NewerSchema {
-                    path: path.to_owned(),
+                    at: at.clone(),
                     found,
                     known,
                 });
@@ -229,7 +423,7 @@ impl Store {
             // A migration table whose history differs from ours belongs to another program.
             // (An empty one is ours, interrupted before its first migration committed.)
             for (version, checksum) in &applied {
-                let ours = MIGRATOR.iter().find(|m| m.version == *version);
+                let ours = migrator.iter().find(|m| m.version == *version);
                 if ours.is_none_or(|m| m.checksum.as_ref() != checksum.as_slice()) {
                     return Err(not_ours(format!(
                         "its schema migration {version} is not hypograph's"
@@ -237,8 +431,30 @@ impl Store {
                 }
             }
         }
-        MIGRATOR.run(&pool).await?;
-        Ok(Self { pool })
+        migrator.run(&pool).await?;
+        Ok(Self { pool, backend })
+    }
+
+    /// Which engine this store runs on.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// A write transaction, holding the database's one write lock from its first statement
+    /// (SQLite: `BEGIN IMMEDIATE`; PostgreSQL: a transaction-scoped advisory lock), so that
+    /// writers queue instead of failing when one upgrades a read lock.
+    async fn write_tx(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
+        Ok(match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => {
+                let mut tx = self.pool.begin().await?;
+                sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                    .bind(WRITE_LOCK)
+                    .execute(&mut *tx)
+                    .await?;
+                tx
+            }
+        })
     }
 
     /// The newest version, if any.
@@ -255,7 +471,7 @@ impl Store {
             VersionRef::Id(id) => id,
             VersionRef::Head { back } => head - back,
         };
-        let exists: Option<i64> = sqlx::query_scalar("SELECT id FROM graph_versions WHERE id = ?")
+        let exists: Option<i64> = sqlx::query_scalar("SELECT id FROM graph_versions WHERE id = $1")
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
@@ -270,10 +486,63 @@ impl Store {
         Ok(())
     }
 
-    /// Closes the pool, checkpointing the WAL.
+    /// Closes the pool (on SQLite, checkpointing the WAL).
     pub async fn close(self) {
         self.pool.close().await;
     }
+}
+
+/// A pool on a SQLite file.
+async fn sqlite_pool(path: &Path, mode: OpenMode) -> std::result::Result<AnyPool, sqlx::Error> {
+    // The SQLite driver percent-decodes the path: escape what would end it early.
+    let mut escaped = String::new();
+    for c in path.to_string_lossy().chars() {
+        match c {
+            '%' | '?' | '#' => escaped.push_str(&format!("%{:02X}", c as u32)),
+            c => escaped.push(c),
+        }
+    }
+    let create = if mode == OpenMode::Create {
+        "rwc"
+    } else {
+        "rw"
+    };
+    let options = AnyConnectOptions::from_str(&format!("sqlite://{escaped}?mode={create}"))?
+        // Bulk statements legitimately take seconds; that is not worth a warning.
+        .log_slow_statements(log::LevelFilter::Debug, Duration::from_secs(1));
+    // One connection first, outside the pool: a file that is not a database fails here at
+    // once, where the pool would retry its connection setup until it timed out.
+    let mut first = options.connect().await?;
+    first.execute(SQLITE_PRAGMAS).await?;
+    first.close().await?;
+    AnyPoolOptions::new()
+        .max_connections(4)
+        .after_connect(|conn, _| {
+            Box::pin(async move {
+                conn.execute(SQLITE_PRAGMAS).await?;
+                Ok(())
+            })
+        })
+        .connect_with(options)
+        .await
+}
+
+/// Every SQLite connection's settings: WAL (readers never wait for the writer), foreign keys
+/// on, a busy timeout so writers queue, a 64 MiB page cache.
+const SQLITE_PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+    PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000; \
+    PRAGMA cache_size = -65536; PRAGMA temp_store = MEMORY;";
+
+/// A pool on a PostgreSQL server. The password comes from the URL, `PGPASSWORD` or a
+/// `.pgpass` file (the driver reads both); it is never logged.
+async fn postgres_pool(url: &str) -> std::result::Result<AnyPool, sqlx::Error> {
+    let options = AnyConnectOptions::from_str(url)?
+        .log_slow_statements(log::LevelFilter::Debug, Duration::from_secs(1));
+    AnyPoolOptions::new()
+        .max_connections(8)
+        .acquire_timeout(Duration::from_secs(30))
+        .connect_with(options)
+        .await
 }
 
 #[cfg(test)]

@@ -2,10 +2,10 @@
 //! progress bar; `--list` prints the catalog.
 
 use crate::fetch::{self, Dataset, FetchOptions, Fetched, Origin, Progress, SumState, catalog};
-use crate::store::{ImportOptions, OpenMode, Outcome, Store};
+use crate::store::{ImportOptions, Location, OpenMode, Outcome, Store};
 use anyhow::Context;
 use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Debug, clap::Args)]
@@ -47,7 +47,7 @@ pub struct FetchArgs {
     json: bool,
 }
 
-pub async fn run(args: FetchArgs, db: &Path) -> anyhow::Result<ExitCode> {
+pub async fn run(args: FetchArgs, db: &Location) -> anyhow::Result<ExitCode> {
     let datasets = match &args.catalog {
         Some(path) => catalog::load(path)?,
         None => catalog::builtin(),
@@ -92,7 +92,7 @@ pub async fn run(args: FetchArgs, db: &Path) -> anyhow::Result<ExitCode> {
             "imported {} {} into {} as version {}: +{} triples, {} new entities, {} new relations",
             fetched.dataset,
             fetched.version,
-            db.display(),
+            db,
             c.version,
             c.added,
             c.entities_added,
@@ -102,7 +102,7 @@ pub async fn run(args: FetchArgs, db: &Path) -> anyhow::Result<ExitCode> {
             "nothing to import: {} {} is already in {}{} ({triples} triples)",
             fetched.dataset,
             fetched.version,
-            db.display(),
+            db,
             head.map(|h| format!(" at version {h}")).unwrap_or_default()
         ),
     }
@@ -112,7 +112,7 @@ pub async fn run(args: FetchArgs, db: &Path) -> anyhow::Result<ExitCode> {
 /// Imports verified files as one graph version whose message names the dataset, its version
 /// and each file's checksum. The files are parsed before the database is opened, so a file
 /// the reader refuses leaves no database behind.
-async fn import(fetched: &Fetched, db: &Path) -> anyhow::Result<Outcome> {
+async fn import(fetched: &Fetched, db: &Location) -> anyhow::Result<Outcome> {
     let owned = fetched.clone();
     let batch = tokio::task::spawn_blocking(move || owned.read())
         .await
@@ -124,7 +124,7 @@ async fn import(fetched: &Fetched, db: &Path) -> anyhow::Result<Outcome> {
     };
     let store = Store::open(db, OpenMode::Create)
         .await
-        .with_context(|| format!("opening {}", db.display()))?;
+        .with_context(|| format!("opening {db}"))?;
     let outcome = store.import(&batch, &opts).await;
     store.close().await;
     Ok(outcome?)

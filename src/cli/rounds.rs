@@ -3,7 +3,7 @@
 use crate::engine::{self, Event, Options, RoundSummary};
 use crate::plot::{Panel, Series};
 use crate::schedule::Lease;
-use crate::store::{RoundInfo, RoundState, Store};
+use crate::store::{Location, RoundInfo, RoundState, Store};
 use crate::workflow::{self, Loaded};
 use anyhow::{Context, bail};
 use std::path::{Path, PathBuf};
@@ -51,7 +51,7 @@ pub struct StatusArgs {
 /// Loads every file and prints every problem; the exit code says whether all were valid.
 /// Relations are checked against the database's graph when there is one, else against the
 /// file the workflow would import.
-pub async fn validate(db: &Path, args: ValidateArgs) -> anyhow::Result<ExitCode> {
+pub async fn validate(db: &Location, args: ValidateArgs) -> anyhow::Result<ExitCode> {
     let store = if db.exists() {
         Some(Store::open(db, crate::store::OpenMode::Existing).await?)
     } else {
@@ -129,7 +129,7 @@ pub fn stop_on_signals() -> tokio::sync::watch::Receiver<bool> {
 
 pub async fn run(
     store: &Store,
-    db: &Path,
+    db: &Location,
     data_dir: &Path,
     loaded: Loaded,
     args: RunArgs,
@@ -185,7 +185,7 @@ async fn retrain_only(
 
 async fn run_leased(
     store: &Store,
-    db: &Path,
+    db: &Location,
     data_dir: &Path,
     loaded: &Loaded,
     args: &RunArgs,
@@ -324,7 +324,7 @@ async fn run_leased(
     }
     out!("");
     out!("{}", summary_table(&all));
-    out!("database: {}", db.display());
+    out!("database: {db}");
     if let Some(p) = plot {
         out!("plots:    {}", p.display());
     }

@@ -11,7 +11,7 @@ use crate::graph::features::{KINDS, check};
 use crate::graph::{FeatureRecord, FeatureValue};
 use rustc_hash::{FxHashMap, FxHashSet};
 use serde::Serialize;
-use sqlx::{AssertSqlSafe, SqliteConnection};
+use sqlx::{AnyConnection, AssertSqlSafe};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
@@ -169,7 +169,7 @@ fn bad(entity: &str, kind: &str, message: impl Into<String>) -> StoreError {
 /// (`removed`). Unchanged values are dropped. Every value is checked as a file's would be,
 /// an entity gets at most one value per kind, and a category's live vectors keep one width.
 pub(super) async fn delta(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     keys: &Keys,
     wanted: &[(i64, &FeatureValue)],
 ) -> Result<(Vec<FeatureRow>, Vec<FeatureRow>)> {
@@ -207,7 +207,7 @@ pub(super) async fn delta(
 
 /// The live values of `entities`' features, by entity and kind.
 async fn live_rows(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     mut entities: Vec<i64>,
 ) -> Result<FxHashMap<(i64, &'static str), FeatureRow>> {
     entities.sort_unstable();
@@ -235,7 +235,7 @@ async fn live_rows(
 /// The live vectors of a category have one width, so that its prior map can stack them: new
 /// vectors must agree with each other and with the live ones this version does not replace.
 async fn check_width(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     keys: &Keys,
     set: &[FeatureRow],
     removed: &[FeatureRow],
@@ -320,7 +320,7 @@ fn shown(category: &str) -> &str {
 /// Writes a version's feature changes: removals first (a replaced value's row must leave the
 /// live index before its successor enters it), then the new rows.
 pub(super) async fn write(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     version: i64,
     set: &[FeatureRow],
     removed: &[FeatureRow],
@@ -371,7 +371,7 @@ pub(super) async fn write(
 /// The feature part of reverting version `v`: values `v` set that are still live leave, and
 /// values it removed come back where nothing later replaced them.
 pub(super) async fn revert(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     keys: &Keys,
     v: i64,
 ) -> Result<(Vec<FeatureRow>, Vec<FeatureRow>)> {

@@ -1,6 +1,7 @@
 //! Reads for people: entity names by key, and finding entities by name or id.
 
-use super::{Result, Store};
+use super::{Backend, Result, Store};
+use sqlx::AssertSqlSafe;
 use std::collections::HashMap;
 
 impl Store {
@@ -35,35 +36,52 @@ impl Store {
         }
         let lower = text.to_lowercase();
         let prefix = format!("{}%", like_escape(&lower));
-        let rows: Vec<(String, String, String)> = if text.chars().count() >= 3 {
-            // An FTS5 string: the text quoted, quotes doubled; the trigram tokenizer matches
-            // it as a substring of either column.
-            let phrase = format!("\"{}\"", text.replace('"', "\"\""));
-            sqlx::query_as(
-                "SELECT e.key, e.category, e.name FROM (SELECT rowid FROM entity_search \
+        let rows: Vec<(String, String, String)> =
+            if text.chars().count() >= 3 && self.backend == Backend::Sqlite {
+                // An FTS5 string: the text quoted, quotes doubled; the trigram tokenizer matches
+                // it as a substring of either column.
+                let phrase = format!("\"{}\"", text.replace('"', "\"\""));
+                sqlx::query_as(
+                    "SELECT e.key, e.category, e.name FROM (SELECT rowid FROM entity_search \
                  WHERE entity_search MATCH $1 LIMIT 5000) s JOIN entities e ON e.id = s.rowid \
                  ORDER BY (lower(e.key) LIKE $2 ESCAPE '\\') DESC, \
                  (lower(e.name) LIKE $3 ESCAPE '\\') DESC, length(e.key), e.key LIMIT $4",
-            )
-            .bind(phrase)
-            .bind(&prefix)
-            .bind(&prefix)
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await?
-        } else {
-            sqlx::query_as(
-                "SELECT key, category, name FROM entities \
+                )
+                .bind(phrase)
+                .bind(&prefix)
+                .bind(&prefix)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?
+            } else if text.chars().count() >= 3 {
+                // PostgreSQL: the pg_trgm GIN indexes on lower(key) and lower(name) serve a
+                // substring LIKE directly.
+                let inside = format!("%{}%", like_escape(&lower));
+                sqlx::query_as(
+                    "SELECT key, category, name FROM (SELECT key, category, name FROM entities \
+                 WHERE lower(key) LIKE $1 ESCAPE '\\' OR lower(name) LIKE $1 ESCAPE '\\' \
+                 LIMIT 5000) e \
+                 ORDER BY (lower(key) LIKE $2 ESCAPE '\\') DESC, \
+                 (lower(name) LIKE $2 ESCAPE '\\') DESC, length(key), key LIMIT $3",
+                )
+                .bind(inside)
+                .bind(&prefix)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?
+            } else {
+                sqlx::query_as(
+                    "SELECT key, category, name FROM entities \
                  WHERE lower(key) LIKE $1 ESCAPE '\\' OR lower(name) LIKE $2 ESCAPE '\\' \
                  ORDER BY (lower(key) LIKE $3 ESCAPE '\\') DESC, length(key), key LIMIT $4",
-            )
-            .bind(&prefix)
-            .bind(&prefix)
-            .bind(&prefix)
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await?
-        };
+                )
+                .bind(&prefix)
+                .bind(&prefix)
+                .bind(&prefix)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?
+            };
         Ok(rows
             .into_iter()
             .map(|(key, category, name)| EntityHit {
@@ -117,12 +135,13 @@ impl Store {
     /// (`Store::ensure_review_indexes`); meant for a page of search hits.
     pub async fn entity_degrees(&self, keys: &[&str]) -> Result<HashMap<String, i64>> {
         let keys = serde_json::to_string(keys).unwrap_or_else(|_| "[]".into());
-        let rows: Vec<(String, i64)> = sqlx::query_as(
+        let rows: Vec<(String, i64)> = sqlx::query_as(AssertSqlSafe(format!(
             "SELECT e.key, \
              (SELECT count(*) FROM edges x WHERE x.head = e.id AND x.removed_in IS NULL) + \
              (SELECT count(*) FROM edges x WHERE x.tail = e.id AND x.removed_in IS NULL) \
-             FROM entities e WHERE e.key IN (SELECT value FROM json_each($1))",
-        )
+             FROM entities e WHERE e.key IN ({keys})",
+            keys = self.backend.texts("$1")
+        )))
         .bind(keys)
         .fetch_all(&self.pool)
         .await?;

@@ -4,19 +4,34 @@ use super::{Result, Store, StoreError};
 use serde::Serialize;
 
 /// A model checkpoint as recorded in the store.
-#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ModelInfo {
     pub id: i64,
     pub graph_version: i64,
     pub parent_id: Option<i64>,
     pub kind: String,
-    #[sqlx(json)]
     pub config: serde_json::Value,
     pub path: String,
     pub checksum: String,
-    #[sqlx(json)]
     pub metrics: serde_json::Value,
     pub created_at: String,
+}
+
+impl sqlx::FromRow<'_, sqlx::any::AnyRow> for ModelInfo {
+    fn from_row(row: &sqlx::any::AnyRow) -> sqlx::Result<Self> {
+        use sqlx::Row;
+        Ok(Self {
+            id: row.try_get("id")?,
+            graph_version: row.try_get("graph_version")?,
+            parent_id: row.try_get("parent_id")?,
+            kind: row.try_get("kind")?,
+            config: super::json_column(row, "config")?,
+            path: row.try_get("path")?,
+            checksum: row.try_get("checksum")?,
+            metrics: super::json_column(row, "metrics")?,
+            created_at: row.try_get("created_at")?,
+        })
+    }
 }
 
 /// What to record about a new checkpoint.

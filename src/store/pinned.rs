@@ -11,7 +11,7 @@ use super::{Result, Store, StoreError};
 use crate::graph::{EntityRecord, FeatureRecord};
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
-use sqlx::{Row, SqliteConnection};
+use sqlx::{AnyConnection, Row};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -180,7 +180,7 @@ const PINNED_SELECT: &str = "SELECT p.id, p.submission_id, p.workflow, he.key AS
     JOIN entities te ON te.id = p.tail \
     LEFT JOIN rounds rd ON rd.id = p.round_id LEFT JOIN hypotheses h ON h.id = p.hypothesis_id";
 
-fn pinned_from(row: &sqlx::sqlite::SqliteRow) -> Result<PinnedInfo> {
+fn pinned_from(row: &sqlx::any::AnyRow) -> Result<PinnedInfo> {
     let origin: String = row.try_get("origin")?;
     let status: String = row.try_get("status")?;
     Ok(PinnedInfo {
@@ -221,7 +221,7 @@ impl Store {
     /// reported in the summary and not stored. Errors (an entity stored with another
     /// category, an unknown entity or relation, a probability outside [0, 1]) write nothing.
     pub async fn submit_ask(&self, s: &AskSubmission) -> Result<SubmitSummary> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.write_tx().await?;
         let mut keys = Keys::load(&mut tx).await?;
         let mut delta = Delta::default();
         for e in &s.entities {
@@ -468,7 +468,7 @@ impl Store {
 /// Each row must still be waiting for the round's workflow, and a claimed row's triple must
 /// be the batch entry's at its rank: otherwise nothing of the batch is stored.
 pub(super) async fn claim(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     round: i64,
     claims: &PinnedClaims,
 ) -> Result<()> {
@@ -525,7 +525,7 @@ pub(super) async fn claim(
 
 /// The pinned marks of a round's claimed hypotheses, for the provenance of what it ingests.
 pub(super) async fn round_marks(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     round: i64,
 ) -> Result<BTreeMap<i64, PinnedMark>> {
     let rows: Vec<(i64, i64, i64, String, String)> = sqlx::query_as(

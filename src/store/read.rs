@@ -11,14 +11,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 
 /// One version's metadata, as `graph log` shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct VersionInfo {
     pub id: i64,
     pub parent_id: Option<i64>,
     pub round_id: Option<i64>,
     pub created_at: String,
     pub message: String,
-    #[sqlx(json)]
     pub source: serde_json::Value,
     pub n_added: i64,
     pub n_removed: i64,
@@ -35,6 +34,31 @@ pub struct VersionInfo {
     /// How `hash` was computed (see `store::hash`).
     pub hash_format: i64,
     pub hash: String,
+}
+
+impl sqlx::FromRow<'_, sqlx::any::AnyRow> for VersionInfo {
+    fn from_row(row: &sqlx::any::AnyRow) -> sqlx::Result<Self> {
+        use sqlx::Row;
+        Ok(Self {
+            id: row.try_get("id")?,
+            parent_id: row.try_get("parent_id")?,
+            round_id: row.try_get("round_id")?,
+            created_at: row.try_get("created_at")?,
+            message: row.try_get("message")?,
+            source: super::json_column(row, "source")?,
+            n_added: row.try_get("n_added")?,
+            n_removed: row.try_get("n_removed")?,
+            n_entities: row.try_get("n_entities")?,
+            n_refuted: row.try_get("n_refuted")?,
+            n_unrefuted: row.try_get("n_unrefuted")?,
+            n_features: row.try_get("n_features")?,
+            n_features_removed: row.try_get("n_features_removed")?,
+            n_sources: row.try_get("n_sources")?,
+            n_sources_removed: row.try_get("n_sources_removed")?,
+            hash_format: row.try_get("hash_format")?,
+            hash: row.try_get("hash")?,
+        })
+    }
 }
 
 /// Triples live at `to` but not at `from` (added), and the reverse (removed), sorted by key;
@@ -95,7 +119,7 @@ const VERSION_COLUMNS: &str = "id, parent_id, round_id, created_at, message, sou
 impl Store {
     /// Versions, newest first.
     pub async fn log(&self, limit: Option<u32>) -> Result<Vec<VersionInfo>> {
-        let limit = limit.map_or(-1, i64::from);
+        let limit = limit.map_or(i64::MAX, i64::from);
         Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT {VERSION_COLUMNS} FROM graph_versions ORDER BY id DESC LIMIT $1"
         )))
@@ -290,7 +314,7 @@ impl Store {
 
     pub(crate) async fn ids(
         &self,
-        conn: &mut sqlx::SqliteConnection,
+        conn: &mut sqlx::AnyConnection,
         triple: [&str; 3],
     ) -> Result<[i64; 3]> {
         let mut ids = [0i64; 3];
@@ -324,7 +348,7 @@ impl Store {
         let by_relation: Vec<(String, i64)> = sqlx::query_as(
             "SELECT r.key, count(*) FROM edges e JOIN relations r ON r.id = e.relation \
              WHERE e.added_in <= $1 AND (e.removed_in IS NULL OR e.removed_in > $1) \
-             GROUP BY e.relation ORDER BY r.key",
+             GROUP BY e.relation, r.key ORDER BY r.key",
         )
         .bind(v)
         .fetch_all(&mut *conn)

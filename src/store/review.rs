@@ -1,6 +1,6 @@
 //! Users and their tokens, the human review queue, quorum verdicts, and retractions.
 
-use super::rounds::{Disposition, HYPOTHESIS_SELECT, HypothesisInfo, hypothesis_from, now};
+use super::rounds::{Disposition, HypothesisInfo, hypothesis_from, now};
 use super::write::{Delta, Keys, Meta, commit};
 use super::{Result, Store, StoreError};
 use crate::plugin::Outcome;
@@ -294,7 +294,7 @@ impl Store {
     /// Hypotheses waiting at human stages that `reviewer` has not answered, best first.
     pub async fn review_queue(&self, reviewer: &str, f: &QueueFilter) -> Result<Vec<QueueItem>> {
         let rows = sqlx::query(AssertSqlSafe(format!(
-            "{HYPOTHESIS_SELECT} JOIN stage_items s ON s.hypothesis_id = h.id AND s.stage = h.stage \
+            "{select} JOIN stage_items s ON s.hypothesis_id = h.id AND s.stage = h.stage \
              JOIN rounds rd ON rd.id = h.round_id \
              JOIN round_stages st ON st.round_id = h.round_id AND st.stage = h.stage \
              WHERE st.kind = 'human' AND s.status = 'submitted' AND h.status = 'active' \
@@ -303,7 +303,8 @@ impl Store {
              AND ($2 IS NULL OR rd.workflow = $2) AND ($3 IS NULL OR r.key = $3) \
              AND ($4 IS NULL OR he.key = $4 OR te.key = $4) \
              ORDER BY (h.fresh_score IS NOT NULL AND st.stale_below IS NOT NULL \
-                 AND h.fresh_score < st.stale_below), h.acquisition DESC, h.id LIMIT $5 OFFSET $6"
+                 AND h.fresh_score < st.stale_below), h.acquisition DESC, h.id LIMIT $5 OFFSET $6",
+            select = self.backend.hypothesis_select()
         )))
         .bind(reviewer)
         .bind(&f.workflow)
@@ -345,7 +346,7 @@ impl Store {
     /// Records a person's verdict on a hypothesis waiting at a human stage, applying the
     /// stage's quorum and disagreement rule. One verdict per reviewer per stage.
     pub async fn record_review(&self, r: &Review<'_>) -> Result<Reviewed> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.write_tx().await?;
         let row: Option<(i64, i64, String, String, i64, String)> = sqlx::query_as(
             "SELECT h.round_id, h.stage, h.status, s.status, st.quorum, st.rule FROM hypotheses h \
              JOIN stage_items s ON s.hypothesis_id = h.id AND s.stage = h.stage \
@@ -438,7 +439,7 @@ impl Store {
     ///   no longer confirms is removed, a refutation it no longer supports is withdrawn, and
     ///   the reverse). Nothing is deleted.
     pub async fn retract(&self, verdict_id: i64, reason: &str, by: &str) -> Result<Retracted> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.write_tx().await?;
         let row: Option<RetractTarget> = sqlx::query_as(
             "SELECT v.hypothesis_id AS hyp, v.stage, h.round_id AS round, h.head, h.relation, \
              h.tail, h.status, h.stage AS hyp_stage, rd.state, rd.stage AS round_stage, \
@@ -601,7 +602,7 @@ impl Store {
     /// (the round awaits there and the hypothesis is not decided): the undo is a retraction
     /// record by the reviewer, the verdict stays for the audit, and they may answer again.
     pub async fn undo_review(&self, hypothesis: i64, reviewer: &str) -> Result<Retracted> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.write_tx().await?;
         let row: Option<(i64, i64)> = sqlx::query_as(
             "SELECT v.id, v.stage FROM verdicts v JOIN hypotheses h ON h.id = v.hypothesis_id \
              JOIN rounds rd ON rd.id = h.round_id WHERE v.hypothesis_id = $1 AND v.reviewer = $2 \
@@ -766,7 +767,8 @@ struct StageRow {
     quorum: i64,
     rule: String,
     stale_below: Option<f64>,
-    callbacks: bool,
+    /// 0 or 1 (an integer column: the engines disagree on booleans).
+    callbacks: i64,
 }
 
 impl StageRow {
@@ -778,7 +780,7 @@ impl StageRow {
             quorum: self.quorum,
             rule: self.rule,
             stale_below: self.stale_below,
-            callbacks: self.callbacks,
+            callbacks: self.callbacks != 0,
         }
     }
 }
@@ -865,7 +867,7 @@ pub(super) fn completion(
 /// Brings the graph in line with a re-decided hypothesis of an ingested round, as one new
 /// version naming the retraction; `None` when nothing had to change.
 async fn follow_in_graph(
-    tx: &mut sqlx::SqliteConnection,
+    tx: &mut sqlx::AnyConnection,
     t: &RetractTarget,
     status: &str,
     verdict_id: i64,
@@ -873,24 +875,22 @@ async fn follow_in_graph(
     by: &str,
 ) -> Result<Option<i64>> {
     let triple = [t.head, t.relation, t.tail];
-    let live_edge: Option<i64> = sqlx::query_scalar(
-        "SELECT id FROM edges WHERE head = $1 AND relation = $2 AND tail = $3 AND removed_in IS NULL",
+    let live: Option<(i64, Option<String>)> = sqlx::query_as(
+        "SELECT id, provenance FROM edges \
+         WHERE head = $1 AND relation = $2 AND tail = $3 AND removed_in IS NULL",
     )
     .bind(t.head)
     .bind(t.relation)
     .bind(t.tail)
     .fetch_optional(&mut *tx)
     .await?;
-    let ours: Option<i64> = sqlx::query_scalar(
-        "SELECT id FROM edges WHERE head = $1 AND relation = $2 AND tail = $3 AND removed_in IS NULL \
-         AND json_extract(provenance, '$.hypothesis') = $4",
-    )
-    .bind(t.head)
-    .bind(t.relation)
-    .bind(t.tail)
-    .bind(t.hyp)
-    .fetch_optional(&mut *tx)
-    .await?;
+    let live_edge = live.as_ref().map(|l| l.0);
+    // The live edge is this hypothesis's when its provenance names it (read here, not with
+    // the engines' differing JSON functions).
+    let ours = live.and_then(|(id, provenance)| {
+        let p: serde_json::Value = serde_json::from_str(provenance.as_deref()?).ok()?;
+        (p.get("hypothesis")?.as_i64()? == t.hyp).then_some(id)
+    });
     let refuted_live = !super::write::live_refutations(tx, &[triple])
         .await?
         .is_empty();
@@ -946,7 +946,7 @@ async fn follow_in_graph(
 /// Marks a verdict withdrawn and records why, by whom and with what effect: the one way a
 /// verdict stops counting (retraction or undo). Returns the retraction's id.
 async fn withdraw(
-    conn: &mut sqlx::SqliteConnection,
+    conn: &mut sqlx::AnyConnection,
     verdict_id: i64,
     reason: &str,
     by: &str,
@@ -985,7 +985,7 @@ pub struct Retracted {
     pub outcome: String,
 }
 
-fn user_from(row: &sqlx::sqlite::SqliteRow) -> Result<User> {
+fn user_from(row: &sqlx::any::AnyRow) -> Result<User> {
     let role: String = row.try_get("role")?;
     Ok(User {
         id: row.try_get("id")?,

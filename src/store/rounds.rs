@@ -8,7 +8,7 @@ use super::{Result, Store, StoreError};
 use crate::plugin::{Outcome, Verdict};
 use rustc_hash::FxHashSet;
 use serde::Serialize;
-use sqlx::{AssertSqlSafe, Row, SqliteConnection};
+use sqlx::{AnyConnection, AssertSqlSafe, Row};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -100,7 +100,7 @@ const ROUND_COLUMNS: &str = "id, workflow, number, state, stage, spec, seed, bas
     model_id, result_version, retrained_model, metrics, error, attempts, fire_time, created_at, \
     updated_at";
 
-fn round_from(row: &sqlx::sqlite::SqliteRow) -> Result<RoundInfo> {
+fn round_from(row: &sqlx::any::AnyRow) -> Result<RoundInfo> {
     let state: String = row.try_get("state")?;
     let metrics: String = row.try_get("metrics")?;
     Ok(RoundInfo {
@@ -179,19 +179,38 @@ pub struct HypothesisInfo {
     pub pinned: Option<super::pinned::PinnedMark>,
 }
 
-// `pinned`: the hypothesis's `PinnedMark` as JSON, NULL when it was acquired; a correlated
-// lookup, so the queries that extend this one keep their plans.
-pub(super) const HYPOTHESIS_SELECT: &str = "SELECT h.id, h.round_id, he.key AS head, r.key AS relation, \
-    te.key AS tail, he.name AS head_name, te.name AS tail_name, he.category AS head_category, \
-    te.category AS tail_category, h.score, h.spread, h.acquisition, h.rank, h.model_id, \
-    h.graph_version, h.stage, h.status, h.reason, h.fresh_score, h.fresh_model, \
-    (SELECT json_object('row', pc.id, 'submission', ps.id, 'asker', ps.asker, \
-    'origin', pc.origin, 'via', 'ask') FROM pinned_candidates pc \
-    JOIN ask_submissions ps ON ps.id = pc.submission_id WHERE pc.hypothesis_id = h.id) AS pinned \
-    FROM hypotheses h JOIN entities he ON he.id = h.head JOIN entities te ON te.id = h.tail \
-    JOIN relations r ON r.id = h.relation";
+/// The hypothesis columns `hypothesis_from` reads, with `$json_object` the engine's JSON
+/// object builder. `pinned`: the hypothesis's `PinnedMark` as JSON text, NULL when it was
+/// acquired; a correlated lookup, so the queries that extend this one keep their plans.
+macro_rules! hypothesis_select {
+    ($json_object:literal) => {
+        concat!(
+            "SELECT h.id, h.round_id, he.key AS head, r.key AS relation, \
+             te.key AS tail, he.name AS head_name, te.name AS tail_name, he.category AS head_category, \
+             te.category AS tail_category, h.score, h.spread, h.acquisition, h.rank, h.model_id, \
+             h.graph_version, h.stage, h.status, h.reason, h.fresh_score, h.fresh_model, \
+             (SELECT CAST(",
+            $json_object,
+            "('row', pc.id, 'submission', ps.id, 'asker', ps.asker, \
+             'origin', pc.origin, 'via', 'ask') AS TEXT) FROM pinned_candidates pc \
+             JOIN ask_submissions ps ON ps.id = pc.submission_id WHERE pc.hypothesis_id = h.id) AS pinned \
+             FROM hypotheses h JOIN entities he ON he.id = h.head JOIN entities te ON te.id = h.tail \
+             JOIN relations r ON r.id = h.relation"
+        )
+    };
+}
 
-pub(super) fn hypothesis_from(row: &sqlx::sqlite::SqliteRow) -> Result<HypothesisInfo> {
+impl super::Backend {
+    /// The `SELECT ... FROM hypotheses h ...` that [`hypothesis_from`] reads.
+    pub(super) fn hypothesis_select(self) -> &'static str {
+        match self {
+            Self::Sqlite => hypothesis_select!("json_object"),
+            Self::Postgres => hypothesis_select!("json_build_object"),
+        }
+    }
+}
+
+pub(super) fn hypothesis_from(row: &sqlx::any::AnyRow) -> Result<HypothesisInfo> {
     Ok(HypothesisInfo {
         id: row.try_get("id")?,
         round_id: row.try_get("round_id")?,
@@ -293,7 +312,7 @@ impl Store {
         error: &str,
         max_attempts: u32,
     ) -> Result<(i64, bool)> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.write_tx().await?;
         let attempts: Option<i64> = sqlx::query_scalar(
             "UPDATE rounds SET attempts = attempts + 1, error = $1, updated_at = $2 \
              WHERE id = $3 AND state NOT IN ('done', 'failed') RETURNING attempts",
@@ -325,7 +344,7 @@ impl Store {
     /// Gives up on an open round: it becomes `failed` with the reason, its waiting
     /// hypotheses stop waiting, and the workflow's next run starts a new round.
     pub async fn abandon_round(&self, id: i64, reason: &str, by: &str) -> Result<RoundInfo> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.write_tx().await?;
         let changed = sqlx::query(
             "UPDATE rounds SET state = 'failed', error = $1, updated_at = $2 \
              WHERE id = $3 AND state NOT IN ('done', 'failed')",
@@ -413,8 +432,11 @@ impl Store {
         stage: i64,
         update: RoundUpdate,
     ) -> Result<()> {
-        let mut conn = self.pool.acquire().await?;
-        advance(&mut conn, id, from, to, stage, &update).await
+        // A write transaction: a metrics patch is read, merged and written back in it.
+        let mut tx = self.write_tx().await?;
+        advance(&mut tx, id, from, to, stage, &update).await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     /// Stores the ranked batch, queues it at stage 0 and moves the round to `dispatching`,
@@ -454,7 +476,7 @@ impl Store {
         batch: &[NewHypothesis],
         pinned: &PinnedClaims,
     ) -> Result<usize> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.write_tx().await?;
         for st in stages {
             sqlx::query(
                 "INSERT INTO round_stages (round_id, stage, name, kind, quorum, rule, stale_below, \
@@ -467,7 +489,7 @@ impl Store {
             .bind(st.quorum)
             .bind(&st.rule)
             .bind(st.stale_below)
-            .bind(st.callbacks)
+            .bind(i64::from(st.callbacks))
             .execute(&mut *tx)
             .await?;
         }
@@ -534,7 +556,8 @@ impl Store {
 
     pub async fn hypothesis(&self, id: i64) -> Result<HypothesisInfo> {
         let row = sqlx::query(AssertSqlSafe(format!(
-            "{HYPOTHESIS_SELECT} WHERE h.id = $1"
+            "{select} WHERE h.id = $1",
+            select = self.backend.hypothesis_select()
         )))
         .bind(id)
         .fetch_optional(&self.pool)
@@ -546,7 +569,8 @@ impl Store {
     /// Every hypothesis of a round, best rank first.
     pub async fn round_hypotheses(&self, round: i64) -> Result<Vec<HypothesisInfo>> {
         let rows = sqlx::query(AssertSqlSafe(format!(
-            "{HYPOTHESIS_SELECT} WHERE h.round_id = $1 ORDER BY h.rank"
+            "{select} WHERE h.round_id = $1 ORDER BY h.rank",
+            select = self.backend.hypothesis_select()
         )))
         .bind(round)
         .fetch_all(&self.pool)
@@ -562,8 +586,9 @@ impl Store {
         status: &str,
     ) -> Result<Vec<HypothesisInfo>> {
         let rows = sqlx::query(AssertSqlSafe(format!(
-            "{HYPOTHESIS_SELECT} JOIN stage_items s ON s.hypothesis_id = h.id \
-             WHERE h.round_id = $1 AND s.stage = $2 AND s.status = $3 ORDER BY h.rank"
+            "{select} JOIN stage_items s ON s.hypothesis_id = h.id \
+             WHERE h.round_id = $1 AND s.stage = $2 AND s.status = $3 ORDER BY h.rank",
+            select = self.backend.hypothesis_select()
         )))
         .bind(round)
         .bind(stage)
@@ -581,9 +606,9 @@ impl Store {
         deadline: Option<&str>,
     ) -> Result<()> {
         sqlx::query(
-            "UPDATE stage_items SET status = 'submitted', attempts = attempts + 1, \
+            AssertSqlSafe(format!("UPDATE stage_items SET status = 'submitted', attempts = attempts + 1, \
              submitted_at = $1, deadline = $2 WHERE stage = $3 AND status IN ('queued', 'submitted') \
-             AND hypothesis_id IN (SELECT value FROM json_each($4))",
+             AND hypothesis_id IN ({ids})", ids = self.backend.ids("$4"))),
         )
         .bind(now())
         .bind(deadline)
@@ -632,11 +657,11 @@ impl Store {
         stage: i64,
         verdicts: &[Verdict],
     ) -> Result<Recorded> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.write_tx().await?;
         let ids: Vec<i64> = verdicts.iter().map(|v| v.hypothesis).collect();
         let status: std::collections::HashMap<i64, String> = sqlx::query_as(
-            "SELECT s.hypothesis_id, s.status FROM stage_items s JOIN hypotheses h ON h.id = s.hypothesis_id \
-             WHERE s.stage = $1 AND h.round_id = $2 AND s.hypothesis_id IN (SELECT value FROM json_each($3))",
+            AssertSqlSafe(format!("SELECT s.hypothesis_id, s.status FROM stage_items s JOIN hypotheses h ON h.id = s.hypothesis_id \
+             WHERE s.stage = $1 AND h.round_id = $2 AND s.hypothesis_id IN ({ids})", ids = self.backend.ids("$3"))),
         )
         .bind(stage)
         .bind(round)
@@ -678,10 +703,11 @@ impl Store {
             q.execute(&mut *tx).await?;
         }
         let done: Vec<i64> = accepted.iter().map(|v| v.hypothesis).collect();
-        sqlx::query(
+        sqlx::query(AssertSqlSafe(format!(
             "UPDATE stage_items SET status = 'answered', answered_at = $1 \
-             WHERE stage = $2 AND hypothesis_id IN (SELECT value FROM json_each($3))",
-        )
+             WHERE stage = $2 AND hypothesis_id IN ({ids})",
+            ids = self.backend.ids("$3")
+        )))
         .bind(&t)
         .bind(stage)
         .bind(id_list(&done))
@@ -728,30 +754,32 @@ impl Store {
         status: &str,
         reason: &str,
     ) -> Result<()> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.write_tx().await?;
         let open: Vec<i64> = sqlx::query_scalar(
-            "SELECT hypothesis_id FROM stage_items WHERE stage = $1 AND status IN ('queued', 'submitted') \
-             AND hypothesis_id IN (SELECT value FROM json_each($2))",
+            AssertSqlSafe(format!("SELECT hypothesis_id FROM stage_items WHERE stage = $1 AND status IN ('queued', 'submitted') \
+             AND hypothesis_id IN ({ids})", ids = self.backend.ids("$2"))),
         )
         .bind(stage)
         .bind(id_list(hypotheses))
         .fetch_all(&mut *tx)
         .await?;
         let open = id_list(&open);
-        sqlx::query(
+        sqlx::query(AssertSqlSafe(format!(
             "UPDATE stage_items SET status = $1, reason = $2 \
-             WHERE stage = $3 AND hypothesis_id IN (SELECT value FROM json_each($4))",
-        )
+             WHERE stage = $3 AND hypothesis_id IN ({ids})",
+            ids = self.backend.ids("$4")
+        )))
         .bind(status)
         .bind(reason)
         .bind(stage)
         .bind(&open)
         .execute(&mut *tx)
         .await?;
-        sqlx::query(
+        sqlx::query(AssertSqlSafe(format!(
             "UPDATE hypotheses SET status = $1, reason = $2 \
-             WHERE status = 'active' AND id IN (SELECT value FROM json_each($3))",
-        )
+             WHERE status = 'active' AND id IN ({ids})",
+            ids = self.backend.ids("$3")
+        )))
         .bind(status)
         .bind(reason)
         .bind(&open)
@@ -801,7 +829,7 @@ impl Store {
         to: RoundState,
         to_stage: i64,
     ) -> Result<Option<StageClose>> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.write_tx().await?;
         // Counted inside the closing transaction: an undo or a retraction since the caller
         // looked may have reopened an item, which must not be left behind a moved-on round.
         let open: i64 = sqlx::query_scalar(
@@ -896,19 +924,21 @@ impl Store {
             }
         }
         for (status, ids) in &finals {
-            sqlx::query(
-                "UPDATE hypotheses SET status = $1 WHERE id IN (SELECT value FROM json_each($2))",
-            )
+            sqlx::query(AssertSqlSafe(format!(
+                "UPDATE hypotheses SET status = $1 WHERE id IN ({ids})",
+                ids = self.backend.ids("$2")
+            )))
             .bind(*status)
             .bind(id_list(ids))
             .execute(&mut *tx)
             .await?;
         }
         for (reason, ids) in &stopped {
-            sqlx::query(
+            sqlx::query(AssertSqlSafe(format!(
                 "UPDATE hypotheses SET status = 'stopped', reason = $1 \
-                 WHERE id IN (SELECT value FROM json_each($2))",
-            )
+                 WHERE id IN ({ids})",
+                ids = self.backend.ids("$2")
+            )))
             .bind(reason)
             .bind(id_list(ids))
             .execute(&mut *tx)
@@ -916,16 +946,20 @@ impl Store {
         }
         if !advanced.is_empty() {
             let list = id_list(&advanced);
-            sqlx::query(
-                "UPDATE hypotheses SET stage = $1 WHERE id IN (SELECT value FROM json_each($2))",
-            )
+            sqlx::query(AssertSqlSafe(format!(
+                "UPDATE hypotheses SET stage = $1 WHERE id IN ({ids})",
+                ids = self.backend.ids("$2")
+            )))
             .bind(stage + 1)
             .bind(&list)
             .execute(&mut *tx)
             .await?;
             sqlx::query(
-                "INSERT INTO stage_items (hypothesis_id, stage, status) \
-                 SELECT value, $1, 'queued' FROM json_each($2) WHERE true ON CONFLICT DO NOTHING",
+                AssertSqlSafe(format!(
+                    "INSERT INTO stage_items (hypothesis_id, stage, status) \
+                     SELECT id, $1, 'queued' FROM ({ids}) AS list WHERE true ON CONFLICT DO NOTHING",
+                    ids = self.backend.ids("$2")
+                )),
             )
             .bind(stage + 1)
             .bind(&list)
@@ -953,7 +987,7 @@ impl Store {
     /// `retraining` with the version recorded. Running it twice is impossible: the state guard
     /// fails inside the same transaction.
     pub async fn ingest_round(&self, round: &RoundInfo) -> Result<Ingested> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.write_tx().await?;
         let keys = Keys::load(&mut tx).await?;
         let rows: Vec<(i64, i64, i64, i64, String)> = sqlx::query_as(
             "SELECT id, head, relation, tail, status FROM hypotheses \
@@ -1133,7 +1167,7 @@ impl VerdictRow {
 
 /// Every verdict of a round's hypotheses, by hypothesis.
 async fn verdict_trail(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     round: i64,
 ) -> Result<BTreeMap<i64, Vec<serde_json::Value>>> {
     let rows: Vec<VerdictRow> = sqlx::query_as(
@@ -1160,7 +1194,7 @@ async fn verdict_trail(
 
 /// Which of `triples` are live edges now.
 async fn live_among(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     triples: impl Iterator<Item = [i64; 3]>,
 ) -> Result<FxHashSet<[i64; 3]>> {
     let triples: Vec<[i64; 3]> = triples.collect();
@@ -1168,21 +1202,36 @@ async fn live_among(
 }
 
 async fn advance(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     id: i64,
     from: RoundState,
     to: RoundState,
     stage: i64,
     u: &RoundUpdate,
 ) -> Result<()> {
-    let metrics = u.metrics.as_ref().map(|m| m.to_string());
+    // The metrics patch is merged here (RFC 7396, as SQLite's json_patch does), not in SQL:
+    // the engines' JSON functions differ.
+    let metrics = match &u.metrics {
+        Some(patch) => {
+            let stored: Option<String> =
+                sqlx::query_scalar("SELECT metrics FROM rounds WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(&mut *conn)
+                    .await?;
+            let mut doc: serde_json::Value = stored
+                .and_then(|s| serde_json::from_str(&s).ok())
+                .unwrap_or_else(|| serde_json::json!({}));
+            merge_patch(&mut doc, patch);
+            Some(doc.to_string())
+        }
+        None => None,
+    };
     let changed = sqlx::query(
         "UPDATE rounds SET state = $1, stage = $2, updated_at = $3, \
          base_version = coalesce($4, base_version), model_id = coalesce($5, model_id), \
          result_version = coalesce($6, result_version), retrained_model = coalesce($7, retrained_model), \
-         metrics = CASE WHEN $8 IS NULL THEN metrics ELSE json_patch(metrics, $9) END, \
-         error = coalesce($10, error) \
-         WHERE id = $11 AND state = $12",
+         metrics = coalesce($8, metrics), error = coalesce($9, error) \
+         WHERE id = $10 AND state = $11",
     )
     .bind(to.as_str())
     .bind(stage)
@@ -1191,7 +1240,6 @@ async fn advance(
     .bind(u.model_id)
     .bind(u.result_version)
     .bind(u.retrained_model)
-    .bind(&metrics)
     .bind(&metrics)
     .bind(&u.error)
     .bind(id)
@@ -1237,7 +1285,31 @@ pub(super) fn dispose(
     }
 }
 
-/// Ids as a JSON array, for `IN (SELECT value FROM json_each(?))`: one parameter for any
+/// Applies a JSON merge patch (RFC 7396): objects merge key by key, `null` removes a key,
+/// anything else replaces.
+fn merge_patch(target: &mut serde_json::Value, patch: &serde_json::Value) {
+    let serde_json::Value::Object(changes) = patch else {
+        *target = patch.clone();
+        return;
+    };
+    if !target.is_object() {
+        *target = serde_json::json!({});
+    }
+    if let serde_json::Value::Object(doc) = target {
+        for (key, value) in changes {
+            if value.is_null() {
+                doc.remove(key);
+            } else {
+                merge_patch(
+                    doc.entry(key.clone()).or_insert(serde_json::Value::Null),
+                    value,
+                );
+            }
+        }
+    }
+}
+
+/// Ids as a JSON array, for `IN (...)` with [`super::Backend::ids`]: one parameter for any
 /// number of rows.
 fn id_list(ids: &[i64]) -> String {
     serde_json::to_string(ids).unwrap_or_else(|_| "[]".into())

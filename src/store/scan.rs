@@ -3,7 +3,7 @@
 //! into one text value and parse it here, which is several times faster.
 
 use super::Result;
-use sqlx::SqliteConnection;
+use sqlx::{AnyConnection, AssertSqlSafe};
 
 /// One edge row with its history.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,7 +31,7 @@ pub(crate) enum Filter {
 const CHUNK: i64 = 250_000;
 
 /// Edges matching `filter`, in id order.
-pub(crate) async fn edges(conn: &mut SqliteConnection, filter: Filter) -> Result<Vec<EdgeRow>> {
+pub(crate) async fn edges(conn: &mut AnyConnection, filter: Filter) -> Result<Vec<EdgeRow>> {
     let (lo, hi): (Option<i64>, Option<i64>) = sqlx::query_as("SELECT min(id), max(id) FROM edges")
         .fetch_one(&mut *conn)
         .await?;
@@ -43,17 +43,20 @@ pub(crate) async fn edges(conn: &mut SqliteConnection, filter: Filter) -> Result
         Filter::Live => (i64::MAX, 0),
         Filter::All => (0, 1),
     };
+    let backend = super::backend_of(conn);
     let mut out = Vec::new();
     let mut start = lo - 1;
     while start < hi {
         let end = start.saturating_add(CHUNK);
-        // ?4 = 1 selects every row; otherwise rows live at version ?3.
-        let packed: Option<String> = sqlx::query_scalar(
-            "SELECT group_concat(id || ' ' || head || ' ' || relation || ' ' || tail || ' ' \
-                 || added_in || ' ' || coalesce(removed_in, 0), ' ') \
-             FROM edges WHERE id > $1 AND id <= $2 \
+        // $4 = 1 selects every row; otherwise rows live at version $3.
+        let packed: Option<String> = sqlx::query_scalar(AssertSqlSafe(format!(
+            "SELECT {} FROM edges WHERE id > $1 AND id <= $2 \
                AND ($4 = 1 OR (added_in <= $3 AND (removed_in IS NULL OR removed_in > $3)))",
-        )
+            backend.packed(
+                "id || ' ' || head || ' ' || relation || ' ' || tail || ' ' \
+                 || added_in || ' ' || coalesce(removed_in, 0)"
+            )
+        )))
         .bind(start)
         .bind(end)
         .bind(version)
@@ -81,10 +84,7 @@ pub(crate) struct SourceRow {
 
 /// Edge source rows in id order (packed like [`edges`]): every row, or with `live_only` the
 /// live ones.
-pub(crate) async fn sources(
-    conn: &mut SqliteConnection,
-    live_only: bool,
-) -> Result<Vec<SourceRow>> {
+pub(crate) async fn sources(conn: &mut AnyConnection, live_only: bool) -> Result<Vec<SourceRow>> {
     let (lo, hi): (Option<i64>, Option<i64>) =
         sqlx::query_as("SELECT min(id), max(id) FROM edge_sources")
             .fetch_one(&mut *conn)
@@ -92,18 +92,21 @@ pub(crate) async fn sources(
     let (Some(lo), Some(hi)) = (lo, hi) else {
         return Ok(Vec::new());
     };
+    let backend = super::backend_of(conn);
     let mut out = Vec::new();
     let mut start = lo - 1;
     while start < hi {
         let end = start.saturating_add(CHUNK);
-        let packed: Option<String> = sqlx::query_scalar(
-            "SELECT group_concat(id || ' ' || head || ' ' || relation || ' ' || tail || ' ' \
-                 || source || ' ' || added_in || ' ' || coalesce(removed_in, 0), ' ') \
-             FROM edge_sources WHERE id > $1 AND id <= $2 AND ($3 = 0 OR removed_in IS NULL)",
-        )
+        let packed: Option<String> = sqlx::query_scalar(AssertSqlSafe(format!(
+            "SELECT {} FROM edge_sources WHERE id > $1 AND id <= $2 AND ($3 = 0 OR removed_in IS NULL)",
+            backend.packed(
+                "id || ' ' || head || ' ' || relation || ' ' || tail || ' ' \
+                 || source || ' ' || added_in || ' ' || coalesce(removed_in, 0)"
+            )
+        )))
         .bind(start)
         .bind(end)
-        .bind(live_only)
+        .bind(i64::from(live_only))
         .fetch_one(&mut *conn)
         .await?;
         if let Some(text) = packed {

@@ -12,7 +12,7 @@ use super::write::{Keys, MAX_PARAMS, values_sql};
 use super::{Result, Store, StoreError};
 use rustc_hash::{FxHashMap, FxHashSet};
 use serde::Serialize;
-use sqlx::{AssertSqlSafe, SqliteConnection};
+use sqlx::{AnyConnection, AssertSqlSafe};
 use std::collections::BTreeSet;
 
 /// A triple (store ids) and a source (store id).
@@ -42,10 +42,7 @@ pub(super) fn hashed<'a>(keys: &'a Keys, list: &[Pair]) -> Result<Vec<SourceKey<
 }
 
 /// The live sources of `triples`, in chunks that respect SQLite's parameter cap.
-pub(super) async fn live_of(
-    conn: &mut SqliteConnection,
-    triples: &[[i64; 3]],
-) -> Result<Vec<Pair>> {
+pub(super) async fn live_of(conn: &mut AnyConnection, triples: &[[i64; 3]]) -> Result<Vec<Pair>> {
     let mut out = Vec::new();
     for chunk in triples.chunks(MAX_PARAMS / 3) {
         let sql = values_sql(
@@ -76,7 +73,7 @@ const SCAN_ABOVE: usize = 50_000;
 /// batch gives without sources keeps its own (a plain triples file says nothing of them).
 /// Both lists come sorted, so that the live index grows at its right edge.
 pub(super) async fn delta(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     mut wanted: Vec<Pair>,
     live: &FxHashSet<[i64; 3]>,
     replace: bool,
@@ -130,7 +127,7 @@ fn minus(a: &[Pair], b: &[Pair]) -> Vec<Pair> {
 /// sources it removed come back where the pair is not live and `live_after` says the triple
 /// will be (edges `v` added and the revert removes take their sources with them in `commit`).
 pub(super) async fn revert(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     v: i64,
     live_after: impl Fn(&[i64; 3]) -> bool,
 ) -> Result<(Vec<Pair>, Vec<Pair>)> {
@@ -170,7 +167,7 @@ pub(super) async fn revert(
 /// Writes a version's source changes: removals first (a pair leaves the live index before it
 /// may enter it again), then the new rows.
 pub(super) async fn write(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     version: i64,
     added: &[Pair],
     removed: &[Pair],
@@ -214,11 +211,7 @@ pub(super) type SourcesAt = FxHashMap<[i64; 3], Vec<String>>;
 
 impl Store {
     /// The sources of every triple at version `v` (triples without any are absent).
-    pub(super) async fn sources_at(
-        &self,
-        conn: &mut SqliteConnection,
-        v: i64,
-    ) -> Result<SourcesAt> {
+    pub(super) async fn sources_at(&self, conn: &mut AnyConnection, v: i64) -> Result<SourcesAt> {
         let rows: Vec<(i64, i64, i64, String)> = sqlx::query_as(
             "SELECT e.head, e.relation, e.tail, s.key FROM edge_sources e \
              JOIN sources s ON s.id = e.source \
@@ -312,13 +305,14 @@ impl Store {
     /// `(triples with at least one source, triples with two or more)` at version `v`.
     pub(super) async fn source_counts(
         &self,
-        conn: &mut SqliteConnection,
+        conn: &mut AnyConnection,
         v: i64,
     ) -> Result<(u64, u64)> {
         let (any, several): (i64, Option<i64>) = sqlx::query_as(
-            "SELECT count(*), sum(n >= 2) FROM (SELECT count(*) AS n FROM edge_sources \
+            "SELECT count(*), CAST(sum(CASE WHEN n >= 2 THEN 1 ELSE 0 END) AS BIGINT) \
+             FROM (SELECT count(*) AS n FROM edge_sources \
              WHERE added_in <= $1 AND (removed_in IS NULL OR removed_in > $1) \
-             GROUP BY head, relation, tail)",
+             GROUP BY head, relation, tail) AS per_triple",
         )
         .bind(v)
         .fetch_one(&mut *conn)

@@ -8,8 +8,8 @@ use super::sources::{self, Pair};
 use super::{Result, Store, StoreError};
 use crate::graph::{EntityRecord, FeatureRecord, FeatureValue, TripleBatch};
 use rustc_hash::{FxHashMap, FxHashSet};
-use sqlx::sqlite::SqliteArguments;
-use sqlx::{Arguments, AssertSqlSafe, SqliteConnection};
+use sqlx::any::AnyArguments;
+use sqlx::{AnyConnection, Arguments, AssertSqlSafe};
 use std::collections::HashMap;
 use std::sync::Arc;
 use tracing::{debug, info};
@@ -78,7 +78,7 @@ pub(crate) struct Keys {
 }
 
 impl Keys {
-    pub async fn load(conn: &mut SqliteConnection) -> Result<Self> {
+    pub async fn load(conn: &mut AnyConnection) -> Result<Self> {
         let rows: Vec<(i64, String, String)> =
             sqlx::query_as("SELECT id, key, category FROM entities ORDER BY id")
                 .fetch_all(&mut *conn)
@@ -255,7 +255,7 @@ impl Store {
         records: &[FeatureRecord],
         opts: &ImportOptions,
     ) -> Result<Outcome> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.write_tx().await?;
         let mut keys = Keys::load(&mut tx).await?;
         let mut delta = Delta::default();
 
@@ -436,7 +436,7 @@ impl Store {
     /// removed, triples it removed that are not live are restored, and so are feature values
     /// where no later version changed them. Entities are never removed.
     pub async fn revert(&self, v: i64, message: Option<&str>) -> Result<Outcome> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.write_tx().await?;
         let original: Option<String> =
             sqlx::query_scalar("SELECT message FROM graph_versions WHERE id = $1")
                 .bind(v)
@@ -513,7 +513,7 @@ impl Store {
         message: &str,
         evidence: &serde_json::Value,
     ) -> Result<Outcome> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.write_tx().await?;
         let ids = self.ids(&mut tx, triple).await?;
         let live = live_refutations(&mut tx, &[ids]).await?;
         if !live.is_empty() {
@@ -541,7 +541,7 @@ impl Store {
 
 /// Which of `triples` have a live refutation.
 pub(super) async fn live_refutations(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     triples: &[[i64; 3]],
 ) -> Result<FxHashSet<[i64; 3]>> {
     present(conn, "refutations", triples).await
@@ -550,7 +550,7 @@ pub(super) async fn live_refutations(
 /// Which of `triples` are live rows of `table` (`edges` or `refutations`: both keep
 /// `(head, relation, tail)` and `removed_in`), in chunks that respect SQLite's parameter cap.
 pub(super) async fn present(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     table: &'static str,
     triples: &[[i64; 3]],
 ) -> Result<FxHashSet<[i64; 3]>> {
@@ -582,7 +582,7 @@ type Hashed = (String, FxHashSet<(i64, String, String)>);
 /// The canonical hash (a sort of every changed triple by key) runs on a blocking thread
 /// while SQLite inserts the rows.
 pub(super) async fn commit(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     keys: Arc<Keys>,
     mut delta: Delta<'_>,
     meta: Meta,
@@ -743,7 +743,7 @@ pub(super) async fn commit(
             6,
             chunk.len(),
         );
-        let mut args = SqliteArguments::default();
+        let mut args = AnyArguments::default();
         for (i, e) in chunk.iter().enumerate() {
             let id = (first_entity + c * per_chunk + i) as i64;
             args.add(id).map_err(sqlx::Error::Encode)?;
@@ -780,11 +780,10 @@ pub(super) async fn commit(
     // Keeping the by-tail index current row by row tripled a 2M-edge import (2.4 s -> 7.8 s);
     // for bulk deltas it is dropped and rebuilt from sorted data in the same transaction
     // (when it exists at all: only databases a review server has opened carry it).
-    let has_tail_index: Option<String> = sqlx::query_scalar(
-        "SELECT name FROM sqlite_master WHERE type = 'index' AND name = 'edges_live_tail'",
-    )
-    .fetch_optional(&mut *conn)
-    .await?;
+    let has_tail_index: Option<String> =
+        sqlx::query_scalar(super::backend_of(conn).index_named("edges_live_tail"))
+            .fetch_optional(&mut *conn)
+            .await?;
     let rebuild_tail_index = has_tail_index.is_some() && delta.added.len() >= BULK_REINDEX;
     if rebuild_tail_index {
         sqlx::query("DROP INDEX IF EXISTS edges_live_tail")
@@ -798,7 +797,7 @@ pub(super) async fn commit(
             5,
             chunk.len(),
         );
-        let mut args = SqliteArguments::default();
+        let mut args = AnyArguments::default();
         for (i, t) in chunk.iter().enumerate() {
             let provenance = delta.provenance.get(c * per_chunk + i).cloned().flatten();
             for v in [t[0], t[1], t[2], version] {
@@ -841,8 +840,8 @@ pub(super) async fn commit(
     debug!(ms = started.elapsed().as_millis() as u64, "hash ready");
     for (r, h, t) in signatures {
         sqlx::query(
-            "INSERT OR IGNORE INTO relation_signatures (relation_id, head_category, tail_category) \
-             VALUES ($1, $2, $3)",
+            "INSERT INTO relation_signatures (relation_id, head_category, tail_category) \
+             VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
         )
         .bind(r)
         .bind(h)

@@ -1,10 +1,12 @@
 //! Versions, diffs, exports at old versions, revert, blame and verify through the binary.
 
+//! Each runs on SQLite and on PostgreSQL (`NAME::sqlite`, `NAME::postgres`).
+
+use crate::on_both;
 use crate::support::{Env, file_lines, sorted_lines};
 
 /// Three versions: v1 = {ab, bc}, v2 adds {cd, de}, v3 (replace) = {ab, cd, ef}.
-fn three_versions() -> Env {
-    let env = Env::new();
+fn three_versions(env: Env) -> Env {
     let v1 = env.write("v1.tsv", "a\tr\tb\nb\tr\tc\n");
     let v2 = env.write("v2.tsv", "c\tr\td\nd\ts\te\n");
     let v3 = env.write("v3.tsv", "a\tr\tb\nc\tr\td\ne\ts\tf\n");
@@ -25,9 +27,8 @@ fn lines(v: &[&str]) -> Vec<String> {
     sorted_lines(&v.join("\n"))
 }
 
-#[test]
-fn export_at_each_version_is_the_graph_then() {
-    let env = three_versions();
+fn export_at_each_version_is_the_graph_then(env: Env) {
+    let env = three_versions(env);
     assert_eq!(env.export("1"), file_lines(&env.path("v1.tsv")));
     assert_eq!(
         env.export("2"),
@@ -39,9 +40,8 @@ fn export_at_each_version_is_the_graph_then() {
     assert!(err.contains("version 9 does not exist"), "{err}");
 }
 
-#[test]
-fn log_and_show() {
-    let env = three_versions();
+fn log_and_show(env: Env) {
+    let env = three_versions(env);
     let log = env.ok(&["graph", "log"]);
     let messages: Vec<&str> = log
         .lines()
@@ -57,9 +57,8 @@ fn log_and_show() {
     );
 }
 
-#[test]
-fn diff_both_directions() {
-    let env = three_versions();
+fn diff_both_directions(env: Env) {
+    let env = three_versions(env);
     let d = env.json(&["graph", "diff", "1", "3"]);
     assert_eq!(
         d["added"],
@@ -78,9 +77,8 @@ fn diff_both_directions() {
     );
 }
 
-#[test]
-fn revert_undoes_a_version_and_is_itself_a_version() {
-    let env = three_versions();
+fn revert_undoes_a_version_and_is_itself_a_version(env: Env) {
+    let env = three_versions(env);
     let out = env.ok(&["graph", "revert", "3"]);
     assert!(out.contains("version 4 reverts version 3: +2 -1"), "{out}");
     assert_eq!(env.export("4"), env.export("2"));
@@ -92,9 +90,8 @@ fn revert_undoes_a_version_and_is_itself_a_version() {
     env.ok(&["graph", "verify"]);
 }
 
-#[test]
-fn blame_names_versions_that_added_and_removed() {
-    let env = three_versions();
+fn blame_names_versions_that_added_and_removed(env: Env) {
+    let env = three_versions(env);
     let b = env.json(&["graph", "blame", "b", "r", "c"]);
     assert_eq!(b["history"][0]["added_in"]["id"], 1);
     assert_eq!(b["history"][0]["added_in"]["message"], "first");
@@ -114,9 +111,8 @@ fn blame_names_versions_that_added_and_removed() {
     assert!(err.contains("unknown entity `zz`"), "{err}");
 }
 
-#[test]
-fn verify_passes_then_catches_edits_behind_the_stores_back() {
-    let env = three_versions();
+fn verify_passes_then_catches_edits_behind_the_stores_back(env: Env) {
+    let env = three_versions(env);
     let ok = env.ok(&["graph", "verify"]);
     assert!(ok.starts_with("ok: 3 versions and 5 edges"), "{ok}");
 
@@ -137,18 +133,77 @@ fn verify_passes_then_catches_edits_behind_the_stores_back() {
     assert_eq!(report["first_mismatch"]["version"], 2);
 }
 
-#[test]
-fn verify_catches_a_deleted_edge_and_an_edited_message() {
-    let env = three_versions();
+fn verify_catches_a_deleted_edge_and_an_edited_message(env: Env) {
+    let env = three_versions(env);
     env.sql("UPDATE graph_versions SET message = 'forged' WHERE id = 3");
     let err = env.fail(&["graph", "verify"]);
     assert!(err.contains("version 3 does not verify"), "{err}");
-
-    let env = three_versions();
+    // Undone, it verifies again; then one edge goes missing.
+    env.sql("UPDATE graph_versions SET message = 'third' WHERE id = 3");
+    env.ok(&["graph", "verify"]);
     env.sql("DELETE FROM edges WHERE id = (SELECT min(id) FROM edges)");
     let err = env.fail(&["graph", "verify"]);
     assert!(
         err.contains("version 1 does not verify: stored counts"),
         "{err}"
     );
+}
+
+on_both!(
+    export_at_each_version_is_the_graph_then,
+    export_at_each_version_is_the_graph_then
+);
+on_both!(log_and_show, log_and_show);
+on_both!(diff_both_directions, diff_both_directions);
+on_both!(
+    revert_undoes_a_version_and_is_itself_a_version,
+    revert_undoes_a_version_and_is_itself_a_version
+);
+on_both!(
+    blame_names_versions_that_added_and_removed,
+    blame_names_versions_that_added_and_removed
+);
+on_both!(
+    verify_passes_then_catches_edits_behind_the_stores_back,
+    verify_passes_then_catches_edits_behind_the_stores_back
+);
+on_both!(
+    verify_catches_a_deleted_edge_and_an_edited_message,
+    verify_catches_a_deleted_edge_and_an_edited_message
+);
+
+/// The same imports give the same version hashes on both engines: a graph's history is
+/// comparable across a SQLite file and a PostgreSQL database. (The files are the same paths:
+/// a version's source, which the hash covers, names them.)
+#[test]
+fn both_backends_give_the_same_hash_per_version() {
+    let Some(pg) = Env::postgres() else { return };
+    let sqlite = Env::new();
+    let files = [
+        sqlite.write("v1.tsv", "a\tr\tb\nb\tr\tc\n"),
+        sqlite.write("v2.tsv", "c\tr\td\nd\ts\te\n"),
+        sqlite.write("v3.tsv", "a\tr\tb\nc\tr\td\ne\ts\tf\n"),
+    ];
+    let hashes = |env: &Env| -> Vec<String> {
+        for (i, f) in files.iter().enumerate() {
+            let f = f.to_str().expect("path");
+            let msg = format!("v{}", i + 1);
+            if i == 2 {
+                env.ok(&["import", f, "--replace", "-m", &msg]);
+            } else {
+                env.ok(&["import", f, "-m", &msg]);
+            }
+        }
+        env.ok(&["graph", "revert", "2", "-m", "undo v2"]);
+        let log = env.json(&["graph", "log"]);
+        let hashes: Vec<String> = log
+            .as_array()
+            .expect("a list")
+            .iter()
+            .map(|v| v["hash"].as_str().expect("hash").to_owned())
+            .collect();
+        assert_eq!(hashes.len(), 4);
+        hashes
+    };
+    assert_eq!(hashes(&sqlite), hashes(&pg));
 }

@@ -7,7 +7,68 @@ use std::time::Duration;
 
 pub struct Env {
     pub dir: tempfile::TempDir,
+    /// The SQLite file (unused when `pg` is set).
     pub db: PathBuf,
+    /// A PostgreSQL database of its own instead of the file (see [`Env::postgres`]).
+    pub pg: Option<PgDatabase>,
+}
+
+/// A database created for one test on the cluster `HYPOGRAPH_TEST_POSTGRES` names (an admin
+/// URL; `.ci/postgres` starts one), dropped with it.
+pub struct PgDatabase {
+    pub url: String,
+    admin: String,
+    name: String,
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        let (admin, name) = (self.admin.clone(), self.name.clone());
+        let _ = block_on(async move {
+            use sqlx::Connection;
+            let mut conn = sqlx::PgConnection::connect(&admin).await?;
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+            )))
+            .execute(&mut conn)
+            .await
+        });
+    }
+}
+
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(f)
+}
+
+/// A URL naming another database on the same server as `url`.
+fn with_database(url: &str, name: &str) -> String {
+    let mut u = url::Url::parse(url).expect("HYPOGRAPH_TEST_POSTGRES is a URL");
+    u.set_path(&format!("/{name}"));
+    u.to_string()
+}
+
+/// A test body `fn(Env)` run as two tests, `NAME::sqlite` and `NAME::postgres` (the second
+/// on a database of its own on the cluster `HYPOGRAPH_TEST_POSTGRES` names).
+#[macro_export]
+macro_rules! on_both {
+    ($name:ident, $body:ident) => {
+        mod $name {
+            #[test]
+            fn sqlite() {
+                super::$body($crate::support::Env::new())
+            }
+            #[test]
+            fn postgres() {
+                if let Some(env) = $crate::support::Env::postgres() {
+                    super::$body(env)
+                }
+            }
+        }
+    };
 }
 
 pub fn data(rel: &str) -> PathBuf {
@@ -18,7 +79,54 @@ impl Env {
     pub fn new() -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let db = dir.path().join("graph.db");
-        Self { dir, db }
+        Self { dir, db, pg: None }
+    }
+
+    /// An environment on a fresh PostgreSQL database, or `None` (after saying so) when
+    /// `HYPOGRAPH_SKIP_POSTGRES=1`. Without either variable the test fails: CI always has
+    /// PostgreSQL, and a silently skipped backend would be untested.
+    pub fn postgres() -> Option<Self> {
+        let admin = match std::env::var("HYPOGRAPH_TEST_POSTGRES") {
+            Ok(url) if !url.is_empty() => url,
+            _ if std::env::var("HYPOGRAPH_SKIP_POSTGRES").as_deref() == Ok("1") => {
+                eprintln!("skipped: the PostgreSQL half of this test (HYPOGRAPH_SKIP_POSTGRES=1)");
+                return None;
+            }
+            _ => panic!(
+                "this test needs PostgreSQL: set HYPOGRAPH_TEST_POSTGRES to an admin URL \
+                 (`.ci/postgres start DIR` prints one) or HYPOGRAPH_SKIP_POSTGRES=1 to skip it"
+            ),
+        };
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let name = format!(
+            "hg_test_{}_{}",
+            std::process::id(),
+            NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
+        let (a, n) = (admin.clone(), name.clone());
+        block_on(async move {
+            use sqlx::Connection;
+            let mut conn = sqlx::PgConnection::connect(&a).await?;
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {n}")))
+                .execute(&mut conn)
+                .await
+        })
+        .unwrap_or_else(|e| panic!("creating a test database on HYPOGRAPH_TEST_POSTGRES: {e}"));
+        let mut env = Self::new();
+        env.pg = Some(PgDatabase {
+            url: with_database(&admin, &name),
+            admin,
+            name,
+        });
+        Some(env)
+    }
+
+    /// What `--db` gets: the file, or the PostgreSQL URL.
+    pub fn db_arg(&self) -> std::ffi::OsString {
+        match &self.pg {
+            Some(pg) => pg.url.clone().into(),
+            None => self.db.clone().into_os_string(),
+        }
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
@@ -75,25 +183,36 @@ impl Env {
 
     /// Edits the database behind hypograph's back.
     pub fn sql(&self, statement: &str) {
-        let db = self.db.clone();
         let statement = statement.to_owned();
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime")
-            .block_on(async move {
-                use sqlx::ConnectOptions;
-                let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
-                    .filename(&db)
-                    .create_if_missing(true)
-                    .connect()
-                    .await
-                    .expect("open db");
-                sqlx::raw_sql(sqlx::AssertSqlSafe(statement))
-                    .execute(&mut conn)
-                    .await
-                    .expect("tamper statement");
-            });
+        let result = match &self.pg {
+            Some(pg) => {
+                let url = pg.url.clone();
+                block_on(async move {
+                    use sqlx::Connection;
+                    let mut conn = sqlx::PgConnection::connect(&url).await?;
+                    sqlx::raw_sql(sqlx::AssertSqlSafe(statement))
+                        .execute(&mut conn)
+                        .await
+                        .map(drop)
+                })
+            }
+            None => {
+                let db = self.db.clone();
+                block_on(async move {
+                    use sqlx::ConnectOptions;
+                    let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
+                        .filename(&db)
+                        .create_if_missing(true)
+                        .connect()
+                        .await?;
+                    sqlx::raw_sql(sqlx::AssertSqlSafe(statement))
+                        .execute(&mut conn)
+                        .await
+                        .map(drop)
+                })
+            }
+        };
+        result.expect("tamper statement");
     }
 }
 
@@ -102,7 +221,7 @@ impl Env {
     pub fn run_with(&self, args: &[&str], vars: &[(&str, &str)]) -> Output {
         Command::new(env!("CARGO_BIN_EXE_hypograph"))
             .arg("--db")
-            .arg(&self.db)
+            .arg(self.db_arg())
             .args(args)
             .env_remove("RUST_LOG")
             .env_remove("HYPOGRAPH_DB")
@@ -115,7 +234,7 @@ impl Env {
     /// Like [`Env::strings`], but `None` while the database or its tables do not exist yet
     /// (another process is still creating it): for polling a process under test.
     pub fn try_strings(&self, query: &str) -> Option<Vec<String>> {
-        if !self.db.exists() {
+        if self.pg.is_none() && !self.db.exists() {
             return None;
         }
         self.query_strings(query).ok()
@@ -128,26 +247,35 @@ impl Env {
     }
 
     fn query_strings(&self, query: &str) -> Result<Vec<String>, sqlx::Error> {
-        let db = self.db.clone();
         let query = query.to_owned();
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime")
-            .block_on(async move {
-                use sqlx::{ConnectOptions, Row};
-                let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
-                    .filename(&db)
-                    .read_only(true)
-                    .connect()
-                    .await?;
+        if let Some(pg) = &self.pg {
+            let url = pg.url.clone();
+            return block_on(async move {
+                use sqlx::{Connection, Row};
+                let mut conn = sqlx::PgConnection::connect(&url).await?;
                 sqlx::query(sqlx::AssertSqlSafe(query))
                     .fetch_all(&mut conn)
                     .await?
                     .iter()
                     .map(|r| Ok(r.try_get::<Option<String>, _>(0)?.unwrap_or_default()))
                     .collect()
-            })
+            });
+        }
+        let db = self.db.clone();
+        block_on(async move {
+            use sqlx::{ConnectOptions, Row};
+            let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
+                .filename(&db)
+                .read_only(true)
+                .connect()
+                .await?;
+            sqlx::query(sqlx::AssertSqlSafe(query))
+                .fetch_all(&mut conn)
+                .await?
+                .iter()
+                .map(|r| Ok(r.try_get::<Option<String>, _>(0)?.unwrap_or_default()))
+                .collect()
+        })
     }
 
     pub fn count(&self, query: &str) -> i64 {
@@ -200,6 +328,8 @@ pub fn mt_runtime() -> tokio::runtime::Runtime {
 pub struct Server {
     child: std::process::Child,
     pub base: String,
+    /// What the server wrote to stderr, shown when a test fails.
+    log: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
 }
 
 impl Server {
@@ -207,7 +337,7 @@ impl Server {
     pub fn start(env: &Env, extra: &[&str]) -> Self {
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_hypograph"))
             .arg("--db")
-            .arg(&env.db)
+            .arg(env.db_arg())
             .args(["serve", "--bind", "127.0.0.1:0"])
             .args(extra)
             .env_remove("RUST_LOG")
@@ -219,8 +349,21 @@ impl Server {
         let mut reader = std::io::BufReader::new(stderr);
         let mut line = String::new();
         std::io::BufRead::read_line(&mut reader, &mut line).expect("read");
-        // Keep draining: a closed pipe would make the server's later log lines fail.
-        std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
+        // Keep draining (a closed pipe would make the server's later log lines fail) into a
+        // buffer that a failing test prints.
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            let mut chunk = [0u8; 8192];
+            while let Ok(n) = std::io::Read::read(&mut reader, &mut chunk) {
+                if n == 0 {
+                    break;
+                }
+                if let Ok(mut l) = sink.lock() {
+                    l.extend_from_slice(&chunk[..n]);
+                }
+            }
+        });
         let base = line
             .trim()
             .rsplit(' ')
@@ -228,7 +371,7 @@ impl Server {
             .filter(|u| u.starts_with("http://"))
             .unwrap_or_else(|| panic!("no address in `{line}`"))
             .to_owned();
-        Self { child, base }
+        Self { child, base, log }
     }
 }
 
@@ -236,6 +379,14 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if std::thread::panicking()
+            && let Ok(log) = self.log.lock()
+        {
+            eprintln!(
+                "--- the server's log ---\n{}",
+                String::from_utf8_lossy(&log)
+            );
+        }
     }
 }
 
