@@ -164,7 +164,7 @@ impl Store {
              UNION ALL \
              SELECT 1, o.key, o.name, r.key, e.key, e.name \
              FROM entities e JOIN edges x ON x.tail = e.id AND x.removed_in IS NULL \
-             JOIN relations r ON r.id = x.relation JOIN entities o ON o.id = x.head WHERE e.key = $1) \
+             JOIN relations r ON r.id = x.relation JOIN entities o ON o.id = x.head WHERE e.key = $1) AS touching \
              ORDER BY side, r, h, t LIMIT $2 OFFSET $3",
         )
         .bind(key)

@@ -3,6 +3,8 @@
 //! `--metrics-public`), the terminal reviewer and `retract` only with the user's own token,
 //! and paging numbers that would overflow.
 
+use crate::on_both;
+
 use crate::support::{
     Env, Server, data, get_json, get_text as get, mt_runtime as runtime, post_json,
     request as call, run_now as run, staged_workflow as workflow, user,
@@ -22,8 +24,7 @@ fn keys(env: &Env, workflow: &str) -> Vec<String> {
     ))
 }
 
-#[test]
-fn callbacks_answer_only_stages_that_take_them() {
+fn callbacks_answer_only_stages_that_take_them(env: Env) {
     let rt = runtime();
     let assay = rt.block_on(async {
         let s = MockServer::start().await;
@@ -33,7 +34,6 @@ fn callbacks_answer_only_stages_that_take_them() {
             .await;
         s
     });
-    let env = Env::new();
     let svc = user(&env, "lab", "service");
     let admin = user(&env, "carol", "admin");
     let server = Server::start(&env, &[]);
@@ -115,9 +115,7 @@ fn callbacks_answer_only_stages_that_take_them() {
     );
 }
 
-#[test]
-fn reviewers_see_other_verdicts_only_after_answering() {
-    let env = Env::new();
+fn reviewers_see_other_verdicts_only_after_answering(env: Env) {
     let alice = user(&env, "alice", "reviewer");
     let bob = user(&env, "bob", "reviewer");
     let dave = user(&env, "dave", "reviewer");
@@ -248,9 +246,7 @@ fn parse_prometheus(text: &str) -> Vec<(String, String, f64)> {
     samples
 }
 
-#[test]
-fn metrics_need_an_admin_token_unless_public() {
-    let env = Env::new();
+fn metrics_need_an_admin_token_unless_public(env: Env) {
     let alice = user(&env, "alice", "reviewer");
     let svc = user(&env, "lab", "service");
     let carol = user(&env, "carol", "admin");
@@ -315,9 +311,7 @@ fn metrics_need_an_admin_token_unless_public() {
 
 /// `daemon --bind --metrics-public`: the same server beside the scheduler, whose plugin calls
 /// show up as a latency histogram per stage and plugin.
-#[test]
-fn the_daemon_serves_plugin_latency() {
-    let env = Env::new();
+fn the_daemon_serves_plugin_latency(env: Env) {
     env.write(
         "wf/w.yaml",
         format!(
@@ -331,7 +325,8 @@ fn the_daemon_serves_plugin_latency() {
     );
     let mut child = Command::new(env!("CARGO_BIN_EXE_hypograph"))
         .arg("--db")
-        .arg(&env.db)
+        .arg(env.db_arg())
+        .envs(env.data_dir_var())
         .args(["daemon", "--workflows"])
         .arg(env.path("wf"))
         .args(["--bind", "127.0.0.1:0", "--metrics-public"])
@@ -406,7 +401,8 @@ fn review(
 ) -> (bool, String, String) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_hypograph"));
     cmd.arg("--db")
-        .arg(&env.db)
+        .arg(env.db_arg())
+        .envs(env.data_dir_var())
         .arg("review")
         .args(args)
         .env_remove("RUST_LOG")
@@ -432,9 +428,7 @@ fn review(
     )
 }
 
-#[test]
-fn review_and_retract_need_the_users_own_token() {
-    let env = Env::new();
+fn review_and_retract_need_the_users_own_token(env: Env) {
     let alice = user(&env, "alice", "reviewer");
     let bob = user(&env, "bob", "reviewer");
     let lab = user(&env, "lab", "service");
@@ -543,9 +537,7 @@ fn review_and_retract_need_the_users_own_token() {
     );
 }
 
-#[test]
-fn page_numbers_that_would_overflow_are_refused() {
-    let env = Env::new();
+fn page_numbers_that_would_overflow_are_refused(env: Env) {
     let alice = user(&env, "alice", "reviewer");
     let server = Server::start(&env, &[]);
     let w = env.write("w.yaml", workflow("  - name: experts\n    plugin: human\n"));
@@ -609,3 +601,28 @@ fn page_numbers_that_would_overflow_are_refused() {
         "{body}"
     );
 }
+
+on_both!(
+    reviewers_see_other_verdicts_only_after_answering,
+    reviewers_see_other_verdicts_only_after_answering
+);
+on_both!(
+    metrics_need_an_admin_token_unless_public,
+    metrics_need_an_admin_token_unless_public
+);
+on_both!(
+    the_daemon_serves_plugin_latency,
+    the_daemon_serves_plugin_latency
+);
+on_both!(
+    review_and_retract_need_the_users_own_token,
+    review_and_retract_need_the_users_own_token
+);
+on_both!(
+    page_numbers_that_would_overflow_are_refused,
+    page_numbers_that_would_overflow_are_refused
+);
+on_both!(
+    callbacks_answer_only_stages_that_take_them,
+    callbacks_answer_only_stages_that_take_them
+);

@@ -1,6 +1,8 @@
 //! The scheduler through the real `hypograph daemon`: rounds on a cron schedule, a clean stop
 //! on SIGTERM, two daemons on one database, and missed slots.
 
+use crate::on_both;
+
 use crate::support::{Env, data};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -21,7 +23,8 @@ fn workflow(name: &str, extra: &str) -> String {
 fn spawn(env: &Env, dir: &str, holder: &str) -> Child {
     Command::new(env!("CARGO_BIN_EXE_hypograph"))
         .arg("--db")
-        .arg(&env.db)
+        .arg(env.db_arg())
+        .envs(env.data_dir_var())
         .args(["daemon", "--workflows"])
         .arg(env.path(dir))
         .args(["--holder", holder])
@@ -42,10 +45,8 @@ fn wait_for(limit: Duration, what: &str, mut check: impl FnMut() -> bool) {
 }
 
 fn count_or_zero(env: &Env, query: &str) -> i64 {
-    if !env.db.exists() {
-        return 0;
-    }
-    env.strings(&format!("SELECT CAST(({query}) AS TEXT)"))
+    env.try_strings(&format!("SELECT CAST(({query}) AS TEXT)"))
+        .unwrap_or_default()
         .first()
         .and_then(|s| s.parse().ok())
         .unwrap_or(0)
@@ -75,9 +76,7 @@ fn done_fires(env: &Env) -> i64 {
     count_or_zero(env, "SELECT count(*) FROM fires WHERE status = 'done'")
 }
 
-#[test]
-fn runs_rounds_on_schedule_and_stops_cleanly_on_sigterm() {
-    let env = Env::new();
+fn runs_rounds_on_schedule_and_stops_cleanly_on_sigterm(env: Env) {
     env.write("wf/w.yaml", workflow("w", ""));
     let child = spawn(&env, "wf", "a");
     wait_for(Duration::from_secs(120), "two scheduled rounds", || {
@@ -119,9 +118,7 @@ fn runs_rounds_on_schedule_and_stops_cleanly_on_sigterm() {
     assert!(list.contains(" done"), "{list}");
 }
 
-#[test]
-fn two_daemons_never_run_one_slot_or_workflow_twice() {
-    let env = Env::new();
+fn two_daemons_never_run_one_slot_or_workflow_twice(env: Env) {
     env.write("wf/w.yaml", workflow("w", ""));
     // The first daemon creates the database; the second joins once it exists.
     let a = spawn(&env, "wf", "a");
@@ -163,7 +160,8 @@ fn missed_slots_are_logged_with_skip_and_run_once_with_run_once() {
         // Create the schema, then plant the last fire.
         let _ = Command::new(env!("CARGO_BIN_EXE_hypograph"))
             .arg("--db")
-            .arg(&env.db)
+            .arg(env.db_arg())
+            .envs(env.data_dir_var())
             .args(["import"])
             .arg(data("umls/demo-visible.tsv"))
             .output()
@@ -212,9 +210,7 @@ fn missed_slots_are_logged_with_skip_and_run_once_with_run_once() {
     }
 }
 
-#[test]
-fn buffer_one_keeps_one_fire_for_after_a_long_round() {
-    let env = Env::new();
+fn buffer_one_keeps_one_fire_for_after_a_long_round(env: Env) {
     // Every second, while each round's oracle takes 2.5 s: fires overlap.
     let text = workflow("w", "overlap: buffer_one\n")
         .replace("    truth:", "    latency: 2500ms\n    truth:");
@@ -223,7 +219,10 @@ fn buffer_one_keeps_one_fire_for_after_a_long_round() {
     wait_for(Duration::from_secs(120), "a buffered fire to run", || {
         count_or_zero(
             &env,
-            "SELECT count(*) FROM fires WHERE status = 'done' AND (julianday(fired_at) - julianday(scheduled_at)) * 86400 > 1.0",
+            &format!(
+                "SELECT count(*) FROM fires WHERE status = 'done' AND {} > 1.0",
+                env.seconds_between("scheduled_at", "fired_at")
+            ),
         ) >= 1
             && count_or_zero(
                 &env,
@@ -243,3 +242,16 @@ fn buffer_one_keeps_one_fire_for_after_a_long_round() {
         env.count("SELECT count(DISTINCT fire_time) FROM rounds WHERE fire_time IS NOT NULL"),
     );
 }
+
+on_both!(
+    runs_rounds_on_schedule_and_stops_cleanly_on_sigterm,
+    runs_rounds_on_schedule_and_stops_cleanly_on_sigterm
+);
+on_both!(
+    two_daemons_never_run_one_slot_or_workflow_twice,
+    two_daemons_never_run_one_slot_or_workflow_twice
+);
+on_both!(
+    buffer_one_keeps_one_fire_for_after_a_long_round,
+    buffer_one_keeps_one_fire_for_after_a_long_round
+);

@@ -2,6 +2,8 @@
 //! loopback assay service) and a `command` stage, two processes on one workflow, lost leases,
 //! attempts that end a round as failed, and abandoning a round.
 
+use crate::on_both;
+
 use crate::support::{Env, data};
 
 use std::path::Path;
@@ -142,9 +144,7 @@ fn a_command_stage_killed_at_every_state_resumes() {
 /// A stage that waits for people, so a round stays open.
 const HUMAN: &str = "  - name: experts\n    plugin: human\n    timeout: 72h\n";
 
-#[test]
-fn two_runs_started_together_never_share_a_workflow() {
-    let env = Env::new();
+fn two_runs_started_together_never_share_a_workflow(env: Env) {
     let oracle = format!(
         "  - name: assay\n    plugin: oracle\n    truth: {}\n",
         data("umls/demo-hidden.tsv").display()
@@ -155,7 +155,8 @@ fn two_runs_started_together_never_share_a_workflow() {
     let spawn = || {
         Command::new(env!("CARGO_BIN_EXE_hypograph"))
             .arg("--db")
-            .arg(&env.db)
+            .arg(env.db_arg())
+            .envs(env.data_dir_var())
             .args(["run", wp])
             .env_remove("RUST_LOG")
             .stdout(Stdio::piped())
@@ -187,14 +188,13 @@ fn two_runs_started_together_never_share_a_workflow() {
     assert_eq!(env.count("SELECT count(*) FROM leases"), 0, "released");
 }
 
-#[test]
-fn a_run_that_loses_its_lease_stops_with_an_error() {
-    let env = Env::new();
+fn a_run_that_loses_its_lease_stops_with_an_error(env: Env) {
     let w = env.write("w.yaml", workflow(HUMAN, ""));
     let wp = w.to_str().expect("path");
     let run = Command::new(env!("CARGO_BIN_EXE_hypograph"))
         .arg("--db")
-        .arg(&env.db)
+        .arg(env.db_arg())
+        .envs(env.data_dir_var())
         .args(["run", wp, "--wait", "120s", "--lease-ttl", "600ms"])
         .env_remove("RUST_LOG")
         .stdout(Stdio::piped())
@@ -235,9 +235,7 @@ fn a_run_that_loses_its_lease_stops_with_an_error() {
     );
 }
 
-#[test]
-fn a_round_failing_the_same_way_is_failed_after_max_attempts() {
-    let env = Env::new();
+fn a_round_failing_the_same_way_is_failed_after_max_attempts(env: Env) {
     let oracle = format!(
         "  - name: assay\n    plugin: oracle\n    truth: {}\n",
         data("umls/demo-hidden.tsv").display()
@@ -302,9 +300,7 @@ fn a_round_failing_the_same_way_is_failed_after_max_attempts() {
     check_round(&env, 2);
 }
 
-#[test]
-fn an_admin_abandons_a_stuck_round() {
-    let env = Env::new();
+fn an_admin_abandons_a_stuck_round(env: Env) {
     let admin = env.ok(&["user", "add", "carol", "--role", "admin"]);
     let reviewer = env.ok(&["user", "add", "alice", "--role", "reviewer"]);
     let w = env.write("w.yaml", workflow(HUMAN, ""));
@@ -347,3 +343,20 @@ fn an_admin_abandons_a_stuck_round() {
         vec!["failed", "awaiting"]
     );
 }
+
+on_both!(
+    two_runs_started_together_never_share_a_workflow,
+    two_runs_started_together_never_share_a_workflow
+);
+on_both!(
+    a_run_that_loses_its_lease_stops_with_an_error,
+    a_run_that_loses_its_lease_stops_with_an_error
+);
+on_both!(
+    a_round_failing_the_same_way_is_failed_after_max_attempts,
+    a_round_failing_the_same_way_is_failed_after_max_attempts
+);
+on_both!(
+    an_admin_abandons_a_stuck_round,
+    an_admin_abandons_a_stuck_round
+);

@@ -288,7 +288,7 @@ fn exported_features_import_back_equal() {
 
 fn features_at(env: &Env, v: i64) -> Vec<FeatureRecord> {
     runtime().block_on(async {
-        let store = Store::open(&env.db, OpenMode::Existing)
+        let store = Store::open(env.location(), OpenMode::Existing)
             .await
             .expect("open");
         let f = store.features_at(v).await.expect("features");
@@ -449,7 +449,7 @@ fn a_workflow_imports_its_features_with_the_graph_in_version_1() {
 fn the_library_imports_features_with_a_batch_and_reads_them_at_a_version() {
     let env = with_vectors();
     runtime().block_on(async {
-        let store = Store::open(&env.db, OpenMode::Existing).await.expect("open");
+        let store = Store::open(env.location(), OpenMode::Existing).await.expect("open");
         let opts = ImportOptions {
             message: "m".into(),
             ..ImportOptions::default()
@@ -542,7 +542,7 @@ fn reading_a_versions_features_is_fast() {
     let f = env.write("f.tsv", features);
     env.ok(&["import", path(&g), "--features", path(&f)]);
     runtime().block_on(async {
-        let store = Store::open(&env.db, OpenMode::Existing)
+        let store = Store::open(env.location(), OpenMode::Existing)
             .await
             .expect("open");
         let started = std::time::Instant::now();

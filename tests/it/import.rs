@@ -153,7 +153,8 @@ fn log_lines_on_a_pipe_carry_no_colour_codes() {
     // Not through `Env::run`: NO_COLOR from the caller's environment would hide the bug.
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_hypograph"))
         .arg("--db")
-        .arg(&env.db)
+        .arg(env.db_arg())
+        .envs(env.data_dir_var())
         .args(["-v", "import"])
         .arg(&f)
         .env_remove("RUST_LOG")

@@ -53,7 +53,7 @@ fn submission(rows: Vec<PinnedRow>) -> AskSubmission {
 
 fn submit(env: &Env, s: &AskSubmission) -> Result<SubmitSummary, StoreError> {
     runtime().block_on(async {
-        let store = Store::open(&env.db, OpenMode::Existing)
+        let store = Store::open(env.location(), OpenMode::Existing)
             .await
             .expect("open");
         let out = store.submit_ask(s).await;
@@ -381,7 +381,7 @@ fn rows_already_decided_or_on_their_way_are_reported_not_stored() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("aborting"));
     let refuted = triple("alga", "isa", "alga");
     runtime().block_on(async {
-        let store = Store::open(&env.db, OpenMode::Existing)
+        let store = Store::open(env.location(), OpenMode::Existing)
             .await
             .expect("open");
         store
@@ -487,7 +487,7 @@ fn reviewers_and_admins_may_ask_services_may_not() {
         (user(&env, "svc", "service"), false),
     ];
     runtime().block_on(async {
-        let store = Store::open(&env.db, OpenMode::Existing)
+        let store = Store::open(env.location(), OpenMode::Existing)
             .await
             .expect("open");
         for (token, allowed) in &tokens {

@@ -326,8 +326,10 @@ fn llm_missing_field_is_asked_again() {
     // The first hypothesis needed a second question; the others may have had the good reply.
     assert_eq!(count(&env, "confirmed"), 10, "{:?}", statuses(&env));
     assert!(
-        env.count("SELECT count(*) FROM verdicts WHERE json_extract(evidence, '$.attempts') = 2")
-            >= 1
+        env.count(&format!(
+            "SELECT count(*) FROM verdicts WHERE {} = 2",
+            env.json_num("evidence", "attempts")
+        )) >= 1
     );
 }
 
@@ -378,9 +380,10 @@ fn the_bundled_command_plugin_runs_from_its_manifest() {
     let answered = count(&env, "confirmed") + count(&env, "refuted") + count(&env, "inconclusive");
     assert_eq!(answered, 10, "{:?}", statuses(&env));
     assert_eq!(
-        env.count(
-            "SELECT count(*) FROM verdicts WHERE json_extract(evidence, '$.rule') IS NOT NULL"
-        ),
+        env.count(&format!(
+            "SELECT count(*) FROM verdicts WHERE {} IS NOT NULL",
+            env.json_text("evidence", "rule")
+        )),
         10
     );
 }

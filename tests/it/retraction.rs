@@ -1,6 +1,8 @@
 //! Retractions after a stage closed: the stage is re-decided from the verdicts still standing,
 //! and the graph (edges and refutations, both versioned and hashed) follows.
 
+use crate::on_both;
+
 use crate::support::{Env, Server, post_json as post, staged_workflow as workflow, user};
 use serde_json::{Value, json};
 
@@ -34,9 +36,7 @@ fn versions(env: &Env) -> i64 {
     env.count("SELECT count(*) FROM graph_versions")
 }
 
-#[test]
-fn a_retraction_re_decides_the_stage_from_the_standing_verdicts() {
-    let env = Env::new();
+fn a_retraction_re_decides_the_stage_from_the_standing_verdicts(env: Env) {
     let alice = user(&env, "alice", "reviewer");
     let bob = user(&env, "bob", "reviewer");
     let carol = user(&env, "carol", "admin");
@@ -143,3 +143,8 @@ fn a_retraction_re_decides_the_stage_from_the_standing_verdicts() {
     let out = env.fail(&["graph", "verify"]);
     assert!(out.contains(&format!("version {}", before + 2)), "{out}");
 }
+
+on_both!(
+    a_retraction_re_decides_the_stage_from_the_standing_verdicts,
+    a_retraction_re_decides_the_stage_from_the_standing_verdicts
+);

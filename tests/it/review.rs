@@ -1,6 +1,8 @@
 //! The REST API and the people side: assay callbacks, the review queue with quorum rules,
 //! the terminal reviewer, retraction, polling the bundled assay service, the circuit breaker.
 
+use crate::on_both;
+
 use crate::support::Env;
 use serde_json::{Value, json};
 use std::io::Write;
@@ -24,8 +26,7 @@ fn count(env: &Env, status: &str) -> i64 {
     ))
 }
 
-#[test]
-fn assay_callbacks_are_authenticated_idempotent_and_checked() {
+fn assay_callbacks_are_authenticated_idempotent_and_checked(env: Env) {
     let rt = runtime();
     let assay = rt.block_on(async {
         let s = MockServer::start().await;
@@ -36,7 +37,6 @@ fn assay_callbacks_are_authenticated_idempotent_and_checked() {
             .await;
         s
     });
-    let env = Env::new();
     let svc = user(&env, "lab", "service");
     let rev = user(&env, "alice", "reviewer");
     let server = Server::start(&env, &[]);
@@ -115,9 +115,7 @@ fn assay_callbacks_are_authenticated_idempotent_and_checked() {
     );
 }
 
-#[test]
-fn reviewers_reach_a_quorum_by_api_and_terminal_and_a_retraction_removes_the_edge() {
-    let env = Env::new();
+fn reviewers_reach_a_quorum_by_api_and_terminal_and_a_retraction_removes_the_edge(env: Env) {
     let alice = user(&env, "alice", "reviewer");
     let bob = user(&env, "bob", "reviewer");
     let svc = user(&env, "lab", "service");
@@ -172,7 +170,8 @@ fn reviewers_reach_a_quorum_by_api_and_terminal_and_a_retraction_removes_the_edg
     // Bob answers everything in the terminal, one key each.
     let mut child = Command::new(env!("CARGO_BIN_EXE_hypograph"))
         .arg("--db")
-        .arg(&env.db)
+        .arg(env.db_arg())
+        .envs(env.data_dir_var())
         .args(["review", "--as", "bob"])
         .env("HYPOGRAPH_TOKEN", &bob)
         .stdin(Stdio::piped())
@@ -222,7 +221,7 @@ fn reviewers_reach_a_quorum_by_api_and_terminal_and_a_retraction_removes_the_edg
     ));
     let triple = env
         .strings(&format!(
-            "SELECT he.key || char(9) || r.key || char(9) || te.key FROM hypotheses h \
+            "SELECT he.key || '\t' || r.key || '\t' || te.key FROM hypotheses h \
          JOIN entities he ON he.id = h.head JOIN relations r ON r.id = h.relation \
          JOIN entities te ON te.id = h.tail WHERE h.id = {}",
             items[0]["id"]
@@ -286,9 +285,7 @@ fn reviewers_reach_a_quorum_by_api_and_terminal_and_a_retraction_removes_the_edg
     );
 }
 
-#[test]
-fn an_escalated_disagreement_waits_for_an_admin() {
-    let env = Env::new();
+fn an_escalated_disagreement_waits_for_an_admin(env: Env) {
     let alice = user(&env, "alice", "reviewer");
     let bob = user(&env, "bob", "reviewer");
     let carol = user(&env, "carol", "admin");
@@ -361,9 +358,7 @@ fn an_escalated_disagreement_waits_for_an_admin() {
     );
 }
 
-#[test]
-fn the_bundled_assay_service_is_polled_to_completion() {
-    let env = Env::new();
+fn the_bundled_assay_service_is_polled_to_completion(env: Env) {
     let service = crate::support::ExampleAssay::start(
         &["--mode", "poll", "--delay", "0.5"].map(std::ffi::OsStr::new),
         &[],
@@ -419,9 +414,7 @@ fn repeated_failures_open_the_circuit_and_the_rest_wait() {
     assert_eq!(env.strings("SELECT state FROM rounds"), vec!["dispatching"]);
 }
 
-#[test]
-fn a_retrain_while_items_wait_shows_fresh_scores_and_marks_stale_ones() {
-    let env = Env::new();
+fn a_retrain_while_items_wait_shows_fresh_scores_and_marks_stale_ones(env: Env) {
     let alice = user(&env, "alice", "reviewer");
     let server = Server::start(&env, &[]);
     // Every item is stale once rescored: no probability clears 1.0.
@@ -462,9 +455,7 @@ fn a_retrain_while_items_wait_shows_fresh_scores_and_marks_stale_ones() {
 /// acquisition order. The fresh scores and acquisition values are set by hand so the expected
 /// order can be written down (`a_retrain_while_items_wait...` covers where fresh scores come
 /// from).
-#[test]
-fn stale_items_follow_the_threshold_and_sink_in_the_queue() {
-    let env = Env::new();
+fn stale_items_follow_the_threshold_and_sink_in_the_queue(env: Env) {
     let alice = user(&env, "alice", "reviewer");
     let server = Server::start(&env, &[]);
     let w = env.write(
@@ -545,3 +536,28 @@ fn stale_items_follow_the_threshold_and_sink_in_the_queue() {
         .collect();
     assert_eq!(cards, want, "{html}");
 }
+
+on_both!(
+    reviewers_reach_a_quorum_by_api_and_terminal_and_a_retraction_removes_the_edge,
+    reviewers_reach_a_quorum_by_api_and_terminal_and_a_retraction_removes_the_edge
+);
+on_both!(
+    an_escalated_disagreement_waits_for_an_admin,
+    an_escalated_disagreement_waits_for_an_admin
+);
+on_both!(
+    the_bundled_assay_service_is_polled_to_completion,
+    the_bundled_assay_service_is_polled_to_completion
+);
+on_both!(
+    a_retrain_while_items_wait_shows_fresh_scores_and_marks_stale_ones,
+    a_retrain_while_items_wait_shows_fresh_scores_and_marks_stale_ones
+);
+on_both!(
+    stale_items_follow_the_threshold_and_sink_in_the_queue,
+    stale_items_follow_the_threshold_and_sink_in_the_queue
+);
+on_both!(
+    assay_callbacks_are_authenticated_idempotent_and_checked,
+    assay_callbacks_are_authenticated_idempotent_and_checked
+);

@@ -1,6 +1,8 @@
 //! The round engine through the real binary: rounds end to end, crash safety at every state,
 //! replay equivalence, and bad workflows that must write nothing.
 
+use crate::on_both;
+
 use crate::support::{Env, data};
 
 /// A small, fast workflow on the demo split (paths absolute, so it can live anywhere).
@@ -76,16 +78,17 @@ fn check_round(env: &Env, number: i64, batch: i64) {
     );
     assert_eq!(
         env.count(&format!(
-            "SELECT count(*) FROM edges WHERE added_in = {version} AND json_extract(provenance, '$.round_id') = {id}"
+            "SELECT count(*) FROM edges WHERE added_in = {version} AND {} = {id}",
+            env.json_num("provenance", "round_id")
         )),
-        env.count(&format!("SELECT n_added FROM graph_versions WHERE id = {version}")),
+        env.count(&format!(
+            "SELECT n_added FROM graph_versions WHERE id = {version}"
+        )),
         "confirmed edges carry their provenance"
     );
 }
 
-#[test]
-fn a_round_runs_end_to_end_and_records_everything() {
-    let env = Env::new();
+fn a_round_runs_end_to_end_and_records_everything(env: Env) {
     let w = env.write("w.yaml", workflow("w", ""));
     let out = env.ok(&["run", w.to_str().expect("path"), "--rounds", "2"]);
     assert!(out.contains("round 1: 30 hypotheses"), "{out}");
@@ -109,7 +112,7 @@ fn a_round_runs_end_to_end_and_records_everything() {
     );
     assert_eq!(
         env.count(
-            "SELECT count(*) FROM (SELECT head, relation, tail FROM hypotheses GROUP BY 1, 2, 3 HAVING count(*) > 1)"
+            "SELECT count(*) FROM (SELECT head, relation, tail FROM hypotheses GROUP BY 1, 2, 3 HAVING count(*) > 1) AS repeated"
         ),
         0,
         "round 2 never re-proposes round 1's triples"
@@ -117,7 +120,10 @@ fn a_round_runs_end_to_end_and_records_everything() {
     // The round keeps the workflow text and its metrics.
     assert!(env.strings("SELECT spec FROM rounds WHERE number = 1")[0].contains("name: w"));
     assert!(
-        env.count("SELECT count(*) FROM rounds WHERE json_extract(metrics, '$.test_mrr') > 0") == 2
+        env.count(&format!(
+            "SELECT count(*) FROM rounds WHERE {} > 0",
+            env.json_num("metrics", "test_mrr")
+        )) == 2
     );
     // The plot counts rounds and discoveries in whole numbers.
     let plot = out
@@ -158,9 +164,9 @@ fn a_round_runs_end_to_end_and_records_everything() {
     );
 }
 
-#[test]
-fn killed_at_every_state_resumes_to_the_same_graph() {
-    let straight = Env::new();
+/// Killed at each state, each run on a fresh database from `fresh`.
+fn killed_at_every_state_resumes_to_the_same_graph_on(fresh: &dyn Fn() -> Env) {
+    let straight = fresh();
     let w = straight.write("w.yaml", workflow("w", ""));
     let wp = w.to_str().expect("path");
     straight.ok(&["run", wp, "--rounds", "2"]);
@@ -176,7 +182,7 @@ fn killed_at_every_state_resumes_to_the_same_graph() {
         "ingesting",
         "retraining",
     ] {
-        let env = Env::new();
+        let env = fresh();
         let w = env.write("w.yaml", workflow("w", ""));
         let wp = w.to_str().expect("path");
         env.ok(&["run", wp]);
@@ -211,8 +217,20 @@ fn killed_at_every_state_resumes_to_the_same_graph() {
 }
 
 #[test]
-fn a_failing_plugin_fails_only_its_hypotheses() {
-    let env = Env::new();
+fn killed_at_every_state_resumes_to_the_same_graph() {
+    killed_at_every_state_resumes_to_the_same_graph_on(&Env::sqlite);
+}
+
+#[test]
+fn killed_at_every_state_resumes_to_the_same_graph_on_postgres() {
+    if Env::postgres().is_some() {
+        killed_at_every_state_resumes_to_the_same_graph_on(&|| {
+            Env::postgres().expect("PostgreSQL was there a moment ago")
+        });
+    }
+}
+
+fn a_failing_plugin_fails_only_its_hypotheses(env: Env) {
     // Three submissions fail: the first batch of 10 exhausts its 2 retries, the rest succeed.
     let w = env.write("w.yaml", workflow("w", "    outage: 3\n    retries: 2\n"));
     env.ok(&["run", w.to_str().expect("path")]);
@@ -398,9 +416,7 @@ fn relation_not_in_the_graph() {
     );
 }
 
-#[test]
-fn bundled_workflows_validate() {
-    let env = Env::new();
+fn bundled_workflows_validate(env: Env) {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("workflows");
     let files: Vec<String> = ["demo.yaml", "nightly-retrain.yaml", "drug-repurposing.yaml"]
         .iter()
@@ -434,9 +450,7 @@ fn bundled_workflows_validate() {
     }
 }
 
-#[test]
-fn a_retrain_only_workflow_trains_once_per_graph_version() {
-    let env = Env::new();
+fn a_retrain_only_workflow_trains_once_per_graph_version(env: Env) {
     let text = format!(
         "name: nightly\nretrain:\n  schedule: \"0 0 2 * * *\"\ngraph:\n  import: {}\n\
          model:\n  dim: 8\n  epochs: 2\n  retrain_epochs: 1\n  ensemble: 1\n  calibration: none\n",
@@ -467,14 +481,13 @@ fn a_retrain_only_workflow_trains_once_per_graph_version() {
     );
 }
 
-#[test]
-fn sigterm_finishes_the_step_and_the_round_resumes() {
-    let env = Env::new();
+fn sigterm_finishes_the_step_and_the_round_resumes(env: Env) {
     // A slow oracle keeps the round in `dispatching` long enough to be interrupted there.
     let w = env.write("w.yaml", workflow("w", "    latency: 2s\n"));
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_hypograph"))
         .arg("--db")
-        .arg(&env.db)
+        .arg(env.db_arg())
+        .envs(env.data_dir_var())
         .args(["run", w.to_str().expect("path")])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
@@ -506,3 +519,21 @@ fn sigterm_finishes_the_step_and_the_round_resumes() {
     assert!(again.contains("resuming round 1"), "{again}");
     check_round(&env, 1, 30);
 }
+
+on_both!(
+    a_round_runs_end_to_end_and_records_everything,
+    a_round_runs_end_to_end_and_records_everything
+);
+on_both!(
+    a_failing_plugin_fails_only_its_hypotheses,
+    a_failing_plugin_fails_only_its_hypotheses
+);
+on_both!(bundled_workflows_validate, bundled_workflows_validate);
+on_both!(
+    a_retrain_only_workflow_trains_once_per_graph_version,
+    a_retrain_only_workflow_trains_once_per_graph_version
+);
+on_both!(
+    sigterm_finishes_the_step_and_the_round_resumes,
+    sigterm_finishes_the_step_and_the_round_resumes
+);

@@ -17,7 +17,7 @@ fn refutations_are_recorded_counted_and_blamed() {
     let f = env.write("a.tsv", "a\tr\tb\nb\tr\tc\n");
     env.ok(&["import", f.to_str().expect("path")]);
     runtime().block_on(async {
-        let store = Store::open(&env.db, OpenMode::Existing)
+        let store = Store::open(env.location(), OpenMode::Existing)
             .await
             .expect("open");
         let evidence = serde_json::json!({ "assay": "x", "p": 0.2 });
@@ -60,7 +60,7 @@ fn loaded_graph_answers_lookups_like_the_file() {
     env.ok(&["import", train.to_str().expect("path")]);
     let text = std::fs::read_to_string(&train).expect("read");
     runtime().block_on(async {
-        let store = Store::open(&env.db, OpenMode::Existing)
+        let store = Store::open(env.location(), OpenMode::Existing)
             .await
             .expect("open");
         let g = store.load_graph(1).await.expect("graph");
@@ -101,7 +101,9 @@ fn import_api_is_idempotent() {
     let batch = tsv::parse_triples(b"a\tr\tb\n", std::path::Path::new("x"), OnInvalid::Fail)
         .expect("parse");
     runtime().block_on(async {
-        let store = Store::open(&env.db, OpenMode::Create).await.expect("open");
+        let store = Store::open(env.location(), OpenMode::Create)
+            .await
+            .expect("open");
         let opts = ImportOptions::default();
         let first = store.import(&batch, &opts).await.expect("import");
         let second = store.import(&batch, &opts).await.expect("import");
@@ -135,7 +137,8 @@ fn killed_import_leaves_no_partial_version() {
     let expected = crate::support::sorted_lines(&text);
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_hypograph"))
         .arg("--db")
-        .arg(&env.db)
+        .arg(env.db_arg())
+        .envs(env.data_dir_var())
         .arg("import")
         .arg(&f)
         .stdout(std::process::Stdio::null())
@@ -178,7 +181,7 @@ fn stage_items_answer_once_and_expire_visibly() {
     let f = env.write("a.tsv", "a\tr\tb\nb\tr\tc\nc\tr\td\n");
     env.ok(&["import", f.to_str().expect("path")]);
     runtime().block_on(async {
-        let store = Store::open(&env.db, OpenMode::Existing)
+        let store = Store::open(env.location(), OpenMode::Existing)
             .await
             .expect("open");
         let round = store
@@ -279,7 +282,7 @@ fn a_stage_with_a_reopened_item_does_not_close() {
     let f = env.write("a.tsv", "a\tr\tb\nb\tr\tc\nc\tr\td\n");
     env.ok(&["import", f.to_str().expect("path")]);
     runtime().block_on(async {
-        let store = Store::open(&env.db, OpenMode::Existing)
+        let store = Store::open(env.location(), OpenMode::Existing)
             .await
             .expect("open");
         let round = store

@@ -59,7 +59,7 @@ macro_rules! on_both {
         mod $name {
             #[test]
             fn sqlite() {
-                super::$body($crate::support::Env::new())
+                super::$body($crate::support::Env::sqlite())
             }
             #[test]
             fn postgres() {
@@ -76,7 +76,18 @@ pub fn data(rel: &str) -> PathBuf {
 }
 
 impl Env {
+    /// A fresh SQLite database; with `HYPOGRAPH_TEST_BACKEND=postgres`, every such test runs
+    /// on PostgreSQL instead (those that read the SQLite file itself then fail by design).
     pub fn new() -> Self {
+        if std::env::var("HYPOGRAPH_TEST_BACKEND").as_deref() == Ok("postgres")
+            && let Some(env) = Self::postgres()
+        {
+            return env;
+        }
+        Self::sqlite()
+    }
+
+    pub fn sqlite() -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let db = dir.path().join("graph.db");
         Self { dir, db, pg: None }
@@ -112,13 +123,58 @@ impl Env {
                 .await
         })
         .unwrap_or_else(|e| panic!("creating a test database on HYPOGRAPH_TEST_POSTGRES: {e}"));
-        let mut env = Self::new();
+        let mut env = Self::sqlite();
         env.pg = Some(PgDatabase {
             url: with_database(&admin, &name),
             admin,
             name,
         });
         Some(env)
+    }
+
+    /// The database as the library opens it.
+    pub fn location(&self) -> hypograph::store::Location {
+        match &self.pg {
+            Some(pg) => hypograph::store::Location::Postgres(pg.url.clone()),
+            None => hypograph::store::Location::Sqlite(self.db.clone()),
+        }
+    }
+
+    /// SQL reading the text at `path` (`a.b`) of the JSON document in `column`.
+    pub fn json_text(&self, column: &str, path: &str) -> String {
+        match &self.pg {
+            Some(_) => format!(
+                "(CAST({column} AS jsonb) #>> '{{{}}}')",
+                path.replace('.', ",")
+            ),
+            None => format!("json_extract({column}, '$.{path}')"),
+        }
+    }
+
+    /// Like [`Env::json_text`] for a number.
+    pub fn json_num(&self, column: &str, path: &str) -> String {
+        match &self.pg {
+            Some(_) => format!("CAST({} AS DOUBLE PRECISION)", self.json_text(column, path)),
+            None => format!("json_extract({column}, '$.{path}')"),
+        }
+    }
+
+    /// SQL for the seconds from RFC 3339 text `from` to `to`.
+    pub fn seconds_between(&self, from: &str, to: &str) -> String {
+        match &self.pg {
+            Some(_) => format!(
+                "EXTRACT(EPOCH FROM (CAST({to} AS timestamptz) - CAST({from} AS timestamptz)))"
+            ),
+            None => format!("((julianday({to}) - julianday({from})) * 86400)"),
+        }
+    }
+
+    /// A PostgreSQL environment's data directory (checkpoint caches) in its temp dir, where a
+    /// SQLite one gets it beside the file by default.
+    pub fn data_dir_var(&self) -> Option<(&'static str, PathBuf)> {
+        self.pg
+            .as_ref()
+            .map(|_| ("HYPOGRAPH_DATA", self.dir.path().join("hypograph-data")))
     }
 
     /// What `--db` gets: the file, or the PostgreSQL URL.
@@ -223,6 +279,7 @@ impl Env {
             .arg("--db")
             .arg(self.db_arg())
             .args(args)
+            .envs(self.data_dir_var())
             .env_remove("RUST_LOG")
             .env_remove("HYPOGRAPH_DB")
             .env_remove("HYPOGRAPH_TOKEN")
@@ -338,6 +395,7 @@ impl Server {
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_hypograph"))
             .arg("--db")
             .arg(env.db_arg())
+            .envs(env.data_dir_var())
             .args(["serve", "--bind", "127.0.0.1:0"])
             .args(extra)
             .env_remove("RUST_LOG")
