@@ -375,6 +375,9 @@ impl Store {
                 if mode == OpenMode::Existing && !path.exists() {
                     return Err(StoreError::Missing(at.clone()));
                 }
+                if !path.exists() {
+                    create_sqlite(path).await?;
+                }
                 let pool = sqlite_pool(path, mode).await.map_err(|e| match &e {
                     sqlx::Error::Database(db) if db.code().as_deref() == Some("26") => {
                         not_ours("the file is not an SQLite database".into())
@@ -490,6 +493,38 @@ impl Store {
     pub async fn close(self) {
         self.pool.close().await;
     }
+}
+
+/// Creates a new SQLite database fully migrated under a temporary name, then links it into
+/// place: a process killed while migrating (some migrations commit in several steps) leaves
+/// no half-made database behind, and of two processes creating the same file, one wins and
+/// the other opens it.
+async fn create_sqlite(path: &Path) -> Result<()> {
+    let name = path.file_name().map_or_else(
+        || "hypograph.db".into(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    let temp = path.with_file_name(format!(".{name}.creating-{}", std::process::id()));
+    let _ = std::fs::remove_file(&temp);
+    let pool = sqlite_pool(&temp, OpenMode::Create).await?;
+    let migrated = SQLITE.run(&pool).await;
+    // Closing the last connection checkpoints the WAL into the file and removes it.
+    pool.close().await;
+    let linked =
+        migrated
+            .map_err(StoreError::from)
+            .and_then(|()| match std::fs::hard_link(&temp, path) {
+                Ok(()) => Ok(()),
+                // Another process made it first: theirs stands.
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+                Err(e) => Err(StoreError::Io(e)),
+            });
+    for suffix in ["", "-wal", "-shm"] {
+        let mut p = temp.clone().into_os_string();
+        p.push(suffix);
+        let _ = std::fs::remove_file(p);
+    }
+    linked
 }
 
 /// A pool on a SQLite file.
