@@ -2,12 +2,14 @@
 //! oracle to an ingested graph version, the model step excluded. Times each engine state and
 //! the whole, against the goal of 1 s. Prints figures, asserts nothing.
 //!
-//! Run: `cargo bench --bench round_overhead` (`HYPOTHESES=N` for another batch size).
+//! Run: `cargo bench --bench round_overhead` (`HYPOTHESES=N` for another batch size). With
+//! `HYPOGRAPH_BENCH_POSTGRES` (an admin URL: `.ci/postgres start DIR` prints one) the same
+//! round also runs on a PostgreSQL database, in the same run.
 
 mod common;
 
 use hypograph::engine::{self, Event, Options};
-use hypograph::store::RoundState;
+use hypograph::store::{Location, RoundState};
 use hypograph::workflow;
 use std::time::Instant;
 
@@ -20,8 +22,23 @@ async fn main() -> anyhow::Result<()> {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(10_000);
+    println!(
+        "machine: {} cores; {n} hypotheses, UMLS graph, instant oracle (half confirmed)",
+        std::thread::available_parallelism()?.get()
+    );
     let work = tempfile::tempdir_in("target")?;
-    let (store, graph) = common::umls_store(work.path()).await?;
+    round(n, Location::Sqlite(work.path().join("bench.db")), "SQLite").await?;
+    if let Some(pg) = common::postgres_database("round").await? {
+        round(n, Location::Postgres(pg.url.clone()), "PostgreSQL").await?;
+    }
+    Ok(())
+}
+
+/// One round of `n` hypotheses on a fresh database at `at`.
+async fn round(n: usize, at: Location, label: &str) -> anyhow::Result<()> {
+    println!("{label}:");
+    let work = tempfile::tempdir_in("target")?;
+    let (store, graph) = common::umls_store_at(at).await?;
     let ranked = common::unknown_batch(&graph, n, 5);
     // The oracle's truth holds every other one.
     let truth: String = ranked
@@ -40,10 +57,6 @@ async fn main() -> anyhow::Result<()> {
 
     let round = common::round_at_ranking(&store, "bench", &loaded.text).await?;
 
-    println!(
-        "machine: {} cores; {n} hypotheses, UMLS graph, instant oracle (half confirmed)",
-        std::thread::available_parallelism()?.get()
-    );
     let total = Instant::now();
     let started = Instant::now();
     store

@@ -1160,6 +1160,8 @@ async fn step_await(
         (RoundState::Dispatching, i + 1)
     };
     let refute_here = l.workflow.ingest.refute_on == RefuteOn::Any;
+    // Subscribed before the first count, so an answer landing in between still wakes us.
+    let mut answers = store.answer_wait().await;
     let closed = loop {
         let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
         let expired = store.expire_items(round.id, i, &now).await?;
@@ -1209,8 +1211,15 @@ async fn step_await(
         if started.elapsed() >= opts.wait || stopped(&opts.stop) {
             return Ok(false);
         }
-        let pause = if poller.is_some() { 1000 } else { 200 };
-        tokio::time::sleep(Duration::from_millis(pause)).await;
+        // Announced answers (PostgreSQL) wake the wait at once: the pause is then only the
+        // fallback for expiries, a stop or a lost announcement. A plugin that is polled, or
+        // SQLite, sets the pace.
+        let pause = match (poller.is_some(), answers.is_live()) {
+            (true, _) => 1000,
+            (false, true) => 2000,
+            (false, false) => 200,
+        };
+        answers.wait(round.id, Duration::from_millis(pause)).await;
     };
     info!(stage = %stage.name, ?closed, "stage closed");
     Ok(true)

@@ -114,6 +114,11 @@ impl Lease {
             }
             info!(%workflow, previous = %current, "took over the lease of a process that is gone");
         }
+        Ok(Some(Self::adopt(store, workflow, holder, ttl)))
+    }
+
+    /// A lease `holder` already holds (just taken over), renewed from now on.
+    pub fn adopt(store: &Store, workflow: &str, holder: &str, ttl: Duration) -> Self {
         let (tx, lost) = watch::channel(false);
         let renew = {
             let (store, workflow, holder) = (store.clone(), workflow.to_owned(), holder.to_owned());
@@ -134,13 +139,13 @@ impl Lease {
                 }
             })
         };
-        Ok(Some(Self {
+        Self {
             store: store.clone(),
             workflow: workflow.to_owned(),
             holder: holder.to_owned(),
             renew,
             lost,
-        }))
+        }
     }
 
     /// A flag that turns true when the lease is lost.
@@ -235,6 +240,18 @@ impl Scheduler {
             lease_ttl: self.lease_ttl,
         });
         let mut tasks = Vec::new();
+        let mut rounds: Vec<String> = self
+            .entries
+            .iter()
+            .filter(|e| e.kind == FireKind::Round)
+            .map(|e| e.workflow.clone())
+            .collect();
+        rounds.dedup();
+        {
+            let shared = shared.clone();
+            let stop = stop.clone();
+            tasks.push(tokio::spawn(adopt_orphans(shared, rounds, stop)));
+        }
         for entry in self.entries {
             let shared = shared.clone();
             let stop = stop.clone();
@@ -256,6 +273,68 @@ struct Shared {
     holder: String,
     handler: Handler,
     lease_ttl: Duration,
+}
+
+/// Resumes rounds whose driver died: every half lease time, this daemon takes over expired
+/// leases of its workflows (daemons divide them: `Store::claim_expired_leases`) and drives
+/// each open round on, under a holder name of its own so its schedule loop cannot drive the
+/// same round at once (that loop's fires skip while the takeover holds the lease).
+async fn adopt_orphans(
+    shared: Arc<Shared>,
+    workflows: Vec<String>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let every = (shared.lease_ttl / 2).max(Duration::from_secs(1));
+    let holder = format!("takeover-{}", shared.holder);
+    let mut running: Vec<JoinHandle<()>> = Vec::new();
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.changed() => {}
+        }
+        if *stop.borrow() {
+            break;
+        }
+        running.retain(|h| !h.is_finished());
+        let taken = match shared
+            .store
+            .claim_expired_leases(&workflows, &holder, shared.lease_ttl, 16)
+            .await
+        {
+            Ok(t) => t,
+            Err(e) => {
+                warn!(error = %e, "looking for expired leases failed");
+                continue;
+            }
+        };
+        for (workflow, previous) in taken {
+            info!(%workflow, %previous, "took over an expired lease");
+            let (shared, holder) = (shared.clone(), holder.clone());
+            running.push(tokio::spawn(async move {
+                let lease = Lease::adopt(&shared.store, &workflow, &holder, shared.lease_ttl);
+                match shared.store.open_round(&workflow).await {
+                    Ok(Some(round)) => {
+                        info!(%workflow, round = round.number, state = %round.state, "resuming a round whose driver died");
+                        let fire = Fire {
+                            workflow: workflow.clone(),
+                            kind: FireKind::Round,
+                            at: Utc::now(),
+                            lease_lost: lease.lost(),
+                        };
+                        if let Err(e) = (shared.handler)(fire).await {
+                            warn!(%workflow, error = %e, "resuming the round failed");
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(e) => warn!(%workflow, error = %e, "reading the open round failed"),
+                }
+                lease.release().await;
+            }));
+        }
+    }
+    for h in running {
+        let _ = h.await;
+    }
 }
 
 /// Slots after `after` and strictly before `until`, at most `cap`.

@@ -5,6 +5,7 @@ mod features;
 mod hash;
 mod lookup;
 mod models;
+mod notify;
 mod pinned;
 mod read;
 mod review;
@@ -18,6 +19,7 @@ mod write;
 pub use features::{Change, FeatureBlameRow, FeatureChange};
 pub use lookup::{EntityEdge, EntityHit};
 pub use models::{ModelInfo, NewModel};
+pub use notify::AnswerWait;
 pub use pinned::{
     AskSubmission, KnownRow, PinnedClaims, PinnedInfo, PinnedMark, PinnedOrigin, PinnedRow,
     PinnedStatus, SubmitSummary,
@@ -354,6 +356,8 @@ fn backend_of(conn: &sqlx::AnyConnection) -> Backend {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// PostgreSQL: the process's listener for announced answers (`notify`).
+    listener: Option<std::sync::Arc<notify::Listener>>,
 }
 
 /// The key of the advisory lock that serialises writers on PostgreSQL, as SQLite's single
@@ -435,7 +439,15 @@ impl Store {
             }
         }
         migrator.run(&pool).await?;
-        Ok(Self { pool, backend })
+        let listener = match at {
+            Location::Postgres(url) => Some(notify::Listener::new(url)),
+            Location::Sqlite(_) => None,
+        };
+        Ok(Self {
+            pool,
+            backend,
+            listener,
+        })
     }
 
     /// Which engine this store runs on.

@@ -3,15 +3,21 @@
 
 use hypograph::graph::Graph;
 use hypograph::store::{
-    ImportOptions, NewHypothesis, OpenMode, RoundInfo, RoundState, RoundUpdate, Store,
+    ImportOptions, Location, NewHypothesis, OpenMode, RoundInfo, RoundState, RoundUpdate, Store,
 };
 use rand::{Rng, SeedableRng};
 use std::collections::HashSet;
 use std::path::Path;
 
 /// A new store under `dir` with UMLS's training triples as version 1, and that graph.
+#[allow(dead_code)]
 pub async fn umls_store(dir: &Path) -> anyhow::Result<(Store, Graph)> {
-    let store = Store::open(&dir.join("bench.db"), OpenMode::Create).await?;
+    umls_store_at(Location::Sqlite(dir.join("bench.db"))).await
+}
+
+/// Like [`umls_store`] at any location (an empty database).
+pub async fn umls_store_at(at: Location) -> anyhow::Result<(Store, Graph)> {
+    let store = Store::open(at, OpenMode::Create).await?;
     let train = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/umls/train.txt");
     let parsed = hypograph::graph::tsv::read_triples(&train, hypograph::graph::OnInvalid::Fail)?;
     store.import(&parsed, &ImportOptions::default()).await?;
@@ -65,4 +71,58 @@ pub async fn round_at_ranking(
         store.advance_round(round.id, from, to, 0, u).await?;
     }
     Ok(store.round(round.id).await?)
+}
+
+/// A fresh database on the PostgreSQL server `HYPOGRAPH_BENCH_POSTGRES` names (an admin
+/// URL), dropped with the guard; `None` when the variable is unset.
+#[allow(dead_code)]
+pub async fn postgres_database(tag: &str) -> anyhow::Result<Option<PgDatabase>> {
+    use sqlx::Connection;
+    let Ok(admin) = std::env::var("HYPOGRAPH_BENCH_POSTGRES") else {
+        return Ok(None);
+    };
+    let name = format!("bench_{tag}_{}", std::process::id());
+    let mut conn = sqlx::PgConnection::connect(&admin).await?;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut conn)
+        .await?;
+    let mut url = url::Url::parse(&admin)?;
+    url.set_path(&format!("/{name}"));
+    Ok(Some(PgDatabase {
+        url: url.to_string(),
+        admin,
+        name,
+    }))
+}
+
+/// A benchmark's database on a PostgreSQL server; dropped on drop.
+#[allow(dead_code)]
+pub struct PgDatabase {
+    pub url: String,
+    admin: String,
+    name: String,
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        let (admin, name) = (self.admin.clone(), self.name.clone());
+        // A runtime of its own: drop may run inside or outside the benchmark's.
+        let _ = std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map(|rt| {
+                    rt.block_on(async {
+                        use sqlx::Connection;
+                        let mut conn = sqlx::PgConnection::connect(&admin).await?;
+                        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                        )))
+                        .execute(&mut conn)
+                        .await
+                    })
+                })
+        })
+        .join();
+    }
 }

@@ -24,6 +24,10 @@ pub struct DaemonArgs {
     /// needs an admin's bearer token.
     #[arg(long, requires = "bind")]
     metrics_public: bool,
+    /// How long a workflow's lease lasts without renewal (renewed every third of it): after a
+    /// daemon dies mid-round, another takes the round over within about 1.5 times this.
+    #[arg(long, default_value = "30s")]
+    lease_ttl: String,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -57,6 +61,9 @@ fn load_dir(dir: &Path) -> anyhow::Result<Vec<Loaded>> {
 }
 
 pub async fn daemon(store: &Store, data_dir: &Path, args: DaemonArgs) -> anyhow::Result<ExitCode> {
+    let lease_ttl = workflow::parse_duration(&args.lease_ttl)
+        .map_err(|e| anyhow::anyhow!("--lease-ttl: {e}"))?
+        .max(Duration::from_secs(1));
     let loaded = load_dir(&args.workflows)?;
     let mut entries: Vec<Entry> = Vec::new();
     for l in &loaded {
@@ -160,7 +167,7 @@ pub async fn daemon(store: &Store, data_dir: &Path, args: DaemonArgs) -> anyhow:
         holder,
         entries,
         handler,
-        lease_ttl: Duration::from_secs(30),
+        lease_ttl,
     }
     .run(stop)
     .await?;

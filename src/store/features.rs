@@ -215,6 +215,7 @@ async fn live_rows(
     let mut live = FxHashMap::default();
     for chunk in entities.chunks(MAX_PARAMS) {
         let sql = values_sql(
+            super::backend_of(conn),
             "SELECT id, entity, kind, text, vector, added_in, removed_in FROM entity_features \
              WHERE removed_in IS NULL AND entity IN (VALUES ",
             1,
@@ -327,6 +328,7 @@ pub(super) async fn write(
 ) -> Result<()> {
     for chunk in removed.chunks(MAX_PARAMS) {
         let sql = values_sql(
+            super::backend_of(conn),
             "UPDATE entity_features SET removed_in = $1 WHERE removed_in IS NULL AND id IN (VALUES ",
             1,
             chunk.len(),
@@ -345,6 +347,7 @@ pub(super) async fn write(
     }
     for chunk in set.chunks(MAX_PARAMS / 6) {
         let sql = values_sql(
+            super::backend_of(conn),
             "INSERT INTO entity_features (entity, kind, text, vector, dim, added_in) VALUES ",
             6,
             chunk.len(),

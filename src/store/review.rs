@@ -417,6 +417,7 @@ impl Store {
             .bind(stage)
             .execute(&mut *tx)
             .await?;
+            super::notify::announce_hypothesis(&mut tx, r.hypothesis).await?;
         }
         tx.commit().await?;
         Ok(Reviewed {
@@ -588,6 +589,7 @@ impl Store {
             }
         };
         let id = withdraw(&mut tx, verdict_id, reason, by, version, &outcome).await?;
+        super::notify::announce_hypothesis(&mut tx, t.hyp).await?;
         tx.commit().await?;
         Ok(Retracted {
             id,
@@ -628,6 +630,7 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         let id = withdraw(&mut tx, verdict_id, "undo", reviewer, None, "requeued").await?;
+        super::notify::announce_hypothesis(&mut tx, hypothesis).await?;
         tx.commit().await?;
         Ok(Retracted {
             id,

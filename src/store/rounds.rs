@@ -512,6 +512,7 @@ impl Store {
         let per_chunk = super::write::MAX_PARAMS / 10;
         for (chunk, chunk_ids) in batch.chunks(per_chunk).zip(ids.chunks(per_chunk)) {
             let sql = values_sql(
+                self.backend,
                 "INSERT INTO hypotheses (round_id, head, relation, tail, score, spread, \
                  acquisition, rank, model_id, graph_version) VALUES ",
                 10,
@@ -683,6 +684,7 @@ impl Store {
         let t = now();
         for chunk in accepted.chunks(super::write::MAX_PARAMS / 8) {
             let sql = values_sql(
+                self.backend,
                 "INSERT INTO verdicts (hypothesis_id, stage, verdict, confidence, evidence, cost, \
                  reviewer, created_at) VALUES ",
                 8,
@@ -714,6 +716,9 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         out.accepted = done.len();
+        if !done.is_empty() {
+            super::notify::announce_round(&mut tx, round).await?;
+        }
         tx.commit().await?;
         Ok(out)
     }

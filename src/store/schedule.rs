@@ -147,6 +147,65 @@ impl Store {
         Ok(done == 1)
     }
 
+    /// Takes over, for `holder`, up to `limit` of `workflows`' leases that expired: their
+    /// holder stopped renewing (a killed process, a lost host) while it drove a round.
+    /// Returns the workflows taken with their previous holders. On PostgreSQL the expired
+    /// rows are claimed `FOR UPDATE SKIP LOCKED`, so daemons scanning at once divide them
+    /// instead of queueing on each other; SQLite's single writer does the same by itself.
+    pub async fn claim_expired_leases(
+        &self,
+        workflows: &[String],
+        holder: &str,
+        ttl: std::time::Duration,
+        limit: i64,
+    ) -> Result<Vec<(String, String)>> {
+        if workflows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let now = chrono::Utc::now();
+        let until = now + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::seconds(60));
+        let lock = match self.backend {
+            super::Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+            super::Backend::Sqlite => "",
+        };
+        let names = serde_json::to_string(workflows).unwrap_or_else(|_| "[]".into());
+        // Not the store's one write lock on PostgreSQL: row locks are the point here.
+        let mut tx = match self.backend {
+            super::Backend::Postgres => self.pool.begin().await?,
+            super::Backend::Sqlite => self.write_tx().await?,
+        };
+        let expired: Vec<(String, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT workflow, holder FROM leases WHERE expires_at < $1 \
+             AND workflow IN ({names}) ORDER BY workflow LIMIT $3{lock}",
+            names = self.backend.texts("$2")
+        )))
+        .bind(stamp(now))
+        .bind(names)
+        .bind(limit)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut taken = Vec::with_capacity(expired.len());
+        for (workflow, previous) in expired {
+            let done = sqlx::query(
+                "UPDATE leases SET holder = $1, expires_at = $2 \
+                 WHERE workflow = $3 AND holder = $4 AND expires_at < $5",
+            )
+            .bind(holder)
+            .bind(stamp(until))
+            .bind(&workflow)
+            .bind(&previous)
+            .bind(stamp(now))
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if done == 1 {
+                taken.push((workflow, previous));
+            }
+        }
+        tx.commit().await?;
+        Ok(taken)
+    }
+
     /// The workflow's lease holder and expiry, if a lease is recorded.
     pub async fn lease_holder(&self, workflow: &str) -> Result<Option<(String, String)>> {
         Ok(

@@ -46,6 +46,7 @@ pub(super) async fn live_of(conn: &mut AnyConnection, triples: &[[i64; 3]]) -> R
     let mut out = Vec::new();
     for chunk in triples.chunks(MAX_PARAMS / 3) {
         let sql = values_sql(
+            super::backend_of(conn),
             "SELECT head, relation, tail, source FROM edge_sources WHERE removed_in IS NULL \
              AND (head, relation, tail) IN (VALUES ",
             3,
@@ -174,6 +175,7 @@ pub(super) async fn write(
 ) -> Result<()> {
     for chunk in removed.chunks(MAX_PARAMS / 4) {
         let sql = values_sql(
+            super::backend_of(conn),
             "UPDATE edge_sources SET removed_in = $1 WHERE removed_in IS NULL \
              AND (head, relation, tail, source) IN (VALUES ",
             4,
@@ -193,6 +195,7 @@ pub(super) async fn write(
     }
     for chunk in added.chunks(MAX_PARAMS / 5) {
         let sql = values_sql(
+            super::backend_of(conn),
             "INSERT INTO edge_sources (head, relation, tail, source, added_in) VALUES ",
             5,
             chunk.len(),

@@ -21,6 +21,10 @@ fn workflow(name: &str, extra: &str) -> String {
 }
 
 fn spawn(env: &Env, dir: &str, holder: &str) -> Child {
+    spawn_with(env, dir, holder, &[])
+}
+
+fn spawn_with(env: &Env, dir: &str, holder: &str, extra: &[&str]) -> Child {
     Command::new(env!("CARGO_BIN_EXE_hypograph"))
         .arg("--db")
         .arg(env.db_arg())
@@ -28,6 +32,7 @@ fn spawn(env: &Env, dir: &str, holder: &str) -> Child {
         .args(["daemon", "--workflows"])
         .arg(env.path(dir))
         .args(["--holder", holder])
+        .args(extra)
         .env_remove("RUST_LOG")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -254,4 +259,70 @@ on_both!(
 on_both!(
     buffer_one_keeps_one_fire_for_after_a_long_round,
     buffer_one_keeps_one_fire_for_after_a_long_round
+);
+
+/// Two daemons on one workflow; the one driving a round is killed with SIGKILL in the middle
+/// of it. The other takes the round over once the dead one's lease expires and finishes it
+/// with the graph an unbroken run ends with.
+fn a_killed_daemons_round_is_finished_by_the_other(env: Env) {
+    // The reference: the same round run straight through, on the same engine.
+    let reference = if env.pg.is_some() {
+        Env::postgres().expect("PostgreSQL")
+    } else {
+        Env::sqlite()
+    };
+    let plain = reference.write("w.yaml", workflow("w", ""));
+    reference.ok(&["run", plain.to_str().expect("path"), "--rounds", "1"]);
+    let expected =
+        reference.strings("SELECT hash FROM graph_versions WHERE id = (SELECT result_version FROM rounds WHERE number = 1)");
+    // The oracle answers slowly, so the round is caught mid-way.
+    let text = workflow("w", "").replace("    truth:", "    latency: 3000ms\n    truth:");
+    env.write("wf/w.yaml", text);
+    let ttl = ["--lease-ttl", "3s"];
+    let mut a = spawn_with(&env, "wf", "a", &ttl);
+    wait_for(
+        Duration::from_secs(120),
+        "round 1 to wait on the oracle",
+        || {
+            count_or_zero(
+                &env,
+                "SELECT count(*) FROM rounds WHERE number = 1 AND state IN ('dispatching', 'awaiting')",
+            ) == 1
+                && count_or_zero(&env, "SELECT count(*) FROM leases WHERE holder = 'a'") == 1
+        },
+    );
+    a.kill().expect("SIGKILL");
+    a.wait().expect("reap");
+    let b = spawn_with(&env, "wf", "b", &ttl);
+    wait_for(
+        Duration::from_secs(120),
+        "round 1 to finish under b",
+        || {
+            count_or_zero(
+                &env,
+                "SELECT count(*) FROM rounds WHERE number = 1 AND state = 'done'",
+            ) == 1
+        },
+    );
+    assert!(terminate(b).success());
+    assert_eq!(
+        env.strings("SELECT hash FROM graph_versions WHERE id = (SELECT result_version FROM rounds WHERE number = 1)"),
+        expected,
+        "the taken-over round ends with the unbroken run's graph"
+    );
+    assert_eq!(
+        env.count("SELECT count(*) FROM rounds"),
+        env.count("SELECT max(number) FROM rounds"),
+        "round numbers are consecutive: the dead daemon's round was resumed, not restarted"
+    );
+    assert_eq!(
+        env.count("SELECT count(*) FROM rounds WHERE fire_time IS NOT NULL"),
+        env.count("SELECT count(DISTINCT fire_time) FROM rounds WHERE fire_time IS NOT NULL"),
+        "no slot ran twice"
+    );
+}
+
+on_both!(
+    a_killed_daemons_round_is_finished_by_the_other,
+    a_killed_daemons_round_is_finished_by_the_other
 );

@@ -18,6 +18,7 @@ mod migrations;
 mod model;
 mod pinned;
 mod plugins;
+mod postgres;
 mod replay;
 mod repurposing;
 mod retraction;
