@@ -234,17 +234,17 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Eval(args) => {
             let store = open(OpenMode::Existing).await?;
-            let result = train::eval(&store, args).await;
+            let result = train::eval(&store, &data_dir, args).await;
             (store, result)
         }
         Command::Predict(args) => {
             let store = open(OpenMode::Existing).await?;
-            let result = train::predict(&store, args).await;
+            let result = train::predict(&store, &data_dir, args).await;
             (store, result)
         }
         Command::Ask(args) => {
             let store = open(OpenMode::Existing).await?;
-            let result = ask::ask(&store, *args).await;
+            let result = ask::ask(&store, &data_dir, *args).await;
             (store, result)
         }
         Command::Run(args) => {
@@ -276,7 +276,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Serve(args) => {
             let store = open(OpenMode::Create).await?;
-            let result = review::serve(&store, args).await;
+            let result = review::serve(&store, &data_dir, args).await;
             (store, result)
         }
         Command::User(cmd) => {
