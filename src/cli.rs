@@ -47,8 +47,9 @@ pub struct Cli {
     /// Log line format on stderr.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
-    /// Where checkpoints and training artifacts go (default: hypograph-data beside a SQLite
-    /// database, in the working directory for PostgreSQL).
+    /// Where new checkpoints are written before the database stores them, plots, and caches
+    /// of checkpoints this host reads from the database (default: hypograph-data beside a
+    /// SQLite database, in the working directory for PostgreSQL).
     #[arg(long, global = true, env = "HYPOGRAPH_DATA")]
     data_dir: Option<PathBuf>,
     #[command(subcommand)]

@@ -1,5 +1,5 @@
-//! `hypograph train` and `hypograph eval`: models on graph versions, checkpoints in the data
-//! directory, their records in the store.
+//! `hypograph train` and `hypograph eval`: models on graph versions, their checkpoints and
+//! records in the store (read through a local directory: `training::local_checkpoint`).
 
 use crate::graph::{Graph, OnInvalid, Triple, tsv};
 use crate::model::Ensemble;
