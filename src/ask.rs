@@ -19,7 +19,7 @@ use crate::model::checkpoint;
 use crate::model::ensemble::Ensemble;
 use crate::model::foldin::{self, Dir, Edge, FoldConfig, Node};
 use crate::model::prior::Priors;
-use crate::store::{ModelInfo, Store, StoreError};
+use crate::store::{Store, StoreError};
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -151,27 +151,29 @@ pub struct Asker {
 }
 
 impl Asker {
-    /// Loads model `id` (default: the newest) with its graph, names and priors.
-    pub async fn load(store: &Store, id: Option<i64>) -> Result<Self, AskError> {
+    /// Loads model `id` (default: the newest) with its graph, names and priors; its
+    /// checkpoint is made local under `data_dir` when this host does not have it.
+    pub async fn load(store: &Store, data_dir: &Path, id: Option<i64>) -> Result<Self, AskError> {
         let info = match id {
             Some(id) => store.model(id).await?,
             None => store.latest_model().await?.ok_or(AskError::NoModel)?,
         };
         let graph = store.load_graph(info.graph_version).await?;
         let names = store.entity_names(info.graph_version).await?;
-        let info2 = info.clone();
-        tokio::task::spawn_blocking(move || Self::build(&info2, graph, names))
+        let local = crate::training::local_checkpoint(store, data_dir, info).await?;
+        tokio::task::spawn_blocking(move || Self::build(&local, graph, names))
             .await
             .map_err(|e| AskError::Store(StoreError::Corrupt(format!("loading a model: {e}"))))?
     }
 
     fn build(
-        info: &ModelInfo,
+        local: &crate::training::LocalCheckpoint,
         graph: Graph,
         names: HashMap<String, String>,
     ) -> Result<Self, AskError> {
-        let ensemble = crate::training::load_model(info, &checkpoint::Vocab::of(&graph))?;
-        let priors = checkpoint::load_priors(Path::new(&info.path))?
+        let info = &local.info;
+        let ensemble = crate::training::load_model(local, &checkpoint::Vocab::of(&graph))?;
+        let priors = checkpoint::load_priors(local.dir())?
             .unwrap_or_else(|| vec![Priors::default(); ensemble.members.len()]);
         Ok(Self::new(
             info.id,

@@ -47,8 +47,9 @@ pub struct Cli {
     /// Log line format on stderr.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
-    /// Where checkpoints and training artifacts go (default: hypograph-data beside a SQLite
-    /// database, in the working directory for PostgreSQL).
+    /// Where new checkpoints are written before the database stores them, plots, and caches
+    /// of checkpoints this host reads from the database (default: hypograph-data beside a
+    /// SQLite database, in the working directory for PostgreSQL).
     #[arg(long, global = true, env = "HYPOGRAPH_DATA")]
     data_dir: Option<PathBuf>,
     #[command(subcommand)]
@@ -234,17 +235,17 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Eval(args) => {
             let store = open(OpenMode::Existing).await?;
-            let result = train::eval(&store, args).await;
+            let result = train::eval(&store, &data_dir, args).await;
             (store, result)
         }
         Command::Predict(args) => {
             let store = open(OpenMode::Existing).await?;
-            let result = train::predict(&store, args).await;
+            let result = train::predict(&store, &data_dir, args).await;
             (store, result)
         }
         Command::Ask(args) => {
             let store = open(OpenMode::Existing).await?;
-            let result = ask::ask(&store, *args).await;
+            let result = ask::ask(&store, &data_dir, *args).await;
             (store, result)
         }
         Command::Run(args) => {
@@ -276,7 +277,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Serve(args) => {
             let store = open(OpenMode::Create).await?;
-            let result = review::serve(&store, args).await;
+            let result = review::serve(&store, &data_dir, args).await;
             (store, result)
         }
         Command::User(cmd) => {

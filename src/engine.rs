@@ -444,7 +444,7 @@ async fn drive(
             }
             RoundState::Training => step_train(store, l, &round, opts).await?,
             RoundState::Generating | RoundState::Ranking => {
-                step_rank(store, l, &round).await?;
+                step_rank(store, l, &round, &opts.data_dir).await?;
             }
             RoundState::Dispatching => {
                 if !step_dispatch(store, l, &round).await? {
@@ -541,12 +541,18 @@ async fn step_train(
 
 /// Generates candidates, scores them with the ensemble and stores the acquisition's batch.
 /// A resume from either state redoes both: they are pure functions of the seeded inputs.
-async fn step_rank(store: &Store, l: &Loaded, round: &RoundInfo) -> Result<()> {
+async fn step_rank(
+    store: &Store,
+    l: &Loaded,
+    round: &RoundInfo,
+    data_dir: &std::path::Path,
+) -> Result<()> {
     let w = &l.workflow;
     let (Some(version), Some(model_id)) = (round.base_version, round.model_id) else {
         return Err(StoreError::Corrupt(format!("round {} has no model", round.id)).into());
     };
     let info = store.model(model_id).await?;
+    let info = training::local_checkpoint(store, data_dir, info).await?;
     let graph = store.load_graph(version).await?;
     let refuted: HashSet<Triple> = training::refuted(store, version, &graph)
         .await?

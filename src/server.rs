@@ -26,6 +26,9 @@ pub struct ServeOptions {
     /// `/metrics` answers without a token (for a scraper on a trusted network); otherwise it
     /// needs an admin's bearer token.
     pub metrics_public: bool,
+    /// The data directory: where a model whose checkpoint this host lacks is materialised
+    /// from the database (`cache/models/<id>`).
+    pub data_dir: std::path::PathBuf,
 }
 
 #[derive(Clone)]
@@ -34,6 +37,8 @@ pub struct AppState {
     /// Workflow files, for the dashboard's next scheduled runs.
     pub workflows: Option<std::path::PathBuf>,
     pub metrics_public: bool,
+    /// Where checkpoints are materialised (`ServeOptions::data_dir`).
+    pub data_dir: std::path::PathBuf,
     /// The model `ask` answers with, loaded once per newer model.
     pub asker: std::sync::Arc<ask::AskCache>,
 }
@@ -386,6 +391,7 @@ pub async fn serve(
         store,
         workflows: options.workflows,
         metrics_public: options.metrics_public,
+        data_dir: options.data_dir,
         asker: std::sync::Arc::default(),
     });
     axum::serve(listener, app)

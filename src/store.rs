@@ -18,7 +18,7 @@ mod write;
 
 pub use features::{Change, FeatureBlameRow, FeatureChange};
 pub use lookup::{EntityEdge, EntityHit};
-pub use models::{ModelInfo, NewModel};
+pub use models::{ModelInfo, NewModel, Storage, StoredFile};
 pub use notify::AnswerWait;
 pub use pinned::{
     AskSubmission, KnownRow, PinnedClaims, PinnedInfo, PinnedMark, PinnedOrigin, PinnedRow,
@@ -120,6 +120,12 @@ pub enum StoreError {
     Graph(#[from] crate::graph::GraphError),
     #[error("writing export: {0}")]
     Io(#[from] std::io::Error),
+    // Not a `source`: the message already carries it.
+    #[error("reading checkpoint file {}: {cause}", path.display())]
+    CheckpointFile {
+        path: PathBuf,
+        cause: std::io::Error,
+    },
     #[error("database: {0}")]
     Sql(#[from] sqlx::Error),
     #[error("migrating the database: {0}")]

@@ -1,7 +1,11 @@
 //! Training on a stored graph version: load the graph, its refutations and a warm start,
 //! train the ensemble, calibrate, write the checkpoint under the data directory and record it
-//! in the store. Shared by `hypograph train` and the round engine, so both produce the same
-//! kind of model record.
+//! in the store, files included (`local` reads them back on any host). Shared by `hypograph
+//! train` and the round engine, so both produce the same kind of model record.
+
+mod local;
+
+pub use local::{LocalCheckpoint, cache_dir, checkpoint_files, local_checkpoint};
 
 use crate::acquire;
 use crate::graph::{Graph, OnInvalid, Triple, tsv};
@@ -37,6 +41,14 @@ pub enum TrainingError {
     },
     #[error("model {id} has an unreadable config: {cause}")]
     BadRecord { id: i64, cause: serde_json::Error },
+    #[error("model {id} is stored in the database but has no checkpoint files there")]
+    NoCheckpointFiles { id: i64 },
+    #[error(
+        "model {id}: checkpoint file `{name}` in the database does not match its recorded checksum (altered or corrupted)"
+    )]
+    AlteredFile { id: i64, name: String },
+    #[error("model {id}: `{name}` is not a checkpoint file name (a relative '/'-separated path)")]
+    BadFileName { id: i64, name: String },
 }
 
 type Result<T> = std::result::Result<T, TrainingError>;
@@ -126,9 +138,11 @@ pub async fn refuted(store: &Store, v: i64, graph: &Graph) -> Result<Vec<Triple>
     Ok(out)
 }
 
-/// Loads a recorded model and checks that it belongs to `vocab`'s graph (or a prefix of it).
-pub fn load_model(info: &ModelInfo, vocab: &Vocab) -> Result<Ensemble> {
-    let (e, saved) = checkpoint::load_ensemble(Path::new(&info.path), Some(&info.checksum))?;
+/// Loads a recorded model (see [`local_checkpoint`]) and checks that it belongs to
+/// `vocab`'s graph (or a prefix of it).
+pub fn load_model(local: &LocalCheckpoint, vocab: &Vocab) -> Result<Ensemble> {
+    let info = &local.info;
+    let (e, saved) = checkpoint::load_ensemble(local.dir(), Some(&info.checksum))?;
     saved
         .check_prefix_of(vocab)
         .map_err(|why| TrainingError::OtherGraph { id: info.id, why })?;
@@ -218,9 +232,11 @@ pub async fn train(
         let saved: TrainConfig = serde_json::from_value(info.config.clone())
             .map_err(|cause| TrainingError::BadRecord { id: info.id, cause })?;
         if model::warm_compatible(&saved, config) {
-            let e = load_model(&info, &vocab)?;
-            tracing::info!(model = info.id, "warm start");
-            let old_priors = checkpoint::load_priors(Path::new(&info.path))?.unwrap_or_default();
+            let id = info.id;
+            let local = local_checkpoint(store, data_dir, info).await?;
+            let e = load_model(&local, &vocab)?;
+            tracing::info!(model = id, "warm start");
+            let old_priors = checkpoint::load_priors(local.dir())?.unwrap_or_default();
             warm = e
                 .members
                 .into_iter()
@@ -233,7 +249,7 @@ pub async fn train(
                     Some(model)
                 })
                 .collect();
-            warm_from = Some(info.id);
+            warm_from = Some(id);
         }
     }
     let set = TrainSet {
@@ -320,6 +336,7 @@ pub async fn train(
         "priors": prior_report,
     });
     let path = std::fs::canonicalize(&dir).unwrap_or(dir.clone());
+    let files = checkpoint_files(&dir)?;
     let config_json =
         serde_json::to_value(config).map_err(|cause| TrainingError::BadRecord { id: 0, cause })?;
     let id = store
@@ -332,6 +349,7 @@ pub async fn train(
             checksum: &checksum,
             metrics: &metrics,
             workflow: job.workflow.as_deref(),
+            files: &files,
         })
         .await?;
     Ok(Trained {

@@ -2,7 +2,7 @@
 
 use crate::ask::{Answer, Asker, Basis, Flags, prompt};
 use crate::store::{Action, Store};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[derive(Debug, clap::Args)]
@@ -64,7 +64,7 @@ pub struct AskArgs {
     token: Option<super::review::Token>,
 }
 
-pub async fn ask(store: &Store, args: AskArgs) -> anyhow::Result<ExitCode> {
+pub async fn ask(store: &Store, data_dir: &Path, args: AskArgs) -> anyhow::Result<ExitCode> {
     let (prompt, origin) = match &args.prompt {
         Some(path) => {
             if args.entity.is_some() || !args.edges.is_empty() {
@@ -100,7 +100,7 @@ pub async fn ask(store: &Store, args: AskArgs) -> anyhow::Result<ExitCode> {
         }
         None => None,
     };
-    let asker = Asker::load(store, args.model).await?;
+    let asker = Asker::load(store, data_dir, args.model).await?;
     let prompt = std::sync::Arc::new(prompt);
     let p = prompt.clone();
     let answer = tokio::task::spawn_blocking(move || asker.answer(&p, &origin)).await??;

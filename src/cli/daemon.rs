@@ -145,6 +145,7 @@ pub async fn daemon(store: &Store, data_dir: &Path, args: DaemonArgs) -> anyhow:
             let options = crate::server::ServeOptions {
                 workflows: Some(args.workflows.clone()),
                 metrics_public: args.metrics_public,
+                data_dir: data_dir.to_owned(),
             };
             Some(tokio::spawn(crate::server::serve(
                 store.clone(),

@@ -4,6 +4,7 @@ use crate::plugin::Outcome;
 use crate::store::{Action, QueueFilter, Review, Role, Store, StoreError, User};
 use anyhow::{Context, bail};
 use std::io::{BufRead, IsTerminal, Write};
+use std::path::Path;
 use std::process::ExitCode;
 
 #[derive(Debug, clap::Args)]
@@ -125,7 +126,7 @@ pub struct RetractArgs {
     json: bool,
 }
 
-pub async fn serve(store: &Store, args: ServeArgs) -> anyhow::Result<ExitCode> {
+pub async fn serve(store: &Store, data_dir: &Path, args: ServeArgs) -> anyhow::Result<ExitCode> {
     let listener = tokio::net::TcpListener::bind(&args.bind)
         .await
         .with_context(|| format!("binding {}", args.bind))?;
@@ -135,6 +136,7 @@ pub async fn serve(store: &Store, args: ServeArgs) -> anyhow::Result<ExitCode> {
     let options = crate::server::ServeOptions {
         workflows: Some(args.workflows).filter(|p| p.is_dir()),
         metrics_public: args.metrics_public,
+        data_dir: data_dir.to_owned(),
     };
     crate::server::serve(store.clone(), options, listener, stop).await?;
     eprintln!("hypograph serve: stopped");

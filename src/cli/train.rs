@@ -1,5 +1,5 @@
-//! `hypograph train` and `hypograph eval`: models on graph versions, checkpoints in the data
-//! directory, their records in the store.
+//! `hypograph train` and `hypograph eval`: models on graph versions, their checkpoints and
+//! records in the store (read through a local directory: `training::local_checkpoint`).
 
 use crate::graph::{Graph, OnInvalid, Triple, tsv};
 use crate::model::Ensemble;
@@ -9,8 +9,8 @@ use crate::model::{
     self, EpochStats, Known, LossKind, ModelKind, NegativeSharing, OptimizerKind, Regime,
     Regularizer, TrainConfig,
 };
-use crate::store::{ModelInfo, Store, VersionRef};
-use crate::training::{self, Job, Warm};
+use crate::store::{Store, VersionRef};
+use crate::training::{self, Job, LocalCheckpoint, Warm};
 use anyhow::{Context, bail};
 use burn::config::Config;
 use std::path::{Path, PathBuf};
@@ -182,11 +182,13 @@ fn map_file(path: &Path, graph: &Graph) -> anyhow::Result<Mapped> {
     Ok(Mapped { triples, unknown })
 }
 
-/// The model `id` (default: the newest), the graph it was trained on, and its weights.
+/// The model `id` (default: the newest), the graph it was trained on, and its weights (its
+/// checkpoint made local under `data_dir` when this host does not have it).
 async fn open_model(
     store: &Store,
+    data_dir: &Path,
     id: Option<i64>,
-) -> anyhow::Result<(ModelInfo, Graph, Ensemble)> {
+) -> anyhow::Result<(LocalCheckpoint, Graph, Ensemble)> {
     let info = match id {
         Some(id) => store.model(id).await?,
         None => match store.latest_model().await? {
@@ -195,8 +197,9 @@ async fn open_model(
         },
     };
     let graph = store.load_graph(info.graph_version).await?;
-    let ensemble = training::load_model(&info, &Vocab::of(&graph))?;
-    Ok((info, graph, ensemble))
+    let local = training::local_checkpoint(store, data_dir, info).await?;
+    let ensemble = training::load_model(&local, &Vocab::of(&graph))?;
+    Ok((local, graph, ensemble))
 }
 
 pub async fn train(store: &Store, data_dir: &Path, args: TrainArgs) -> anyhow::Result<ExitCode> {
@@ -279,11 +282,12 @@ pub async fn train(store: &Store, data_dir: &Path, args: TrainArgs) -> anyhow::R
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn eval(store: &Store, args: EvalArgs) -> anyhow::Result<ExitCode> {
-    let (info, graph, ensemble) = open_model(store, args.model).await?;
+pub async fn eval(store: &Store, data_dir: &Path, args: EvalArgs) -> anyhow::Result<ExitCode> {
+    let (local, graph, ensemble) = open_model(store, data_dir, args.model).await?;
+    let info = &local.info;
     let test = map_file(&args.test, &graph)?;
     let mut filter_sets = vec![graph.triples().to_vec(), test.triples.clone()];
-    let valid_path = Path::new(&info.path).join("valid.tsv");
+    let valid_path = local.dir().join("valid.tsv");
     if valid_path.is_file() {
         filter_sets.push(map_file(&valid_path, &graph)?.triples);
     }
@@ -436,8 +440,13 @@ pub struct PredictArgs {
 }
 
 /// Calibrated probability, spread and BALD mutual information of candidate triples.
-pub async fn predict(store: &Store, args: PredictArgs) -> anyhow::Result<ExitCode> {
-    let (info, graph, ensemble) = open_model(store, args.model).await?;
+pub async fn predict(
+    store: &Store,
+    data_dir: &Path,
+    args: PredictArgs,
+) -> anyhow::Result<ExitCode> {
+    let (local, graph, ensemble) = open_model(store, data_dir, args.model).await?;
+    let info = &local.info;
     let names = store.entity_names(info.graph_version).await?;
     let name = |k: &str| names.get(k).cloned().unwrap_or_default();
     let batch = tsv::read_triples(&args.triples, OnInvalid::Fail)?;

@@ -114,7 +114,11 @@ impl AskCache {
     }
 
     /// The newest model, loaded.
-    pub async fn get(&self, store: &Store) -> Result<Arc<LoadedAsker>, AskRouteError> {
+    pub async fn get(
+        &self,
+        store: &Store,
+        data_dir: &std::path::Path,
+    ) -> Result<Arc<LoadedAsker>, AskRouteError> {
         let latest = store
             .latest_model()
             .await?
@@ -138,7 +142,7 @@ impl AskCache {
         {
             return Ok(c);
         }
-        let asker = Asker::load(store, Some(latest))
+        let asker = Asker::load(store, data_dir, Some(latest))
             .await
             .map_err(|source| AskRouteError::Load { id: latest, source })?;
         let mut categories: Vec<String> = {
@@ -272,7 +276,7 @@ pub async fn submit(
     at: &str,
 ) -> Result<(Answer, SubmitSummary), AskRouteError> {
     let workflow = known_workflow(state, &req.workflow).await?;
-    let loaded = state.asker.get(&state.store).await?;
+    let loaded = state.asker.get(&state.store, &state.data_dir).await?;
     if let Some(asked) = req.model
         && asked != loaded.asker.model_id
     {
@@ -317,7 +321,7 @@ pub async fn ask(
     }
     let run = async {
         let prompt: Prompt = parse_body(&body)?;
-        let loaded = state.asker.get(&state.store).await?;
+        let loaded = state.asker.get(&state.store, &state.data_dir).await?;
         answer(loaded, Arc::new(prompt), "").await
     };
     match run.await {

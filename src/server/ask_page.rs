@@ -446,7 +446,7 @@ fn no_model(s: &Session, e: &AskRouteError) -> Response {
 async fn loaded(state: &AppState, s: &Session) -> Result<Arc<LoadedAsker>, Response> {
     state
         .asker
-        .get(&state.store)
+        .get(&state.store, &state.data_dir)
         .await
         .map_err(|e| no_model(s, &e))
 }

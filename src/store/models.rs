@@ -1,7 +1,28 @@
-//! The registry of trained models and the reads training needs (refuted triples).
+//! The registry of trained models, their checkpoint files, and the reads training needs
+//! (refuted triples).
 
 use super::{Result, Store, StoreError};
 use serde::Serialize;
+use std::path::PathBuf;
+
+/// Where a model's checkpoint files are kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Storage {
+    /// Only on disk, at the recorded path (models recorded before migration 0016).
+    Directory,
+    /// Every file in `checkpoint_files`; the recorded path is where they were written.
+    Database,
+}
+
+impl Storage {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Directory => "directory",
+            Self::Database => "database",
+        }
+    }
+}
 
 /// A model checkpoint as recorded in the store.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -15,6 +36,7 @@ pub struct ModelInfo {
     pub checksum: String,
     pub metrics: serde_json::Value,
     pub created_at: String,
+    pub storage: Storage,
 }
 
 impl sqlx::FromRow<'_, sqlx::any::AnyRow> for ModelInfo {
@@ -30,6 +52,16 @@ impl sqlx::FromRow<'_, sqlx::any::AnyRow> for ModelInfo {
             checksum: row.try_get("checksum")?,
             metrics: super::json_column(row, "metrics")?,
             created_at: row.try_get("created_at")?,
+            storage: match row.try_get::<String, _>("storage")?.as_str() {
+                "directory" => Storage::Directory,
+                "database" => Storage::Database,
+                other => {
+                    return Err(sqlx::Error::ColumnDecode {
+                        index: "storage".into(),
+                        source: format!("unknown storage `{other}`").into(),
+                    });
+                }
+            },
         })
     }
 }
@@ -46,17 +78,33 @@ pub struct NewModel<'a> {
     pub metrics: &'a serde_json::Value,
     /// The workflow that trained it, if any.
     pub workflow: Option<&'a str>,
+    /// Every file of the checkpoint directory: its name relative to the directory
+    /// ('/'-separated) and where to read it. Stored with the row (storage 'database').
+    pub files: &'a [(String, PathBuf)],
+}
+
+/// A checkpoint file as listed in the database, without its bytes.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct StoredFile {
+    /// Relative to the checkpoint directory, '/'-separated.
+    pub name: String,
+    /// Hex blake3 of its bytes.
+    pub checksum: String,
 }
 
 const COLUMNS: &str =
-    "id, graph_version, parent_id, kind, config, path, checksum, metrics, created_at";
+    "id, graph_version, parent_id, kind, config, path, checksum, metrics, created_at, storage";
 
 impl Store {
+    /// Records a model and stores every file of its checkpoint in one transaction: a model
+    /// row exists only with all of its files. Files are read one at a time (memory holds the
+    /// largest, not the whole checkpoint).
     pub async fn record_model(&self, m: &NewModel<'_>) -> Result<i64> {
         let created_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-        let id = sqlx::query_scalar(
-            "INSERT INTO models (graph_version, parent_id, kind, config, path, checksum, metrics, created_at, workflow) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
+        let mut tx = self.write_tx().await?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO models (graph_version, parent_id, kind, config, path, checksum, metrics, created_at, workflow, storage) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
         )
         .bind(m.graph_version)
         .bind(m.parent_id)
@@ -67,9 +115,54 @@ impl Store {
         .bind(m.metrics.to_string())
         .bind(created_at)
         .bind(m.workflow)
-        .fetch_one(&self.pool)
+        .bind(Storage::Database.as_str())
+        .fetch_one(&mut *tx)
         .await?;
+        for (name, path) in m.files {
+            let bytes =
+                tokio::fs::read(path)
+                    .await
+                    .map_err(|cause| StoreError::CheckpointFile {
+                        path: path.clone(),
+                        cause,
+                    })?;
+            let checksum = blake3::hash(&bytes).to_hex().to_string();
+            sqlx::query(
+                "INSERT INTO checkpoint_files (model_id, name, bytes, checksum) VALUES ($1, $2, $3, $4)",
+            )
+            .bind(id)
+            .bind(name.as_str())
+            .bind(bytes)
+            .bind(checksum)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
         Ok(id)
+    }
+
+    /// The files of a model's checkpoint stored in the database, by name.
+    pub async fn checkpoint_files(&self, model_id: i64) -> Result<Vec<StoredFile>> {
+        Ok(sqlx::query_as(
+            "SELECT name, checksum FROM checkpoint_files WHERE model_id = $1 ORDER BY name",
+        )
+        .bind(model_id)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// The bytes of one checkpoint file (one at a time: weights files can be large).
+    pub async fn checkpoint_file(&self, model_id: i64, name: &str) -> Result<Vec<u8>> {
+        let bytes: Option<Vec<u8>> = sqlx::query_scalar(
+            "SELECT bytes FROM checkpoint_files WHERE model_id = $1 AND name = $2",
+        )
+        .bind(model_id)
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await?;
+        bytes.ok_or_else(|| {
+            StoreError::Corrupt(format!("model {model_id} has no checkpoint file `{name}`"))
+        })
     }
 
     /// Every relation key the graph has ever had (relations are never removed).

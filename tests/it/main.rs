@@ -5,6 +5,7 @@ mod ask;
 mod ask_api;
 mod bad_input;
 mod browser;
+mod checkpoints;
 mod daemon;
 mod durability;
 mod entity;

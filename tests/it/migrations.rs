@@ -114,3 +114,54 @@ fn the_review_index_dropped_by_0009_comes_back_when_a_review_server_starts() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
+
+/// A model recorded before migration 0016 (its files only in its directory) still loads
+/// after the database migrates: storage 'directory', read where it was written, no cache.
+#[test]
+fn a_model_recorded_before_checkpoints_were_stored_still_loads() {
+    let all = migrations();
+    let before = all
+        .iter()
+        .position(|f| {
+            f.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("0016_"))
+        })
+        .expect("migration 0016");
+    // The model and its graph, trained by this build in a database of its own.
+    let trained = Env::sqlite();
+    let train = crate::support::data("umls/train.txt");
+    trained.ok(&["import", train.to_str().expect("path")]);
+    trained.ok(&["train", "--epochs", "1", "--dim", "8", "--eval-every", "0"]);
+    let test = crate::support::data("umls/test.txt");
+    let test = test.to_str().expect("path");
+    let metrics = trained.json(&["eval", "--test", test])["metrics"].clone();
+
+    // The same rows in a database at schema 0015, as an older build wrote them.
+    let env = Env::sqlite();
+    database_at(&env, &all[..before]);
+    let tables = "graph_versions entities relations edges sources edge_sources entity_features";
+    let mut copy = format!("ATTACH '{}' AS t;", trained.db.display());
+    for table in tables.split(' ') {
+        copy.push_str(&format!("INSERT INTO {table} SELECT * FROM t.{table};"));
+    }
+    copy.push_str(
+        "INSERT INTO models (id, graph_version, parent_id, kind, config, path, checksum, \
+         metrics, created_at, workflow) SELECT id, graph_version, parent_id, kind, config, \
+         path, checksum, metrics, created_at, workflow FROM t.models;",
+    );
+    env.sql(&copy);
+    assert_eq!(
+        env.count("SELECT max(version) FROM _sqlx_migrations"),
+        before as i64
+    );
+
+    let report = env.json(&["eval", "--test", test]);
+    assert_eq!(report["metrics"], metrics);
+    assert_eq!(env.strings("SELECT storage FROM models"), ["directory"]);
+    assert_eq!(env.count("SELECT count(*) FROM checkpoint_files"), 0);
+    assert!(
+        !env.path("hypograph-data").exists(),
+        "read in place, nothing cached"
+    );
+}

@@ -109,6 +109,18 @@ fn corrupted_or_foreign_checkpoints_are_refused() {
     let mut bytes = std::fs::read(&weights).expect("read");
     bytes[100] ^= 1;
     std::fs::write(&weights, bytes).expect("write");
+    // The database holds the checkpoint too: the damaged directory is passed over for a
+    // cache written from it.
+    env.ok(&["eval", "--test", test.to_str().expect("path")]);
+    assert!(
+        env.dir
+            .path()
+            .join("hypograph-data/cache/models/1/member-0/weights.bpk")
+            .is_file()
+    );
+    // A model whose files are only on disk (recorded before checkpoints were stored) is
+    // refused.
+    env.sql("UPDATE models SET storage = 'directory'");
     let err = env.fail(&["eval", "--test", test.to_str().expect("path")]);
     assert!(err.contains("is corrupted: checksum"), "{err}");
 
@@ -129,7 +141,7 @@ fn corrupted_or_foreign_checkpoints_are_refused() {
             .to_string()
     };
     env.sql(&format!(
-        "UPDATE models SET path = '{}', checksum = '{sum}'",
+        "UPDATE models SET path = '{}', checksum = '{sum}', storage = 'directory'",
         foreign.display()
     ));
     let err = env.fail(&["eval", "--test", test.to_str().expect("path")]);

@@ -1,0 +1,248 @@
+//! A recorded model's checkpoint as a directory on this host. Models recorded since migration
+//! 0016 keep every checkpoint file in the database, so a model trained on one host (a GPU box)
+//! loads on any host that reaches the database (a small VM serving it): the directory the
+//! files were written to is used while every file in it matches its stored checksum (the host
+//! that trained it); otherwise the files are materialised from the database into
+//! `<data-dir>/cache/models/<id>`. Older models (storage 'directory') are read where they
+//! were written.
+
+use super::{Result, TrainingError, blocking};
+use crate::store::{ModelInfo, Storage, Store, StoredFile};
+use std::io::ErrorKind;
+use std::path::{Path, PathBuf};
+
+/// A recorded model with a directory on this host that holds its checkpoint.
+#[derive(Debug, Clone)]
+pub struct LocalCheckpoint {
+    pub info: ModelInfo,
+    dir: PathBuf,
+}
+
+impl LocalCheckpoint {
+    /// The checkpoint directory (`save_ensemble`'s layout: `member-<i>/`, `calibration.json`,
+    /// `priors.json`, `valid.tsv`, curves).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+/// Where model `id`'s checkpoint is materialised under `data_dir`.
+pub fn cache_dir(data_dir: &Path, id: i64) -> PathBuf {
+    data_dir.join("cache").join("models").join(id.to_string())
+}
+
+/// A directory on this host holding `info`'s checkpoint: the recorded path when its files
+/// match the database's (or the model predates checkpoints in the database), else the cache
+/// under `data_dir`, written from the database when it is missing or stale. Every file read
+/// from the database is checked against its stored checksum; a mismatch is an error naming
+/// the model and the file.
+pub async fn local_checkpoint(
+    store: &Store,
+    data_dir: &Path,
+    info: ModelInfo,
+) -> Result<LocalCheckpoint> {
+    if info.storage == Storage::Directory {
+        let dir = PathBuf::from(&info.path);
+        return Ok(LocalCheckpoint { info, dir });
+    }
+    let id = info.id;
+    let files = store.checkpoint_files(id).await?;
+    if files.is_empty() {
+        return Err(TrainingError::NoCheckpointFiles { id });
+    }
+    for f in &files {
+        if !safe_name(&f.name) {
+            return Err(TrainingError::BadFileName {
+                id,
+                name: f.name.clone(),
+            });
+        }
+    }
+    let recorded = PathBuf::from(&info.path);
+    if recorded.is_dir() {
+        if blocking(|| matches(&recorded, &files)) {
+            return Ok(LocalCheckpoint {
+                info,
+                dir: recorded,
+            });
+        }
+        tracing::warn!(
+            model = id,
+            path = %recorded.display(),
+            "the checkpoint directory differs from the database's copy: using the database's"
+        );
+    }
+    let cache = cache_dir(data_dir, id);
+    if cache.is_dir() && blocking(|| matches(&cache, &files)) {
+        return Ok(LocalCheckpoint { info, dir: cache });
+    }
+    materialise(store, id, &files, &cache).await?;
+    tracing::info!(model = id, path = %cache.display(), "checkpoint written from the database");
+    Ok(LocalCheckpoint { info, dir: cache })
+}
+
+/// A stored name that stays inside the directory it is joined to: '/'-separated plain
+/// components (a database edited by hand must not write elsewhere).
+fn safe_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name.contains('\\')
+        && !name.contains('\0')
+        && name
+            .split('/')
+            .all(|c| !c.is_empty() && c != "." && c != "..")
+}
+
+/// Whether every stored file is in `dir` with its stored checksum.
+fn matches(dir: &Path, files: &[StoredFile]) -> bool {
+    files
+        .iter()
+        .all(|f| hash_file(&dir.join(&f.name)).is_ok_and(|sum| sum == f.checksum))
+}
+
+fn hash_file(path: &Path) -> std::io::Result<String> {
+    let mut h = blake3::Hasher::new();
+    h.update_reader(std::fs::File::open(path)?)?;
+    Ok(h.finalize().to_hex().to_string())
+}
+
+/// Writes the files into a temporary directory beside `cache`, checking each against its
+/// stored checksum, then renames it into place: a crash leaves a stray temporary directory,
+/// never a half-written cache.
+async fn materialise(store: &Store, id: i64, files: &[StoredFile], cache: &Path) -> Result<()> {
+    let parent = cache.parent().unwrap_or(Path::new("."));
+    let io = |path: &Path| {
+        let path = path.to_owned();
+        move |cause| TrainingError::Io { path, cause }
+    };
+    std::fs::create_dir_all(parent).map_err(io(parent))?;
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let tmp = parent.join(format!(".{id}.tmp-{}-{nanos}", std::process::id()));
+    let written = write_files(store, id, files, &tmp).await;
+    let placed = written.and_then(|()| {
+        // Another process may have put a whole cache there meanwhile: keep it (a reader may
+        // be in it). Otherwise a stale one (files that no longer match) gives way.
+        if cache.is_dir() && blocking(|| matches(cache, files)) {
+            return Ok(());
+        }
+        match std::fs::remove_dir_all(cache) {
+            Err(e) if e.kind() != ErrorKind::NotFound => return Err(io(cache)(e)),
+            _ => {}
+        }
+        match std::fs::rename(&tmp, cache) {
+            Ok(()) => Ok(()),
+            // Another process put it there first: theirs will do if it is whole.
+            Err(_) if blocking(|| matches(cache, files)) => Ok(()),
+            Err(e) => Err(io(cache)(e)),
+        }
+    });
+    if tmp.exists() {
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
+    placed
+}
+
+async fn write_files(store: &Store, id: i64, files: &[StoredFile], tmp: &Path) -> Result<()> {
+    for f in files {
+        let bytes = store.checkpoint_file(id, &f.name).await?;
+        let (bytes, sum) = blocking(move || {
+            let sum = blake3::hash(&bytes).to_hex().to_string();
+            (bytes, sum)
+        });
+        if sum != f.checksum {
+            return Err(TrainingError::AlteredFile {
+                id,
+                name: f.name.clone(),
+            });
+        }
+        let path = tmp.join(&f.name);
+        let io = |path: &Path| {
+            let path = path.to_owned();
+            move |cause| TrainingError::Io { path, cause }
+        };
+        if let Some(dir) = path.parent() {
+            tokio::fs::create_dir_all(dir).await.map_err(io(dir))?;
+        }
+        tokio::fs::write(&path, bytes).await.map_err(io(&path))?;
+    }
+    Ok(())
+}
+
+/// Every file under a checkpoint directory, as the name to store ('/'-separated, relative to
+/// `dir`) and its path, sorted by name.
+pub fn checkpoint_files(dir: &Path) -> Result<Vec<(String, PathBuf)>> {
+    let mut out = Vec::new();
+    let mut pending = vec![(String::new(), dir.to_owned())];
+    while let Some((prefix, at)) = pending.pop() {
+        let io = |cause| TrainingError::Io {
+            path: at.clone(),
+            cause,
+        };
+        for entry in std::fs::read_dir(&at).map_err(io)? {
+            let entry = entry.map_err(io)?;
+            let path = entry.path();
+            let Some(file_name) = entry.file_name().to_str().map(str::to_owned) else {
+                return Err(TrainingError::Io {
+                    path,
+                    cause: std::io::Error::new(ErrorKind::InvalidData, "a name that is not UTF-8"),
+                });
+            };
+            let name = format!("{prefix}{file_name}");
+            let kind = entry.file_type().map_err(io)?;
+            if kind.is_dir() {
+                pending.push((format!("{name}/"), path));
+            } else if kind.is_file() {
+                out.push((name, path));
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_names_stay_inside_the_directory() {
+        for ok in ["calibration.json", "member-0/weights.bpk", "a/b/c"] {
+            assert!(safe_name(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "/etc/passwd",
+            "../x",
+            "a/../../x",
+            "a//b",
+            "./a",
+            "a/",
+            "a\\b",
+            "a\0b",
+        ] {
+            assert!(!safe_name(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn files_are_listed_recursively_by_relative_name() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::create_dir_all(dir.path().join("member-1")).expect("mkdir");
+        for name in ["valid.tsv", "member-1/weights.bpk", "calibration.json"] {
+            std::fs::write(dir.path().join(name), name).expect("write");
+        }
+        let names: Vec<String> = checkpoint_files(dir.path())
+            .expect("list")
+            .into_iter()
+            .map(|(n, p)| {
+                assert_eq!(std::fs::read_to_string(p).expect("read"), n);
+                n
+            })
+            .collect();
+        assert_eq!(
+            names,
+            ["calibration.json", "member-1/weights.bpk", "valid.tsv"]
+        );
+    }
+}
