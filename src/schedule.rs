@@ -362,9 +362,24 @@ async fn keep(
     let mut buffered: Option<DateTime<Utc>> = None;
 
     // Slots missed while no daemon ran: each is run once (the newest, with `run_once`) or
-    // logged as skipped with its reason.
+    // logged as skipped with its reason. A database that is not there yet is waited for.
+    let last = loop {
+        match shared.store.last_fire(&entry.workflow, kind).await {
+            Ok(last) => break last,
+            Err(e) => {
+                warn!(workflow = %entry.workflow, error = %e, "reading the fire log failed; retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = stop.changed() => {}
+                }
+                if *stop.borrow() {
+                    return Ok(());
+                }
+            }
+        }
+    };
     let now = Utc::now();
-    if let Some(last) = shared.store.last_fire(&entry.workflow, kind).await? {
+    if let Some(last) = last {
         let last = DateTime::parse_from_rfc3339(&last)
             .map(|t| t.with_timezone(&Utc))
             .unwrap_or(now);
@@ -372,14 +387,17 @@ async fn keep(
         let run_last = entry.missed == Missed::RunOnce;
         for (i, at) in missed.iter().enumerate() {
             if run_last && i + 1 == missed.len() {
-                current = start(&shared, &entry, *at).await?;
+                current = start(&shared, &entry, *at).await.unwrap_or_else(|e| {
+                    warn!(workflow = %entry.workflow, error = %e, "claiming a missed slot failed");
+                    None
+                });
             } else {
                 let reason = if run_last {
                     "missed while no daemon ran; a later missed slot ran once instead"
                 } else {
                     "missed while no daemon ran (missed: skip)"
                 };
-                shared
+                if let Err(e) = shared
                     .store
                     .claim_fire(
                         &entry.workflow,
@@ -389,7 +407,10 @@ async fn keep(
                         Some(reason),
                         &shared.holder,
                     )
-                    .await?;
+                    .await
+                {
+                    warn!(workflow = %entry.workflow, error = %e, "recording a missed slot failed");
+                }
             }
         }
         if !missed.is_empty() {
@@ -419,7 +440,10 @@ async fn keep(
                 if let Some(at) = buffered.take()
                     && !*stop.borrow()
                 {
-                    current = start(&shared, &entry, at).await?;
+                    current = start(&shared, &entry, at).await.unwrap_or_else(|e| {
+                        warn!(workflow = %entry.workflow, error = %e, "claiming the buffered slot failed");
+                        None
+                    });
                 }
                 continue;
             }
@@ -442,7 +466,7 @@ async fn keep(
                     } else {
                         "the last fire still runs (overlap: skip)"
                     };
-                    shared
+                    if let Err(e) = shared
                         .store
                         .claim_fire(
                             &entry.workflow,
@@ -452,13 +476,24 @@ async fn keep(
                             Some(reason),
                             &shared.holder,
                         )
-                        .await?;
+                        .await
+                    {
+                        warn!(workflow = %entry.workflow, %at, error = %e, "recording a skipped fire failed");
+                    }
                     info!(workflow = %entry.workflow, %at, reason, "fire skipped");
                 }
             }
             continue;
         }
-        current = start(&shared, &entry, next).await?;
+        // A database that is down (restarting, out of reach) loses this slot, not the
+        // schedule: the next slot tries again.
+        current = match start(&shared, &entry, next).await {
+            Ok(h) => h,
+            Err(e) => {
+                warn!(workflow = %entry.workflow, %at, error = %e, "claiming the slot failed; it is not run");
+                None
+            }
+        };
     }
     if let Some(h) = current {
         let _ = h.await;

@@ -101,6 +101,13 @@ impl From<StoreError> for ApiError {
             StoreError::UnknownHypothesis(_) | StoreError::UnknownRound(_) => {
                 Self(StatusCode::NOT_FOUND, e.to_string())
             }
+            other if other.is_unavailable() => {
+                tracing::warn!(error = %other, "the database is unavailable");
+                Self(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the database is unavailable; nothing was recorded: retry".into(),
+                )
+            }
             other => {
                 tracing::error!(error = %other, "store error in a request");
                 Self(StatusCode::INTERNAL_SERVER_ERROR, "internal error".into())

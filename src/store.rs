@@ -132,6 +132,26 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
 }
 
+impl StoreError {
+    /// Whether the database could not be reached (down, restarting, cut off) rather than
+    /// refusing the request: worth retrying, and nothing was written.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            Self::Sql(e) | Self::Connect { source: e, .. } => match e {
+                sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => true,
+                sqlx::Error::Protocol(_) | sqlx::Error::Tls(_) => true,
+                // PostgreSQL: connection exceptions (08) and operator intervention (57P:
+                // shutting down, cannot connect now).
+                sqlx::Error::Database(d) => d
+                    .code()
+                    .is_some_and(|c| c.starts_with("08") || c.starts_with("57P")),
+                _ => false,
+            },
+            _ => false,
+        }
+    }
+}
+
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// Whether opening may create a new database file.
@@ -593,7 +613,7 @@ async fn postgres_pool(url: &str) -> std::result::Result<AnyPool, sqlx::Error> {
         .log_slow_statements(log::LevelFilter::Debug, Duration::from_secs(1));
     AnyPoolOptions::new()
         .max_connections(8)
-        .acquire_timeout(Duration::from_secs(30))
+        .acquire_timeout(Duration::from_secs(10))
         .connect_with(options)
         .await
 }

@@ -84,3 +84,162 @@ fn a_waiting_round_is_woken_by_answers_from_another_process() {
     );
     assert_eq!(env.strings("SELECT state FROM rounds"), vec!["done"]);
 }
+
+/// A PostgreSQL server of the test's own (`.ci/postgres`), so it can be stopped and started;
+/// removed on drop.
+struct Cluster {
+    dir: tempfile::TempDir,
+    url: String,
+}
+
+impl Cluster {
+    fn script(cmd: &str, dir: &std::path::Path) -> std::process::Output {
+        Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.ci/postgres"))
+            .arg(cmd)
+            .arg(dir)
+            .output()
+            .expect("run .ci/postgres")
+    }
+
+    fn start() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let out = Self::script("start", dir.path());
+        assert!(
+            out.status.success(),
+            "starting a PostgreSQL cluster: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let url = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        Self { dir, url }
+    }
+
+    fn pause(&self) {
+        assert!(Self::script("pause", self.dir.path()).status.success());
+    }
+
+    fn resume(&self) {
+        let out = Self::script("resume", self.dir.path());
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = Self::script("stop", self.dir.path());
+    }
+}
+
+fn daemon_workflow() -> String {
+    format!(
+        "name: w\nschedule: \"* * * * * *\"\n\
+         graph:\n  import: {visible}\n\
+         model:\n  dim: 8\n  epochs: 2\n  retrain_epochs: 1\n  ensemble: 1\n  calibration: none\n\
+         generate:\n  top_k: 20\n\
+         rank:\n  batch: 10\n  max_per_entity: 3\n\
+         stages:\n  - name: experts\n    plugin: human\n    timeout: 72h\n\
+         stop:\n  max_rounds: 1\n\
+         seed: 5\n",
+        visible = crate::support::data("umls/demo-visible.tsv").display(),
+    )
+}
+
+/// The database restarted, then out of reach for 30 s, under a running daemon and a running
+/// review server: a verdict sent meanwhile is refused with 503 (nothing recorded, retry), both
+/// processes reconnect by themselves, every verdict is recorded exactly once and the daemon
+/// finishes the round.
+#[test]
+fn the_database_restarting_or_out_of_reach_loses_nothing() {
+    if Env::postgres().is_none() {
+        return;
+    }
+    let cluster = Cluster::start();
+    let env = Env::postgres_on(&cluster.url);
+    let alice = user(&env, "alice", "reviewer");
+    env.write("wf/w.yaml", daemon_workflow());
+    let server = crate::support::Server::start(&env, &[]);
+    let mut daemon = Command::new(env!("CARGO_BIN_EXE_hypograph"))
+        .arg("--db")
+        .arg(env.db_arg())
+        .envs(env.data_dir_var())
+        .args(["daemon", "--holder", "d", "--workflows"])
+        .arg(env.path("wf"))
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn daemon");
+    let queue = || crate::support::get_json(&format!("{}/api/v1/queue", server.base), &alice);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let items = loop {
+        let (status, q) = queue();
+        if status == 200 && q["items"].as_array().is_some_and(|a| a.len() == 10) {
+            break q["items"].as_array().expect("items").clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the round never reached the reviewers"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let verdict = |i: usize| {
+        crate::support::post_json(
+            &format!(
+                "{}/api/v1/hypotheses/{}/verdict",
+                server.base, items[i]["id"]
+            ),
+            &alice,
+            &serde_json::json!({ "verdict": "confirmed" }),
+        )
+    };
+    for i in 0..3 {
+        assert_eq!(verdict(i).0, 200);
+    }
+    // A restart: the verdict sent while the server is down is refused, not lost silently.
+    cluster.pause();
+    let (status, body) = verdict(3);
+    assert_eq!(status, 503, "{body}");
+    cluster.resume();
+    assert_eq!(verdict(3).0, 200, "the server reconnected");
+    assert_eq!(verdict(0).0, 409, "no verdict twice");
+    // Out of reach for 30 s.
+    cluster.pause();
+    let (status, body) = verdict(4);
+    assert_eq!(status, 503, "{body}");
+    std::thread::sleep(Duration::from_secs(30));
+    cluster.resume();
+    for i in 4..10 {
+        let (status, body) = verdict(i);
+        assert_eq!(status, 200, "verdict {i}: {body}");
+    }
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while env
+        .try_strings("SELECT state FROM rounds WHERE number = 1")
+        .unwrap_or_default()
+        != vec!["done"]
+    {
+        assert!(
+            daemon.try_wait().expect("poll").is_none(),
+            "the daemon died with the database"
+        );
+        assert!(
+            Instant::now() < deadline,
+            "the daemon never finished the round"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(env.count("SELECT count(*) FROM verdicts"), 10);
+    assert_eq!(
+        env.count("SELECT count(DISTINCT hypothesis_id) FROM verdicts"),
+        10,
+        "one verdict per hypothesis"
+    );
+    assert_eq!(queue().0, 200, "the review server still answers");
+    let _ = Command::new("kill")
+        .args(["-TERM", &daemon.id().to_string()])
+        .status();
+    let _ = daemon.wait();
+}

@@ -108,6 +108,12 @@ impl Env {
                  (`.ci/postgres start DIR` prints one) or HYPOGRAPH_SKIP_POSTGRES=1 to skip it"
             ),
         };
+        Some(Self::postgres_on(&admin))
+    }
+
+    /// An environment on a fresh database of the server `admin` (an admin URL) names.
+    pub fn postgres_on(admin: &str) -> Self {
+        let admin = admin.to_owned();
         static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let name = format!(
             "hg_test_{}_{}",
@@ -129,7 +135,7 @@ impl Env {
             admin,
             name,
         });
-        Some(env)
+        env
     }
 
     /// The database as the library opens it.
