@@ -87,7 +87,7 @@ async fn run(
         Ok((secs, serde_json::from_slice(&out.stdout)?))
     };
     let sqlite_db = work.path().join("bench.db");
-    let (sqlite_secs, _) = import(&sqlite_db.to_string_lossy())?;
+    let (sqlite_secs, sqlite_report) = import(&sqlite_db.to_string_lossy())?;
     let (pg_secs, report) = import(import_url)?;
 
     // PostgreSQL's own COPY of the same rows (three text columns) into a plain table, in one
@@ -118,8 +118,9 @@ async fn run(
     };
     let (h_sqlite, h_pg) = (head(&sqlite_db.to_string_lossy())?, head(import_url)?);
     println!(
-        "import into SQLite:      {sqlite_secs:.2} s wall ({} edges)",
-        report["added"]
+        "import into SQLite:      {sqlite_secs:.2} s wall ({} edges), peak RSS {:.2} GiB",
+        sqlite_report["outcome"]["added"],
+        sqlite_report["peak_rss_bytes"].as_f64().unwrap_or(f64::NAN) / f64::from(1u32 << 30)
     );
     println!(
         "import into PostgreSQL:  {pg_secs:.2} s wall, peak RSS {:.2} GiB",

@@ -5,7 +5,8 @@
 //! decided exactly once. Prints figures; asserts only the database checks.
 //!
 //! Run: `cargo bench --bench review_load` (`HYPOTHESES`, `REVIEWERS`, `EACH`, `RACERS`,
-//! `RACE_ITEMS` to vary).
+//! `RACE_ITEMS` to vary). With `HYPOGRAPH_BENCH_POSTGRES` (an admin URL: `.ci/postgres start
+//! DIR` prints one) the same load also runs against a review server on PostgreSQL.
 
 mod common;
 
@@ -26,6 +27,21 @@ fn pct(v: &mut [f64], p: f64) -> f64 {
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> anyhow::Result<()> {
+    let work = tempfile::tempdir_in("target")?;
+    println!("== SQLite");
+    load(hypograph::store::Location::Sqlite(
+        work.path().join("bench.db"),
+    ))
+    .await?;
+    if let Some(pg) = common::postgres_database("review").await? {
+        println!("== PostgreSQL");
+        load(hypograph::store::Location::Postgres(pg.url.clone())).await?;
+    }
+    Ok(())
+}
+
+/// The whole load against a fresh database at `at`.
+async fn load(at: hypograph::store::Location) -> anyhow::Result<()> {
     let env = |k: &str, d: usize| {
         std::env::var(k)
             .ok()
@@ -38,8 +54,7 @@ async fn main() -> anyhow::Result<()> {
         env("EACH", 40),
     );
     let (racers, race_items) = (env("RACERS", 12), env("RACE_ITEMS", 200));
-    let work = tempfile::tempdir_in("target")?;
-    let (store, graph) = common::umls_store(work.path()).await?;
+    let (store, graph) = common::umls_store_at(at).await?;
     let mut ranked = common::unknown_batch(&graph, n, 3);
     let mut rng = rand::rngs::StdRng::seed_from_u64(4);
     for h in &mut ranked {

@@ -542,6 +542,9 @@ impl Store {
         .bind(round)
         .execute(&mut *tx)
         .await?;
+        if batch.len() >= super::ANALYZE_AFTER {
+            super::analyze(&mut tx, &["hypotheses", "stage_items"]).await?;
+        }
         advance(
             &mut tx,
             round,

@@ -901,6 +901,9 @@ pub(super) async fn commit(
     if rebuild_tail_index {
         sqlx::query(TAIL_INDEX).execute(&mut *conn).await?;
     }
+    if delta.added.len() >= super::ANALYZE_AFTER {
+        super::analyze(conn, &["edges", "entities"]).await?;
+    }
     debug!(ms = started.elapsed().as_millis() as u64, "edges inserted");
     for chunk in delta.removed.chunks(MAX_PARAMS / 3) {
         let sql = values_sql(
