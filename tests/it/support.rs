@@ -245,36 +245,29 @@ impl Env {
 
     /// Edits the database behind hypograph's back.
     pub fn sql(&self, statement: &str) {
-        let statement = statement.to_owned();
-        let result = match &self.pg {
-            Some(pg) => {
-                let url = pg.url.clone();
-                block_on(async move {
-                    use sqlx::Connection;
-                    let mut conn = sqlx::PgConnection::connect(&url).await?;
-                    sqlx::raw_sql(sqlx::AssertSqlSafe(statement))
-                        .execute(&mut conn)
-                        .await
-                        .map(drop)
-                })
-            }
-            None => {
-                let db = self.db.clone();
-                block_on(async move {
-                    use sqlx::ConnectOptions;
-                    let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
-                        .filename(&db)
-                        .create_if_missing(true)
-                        .connect()
-                        .await?;
-                    sqlx::raw_sql(sqlx::AssertSqlSafe(statement))
-                        .execute(&mut conn)
-                        .await
-                        .map(drop)
-                })
-            }
-        };
-        result.expect("tamper statement");
+        let (url, statement) = (self.sql_url(false), statement.to_owned());
+        block_on(async move {
+            use sqlx::Connection;
+            sqlx::any::install_default_drivers();
+            let mut conn = sqlx::AnyConnection::connect(&url).await?;
+            sqlx::raw_sql(sqlx::AssertSqlSafe(statement))
+                .execute(&mut conn)
+                .await
+                .map(drop)
+        })
+        .expect("tamper statement");
+    }
+
+    /// A URL for a connection of the test's own (read-only on SQLite when asked).
+    fn sql_url(&self, read_only: bool) -> String {
+        match &self.pg {
+            Some(pg) => pg.url.clone(),
+            None => format!(
+                "sqlite://{}?mode={}",
+                self.db.display(),
+                if read_only { "ro" } else { "rwc" }
+            ),
+        }
     }
 }
 
@@ -310,28 +303,11 @@ impl Env {
     }
 
     fn query_strings(&self, query: &str) -> Result<Vec<String>, sqlx::Error> {
-        let query = query.to_owned();
-        if let Some(pg) = &self.pg {
-            let url = pg.url.clone();
-            return block_on(async move {
-                use sqlx::{Connection, Row};
-                let mut conn = sqlx::PgConnection::connect(&url).await?;
-                sqlx::query(sqlx::AssertSqlSafe(query))
-                    .fetch_all(&mut conn)
-                    .await?
-                    .iter()
-                    .map(|r| Ok(r.try_get::<Option<String>, _>(0)?.unwrap_or_default()))
-                    .collect()
-            });
-        }
-        let db = self.db.clone();
+        let (url, query) = (self.sql_url(true), query.to_owned());
         block_on(async move {
-            use sqlx::{ConnectOptions, Row};
-            let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
-                .filename(&db)
-                .read_only(true)
-                .connect()
-                .await?;
+            use sqlx::{Connection, Row};
+            sqlx::any::install_default_drivers();
+            let mut conn = sqlx::AnyConnection::connect(&url).await?;
             sqlx::query(sqlx::AssertSqlSafe(query))
                 .fetch_all(&mut conn)
                 .await?
