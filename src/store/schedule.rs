@@ -98,6 +98,26 @@ impl Store {
         .await?)
     }
 
+    /// The time leases are stamped and compared with: the database server's clock on
+    /// PostgreSQL, so hosts whose clocks disagree still agree on when a lease expires; this
+    /// machine's with SQLite (one machine).
+    async fn clock(&self) -> Result<chrono::DateTime<chrono::Utc>> {
+        match self.backend {
+            super::Backend::Sqlite => Ok(chrono::Utc::now()),
+            super::Backend::Postgres => {
+                let micros: i64 = sqlx::query_scalar(
+                    "SELECT CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000000 AS BIGINT)",
+                )
+                .fetch_one(&self.pool)
+                .await?;
+                Ok(
+                    chrono::DateTime::from_timestamp_micros(micros)
+                        .unwrap_or_else(chrono::Utc::now),
+                )
+            }
+        }
+    }
+
     /// Takes or renews the workflow's lease for `ttl`. False while another holder's lease
     /// is unexpired.
     pub async fn acquire_lease(
@@ -106,7 +126,7 @@ impl Store {
         holder: &str,
         ttl: std::time::Duration,
     ) -> Result<bool> {
-        let now = chrono::Utc::now();
+        let now = self.clock().await?;
         let until = now + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::seconds(60));
         let done = sqlx::query(
             "INSERT INTO leases (workflow, holder, expires_at) VALUES ($1, $2, $3) \
@@ -132,7 +152,7 @@ impl Store {
         holder: &str,
         ttl: std::time::Duration,
     ) -> Result<bool> {
-        let until = chrono::Utc::now()
+        let until = self.clock().await?
             + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::seconds(60));
         let done = sqlx::query(
             "UPDATE leases SET holder = $1, expires_at = $2 WHERE workflow = $3 AND holder = $4",
@@ -162,7 +182,7 @@ impl Store {
         if workflows.is_empty() {
             return Ok(Vec::new());
         }
-        let now = chrono::Utc::now();
+        let now = self.clock().await?;
         let until = now + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::seconds(60));
         let lock = match self.backend {
             super::Backend::Postgres => " FOR UPDATE SKIP LOCKED",
