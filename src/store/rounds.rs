@@ -3,7 +3,9 @@
 //! can neither skip nor repeat a step.
 
 use super::pinned::PinnedClaims;
-use super::write::{Delta, Keys, Meta, commit, values_sql};
+use super::write::{
+    Delta, Keys, Meta, PG_CHUNK, commit, pg_array, pg_float_array, pg_text_array, values_sql,
+};
 use super::{Result, Store, StoreError};
 use crate::plugin::{Outcome, Verdict};
 use rustc_hash::FxHashSet;
@@ -509,8 +511,42 @@ impl Store {
                 .ok_or_else(|| StoreError::UnknownRelation(h.relation.clone()))?;
             ids.push([entity(&h.head)?, r, entity(&h.tail)?]);
         }
+        if self.backend == super::Backend::Postgres {
+            // Array parameters, one statement per 100K rows (see `write::pg_array`).
+            for (chunk, chunk_ids) in batch.chunks(PG_CHUNK).zip(ids.chunks(PG_CHUNK)) {
+                sqlx::query(
+                    "INSERT INTO hypotheses (round_id, head, relation, tail, score, spread, \
+                     acquisition, rank, model_id, graph_version) \
+                     SELECT $1, h, r, t, s, sp, a, k, $9, $10 FROM unnest(CAST($2 AS BIGINT[]), \
+                     CAST($3 AS BIGINT[]), CAST($4 AS BIGINT[]), CAST($5 AS DOUBLE PRECISION[]), \
+                     CAST($6 AS DOUBLE PRECISION[]), CAST($7 AS DOUBLE PRECISION[]), \
+                     CAST($8 AS BIGINT[])) AS u(h, r, t, s, sp, a, k)",
+                )
+                .bind(round)
+                .bind(pg_array(chunk_ids.iter().map(|t| t[0])))
+                .bind(pg_array(chunk_ids.iter().map(|t| t[1])))
+                .bind(pg_array(chunk_ids.iter().map(|t| t[2])))
+                .bind(pg_float_array(chunk.iter().map(|h| h.score)))
+                .bind(pg_float_array(chunk.iter().map(|h| h.spread)))
+                .bind(pg_float_array(chunk.iter().map(|h| h.acquisition)))
+                .bind(pg_array(chunk.iter().map(|h| h.rank)))
+                .bind(model_id)
+                .bind(graph_version)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        // SQLite: multi-row VALUES, as many rows a statement as its parameter cap allows.
+        let on_sqlite = if self.backend == super::Backend::Sqlite {
+            batch.len()
+        } else {
+            0
+        };
         let per_chunk = super::write::MAX_PARAMS / 10;
-        for (chunk, chunk_ids) in batch.chunks(per_chunk).zip(ids.chunks(per_chunk)) {
+        for (chunk, chunk_ids) in batch[..on_sqlite]
+            .chunks(per_chunk)
+            .zip(ids[..on_sqlite].chunks(per_chunk))
+        {
             let sql = values_sql(
                 self.backend,
                 "INSERT INTO hypotheses (round_id, head, relation, tail, score, spread, \
@@ -685,7 +721,41 @@ impl Store {
             }
         }
         let t = now();
-        for chunk in accepted.chunks(super::write::MAX_PARAMS / 8) {
+        if self.backend == super::Backend::Postgres {
+            for chunk in accepted.chunks(PG_CHUNK) {
+                let reviewers: Vec<String> = chunk
+                    .iter()
+                    .map(|v| v.reviewer.clone().unwrap_or_default())
+                    .collect();
+                let evidence: Vec<String> = chunk.iter().map(|v| v.evidence.to_string()).collect();
+                sqlx::query(
+                    "INSERT INTO verdicts (hypothesis_id, stage, verdict, confidence, evidence, \
+                     cost, reviewer, created_at) \
+                     SELECT h, $2, v, c, e, co, r, $8 FROM unnest(CAST($1 AS BIGINT[]), \
+                     CAST($3 AS TEXT[]), CAST($4 AS DOUBLE PRECISION[]), CAST($5 AS TEXT[]), \
+                     CAST($6 AS DOUBLE PRECISION[]), CAST($7 AS TEXT[])) AS u(h, v, c, e, co, r) \
+                     ON CONFLICT (hypothesis_id, stage, reviewer) WHERE withdrawn = 0 DO NOTHING",
+                )
+                .bind(pg_array(chunk.iter().map(|v| v.hypothesis)))
+                .bind(stage)
+                .bind(pg_text_array(
+                    chunk.iter().map(|v| Some(outcome_str(v.verdict))),
+                ))
+                .bind(pg_float_array(chunk.iter().map(|v| v.confidence)))
+                .bind(pg_text_array(evidence.iter().map(|e| Some(e.as_str()))))
+                .bind(pg_float_array(chunk.iter().map(|v| v.cost)))
+                .bind(pg_text_array(reviewers.iter().map(|r| Some(r.as_str()))))
+                .bind(&t)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        let on_sqlite = if self.backend == super::Backend::Sqlite {
+            accepted.len()
+        } else {
+            0
+        };
+        for chunk in accepted[..on_sqlite].chunks(super::write::MAX_PARAMS / 8) {
             let sql = values_sql(
                 self.backend,
                 "INSERT INTO verdicts (hypothesis_id, stage, verdict, confidence, evidence, cost, \

@@ -596,7 +596,7 @@ pub(super) async fn present(
 
 /// Rows per statement of the PostgreSQL bulk paths: arrays are bound as one text parameter
 /// each, so the cap is memory, not the parameter count.
-const PG_CHUNK: usize = 100_000;
+pub(super) const PG_CHUNK: usize = 100_000;
 
 /// A PostgreSQL array literal of integers (`{1,2,3}`), bound as text and cast in SQL: sqlx's
 /// `Any` driver has no array type, and the server parses this about as fast as `COPY`'s text.
@@ -608,6 +608,27 @@ pub(super) fn pg_array(values: impl Iterator<Item = i64>) -> String {
             s.push(',');
         }
         let _ = write!(s, "{v}");
+    }
+    s.push('}');
+    s
+}
+
+/// A PostgreSQL array literal of floats, each written so it reads back as the same `f64`
+/// (`NaN`, `Infinity`, `-Infinity` spelled as PostgreSQL spells them).
+pub(super) fn pg_float_array(values: impl Iterator<Item = f64>) -> String {
+    use std::fmt::Write;
+    let mut s = String::from("{");
+    for (i, v) in values.enumerate() {
+        if i > 0 {
+            s.push(',');
+        }
+        if v.is_nan() {
+            s.push_str("NaN");
+        } else if v.is_infinite() {
+            s.push_str(if v > 0.0 { "Infinity" } else { "-Infinity" });
+        } else {
+            let _ = write!(s, "{v:?}");
+        }
     }
     s.push('}');
     s
@@ -1105,6 +1126,10 @@ mod tests {
     fn postgres_array_literals_quote_what_they_must() {
         assert_eq!(pg_array([3, -1, 0].into_iter()), "{3,-1,0}");
         assert_eq!(pg_array(std::iter::empty()), "{}");
+        assert_eq!(
+            pg_float_array([0.1, -2.5e-300, f64::NAN, f64::INFINITY].into_iter()),
+            "{0.1,-2.5e-300,NaN,Infinity}"
+        );
         assert_eq!(
             pg_text_array([Some(r#"{"a":"b\c"}"#), None, Some("")].into_iter()),
             r#"{"{\"a\":\"b\\c\"}",NULL,""}"#
