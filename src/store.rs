@@ -641,6 +641,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_postgres_url_is_shown_without_its_password() {
+        for url in [
+            "postgres://hypo:s3cret@db.example.org:5432/graph",
+            "postgresql://hypo@db.example.org/graph?password=s3cret&sslmode=require",
+        ] {
+            let at: Location = url.parse().expect("infallible");
+            assert!(matches!(at, Location::Postgres(_)));
+            let shown = at.to_string();
+            assert!(!shown.contains("s3cret"), "{shown}");
+            assert!(shown.contains("db.example.org"), "{shown}");
+        }
+        let file: Location = "graph.db".parse().expect("infallible");
+        assert_eq!(file.path(), Some(Path::new("graph.db")));
+    }
+
+    #[test]
     fn version_refs() {
         let cases = [
             ("7", Some(VersionRef::Id(7))),
