@@ -61,9 +61,7 @@ fn load_dir(dir: &Path) -> anyhow::Result<Vec<Loaded>> {
 }
 
 pub async fn daemon(store: &Store, data_dir: &Path, args: DaemonArgs) -> anyhow::Result<ExitCode> {
-    let lease_ttl = workflow::parse_duration(&args.lease_ttl)
-        .map_err(|e| anyhow::anyhow!("--lease-ttl: {e}"))?
-        .max(Duration::from_secs(1));
+    let lease_ttl = super::rounds::lease_ttl(&args.lease_ttl)?;
     let loaded = load_dir(&args.workflows)?;
     let mut entries: Vec<Entry> = Vec::new();
     for l in &loaded {

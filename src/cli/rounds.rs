@@ -97,6 +97,13 @@ pub async fn validate(db: &Location, args: ValidateArgs) -> anyhow::Result<ExitC
 }
 
 /// Loads a workflow, printing its problems as `FILE:LINE:COL` lines.
+/// `--lease-ttl` of `run` and `daemon` (at least 300 ms: renewals come every third of it).
+pub fn lease_ttl(text: &str) -> anyhow::Result<Duration> {
+    Ok(workflow::parse_duration(text)
+        .map_err(|e| anyhow::anyhow!("--lease-ttl: {e}"))?
+        .max(Duration::from_millis(300)))
+}
+
 pub fn load(file: &Path) -> anyhow::Result<Loaded> {
     workflow::load(file).map_err(|e| anyhow::anyhow!("invalid workflow\n{e}"))
 }
@@ -135,9 +142,7 @@ pub async fn run(
     args: RunArgs,
 ) -> anyhow::Result<ExitCode> {
     let wait = workflow::parse_duration(&args.wait).map_err(|e| anyhow::anyhow!("--wait: {e}"))?;
-    let lease_ttl = workflow::parse_duration(&args.lease_ttl)
-        .map_err(|e| anyhow::anyhow!("--lease-ttl: {e}"))?
-        .max(Duration::from_millis(300));
+    let lease_ttl = lease_ttl(&args.lease_ttl)?;
     let name = loaded.workflow.name.clone();
     // The same lease a daemon takes: one process drives a workflow at a time.
     let holder = crate::schedule::holder_name("run");

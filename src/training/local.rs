@@ -7,6 +7,7 @@
 //! were written.
 
 use super::{Result, TrainingError, blocking};
+use crate::model::checkpoint;
 use crate::store::{ModelInfo, Storage, Store, StoredFile};
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
@@ -16,6 +17,9 @@ use std::path::{Path, PathBuf};
 pub struct LocalCheckpoint {
     pub info: ModelInfo,
     dir: PathBuf,
+    /// Every file was just checked against the database's checksums: loading need not hash
+    /// the weights again.
+    verified: bool,
 }
 
 impl LocalCheckpoint {
@@ -23,6 +27,11 @@ impl LocalCheckpoint {
     /// `priors.json`, `valid.tsv`, curves).
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Whether every file was checked against the database's checksums on the way here.
+    pub fn verified(&self) -> bool {
+        self.verified
     }
 }
 
@@ -43,7 +52,11 @@ pub async fn local_checkpoint(
 ) -> Result<LocalCheckpoint> {
     if info.storage == Storage::Directory {
         let dir = PathBuf::from(&info.path);
-        return Ok(LocalCheckpoint { info, dir });
+        return Ok(LocalCheckpoint {
+            info,
+            dir,
+            verified: false,
+        });
     }
     let id = info.id;
     let files = store.checkpoint_files(id).await?;
@@ -64,6 +77,7 @@ pub async fn local_checkpoint(
             return Ok(LocalCheckpoint {
                 info,
                 dir: recorded,
+                verified: true,
             });
         }
         tracing::warn!(
@@ -74,11 +88,19 @@ pub async fn local_checkpoint(
     }
     let cache = cache_dir(data_dir, id);
     if cache.is_dir() && blocking(|| matches(&cache, &files)) {
-        return Ok(LocalCheckpoint { info, dir: cache });
+        return Ok(LocalCheckpoint {
+            info,
+            dir: cache,
+            verified: true,
+        });
     }
     materialise(store, id, &files, &cache).await?;
     tracing::info!(model = id, path = %cache.display(), "checkpoint written from the database");
-    Ok(LocalCheckpoint { info, dir: cache })
+    Ok(LocalCheckpoint {
+        info,
+        dir: cache,
+        verified: true,
+    })
 }
 
 /// A stored name that stays inside the directory it is joined to: '/'-separated plain
@@ -96,13 +118,7 @@ fn safe_name(name: &str) -> bool {
 fn matches(dir: &Path, files: &[StoredFile]) -> bool {
     files
         .iter()
-        .all(|f| hash_file(&dir.join(&f.name)).is_ok_and(|sum| sum == f.checksum))
-}
-
-fn hash_file(path: &Path) -> std::io::Result<String> {
-    let mut h = blake3::Hasher::new();
-    h.update_reader(std::fs::File::open(path)?)?;
-    Ok(h.finalize().to_hex().to_string())
+        .all(|f| checkpoint::checksum(&dir.join(&f.name)).is_ok_and(|sum| sum == f.checksum))
 }
 
 /// Writes the files into a temporary directory beside `cache`, checking each against its
