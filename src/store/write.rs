@@ -20,6 +20,9 @@ pub(super) const MAX_PARAMS: usize = 15_000;
 /// Deltas at least this large rebuild the by-tail index instead of updating it row by row.
 const BULK_REINDEX: usize = 100_000;
 
+/// New entities at least this many rebuild the entity search indexes (PostgreSQL).
+const BULK_ENTITIES: usize = 10_000;
+
 /// The by-tail index the review evidence reads (see `Store::ensure_review_indexes`).
 pub(super) const TAIL_INDEX: &str =
     "CREATE INDEX IF NOT EXISTS edges_live_tail ON edges(tail) WHERE removed_in IS NULL";
@@ -823,28 +826,63 @@ pub(super) async fn commit(
         q.execute(&mut *conn).await?;
     }
 
-    let per_chunk = MAX_PARAMS / 6;
-    for (c, chunk) in delta.entities.chunks(per_chunk).enumerate() {
-        let sql = values_sql(
-            super::backend_of(conn),
-            "INSERT INTO entities (id, key, category, name, attributes, added_in) VALUES ",
-            6,
-            chunk.len(),
-        );
-        let mut args = AnyArguments::default();
-        for (i, e) in chunk.iter().enumerate() {
-            let id = (first_entity + c * per_chunk + i) as i64;
-            args.add(id).map_err(sqlx::Error::Encode)?;
-            args.add(e.key.clone()).map_err(sqlx::Error::Encode)?;
-            args.add(e.category.clone()).map_err(sqlx::Error::Encode)?;
-            args.add(e.name.clone()).map_err(sqlx::Error::Encode)?;
-            args.add(serde_json::Value::Object(e.attributes.clone()).to_string())
-                .map_err(sqlx::Error::Encode)?;
-            args.add(version).map_err(sqlx::Error::Encode)?;
+    if super::backend_of(conn) == super::Backend::Postgres {
+        // Four array parameters per chunk, as for edges (47K entities took 0.55 s as VALUES),
+        // and the search indexes rebuilt when the table at least doubles (0.43 s -> 0.2 s).
+        let bulk = delta.entities.len() >= BULK_ENTITIES && delta.entities.len() >= first_entity;
+        if bulk {
+            drop_indexes(conn, &PG_ENTITY_INDEXES).await?;
         }
-        sqlx::query_with(AssertSqlSafe(sql), args)
+        for (c, chunk) in delta.entities.chunks(PG_CHUNK).enumerate() {
+            let first = (first_entity + c * PG_CHUNK) as i64;
+            let attributes: Vec<String> = chunk
+                .iter()
+                .map(|e| serde_json::Value::Object(e.attributes.clone()).to_string())
+                .collect();
+            sqlx::query(
+                "INSERT INTO entities (id, key, category, name, attributes, added_in) \
+                 SELECT $1 + n - 1, k, c, m, a, $2 FROM unnest(CAST($3 AS TEXT[]), \
+                 CAST($4 AS TEXT[]), CAST($5 AS TEXT[]), CAST($6 AS TEXT[])) \
+                 WITH ORDINALITY AS u(k, c, m, a, n)",
+            )
+            .bind(first)
+            .bind(version)
+            .bind(pg_text_array(chunk.iter().map(|e| Some(e.key.as_str()))))
+            .bind(pg_text_array(
+                chunk.iter().map(|e| Some(e.category.as_str())),
+            ))
+            .bind(pg_text_array(chunk.iter().map(|e| Some(e.name.as_str()))))
+            .bind(pg_text_array(attributes.iter().map(|a| Some(a.as_str()))))
             .execute(&mut *conn)
             .await?;
+        }
+        if bulk {
+            create_indexes(conn, &PG_ENTITY_INDEXES).await?;
+        }
+    } else {
+        let per_chunk = MAX_PARAMS / 6;
+        for (c, chunk) in delta.entities.chunks(per_chunk).enumerate() {
+            let sql = values_sql(
+                super::backend_of(conn),
+                "INSERT INTO entities (id, key, category, name, attributes, added_in) VALUES ",
+                6,
+                chunk.len(),
+            );
+            let mut args = AnyArguments::default();
+            for (i, e) in chunk.iter().enumerate() {
+                let id = (first_entity + c * per_chunk + i) as i64;
+                args.add(id).map_err(sqlx::Error::Encode)?;
+                args.add(e.key.clone()).map_err(sqlx::Error::Encode)?;
+                args.add(e.category.clone()).map_err(sqlx::Error::Encode)?;
+                args.add(e.name.clone()).map_err(sqlx::Error::Encode)?;
+                args.add(serde_json::Value::Object(e.attributes.clone()).to_string())
+                    .map_err(sqlx::Error::Encode)?;
+                args.add(version).map_err(sqlx::Error::Encode)?;
+            }
+            sqlx::query_with(AssertSqlSafe(sql), args)
+                .execute(&mut *conn)
+                .await?;
+        }
     }
     let first_relation = keys.relation.len() - delta.relations.len();
     for (i, r) in delta.relations.iter().enumerate() {
@@ -878,46 +916,29 @@ pub(super) async fn commit(
             .execute(&mut *conn)
             .await?;
     }
-    let per_chunk = if backend == super::Backend::Postgres {
-        PG_CHUNK
+    if backend == super::Backend::Postgres {
+        insert_edges_postgres(conn, version, &delta.added, &delta.provenance).await?;
     } else {
-        MAX_PARAMS / 5
-    };
-    for (c, chunk) in delta.added.chunks(per_chunk).enumerate() {
-        if backend == super::Backend::Postgres {
-            let provenance = &delta.provenance;
-            let at = |i: usize| provenance.get(c * per_chunk + i).and_then(|p| p.as_deref());
-            sqlx::query(
-                "INSERT INTO edges (head, relation, tail, added_in, provenance) \
-                 SELECT h, r, t, $4, p FROM unnest(CAST($1 AS BIGINT[]), CAST($2 AS BIGINT[]), \
-                 CAST($3 AS BIGINT[]), CAST($5 AS TEXT[])) AS u(h, r, t, p)",
-            )
-            .bind(pg_array(chunk.iter().map(|t| t[0])))
-            .bind(pg_array(chunk.iter().map(|t| t[1])))
-            .bind(pg_array(chunk.iter().map(|t| t[2])))
-            .bind(version)
-            .bind(pg_text_array((0..chunk.len()).map(at)))
-            .execute(&mut *conn)
-            .await?;
-            continue;
-        }
-        let sql = values_sql(
-            super::backend_of(conn),
-            "INSERT INTO edges (head, relation, tail, added_in, provenance) VALUES ",
-            5,
-            chunk.len(),
-        );
-        let mut args = AnyArguments::default();
-        for (i, t) in chunk.iter().enumerate() {
-            let provenance = delta.provenance.get(c * per_chunk + i).cloned().flatten();
-            for v in [t[0], t[1], t[2], version] {
-                args.add(v).map_err(sqlx::Error::Encode)?;
+        let per_chunk = MAX_PARAMS / 5;
+        for (c, chunk) in delta.added.chunks(per_chunk).enumerate() {
+            let sql = values_sql(
+                backend,
+                "INSERT INTO edges (head, relation, tail, added_in, provenance) VALUES ",
+                5,
+                chunk.len(),
+            );
+            let mut args = AnyArguments::default();
+            for (i, t) in chunk.iter().enumerate() {
+                let provenance = delta.provenance.get(c * per_chunk + i).cloned().flatten();
+                for v in [t[0], t[1], t[2], version] {
+                    args.add(v).map_err(sqlx::Error::Encode)?;
+                }
+                args.add(provenance).map_err(sqlx::Error::Encode)?;
             }
-            args.add(provenance).map_err(sqlx::Error::Encode)?;
+            sqlx::query_with(AssertSqlSafe(sql), args)
+                .execute(&mut *conn)
+                .await?;
         }
-        sqlx::query_with(AssertSqlSafe(sql), args)
-            .execute(&mut *conn)
-            .await?;
     }
     if rebuild_tail_index {
         sqlx::query(TAIL_INDEX).execute(&mut *conn).await?;
@@ -993,6 +1014,131 @@ pub(super) async fn commit(
         sources_removed: delta.sources_removed.len() as u64,
         hash,
     })
+}
+
+/// The indexes of `edges` a bulk PostgreSQL load drops and rebuilds (how to drop, how to make
+/// as the schema makes it, `db/postgres/0015_schema.sql`). The partial indexes over removed
+/// rows stay: new rows are live, so they never enter them.
+const PG_EDGE_INDEXES: [(&str, &str); 3] = [
+    (
+        "DROP INDEX edges_live",
+        "CREATE UNIQUE INDEX edges_live ON edges(head, relation, tail) WHERE removed_in IS NULL",
+    ),
+    (
+        "DROP INDEX edges_added",
+        "CREATE INDEX edges_added ON edges(added_in)",
+    ),
+    (
+        "ALTER TABLE edges DROP CONSTRAINT edges_pkey",
+        "ALTER TABLE edges ADD CONSTRAINT edges_pkey PRIMARY KEY (id)",
+    ),
+];
+
+/// The trigram indexes of entity search: built at once, 3x faster than row by row.
+const PG_ENTITY_INDEXES: [(&str, &str); 2] = [
+    (
+        "DROP INDEX entities_key_trgm",
+        "CREATE INDEX entities_key_trgm ON entities USING gin (lower(key) gin_trgm_ops)",
+    ),
+    (
+        "DROP INDEX entities_name_trgm",
+        "CREATE INDEX entities_name_trgm ON entities USING gin (lower(name) gin_trgm_ops)",
+    ),
+];
+
+/// Drops `indexes` (PostgreSQL, in the caller's transaction) before a bulk load.
+async fn drop_indexes(
+    conn: &mut AnyConnection,
+    indexes: &[(&'static str, &'static str)],
+) -> Result<()> {
+    for (drop, _) in indexes {
+        sqlx::query(*drop).execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// Rebuilds `indexes` after a bulk load, sorting in memory rather than in temporary files
+/// (the default 64 MB `maintenance_work_mem` is short of 2M keys).
+async fn create_indexes(
+    conn: &mut AnyConnection,
+    indexes: &[(&'static str, &'static str)],
+) -> Result<()> {
+    sqlx::query("SET LOCAL maintenance_work_mem = '512MB'")
+        .execute(&mut *conn)
+        .await?;
+    for (_, create) in indexes {
+        sqlx::query(*create).execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// Inserts `added` as live edges of `version` on PostgreSQL, in `unnest` array chunks.
+///
+/// A load that at least doubles the table (the first import of a graph) is what PostgreSQL
+/// does fastest without indexes: it drops the key and the two indexes every new row would
+/// enter, numbers the rows itself instead of drawing 2M values from the identity sequence,
+/// and rebuilds the indexes from sorted data, all in the caller's transaction (readers of
+/// `edges` wait for its commit; writers wait anyway). Measured on 2M edges: 4.5 s into the
+/// indexed table, 1.0 s into the bare one plus 1.1 s of index builds.
+async fn insert_edges_postgres(
+    conn: &mut AnyConnection,
+    version: i64,
+    added: &[[i64; 3]],
+    provenance: &[Option<String>],
+) -> Result<()> {
+    let top: Option<i64> = if added.len() >= BULK_REINDEX {
+        sqlx::query_scalar("SELECT max(id) FROM edges")
+            .fetch_one(&mut *conn)
+            .await?
+    } else {
+        None
+    };
+    let bulk = added.len() >= BULK_REINDEX && added.len() as i64 >= top.unwrap_or(0);
+    // Ids continue after the largest one: writers hold the write lock, so none interleaves.
+    let first_id = top.unwrap_or(0) + 1;
+    if bulk {
+        drop_indexes(conn, &PG_EDGE_INDEXES).await?;
+    }
+    for (c, chunk) in added.chunks(PG_CHUNK).enumerate() {
+        let offset = c * PG_CHUNK;
+        let at = |i: usize| provenance.get(offset + i).and_then(|p| p.as_deref());
+        // Imports carry no provenance: then no array of NULLs travels either.
+        let any_provenance = (0..chunk.len()).any(|i| at(i).is_some());
+        let (ids, values) = if bulk {
+            ("id, ", "$6 + n - 1, ")
+        } else {
+            ("", "")
+        };
+        let sql = format!(
+            "INSERT INTO edges ({ids}head, relation, tail, added_in, provenance) \
+             SELECT {values}h, r, t, $4, {p} FROM unnest(CAST($1 AS BIGINT[]), \
+             CAST($2 AS BIGINT[]), CAST($3 AS BIGINT[]), CAST($5 AS TEXT[])) \
+             WITH ORDINALITY AS u(h, r, t, p, n)",
+            p = if any_provenance { "p" } else { "NULL" },
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql))
+            .bind(pg_array(chunk.iter().map(|t| t[0])))
+            .bind(pg_array(chunk.iter().map(|t| t[1])))
+            .bind(pg_array(chunk.iter().map(|t| t[2])))
+            .bind(version);
+        q = if any_provenance {
+            q.bind(pg_text_array((0..chunk.len()).map(at)))
+        } else {
+            q.bind("{}")
+        };
+        if bulk {
+            q = q.bind(first_id + offset as i64);
+        }
+        q.execute(&mut *conn).await?;
+    }
+    if bulk {
+        create_indexes(conn, &PG_EDGE_INDEXES).await?;
+        sqlx::query("SELECT setval(pg_get_serial_sequence('edges', 'id'), $1)")
+            .bind(first_id + added.len() as i64 - 1)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
 }
 
 /// The batch's `(triple, source)` pairs in store ids, in the batch's order. A pair must name

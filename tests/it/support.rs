@@ -245,6 +245,11 @@ impl Env {
 
     /// Edits the database behind hypograph's back.
     pub fn sql(&self, statement: &str) {
+        self.try_sql(statement).expect("tamper statement");
+    }
+
+    /// Like [`Env::sql`], returning the database's refusal.
+    pub fn try_sql(&self, statement: &str) -> Result<(), sqlx::Error> {
         let (url, statement) = (self.sql_url(false), statement.to_owned());
         block_on(async move {
             use sqlx::Connection;
@@ -255,7 +260,6 @@ impl Env {
                 .await
                 .map(drop)
         })
-        .expect("tamper statement");
     }
 
     /// A URL for a connection of the test's own (read-only on SQLite when asked).
