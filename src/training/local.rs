@@ -122,8 +122,8 @@ fn matches(dir: &Path, files: &[StoredFile]) -> bool {
 }
 
 /// Writes the files into a temporary directory beside `cache`, checking each against its
-/// stored checksum, then renames it into place: a crash leaves a stray temporary directory,
-/// never a half-written cache.
+/// stored checksum, then renames it into place: a crash leaves a stray temporary directory
+/// (swept by a later materialisation), never a half-written cache.
 async fn materialise(store: &Store, id: i64, files: &[StoredFile], cache: &Path) -> Result<()> {
     let parent = cache.parent().unwrap_or(Path::new("."));
     let io = |path: &Path| {
@@ -131,6 +131,7 @@ async fn materialise(store: &Store, id: i64, files: &[StoredFile], cache: &Path)
         move |cause| TrainingError::Io { path, cause }
     };
     std::fs::create_dir_all(parent).map_err(io(parent))?;
+    sweep_stale(parent, std::time::SystemTime::now());
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos());
@@ -157,6 +158,41 @@ async fn materialise(store: &Store, id: i64, files: &[StoredFile], cache: &Path)
         let _ = std::fs::remove_dir_all(&tmp);
     }
     placed
+}
+
+/// Removes what a killed materialisation left beside the caches: `.<id>.tmp-<pid>-<nanos>`
+/// directories whose process is gone from this host, or that are over an hour old (a data
+/// directory shared between hosts, or a process id taken again). Best effort: a directory
+/// another process removes first, or one that cannot be removed, is left to the next sweep.
+fn sweep_stale(parent: &Path, now: std::time::SystemTime) {
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .filter(|n| n.starts_with('.'))
+            .and_then(|n| n.split_once(".tmp-"))
+            .and_then(|(_, rest)| rest.split_once('-'))
+            .and_then(|(pid, _)| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let age = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| now.duration_since(t).ok())
+            .unwrap_or_default();
+        let gone = pid != std::process::id()
+            && Path::new("/proc/self").exists()
+            && !Path::new("/proc").join(pid.to_string()).exists();
+        if gone || age > std::time::Duration::from_secs(3600) {
+            tracing::info!(path = %entry.path().display(), "removing a stray checkpoint cache");
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
 }
 
 async fn write_files(store: &Store, id: i64, files: &[StoredFile], tmp: &Path) -> Result<()> {
@@ -220,6 +256,34 @@ pub fn checkpoint_files(dir: &Path) -> Result<Vec<(String, PathBuf)>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stray_temporary_caches_of_dead_processes_and_old_ones_are_swept() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let me = std::process::id();
+        // No process has an id above the kernel's maximum (2^22).
+        let names = [
+            format!(".7.tmp-{}-1", 1u32 << 30),
+            format!(".7.tmp-{me}-2"),
+            "7".to_owned(),
+            ".7.tmp-notapid-3".to_owned(),
+        ];
+        for n in &names {
+            std::fs::create_dir_all(dir.path().join(n).join("member-0")).expect("mkdir");
+        }
+        sweep_stale(dir.path(), std::time::SystemTime::now());
+        let left = |n: &str| dir.path().join(n).exists();
+        assert!(
+            !left(&names[0]),
+            "a dead process's temporary directory stays"
+        );
+        assert!(left(&names[1]) && left(&names[2]) && left(&names[3]));
+        // Two hours later even a live process's is stale.
+        let later = std::time::SystemTime::now() + std::time::Duration::from_secs(7200);
+        sweep_stale(dir.path(), later);
+        assert!(!left(&names[1]));
+        assert!(left(&names[2]), "a cache is never swept");
+    }
 
     #[test]
     fn stored_names_stay_inside_the_directory() {
