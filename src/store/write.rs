@@ -597,6 +597,52 @@ pub(super) async fn present(
     Ok(out)
 }
 
+/// Marks the live rows of `table` (`edges` or `refutations`) for `triples` as removed in
+/// `version`; returns how many rows changed.
+async fn mark_removed(
+    conn: &mut AnyConnection,
+    table: &'static str,
+    version: i64,
+    triples: &[[i64; 3]],
+) -> Result<u64> {
+    let mut done = 0;
+    if super::backend_of(conn) == super::Backend::Postgres {
+        for chunk in triples.chunks(PG_CHUNK) {
+            let sql = format!(
+                "UPDATE {table} SET removed_in = $1 WHERE removed_in IS NULL \
+                 AND (head, relation, tail) IN (SELECT h, r, t FROM unnest(CAST($2 AS BIGINT[]), \
+                 CAST($3 AS BIGINT[]), CAST($4 AS BIGINT[])) AS u(h, r, t))"
+            );
+            done += sqlx::query(AssertSqlSafe(sql))
+                .bind(version)
+                .bind(pg_array(chunk.iter().map(|t| t[0])))
+                .bind(pg_array(chunk.iter().map(|t| t[1])))
+                .bind(pg_array(chunk.iter().map(|t| t[2])))
+                .execute(&mut *conn)
+                .await?
+                .rows_affected();
+        }
+        return Ok(done);
+    }
+    for chunk in triples.chunks(MAX_PARAMS / 3) {
+        let sql = values_sql(
+            super::backend_of(conn),
+            &format!(
+                "UPDATE {table} SET removed_in = $1 WHERE removed_in IS NULL \
+                 AND (head, relation, tail) IN (VALUES "
+            ),
+            3,
+            chunk.len(),
+        ) + ")";
+        let mut q = sqlx::query(AssertSqlSafe(sql)).bind(version);
+        for t in chunk {
+            q = q.bind(t[0]).bind(t[1]).bind(t[2]);
+        }
+        done += q.execute(&mut *conn).await?.rows_affected();
+    }
+    Ok(done)
+}
+
 /// Rows per statement of the PostgreSQL bulk paths: arrays are bound as one text parameter
 /// each, so the cap is memory, not the parameter count.
 pub(super) const PG_CHUNK: usize = 100_000;
@@ -794,37 +840,42 @@ pub(super) async fn commit(
     .bind(FORMAT)
     .execute(&mut *conn)
     .await?;
-    for chunk in delta.refuted.chunks(MAX_PARAMS / 5) {
-        let sql = values_sql(
-            super::backend_of(conn),
-            "INSERT INTO refutations (head, relation, tail, version, evidence) VALUES ",
-            5,
-            chunk.len(),
-        );
-        let mut q = sqlx::query(AssertSqlSafe(sql));
-        for (t, evidence) in chunk {
-            q = q
-                .bind(t[0])
-                .bind(t[1])
-                .bind(t[2])
-                .bind(version)
-                .bind(evidence);
+    if super::backend_of(conn) == super::Backend::Postgres {
+        for chunk in delta.refuted.chunks(PG_CHUNK) {
+            sqlx::query(
+                "INSERT INTO refutations (head, relation, tail, version, evidence) \
+                 SELECT h, r, t, $4, e FROM unnest(CAST($1 AS BIGINT[]), CAST($2 AS BIGINT[]), \
+                 CAST($3 AS BIGINT[]), CAST($5 AS TEXT[])) AS u(h, r, t, e)",
+            )
+            .bind(pg_array(chunk.iter().map(|(t, _)| t[0])))
+            .bind(pg_array(chunk.iter().map(|(t, _)| t[1])))
+            .bind(pg_array(chunk.iter().map(|(t, _)| t[2])))
+            .bind(version)
+            .bind(pg_text_array(chunk.iter().map(|(_, e)| Some(e.as_str()))))
+            .execute(&mut *conn)
+            .await?;
         }
-        q.execute(&mut *conn).await?;
-    }
-    for chunk in delta.unrefuted.chunks(MAX_PARAMS / 3) {
-        let sql = values_sql(
-            super::backend_of(conn),
-            "UPDATE refutations SET removed_in = $1 WHERE removed_in IS NULL AND (head, relation, tail) IN (VALUES ",
-            3,
-            chunk.len(),
-        ) + ")";
-        let mut q = sqlx::query(AssertSqlSafe(sql)).bind(version);
-        for t in chunk {
-            q = q.bind(t[0]).bind(t[1]).bind(t[2]);
+    } else {
+        for chunk in delta.refuted.chunks(MAX_PARAMS / 5) {
+            let sql = values_sql(
+                super::backend_of(conn),
+                "INSERT INTO refutations (head, relation, tail, version, evidence) VALUES ",
+                5,
+                chunk.len(),
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            for (t, evidence) in chunk {
+                q = q
+                    .bind(t[0])
+                    .bind(t[1])
+                    .bind(t[2])
+                    .bind(version)
+                    .bind(evidence);
+            }
+            q.execute(&mut *conn).await?;
         }
-        q.execute(&mut *conn).await?;
     }
+    mark_removed(conn, "refutations", version, &delta.unrefuted).await?;
 
     if super::backend_of(conn) == super::Backend::Postgres {
         // Four array parameters per chunk, as for edges (47K entities took 0.55 s as VALUES),
@@ -947,24 +998,12 @@ pub(super) async fn commit(
         super::analyze(conn, &["edges", "entities"]).await?;
     }
     debug!(ms = started.elapsed().as_millis() as u64, "edges inserted");
-    for chunk in delta.removed.chunks(MAX_PARAMS / 3) {
-        let sql = values_sql(
-            super::backend_of(conn),
-            "UPDATE edges SET removed_in = $1 WHERE removed_in IS NULL AND (head, relation, tail) IN (VALUES ",
-            3,
-            chunk.len(),
-        ) + ")";
-        let mut q = sqlx::query(AssertSqlSafe(sql)).bind(version);
-        for t in chunk {
-            q = q.bind(t[0]).bind(t[1]).bind(t[2]);
-        }
-        let done = q.execute(&mut *conn).await?.rows_affected();
-        if done != chunk.len() as u64 {
-            return Err(StoreError::Corrupt(format!(
-                "removing {} edges touched {done} rows",
-                chunk.len()
-            )));
-        }
+    let done = mark_removed(conn, "edges", version, &delta.removed).await?;
+    if done != delta.removed.len() as u64 {
+        return Err(StoreError::Corrupt(format!(
+            "removing {} edges touched {done} rows",
+            delta.removed.len()
+        )));
     }
 
     sources::write(conn, version, &delta.sources, &delta.sources_removed).await?;
