@@ -452,6 +452,7 @@ impl Store {
         })
         .fetch_all(&pool)
         .await?;
+        let mut up_to_date = false;
         if !tables.is_empty() {
             if !tables.iter().any(|t| t == "_sqlx_migrations") {
                 return Err(not_ours(format!(
@@ -481,8 +482,15 @@ impl Store {
                     )));
                 }
             }
+            up_to_date = migrator
+                .iter()
+                .all(|m| applied.iter().any(|a| a.0 == m.version));
         }
-        migrator.run(&pool).await?;
+        // Migrating creates tables even when nothing is pending (sqlx's own, `IF NOT EXISTS`):
+        // a role that may only write the tables (the owner migrated them) must not try.
+        if !up_to_date {
+            migrator.run(&pool).await?;
+        }
         let listener = match at {
             Location::Postgres(url) => Some(notify::Listener::new(url)),
             Location::Sqlite(_) => None,
@@ -540,9 +548,28 @@ impl Store {
     /// Creates the index review evidence needs (live edges by tail). Only the review
     /// surfaces call this: every import into a database that has it pays to keep it (about
     /// 0.6 s per million edges), which plain graph and model work need not.
+    ///
+    /// On PostgreSQL only the tables' owner may create it: a role with write grants alone
+    /// serves without it (slower evidence) and says so, rather than not serving.
     pub async fn ensure_review_indexes(&self) -> Result<()> {
-        sqlx::query(write::TAIL_INDEX).execute(&self.pool).await?;
-        Ok(())
+        let present: Option<String> =
+            sqlx::query_scalar(self.backend.index_named("edges_live_tail"))
+                .fetch_optional(&self.pool)
+                .await?;
+        if present.is_some() {
+            return Ok(());
+        }
+        match sqlx::query(write::TAIL_INDEX).execute(&self.pool).await {
+            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42501") => {
+                tracing::warn!(
+                    "the review index edges_live_tail is missing and only the tables' owner \
+                     may create it: review evidence reads are slower until the owner runs a \
+                     review server or `hypograph review` once"
+                );
+                Ok(())
+            }
+            done => done.map(drop).map_err(Into::into),
+        }
     }
 
     /// Closes the pool (on SQLite, checkpointing the WAL).

@@ -243,3 +243,89 @@ fn the_database_restarting_or_out_of_reach_loses_nothing() {
         .status();
     let _ = daemon.wait();
 }
+
+/// A role that may write the tables but does not own them (a lab's usual split: the owner
+/// migrates, the daemons and servers write) imports a bulk graph too: only an owner may drop
+/// and rebuild indexes, so such a role loads the rows into the indexed tables instead of
+/// failing on the first `DROP INDEX`.
+#[test]
+fn a_role_that_does_not_own_the_tables_imports_in_bulk_too() {
+    let Some(env) = Env::postgres() else { return };
+    let tiny = env.write("tiny.tsv", "a\tr\tb\n");
+    env.ok(&["import", tiny.to_str().expect("path")]);
+    let role = format!("hg_writer_{}", std::process::id());
+    env.sql(&format!(
+        "CREATE ROLE {role} LOGIN; \
+         GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role}; \
+         GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA public TO {role}"
+    ));
+    let mut url = url::Url::parse(&env.db_arg().to_string_lossy()).expect("URL");
+    url.set_username(&role).expect("user");
+    let mut text = String::new();
+    for k in 0..120_000u32 {
+        let h = k % 12_000;
+        text.push_str(&format!("n{h}\tr\tn{}\n", (h + k / 12_000 + 1) % 12_000));
+    }
+    let big = env.write("big.tsv", text);
+    let out = Command::new(env!("CARGO_BIN_EXE_hypograph"))
+        .args(["--db", url.as_str(), "import"])
+        .arg(&big)
+        .envs(env.data_dir_var())
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run hypograph");
+    // A review server under that role serves without the by-tail index it may not create.
+    let mut serve = Command::new(env!("CARGO_BIN_EXE_hypograph"))
+        .args(["--db", url.as_str(), "serve", "--bind", "127.0.0.1:0"])
+        .envs(env.data_dir_var())
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn serve");
+    let stderr = serve.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stderr)).map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut said = String::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !said.contains("edges_live_tail") {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => said.push_str(&(line + "\n")),
+            Err(_) => break,
+        }
+    }
+    let base = said
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .map(str::to_owned);
+    let health = base
+        .as_deref()
+        .map(|b| crate::support::get_text(&format!("{b}/healthz"), None));
+    let _ = serve.kill();
+    let _ = serve.wait();
+    env.sql(&format!("DROP OWNED BY {role}; DROP ROLE {role}"));
+    assert!(
+        said.contains("edges_live_tail"),
+        "no word of the index: {said}"
+    );
+    assert_eq!(health, Some((200, "ok".to_owned())), "{said}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("+120000 triples, 12000 new entities"),
+        "{stdout}"
+    );
+    let ok = env.ok(&["graph", "verify"]);
+    assert!(ok.starts_with("ok: 2 versions and 120001 edges"), "{ok}");
+}
