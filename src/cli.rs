@@ -151,10 +151,27 @@ pub fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", describe(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// An error and its causes, `outer: inner`, each cause once: many errors already quote their
+/// source in their own message (thiserror's `{0}` with `#[from]`), and a database error
+/// printed three times over hides the one line that matters.
+fn describe(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in e.chain() {
+        let part = cause.to_string();
+        if !text.contains(&part) {
+            if !text.is_empty() {
+                text.push_str(": ");
+            }
+            text.push_str(&part);
+        }
+    }
+    text
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -388,5 +405,32 @@ pub(crate) fn named(key: &str, name: &str) -> String {
         key.to_owned()
     } else {
         format!("{key} ({name})")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::describe;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("connecting to db: {0}")]
+    struct Outer(#[from] Inner);
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("password authentication failed")]
+    struct Inner;
+
+    #[test]
+    fn each_cause_is_said_once() {
+        let e = anyhow::Error::from(Outer(Inner));
+        assert_eq!(
+            describe(&e),
+            "connecting to db: password authentication failed"
+        );
+        let e = anyhow::Error::from(Inner).context("opening graph.db");
+        assert_eq!(
+            describe(&e),
+            "opening graph.db: password authentication failed"
+        );
     }
 }

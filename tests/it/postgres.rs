@@ -255,12 +255,13 @@ fn a_role_that_does_not_own_the_tables_imports_in_bulk_too() {
     env.ok(&["import", tiny.to_str().expect("path")]);
     let role = format!("hg_writer_{}", std::process::id());
     env.sql(&format!(
-        "CREATE ROLE {role} LOGIN; \
+        "CREATE ROLE {role} LOGIN PASSWORD 'writer-secret'; \
          GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role}; \
          GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA public TO {role}"
     ));
     let mut url = url::Url::parse(&env.db_arg().to_string_lossy()).expect("URL");
     url.set_username(&role).expect("user");
+    url.set_password(Some("writer-secret")).expect("password");
     let mut text = String::new();
     for k in 0..120_000u32 {
         let h = k % 12_000;
@@ -328,4 +329,87 @@ fn a_role_that_does_not_own_the_tables_imports_in_bulk_too() {
     );
     let ok = env.ok(&["graph", "verify"]);
     assert!(ok.starts_with("ok: 2 versions and 120001 edges"), "{ok}");
+}
+
+/// The password of a `postgres://` URL, `PGPASSWORD` or a `.pgpass` file reaches the server
+/// (the test cluster asks every role but the superuser for one), and appears in no output, not
+/// even in an error about that very URL or in debug logs.
+#[test]
+fn a_password_from_the_url_the_environment_or_pgpass_reaches_the_server_and_no_output() {
+    let Some(env) = Env::postgres() else { return };
+    let tiny = env.write("tiny.tsv", "a\tr\tb\n");
+    env.ok(&["import", tiny.to_str().expect("path")]);
+    let role = format!("hg_reader_{}", std::process::id());
+    let secret = format!("s3cret-{}", std::process::id());
+    env.sql(&format!(
+        "CREATE ROLE {role} LOGIN PASSWORD '{secret}'; \
+         GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}"
+    ));
+    let mut url = url::Url::parse(&env.db_arg().to_string_lossy()).expect("URL");
+    url.set_username(&role).expect("user");
+    let home = tempfile::tempdir().expect("temp dir");
+    let run = |url: &url::Url, vars: &[(&str, &str)]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_hypograph"))
+            .args(["-vv", "--db", url.as_str(), "graph", "log"])
+            .envs(env.data_dir_var())
+            .env_remove("RUST_LOG")
+            .env_remove("PGPASSWORD")
+            .env_remove("PGPASSFILE")
+            .env("HOME", home.path())
+            .envs(vars.iter().copied())
+            .output()
+            .expect("run hypograph");
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), said)
+    };
+    let results = [
+        ("none", run(&url, &[])),
+        ("PGPASSWORD", run(&url, &[("PGPASSWORD", &secret)])),
+        ("wrong PGPASSWORD", run(&url, &[("PGPASSWORD", "not-it")])),
+        ("in the URL", {
+            let mut with = url.clone();
+            with.set_password(Some(&secret)).expect("password");
+            run(&with, &[])
+        }),
+        ("wrong in the URL", {
+            let mut with = url.clone();
+            with.set_password(Some("wrong-one-in-url"))
+                .expect("password");
+            run(&with, &[])
+        }),
+        (".pgpass", {
+            let pgpass = home.path().join(".pgpass");
+            std::fs::write(&pgpass, format!("*:*:*:{role}:{secret}\n")).expect("write");
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&pgpass, std::fs::Permissions::from_mode(0o600))
+                    .expect("chmod");
+            }
+            run(&url, &[])
+        }),
+    ];
+    env.sql(&format!("DROP OWNED BY {role}; DROP ROLE {role}"));
+    for (how, (ok, said)) in &results {
+        let expected = matches!(*how, "PGPASSWORD" | "in the URL" | ".pgpass");
+        assert_eq!(*ok, expected, "password {how}: {said}");
+        if expected {
+            assert!(said.contains("tiny.tsv"), "password {how}: {said}");
+        } else {
+            assert!(
+                said.contains("password authentication failed"),
+                "{how}: {said}"
+            );
+        }
+        for leak in [secret.as_str(), "wrong-one-in-url", "not-it"] {
+            assert!(
+                !said.contains(leak),
+                "password {how}: the output shows {leak}: {said}"
+            );
+        }
+    }
 }
