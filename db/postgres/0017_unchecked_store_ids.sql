@@ -20,3 +20,22 @@ ALTER TABLE refutations
     DROP CONSTRAINT refutations_tail_fkey,
     DROP CONSTRAINT refutations_version_fkey,
     DROP CONSTRAINT refutations_removed_in_fkey;
+
+-- Entity search folds case beyond ASCII, as SQLite's FTS5 trigram table does: under
+-- `COLLATE "C"` lower() maps A-Z only, so "ΔFosB" or "Ärztekammer" were found by no query in
+-- another case. Where the server has ICU (Debian's, the official images', most packages),
+-- the trigram indexes are made on lower() under ICU's root collation, which the store then
+-- uses in its queries (it reads which from the index definition). Without ICU they stay as
+-- they were: ASCII folding only.
+DO $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_collation WHERE collname = 'und-x-icu') THEN
+        DROP INDEX entities_key_trgm;
+        DROP INDEX entities_name_trgm;
+        CREATE INDEX entities_key_trgm ON entities
+            USING gin (lower(key COLLATE "und-x-icu") gin_trgm_ops);
+        CREATE INDEX entities_name_trgm ON entities
+            USING gin (lower(name COLLATE "und-x-icu") gin_trgm_ops);
+    END IF;
+END
+$$;

@@ -54,27 +54,29 @@ impl Store {
                 .fetch_all(&self.pool)
                 .await?
             } else if text.chars().count() >= 3 {
-                // PostgreSQL: the pg_trgm GIN indexes on lower(key) and lower(name) serve a
-                // substring LIKE directly.
+                // PostgreSQL: the pg_trgm GIN indexes on the lowered key and name serve a
+                // substring LIKE directly (the expression must be the index's).
                 let inside = format!("%{}%", like_escape(&lower));
-                sqlx::query_as(
+                let (k, n) = (self.fold.lower("key"), self.fold.lower("name"));
+                sqlx::query_as(AssertSqlSafe(format!(
                     "SELECT key, category, name FROM (SELECT key, category, name FROM entities \
-                 WHERE lower(key) LIKE $1 ESCAPE '\\' OR lower(name) LIKE $1 ESCAPE '\\' \
-                 LIMIT 5000) e \
-                 ORDER BY (lower(key) LIKE $2 ESCAPE '\\') DESC, \
-                 (lower(name) LIKE $2 ESCAPE '\\') DESC, length(key), key LIMIT $3",
-                )
+                     WHERE {k} LIKE $1 ESCAPE '\\' OR {n} LIKE $1 ESCAPE '\\' \
+                     LIMIT 5000) e \
+                     ORDER BY ({k} LIKE $2 ESCAPE '\\') DESC, \
+                     ({n} LIKE $2 ESCAPE '\\') DESC, length(key), key LIMIT $3"
+                )))
                 .bind(inside)
                 .bind(&prefix)
                 .bind(limit)
                 .fetch_all(&self.pool)
                 .await?
             } else {
-                sqlx::query_as(
+                let (k, n) = (self.fold.lower("key"), self.fold.lower("name"));
+                sqlx::query_as(AssertSqlSafe(format!(
                     "SELECT key, category, name FROM entities \
-                 WHERE lower(key) LIKE $1 ESCAPE '\\' OR lower(name) LIKE $2 ESCAPE '\\' \
-                 ORDER BY (lower(key) LIKE $3 ESCAPE '\\') DESC, length(key), key LIMIT $4",
-                )
+                     WHERE {k} LIKE $1 ESCAPE '\\' OR {n} LIKE $2 ESCAPE '\\' \
+                     ORDER BY ({k} LIKE $3 ESCAPE '\\') DESC, length(key), key LIMIT $4"
+                )))
                 .bind(&prefix)
                 .bind(&prefix)
                 .bind(&prefix)
@@ -90,6 +92,43 @@ impl Store {
                 name,
             })
             .collect())
+    }
+}
+
+/// How SQL lowers text for entity search. SQLite lowers ASCII (its FTS5 trigram table folds
+/// Unicode for searches of three or more characters); PostgreSQL's trigram indexes are on
+/// lower() under ICU's root collation where the server has ICU (migration 0017), else under
+/// the columns' "C" collation (ASCII).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Fold {
+    Ascii,
+    Icu,
+}
+
+impl Fold {
+    /// Which one the database's search index was made with.
+    pub(super) async fn of(pool: &sqlx::AnyPool, backend: Backend) -> Result<Self> {
+        if backend == Backend::Sqlite {
+            return Ok(Self::Ascii);
+        }
+        let def: Option<String> = sqlx::query_scalar(
+            "SELECT indexdef FROM pg_indexes WHERE schemaname = current_schema() \
+             AND indexname = 'entities_key_trgm'",
+        )
+        .fetch_optional(pool)
+        .await?;
+        Ok(match def {
+            Some(d) if d.contains("und-x-icu") => Self::Icu,
+            _ => Self::Ascii,
+        })
+    }
+
+    /// SQL lowering `column` (one of the store's own column names).
+    pub(super) fn lower(self, column: &'static str) -> String {
+        match self {
+            Self::Ascii => format!("lower({column})"),
+            Self::Icu => format!("lower({column} COLLATE \"und-x-icu\")"),
+        }
     }
 }
 

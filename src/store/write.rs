@@ -883,9 +883,11 @@ pub(super) async fn commit(
         let bulk = delta.entities.len() >= BULK_ENTITIES
             && delta.entities.len() >= first_entity
             && owns(conn, "entities").await?;
-        if bulk {
-            drop_indexes(conn, &PG_ENTITY_INDEXES).await?;
-        }
+        let rebuild = if bulk {
+            take_indexes(conn, &PG_ENTITY_INDEXES).await?
+        } else {
+            Vec::new()
+        };
         for (c, chunk) in delta.entities.chunks(PG_CHUNK).enumerate() {
             let first = (first_entity + c * PG_CHUNK) as i64;
             let attributes: Vec<String> = chunk
@@ -909,8 +911,13 @@ pub(super) async fn commit(
             .execute(&mut *conn)
             .await?;
         }
-        if bulk {
-            create_indexes(conn, &PG_ENTITY_INDEXES).await?;
+        if !rebuild.is_empty() {
+            sqlx::query("SET LOCAL maintenance_work_mem = '512MB'")
+                .execute(&mut *conn)
+                .await?;
+            for def in rebuild {
+                sqlx::query(AssertSqlSafe(def)).execute(&mut *conn).await?;
+            }
         }
     } else {
         let per_chunk = MAX_PARAMS / 6;
@@ -1077,17 +1084,31 @@ const PG_EDGE_INDEXES: [(&str, &str); 3] = [
     ),
 ];
 
-/// The trigram indexes of entity search: built at once, 3x faster than row by row.
-const PG_ENTITY_INDEXES: [(&str, &str); 2] = [
-    (
-        "DROP INDEX entities_key_trgm",
-        "CREATE INDEX entities_key_trgm ON entities USING gin (lower(key) gin_trgm_ops)",
-    ),
-    (
-        "DROP INDEX entities_name_trgm",
-        "CREATE INDEX entities_name_trgm ON entities USING gin (lower(name) gin_trgm_ops)",
-    ),
-];
+/// The trigram indexes of entity search: built at once, 3x faster than row by row. Their
+/// definitions depend on the server (0017 makes them under ICU where it can), so a bulk load
+/// rebuilds them as the catalog has them.
+const PG_ENTITY_INDEXES: [&str; 2] = ["entities_key_trgm", "entities_name_trgm"];
+
+/// Drops `names` (indexes of the current schema, PostgreSQL) and returns how to make each
+/// again, as the catalog defines it.
+async fn take_indexes(conn: &mut AnyConnection, names: &[&'static str]) -> Result<Vec<String>> {
+    let mut made = Vec::with_capacity(names.len());
+    for name in names {
+        let def: Option<String> = sqlx::query_scalar(
+            "SELECT indexdef FROM pg_indexes WHERE schemaname = current_schema() \
+             AND indexname = $1",
+        )
+        .bind(*name)
+        .fetch_optional(&mut *conn)
+        .await?;
+        let Some(def) = def else { continue };
+        sqlx::query(AssertSqlSafe(format!("DROP INDEX {name}")))
+            .execute(&mut *conn)
+            .await?;
+        made.push(def);
+    }
+    Ok(made)
+}
 
 /// Whether the connected role may drop and create `table`'s indexes (PostgreSQL: it owns the
 /// table, or is a member of the role that does).

@@ -1,5 +1,6 @@
 //! `hypograph entity search`: by id prefix or any part of a name, through the trigram index.
 
+use crate::on_both;
 use crate::support::Env;
 
 fn keys(v: &serde_json::Value) -> Vec<String> {
@@ -90,3 +91,48 @@ fn kgx_export_carries_names_and_tsv_stays_triples() {
     let tsv = env.ok(&["graph", "export", "-"]);
     assert_eq!(tsv, "DB1\ttreats\tD1\n");
 }
+
+/// Case folds beyond ASCII on both engines for text of three or more characters (the indexed
+/// searches): SQLite's FTS5 trigram table folds Unicode, PostgreSQL's search lowers under
+/// ICU's root collation where the server has ICU (Debian's does). Shorter text is a prefix
+/// match that SQLite folds for ASCII only.
+fn search_folds_case_beyond_ascii(env: Env) {
+    if matches!(env.location(), hypograph::store::Location::Postgres(_))
+        && env.count("SELECT count(*) FROM pg_collation WHERE collname = 'und-x-icu'") == 0
+    {
+        eprintln!("skipped: this PostgreSQL server has no ICU (search folds ASCII only)");
+        return;
+    }
+    let nodes = env.write(
+        "nodes.tsv",
+        "id\tcategory\tname\nG:1\tGene\tΔFosB\nG:2\tGene\tÄrztekammer protein\nG:3\tGene\tplain\n",
+    );
+    let edges = env.write(
+        "edges.tsv",
+        "subject\tpredicate\tobject\nG:1\tr\tG:2\nG:2\tr\tG:3\n",
+    );
+    env.ok(&[
+        "import",
+        edges.to_str().expect("path"),
+        "--nodes",
+        nodes.to_str().expect("path"),
+    ]);
+    for (text, key) in [
+        ("δfosb", "G:1"),
+        ("ΔFOSB", "G:1"),
+        ("Δfosb", "G:1"),
+        ("ärzte", "G:2"),
+        ("ÄRZTEKAMMER", "G:2"),
+    ] {
+        assert_eq!(
+            keys(&env.json(&["entity", "search", text])),
+            [key],
+            "searching {text}"
+        );
+    }
+}
+
+on_both!(
+    search_folds_case_beyond_ascii,
+    search_folds_case_beyond_ascii
+);
