@@ -69,9 +69,17 @@ pub(crate) struct Line<'a> {
 /// The BOM is dropped, `\r\n` is accepted, trailing spaces are removed (tabs are kept: they
 /// delimit columns), and blank lines are skipped.
 pub(crate) fn lines(bytes: &[u8]) -> impl Iterator<Item = Result<Line<'_>, (u64, String)>> + '_ {
-    let body = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    numbered_lines(bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes), 0)
+}
+
+/// [`lines`] of a piece of a file that starts after line `before` (no BOM is looked for): the
+/// readers that split a large file at line ends number each piece's lines as the whole's.
+pub(crate) fn numbered_lines(
+    body: &[u8],
+    before: u64,
+) -> impl Iterator<Item = Result<Line<'_>, (u64, String)>> + '_ {
     let mut rest = body;
-    let mut number = 0u64;
+    let mut number = before;
     std::iter::from_fn(move || {
         loop {
             if rest.is_empty() {
