@@ -130,18 +130,12 @@ fn parse_in_pieces(
         if let Some(e) = piece.failed {
             return Err(e);
         }
-        let e_map: Vec<u32> = piece
-            .entities
-            .into_keys()
-            .iter()
-            .map(|k| entities.intern(k))
-            .collect();
-        let r_map: Vec<u32> = piece
-            .relations
-            .into_keys()
-            .iter()
-            .map(|k| relations.intern(k))
-            .collect();
+        // A piece's ids to the file's, interning its keys in the piece's first-seen order.
+        let remap = |local: Interner, global: &mut Interner| -> Vec<u32> {
+            local.into_keys().iter().map(|k| global.intern(k)).collect()
+        };
+        let e_map = remap(piece.entities, &mut entities);
+        let r_map = remap(piece.relations, &mut relations);
         triples.extend(
             piece
                 .triples
