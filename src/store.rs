@@ -402,8 +402,9 @@ pub struct Store {
     backend: Backend,
     /// PostgreSQL: the process's listener for announced answers (`notify`).
     listener: Option<std::sync::Arc<notify::Listener>>,
-    /// How entity search lowers text in SQL, as its trigram indexes were made (`lookup`).
-    fold: lookup::Fold,
+    /// How entity search lowers text in SQL, as its trigram indexes were made (`lookup`):
+    /// read at the first search, not at every open.
+    fold: std::sync::Arc<tokio::sync::OnceCell<lookup::Fold>>,
 }
 
 /// The key of the advisory lock that serialises writers on PostgreSQL, as SQLite's single
@@ -497,12 +498,11 @@ impl Store {
             Location::Postgres(url) => Some(notify::Listener::new(url)),
             Location::Sqlite(_) => None,
         };
-        let fold = lookup::Fold::of(&pool, backend).await?;
         Ok(Self {
             pool,
             backend,
             listener,
-            fold,
+            fold: Default::default(),
         })
     }
 

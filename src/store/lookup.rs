@@ -35,6 +35,10 @@ impl Store {
             return Ok(Vec::new());
         }
         let lower = text.to_lowercase();
+        let fold = *self
+            .fold
+            .get_or_try_init(|| Fold::of(&self.pool, self.backend))
+            .await?;
         let prefix = format!("{}%", like_escape(&lower));
         let rows: Vec<(String, String, String)> =
             if text.chars().count() >= 3 && self.backend == Backend::Sqlite {
@@ -57,7 +61,7 @@ impl Store {
                 // PostgreSQL: the pg_trgm GIN indexes on the lowered key and name serve a
                 // substring LIKE directly (the expression must be the index's).
                 let inside = format!("%{}%", like_escape(&lower));
-                let (k, n) = (self.fold.lower("key"), self.fold.lower("name"));
+                let (k, n) = (fold.lower("key"), fold.lower("name"));
                 sqlx::query_as(AssertSqlSafe(format!(
                     "SELECT key, category, name FROM (SELECT key, category, name FROM entities \
                      WHERE {k} LIKE $1 ESCAPE '\\' OR {n} LIKE $1 ESCAPE '\\' \
@@ -71,7 +75,7 @@ impl Store {
                 .fetch_all(&self.pool)
                 .await?
             } else {
-                let (k, n) = (self.fold.lower("key"), self.fold.lower("name"));
+                let (k, n) = (fold.lower("key"), fold.lower("name"));
                 sqlx::query_as(AssertSqlSafe(format!(
                     "SELECT key, category, name FROM entities \
                      WHERE {k} LIKE $1 ESCAPE '\\' OR {n} LIKE $2 ESCAPE '\\' \

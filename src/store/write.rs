@@ -911,14 +911,7 @@ pub(super) async fn commit(
             .execute(&mut *conn)
             .await?;
         }
-        if !rebuild.is_empty() {
-            sqlx::query("SET LOCAL maintenance_work_mem = '512MB'")
-                .execute(&mut *conn)
-                .await?;
-            for def in rebuild {
-                sqlx::query(AssertSqlSafe(def)).execute(&mut *conn).await?;
-            }
-        }
+        restore_indexes(conn, rebuild).await?;
     } else {
         let per_chunk = MAX_PARAMS / 6;
         for (c, chunk) in delta.entities.chunks(per_chunk).enumerate() {
@@ -1066,23 +1059,10 @@ pub(super) async fn commit(
     })
 }
 
-/// The indexes of `edges` a bulk PostgreSQL load drops and rebuilds (how to drop, how to make
-/// as the schema makes it, `db/postgres/0015_schema.sql`). The partial indexes over removed
-/// rows stay: new rows are live, so they never enter them.
-const PG_EDGE_INDEXES: [(&str, &str); 3] = [
-    (
-        "DROP INDEX edges_live",
-        "CREATE UNIQUE INDEX edges_live ON edges(head, relation, tail) WHERE removed_in IS NULL",
-    ),
-    (
-        "DROP INDEX edges_added",
-        "CREATE INDEX edges_added ON edges(added_in)",
-    ),
-    (
-        "ALTER TABLE edges DROP CONSTRAINT edges_pkey",
-        "ALTER TABLE edges ADD CONSTRAINT edges_pkey PRIMARY KEY (id)",
-    ),
-];
+/// The indexes of `edges` a bulk PostgreSQL load drops and rebuilds as the catalog defines
+/// them, besides its key. The partial indexes over removed rows stay: new rows are live, so
+/// they never enter them.
+const PG_EDGE_INDEXES: [&str; 2] = ["edges_live", "edges_added"];
 
 /// The trigram indexes of entity search: built at once, 3x faster than row by row. Their
 /// definitions depend on the server (0017 makes them under ICU where it can), so a bulk load
@@ -1123,28 +1103,18 @@ async fn owns(conn: &mut AnyConnection, table: &'static str) -> Result<bool> {
     Ok(owner == Some(1))
 }
 
-/// Drops `indexes` (PostgreSQL, in the caller's transaction) before a bulk load.
-async fn drop_indexes(
-    conn: &mut AnyConnection,
-    indexes: &[(&'static str, &'static str)],
-) -> Result<()> {
-    for (drop, _) in indexes {
-        sqlx::query(*drop).execute(&mut *conn).await?;
+/// Makes again what [`take_indexes`] dropped, after a bulk load, sorting in memory rather than
+/// in temporary files (the default 64 MB `maintenance_work_mem` is short of 2M keys; the
+/// setting lasts until the transaction ends).
+async fn restore_indexes(conn: &mut AnyConnection, defs: Vec<String>) -> Result<()> {
+    if defs.is_empty() {
+        return Ok(());
     }
-    Ok(())
-}
-
-/// Rebuilds `indexes` after a bulk load, sorting in memory rather than in temporary files
-/// (the default 64 MB `maintenance_work_mem` is short of 2M keys).
-async fn create_indexes(
-    conn: &mut AnyConnection,
-    indexes: &[(&'static str, &'static str)],
-) -> Result<()> {
     sqlx::query("SET LOCAL maintenance_work_mem = '512MB'")
         .execute(&mut *conn)
         .await?;
-    for (_, create) in indexes {
-        sqlx::query(*create).execute(&mut *conn).await?;
+    for def in defs {
+        sqlx::query(AssertSqlSafe(def)).execute(&mut *conn).await?;
     }
     Ok(())
 }
@@ -1177,9 +1147,14 @@ async fn insert_edges_postgres(
         && owns(conn, "edges").await?;
     // Ids continue after the largest one: writers hold the write lock, so none interleaves.
     let first_id = top.unwrap_or(0) + 1;
-    if bulk {
-        drop_indexes(conn, &PG_EDGE_INDEXES).await?;
-    }
+    let rebuild = if bulk {
+        sqlx::query("ALTER TABLE edges DROP CONSTRAINT edges_pkey")
+            .execute(&mut *conn)
+            .await?;
+        take_indexes(conn, &PG_EDGE_INDEXES).await?
+    } else {
+        Vec::new()
+    };
     for (c, chunk) in added.chunks(PG_CHUNK).enumerate() {
         let offset = c * PG_CHUNK;
         let at = |i: usize| provenance.get(offset + i).and_then(|p| p.as_deref());
@@ -1213,7 +1188,10 @@ async fn insert_edges_postgres(
         q.execute(&mut *conn).await?;
     }
     if bulk {
-        create_indexes(conn, &PG_EDGE_INDEXES).await?;
+        restore_indexes(conn, rebuild).await?;
+        sqlx::query("ALTER TABLE edges ADD CONSTRAINT edges_pkey PRIMARY KEY (id)")
+            .execute(&mut *conn)
+            .await?;
         sqlx::query("SELECT setval(pg_get_serial_sequence('edges', 'id'), $1)")
             .bind(first_id + added.len() as i64 - 1)
             .execute(&mut *conn)
