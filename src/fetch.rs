@@ -451,7 +451,10 @@ async fn obtain(
     let Some(http) = client.as_ref() else {
         unreachable!("set above")
     };
-    let mut done = download::download(http, &url, &part, spec.size, opts.retry, progress).await?;
+    let sum_known = expected.sha().is_some();
+    let download =
+        || download::download(http, &url, &part, spec.size, sum_known, opts.retry, progress);
+    let mut done = download().await?;
     let mut retried = false;
     loop {
         progress.verifying(&spec.name, spec.size.unwrap_or(0));
@@ -459,6 +462,7 @@ async fn obtain(
         match check(dataset, spec, expected, &part, &sha, bytes, &url) {
             Ok(()) => {
                 rename(&part, dest)?;
+                download::forget(&part)?;
                 return Ok(Got {
                     sha,
                     bytes,
@@ -473,8 +477,7 @@ async fn obtain(
             Err(_) if done.resumed_from > 0 && !retried => {
                 tracing::warn!(file = %spec.name, "resumed download does not match, downloading it whole");
                 retried = true;
-                done =
-                    download::download(http, &url, &part, spec.size, opts.retry, progress).await?;
+                done = download().await?;
             }
             Err(e) => return Err(e),
         }
@@ -493,6 +496,7 @@ fn check(
 ) -> Result<(), FetchError> {
     let discard = || {
         let _ = std::fs::remove_file(part);
+        let _ = download::forget(part);
     };
     if let Some(want) = spec.size
         && want != bytes

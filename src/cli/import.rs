@@ -206,11 +206,28 @@ pub fn prepare(args: ImportArgs) -> anyhow::Result<Prepared> {
         None => (TripleBatch::default(), "features", Vec::new()),
     };
     let features = args.features.as_deref().map(read_features).transpose()?;
-    files.extend(args.features.as_ref());
     let parsed = started.elapsed();
     for skipped in &batch.skipped {
         eprintln!("skipped {skipped}");
     }
+    // Nothing to import is a mistake (a truncated download, the wrong file), not a no-op:
+    // saying "already in the graph" would hide it, and no database should be created for it.
+    if source.is_some() && batch.triples.is_empty() && batch.entities.is_empty() {
+        let shown = files
+            .iter()
+            .map(|f| f.display().to_string())
+            .collect::<Vec<_>>()
+            .join(" + ");
+        if batch.lines_read == 0 {
+            bail!("{shown} is empty (no data lines): nothing to import");
+        }
+        bail!(
+            "{shown} holds no valid triple ({} lines read, {} skipped as invalid): nothing to import",
+            batch.lines_read,
+            batch.skipped.len()
+        );
+    }
+    files.extend(args.features.as_ref());
     let mut file_info = Vec::new();
     for f in &files {
         // A directory is recorded as the files it holds, so the version names what was read.

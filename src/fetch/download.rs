@@ -4,11 +4,17 @@
 //! retried with exponential backoff, resuming where it stopped; failures only count while no
 //! bytes arrive, so a long download on a flaky line still finishes. Client errors (404, 403)
 //! are final at once.
+//!
+//! A resume must continue the same file, not splice a newer one onto an older start: the
+//! validator of the response a `.part` began with (a strong `ETag`, else `Last-Modified`) is
+//! kept beside it in `<part>.validator` and sent as `If-Range`, so a server whose file changed
+//! answers with the whole new file. A `.part` without a validator is only continued when the
+//! file's sum is known beforehand (a splice would fail the check); otherwise it starts over.
 
 use super::{FetchError, Progress};
 use reqwest::StatusCode;
-use reqwest::header::{ACCEPT_ENCODING, CONTENT_RANGE, RANGE};
-use std::path::Path;
+use reqwest::header::{ACCEPT_ENCODING, CONTENT_RANGE, ETAG, HeaderMap, IF_RANGE, LAST_MODIFIED, RANGE};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 
@@ -44,19 +50,105 @@ pub fn client() -> Result<reqwest::Client, FetchError> {
         .map_err(|e| FetchError::Client(e.to_string()))
 }
 
-/// Downloads `url` into `part`, continuing what it already holds.
+/// What identifies one version of a remote file, as `If-Range` takes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Validator {
+    ETag(String),
+    LastModified(String),
+}
+
+impl Validator {
+    /// A response's validator: its `ETag` when strong (`If-Range` takes no weak one), else its
+    /// `Last-Modified`.
+    fn of(headers: &HeaderMap) -> Option<Validator> {
+        let text = |name| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
+        match text(ETAG) {
+            Some(tag) if !tag.is_empty() && !tag.starts_with("W/") => {
+                Some(Validator::ETag(tag.to_owned()))
+            }
+            _ => text(LAST_MODIFIED)
+                .filter(|d| !d.is_empty())
+                .map(|d| Validator::LastModified(d.to_owned())),
+        }
+    }
+
+    fn value(&self) -> &str {
+        match self {
+            Validator::ETag(v) | Validator::LastModified(v) => v,
+        }
+    }
+
+    /// Whether a 206 answer says it is another version than this one.
+    fn contradicted_by(&self, headers: &HeaderMap) -> bool {
+        match (self, Validator::of(headers)) {
+            (Validator::ETag(a), Some(Validator::ETag(b))) => *a != b,
+            (Validator::LastModified(a), Some(Validator::LastModified(b))) => *a != b,
+            _ => false,
+        }
+    }
+
+    fn path(part: &Path) -> PathBuf {
+        PathBuf::from(format!("{}.validator", part.display()))
+    }
+
+    /// The validator kept beside `part`; none when absent or unreadable.
+    fn load(part: &Path) -> Option<Validator> {
+        let text = std::fs::read_to_string(Self::path(part)).ok()?;
+        let (kind, value) = text.trim_end_matches('\n').split_once('\n')?;
+        match kind {
+            "etag" => Some(Validator::ETag(value.to_owned())),
+            "last-modified" => Some(Validator::LastModified(value.to_owned())),
+            _ => None,
+        }
+    }
+
+    /// Keeps `v` beside `part` (or removes what was kept, for a response without one).
+    fn store(part: &Path, v: Option<&Validator>) -> Result<(), FetchError> {
+        let path = Self::path(part);
+        match v {
+            Some(v) => {
+                let kind = match v {
+                    Validator::ETag(_) => "etag",
+                    Validator::LastModified(_) => "last-modified",
+                };
+                std::fs::write(&path, format!("{kind}\n{}\n", v.value()))
+                    .map_err(|e| io_error(&path, e))
+            }
+            None => forget(part),
+        }
+    }
+}
+
+/// Removes what is kept beside `part` (once it is renamed into place or discarded).
+pub fn forget(part: &Path) -> Result<(), FetchError> {
+    let path = Validator::path(part);
+    match std::fs::remove_file(&path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io_error(&path, e)),
+        _ => Ok(()),
+    }
+}
+
+/// Downloads `url` into `part`, continuing what it already holds when the server shows it is
+/// the same file (or, with `sum_known`, when the caller's checksum will show it).
 pub async fn download(
     client: &reqwest::Client,
     url: &str,
     part: &Path,
     expected_size: Option<u64>,
+    sum_known: bool,
     retry: Retry,
     progress: &dyn Progress,
 ) -> Result<Downloaded, FetchError> {
-    let resumed_from = part_len(part)?;
+    let mut resumed_from = part_len(part)?;
     let mut failures = 0u32;
     loop {
-        let have = part_len(part)?;
+        let mut have = part_len(part)?;
+        if have > 0 && !sum_known && Validator::load(part).is_none() {
+            // Nothing could show that the rest belongs to the same file as these bytes.
+            tracing::warn!(part = %part.display(), "no validator for the partial download: starting it over");
+            truncate(part)?;
+            (have, resumed_from) = (0, 0);
+        }
         if have > 0 && expected_size == Some(have) {
             // Whole already: a run stopped between the last byte and the checksum.
             progress.begin(expected_size, have);
@@ -66,7 +158,12 @@ pub async fn download(
             truncate(part)?;
             continue;
         }
-        match attempt(client, url, part, have, expected_size, progress).await {
+        let mut restarted = false;
+        let result = attempt(client, url, part, have, expected_size, progress, &mut restarted).await;
+        if restarted {
+            resumed_from = 0;
+        }
+        match result {
             Ok(()) => return Ok(Downloaded { resumed_from }),
             Err(Failure::Final(e)) => return Err(e),
             Err(Failure::Again { error, progressed }) => {
@@ -101,6 +198,7 @@ async fn attempt(
     have: u64,
     expected_size: Option<u64>,
     progress: &dyn Progress,
+    restarted: &mut bool,
 ) -> Result<(), Failure> {
     let network = |e: reqwest::Error, progressed| Failure::Again {
         error: FetchError::Network {
@@ -111,8 +209,16 @@ async fn attempt(
     };
     let io = |e| Failure::Final(io_error(part, e));
     let mut req = client.get(url).header(ACCEPT_ENCODING, "identity");
+    let validator = if have > 0 {
+        Validator::load(part)
+    } else {
+        None
+    };
     if have > 0 {
         req = req.header(RANGE, format!("bytes={have}-"));
+        if let Some(v) = &validator {
+            req = req.header(IF_RANGE, v.value());
+        }
     }
     let mut resp = req.send().await.map_err(|e| network(e, false))?;
     let status = resp.status();
@@ -123,22 +229,35 @@ async fn attempt(
                 .get(CONTENT_RANGE)
                 .and_then(|v| v.to_str().ok())
                 .and_then(content_range);
+            let changed = validator
+                .as_ref()
+                .is_some_and(|v| v.contradicted_by(resp.headers()));
             match range {
-                Some((start, total)) if start == have => (have, total),
-                // Not the range asked for: start again from zero.
+                Some((start, total)) if start == have && !changed => (have, total),
+                // Not the range asked for, or of another version: start again from zero.
                 _ => {
                     truncate(part).map_err(Failure::Final)?;
                     return Err(Failure::Again {
                         error: FetchError::Network {
                             url: url.to_owned(),
-                            message: "answered a different range than requested".into(),
+                            message: if changed {
+                                "the file changed since the download began".into()
+                            } else {
+                                "answered a different range than requested".into()
+                            },
                         },
                         progressed: false,
                     });
                 }
             }
         }
-        StatusCode::OK => (0, resp.content_length()),
+        StatusCode::OK => {
+            // The whole file (again): its validator is what a later resume must match.
+            Validator::store(part, Validator::of(resp.headers()).as_ref())
+                .map_err(Failure::Final)?;
+            *restarted = have > 0;
+            (0, resp.content_length())
+        }
         StatusCode::RANGE_NOT_SATISFIABLE if have > 0 => {
             // The part may already hold the whole file (`bytes */N`); otherwise start over.
             let total = resp

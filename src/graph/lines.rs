@@ -10,30 +10,40 @@ use std::path::Path;
 /// graph files goes through here, so `.tsv.gz` works wherever `.tsv` does. A corrupt
 /// stream is an error naming the file.
 pub fn read_input(path: &Path) -> Result<Vec<u8>, ParseError> {
+    let file = std::fs::File::open(path).map_err(|cause| ParseError::Io {
+        path: path.to_owned(),
+        cause,
+    })?;
+    decompress(std::io::BufReader::new(file), path, path)
+}
+
+/// Reads `from` whole, decompressed by the compression `name` declares; errors carry `path`
+/// (a file, or `archive.tar.gz:member` for a tarball's member).
+pub fn decompress(from: impl Read, name: &Path, path: &Path) -> Result<Vec<u8>, ParseError> {
     let io = |cause: std::io::Error| ParseError::Io {
         path: path.to_owned(),
         cause,
     };
-    let file = std::fs::File::open(path).map_err(io)?;
     let mut out = Vec::new();
     let compressed = |e: std::io::Error, what: &str| ParseError::File {
         path: path.to_owned(),
         message: format!("not a valid {what} file: {e}"),
     };
-    match compression(path) {
-        Some("gz") => flate2::read::MultiGzDecoder::new(std::io::BufReader::new(file))
+    match compression(name) {
+        Some("gz") => flate2::read::MultiGzDecoder::new(from)
             .read_to_end(&mut out)
             .map_err(|e| compressed(e, "gzip"))?,
-        Some("bz2") => bzip2::read::MultiBzDecoder::new(std::io::BufReader::new(file))
+        Some("bz2") => bzip2::read::MultiBzDecoder::new(from)
             .read_to_end(&mut out)
             .map_err(|e| compressed(e, "bzip2"))?,
-        Some("zst") => ruzstd::decoding::StreamingDecoder::new(std::io::BufReader::new(file))
+        Some("zst") => ruzstd::decoding::StreamingDecoder::new(from)
             .map_err(|e| compressed(std::io::Error::other(e.to_string()), "zstd"))?
             .read_to_end(&mut out)
             .map_err(|e| compressed(e, "zstd"))?,
-        _ => std::io::BufReader::new(file)
-            .read_to_end(&mut out)
-            .map_err(io)?,
+        _ => {
+            let mut from = from;
+            from.read_to_end(&mut out).map_err(io)?
+        }
     };
     Ok(out)
 }

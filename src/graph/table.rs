@@ -7,7 +7,7 @@
 //! files (the error names both places), and a triple repeated by several sources is one
 //! triple with each source recorded.
 
-use super::lines::inner_name;
+use super::lines::{decompress, inner_name};
 use super::{
     EdgeSources, EntityRecord, Interner, LineError, OnInvalid, ParseError, TripleBatch, read_input,
 };
@@ -390,7 +390,9 @@ fn matches(name: &str, patterns: &[&str]) -> bool {
     patterns.iter().any(|p| inner.ends_with(p))
 }
 
-/// Reads the members of a tarball whose names match each pattern list, in one pass.
+/// Reads the members of a tarball whose names match each pattern list, in one pass; each
+/// decompressed by its own name (`nodes.tsv.gz` inside `kg.tar.gz`). Several members matching
+/// one list is an error naming them, as in a directory.
 fn tar_members(path: &Path, wanted: &[&[&str]]) -> Result<Vec<Option<Input>>, ParseError> {
     let io = |cause: std::io::Error| ParseError::Io {
         path: path.to_owned(),
@@ -412,8 +414,9 @@ fn tar_members(path: &Path, wanted: &[&[&str]]) -> Result<Vec<Option<Input>>, Pa
     };
     let mut archive = tar::Archive::new(reader);
     let mut found: Vec<Option<Input>> = wanted.iter().map(|_| None).collect();
+    let mut names: Vec<Vec<String>> = wanted.iter().map(|_| Vec::new()).collect();
     for entry in archive.entries().map_err(bad)? {
-        let mut entry = entry.map_err(bad)?;
+        let entry = entry.map_err(bad)?;
         if !entry.header().entry_type().is_file() {
             continue;
         }
@@ -424,15 +427,28 @@ fn tar_members(path: &Path, wanted: &[&[&str]]) -> Result<Vec<Option<Input>>, Pa
         else {
             continue;
         };
-        if found[slot].is_some() {
+        names[slot].push(name.clone());
+        if names[slot].len() > 1 {
+            // Read no further than the name: the member is refused anyway.
             continue;
         }
-        let mut bytes = Vec::new();
-        entry.read_to_end(&mut bytes).map_err(bad)?;
+        let member = PathBuf::from(format!("{}:{name}", path.display()));
         found[slot] = Some(Input {
-            bytes,
-            path: PathBuf::from(format!("{}:{name}", path.display())),
+            bytes: decompress(entry, Path::new(&name), &member)?,
+            path: member,
         });
+    }
+    for (slot, hits) in names.iter().enumerate() {
+        if hits.len() > 1 {
+            return Err(ParseError::File {
+                path: path.to_owned(),
+                message: format!(
+                    "several members match `*{}`: {}; unpack it and name the file instead",
+                    wanted[slot].join("` / `*"),
+                    hits.join(", ")
+                ),
+            });
+        }
     }
     Ok(found)
 }

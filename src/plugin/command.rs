@@ -1,11 +1,17 @@
 //! `command`: a program that reads one JSON hypothesis per line on stdin and writes one JSON
-//! verdict per line on stdout. A timeout kills it; what it answered before dying counts, what it
-//! did not fails with the exit status and the end of its stderr.
+//! verdict per line on stdout. A timeout kills it and everything it started; what it answered
+//! before dying counts, what it did not fails with the exit status and the end of its stderr.
 
 use super::{Hypothesis, PluginError, Submission, WireVerdict, sort_answers};
-use std::process::Stdio;
+use std::process::{ExitStatus, Stdio};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+
+/// The most a program may write to stdout, and to stderr, for one batch: beyond it the
+/// program is killed and the batch's unanswered hypotheses fail, rather than the engine's
+/// memory filling with a runaway program's output.
+pub const OUTPUT_LIMIT: usize = 16 << 20;
 
 #[derive(Debug, Clone)]
 pub struct CommandPlugin {
@@ -23,6 +29,29 @@ fn tail(bytes: &[u8], n: usize) -> String {
     s.trim().replace('\n', " | ")
 }
 
+/// How a program's turn ended.
+enum End {
+    Exited(Option<ExitStatus>),
+    TimedOut,
+    /// It wrote more than [`OUTPUT_LIMIT`] to this stream.
+    TooMuch(&'static str),
+}
+
+/// Kills the program and everything it started: it leads its own process group, so a shell's
+/// children (which would otherwise run on and hold the pipes open) die with it. Called before
+/// the program is reaped, so the group id cannot have been reused.
+fn kill_all(child: &mut tokio::process::Child) {
+    #[cfg(unix)]
+    if let Some(pid) = child
+        .id()
+        .and_then(|id| i32::try_from(id).ok())
+        .and_then(rustix::process::Pid::from_raw)
+    {
+        let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+    }
+    let _ = child.start_kill();
+}
+
 impl CommandPlugin {
     pub async fn submit(&self, batch: &[Hypothesis]) -> Result<Submission, PluginError> {
         let (program, args) = self
@@ -35,6 +64,8 @@ impl CommandPlugin {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
+        #[cfg(unix)]
+        cmd.process_group(0);
         if let Some(d) = &self.dir {
             cmd.current_dir(d);
         }
@@ -49,6 +80,7 @@ impl CommandPlugin {
             input.push('\n');
         }
         let mut stdin = child.stdin.take();
+        // Never awaited: a program that does not read its input must not hold up the timeout.
         let writer = tokio::spawn(async move {
             if let Some(s) = stdin.as_mut() {
                 // A program that exits without reading its input is not an error here.
@@ -57,45 +89,71 @@ impl CommandPlugin {
             }
         });
         let stdout = child.stdout.take();
-        let mut stderr = child.stderr.take();
-        let err_reader = tokio::spawn(async move {
-            let mut buf = Vec::new();
-            if let Some(e) = stderr.as_mut() {
-                let _ = e.read_to_end(&mut buf).await;
-            }
-            buf
-        });
+        let stderr = child.stderr.take();
+        let stderr_full = Arc::new(tokio::sync::Notify::new());
+        let err_reader = {
+            let full = stderr_full.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                if let Some(e) = stderr {
+                    let _ = e
+                        .take(OUTPUT_LIMIT as u64 + 1)
+                        .read_to_end(&mut buf)
+                        .await;
+                    if buf.len() > OUTPUT_LIMIT {
+                        full.notify_one();
+                    }
+                }
+                buf
+            })
+        };
         let mut answers = Vec::new();
         let mut garbage = Vec::new();
         let read = async {
             if let Some(out) = stdout {
-                let mut lines = BufReader::new(out).lines();
-                let mut n = 0usize;
-                while let Ok(Some(line)) = lines.next_line().await {
+                let mut out = BufReader::new(out.take(OUTPUT_LIMIT as u64 + 1));
+                let mut line = Vec::new();
+                let (mut n, mut total) = (0usize, 0usize);
+                loop {
+                    line.clear();
+                    match out.read_until(b'\n', &mut line).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(k) => total += k,
+                    }
+                    if total > OUTPUT_LIMIT {
+                        return End::TooMuch("stdout");
+                    }
                     n += 1;
-                    if line.trim().is_empty() {
+                    let text = String::from_utf8_lossy(&line);
+                    if text.trim().is_empty() {
                         continue;
                     }
-                    match serde_json::from_str::<WireVerdict>(&line) {
+                    match serde_json::from_str::<WireVerdict>(&text) {
                         Ok(v) => answers.push(v),
                         Err(e) => garbage.push(format!(
                             "stdout line {n} is not a verdict ({e}): {}",
-                            line.chars().take(80).collect::<String>()
+                            text.trim_end().chars().take(80).collect::<String>()
                         )),
                     }
                 }
             }
-            child.wait().await
+            End::Exited(child.wait().await.ok())
         };
-        let status = tokio::time::timeout(self.timeout, read).await;
-        let _ = writer.await;
-        let status = match status {
-            Ok(s) => s.ok(),
-            Err(_) => {
-                let _ = child.kill().await;
-                None
+        let watched = async {
+            tokio::select! {
+                end = read => end,
+                () = stderr_full.notified() => End::TooMuch("stderr"),
             }
         };
+        let end = tokio::time::timeout(self.timeout, watched)
+            .await
+            .unwrap_or(End::TimedOut);
+        if !matches!(end, End::Exited(Some(_))) {
+            // Kill first, then reap: nothing waits on a program that may never finish.
+            kill_all(&mut child);
+            let _ = child.wait().await;
+        }
+        writer.abort();
         let err = tokio::time::timeout(Duration::from_secs(2), err_reader)
             .await
             .ok()
@@ -105,13 +163,17 @@ impl CommandPlugin {
         sub.rejected.extend(garbage);
         let answered: std::collections::HashSet<i64> =
             sub.verdicts.iter().map(|v| v.hypothesis).collect();
-        let why = match status {
-            None => format!(
+        let why = match end {
+            End::TimedOut | End::Exited(None) => format!(
                 "`{program}` timed out after {:?} and was killed",
                 self.timeout
             ),
-            Some(s) if !s.success() => format!("`{program}` exited with {s}"),
-            Some(_) => format!("`{program}` gave no verdict for it"),
+            End::TooMuch(stream) => format!(
+                "`{program}` wrote more than {} MiB to {stream} and was killed",
+                OUTPUT_LIMIT >> 20
+            ),
+            End::Exited(Some(s)) if !s.success() => format!("`{program}` exited with {s}"),
+            End::Exited(Some(_)) => format!("`{program}` gave no verdict for it"),
         };
         let stderr = tail(&err, 300);
         let reason = if stderr.is_empty() {
@@ -206,6 +268,46 @@ mod tests {
         assert!(started.elapsed() < Duration::from_secs(5));
         assert_eq!(s.verdicts.len(), 1, "the answer before the hang counts");
         assert!(s.failed[0].1.contains("timed out"), "{:?}", s.failed);
+    }
+
+    /// Far more input than a pipe holds, to a program that never reads it: the timeout must
+    /// not wait for the input to be written.
+    #[tokio::test]
+    async fn a_program_that_never_reads_a_large_batch_is_killed_on_time() {
+        let p = plugin("exec sleep 60", 500);
+        let mut big = batch(40);
+        for h in &mut big {
+            h.head_name = "x".repeat(100_000);
+        }
+        let started = std::time::Instant::now();
+        let s = tokio::time::timeout(Duration::from_secs(30), p.submit(&big))
+            .await
+            .expect("the timeout fired")
+            .expect("submit");
+        assert!(started.elapsed() < Duration::from_secs(10));
+        assert_eq!(s.failed.len(), 40);
+        assert!(s.failed[0].1.contains("timed out"), "{:?}", s.failed[0]);
+    }
+
+    #[tokio::test]
+    async fn output_beyond_the_limit_kills_the_program_with_a_clear_reason() {
+        for stream in ["stdout", "stderr"] {
+            let redirect = if stream == "stderr" { ">&2" } else { "" };
+            let p = plugin(
+                &format!("head -c 20000000 /dev/zero | tr '\\0' x {redirect}; exec sleep 60"),
+                20_000,
+            );
+            let started = std::time::Instant::now();
+            let s = p.submit(&batch(1)).await.expect("submit");
+            assert!(started.elapsed() < Duration::from_secs(15), "{stream}");
+            assert!(
+                s.failed[0]
+                    .1
+                    .contains(&format!("wrote more than 16 MiB to {stream}")),
+                "{:?}",
+                s.failed[0].1.chars().take(200).collect::<String>()
+            );
+        }
     }
 
     #[tokio::test]

@@ -147,7 +147,7 @@ impl Http {
 }
 
 /// The innermost error message (reqwest's Display stops at the outer layer).
-fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+pub(super) fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
     let mut cur = e;
     while let Some(next) = cur.source() {
         cur = next;

@@ -1,11 +1,18 @@
 //! `llm`: a reviewer behind an OpenAI-compatible chat-completions API (OpenAI, vLLM, Ollama,
 //! llama.cpp's server). It asks for `{"verdict", "confidence", "rationale"}`, accepts it bare or
 //! inside a code fence, asks again on anything else, and records the tokens used, the cost and
-//! the rationale (shown to human reviewers later) as evidence.
+//! the rationale (shown to human reviewers later) as evidence. An outage (no connection, a
+//! timeout, 429, 5xx) is the batch's retryable error, so the engine's backoff and circuit
+//! breaker handle it as they do the `http` plugin's; hypotheses the model already answered
+//! are not asked again when the engine resends the batch.
 
 use super::{Hypothesis, Outcome, PluginError, Submission, Verdict};
+use futures_util::StreamExt;
 use serde::Deserialize;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
+use tokio::sync::Semaphore;
 
 #[derive(Debug, Clone)]
 pub struct Llm {
@@ -19,10 +26,24 @@ pub struct Llm {
     pub prompt: String,
     /// Asks after an unusable answer before giving up on the hypothesis.
     pub attempts: u32,
+    /// Requests in flight at once, across all the batches the engine sends together.
     pub concurrency: usize,
     /// Dollars per 1,000 prompt and completion tokens.
     pub price_per_1k: (f64, f64),
     client: reqwest::Client,
+    /// `concurrency` permits, made at the first submission (the field is set after `new`).
+    permits: OnceLock<Arc<Semaphore>>,
+    /// Reviews already given, by idempotency key: after an outage the engine resends the whole
+    /// batch, and what the model answered is neither asked nor paid for twice.
+    reviewed: Arc<Mutex<HashMap<String, Verdict>>>,
+}
+
+/// Why a hypothesis got no review.
+enum Trouble {
+    /// The model's answers were unusable: this hypothesis fails, the batch goes on.
+    Unusable(String),
+    /// The service failed: the batch's error, for the engine to retry or record.
+    Service(PluginError),
 }
 
 pub const DEFAULT_PROMPT: &str = "Hypothesis from a biomedical knowledge graph: \
@@ -122,24 +143,48 @@ pub fn render(template: &str, h: &Hypothesis) -> String {
             n.to_owned()
         }
     };
-    template
-        .replace("{head_name}", &name(&h.head_name, &h.head))
-        .replace("{tail_name}", &name(&h.tail_name, &h.tail))
-        .replace("{head_category}", &h.head_category)
-        .replace("{tail_category}", &h.tail_category)
-        .replace("{head}", &h.head)
-        .replace("{tail}", &h.tail)
-        .replace("{relation}", &h.relation)
-        .replace("{score}", &format!("{:.3}", h.score))
-        .replace("{spread}", &format!("{:.3}", h.spread))
-        .replace(
-            "{context}",
-            &if context.is_empty() {
-                "(none known)".to_owned()
-            } else {
-                context.join("\n")
-            },
-        )
+    let context = if context.is_empty() {
+        "(none known)".to_owned()
+    } else {
+        context.join("\n")
+    };
+    // One pass over the template: a value that looks like a placeholder stays as it is.
+    let mut out = String::with_capacity(template.len() + context.len());
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        out.push_str(&rest[..open]);
+        let after = &rest[open..];
+        let value = after.find('}').and_then(|close| {
+            Some((
+                close,
+                match &after[1..close] {
+                    "head_name" => name(&h.head_name, &h.head),
+                    "tail_name" => name(&h.tail_name, &h.tail),
+                    "head_category" => h.head_category.clone(),
+                    "tail_category" => h.tail_category.clone(),
+                    "head" => h.head.clone(),
+                    "tail" => h.tail.clone(),
+                    "relation" => h.relation.clone(),
+                    "score" => format!("{:.3}", h.score),
+                    "spread" => format!("{:.3}", h.spread),
+                    "context" => context.clone(),
+                    _ => return None,
+                },
+            ))
+        });
+        match value {
+            Some((close, v)) => {
+                out.push_str(&v);
+                rest = &after[close + 1..];
+            }
+            None => {
+                out.push('{');
+                rest = &after[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 impl Llm {
@@ -163,10 +208,19 @@ impl Llm {
             concurrency: 4,
             price_per_1k: (0.0, 0.0),
             client,
+            permits: OnceLock::new(),
+            reviewed: Arc::default(),
         })
     }
 
     async fn ask(&self, messages: &serde_json::Value) -> Result<(String, Usage), PluginError> {
+        let permits = self
+            .permits
+            .get_or_init(|| Arc::new(Semaphore::new(self.concurrency.max(1))));
+        let _permit = permits
+            .acquire()
+            .await
+            .map_err(|e| PluginError::Failed(format!("request permits: {e}")))?;
         let url = format!("{}/chat/completions", self.base_url);
         let mut req = self.client.post(&url).json(&serde_json::json!({
             "model": self.model,
@@ -176,10 +230,16 @@ impl Llm {
         if let Some(k) = &self.api_key {
             req = req.bearer_auth(k);
         }
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| PluginError::Retryable(format!("POST {url}: {e}")))?;
+        let resp = req.send().await.map_err(|e| {
+            let kind = if e.is_timeout() {
+                "timed out"
+            } else if e.is_connect() {
+                "connection failed"
+            } else {
+                "request failed"
+            };
+            PluginError::Retryable(format!("{kind}: POST {url}: {}", super::http::root_cause(&e)))
+        })?;
         let status = resp.status();
         let text = resp
             .text()
@@ -209,8 +269,24 @@ impl Llm {
     }
 
     /// Reviews one hypothesis: up to `attempts` questions, each unusable answer quoted back
-    /// with what was wrong.
-    async fn review(&self, h: &Hypothesis) -> Result<Verdict, String> {
+    /// with what was wrong. A failing service ends it at once, for the engine to retry later.
+    async fn review(&self, h: &Hypothesis) -> Result<Verdict, Trouble> {
+        let known = self
+            .reviewed
+            .lock()
+            .ok()
+            .and_then(|done| done.get(&h.key).cloned());
+        if let Some(v) = known {
+            return Ok(v);
+        }
+        let v = self.ask_until_usable(h).await?;
+        if let Ok(mut done) = self.reviewed.lock() {
+            done.insert(h.key.clone(), v.clone());
+        }
+        Ok(v)
+    }
+
+    async fn ask_until_usable(&self, h: &Hypothesis) -> Result<Verdict, Trouble> {
         let mut messages = vec![
             serde_json::json!({ "role": "system", "content": SYSTEM }),
             serde_json::json!({ "role": "user", "content": render(&self.prompt, h) }),
@@ -218,15 +294,10 @@ impl Llm {
         let mut used = Usage::default();
         let mut last = String::new();
         for attempt in 1..=self.attempts.max(1) {
-            let (content, usage) = match self.ask(&serde_json::Value::from(messages.clone())).await
-            {
-                Ok(x) => x,
-                Err(PluginError::Failed(e)) => return Err(e),
-                Err(PluginError::Retryable(e)) => {
-                    last = e;
-                    continue;
-                }
-            };
+            let (content, usage) = self
+                .ask(&serde_json::Value::from(messages.clone()))
+                .await
+                .map_err(Trouble::Service)?;
             used.prompt_tokens += usage.prompt_tokens;
             used.completion_tokens += usage.completion_tokens;
             match parse_review(&content) {
@@ -259,20 +330,27 @@ impl Llm {
                 }
             }
         }
-        Err(format!(
+        Err(Trouble::Unusable(format!(
             "no usable answer from {} after {} attempts: {last}",
             self.model,
             self.attempts.max(1)
-        ))
+        )))
     }
 
+    /// Reviews a batch, `concurrency` requests at a time. The first service failure ends the
+    /// batch as the engine's error (the requests still running are dropped); the reviews
+    /// already given are kept for the engine's next try.
     pub async fn submit(&self, batch: &[Hypothesis]) -> Result<Submission, PluginError> {
-        let reviews = futures_util::future::join_all(batch.iter().map(|h| self.review(h))).await;
+        let mut reviews: futures_util::stream::FuturesUnordered<_> = batch
+            .iter()
+            .map(|h| async move { (h.id, self.review(h).await) })
+            .collect();
         let mut sub = Submission::default();
-        for (h, r) in batch.iter().zip(reviews) {
+        while let Some((id, r)) = reviews.next().await {
             match r {
                 Ok(v) => sub.verdicts.push(v),
-                Err(why) => sub.failed.push((h.id, why)),
+                Err(Trouble::Unusable(why)) => sub.failed.push((id, why)),
+                Err(Trouble::Service(e)) => return Err(e),
             }
         }
         Ok(sub)
@@ -317,5 +395,13 @@ mod tests {
             &h,
         );
         assert_eq!(s, "aspirin treats X1? p=0.812\n- D1 --binds--> PTGS2");
+    }
+
+    #[test]
+    fn placeholders_inside_the_data_are_left_as_they_are() {
+        let mut h = Hypothesis::bare(1, "{context}", "{tail}", "X1");
+        h.head_name = "{score}".into();
+        let s = render("{head} {head_name} {relation} {tail} {unknown} {tail_name", &h);
+        assert_eq!(s, "{context} {score} {tail} X1 {unknown} {tail_name");
     }
 }

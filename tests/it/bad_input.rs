@@ -131,3 +131,25 @@ fn bad_version_reference() {
     let err = env.fail(&["graph", "show", "HEAD~5"]);
     assert!(err.contains("version HEAD~5 does not exist"), "{err}");
 }
+
+/// An empty file (or one with only blank lines) is a mistake to report, not a graph that is
+/// "already imported": a non-zero exit, a message saying so, and no database created.
+#[test]
+fn an_empty_file_is_refused_and_creates_no_database() {
+    for content in ["", "\n\n  \n"] {
+        let env = Env::new();
+        let f = env.write("empty.tsv", content);
+        let stderr = env.fail(&["import", f.to_str().expect("path")]);
+        assert!(stderr.contains("empty.tsv is empty"), "{stderr}");
+        assert!(!stderr.contains("already in the graph"), "{stderr}");
+        if env.pg.is_none() {
+            assert!(!env.db.exists(), "no database was created");
+        }
+        assert_nothing_imported(&env);
+    }
+    // All lines invalid under --skip-invalid: nothing either.
+    let env = Env::new();
+    let f = env.write("bad.tsv", "a\tr\n");
+    let stderr = env.fail(&["import", f.to_str().expect("path"), "--skip-invalid"]);
+    assert!(stderr.contains("holds no valid triple"), "{stderr}");
+}

@@ -372,7 +372,7 @@ fn a_dropped_connection_resumes_with_a_range_request() {
                     // First: the full length promised, half of it sent, then the line drops.
                     None => {
                         let mut r = format!(
-                            "HTTP/1.1 200 OK\r\nContent-Length: {len}\r\n\
+                            "HTTP/1.1 200 OK\r\nContent-Length: {len}\r\nETag: \"e1\"\r\n\
                              Content-Type: application/octet-stream\r\n\r\n"
                         )
                         .into_bytes();
@@ -381,7 +381,7 @@ fn a_dropped_connection_resumes_with_a_range_request() {
                     }
                     Some(start) => {
                         let mut r = format!(
-                            "HTTP/1.1 206 Partial Content\r\nContent-Length: {}\r\n\
+                            "HTTP/1.1 206 Partial Content\r\nContent-Length: {}\r\nETag: \"e1\"\r\n\
                              Content-Range: bytes {start}-{}/{len}\r\nConnection: close\r\n\r\n",
                             len - start,
                             len - 1
@@ -416,6 +416,11 @@ fn a_dropped_connection_resumes_with_a_range_request() {
         "the second request resumes at the first byte not received: {}",
         seen[1]
     );
+    assert!(
+        seen[1].to_ascii_lowercase().contains("if-range: \"e1\""),
+        "and only if the file is still the one begun: {}",
+        seen[1]
+    );
 }
 
 /// Reads an HTTP request head (up to the blank line).
@@ -431,29 +436,185 @@ async fn read_head(conn: &mut tokio::net::TcpStream) -> String {
     String::from_utf8_lossy(&head).into_owned()
 }
 
+/// A `.part` with nothing to show which version of the file it began (a run killed before
+/// this was kept, or a server without `ETag` / `Last-Modified`): on first use no sum can catch
+/// a splice, so the download starts over rather than appending the new file's end to it.
 #[test]
-fn a_part_left_by_a_killed_run_is_resumed() {
+fn a_part_without_a_validator_is_downloaded_again_whole_on_first_use() {
     let rt = mt_runtime();
-    let body = payload(20_000, 6);
+    let old = payload(20_000, 6);
+    let new = payload(20_000, 7);
     let server = rt.block_on(async {
         let s = MockServer::start().await;
-        serve(&s, "/monarch/monarch-kg.tar.gz", body.clone()).await;
+        serve(&s, "/monarch/monarch-kg.tar.gz", new.clone()).await;
         s
     });
     let cache = Cache::new();
     let dir = cache.root().join("monarch/2026-04-14");
     std::fs::create_dir_all(&dir).expect("mkdir");
-    std::fs::write(dir.join("monarch-kg.tar.gz.part"), &body[..7_000]).expect("part");
+    std::fs::write(dir.join("monarch-kg.tar.gz.part"), &old[..7_000]).expect("part");
     let v = cache.json(&["monarch", "--mirror", &server.uri()]);
-    assert_eq!(v["files"][0]["origin"]["resumed_from"], 7_000);
-    assert_eq!(v["files"][0]["sum"], "pinned_now");
+    assert_eq!(v["files"][0]["origin"]["resumed_from"], 0);
+    assert_eq!(v["files"][0]["sha256"], sha(&new));
     assert_eq!(
         std::fs::read(dir.join("monarch-kg.tar.gz")).expect("file"),
-        body
+        new,
+        "the pinned file is the served one, not a splice"
     );
     let requests = rt.block_on(server.received_requests()).expect("recorded");
-    assert_eq!(ranges(&requests), [Some("bytes=7000-".to_owned())]);
+    assert_eq!(ranges(&requests), [None]);
     assert!(!dir.join("monarch-kg.tar.gz.part").exists());
+}
+
+/// What the scripted server below serves, and how.
+struct Remote {
+    body: Vec<u8>,
+    etag: String,
+    /// Promise the whole body, send half of it, drop the connection.
+    drop_next: bool,
+    /// Then publish this version instead (body, ETag).
+    then: Option<(Vec<u8>, String)>,
+    /// Answer 404 (the run fails, leaving its `.part`).
+    gone: bool,
+    /// Be gone once the connection was dropped.
+    gone_after_drop: bool,
+}
+
+/// A raw HTTP server over `remote` that honours `Range` as real servers do: with `If-Range`,
+/// only while the validator still matches (else the whole file, 200). Returns its address and
+/// the request heads it saw.
+fn scripted(rt: &tokio::runtime::Runtime, remote: Arc<Mutex<Remote>>) -> (String, Arc<Mutex<Vec<String>>>) {
+    let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let log = seen.clone();
+    rt.spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            let head = read_head(&mut conn).await;
+            log.lock().expect("lock").push(head.clone());
+            let header = |name: &str| {
+                head.lines().find_map(|l| {
+                    let (k, v) = l.split_once(':')?;
+                    k.eq_ignore_ascii_case(name).then(|| v.trim().to_owned())
+                })
+            };
+            let reply = {
+                let mut r = remote.lock().expect("lock");
+                let start = header("range").and_then(|v| {
+                    v.strip_prefix("bytes=")?.strip_suffix('-')?.parse::<usize>().ok()
+                });
+                let same = header("if-range").is_none_or(|v| v == r.etag);
+                let len = r.body.len();
+                let mut out = if r.gone {
+                    b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n".to_vec()
+                } else {
+                    match start.filter(|&s| same && s < len) {
+                        Some(s) => {
+                            let mut o = format!(
+                                "HTTP/1.1 206 Partial Content\r\nContent-Length: {}\r\nETag: {}\r\n\
+                                 Content-Range: bytes {s}-{}/{len}\r\nConnection: close\r\n\r\n",
+                                len - s,
+                                r.etag,
+                                len - 1
+                            )
+                            .into_bytes();
+                            o.extend_from_slice(&r.body[s..]);
+                            o
+                        }
+                        None => {
+                            let mut o = format!(
+                                "HTTP/1.1 200 OK\r\nContent-Length: {len}\r\nETag: {}\r\n\
+                                 Connection: close\r\n\r\n",
+                                r.etag
+                            )
+                            .into_bytes();
+                            let end = if r.drop_next { len / 2 } else { len };
+                            o.extend_from_slice(&r.body[..end]);
+                            o
+                        }
+                    }
+                };
+                if r.drop_next && !r.gone {
+                    r.drop_next = false;
+                    r.gone = r.gone_after_drop;
+                    if let Some((body, etag)) = r.then.take() {
+                        (r.body, r.etag) = (body, etag);
+                    }
+                }
+                out
+            };
+            let _ = conn.write_all(&reply).await;
+            let _ = conn.flush().await;
+            let _ = conn.shutdown().await;
+        }
+    });
+    (format!("http://{addr}"), seen)
+}
+
+/// The file changes on the server while a download of it is interrupted: the resume asks
+/// `If-Range` with the first response's ETag, the server answers with the whole new file,
+/// and what is pinned is that file, not the old start with the new end.
+#[test]
+fn a_resume_against_a_changed_file_downloads_the_new_file_whole() {
+    let rt = mt_runtime();
+    let old = payload(300_000, 8);
+    let new = payload(300_000, 9);
+    let remote = Arc::new(Mutex::new(Remote {
+        body: old.clone(),
+        etag: "\"v1\"".into(),
+        drop_next: true,
+        then: Some((new.clone(), "\"v2\"".into())),
+        gone: false,
+        gone_after_drop: false,
+    }));
+    let (uri, seen) = scripted(&rt, remote);
+    let cache = Cache::new();
+    let v = cache.json(&["drkg", "--mirror", &uri]);
+    let got = std::fs::read(cache.root().join("drkg/2020/drkg.tar.gz")).expect("file");
+    assert!(got == new, "the pinned file is the new version whole");
+    assert_eq!(v["files"][0]["sha256"], sha(&new));
+    assert_eq!(cache.pins()["files"]["drkg/2020/drkg.tar.gz"]["sha256"], sha(&new));
+    assert_eq!(v["files"][0]["origin"]["resumed_from"], 0);
+    let seen = seen.lock().expect("lock").clone();
+    assert_eq!(seen.len(), 2, "{seen:#?}");
+    let resume = seen[1].to_ascii_lowercase();
+    assert!(
+        resume.contains(&format!("range: bytes={}-", old.len() / 2))
+            && resume.contains("if-range: \"v1\""),
+        "{resume}"
+    );
+}
+
+/// A run that stops mid-file leaves its `.part` and the validator it began with; the next run
+/// continues it when the server shows (by `If-Range`) that the file is the same.
+#[test]
+fn a_part_left_by_a_failed_run_is_resumed_while_the_file_is_unchanged() {
+    let rt = mt_runtime();
+    let body = payload(300_000, 10);
+    // Half the file, then 404s: the run fails with its part kept.
+    let remote = Arc::new(Mutex::new(Remote {
+        body: body.clone(),
+        etag: "\"v1\"".into(),
+        drop_next: true,
+        then: None,
+        gone: false,
+        gone_after_drop: true,
+    }));
+    let (uri, seen) = scripted(&rt, remote.clone());
+    let cache = Cache::new();
+    let fail = cache.fail(&["drkg", "--mirror", &uri], &[]);
+    assert!(fail.contains("404"), "{fail}");
+    let part = cache.root().join("drkg/2020/drkg.tar.gz.part");
+    assert_eq!(std::fs::metadata(&part).expect("part kept").len(), body.len() as u64 / 2);
+    remote.lock().expect("lock").gone = false;
+    let v = cache.json(&["drkg", "--mirror", &uri]);
+    assert_eq!(v["files"][0]["origin"]["resumed_from"], body.len() / 2);
+    assert_eq!(v["files"][0]["sha256"], sha(&body));
+    let last = seen.lock().expect("lock").last().cloned().unwrap_or_default().to_ascii_lowercase();
+    assert!(last.contains("if-range: \"v1\""), "{last}");
+    assert!(!part.exists());
 }
 
 #[test]

@@ -309,3 +309,89 @@ fn simulate_reads_a_published_layout_and_proposes_only_the_named_relation() {
         "{proposed}"
     );
 }
+
+/// The members of the Monarch fixture tarball, as (name, bytes).
+fn monarch_members() -> Vec<(String, Vec<u8>)> {
+    use std::io::Read;
+    let file = std::fs::File::open(fixture("monarch/monarch-kg.tar.gz")).expect("fixture");
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file));
+    let mut out = Vec::new();
+    for entry in archive.entries().expect("tar") {
+        let mut entry = entry.expect("entry");
+        let name = entry.path().expect("name").to_string_lossy().into_owned();
+        let mut bytes = Vec::new();
+        entry.read_to_end(&mut bytes).expect("member");
+        out.push((name, bytes));
+    }
+    out
+}
+
+/// Writes a `.tar.gz` of `members`.
+fn tarball(path: &Path, members: &[(String, Vec<u8>)]) {
+    let gz = flate2::write::GzEncoder::new(
+        std::fs::File::create(path).expect("create"),
+        flate2::Compression::fast(),
+    );
+    let mut tar = tar::Builder::new(gz);
+    for (name, bytes) in members {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(bytes.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        tar.append_data(&mut h, name, bytes.as_slice())
+            .expect("append");
+    }
+    tar.into_inner().expect("tar").finish().expect("gz");
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(bytes).expect("gzip");
+    gz.finish().expect("gzip")
+}
+
+#[test]
+fn compressed_members_of_a_tarball_are_decompressed_by_their_own_name() {
+    let env = Env::new();
+    let members: Vec<(String, Vec<u8>)> = monarch_members()
+        .into_iter()
+        .map(|(name, bytes)| (format!("kg/{name}.gz"), gzip(&bytes)))
+        .collect();
+    let path = env.path("monarch-kg.tar.gz");
+    tarball(&path, &members);
+    let report = env.json(&["import", s(&path), "--format", "monarch"]);
+    assert_eq!(report["lines"].as_u64(), Some(10));
+    assert_eq!(report["outcome"]["added"], 4);
+    assert_eq!(first_hit(&env, "PTGS2")["category"], "biolink:Gene");
+}
+
+#[test]
+fn several_matching_members_are_refused_as_in_a_directory() {
+    let env = Env::new();
+    let mut members = monarch_members();
+    let edges = members
+        .iter()
+        .find(|(n, _)| n.contains("edges"))
+        .cloned()
+        .expect("edges member");
+    members.push((format!("old/{}", edges.0), edges.1.clone()));
+    let path = env.path("monarch-kg.tar.gz");
+    tarball(&path, &members);
+    let stderr = env.fail(&["import", s(&path), "--format", "monarch"]);
+    assert!(
+        stderr.contains("several members match")
+            && stderr.contains("monarch-kg_edges.tsv, old/monarch-kg_edges.tsv"),
+        "{stderr}"
+    );
+
+    // The same files side by side in a directory: refused the same way.
+    let dir = env.path("dir");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    for (name, bytes) in &members {
+        let name = name.replace("old/", "old-");
+        std::fs::write(dir.join(name), bytes).expect("write");
+    }
+    let stderr = env.fail(&["import", s(&dir), "--format", "monarch"]);
+    assert!(stderr.contains("several files match"), "{stderr}");
+}

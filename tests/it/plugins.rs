@@ -387,3 +387,237 @@ fn the_bundled_command_plugin_runs_from_its_manifest() {
         10
     );
 }
+
+/// The demo graph as KGX with every entity named by `name_len` bytes, so that each
+/// hypothesis (its names and its neighbours') is large on the wire.
+fn graph_with_long_names(env: &Env, name_len: usize) -> std::path::PathBuf {
+    let text =
+        std::fs::read_to_string(crate::support::data("umls/demo-visible.tsv")).expect("read");
+    let mut entities = std::collections::BTreeSet::new();
+    let mut edges = String::from("subject\tpredicate\tobject\n");
+    for line in text.lines() {
+        let f: Vec<&str> = line.split('\t').collect();
+        entities.insert(f[0].to_owned());
+        entities.insert(f[2].to_owned());
+        edges.push_str(&format!("{}\t{}\t{}\n", f[0], f[1], f[2]));
+    }
+    let mut nodes = String::from("id\tcategory\tname\n");
+    for e in &entities {
+        nodes.push_str(&format!("{e}\tConcept\t{e} {}\n", "n".repeat(name_len)));
+    }
+    env.write("kg/nodes.tsv", nodes);
+    env.write("kg/edges.tsv", edges);
+    env.path("kg")
+}
+
+/// `hypograph run FILE --wait 0s`, which must end within `limit` (a hang fails the test
+/// instead of holding the suite); returns its stderr.
+fn run_within(env: &Env, file: &std::path::Path, limit: std::time::Duration) -> String {
+    let log = env.path("run.log");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_hypograph"))
+        .arg("--db")
+        .arg(env.db_arg())
+        .args(["run", file.to_str().expect("path"), "--wait", "0s"])
+        .envs(env.data_dir_var())
+        .env_remove("RUST_LOG")
+        .env_remove("HYPOGRAPH_DB")
+        .env_remove("HYPOGRAPH_TOKEN")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log"))
+        .spawn()
+        .expect("run hypograph");
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "the run did not end within {limit:?}: {}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let stderr = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(status.success(), "{stderr}");
+    stderr
+}
+
+/// Whether process `pid` has ended (gone, or a zombie waiting to be reaped by init).
+fn ended(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+    }
+}
+
+/// A program that never reads its input (larger than any pipe buffer: 10 hypotheses whose
+/// JSON lines total several MB) and starts a child of its own: the request timeout still
+/// ends the round on time, and the child dies with the program.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_command_that_never_reads_a_large_batch_is_killed_on_time_with_its_children() {
+    let env = Env::new();
+    let kg = graph_with_long_names(&env, 20_000);
+    let pids = env.path("pids");
+    let script = env.write(
+        "assay.sh",
+        format!("sleep 60 &\necho $! >> {}\nexec sleep 60\n", pids.display()),
+    );
+    let w = env.write(
+        "w.yaml",
+        format!(
+            "name: w\ngraph:\n  kgx: {}\n\
+             model:\n  dim: 8\n  epochs: 2\n  retrain_epochs: 1\n  ensemble: 1\n  calibration: none\n\
+             generate:\n  top_k: 20\nrank:\n  batch: 10\n  max_per_entity: 3\n\
+             stages:\n  - name: assay\n    plugin: command\n    command: [sh, {}]\n    request_timeout: 1s\n\
+             seed: 5\n",
+            kg.display(),
+            script.display()
+        ),
+    );
+    run_within(&env, &w, std::time::Duration::from_secs(45));
+    assert_eq!(count(&env, "failed"), 10, "{:?}", statuses(&env));
+    assert!(
+        statuses(&env)[0].contains("timed out after 1s and was killed"),
+        "{:?}",
+        statuses(&env)
+    );
+    let pids: Vec<u32> = std::fs::read_to_string(&pids)
+        .expect("the program started")
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect();
+    assert!(!pids.is_empty());
+    // Killed with the program; the reaping by init is what may take a moment.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !pids.iter().all(|&p| ended(p)) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(
+        pids.iter().all(|&p| ended(p)),
+        "the program's child {pids:?} outlived it"
+    );
+}
+
+/// A workflow whose LLM stage talks to `endpoint`, in batches of two, one request at a time,
+/// one retry, the circuit opening after two failed batches (as the http breaker test has it).
+fn llm_outage_round(endpoint: &str) -> (Env, String) {
+    let env = Env::new();
+    let w = env.write(
+        "w.yaml",
+        workflow(&format!(
+            "  - name: triage\n    plugin: llm\n    endpoint: {endpoint}\n    model: m\n    retries: 1\n    breaker: 2\n    batch: 2\n    concurrency: 1\n"
+        )),
+    );
+    let out = env.run(&["run", w.to_str().expect("path"), "--wait", "0s"]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned()
+        + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    (env, text)
+}
+
+/// The outage reached the engine: retried with backoff, two batches failed with the reason,
+/// the circuit opened, and the rest wait queued in a round that is not done.
+fn assert_paused(env: &Env, text: &str, reason: &str) {
+    assert!(text.contains("retrying"), "the engine retried: {text}");
+    assert!(text.contains("paused after repeated failures"), "{text}");
+    assert_eq!(count(env, "failed"), 4, "two batches of two: {:?}", statuses(env));
+    assert!(
+        statuses(env)
+            .iter()
+            .filter(|s| s.starts_with("failed"))
+            .all(|s| s.contains(reason)),
+        "{:?}",
+        statuses(env)
+    );
+    assert_eq!(
+        env.count("SELECT count(*) FROM stage_items WHERE status = 'queued'"),
+        6
+    );
+    assert_eq!(env.strings("SELECT state FROM rounds"), vec!["dispatching"]);
+}
+
+#[test]
+fn an_llm_on_a_closed_port_pauses_the_stage_through_the_engines_breaker() {
+    // A port nothing listens on: bound, then released.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let (env, text) = llm_outage_round(&format!("http://127.0.0.1:{port}/v1"));
+    assert_paused(&env, &text, "connection failed");
+}
+
+#[test]
+fn an_llm_answering_503_is_retried_with_backoff_then_the_circuit_opens() {
+    let rt = runtime();
+    let server = rt.block_on(async {
+        let s = MockServer::start().await;
+        Mock::given(method("POST"))
+            .and(path("/v1/chat/completions"))
+            .respond_with(ResponseTemplate::new(503).set_body_string("overloaded"))
+            .mount(&s)
+            .await;
+        s
+    });
+    let (env, text) = llm_outage_round(&format!("{}/v1", server.uri()));
+    assert_paused(&env, &text, "HTTP 503");
+    // Two batches, each tried twice; a batch stops at its first 503.
+    let requests = rt.block_on(server.received_requests()).unwrap_or_default();
+    assert_eq!(requests.len(), 4);
+}
+
+/// `concurrency` bounds the requests in flight, not the batches: a batch of ten with
+/// `concurrency: 2` never has more than two questions open at the model.
+#[test]
+fn llm_concurrency_bounds_requests_within_a_batch() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let rt = runtime();
+    let (active, peak) = (
+        std::sync::Arc::new(AtomicUsize::new(0)),
+        std::sync::Arc::new(AtomicUsize::new(0)),
+    );
+    let addr = {
+        let (active, peak) = (active.clone(), peak.clone());
+        rt.block_on(async move {
+            let app = axum::Router::new().route(
+                "/v1/chat/completions",
+                axum::routing::post(move || {
+                    let (active, peak) = (active.clone(), peak.clone());
+                    async move {
+                        let now = active.fetch_add(1, Ordering::SeqCst) + 1;
+                        peak.fetch_max(now, Ordering::SeqCst);
+                        // Long enough that requests sent together overlap here.
+                        tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+                        active.fetch_sub(1, Ordering::SeqCst);
+                        axum::Json(json!({
+                            "choices": [{ "message": { "role": "assistant", "content": GOOD } }],
+                        }))
+                    }
+                }),
+            );
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind");
+            let addr = listener.local_addr().expect("addr");
+            tokio::spawn(async move { axum::serve(listener, app).await });
+            addr
+        })
+    };
+    let env = Env::new();
+    run_round(
+        &env,
+        &workflow(&format!(
+            "  - name: triage\n    plugin: llm\n    endpoint: http://{addr}/v1\n    model: m\n    concurrency: 2\n"
+        )),
+    );
+    assert_eq!(count(&env, "confirmed"), 10, "{:?}", statuses(&env));
+    let peak = peak.load(Ordering::SeqCst);
+    assert!(peak <= 2, "{peak} requests were in flight at once");
+}
