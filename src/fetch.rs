@@ -452,8 +452,11 @@ async fn obtain(
         unreachable!("set above")
     };
     let sum_known = expected.sha().is_some();
-    let download =
-        || download::download(http, &url, &part, spec.size, sum_known, opts.retry, progress);
+    let download = || {
+        download::download(
+            http, &url, &part, spec.size, sum_known, opts.retry, progress,
+        )
+    };
     let mut done = download().await?;
     let mut retried = false;
     loop {

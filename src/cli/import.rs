@@ -218,12 +218,11 @@ pub fn prepare(args: ImportArgs) -> anyhow::Result<Prepared> {
             .map(|f| f.display().to_string())
             .collect::<Vec<_>>()
             .join(" + ");
-        if batch.lines_read == 0 {
+        if batch.lines_read == 0 && batch.skipped.is_empty() {
             bail!("{shown} is empty (no data lines): nothing to import");
         }
         bail!(
-            "{shown} holds no valid triple ({} lines read, {} skipped as invalid): nothing to import",
-            batch.lines_read,
+            "{shown} holds no valid triple ({} lines skipped as invalid): nothing to import",
             batch.skipped.len()
         );
     }

@@ -13,7 +13,9 @@
 
 use super::{FetchError, Progress};
 use reqwest::StatusCode;
-use reqwest::header::{ACCEPT_ENCODING, CONTENT_RANGE, ETAG, HeaderMap, IF_RANGE, LAST_MODIFIED, RANGE};
+use reqwest::header::{
+    ACCEPT_ENCODING, CONTENT_RANGE, ETAG, HeaderMap, IF_RANGE, LAST_MODIFIED, RANGE,
+};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
@@ -61,7 +63,12 @@ impl Validator {
     /// A response's validator: its `ETag` when strong (`If-Range` takes no weak one), else its
     /// `Last-Modified`.
     fn of(headers: &HeaderMap) -> Option<Validator> {
-        let text = |name| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
+        let text = |name| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::trim)
+        };
         match text(ETAG) {
             Some(tag) if !tag.is_empty() && !tag.starts_with("W/") => {
                 Some(Validator::ETag(tag.to_owned()))
@@ -159,7 +166,16 @@ pub async fn download(
             continue;
         }
         let mut restarted = false;
-        let result = attempt(client, url, part, have, expected_size, progress, &mut restarted).await;
+        let result = attempt(
+            client,
+            url,
+            part,
+            have,
+            expected_size,
+            progress,
+            &mut restarted,
+        )
+        .await;
         if restarted {
             resumed_from = 0;
         }
@@ -167,7 +183,9 @@ pub async fn download(
             Ok(()) => return Ok(Downloaded { resumed_from }),
             Err(Failure::Final(e)) => return Err(e),
             Err(Failure::Again { error, progressed }) => {
-                failures = if progressed { 1 } else { failures + 1 };
+                // Bytes that cannot be resumed (no validator) are no progress: they go again.
+                let kept = progressed && (sum_known || Validator::load(part).is_some());
+                failures = if kept { 1 } else { failures + 1 };
                 if failures > retry.retries {
                     return Err(error);
                 }

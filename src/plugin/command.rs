@@ -45,6 +45,8 @@ fn kill_all(child: &mut tokio::process::Child) {
     if let Some(pid) = child
         .id()
         .and_then(|id| i32::try_from(id).ok())
+        // Never 1: `kill(-1)` would signal every process there is.
+        .filter(|&id| id > 1)
         .and_then(rustix::process::Pid::from_raw)
     {
         let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
@@ -96,10 +98,7 @@ impl CommandPlugin {
             tokio::spawn(async move {
                 let mut buf = Vec::new();
                 if let Some(e) = stderr {
-                    let _ = e
-                        .take(OUTPUT_LIMIT as u64 + 1)
-                        .read_to_end(&mut buf)
-                        .await;
+                    let _ = e.take(OUTPUT_LIMIT as u64 + 1).read_to_end(&mut buf).await;
                     if buf.len() > OUTPUT_LIMIT {
                         full.notify_one();
                     }
@@ -164,10 +163,11 @@ impl CommandPlugin {
         let answered: std::collections::HashSet<i64> =
             sub.verdicts.iter().map(|v| v.hypothesis).collect();
         let why = match end {
-            End::TimedOut | End::Exited(None) => format!(
+            End::TimedOut => format!(
                 "`{program}` timed out after {:?} and was killed",
                 self.timeout
             ),
+            End::Exited(None) => format!("`{program}` could not be waited for and was killed"),
             End::TooMuch(stream) => format!(
                 "`{program}` wrote more than {} MiB to {stream} and was killed",
                 OUTPUT_LIMIT >> 20

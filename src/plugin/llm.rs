@@ -33,9 +33,9 @@ pub struct Llm {
     client: reqwest::Client,
     /// `concurrency` permits, made at the first submission (the field is set after `new`).
     permits: OnceLock<Arc<Semaphore>>,
-    /// Reviews already given, by idempotency key: after an outage the engine resends the whole
-    /// batch, and what the model answered is neither asked nor paid for twice.
-    reviewed: Arc<Mutex<HashMap<String, Verdict>>>,
+    /// Reviews already given (or given up on), by idempotency key: after an outage the engine
+    /// resends the whole batch, and what the model answered is neither asked nor paid for twice.
+    reviewed: Arc<Mutex<HashMap<String, Result<Verdict, String>>>>,
 }
 
 /// Why a hypothesis got no review.
@@ -238,7 +238,10 @@ impl Llm {
             } else {
                 "request failed"
             };
-            PluginError::Retryable(format!("{kind}: POST {url}: {}", super::http::root_cause(&e)))
+            PluginError::Retryable(format!(
+                "{kind}: POST {url}: {}",
+                super::http::root_cause(&e)
+            ))
         })?;
         let status = resp.status();
         let text = resp
@@ -276,14 +279,18 @@ impl Llm {
             .lock()
             .ok()
             .and_then(|done| done.get(&h.key).cloned());
-        if let Some(v) = known {
-            return Ok(v);
+        if let Some(r) = known {
+            return r.map_err(Trouble::Unusable);
         }
-        let v = self.ask_until_usable(h).await?;
+        let r = match self.ask_until_usable(h).await {
+            Err(Trouble::Service(e)) => return Err(Trouble::Service(e)),
+            Ok(v) => Ok(v),
+            Err(Trouble::Unusable(why)) => Err(why),
+        };
         if let Ok(mut done) = self.reviewed.lock() {
-            done.insert(h.key.clone(), v.clone());
+            done.insert(h.key.clone(), r.clone());
         }
-        Ok(v)
+        r.map_err(Trouble::Unusable)
     }
 
     async fn ask_until_usable(&self, h: &Hypothesis) -> Result<Verdict, Trouble> {
@@ -401,7 +408,10 @@ mod tests {
     fn placeholders_inside_the_data_are_left_as_they_are() {
         let mut h = Hypothesis::bare(1, "{context}", "{tail}", "X1");
         h.head_name = "{score}".into();
-        let s = render("{head} {head_name} {relation} {tail} {unknown} {tail_name", &h);
+        let s = render(
+            "{head} {head_name} {relation} {tail} {unknown} {tail_name",
+            &h,
+        );
         assert_eq!(s, "{context} {score} {tail} X1 {unknown} {tail_name");
     }
 }

@@ -483,7 +483,10 @@ struct Remote {
 /// A raw HTTP server over `remote` that honours `Range` as real servers do: with `If-Range`,
 /// only while the validator still matches (else the whole file, 200). Returns its address and
 /// the request heads it saw.
-fn scripted(rt: &tokio::runtime::Runtime, remote: Arc<Mutex<Remote>>) -> (String, Arc<Mutex<Vec<String>>>) {
+fn scripted(
+    rt: &tokio::runtime::Runtime,
+    remote: Arc<Mutex<Remote>>,
+) -> (String, Arc<Mutex<Vec<String>>>) {
     let seen: Arc<Mutex<Vec<String>>> = Arc::default();
     let listener = rt
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
@@ -503,11 +506,14 @@ fn scripted(rt: &tokio::runtime::Runtime, remote: Arc<Mutex<Remote>>) -> (String
             let reply = {
                 let mut r = remote.lock().expect("lock");
                 let start = header("range").and_then(|v| {
-                    v.strip_prefix("bytes=")?.strip_suffix('-')?.parse::<usize>().ok()
+                    v.strip_prefix("bytes=")?
+                        .strip_suffix('-')?
+                        .parse::<usize>()
+                        .ok()
                 });
                 let same = header("if-range").is_none_or(|v| v == r.etag);
                 let len = r.body.len();
-                let mut out = if r.gone {
+                let out = if r.gone {
                     b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n".to_vec()
                 } else {
                     match start.filter(|&s| same && s < len) {
@@ -575,7 +581,10 @@ fn a_resume_against_a_changed_file_downloads_the_new_file_whole() {
     let got = std::fs::read(cache.root().join("drkg/2020/drkg.tar.gz")).expect("file");
     assert!(got == new, "the pinned file is the new version whole");
     assert_eq!(v["files"][0]["sha256"], sha(&new));
-    assert_eq!(cache.pins()["files"]["drkg/2020/drkg.tar.gz"]["sha256"], sha(&new));
+    assert_eq!(
+        cache.pins()["files"]["drkg/2020/drkg.tar.gz"]["sha256"],
+        sha(&new)
+    );
     assert_eq!(v["files"][0]["origin"]["resumed_from"], 0);
     let seen = seen.lock().expect("lock").clone();
     assert_eq!(seen.len(), 2, "{seen:#?}");
@@ -607,12 +616,21 @@ fn a_part_left_by_a_failed_run_is_resumed_while_the_file_is_unchanged() {
     let fail = cache.fail(&["drkg", "--mirror", &uri], &[]);
     assert!(fail.contains("404"), "{fail}");
     let part = cache.root().join("drkg/2020/drkg.tar.gz.part");
-    assert_eq!(std::fs::metadata(&part).expect("part kept").len(), body.len() as u64 / 2);
+    assert_eq!(
+        std::fs::metadata(&part).expect("part kept").len(),
+        body.len() as u64 / 2
+    );
     remote.lock().expect("lock").gone = false;
     let v = cache.json(&["drkg", "--mirror", &uri]);
     assert_eq!(v["files"][0]["origin"]["resumed_from"], body.len() / 2);
     assert_eq!(v["files"][0]["sha256"], sha(&body));
-    let last = seen.lock().expect("lock").last().cloned().unwrap_or_default().to_ascii_lowercase();
+    let last = seen
+        .lock()
+        .expect("lock")
+        .last()
+        .cloned()
+        .unwrap_or_default()
+        .to_ascii_lowercase();
     assert!(last.contains("if-range: \"v1\""), "{last}");
     assert!(!part.exists());
 }

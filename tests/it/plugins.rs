@@ -516,8 +516,8 @@ fn llm_outage_round(endpoint: &str) -> (Env, String) {
         )),
     );
     let out = env.run(&["run", w.to_str().expect("path"), "--wait", "0s"]);
-    let text = String::from_utf8_lossy(&out.stdout).into_owned()
-        + &String::from_utf8_lossy(&out.stderr);
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{text}");
     (env, text)
 }
@@ -527,7 +527,12 @@ fn llm_outage_round(endpoint: &str) -> (Env, String) {
 fn assert_paused(env: &Env, text: &str, reason: &str) {
     assert!(text.contains("retrying"), "the engine retried: {text}");
     assert!(text.contains("paused after repeated failures"), "{text}");
-    assert_eq!(count(env, "failed"), 4, "two batches of two: {:?}", statuses(env));
+    assert_eq!(
+        count(env, "failed"),
+        4,
+        "two batches of two: {:?}",
+        statuses(env)
+    );
     assert!(
         statuses(env)
             .iter()
@@ -620,4 +625,46 @@ fn llm_concurrency_bounds_requests_within_a_batch() {
     assert_eq!(count(&env, "confirmed"), 10, "{:?}", statuses(&env));
     let peak = peak.load(Ordering::SeqCst);
     assert!(peak <= 2, "{peak} requests were in flight at once");
+}
+
+/// Replies 200 with a good review, except the calls numbered in `fail` (from 0): 503.
+struct FailingCalls(Vec<usize>, std::sync::atomic::AtomicUsize);
+
+impl Respond for FailingCalls {
+    fn respond(&self, _: &Request) -> ResponseTemplate {
+        let i = self.1.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if self.0.contains(&i) {
+            return ResponseTemplate::new(503).set_body_string("overloaded");
+        }
+        ResponseTemplate::new(200).set_body_json(json!({
+            "choices": [{ "message": { "role": "assistant", "content": GOOD } }],
+        }))
+    }
+}
+
+/// A 503 mid-batch: the engine resends the batch after a backoff, and the hypothesis the
+/// model had already answered is not asked (nor paid for) again.
+#[test]
+fn an_llm_batch_resent_after_an_outage_asks_only_what_was_not_answered() {
+    let rt = runtime();
+    let server = rt.block_on(async {
+        let s = MockServer::start().await;
+        Mock::given(method("POST"))
+            .and(path("/v1/chat/completions"))
+            .respond_with(FailingCalls(vec![1], Default::default()))
+            .mount(&s)
+            .await;
+        s
+    });
+    let env = Env::new();
+    run_round(
+        &env,
+        &workflow(&format!(
+            "  - name: triage\n    plugin: llm\n    endpoint: {}/v1\n    model: m\n    retries: 1\n    batch: 2\n    concurrency: 1\n",
+            server.uri()
+        )),
+    );
+    assert_eq!(count(&env, "confirmed"), 10, "{:?}", statuses(&env));
+    let requests = rt.block_on(server.received_requests()).unwrap_or_default();
+    assert_eq!(requests.len(), 11, "ten reviews and the one that failed");
 }
