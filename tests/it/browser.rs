@@ -318,7 +318,10 @@ fn review_in_a_real_browser() {
         let client = reqwest::Client::new();
         let r = client
             .post(format!("{base}/review/{id}"))
-            .header("Cookie", format!("hg_token={alice}"))
+            .header(
+                "Cookie",
+                crate::support::session(&base, &alice).expect("signed in"),
+            )
             .form(&[("verdict", "confirmed")])
             .send()
             .await
