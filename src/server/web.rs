@@ -1,6 +1,7 @@
 //! The review web app and dashboard: server-rendered HTML (maud escapes every value), a
-//! little JavaScript for the keyboard, login by token in an HttpOnly SameSite=Strict cookie,
-//! a CSRF token in every form, role checks on every page.
+//! little JavaScript for the keyboard, sign-in by token into a session the server holds (its
+//! id in an HttpOnly SameSite=Strict cookie), a keyed CSRF token in every form (the sign-in
+//! form's included), role checks on every page.
 
 use super::AppState;
 use crate::plot::{Panel, Series};

@@ -71,7 +71,7 @@ fn no_user(name: &str) -> StoreError {
 }
 
 async fn event(
-    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    conn: &mut sqlx::AnyConnection,
     user: &str,
     event: &str,
     detail: Option<&str>,
@@ -85,19 +85,19 @@ async fn event(
     .bind(detail)
     .bind(actor)
     .bind(now())
-    .execute(&mut **tx)
+    .execute(&mut *conn)
     .await?;
     Ok(())
 }
 
 /// The id and role of `name`, in the transaction.
 async fn find(
-    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    conn: &mut sqlx::AnyConnection,
     name: &str,
 ) -> Result<(i64, Role)> {
     let row: Option<(i64, String)> = sqlx::query_as("SELECT id, role FROM users WHERE name = $1")
         .bind(name)
-        .fetch_optional(&mut **tx)
+        .fetch_optional(&mut *conn)
         .await?;
     let (id, role) = row.ok_or_else(|| no_user(name))?;
     let role = Role::parse(&role).ok_or_else(|| StoreError::Corrupt(format!("role `{role}`")))?;
@@ -409,7 +409,7 @@ impl Store {
 }
 
 async fn add_scope(
-    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    conn: &mut sqlx::AnyConnection,
     id: i64,
     name: &str,
     scope: &Scope,
@@ -422,15 +422,15 @@ async fn add_scope(
     .bind(id)
     .bind(&scope.workflow)
     .bind(scope.stage.as_deref().unwrap_or(""))
-    .execute(&mut **tx)
+    .execute(&mut *conn)
     .await?;
-    event(tx, name, "scoped", Some(&scope.to_string()), actor).await
+    event(conn, name, "scoped", Some(&scope.to_string()), actor).await
 }
 
-async fn end_sessions(tx: &mut sqlx::Transaction<'static, sqlx::Any>, user: i64) -> Result<()> {
+async fn end_sessions(conn: &mut sqlx::AnyConnection, user: i64) -> Result<()> {
     sqlx::query("DELETE FROM sessions WHERE user_id = $1")
         .bind(user)
-        .execute(&mut **tx)
+        .execute(&mut *conn)
         .await?;
     Ok(())
 }
