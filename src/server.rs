@@ -257,7 +257,8 @@ async fn results(
     let mut rejected: Vec<serde_json::Value> = Vec::new();
     for r in parsed.results {
         let Some(key) = r.key.as_deref() else {
-            rejected.push(serde_json::json!({ "key": r.key, "error": "an answer needs its `key`" }));
+            rejected
+                .push(serde_json::json!({ "key": r.key, "error": "an answer needs its `key`" }));
             continue;
         };
         let Some((round, hypothesis, stage)) = state.store.callback_item(key).await? else {

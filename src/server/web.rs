@@ -331,7 +331,10 @@ pub async fn login(
         &mut resp,
         &set_cookie(&state, COOKIE, &id, "/", crate::store::SESSION_SECONDS),
     );
-    add_cookie(&mut resp, &set_cookie(&state, LOGIN_COOKIE, "", "/login", 0));
+    add_cookie(
+        &mut resp,
+        &set_cookie(&state, LOGIN_COOKIE, "", "/login", 0),
+    );
     resp
 }
 

@@ -91,10 +91,7 @@ async fn event(
 }
 
 /// The id and role of `name`, in the transaction.
-async fn find(
-    conn: &mut sqlx::AnyConnection,
-    name: &str,
-) -> Result<(i64, Role)> {
+async fn find(conn: &mut sqlx::AnyConnection, name: &str) -> Result<(i64, Role)> {
     let row: Option<(i64, String)> = sqlx::query_as("SELECT id, role FROM users WHERE name = $1")
         .bind(name)
         .fetch_optional(&mut *conn)

@@ -192,7 +192,11 @@ impl Store {
 
     /// The user a bearer token belongs to, unless their account is disabled.
     pub async fn user_by_token(&self, token: &str) -> Result<Option<User>> {
-        Ok(self.token_owner(token).await?.filter(|(_, off)| !off).map(|(u, _)| u))
+        Ok(self
+            .token_owner(token)
+            .await?
+            .filter(|(_, off)| !off)
+            .map(|(u, _)| u))
     }
 
     /// The user a token belongs to, and whether their account is disabled. A revoked token
@@ -205,7 +209,10 @@ impl Store {
         .fetch_optional(&self.pool)
         .await?;
         match row {
-            Some(r) => Ok(Some((user_from(&r)?, r.try_get::<i64, _>("disabled")? != 0))),
+            Some(r) => Ok(Some((
+                user_from(&r)?,
+                r.try_get::<i64, _>("disabled")? != 0,
+            ))),
             None => Ok(None),
         }
     }

@@ -656,13 +656,29 @@ fn service_tokens_answer_only_what_they_serve(env: Env) {
     let add = |args: &[&str]| env.ok(args).trim().to_owned();
     let lab = add(&["user", "add", "lab", "--role", "service", "--workflow", "v"]);
     let other = add(&[
-        "user", "add", "other", "--role", "service", "--workflow", "u", "--stage", "elsewhere",
+        "user",
+        "add",
+        "other",
+        "--role",
+        "service",
+        "--workflow",
+        "u",
+        "--stage",
+        "elsewhere",
     ]);
     let bare = add(&["user", "add", "bare", "--role", "service"]);
     let carol = user(&env, "carol", "admin");
     assert!(
-        env.fail(&["user", "add", "rita", "--role", "reviewer", "--workflow", "v"])
-            .contains("not scoped"),
+        env.fail(&[
+            "user",
+            "add",
+            "rita",
+            "--role",
+            "reviewer",
+            "--workflow",
+            "v"
+        ])
+        .contains("not scoped"),
         "only services have scopes"
     );
     let server = Server::start(&env, &[]);
@@ -714,7 +730,12 @@ fn service_tokens_answer_only_what_they_serve(env: Env) {
         .collect();
     assert_eq!(workflows, vec!["v"], "{rounds}");
     let text = rounds.to_string();
-    assert!(!u_keys.iter().chain(&v_keys).any(|k| text.contains(k.as_str())));
+    assert!(
+        !u_keys
+            .iter()
+            .chain(&v_keys)
+            .any(|k| text.contains(k.as_str()))
+    );
 
     let url = format!("{}/api/v1/results", server.base);
     let answers = |ks: &[String], cost: f64| json!({ "results": ks.iter().map(|k| json!({ "key": k, "verdict": "confirmed", "cost": cost })).collect::<Vec<_>>() });
@@ -735,18 +756,28 @@ fn service_tokens_answer_only_what_they_serve(env: Env) {
     let (status, body) = post_json(&url, &bare, &answers(&v_keys[..1], 1.0));
     assert_eq!(status, 403, "{body}");
     assert!(
-        body["error"].as_str().is_some_and(|e| e.contains("user scope")),
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("user scope")),
         "{body}"
     );
     assert_eq!(verdicts(), 0);
     // The guessable form names nothing, even in the service's own workflow.
     let guessed = keys(&env, "v");
     let (status, body) = post_json(&url, &lab, &answers(&guessed, 1.0));
-    assert_eq!((status, body["accepted"].as_i64()), (200, Some(0)), "{body}");
+    assert_eq!(
+        (status, body["accepted"].as_i64()),
+        (200, Some(0)),
+        "{body}"
+    );
     assert_eq!(verdicts(), 0);
     // A negative cost is refused (it would hand budget back); a real one is kept.
     let (status, body) = post_json(&url, &lab, &answers(&v_keys[..2], -1e6));
-    assert_eq!((status, body["accepted"].as_i64()), (200, Some(0)), "{body}");
+    assert_eq!(
+        (status, body["accepted"].as_i64()),
+        (200, Some(0)),
+        "{body}"
+    );
     assert!(
         body["rejected"][0]["error"]
             .as_str()
@@ -754,13 +785,25 @@ fn service_tokens_answer_only_what_they_serve(env: Env) {
         "{body}"
     );
     let (status, body) = post_json(&url, &lab, &answers(&v_keys[..2], 2.5));
-    assert_eq!((status, body["accepted"].as_i64()), (200, Some(2)), "{body}");
+    assert_eq!(
+        (status, body["accepted"].as_i64()),
+        (200, Some(2)),
+        "{body}"
+    );
     // Admins are not scoped; once `other` serves `u` whole, it answers there.
     let (status, body) = post_json(&url, &carol, &answers(&u_keys[..1], 0.0));
-    assert_eq!((status, body["accepted"].as_i64()), (200, Some(1)), "{body}");
+    assert_eq!(
+        (status, body["accepted"].as_i64()),
+        (200, Some(1)),
+        "{body}"
+    );
     env.ok(&["user", "scope", "other", "--workflow", "u"]);
     let (status, body) = post_json(&url, &other, &answers(&u_keys[1..3], 0.0));
-    assert_eq!((status, body["accepted"].as_i64()), (200, Some(2)), "{body}");
+    assert_eq!(
+        (status, body["accepted"].as_i64()),
+        (200, Some(2)),
+        "{body}"
+    );
     assert_eq!(verdicts(), 5);
     assert_eq!(
         env.count("SELECT count(*) FROM verdicts WHERE cost < 0"),
@@ -812,11 +855,16 @@ fn tokens_can_be_revoked_rotated_and_disabled(env: Env) {
     let (status, body) = api(&fresh);
     assert_eq!(status, 401, "{body}");
     assert!(
-        body["error"].as_str().is_some_and(|e| e.contains("disabled")),
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("disabled")),
         "{body}"
     );
     assert!(!signed_in(base, &session));
-    assert!(sign_in(base, &fresh).is_none(), "a disabled user cannot sign in");
+    assert!(
+        sign_in(base, &fresh).is_none(),
+        "a disabled user cannot sign in"
+    );
     let (ok, _, err) = review(&env, &["--as", "alice"], Some(&fresh), "q\n");
     assert!(!ok && err.contains("disabled"), "{err}");
     env.ok(&["user", "enable", "alice"]);
@@ -834,7 +882,10 @@ fn tokens_can_be_revoked_rotated_and_disabled(env: Env) {
             .any(|l| l.starts_with("alice\treviewer\t") && l.contains("\trevoked")),
         "{list}"
     );
-    assert!(env.fail(&["user", "revoke", "nobody"]).contains("no user `nobody`"));
+    assert!(
+        env.fail(&["user", "revoke", "nobody"])
+            .contains("no user `nobody`")
+    );
 
     // Signing out ends the session on the server: the same cookie no longer works.
     let admin = sign_in(base, &carol).expect("carol signs in");
@@ -911,7 +962,8 @@ fn sign_in_needs_the_servers_form_and_cookies_follow_the_public_url(env: Env) {
             }
             let resp = req.send().await.expect("login");
             let sets = resp.headers().get_all("set-cookie").iter().any(|v| {
-                v.to_str().is_ok_and(|v| v.starts_with("hg_session=") && !v.starts_with("hg_session=;"))
+                v.to_str()
+                    .is_ok_and(|v| v.starts_with("hg_session=") && !v.starts_with("hg_session=;"))
             });
             (resp.status().as_u16(), sets)
         })
@@ -920,7 +972,10 @@ fn sign_in_needs_the_servers_form_and_cookies_follow_the_public_url(env: Env) {
     assert_eq!(post_login(None, &[("token", &alice)]), (403, false));
     let (cookie, csrf) = login_page(&base);
     let nonce = cookie.split(';').next().expect("pair").to_owned();
-    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
     assert!(!cookie.contains("Secure"), "plain http: {cookie}");
     assert_eq!(
         post_login(None, &[("token", &alice), ("csrf", &csrf)]),
@@ -941,7 +996,10 @@ fn sign_in_needs_the_servers_form_and_cookies_follow_the_public_url(env: Env) {
     );
     // The CSRF key is made once and kept in the database: a form rendered before a restart
     // is accepted after it, and it is not derived from the token alone.
-    assert_eq!(env.count("SELECT count(*) FROM server_secrets WHERE name = 'csrf'"), 1);
+    assert_eq!(
+        env.count("SELECT count(*) FROM server_secrets WHERE name = 'csrf'"),
+        1
+    );
     let session = crate::support::sign_in(&base, &alice).expect("signed in");
     let page = |base: &str| {
         rt.block_on(async {
@@ -959,7 +1017,9 @@ fn sign_in_needs_the_servers_form_and_cookies_follow_the_public_url(env: Env) {
     let csrf = crate::support::form_csrf(&page(&base));
     let old_derivation = {
         let key = blake3::hash(alice.as_bytes());
-        blake3::keyed_hash(key.as_bytes(), b"hypograph csrf v1").to_hex().to_string()
+        blake3::keyed_hash(key.as_bytes(), b"hypograph csrf v1")
+            .to_hex()
+            .to_string()
     };
     assert_ne!(csrf, old_derivation);
     drop(server);
