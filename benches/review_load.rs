@@ -78,6 +78,15 @@ async fn load(at: hypograph::store::Location) -> anyhow::Result<()> {
         stop,
     ));
     let client = reqwest::Client::new();
+    // The first reviewer's web session, as signing in makes it.
+    let reviewer = store
+        .user_by_token(&tokens[0])
+        .await?
+        .ok_or(anyhow::anyhow!("no reviewer"))?;
+    let session = format!(
+        "hg_session={}",
+        store.start_session(&reviewer, &tokens[0]).await?
+    );
 
     // The queue page: server time of a paged render with every waiting hypothesis in the table.
     let mut html_ms = Vec::new();
@@ -86,7 +95,7 @@ async fn load(at: hypograph::store::Location) -> anyhow::Result<()> {
         let t = Instant::now();
         let r = client
             .get(format!("{base}/queue?page={}", i % 3))
-            .header("Cookie", format!("hg_token={}", tokens[0]))
+            .header("Cookie", session.as_str())
             .send()
             .await?;
         anyhow::ensure!(r.status().is_success(), "queue page: {}", r.status());

@@ -53,16 +53,48 @@ fn start(db: &Path, args: &[&str]) -> anyhow::Result<(Child, String)> {
     }
 }
 
+/// Signs in through the sign-in form as a browser does; the session's `Cookie` header.
+async fn sign_in(base: &str, token: &str) -> anyhow::Result<String> {
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?;
+    let cookie = |r: &reqwest::Response, name: &str| {
+        r.headers()
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok()?.split(';').next())
+            .find(|v| v.starts_with(&format!("{name}=")))
+            .map(str::to_owned)
+    };
+    let page = client.get(format!("{base}/login")).send().await?;
+    let login = cookie(&page, "hg_login").ok_or(anyhow::anyhow!("no login cookie"))?;
+    let html = page.text().await?;
+    let csrf = html
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .ok_or(anyhow::anyhow!("no csrf field on the sign-in page"))?
+        .to_owned();
+    let resp = client
+        .post(format!("{base}/login"))
+        .header("Cookie", login)
+        .form(&[("token", token), ("csrf", csrf.as_str())])
+        .send()
+        .await?;
+    cookie(&resp, "hg_session").ok_or(anyhow::anyhow!("sign-in refused: {}", resp.status()))
+}
+
 /// Loads `/queue` for `seconds`, one request after another; returns latencies in ms.
 async fn time_queue(base: &str, token: &str, seconds: u64) -> anyhow::Result<Vec<f64>> {
     let client = reqwest::Client::new();
+    let session = sign_in(base, token).await?;
     let until = Instant::now() + Duration::from_secs(seconds);
     let mut ms = Vec::new();
     while Instant::now() < until {
         let t = Instant::now();
         let resp = client
             .get(format!("{base}/queue"))
-            .header("Cookie", format!("hg_token={token}"))
+            .header("Cookie", session.as_str())
             .send()
             .await?;
         let status = resp.status();

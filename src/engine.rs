@@ -974,6 +974,15 @@ async fn step_dispatch(store: &Store, l: &Loaded, round: &RoundInfo) -> Result<b
             }
         }
     }
+    // Callbacks answer by a random key per item, kept across resends: a service cannot
+    // name items it was not sent (`round:hypothesis:stage` would be guessable).
+    let callback_keys = match &plugin {
+        Plugin::Http(h) if h.callback_url.is_some() => {
+            let ids: Vec<i64> = items.iter().map(|h| h.id).collect();
+            store.callback_keys(i, &ids).await?
+        }
+        _ => std::collections::HashMap::new(),
+    };
     let batches: Vec<Vec<Hypothesis>> = items
         .chunks(stage.batch.max(1))
         .map(|chunk| {
@@ -981,7 +990,10 @@ async fn step_dispatch(store: &Store, l: &Loaded, round: &RoundInfo) -> Result<b
                 .iter()
                 .map(|h| Hypothesis {
                     id: h.id,
-                    key: idempotency_key(round.id, h.id, i),
+                    key: callback_keys
+                        .get(&h.id)
+                        .cloned()
+                        .unwrap_or_else(|| idempotency_key(round.id, h.id, i)),
                     head: h.head.clone(),
                     relation: h.relation.clone(),
                     tail: h.tail.clone(),

@@ -281,6 +281,12 @@ impl WireVerdict {
         if !(0.0..=1.0).contains(&confidence) {
             return Err(format!("confidence {confidence} is outside 0..=1"));
         }
+        // A negative cost would give back budget (`stop.budget`) that was never spent.
+        if let Some(cost) = self.cost
+            && !(cost.is_finite() && cost >= 0.0)
+        {
+            return Err(format!("cost {cost} is not a finite number >= 0"));
+        }
         Ok(Some(Verdict {
             hypothesis,
             verdict: v,

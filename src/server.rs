@@ -3,7 +3,7 @@
 //! role. All data goes through `store`.
 
 use crate::plugin::{Outcome, Verdict, WireVerdict, parse_key};
-use crate::store::{Action, QueueFilter, Review, Role, Store, StoreError, User};
+use crate::store::{Action, QueueFilter, Review, Role, Scope, Store, StoreError, User};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -29,6 +29,9 @@ pub struct ServeOptions {
     /// The data directory: where a model whose checkpoint this host lacks is materialised
     /// from the database (`cache/models/<id>`).
     pub data_dir: std::path::PathBuf,
+    /// Where people reach the server (`--public-url`): an `https://` one marks the sign-in
+    /// cookies `Secure`, as a TLS proxy in front of it serves them.
+    pub public_url: Option<String>,
 }
 
 #[derive(Clone)]
@@ -41,6 +44,10 @@ pub struct AppState {
     pub data_dir: std::path::PathBuf,
     /// The model `ask` answers with, loaded once per newer model.
     pub asker: std::sync::Arc<ask::AskCache>,
+    /// The key CSRF tokens are derived with (`server_secrets`, made on the first start).
+    pub csrf_key: [u8; 32],
+    /// Cookies carry `Secure` (the server is reached over HTTPS).
+    pub secure_cookies: bool,
 }
 
 /// The next fire time of every schedule in the workflows directory.
@@ -205,9 +212,34 @@ async fn callback_refusal(store: &Store, round: i64, stage: i64) -> ApiResult<Op
     })
 }
 
-/// Assay callbacks: verdicts by idempotency key. Unknown keys, stages that do not take
-/// callbacks and hypotheses not waiting at that stage are rejected key by key (and logged);
-/// the rest are kept; a repeated callback changes nothing.
+/// Why a key in the old `round:hypothesis:stage` form answers nothing: callback keys are now
+/// random per item. Said only about workflows the token may answer, so a service learns
+/// nothing of the others.
+async fn legacy_refusal(
+    store: &Store,
+    scopes: Option<&[Scope]>,
+    (round, stage): (i64, i64),
+) -> ApiResult<String> {
+    let unknown = || "unknown key: answer with the `key` the hypothesis was sent with".to_owned();
+    let workflow = match store.round(round).await {
+        Ok(r) => r.workflow,
+        Err(StoreError::UnknownRound(_)) => return Ok(unknown()),
+        Err(e) => return Err(e.into()),
+    };
+    if scopes.is_some_and(|s| !s.iter().any(|s| s.workflow == workflow)) {
+        return Ok(unknown());
+    }
+    Ok(callback_refusal(store, round, stage)
+        .await?
+        .unwrap_or_else(unknown))
+}
+
+/// Assay callbacks: verdicts by the callback key each item was sent with (random, so a
+/// service cannot name items it was not sent). A service answers only the workflows (and
+/// stages) it is scoped to: a key outside them refuses the whole request (403) and records
+/// nothing. Unknown keys, stages that do not take callbacks, bad confidences or costs and
+/// hypotheses not waiting at that stage are rejected key by key (and logged); the rest are
+/// kept; a repeated callback changes nothing.
 async fn results(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -216,30 +248,77 @@ async fn results(
     let user = authorize(&state, &headers, Action::PostResults).await?;
     let parsed: Results = serde_json::from_slice(&body)
         .map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("invalid results: {e}")))?;
+    let scopes = match user.role {
+        Role::Service => Some(state.store.user_scopes(user.id).await?),
+        _ => None,
+    };
     let mut groups: BTreeMap<(i64, i64), Vec<Verdict>> = BTreeMap::new();
+    let mut keys: BTreeMap<(i64, i64, i64), String> = BTreeMap::new();
     let mut rejected: Vec<serde_json::Value> = Vec::new();
     for r in parsed.results {
-        let Some((round, hypothesis, stage)) = r.key.as_deref().and_then(parse_key) else {
-            rejected.push(
-                serde_json::json!({ "key": r.key, "error": "not a key `round:hypothesis:stage`" }),
-            );
+        let Some(key) = r.key.as_deref() else {
+            rejected
+                .push(serde_json::json!({ "key": r.key, "error": "an answer needs its `key`" }));
+            continue;
+        };
+        let Some((round, hypothesis, stage)) = state.store.callback_item(key).await? else {
+            let why = match parse_key(key) {
+                Some((round, _, stage)) => {
+                    legacy_refusal(&state.store, scopes.as_deref(), (round, stage)).await?
+                }
+                None => "unknown key".to_owned(),
+            };
+            rejected.push(serde_json::json!({ "key": key, "error": why }));
             continue;
         };
         match r.verdict(hypothesis, 0.0) {
             Ok(Some(mut v)) => {
                 v.reviewer = Some(user.name.clone());
+                keys.insert((round, stage, hypothesis), key.to_owned());
                 groups.entry((round, stage)).or_default().push(v);
             }
-            Ok(None) => rejected.push(serde_json::json!({ "key": r.key, "error": "no verdict" })),
-            Err(why) => rejected.push(serde_json::json!({ "key": r.key, "error": why })),
+            Ok(None) => rejected.push(serde_json::json!({ "key": key, "error": "no verdict" })),
+            Err(why) => rejected.push(serde_json::json!({ "key": key, "error": why })),
         }
     }
+    if let Some(scopes) = &scopes {
+        for &(round, stage) in groups.keys() {
+            let workflow = state.store.round(round).await?.workflow;
+            let name = state
+                .store
+                .round_stage(round, stage)
+                .await?
+                .map(|m| m.name)
+                .unwrap_or_default();
+            if !scopes.iter().any(|s| s.covers(&workflow, &name)) {
+                let held: Vec<String> = scopes.iter().map(ToString::to_string).collect();
+                tracing::warn!(service = %user.name, %workflow, stage = %name, "callback outside the service's scope refused");
+                return Err(ApiError(
+                    StatusCode::FORBIDDEN,
+                    format!(
+                        "service `{}` does not serve stage `{name}` of workflow `{workflow}` (it serves: {}); nothing was recorded",
+                        user.name,
+                        if held.is_empty() {
+                            "nothing; see `hypograph user scope`".to_owned()
+                        } else {
+                            held.join(", ")
+                        }
+                    ),
+                ));
+            }
+        }
+    }
+    let key_of = |round: i64, stage: i64, h: i64| {
+        keys.get(&(round, stage, h))
+            .cloned()
+            .unwrap_or_else(|| crate::plugin::idempotency_key(round, h, stage))
+    };
     let (mut accepted, mut duplicates) = (0, 0);
     for ((round, stage), verdicts) in groups {
         if let Some(why) = callback_refusal(&state.store, round, stage).await? {
             for v in &verdicts {
                 rejected.push(serde_json::json!({
-                    "key": crate::plugin::idempotency_key(round, v.hypothesis, stage),
+                    "key": key_of(round, stage, v.hypothesis),
                     "error": why,
                 }));
             }
@@ -250,7 +329,7 @@ async fn results(
         duplicates += rec.duplicates;
         for h in rec.rejected {
             rejected.push(serde_json::json!({
-                "key": crate::plugin::idempotency_key(round, h, stage),
+                "key": key_of(round, stage, h),
                 "error": "no such hypothesis waiting at that stage",
             }));
         }
@@ -379,8 +458,13 @@ async fn rounds(
     State(state): State<AppState>,
     headers: HeaderMap,
 ) -> ApiResult<Json<serde_json::Value>> {
-    authorize(&state, &headers, Action::ReadRounds).await?;
-    let rounds = state.store.rounds(None, 100).await?;
+    let user = authorize(&state, &headers, Action::ReadRounds).await?;
+    let mut rounds = state.store.rounds(None, 100).await?;
+    // A service sees the rounds of the workflows it serves, no others.
+    if user.role == Role::Service {
+        let scopes = state.store.user_scopes(user.id).await?;
+        rounds.retain(|r| scopes.iter().any(|s| s.workflow == r.workflow));
+    }
     Ok(Json(serde_json::json!({ "rounds": rounds })))
 }
 
@@ -394,12 +478,22 @@ pub async fn serve(
     if let Err(e) = store.ensure_review_indexes().await {
         return Err(std::io::Error::other(e.to_string()));
     }
+    let csrf_key = store
+        .server_secret("csrf")
+        .await
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    let secure_cookies = options
+        .public_url
+        .as_deref()
+        .is_some_and(|u| u.trim().to_ascii_lowercase().starts_with("https://"));
     let app = router(AppState {
         store,
         workflows: options.workflows,
         metrics_public: options.metrics_public,
         data_dir: options.data_dir,
         asker: std::sync::Arc::default(),
+        csrf_key,
+        secure_cookies,
     });
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {

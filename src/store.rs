@@ -1,6 +1,7 @@
 //! The SQLite store: the only module that speaks SQL. Owns the connection pool, the embedded
 //! migrations, the versioned edge table and everything read from or written to it.
 
+mod access;
 mod features;
 mod hash;
 mod lookup;
@@ -16,6 +17,7 @@ mod sources;
 mod verify;
 mod write;
 
+pub use access::{Account, SESSION_SECONDS, Scope, UserEvent, random_token};
 pub use features::{Change, FeatureBlameRow, FeatureChange};
 pub use lookup::{EntityEdge, EntityHit};
 pub use models::{ModelInfo, NewModel, Storage, StoredFile};

@@ -24,6 +24,10 @@ pub struct DaemonArgs {
     /// needs an admin's bearer token.
     #[arg(long, requires = "bind")]
     metrics_public: bool,
+    /// With --bind: where people reach the server (e.g. behind a TLS proxy); an `https://` URL
+    /// marks the sign-in cookies `Secure`.
+    #[arg(long, requires = "bind", value_parser = super::review::public_url)]
+    public_url: Option<String>,
     /// How long a workflow's lease lasts without renewal (renewed every third of it): after a
     /// daemon dies mid-round, another takes the round over within about 1.5 times this.
     #[arg(long, default_value = "30s")]
@@ -144,6 +148,7 @@ pub async fn daemon(store: &Store, data_dir: &Path, args: DaemonArgs) -> anyhow:
                 workflows: Some(args.workflows.clone()),
                 metrics_public: args.metrics_public,
                 data_dir: data_dir.to_owned(),
+                public_url: args.public_url.clone(),
             };
             Some(tokio::spawn(crate::server::serve(
                 store.clone(),

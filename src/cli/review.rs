@@ -19,6 +19,25 @@ pub struct ServeArgs {
     /// admin's bearer token.
     #[arg(long)]
     pub metrics_public: bool,
+    /// Where people reach the server (e.g. behind a TLS proxy); an `https://` URL marks the
+    /// sign-in cookies `Secure`.
+    #[arg(long, value_parser = public_url)]
+    pub public_url: Option<String>,
+}
+
+/// `--public-url`: an absolute `http://` or `https://` URL.
+pub(super) fn public_url(s: &str) -> Result<String, String> {
+    let t = s.trim();
+    let lower = t.to_ascii_lowercase();
+    let rest = lower
+        .strip_prefix("https://")
+        .or_else(|| lower.strip_prefix("http://"));
+    match rest {
+        Some(host) if !host.is_empty() && !host.starts_with('/') => Ok(t.to_owned()),
+        _ => Err(format!(
+            "`{s}` is not an http:// or https:// URL with a host"
+        )),
+    }
 }
 
 /// A bearer token given on the command line or in `HYPOGRAPH_TOKEN`; `Debug` never shows it.
@@ -85,12 +104,52 @@ pub enum UserCommand {
         name: String,
         #[arg(long, value_enum)]
         role: RoleArg,
+        /// A service's workflow: the one whose callbacks it may answer (more with `user
+        /// scope`). A service without one answers nothing.
+        #[arg(long)]
+        workflow: Option<String>,
+        /// With --workflow: only this stage of it (by name); by default every stage that
+        /// takes callbacks.
+        #[arg(long, requires = "workflow")]
+        stage: Option<String>,
     },
-    /// Users and their roles.
+    /// Let a service answer the callbacks of another workflow (or one stage of it).
+    Scope {
+        name: String,
+        #[arg(long)]
+        workflow: String,
+        #[arg(long)]
+        stage: Option<String>,
+    },
+    /// Revoke a user's token: its API calls and web sessions fail at once (`rotate` issues a
+    /// new one).
+    Revoke { name: String },
+    /// Replace a user's token with a new one, printed once; the old one stops working at once.
+    Rotate { name: String },
+    /// Disable a user: their token is refused everywhere until `user enable`.
+    Disable { name: String },
+    /// Enable a disabled user again (with the token they had).
+    Enable { name: String },
+    /// Users, their roles, state and scopes.
     List {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// Who changed an account, for the audit page: the command line and the OS user running it.
+fn actor() -> String {
+    match std::env::var("USER").or_else(|_| std::env::var("USERNAME")) {
+        Ok(u) if !u.is_empty() => format!("cli ({u})"),
+        _ => "cli".to_owned(),
+    }
+}
+
+fn scope_of(workflow: String, stage: Option<String>) -> anyhow::Result<crate::store::Scope> {
+    if workflow.trim().is_empty() || stage.as_deref().is_some_and(|s| s.trim().is_empty()) {
+        bail!("--workflow and --stage need a name");
+    }
+    Ok(crate::store::Scope { workflow, stage })
 }
 
 #[derive(Debug, clap::Args)]
@@ -137,6 +196,7 @@ pub async fn serve(store: &Store, data_dir: &Path, args: ServeArgs) -> anyhow::R
         workflows: Some(args.workflows).filter(|p| p.is_dir()),
         metrics_public: args.metrics_public,
         data_dir: data_dir.to_owned(),
+        public_url: args.public_url,
     };
     crate::server::serve(store.clone(), options, listener, stop).await?;
     eprintln!("hypograph serve: stopped");
@@ -145,7 +205,12 @@ pub async fn serve(store: &Store, data_dir: &Path, args: ServeArgs) -> anyhow::R
 
 pub async fn user(store: &Store, cmd: UserCommand) -> anyhow::Result<ExitCode> {
     match cmd {
-        UserCommand::Add { name, role } => {
+        UserCommand::Add {
+            name,
+            role,
+            workflow,
+            stage,
+        } => {
             let role = match role {
                 RoleArg::Reviewer => Role::Reviewer,
                 RoleArg::Admin => Role::Admin,
@@ -159,20 +224,76 @@ pub async fn user(store: &Store, cmd: UserCommand) -> anyhow::Result<ExitCode> {
             if !valid {
                 bail!("`{name}` is not a user name (letters, digits, - _ . @; at most 64)");
             }
-            let token = store.add_user(&name, role).await?;
+            let scope = workflow.map(|w| scope_of(w, stage)).transpose()?;
+            if scope.is_some() && role != Role::Service {
+                bail!(
+                    "--workflow scopes a service's callbacks; a {} is not scoped",
+                    role.as_str()
+                );
+            }
+            let token = store
+                .create_user(&name, role, scope.as_ref(), &actor())
+                .await?;
             eprintln!(
                 "user `{name}` ({}) created; their token (shown once):",
                 role.as_str()
             );
+            if role == Role::Service && scope.is_none() {
+                eprintln!(
+                    "note: `{name}` serves no workflow yet and can answer no callback: `hypograph user scope {name} --workflow W`"
+                );
+            }
             out!("{token}");
         }
+        UserCommand::Scope {
+            name,
+            workflow,
+            stage,
+        } => {
+            let scope = scope_of(workflow, stage)?;
+            store.scope_user(&name, &scope, &actor()).await?;
+            eprintln!("`{name}` may now answer callbacks of {scope}");
+        }
+        UserCommand::Revoke { name } => {
+            store.revoke_user(&name, &actor()).await?;
+            eprintln!(
+                "`{name}`'s token is revoked and their sessions ended; `hypograph user rotate {name}` issues a new one"
+            );
+        }
+        UserCommand::Rotate { name } => {
+            let token = store.rotate_user(&name, &actor()).await?;
+            eprintln!("`{name}`'s new token (shown once; the old one no longer works):");
+            out!("{token}");
+        }
+        UserCommand::Disable { name } => {
+            store.set_disabled(&name, true, &actor()).await?;
+            eprintln!("`{name}` is disabled and their sessions ended");
+        }
+        UserCommand::Enable { name } => {
+            store.set_disabled(&name, false, &actor()).await?;
+            eprintln!("`{name}` is enabled again");
+        }
         UserCommand::List { json } => {
-            let users = store.users().await?;
+            let users = store.accounts().await?;
             if json {
                 out!("{}", serde_json::to_string_pretty(&users)?);
             } else {
                 for u in users {
-                    out!("{}\t{}\t{}", u.name, u.role.as_str(), u.created_at);
+                    let state = if u.disabled {
+                        "disabled"
+                    } else if u.revoked_at.is_some() {
+                        "revoked"
+                    } else {
+                        "active"
+                    };
+                    let scopes: Vec<String> = u.scopes.iter().map(ToString::to_string).collect();
+                    out!(
+                        "{}\t{}\t{}\t{state}\t{}",
+                        u.name,
+                        u.role.as_str(),
+                        u.created_at,
+                        scopes.join(",")
+                    );
                 }
             }
         }

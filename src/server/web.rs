@@ -1,6 +1,7 @@
 //! The review web app and dashboard: server-rendered HTML (maud escapes every value), a
-//! little JavaScript for the keyboard, login by token in an HttpOnly SameSite=Strict cookie,
-//! a CSRF token in every form, role checks on every page.
+//! little JavaScript for the keyboard, sign-in by token into a session the server holds (its
+//! id in an HttpOnly SameSite=Strict cookie), a keyed CSRF token in every form (the sign-in
+//! form's included), role checks on every page.
 
 use super::AppState;
 use crate::plot::{Panel, Series};
@@ -13,33 +14,63 @@ use maud::{DOCTYPE, Markup, PreEscaped, html};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
-const COOKIE: &str = "hg_token";
+/// The sign-in cookie: a random session id the server holds (`sessions`), never the token.
+const COOKIE: &str = "hg_session";
+/// The sign-in form's cookie: a random value the form's CSRF token is derived from, so a form
+/// posted from another site (which cannot read or send it) signs nobody in.
+const LOGIN_COOKIE: &str = "hg_login";
 
 /// The signed-in user and their CSRF token.
 pub struct Session {
     pub user: User,
+    /// The session id (the cookie's value).
+    id: String,
     pub csrf: String,
+    /// `csrf` as a hash: compared in constant time.
+    csrf_mac: blake3::Hash,
 }
 
-/// The CSRF token of a login token: a keyed hash, so the server keeps no session state and
-/// another user's pages never carry a token that works for this one.
-pub fn csrf_for(token: &str) -> String {
-    let key = blake3::hash(token.as_bytes());
-    blake3::keyed_hash(key.as_bytes(), b"hypograph csrf v1")
-        .to_hex()
-        .to_string()
+/// A keyed hash (BLAKE3's keyed mode, a MAC) of `value` for `purpose`, with the server's
+/// secret key (`server_secrets`): nobody without the key can derive it from the cookie.
+fn mac(key: &[u8; 32], purpose: &str, value: &str) -> blake3::Hash {
+    let mut h = blake3::Hasher::new_keyed(key);
+    h.update(purpose.as_bytes());
+    h.update(&[0]);
+    h.update(value.as_bytes());
+    h.finalize()
 }
 
-fn cookie_token(headers: &HeaderMap) -> Option<String> {
+/// Whether `given` is the MAC of `value` for `purpose`: `blake3::Hash` compares in constant
+/// time.
+fn mac_matches(key: &[u8; 32], purpose: &str, value: &str, given: Option<&str>) -> bool {
+    given
+        .and_then(|g| blake3::Hash::from_hex(g.trim()).ok())
+        .is_some_and(|g| g == mac(key, purpose, value))
+}
+
+fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == COOKIE)
+        .find(|(k, _)| *k == name)
         .map(|(_, v)| v.to_owned())
         .filter(|v| !v.is_empty())
+}
+
+/// A `Set-Cookie` value: HttpOnly, SameSite=Strict, and Secure when the server is reached
+/// over HTTPS (`--public-url https://...`).
+fn set_cookie(state: &AppState, name: &str, value: &str, path: &str, max_age: i64) -> String {
+    let secure = if state.secure_cookies { "; Secure" } else { "" };
+    format!("{name}={value}; HttpOnly; SameSite=Strict; Path={path}; Max-Age={max_age}{secure}")
+}
+
+fn add_cookie(resp: &mut Response, cookie: &str) {
+    if let Ok(v) = HeaderValue::from_str(cookie) {
+        resp.headers_mut().append(header::SET_COOKIE, v);
+    }
 }
 
 /// Why a page cannot be shown.
@@ -91,10 +122,10 @@ pub(super) async fn session(
     headers: &HeaderMap,
     roles: &[Role],
 ) -> Result<Session, Denied> {
-    let token = cookie_token(headers).ok_or(Denied::Login)?;
+    let id = cookie_value(headers, COOKIE).ok_or(Denied::Login)?;
     let user = state
         .store
-        .user_by_token(&token)
+        .session_user(&id)
         .await
         .map_err(|e| Denied::Error(e.to_string()))?
         .ok_or(Denied::Login)?;
@@ -104,15 +135,18 @@ pub(super) async fn session(
             user.role.as_str()
         )));
     }
+    let csrf_mac = mac(&state.csrf_key, "csrf", &id);
     Ok(Session {
-        csrf: csrf_for(&token),
+        csrf: csrf_mac.to_hex().to_string(),
+        csrf_mac,
+        id,
         user,
     })
 }
 
 pub(super) fn check_csrf(s: &Session, given: Option<&str>) -> Result<(), Denied> {
-    match given {
-        Some(g) if g == s.csrf => Ok(()),
+    match given.and_then(|g| blake3::Hash::from_hex(g.trim()).ok()) {
+        Some(g) if g == s.csrf_mac => Ok(()),
         _ => Err(Denied::Forbidden(
             "the form's CSRF token is missing or wrong: reload the page and try again".into(),
         )),
@@ -214,53 +248,93 @@ pub(super) fn page(title: &str, s: Option<&Session>, body: Markup) -> Markup {
     }
 }
 
-pub async fn login_page() -> Markup {
-    page(
+/// The sign-in form, with a fresh login cookie and the CSRF token derived from it.
+pub async fn login_page(State(state): State<AppState>) -> Response {
+    let nonce = crate::store::random_token();
+    let csrf = mac(&state.csrf_key, "login", &nonce).to_hex().to_string();
+    let mut resp = page(
         "Sign in",
         None,
         html! {
             h1 { "Sign in" }
             form method="post" action="/login" {
+                input type="hidden" name="csrf" value=(csrf);
                 label { "Token " input type="password" name="token" autocomplete="off" autofocus; }
                 " " button type="submit" { "Sign in" }
             }
             p.cat { "Tokens come from " code { "hypograph user add NAME --role reviewer" } "." }
         },
     )
+    .into_response();
+    add_cookie(
+        &mut resp,
+        &set_cookie(&state, LOGIN_COOKIE, &nonce, "/login", 3600),
+    );
+    resp
 }
 
 #[derive(Deserialize)]
 pub struct LoginForm {
     token: String,
+    csrf: Option<String>,
 }
 
-pub async fn login(State(state): State<AppState>, Form(f): Form<LoginForm>) -> Response {
+fn sign_in_refused(status: StatusCode, why: &str) -> Response {
+    (
+        status,
+        page(
+            "Sign in",
+            None,
+            html! { h1 { "Sign in" } p.error { (why) } a href="/login" { "Try again" } },
+        ),
+    )
+        .into_response()
+}
+
+/// Signs in: only a form from this server's sign-in page (its login cookie and the CSRF
+/// token derived from it), so another site cannot sign a visitor into its own account.
+pub async fn login(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Form(f): Form<LoginForm>,
+) -> Response {
+    let from_our_form = cookie_value(&headers, LOGIN_COOKIE)
+        .is_some_and(|nonce| mac_matches(&state.csrf_key, "login", &nonce, f.csrf.as_deref()));
+    if !from_our_form {
+        return sign_in_refused(
+            StatusCode::FORBIDDEN,
+            "The sign-in form expired or did not come from this server: open the sign-in page again.",
+        );
+    }
     let token = f.token.trim();
     let user = match state.store.user_by_token(token).await {
         Ok(Some(u)) if u.role != Role::Service => u,
         Ok(_) => {
-            return (
+            return sign_in_refused(
                 StatusCode::UNAUTHORIZED,
-                page(
-                    "Sign in",
-                    None,
-                    html! { h1 { "Sign in" } p.error { "That token does not open the web app." } a href="/login" { "Try again" } },
-                ),
-            )
-                .into_response();
+                "That token does not open the web app.",
+            );
         }
         Err(e) => return Denied::Error(e.to_string()).into_response(),
     };
-    let cookie = format!("{COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age=2592000");
+    let id = match state.store.start_session(&user, token).await {
+        Ok(id) => id,
+        Err(e) => return Denied::Error(e.to_string()).into_response(),
+    };
     let mut resp = Redirect::to(if user.role == Role::Admin {
         "/dashboard"
     } else {
         "/queue"
     })
     .into_response();
-    if let Ok(v) = HeaderValue::from_str(&cookie) {
-        resp.headers_mut().insert(header::SET_COOKIE, v);
-    }
+    add_cookie(
+        &mut resp,
+        &set_cookie(&state, COOKIE, &id, "/", crate::store::SESSION_SECONDS),
+    );
+    add_cookie(
+        &mut resp,
+        &set_cookie(&state, LOGIN_COOKIE, "", "/login", 0),
+    );
     resp
 }
 
@@ -269,6 +343,7 @@ pub struct CsrfForm {
     csrf: Option<String>,
 }
 
+/// Signs out: the session ends on the server, not only in this browser.
 pub async fn logout(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -281,11 +356,11 @@ pub async fn logout(
     if let Err(d) = check_csrf(&s, f.csrf.as_deref()) {
         return d.into_response();
     }
+    if let Err(e) = state.store.end_session(&s.id).await {
+        return Denied::Error(e.to_string()).into_response();
+    }
     let mut resp = Redirect::to("/login").into_response();
-    resp.headers_mut().insert(
-        header::SET_COOKIE,
-        HeaderValue::from_static("hg_token=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0"),
-    );
+    add_cookie(&mut resp, &set_cookie(&state, COOKIE, "", "/", 0));
     resp
 }
 
@@ -773,6 +848,11 @@ pub async fn audit(State(state): State<AppState>, headers: HeaderMap) -> Result<
         .audit(500)
         .await
         .map_err(|e| Denied::Error(e.to_string()))?;
+    let accounts = state
+        .store
+        .user_events(500)
+        .await
+        .map_err(|e| Denied::Error(e.to_string()))?;
     let cell = |v: &serde_json::Value| match v {
         serde_json::Value::String(s) => s.clone(),
         serde_json::Value::Null => String::new(),
@@ -792,6 +872,13 @@ pub async fn audit(State(state): State<AppState>, headers: HeaderMap) -> Result<
             tr { th{"id"} th{"verdict"} th{"reason"} th{"by"} th{"version"} th{"outcome"} th{"when"} }
             @for r in &retractions {
                 tr { @for k in ["id","verdict","reason","by","version","outcome","at"] { td { (cell(&r[k])) } } }
+            }
+        }
+        h2 { "Accounts" }
+        table {
+            tr { th{"id"} th{"user"} th{"event"} th{"detail"} th{"by"} th{"when"} }
+            @for e in &accounts {
+                tr { td { (e.id) } td { (e.user) } td { (e.event) } td { (e.detail.clone().unwrap_or_default()) } td { (e.actor) } td { (e.at) } }
             }
         }
     };

@@ -153,14 +153,6 @@ pub struct QueueFilter {
     pub offset: i64,
 }
 
-/// A token: 32 random bytes, hex.
-fn new_token() -> String {
-    use rand::RngCore;
-    let mut bytes = [0u8; 32];
-    rand::rng().fill_bytes(&mut bytes);
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 pub fn token_hash(token: &str) -> String {
     blake3::hash(token.as_bytes()).to_hex().to_string()
 }
@@ -188,24 +180,7 @@ pub fn decide(verdicts: &[(Outcome, bool)], escalate: bool) -> Option<Outcome> {
 impl Store {
     /// Creates a user and returns their token (shown once; only its hash is stored).
     pub async fn add_user(&self, name: &str, role: Role) -> Result<String> {
-        let token = new_token();
-        let done = sqlx::query(
-            "INSERT INTO users (name, role, token_hash, created_at) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (name) DO NOTHING",
-        )
-        .bind(name)
-        .bind(role.as_str())
-        .bind(token_hash(&token))
-        .bind(now())
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
-        if done == 0 {
-            return Err(StoreError::Conflict(format!(
-                "user `{name}` already exists"
-            )));
-        }
-        Ok(token)
+        self.create_user(name, role, None, "cli").await
     }
 
     pub async fn users(&self) -> Result<Vec<User>> {
@@ -215,23 +190,47 @@ impl Store {
         rows.iter().map(user_from).collect()
     }
 
-    /// The user a bearer token belongs to.
+    /// The user a bearer token belongs to, unless their account is disabled.
     pub async fn user_by_token(&self, token: &str) -> Result<Option<User>> {
-        let row = sqlx::query("SELECT id, name, role, created_at FROM users WHERE token_hash = $1")
-            .bind(token_hash(token))
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(user_from).transpose()
+        Ok(self
+            .token_owner(token)
+            .await?
+            .filter(|(_, off)| !off)
+            .map(|(u, _)| u))
+    }
+
+    /// The user a token belongs to, and whether their account is disabled. A revoked token
+    /// belongs to nobody: its stored hash was replaced.
+    async fn token_owner(&self, token: &str) -> Result<Option<(User, bool)>> {
+        let row = sqlx::query(
+            "SELECT id, name, role, created_at, disabled FROM users WHERE token_hash = $1",
+        )
+        .bind(token_hash(token))
+        .fetch_optional(&self.pool)
+        .await?;
+        match row {
+            Some(r) => Ok(Some((
+                user_from(&r)?,
+                r.try_get::<i64, _>("disabled")? != 0,
+            ))),
+            None => Ok(None),
+        }
     }
 
     /// The user a token belongs to, if their role may do `action`: the one check behind every
-    /// API route and every command that acts as a user. An unknown token is `Unauthorized`, a
-    /// role that may not act is `Forbidden`.
+    /// API route and every command that acts as a user. An unknown (or revoked) token and a
+    /// disabled account are `Unauthorized`, a role that may not act is `Forbidden`.
     pub async fn authorize(&self, token: &str, action: Action) -> Result<User> {
-        let user = self
-            .user_by_token(token)
+        let (user, disabled) = self
+            .token_owner(token)
             .await?
             .ok_or_else(|| StoreError::Unauthorized("unknown token".into()))?;
+        if disabled {
+            return Err(StoreError::Unauthorized(format!(
+                "the account `{}` is disabled",
+                user.name
+            )));
+        }
         if !action.roles().contains(&user.role) {
             return Err(StoreError::Forbidden(format!(
                 "a {} token cannot {}",
@@ -988,7 +987,7 @@ pub struct Retracted {
     pub outcome: String,
 }
 
-fn user_from(row: &sqlx::any::AnyRow) -> Result<User> {
+pub(super) fn user_from(row: &sqlx::any::AnyRow) -> Result<User> {
     let role: String = row.try_get("role")?;
     Ok(User {
         id: row.try_get("id")?,

@@ -16,11 +16,21 @@ use std::time::{Duration, Instant};
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-/// The `round:hypothesis:stage` keys of a workflow's waiting hypotheses.
+/// The `round:hypothesis:stage` keys of a workflow's waiting hypotheses: what callback keys
+/// were before they were random.
 fn keys(env: &Env, workflow: &str) -> Vec<String> {
     env.strings(&format!(
         "SELECT h.round_id || ':' || h.id || ':' || h.stage FROM hypotheses h \
          JOIN rounds r ON r.id = h.round_id WHERE r.workflow = '{workflow}' ORDER BY h.id"
+    ))
+}
+
+/// The callback keys a workflow's waiting items were sent with.
+fn callback_keys(env: &Env, workflow: &str) -> Vec<String> {
+    env.strings(&format!(
+        "SELECT s.callback_key FROM stage_items s JOIN hypotheses h ON h.id = s.hypothesis_id \
+         JOIN rounds r ON r.id = h.round_id WHERE r.workflow = '{workflow}' \
+         AND s.callback_key IS NOT NULL ORDER BY h.id"
     ))
 }
 
@@ -34,7 +44,11 @@ fn callbacks_answer_only_stages_that_take_them(env: Env) {
             .await;
         s
     });
-    let svc = user(&env, "lab", "service");
+    let svc = env
+        .ok(&["user", "add", "lab", "--role", "service", "--workflow", "v"])
+        .trim()
+        .to_owned();
+    env.ok(&["user", "scope", "lab", "--workflow", "w"]);
     let admin = user(&env, "carol", "admin");
     let server = Server::start(&env, &[]);
     // Workflow `w` waits for people (a quorum of two); workflow `v` for an assay's callbacks.
@@ -53,7 +67,7 @@ fn callbacks_answer_only_stages_that_take_them(env: Env) {
     );
     run(&env, &human);
     run(&env, &http);
-    let (people, assayed) = (keys(&env, "w"), keys(&env, "v"));
+    let (people, assayed) = (keys(&env, "w"), callback_keys(&env, "v"));
     assert_eq!((people.len(), assayed.len()), (10, 10));
     let url = format!("{}/api/v1/results", server.base);
     let results = |ks: &[String]| json!({ "results": ks.iter().map(|k| json!({ "key": k, "verdict": "confirmed" })).collect::<Vec<_>>() });
@@ -625,4 +639,425 @@ on_both!(
 on_both!(
     callbacks_answer_only_stages_that_take_them,
     callbacks_answer_only_stages_that_take_them
+);
+
+/// A service answers only the workflows (and stages) it is scoped to, by keys it cannot guess,
+/// and never with a negative cost.
+fn service_tokens_answer_only_what_they_serve(env: Env) {
+    let rt = runtime();
+    let assay = rt.block_on(async {
+        let s = MockServer::start().await;
+        Mock::given(method("POST"))
+            .respond_with(ResponseTemplate::new(202).set_body_json(json!({ "results": [] })))
+            .mount(&s)
+            .await;
+        s
+    });
+    let add = |args: &[&str]| env.ok(args).trim().to_owned();
+    let lab = add(&["user", "add", "lab", "--role", "service", "--workflow", "v"]);
+    let other = add(&[
+        "user",
+        "add",
+        "other",
+        "--role",
+        "service",
+        "--workflow",
+        "u",
+        "--stage",
+        "elsewhere",
+    ]);
+    let bare = add(&["user", "add", "bare", "--role", "service"]);
+    let carol = user(&env, "carol", "admin");
+    assert!(
+        env.fail(&[
+            "user",
+            "add",
+            "rita",
+            "--role",
+            "reviewer",
+            "--workflow",
+            "v"
+        ])
+        .contains("not scoped"),
+        "only services have scopes"
+    );
+    let server = Server::start(&env, &[]);
+    let stage = format!(
+        "  - name: assay\n    plugin: http\n    url: {}/assay\n    callback_url: {}\n    timeout: 1h\n",
+        assay.uri(),
+        server.base
+    );
+    for name in ["v", "u"] {
+        let f = env.write(
+            &format!("{name}.yaml"),
+            workflow(&stage).replacen("name: w\n", &format!("name: {name}\n"), 1),
+        );
+        run(&env, &f);
+    }
+    let (v_keys, u_keys) = (callback_keys(&env, "v"), callback_keys(&env, "u"));
+    assert_eq!((v_keys.len(), u_keys.len()), (10, 10));
+    // Keys are random (64 hex digits), the ones the service was sent, and not the guessable
+    // `round:hypothesis:stage`.
+    let sent: Vec<String> = rt
+        .block_on(assay.received_requests())
+        .unwrap_or_default()
+        .iter()
+        .flat_map(|r| {
+            let body: serde_json::Value = serde_json::from_slice(&r.body).expect("json");
+            body["hypotheses"]
+                .as_array()
+                .expect("hypotheses")
+                .iter()
+                .map(|h| h["key"].as_str().expect("key").to_owned())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    for k in v_keys.iter().chain(&u_keys) {
+        assert!(
+            k.len() == 64 && k.bytes().all(|b| b.is_ascii_hexdigit()),
+            "{k}"
+        );
+        assert!(sent.contains(k), "{k} was sent");
+    }
+    // What a service can read does not give keys away, and shows only its workflows.
+    let (status, rounds) = get_json(&format!("{}/api/v1/rounds", server.base), &lab);
+    assert_eq!(status, 200, "{rounds}");
+    let workflows: Vec<&str> = rounds["rounds"]
+        .as_array()
+        .expect("rounds")
+        .iter()
+        .filter_map(|r| r["workflow"].as_str())
+        .collect();
+    assert_eq!(workflows, vec!["v"], "{rounds}");
+    let text = rounds.to_string();
+    assert!(
+        !u_keys
+            .iter()
+            .chain(&v_keys)
+            .any(|k| text.contains(k.as_str()))
+    );
+
+    let url = format!("{}/api/v1/results", server.base);
+    let answers = |ks: &[String], cost: f64| json!({ "results": ks.iter().map(|k| json!({ "key": k, "verdict": "confirmed", "cost": cost })).collect::<Vec<_>>() });
+    let verdicts = || env.count("SELECT count(*) FROM verdicts");
+    // Another workflow's item, even one key among its own: 403, nothing recorded.
+    let mixed: Vec<String> = vec![v_keys[0].clone(), u_keys[0].clone()];
+    let (status, body) = post_json(&url, &lab, &answers(&mixed, 1.0));
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("workflow `u`") && e.contains("serves: v")),
+        "{body}"
+    );
+    // Scoped to another stage of `u`, or to nothing: refused too.
+    let (status, body) = post_json(&url, &other, &answers(&u_keys[..1], 1.0));
+    assert_eq!(status, 403, "{body}");
+    let (status, body) = post_json(&url, &bare, &answers(&v_keys[..1], 1.0));
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("user scope")),
+        "{body}"
+    );
+    assert_eq!(verdicts(), 0);
+    // The guessable form names nothing, even in the service's own workflow.
+    let guessed = keys(&env, "v");
+    let (status, body) = post_json(&url, &lab, &answers(&guessed, 1.0));
+    assert_eq!(
+        (status, body["accepted"].as_i64()),
+        (200, Some(0)),
+        "{body}"
+    );
+    assert_eq!(verdicts(), 0);
+    // A negative cost is refused (it would hand budget back); a real one is kept.
+    let (status, body) = post_json(&url, &lab, &answers(&v_keys[..2], -1e6));
+    assert_eq!(
+        (status, body["accepted"].as_i64()),
+        (200, Some(0)),
+        "{body}"
+    );
+    assert!(
+        body["rejected"][0]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("cost -1000000")),
+        "{body}"
+    );
+    let (status, body) = post_json(&url, &lab, &answers(&v_keys[..2], 2.5));
+    assert_eq!(
+        (status, body["accepted"].as_i64()),
+        (200, Some(2)),
+        "{body}"
+    );
+    // Admins are not scoped; once `other` serves `u` whole, it answers there.
+    let (status, body) = post_json(&url, &carol, &answers(&u_keys[..1], 0.0));
+    assert_eq!(
+        (status, body["accepted"].as_i64()),
+        (200, Some(1)),
+        "{body}"
+    );
+    env.ok(&["user", "scope", "other", "--workflow", "u"]);
+    let (status, body) = post_json(&url, &other, &answers(&u_keys[1..3], 0.0));
+    assert_eq!(
+        (status, body["accepted"].as_i64()),
+        (200, Some(2)),
+        "{body}"
+    );
+    assert_eq!(verdicts(), 5);
+    assert_eq!(
+        env.count("SELECT count(*) FROM verdicts WHERE cost < 0"),
+        0,
+        "no negative cost stored"
+    );
+}
+
+/// Whether `cookie` still opens the review queue (else: the sign-in page).
+fn signed_in(base: &str, cookie: &str) -> bool {
+    let (status, html) = runtime().block_on(async {
+        let resp = reqwest::Client::new()
+            .get(format!("{base}/queue"))
+            .header("Cookie", cookie)
+            .send()
+            .await
+            .expect("queue");
+        (resp.status().as_u16(), resp.text().await.expect("html"))
+    });
+    assert_eq!(status, 200, "{html}");
+    !html.contains("name=\"token\"")
+}
+
+/// Revoking, rotating and disabling a token take effect at once, for the API, the command
+/// line and signed-in browsers; signing out ends the session on the server; each change is
+/// on the audit page.
+fn tokens_can_be_revoked_rotated_and_disabled(env: Env) {
+    use crate::support::sign_in;
+    let alice = user(&env, "alice", "reviewer");
+    let carol = user(&env, "carol", "admin");
+    let server = Server::start(&env, &[]);
+    let base = server.base.as_str();
+    let api = |token: &str| get_json(&format!("{base}/api/v1/queue"), token);
+    let session = sign_in(base, &alice).expect("alice signs in");
+    assert!(signed_in(base, &session));
+    assert_eq!(api(&alice).0, 200);
+
+    // Rotate: the old token and its session stop working; the new one works.
+    let fresh = env.ok(&["user", "rotate", "alice"]).trim().to_owned();
+    assert_eq!(fresh.len(), 64, "{fresh}");
+    assert_eq!(api(&alice).0, 401, "the old token");
+    assert!(!signed_in(base, &session), "the old token's session");
+    assert!(sign_in(base, &alice).is_none());
+    assert_eq!(api(&fresh).0, 200, "the new token");
+
+    // Disable: refused everywhere, sessions end; enable brings the same token back.
+    let session = sign_in(base, &fresh).expect("signs in with the new token");
+    env.ok(&["user", "disable", "alice"]);
+    let (status, body) = api(&fresh);
+    assert_eq!(status, 401, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("disabled")),
+        "{body}"
+    );
+    assert!(!signed_in(base, &session));
+    assert!(
+        sign_in(base, &fresh).is_none(),
+        "a disabled user cannot sign in"
+    );
+    let (ok, _, err) = review(&env, &["--as", "alice"], Some(&fresh), "q\n");
+    assert!(!ok && err.contains("disabled"), "{err}");
+    env.ok(&["user", "enable", "alice"]);
+    assert_eq!(api(&fresh).0, 200);
+
+    // Revoke: the token is dead; nothing signs in with it.
+    let session = sign_in(base, &fresh).expect("signs in again");
+    env.ok(&["user", "revoke", "alice"]);
+    assert_eq!(api(&fresh).0, 401);
+    assert!(!signed_in(base, &session));
+    assert!(sign_in(base, &fresh).is_none());
+    let list = env.ok(&["user", "list"]);
+    assert!(
+        list.lines()
+            .any(|l| l.starts_with("alice\treviewer\t") && l.contains("\trevoked")),
+        "{list}"
+    );
+    assert!(
+        env.fail(&["user", "revoke", "nobody"])
+            .contains("no user `nobody`")
+    );
+
+    // Signing out ends the session on the server: the same cookie no longer works.
+    let admin = sign_in(base, &carol).expect("carol signs in");
+    let html = runtime().block_on(async {
+        reqwest::Client::new()
+            .get(format!("{base}/audit"))
+            .header("Cookie", admin.as_str())
+            .send()
+            .await
+            .expect("audit")
+            .text()
+            .await
+            .expect("html")
+    });
+    for event in ["rotated", "disabled", "enabled", "revoked"] {
+        assert!(
+            html.contains(&format!("<td>alice</td><td>{event}</td>")),
+            "{event}: {html}"
+        );
+    }
+    let csrf = crate::support::form_csrf(&html);
+    let status = runtime().block_on(async {
+        reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("client")
+            .post(format!("{base}/logout"))
+            .header("Cookie", admin.as_str())
+            .form(&[("csrf", csrf.as_str())])
+            .send()
+            .await
+            .expect("logout")
+            .status()
+            .as_u16()
+    });
+    assert_eq!(status, 303);
+    assert!(!signed_in(base, &admin), "the session ended on the server");
+}
+
+/// Sign-in only from the server's own form (login CSRF); CSRF tokens keyed by a secret the
+/// database keeps; `Secure` cookies behind an https public URL.
+fn sign_in_needs_the_servers_form_and_cookies_follow_the_public_url(env: Env) {
+    let alice = user(&env, "alice", "reviewer");
+    let server = Server::start(&env, &[]);
+    let base = server.base.clone();
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let rt = runtime();
+    let login_page = |base: &str| {
+        rt.block_on(async {
+            let resp = client
+                .get(format!("{base}/login"))
+                .send()
+                .await
+                .expect("login page");
+            let cookie = resp
+                .headers()
+                .get_all("set-cookie")
+                .iter()
+                .map(|v| v.to_str().expect("text").to_owned())
+                .find(|v| v.starts_with("hg_login="))
+                .expect("a login cookie");
+            let html = resp.text().await.expect("html");
+            (cookie, crate::support::form_csrf(&html))
+        })
+    };
+    let post_login = |cookie: Option<&str>, form: &[(&str, &str)]| {
+        rt.block_on(async {
+            let mut req = client.post(format!("{base}/login")).form(form);
+            if let Some(c) = cookie {
+                req = req.header("Cookie", c);
+            }
+            let resp = req.send().await.expect("login");
+            let sets = resp.headers().get_all("set-cookie").iter().any(|v| {
+                v.to_str()
+                    .is_ok_and(|v| v.starts_with("hg_session=") && !v.starts_with("hg_session=;"))
+            });
+            (resp.status().as_u16(), sets)
+        })
+    };
+    // A form posted from elsewhere (no login cookie, or another page's token): refused.
+    assert_eq!(post_login(None, &[("token", &alice)]), (403, false));
+    let (cookie, csrf) = login_page(&base);
+    let nonce = cookie.split(';').next().expect("pair").to_owned();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    assert!(!cookie.contains("Secure"), "plain http: {cookie}");
+    assert_eq!(
+        post_login(None, &[("token", &alice), ("csrf", &csrf)]),
+        (403, false),
+        "the token without its cookie"
+    );
+    let (other, _) = login_page(&base);
+    let other = other.split(';').next().expect("pair").to_owned();
+    assert_eq!(
+        post_login(Some(&other), &[("token", &alice), ("csrf", &csrf)]),
+        (403, false),
+        "another page's cookie"
+    );
+    assert_eq!(
+        post_login(Some(&nonce), &[("token", &alice), ("csrf", &csrf)]),
+        (303, true),
+        "the server's own form"
+    );
+    // The CSRF key is made once and kept in the database: a form rendered before a restart
+    // is accepted after it, and it is not derived from the token alone.
+    assert_eq!(
+        env.count("SELECT count(*) FROM server_secrets WHERE name = 'csrf'"),
+        1
+    );
+    let session = crate::support::sign_in(&base, &alice).expect("signed in");
+    let page = |base: &str| {
+        rt.block_on(async {
+            client
+                .get(format!("{base}/queue"))
+                .header("Cookie", session.as_str())
+                .send()
+                .await
+                .expect("queue")
+                .text()
+                .await
+                .expect("html")
+        })
+    };
+    let csrf = crate::support::form_csrf(&page(&base));
+    let old_derivation = {
+        let key = blake3::hash(alice.as_bytes());
+        blake3::keyed_hash(key.as_bytes(), b"hypograph csrf v1")
+            .to_hex()
+            .to_string()
+    };
+    assert_ne!(csrf, old_derivation);
+    drop(server);
+    let server = Server::start(&env, &["--public-url", "https://review.example.org"]);
+    assert_eq!(crate::support::form_csrf(&page(&server.base)), csrf);
+    let logout = |csrf: &str| {
+        rt.block_on(async {
+            client
+                .post(format!("{}/logout", server.base))
+                .header("Cookie", session.as_str())
+                .form(&[("csrf", csrf)])
+                .send()
+                .await
+                .expect("logout")
+                .status()
+                .as_u16()
+        })
+    };
+    assert_eq!(logout(&csrf[..63]), 403, "a wrong token");
+    // Behind an https URL every cookie is Secure.
+    let (cookie, _) = login_page(&server.base);
+    assert!(cookie.contains("; Secure"), "{cookie}");
+    assert_eq!(logout(&csrf), 303);
+    assert!(
+        env.fail(&["serve", "--public-url", "review.example.org"])
+            .contains("not an http:// or https:// URL"),
+    );
+}
+
+on_both!(
+    service_tokens_answer_only_what_they_serve,
+    service_tokens_answer_only_what_they_serve
+);
+on_both!(
+    tokens_can_be_revoked_rotated_and_disabled,
+    tokens_can_be_revoked_rotated_and_disabled
+);
+on_both!(
+    sign_in_needs_the_servers_form_and_cookies_follow_the_public_url,
+    sign_in_needs_the_servers_form_and_cookies_follow_the_public_url
 );

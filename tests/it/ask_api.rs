@@ -297,13 +297,15 @@ fn ask_and_submit_through_the_api() {
     assert!(text.contains("route=\"/api/v1/ask/submit\""), "{text}");
 }
 
-/// A form POST with the sign-in cookie: status and body.
-fn post_form(url: &str, cookie: &str, form: &[(&str, &str)]) -> (u16, String) {
+/// A form POST with the session of a sign-in with `token`: status and body.
+fn post_form(url: &str, token: &str, form: &[(&str, &str)]) -> (u16, String) {
+    let base = url.rsplit_once("/ask").expect("an /ask url").0;
+    let cookie = crate::support::session(base, token).expect("signed in");
     mt_runtime().block_on(async {
         let resp = reqwest::Client::new()
             .post(url)
             .timeout(std::time::Duration::from_secs(60))
-            .header("Cookie", format!("hg_token={cookie}"))
+            .header("Cookie", cookie)
             .form(form)
             .send()
             .await
@@ -341,8 +343,9 @@ fn the_ask_page_escapes_places_problems_and_submits() {
         html.contains("name=\"token\""),
         "redirected to the login page: {html}"
     );
-    let (status, _, _) = request(reqwest::Method::GET, &page, None, Some(&lab), None);
-    assert_eq!(status, 403);
+    let (status, _, html) = request(reqwest::Method::GET, &page, None, Some(&lab), None);
+    assert_eq!(status, 200, "{html}");
+    assert!(html.contains("name=\"token\""), "still signed out: {html}");
 
     let (status, _, html) = request(reqwest::Method::GET, &page, None, Some(&alice), None);
     assert_eq!(status, 200, "{html}");

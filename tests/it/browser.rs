@@ -314,11 +314,12 @@ fn review_in_a_real_browser() {
     let id = env.count(
         "SELECT id FROM hypotheses WHERE id NOT IN (SELECT hypothesis_id FROM verdicts) LIMIT 1",
     );
+    let cookie = crate::support::session(&base, &alice).expect("signed in");
     let (status, metrics) = rt.block_on(async {
         let client = reqwest::Client::new();
         let r = client
             .post(format!("{base}/review/{id}"))
-            .header("Cookie", format!("hg_token={alice}"))
+            .header("Cookie", cookie)
             .form(&[("verdict", "confirmed")])
             .send()
             .await

@@ -270,11 +270,12 @@ fn a_round_failing_the_same_way_is_failed_after_max_attempts(env: Env) {
     // The dashboard and /metrics show it too.
     let admin = env.ok(&["user", "add", "carol", "--role", "admin"]);
     let server = crate::support::Server::start(&env, &[]);
+    let cookie = crate::support::session(&server.base, admin.trim()).expect("signed in");
     let get = |path: &str| {
         crate::support::mt_runtime().block_on(async {
             reqwest::Client::new()
                 .get(format!("{}{path}", server.base))
-                .header("Cookie", format!("hg_token={}", admin.trim()))
+                .header("Cookie", cookie.as_str())
                 .bearer_auth(admin.trim())
                 .send()
                 .await

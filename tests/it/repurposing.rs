@@ -42,7 +42,18 @@ fn drug_repurposing_runs_end_to_end_on_a_hetionet_fixture() {
     let env = Env::new();
     let alice = user(&env, "alice", "reviewer");
     let bob = user(&env, "bob", "reviewer");
-    let lab = user(&env, "lab", "service");
+    let lab = env
+        .ok(&[
+            "user",
+            "add",
+            "lab",
+            "--role",
+            "service",
+            "--workflow",
+            "drug-repurposing",
+        ])
+        .trim()
+        .to_owned();
     let server = Server::start(&env, &[]);
     let assay = crate::support::ExampleAssay::start(
         &[

@@ -37,7 +37,10 @@ fn assay_callbacks_are_authenticated_idempotent_and_checked(env: Env) {
             .await;
         s
     });
-    let svc = user(&env, "lab", "service");
+    let svc = env
+        .ok(&["user", "add", "lab", "--role", "service", "--workflow", "w"])
+        .trim()
+        .to_owned();
     let rev = user(&env, "alice", "reviewer");
     let server = Server::start(&env, &[]);
     let w = env.write(
@@ -510,10 +513,11 @@ fn stale_items_follow_the_threshold_and_sink_in_the_queue(env: Env) {
     assert_eq!(page, expected[4..8], "{second}");
 
     // The web page: the same order, stale cards marked.
+    let cookie = crate::support::session(&server.base, &alice).expect("signed in");
     let html = runtime().block_on(async {
         reqwest::Client::new()
             .get(format!("{}/queue", server.base))
-            .header("Cookie", format!("hg_token={alice}"))
+            .header("Cookie", cookie)
             .send()
             .await
             .expect("queue page")

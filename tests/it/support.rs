@@ -441,7 +441,82 @@ pub fn user(env: &Env, name: &str, role: &str) -> String {
         .to_owned()
 }
 
-/// One request: status, `Content-Type` and body text.
+/// The value of cookie `name` among a response's `Set-Cookie` headers.
+pub fn set_cookie(headers: &reqwest::header::HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(reqwest::header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .filter_map(|v| v.split(';').next()?.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_owned())
+}
+
+/// The hidden `csrf` field of a form page.
+pub fn form_csrf(html: &str) -> String {
+    let start = html
+        .find("name=\"csrf\" value=\"")
+        .map(|i| i + "name=\"csrf\" value=\"".len())
+        .unwrap_or_else(|| panic!("a csrf field in {html}"));
+    html[start..].split('"').next().expect("a token").to_owned()
+}
+
+/// Signs in through the sign-in page as a browser does (its login cookie and CSRF token) with
+/// `token`: the `Cookie` header of the session, or `None` when the token does not sign in.
+pub fn sign_in(base: &str, token: &str) -> Option<String> {
+    mt_runtime().block_on(async {
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(60))
+            .build()
+            .expect("client");
+        let page = client
+            .get(format!("{base}/login"))
+            .send()
+            .await
+            .expect("the sign-in page");
+        let nonce = set_cookie(page.headers(), "hg_login").expect("a login cookie");
+        let csrf = form_csrf(&page.text().await.expect("html"));
+        let resp = client
+            .post(format!("{base}/login"))
+            .header("Cookie", format!("hg_login={nonce}"))
+            .form(&[("token", token), ("csrf", &csrf)])
+            .send()
+            .await
+            .expect("sign in");
+        set_cookie(resp.headers(), "hg_session").map(|id| format!("hg_session={id}"))
+    })
+}
+
+/// The session of `token` on the server at `base`, signed in once per test process and
+/// reused (so a CSRF token read from one page fits the next form, as in one browser).
+pub fn session(base: &str, token: &str) -> Option<String> {
+    static SESSIONS: std::sync::Mutex<Vec<(String, String, String)>> =
+        std::sync::Mutex::new(Vec::new());
+    let known = SESSIONS
+        .lock()
+        .ok()?
+        .iter()
+        .find(|(b, t, _)| b == base && t == token)
+        .map(|(_, _, c)| c.clone());
+    if known.is_some() {
+        return known;
+    }
+    let cookie = sign_in(base, token)?;
+    if let Ok(mut all) = SESSIONS.lock() {
+        all.push((base.to_owned(), token.to_owned(), cookie.clone()));
+    }
+    Some(cookie)
+}
+
+/// `scheme://host:port` of a URL.
+fn base_of(url: &str) -> &str {
+    let after = url.find("://").map_or(0, |i| i + 3);
+    url[after..].find('/').map_or(url, |i| &url[..after + i])
+}
+
+/// One request: status, `Content-Type` and body text. With `cookie` (a token), the request
+/// carries the session of a sign-in with it (none if it does not sign in).
 pub fn request(
     method: reqwest::Method,
     url: &str,
@@ -449,6 +524,7 @@ pub fn request(
     cookie: Option<&str>,
     body: Option<&Value>,
 ) -> (u16, String, String) {
+    let session = cookie.and_then(|t| session(base_of(url), t));
     mt_runtime().block_on(async {
         let mut req = reqwest::Client::new()
             .request(method, url)
@@ -456,8 +532,8 @@ pub fn request(
         if let Some(t) = token {
             req = req.bearer_auth(t);
         }
-        if let Some(c) = cookie {
-            req = req.header("Cookie", format!("hg_token={c}"));
+        if let Some(c) = session {
+            req = req.header("Cookie", c);
         }
         if let Some(b) = body {
             req = req.json(b);
