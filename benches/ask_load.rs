@@ -56,16 +56,18 @@ fn synth(work: &Path, scale: f64) -> anyhow::Result<PathBuf> {
         return Ok(PathBuf::from(dir));
     }
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let script = std::env::var("SYNTH_KG").map(PathBuf::from).unwrap_or_else(|_| {
-        [
-            "../shared/tools/synth_kg.py",
-            "../../shared/tools/synth_kg.py",
-        ]
-        .iter()
-        .map(|p| manifest.join(p))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| manifest.join("../shared/tools/synth_kg.py"))
-    });
+    let script = std::env::var("SYNTH_KG")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            [
+                "../shared/tools/synth_kg.py",
+                "../../shared/tools/synth_kg.py",
+            ]
+            .iter()
+            .map(|p| manifest.join(p))
+            .find(|p| p.is_file())
+            .unwrap_or_else(|| manifest.join("../shared/tools/synth_kg.py"))
+        });
     let out = work.join("synth");
     let status = Command::new("python3")
         .arg(&script)
@@ -123,7 +125,10 @@ struct Graph {
 fn read_graph(dir: &Path) -> anyhow::Result<Graph> {
     let mut by_category: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut category = std::collections::HashMap::new();
-    for line in std::fs::read_to_string(dir.join("nodes.tsv"))?.lines().skip(1) {
+    for line in std::fs::read_to_string(dir.join("nodes.tsv"))?
+        .lines()
+        .skip(1)
+    {
         let f: Vec<&str> = line.split('\t').collect();
         if let [id, cat, ..] = f[..] {
             by_category
@@ -272,9 +277,12 @@ async fn main() -> anyhow::Result<()> {
     let mut tokens = Vec::new();
     for i in 0..users {
         tokens.push(
-            hg(&db, &["user", "add", &format!("r{i:02}"), "--role", "reviewer"])?
-                .trim()
-                .to_owned(),
+            hg(
+                &db,
+                &["user", "add", &format!("r{i:02}"), "--role", "reviewer"],
+            )?
+            .trim()
+            .to_owned(),
         );
     }
 
@@ -370,7 +378,12 @@ async fn main() -> anyhow::Result<()> {
             let (ask, token) = (ask.clone(), token.clone());
             tokio::spawn(async move {
                 let started = Instant::now();
-                let status = match client.post(&ask).bearer_auth(&token).json(&body).send().await
+                let status = match client
+                    .post(&ask)
+                    .bearer_auth(&token)
+                    .json(&body)
+                    .send()
+                    .await
                 {
                     Ok(r) => {
                         let s = r.status().as_u16();

@@ -90,7 +90,9 @@ pub enum StoreError {
     },
     /// An ask declared an entity the graph already has: asks create entities, they never
     /// replace one's category, name or features. `index`: its place among the declared ones.
-    #[error("entity `{key}` is already in the graph (since version {since}): an ask may only declare new entities")]
+    #[error(
+        "entity `{key}` is already in the graph (since version {since}): an ask may only declare new entities"
+    )]
     EntityExists {
         index: usize,
         key: String,

@@ -318,7 +318,11 @@ impl Asker {
                 path,
                 format!(
                     "{}; predict fewer relations (`predict`, `context.relations`) or name the other ends",
-                    limits::over("candidate triples to score", candidates, limits::MAX_CANDIDATES)
+                    limits::over(
+                        "candidate triples to score",
+                        candidates,
+                        limits::MAX_CANDIDATES
+                    )
                 ),
             )]));
         }

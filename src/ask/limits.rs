@@ -29,10 +29,20 @@ pub const MAX_TOP: usize = 1_000;
 pub fn check(prompt: &Prompt) -> Result<(), Vec<Problem>> {
     let context = prompt.context.entities.len() + prompt.context.relations.len();
     let counts = [
-        ("entities", "new entities", prompt.entities.len(), MAX_ENTITIES),
+        (
+            "entities",
+            "new entities",
+            prompt.entities.len(),
+            MAX_ENTITIES,
+        ),
         ("edges", "claimed edges", prompt.edges.len(), MAX_EDGES),
         ("context", "context entries", context, MAX_CONTEXT),
-        ("predict", "predict lines", prompt.predict.len(), MAX_PREDICT),
+        (
+            "predict",
+            "predict lines",
+            prompt.predict.len(),
+            MAX_PREDICT,
+        ),
     ];
     let mut problems: Vec<Problem> = counts
         .into_iter()

@@ -74,7 +74,9 @@ impl Asker {
         if let Some(o) = q.other {
             return vec![o];
         }
-        let pool = pools.get(&(q.relation, q.dir)).map_or(&[][..], Vec::as_slice);
+        let pool = pools
+            .get(&(q.relation, q.dir))
+            .map_or(&[][..], Vec::as_slice);
         if all_mode && !context.is_empty() {
             let narrowed: Vec<Node> = pool
                 .iter()
@@ -159,7 +161,7 @@ impl Asker {
             .filter_map(|(i, q)| q.other.map(|o| ((q.new, q.relation, q.dir, o), i)))
             .collect();
         let k = members.len().max(1) as f64;
-        let mut best: BinaryHeap<Ranked> = BinaryHeap::with_capacity(prompt.top + 1);
+        let mut best = Best::new(prompt.top);
         let mut n_candidates = 0;
         for (qi, q) in checked.queries.iter().enumerate() {
             let cands = self.candidates(q, &pools, checked.all_mode, &context);
@@ -195,17 +197,12 @@ impl Asker {
                     other: c,
                     spread: 0.0,
                 };
-                let worst = best.peek();
-                if best.len() < prompt.top || worst.is_some_and(|w| entry < *w) {
-                    let spread = Prediction::of(per_member.iter().map(|m| m[ci]).collect()).std;
-                    best.push(Ranked { spread, ..entry });
-                    if best.len() > prompt.top {
-                        best.pop();
-                    }
-                }
+                best.offer(entry, || {
+                    Prediction::of(per_member.iter().map(|m| m[ci]).collect()).std
+                });
             }
         }
-        let scored = best.into_sorted_vec();
+        let scored = best.into_sorted();
         // Evidence: paths through the graph and the claims.
         let known = g.num_entities() as u32;
         let id_of = |n: Node| -> paths::NodeId {
@@ -296,8 +293,10 @@ impl Asker {
                 paths: found,
             });
         }
-        let rows_by_member: Vec<Vec<Vec<f32>>> =
-            members.iter_mut().map(|m| std::mem::take(&mut m.rows)).collect();
+        let rows_by_member: Vec<Vec<Vec<f32>>> = members
+            .iter_mut()
+            .map(|m| std::mem::take(&mut m.rows))
+            .collect();
         let claim_probs: Vec<Vec<f64>> = members
             .iter_mut()
             .map(|m| std::mem::take(&mut m.claim_probs))
@@ -490,6 +489,40 @@ impl Ord for Ranked {
     }
 }
 
+/// The `top` best candidates offered so far, and nothing else.
+struct Best {
+    heap: BinaryHeap<Ranked>,
+    top: usize,
+}
+
+impl Best {
+    fn new(top: usize) -> Self {
+        Self {
+            heap: BinaryHeap::with_capacity(top + 1),
+            top,
+        }
+    }
+
+    /// Keeps `entry` if it is among the best so far; its spread is computed only then.
+    fn offer(&mut self, entry: Ranked, spread: impl FnOnce() -> f64) {
+        let better = self.heap.len() < self.top || self.heap.peek().is_some_and(|w| entry < *w);
+        if better {
+            self.heap.push(Ranked {
+                spread: spread(),
+                ..entry
+            });
+            if self.heap.len() > self.top {
+                self.heap.pop();
+            }
+        }
+    }
+
+    /// Best first: the highest mean, then the earlier query and candidate.
+    fn into_sorted(self) -> Vec<Ranked> {
+        self.heap.into_sorted_vec()
+    }
+}
+
 /// One member, ready to score a query's candidates: per new entity, its row (for "behaves
 /// like"); per claim, its probability before the claims were read; per new entity, the
 /// feature kind its prior used.
@@ -555,7 +588,9 @@ impl Member<'_> {
                 cands
                     .iter()
                     .map(|&c| match c {
-                        Node::Known(id) => prob(all.get(id as usize).copied().unwrap_or(f32::NEG_INFINITY)),
+                        Node::Known(id) => {
+                            prob(all.get(id as usize).copied().unwrap_or(f32::NEG_INFINITY))
+                        }
                         Node::New(_) => prob(pair(c)),
                     })
                     .collect()
@@ -668,18 +703,18 @@ fn prepare_walks<'a>(
                 .edges
                 .iter()
                 .filter_map(|e| match (e.head, e.tail) {
-                    (Node::New(h), Node::Known(t)) if h == i => w
-                        .read(e.relation, Dir::Tail)
-                        .map(|relation| Step {
+                    (Node::New(h), Node::Known(t)) if h == i => {
+                        w.read(e.relation, Dir::Tail).map(|relation| Step {
                             relation,
                             entity: t,
-                        }),
-                    (Node::Known(h), Node::New(t)) if t == i => w
-                        .read(e.relation, Dir::Head)
-                        .map(|relation| Step {
+                        })
+                    }
+                    (Node::Known(h), Node::New(t)) if t == i => {
+                        w.read(e.relation, Dir::Head).map(|relation| Step {
                             relation,
                             entity: h,
-                        }),
+                        })
+                    }
                     _ => None,
                 })
                 .filter(|s| (s.entity as usize) < n)
@@ -744,4 +779,42 @@ fn prepare_walks<'a>(
 /// embedding row.
 pub(super) fn kge(model: &Model) -> Option<&KgeModel> {
     model.as_kge()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_heap_keeps_what_sorting_every_candidate_keeps() {
+        // Means with many ties, offered in a scrambled order.
+        let all: Vec<(f64, usize, usize)> = (0..500)
+            .map(|i| (f64::from((i * 37 % 23) as u32) / 7.0, i % 5, (i * 13) % 101))
+            .collect();
+        for top in [1, 7, 100, 499, 500, 1000] {
+            let mut best = Best::new(top);
+            for &(mean, qi, ci) in &all {
+                let entry = Ranked {
+                    mean,
+                    qi,
+                    ci,
+                    other: Node::Known(ci as u32),
+                    spread: 0.0,
+                };
+                best.offer(entry, || mean / 2.0);
+            }
+            let mut sorted = all.clone();
+            sorted.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
+            sorted.truncate(top);
+            let kept: Vec<(f64, usize, usize)> = best
+                .into_sorted()
+                .iter()
+                .map(|r| {
+                    assert_eq!(r.spread, r.mean / 2.0);
+                    (r.mean, r.qi, r.ci)
+                })
+                .collect();
+            assert_eq!(kept, sorted, "top {top}");
+        }
+    }
 }

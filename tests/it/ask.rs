@@ -437,10 +437,20 @@ fn an_ask_cannot_replace_an_entity_the_graph_has() {
     let env = Env::new();
     clustered(&env);
     let e = env.write("late.tsv", "subject\tpredicate\tobject\nC99\tbinds\tG0\n");
-    let n = env.write("late-nodes.tsv", "id\tcategory\tname\nC99\tCompound\tlate compound\nG0\tGene\tgene 0\n");
+    let n = env.write(
+        "late-nodes.tsv",
+        "id\tcategory\tname\nC99\tCompound\tlate compound\nG0\tGene\tgene 0\n",
+    );
     let f = env.write("late-features.tsv", "id\tf0\tf1\tf2\tf3\nC99\t1\t0\t0\t0\n");
     let path = |p: &std::path::Path| p.to_str().expect("path").to_owned();
-    env.ok(&["import", &path(&e), "--nodes", &path(&n), "--features", &path(&f)]);
+    env.ok(&[
+        "import",
+        &path(&e),
+        "--nodes",
+        &path(&n),
+        "--features",
+        &path(&f),
+    ]);
     let w = env.write(
         "w.yaml",
         staged_workflow("  - name: experts\n    plugin: human\n    quorum: 1\n"),
@@ -507,7 +517,10 @@ fn the_cli_refuses_prompts_over_the_limits() {
     let mut flags = vec!["ask", "--entity", "x"];
     flags.extend(std::iter::repeat_n(["--edge", "x r0 n1"], 257).flatten());
     let err = env.fail(&flags);
-    assert!(err.contains("257 claimed edges: at most 256 per ask"), "{err}");
+    assert!(
+        err.contains("257 claimed edges: at most 256 per ask"),
+        "{err}"
+    );
     let entities: String = (0..32).map(|i| format!("  - id: x{i}\n")).collect();
     let p = env.write("many.yaml", format!("entities:\n{entities}"));
     let err = env.fail(&["ask", p.to_str().expect("path")]);

@@ -236,7 +236,9 @@ fn ask_and_submit_through_the_api() {
     assert_eq!(ps.len(), 1, "{again}");
     assert_eq!(ps[0].0, "prompt.entities[0].id", "{again}");
     assert!(
-        ps[0].1.contains("`new:x` is already in the graph (since version 2)"),
+        ps[0]
+            .1
+            .contains("`new:x` is already in the graph (since version 2)"),
         "{again}"
     );
     assert_eq!(env.count("SELECT count(*) FROM pinned_candidates"), 4);
@@ -490,7 +492,9 @@ fn the_ask_page_escapes_places_problems_and_submits() {
 
 /// `n` bare new entities.
 fn bare(n: usize) -> Vec<Value> {
-    (0..n).map(|i| json!({ "id": format!("new:{i}") })).collect()
+    (0..n)
+        .map(|i| json!({ "id": format!("new:{i}") }))
+        .collect()
 }
 
 /// A prompt at every limit of `ask::limits` (the candidates stay under theirs on UMLS).
@@ -531,7 +535,9 @@ fn asks_are_bounded_and_one_at_a_time_per_user() {
             "33 new entities: at most 32 per ask".to_owned()
         )]
     );
-    let edges: Vec<Value> = (0..257).map(|_| json!(["new:0", "isa", "entity"])).collect();
+    let edges: Vec<Value> = (0..257)
+        .map(|_| json!(["new:0", "isa", "entity"]))
+        .collect();
     let ps = over(maximal(), "edges", json!(edges));
     assert_eq!(ps[0].0, "edges", "{ps:?}");
     assert!(ps[0].1.contains("257 claimed edges: at most 256"), "{ps:?}");
@@ -541,7 +547,10 @@ fn asks_are_bounded_and_one_at_a_time_per_user() {
     let context: Vec<String> = (0..1001).map(|_| "alga".to_owned()).collect();
     let ps = over(maximal(), "context", json!({ "entities": context }));
     assert_eq!(ps[0].0, "context", "{ps:?}");
-    assert!(ps[0].1.contains("1001 context entries: at most 1000"), "{ps:?}");
+    assert!(
+        ps[0].1.contains("1001 context entries: at most 1000"),
+        "{ps:?}"
+    );
     let ps = over(maximal(), "top", json!(1001));
     assert!(ps[0].1.contains("1001 rows: at most 1000"), "{ps:?}");
     // The 5,000 bare entities that took a server past 6 GB: refused at once.
@@ -552,7 +561,10 @@ fn asks_are_bounded_and_one_at_a_time_per_user() {
     let (status, body) = post_json(&ask, &alice, &maximal());
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["rows"].as_array().map(Vec::len), Some(1000));
-    assert!(body["candidates"].as_u64().is_some_and(|c| c > 1000), "{body}");
+    assert!(
+        body["candidates"].as_u64().is_some_and(|c| c > 1000),
+        "{body}"
+    );
 
     // The same user six times at once: one is answered, the others are told to come back.
     let barrier = std::sync::Barrier::new(6);
