@@ -8,6 +8,7 @@
 //! Everything here works on one loaded model ([`Asker`]); the CLI and the server share it.
 
 mod check;
+pub mod limits;
 pub mod paths;
 pub mod prompt;
 mod rank;
@@ -122,8 +123,7 @@ pub struct Claim {
     pub prior_spread: f64,
 }
 
-/// At most this many rows in one answer.
-pub const MAX_TOP: usize = 1_000;
+pub use limits::MAX_TOP;
 /// Paths shown per row.
 const PATHS_PER_ROW: usize = 3;
 /// Resembling entities shown per new entity.
@@ -264,7 +264,10 @@ impl Asker {
     /// Answers a prompt; problems are located through `origin`.
     pub fn answer(&self, prompt: &Prompt, origin: &Origin) -> Result<Answer, PromptError> {
         let started = Instant::now();
-        let checked = self.check(prompt).map_err(|p| origin.locate(p))?;
+        let checked = self.check(prompt).map_err(|refused| match refused {
+            check::Refused::Limits(p) => PromptError::TooLarge(Box::new(origin.locate(p))),
+            check::Refused::Problems(p) => origin.locate(p),
+        })?;
         Ok(self.run(prompt, checked, started))
     }
 }

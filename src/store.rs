@@ -90,6 +90,16 @@ pub enum StoreError {
         stored: String,
         since: i64,
     },
+    /// An ask declared an entity the graph already has: asks create entities, they never
+    /// replace one's category, name or features. `index`: its place among the declared ones.
+    #[error(
+        "entity `{key}` is already in the graph (since version {since}): an ask may only declare new entities"
+    )]
+    EntityExists {
+        index: usize,
+        key: String,
+        since: i64,
+    },
     /// A feature value the store will not keep (the parser holds files to the same rules).
     #[error("feature `{kind}` of `{entity}`: {message}")]
     BadFeature {

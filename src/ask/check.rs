@@ -2,13 +2,22 @@
 //! prediction inside a relation's observed domain and range, features turned into vectors.
 //! Problems are collected, never the first alone, as `(path, message)` pairs.
 
-use super::{Asker, Checked, MAX_TOP, NewEntity, Problem, Prompt, QuerySpec, prompt};
+use super::{Asker, Checked, MAX_TOP, NewEntity, Problem, Prompt, QuerySpec, limits, prompt};
 use crate::model::foldin::{Dir, Edge, Node};
 use std::collections::{HashMap, HashSet};
 
+/// Why a prompt is not answered.
+pub(super) enum Refused {
+    /// Over a limit: more work than one ask may do (nothing else was checked).
+    Limits(Vec<Problem>),
+    /// What the prompt says does not fit the graph.
+    Problems(Vec<Problem>),
+}
+
 impl Asker {
     /// Resolves every name in the prompt, or says what is wrong with it.
-    pub(super) fn check(&self, prompt: &Prompt) -> Result<Checked, Vec<Problem>> {
+    pub(super) fn check(&self, prompt: &Prompt) -> Result<Checked, Refused> {
+        limits::check(prompt).map_err(Refused::Limits)?;
         let mut problems = Vec::new();
         let g = &self.graph;
         let trained = self.trained();
@@ -144,7 +153,7 @@ impl Asker {
                 )),
             }
         }
-        if prompt.top == 0 || prompt.top > MAX_TOP {
+        if prompt.top == 0 {
             problems.push(Problem::new(
                 "top",
                 format!("must be between 1 and {MAX_TOP}"),
@@ -152,6 +161,7 @@ impl Asker {
         }
         // What to predict: explicit specs, or every relation of every new entity.
         let mut queries = Vec::new();
+        let mut distinct = HashSet::new();
         let specs: Vec<(String, [String; 3])> = if prompt.predict.is_empty() {
             prompt
                 .entities
@@ -243,12 +253,15 @@ impl Asker {
                 for &d in dirs {
                     if fits(d, other_cat) {
                         any = true;
-                        queries.push(QuerySpec {
-                            new,
-                            relation: r,
-                            dir: d,
-                            other,
-                        });
+                        // The same query twice (two predict lines) is asked once.
+                        if distinct.insert((new, r, d, other)) {
+                            queries.push(QuerySpec {
+                                new,
+                                relation: r,
+                                dir: d,
+                                other,
+                            });
+                        }
                     }
                 }
             }
@@ -283,18 +296,68 @@ impl Asker {
                 problems.push(Problem::new(at.clone(), message));
             }
         }
-        if problems.is_empty() {
-            Ok(Checked {
-                edges,
-                claims,
-                features,
-                queries,
-                context: context_entities,
-                all_mode: prompt.predict.is_empty(),
-            })
-        } else {
-            Err(problems)
+        if !problems.is_empty() {
+            return Err(Refused::Problems(problems));
         }
+        // The work the queries make: bounded before any of it is done.
+        let all_mode = prompt.predict.is_empty();
+        let context: HashSet<u32> = context_entities
+            .iter()
+            .filter_map(|n| match n {
+                Node::Known(id) => Some(*id),
+                Node::New(_) => None,
+            })
+            .collect();
+        let candidates: usize = queries
+            .iter()
+            .map(|q| self.count_candidates(q, all_mode, &context))
+            .sum();
+        if candidates > limits::MAX_CANDIDATES {
+            let path = if all_mode { "entities" } else { "predict" };
+            return Err(Refused::Limits(vec![Problem::new(
+                path,
+                format!(
+                    "{}; predict fewer relations (`predict`, `context.relations`) or name the other ends",
+                    limits::over(
+                        "candidate triples to score",
+                        candidates,
+                        limits::MAX_CANDIDATES
+                    )
+                ),
+            )]));
+        }
+        Ok(Checked {
+            edges,
+            claims,
+            features,
+            queries,
+            context: context_entities,
+            all_mode,
+        })
+    }
+
+    /// How many candidates query `q` scores: what `run` enumerates for it, counted.
+    fn count_candidates(&self, q: &QuerySpec, all_mode: bool, context: &HashSet<u32>) -> usize {
+        if q.other.is_some() {
+            return 1;
+        }
+        let cats = match q.dir {
+            Dir::Tail => &self.range[q.relation as usize],
+            Dir::Head => &self.domain[q.relation as usize],
+        };
+        if all_mode && !context.is_empty() {
+            let narrowed = context
+                .iter()
+                .filter(|&&c| cats.contains(self.graph.category(c)))
+                .count();
+            if narrowed > 0 {
+                return narrowed;
+            }
+        }
+        cats.iter()
+            .filter_map(|c| self.by_category.get(c))
+            .map(Vec::len)
+            .sum()
     }
 
     /// The entity's feature vector for its prior: the first kind this model has a map for.

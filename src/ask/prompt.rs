@@ -124,6 +124,9 @@ pub enum PromptError {
     File(DocError),
     #[error("{}", list(.0))]
     Other(Vec<Problem>),
+    /// Over a limit of [`super::limits`]: the prompt asks for more work than one ask may do.
+    #[error("{0}")]
+    TooLarge(Box<PromptError>),
 }
 
 fn list(p: &[Problem]) -> String {
@@ -149,7 +152,13 @@ impl PromptError {
                 .map(|i| Problem::new(i.path.clone(), i.message.clone()))
                 .collect(),
             Self::Other(p) => p.clone(),
+            Self::TooLarge(e) => e.problems(),
         }
+    }
+
+    /// Whether the prompt was refused for its size rather than its content.
+    pub fn is_too_large(&self) -> bool {
+        matches!(self, Self::TooLarge(_))
     }
 }
 

@@ -1,17 +1,18 @@
-//! Answering a checked prompt: priors, fold-in per member, one product of the new entities'
-//! queries against every trained entity, calibrated probabilities, the top rows with their
-//! evidence, and the trained entities each new one resembles.
+//! Answering a checked prompt: priors, fold-in per member, each query's product against every
+//! trained entity, calibrated probabilities, the top rows (a bounded heap: memory follows
+//! `top`, not the candidates) with their evidence, and the trained entities each new one
+//! resembles.
 
 use super::paths::{self, Overlay, Reach};
 use super::{
-    Answer, Asker, Basis, Checked, Claim, EntityAnswer, PATHS_PER_ROW, Prompt, Row, SIMILAR,
-    Similar,
+    Answer, Asker, Basis, Checked, Claim, EntityAnswer, PATHS_PER_ROW, Prompt, QuerySpec, Row,
+    SIMILAR, Similar,
 };
 use crate::graph::Triple;
 use crate::model::calibrate::Calibrator;
 use crate::model::foldin::{self, Dir, FoldConfig, Node};
-use crate::model::{KgeModel, Model, NewAnswer, Prediction, Step, WalkScorer};
-use std::collections::{HashMap, HashSet};
+use crate::model::{KgeModel, Model, NewAnswer, Prediction, Scorer, Step, WalkScorer};
+use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::time::Instant;
 
 impl Asker {
@@ -61,9 +62,38 @@ impl Asker {
             .collect()
     }
 
+    /// The candidates of query `q`: its named end, or the pool of trained entities that fit
+    /// (the context's entities where some fit, in "every relation" mode).
+    fn candidates(
+        &self,
+        q: &QuerySpec,
+        pools: &HashMap<(u32, Dir), Vec<u32>>,
+        all_mode: bool,
+        context: &HashSet<u32>,
+    ) -> Vec<Node> {
+        if let Some(o) = q.other {
+            return vec![o];
+        }
+        let pool = pools
+            .get(&(q.relation, q.dir))
+            .map_or(&[][..], Vec::as_slice);
+        if all_mode && !context.is_empty() {
+            let narrowed: Vec<Node> = pool
+                .iter()
+                .filter(|c| context.contains(c))
+                .map(|&c| Node::Known(c))
+                .collect();
+            if !narrowed.is_empty() {
+                return narrowed;
+            }
+        }
+        pool.iter().map(|&c| Node::Known(c)).collect()
+    }
+
+    /// Ranks the candidates one query at a time, keeping only the `top` best: memory follows
+    /// `top` and one query's candidates, never every candidate of the prompt.
     pub(super) fn run(&self, prompt: &Prompt, checked: Checked, started: Instant) -> Answer {
         let g = &self.graph;
-        let n_new = prompt.entities.len();
         let device = crate::model::default_device();
         let pools: HashMap<(u32, Dir), Vec<u32>> = checked
             .edges
@@ -83,80 +113,96 @@ impl Asker {
                 Node::New(_) => None,
             })
             .collect();
-        // Candidates per query: one named end, or the pool (the context's entities where
-        // some fit, in "every relation" mode).
-        let candidates: Vec<Vec<Node>> = checked
-            .queries
-            .iter()
-            .map(|q| match q.other {
-                Some(o) => vec![o],
-                None => {
-                    let pool = &pools[&(q.relation, q.dir)];
-                    let narrowed: Vec<u32> = if checked.all_mode && !context.is_empty() {
-                        pool.iter()
-                            .copied()
-                            .filter(|c| context.contains(c))
-                            .collect()
-                    } else {
-                        Vec::new()
-                    };
-                    let chosen = if narrowed.is_empty() { pool } else { &narrowed };
-                    chosen.iter().map(|&c| Node::Known(c)).collect()
-                }
-            })
-            .collect();
         let claimed: HashSet<(Node, u32, Node)> = checked
             .edges
             .iter()
             .map(|e| (e.head, e.relation, e.tail))
             .collect();
-        let mut per_member: Vec<Vec<Vec<f64>>> = Vec::new(); // member -> query -> candidate
-        let mut rows_by_member: Vec<Vec<Vec<f32>>> = Vec::new();
-        let mut prior_kind: Vec<Option<String>> = vec![None; n_new];
-        let mut claim_probs: Vec<Vec<f64>> = Vec::new(); // member -> claim
-        for (mi, member) in self.ensemble.members.iter().enumerate() {
-            let answer = match &member.model {
-                Model::Kge(model) => self.member_kge(
+        let mut members: Vec<Member<'_>> = self
+            .ensemble
+            .members
+            .iter()
+            .enumerate()
+            .map(|(mi, member)| match &member.model {
+                Model::Kge(model) => self.prepare_kge(
                     model,
                     &member.calibrator,
                     mi,
                     prompt,
                     &checked,
-                    &candidates,
                     &pool_fn,
+                    &device,
                 ),
-                Model::Walks(model) => {
-                    let scorer = model.scorer(&device, &self.context);
-                    member_walks(&scorer, &member.calibrator, prompt, &checked, &candidates)
-                }
-            };
-            if mi == 0 {
-                prior_kind = answer.prior_kind;
-            }
-            claim_probs.push(answer.claim_probs);
-            per_member.push(answer.probs);
-            rows_by_member.push(answer.rows);
-        }
-        // Rank every candidate by its mean probability.
-        let k = self.ensemble.members.len().max(1) as f64;
-        let mut scored: Vec<(f64, usize, usize)> = Vec::new();
-        let mut seen = HashSet::new();
+                Model::Walks(model) => prepare_walks(
+                    model.scorer(&device, &self.context),
+                    &member.calibrator,
+                    prompt,
+                    &checked,
+                ),
+            })
+            .collect();
+        let prior_kind: Vec<Option<String>> = members
+            .first()
+            .map(|m| m.prior_kind.clone())
+            .unwrap_or_else(|| vec![None; prompt.entities.len()]);
+        // A triple two queries share is ranked once, by the first: queries are distinct, so
+        // only a named end and a pool of the same new entity, relation and side overlap.
+        let wide: HashMap<(usize, u32, Dir), usize> = checked
+            .queries
+            .iter()
+            .enumerate()
+            .filter(|(_, q)| q.other.is_none())
+            .map(|(i, q)| ((q.new, q.relation, q.dir), i))
+            .collect();
+        let named: HashMap<(usize, u32, Dir, Node), usize> = checked
+            .queries
+            .iter()
+            .enumerate()
+            .filter_map(|(i, q)| q.other.map(|o| ((q.new, q.relation, q.dir, o), i)))
+            .collect();
+        let k = members.len().max(1) as f64;
+        let mut best = Best::new(prompt.top);
+        let mut n_candidates = 0;
         for (qi, q) in checked.queries.iter().enumerate() {
-            for (ci, &c) in candidates[qi].iter().enumerate() {
+            let cands = self.candidates(q, &pools, checked.all_mode, &context);
+            let per_member: Vec<Vec<f64>> = members
+                .iter_mut()
+                .map(|m| m.probs(prompt, &checked, q, &cands))
+                .collect();
+            for (ci, &c) in cands.iter().enumerate() {
                 let triple = match q.dir {
                     Dir::Tail => (Node::New(q.new), q.relation, c),
                     Dir::Head => (c, q.relation, Node::New(q.new)),
                 };
-                if claimed.contains(&triple) || !seen.insert(triple) {
+                let earlier = match q.other {
+                    None => named
+                        .get(&(q.new, q.relation, q.dir, c))
+                        .is_some_and(|&i| i < qi),
+                    Some(_) => wide.get(&(q.new, q.relation, q.dir)).is_some_and(|&i| {
+                        i < qi
+                            && self
+                                .candidates(&checked.queries[i], &pools, checked.all_mode, &context)
+                                .contains(&c)
+                    }),
+                };
+                if claimed.contains(&triple) || earlier {
                     continue;
                 }
-                let mean = per_member.iter().map(|m| m[qi][ci]).sum::<f64>() / k;
-                scored.push((mean, qi, ci));
+                n_candidates += 1;
+                let mean = per_member.iter().map(|m| m[ci]).sum::<f64>() / k;
+                let entry = Ranked {
+                    mean,
+                    qi,
+                    ci,
+                    other: c,
+                    spread: 0.0,
+                };
+                best.offer(entry, || {
+                    Prediction::of(per_member.iter().map(|m| m[ci]).collect()).std
+                });
             }
         }
-        let n_candidates = scored.len();
-        scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
-        scored.truncate(prompt.top);
+        let scored = best.into_sorted();
         // Evidence: paths through the graph and the claims.
         let known = g.num_entities() as u32;
         let id_of = |n: Node| -> paths::NodeId {
@@ -175,7 +221,21 @@ impl Asker {
             prompt.entities.iter().map(|e| e.id.clone()).collect(),
             &claims,
         );
-        let mut reach: HashMap<usize, Reach> = HashMap::new();
+        // One new entity's reach at a time (each may hold hundreds of thousands of nodes).
+        let mut by_new: Vec<usize> = (0..scored.len()).collect();
+        by_new.sort_by_key(|&i| checked.queries[scored[i].qi].new);
+        let mut found: Vec<Vec<paths::Path>> = vec![Vec::new(); scored.len()];
+        let mut reach: Option<(usize, Reach)> = None;
+        for i in by_new {
+            let new = checked.queries[scored[i].qi].new;
+            if reach.as_ref().is_none_or(|(n, _)| *n != new) {
+                reach = Some((new, Reach::from(&overlay, known + new as u32)));
+            }
+            if let Some((_, r)) = &reach {
+                found[i] = paths::paths(&overlay, r, id_of(scored[i].other), PATHS_PER_ROW);
+            }
+        }
+        drop(reach);
         let edges_of = |i: usize| {
             checked
                 .edges
@@ -205,18 +265,12 @@ impl Asker {
             }
         };
         let mut out_rows = Vec::with_capacity(scored.len());
-        for (rank, &(mean, qi, ci)) in scored.iter().enumerate() {
-            let q = &checked.queries[qi];
-            let c = candidates[qi][ci];
+        for (rank, (r, found)) in scored.iter().zip(found).enumerate() {
+            let q = &checked.queries[r.qi];
             let (h, t) = match q.dir {
-                Dir::Tail => (Node::New(q.new), c),
-                Dir::Head => (c, Node::New(q.new)),
+                Dir::Tail => (Node::New(q.new), r.other),
+                Dir::Head => (r.other, Node::New(q.new)),
             };
-            let spread = Prediction::of(per_member.iter().map(|m| m[qi][ci]).collect()).std;
-            let reach = reach
-                .entry(q.new)
-                .or_insert_with(|| Reach::from(&overlay, known + q.new as u32));
-            let found = paths::paths(&overlay, reach, id_of(c), PATHS_PER_ROW);
             let new_ends: Vec<usize> = [h, t]
                 .iter()
                 .filter_map(|n| match n {
@@ -232,13 +286,22 @@ impl Asker {
                 tail: key_of(t),
                 head_name: name_of(h),
                 tail_name: name_of(t),
-                probability: mean,
-                spread,
+                probability: r.mean,
+                spread: r.spread,
                 no_edges,
                 basis: basis_of(q.new),
                 paths: found,
             });
         }
+        let rows_by_member: Vec<Vec<Vec<f32>>> = members
+            .iter_mut()
+            .map(|m| std::mem::take(&mut m.rows))
+            .collect();
+        let claim_probs: Vec<Vec<f64>> = members
+            .iter_mut()
+            .map(|m| std::mem::take(&mut m.claim_probs))
+            .collect();
+        drop(members);
         let entities = prompt
             .entities
             .iter()
@@ -284,20 +347,19 @@ impl Asker {
         }
     }
 
-    /// One shallow member's answer: each new entity's row fitted to its claims (fold-in), then
-    /// scored against every candidate.
+    /// One shallow member, ready to score: each new entity's row fitted to its claims
+    /// (fold-in), and each claim's probability before it.
     #[allow(clippy::too_many_arguments)]
-    fn member_kge(
-        &self,
-        model: &KgeModel,
-        calibrator: &Calibrator,
+    fn prepare_kge<'a>(
+        &'a self,
+        model: &'a KgeModel,
+        calibrator: &'a Calibrator,
         mi: usize,
         prompt: &Prompt,
         checked: &Checked,
-        candidates: &[Vec<Node>],
         pool_fn: &dyn Fn(u32, Dir) -> Vec<u32>,
-    ) -> MemberAnswer {
-        let device = crate::model::default_device();
+        device: &burn::tensor::Device,
+    ) -> Member<'a> {
         let starts = self.priors(prompt, checked, mi);
         let prior_kind = starts.iter().map(|s| s.1.clone()).collect();
         let init: Vec<Vec<f32>> = starts.into_iter().map(|s| s.0).collect();
@@ -320,60 +382,17 @@ impl Asker {
             ..self.fold.clone()
         };
         let rows = foldin::fold_in(model, &init, &checked.edges, pool_fn, &config);
-        // All-entity scores for the queries that rank a pool, in one product.
-        let wide: Vec<usize> = (0..checked.queries.len())
-            .filter(|&i| checked.queries[i].other.is_none())
-            .collect();
-        let mut qrows = Vec::new();
-        for &i in &wide {
-            let q = &checked.queries[i];
-            qrows.extend(foldin::query_row(model, &rows[q.new], q.relation, q.dir));
-        }
-        let scorer = model.scorer(&device);
-        let all = scorer.against_query_rows(qrows, wide.len());
-        let n = model.num_entities;
-        let mut wide_at: HashMap<usize, usize> = HashMap::new();
-        for (slot, &i) in wide.iter().enumerate() {
-            wide_at.insert(i, slot);
-        }
-        let row_of = |node: Node| -> &[f32] {
-            match node {
-                Node::Known(id) => model.entities.row(id as usize),
-                Node::New(j) => &rows[j],
-            }
-        };
-        let probs: Vec<Vec<f64>> = checked
-            .queries
-            .iter()
-            .enumerate()
-            .map(|(i, q)| {
-                candidates[i]
-                    .iter()
-                    .map(|&c| {
-                        let s = match (wide_at.get(&i), c) {
-                            (Some(&slot), Node::Known(id)) => all[slot * n + id as usize],
-                            _ => match q.dir {
-                                Dir::Tail => {
-                                    foldin::score_rows(model, &rows[q.new], q.relation, row_of(c))
-                                }
-                                Dir::Head => {
-                                    foldin::score_rows(model, row_of(c), q.relation, &rows[q.new])
-                                }
-                            },
-                        };
-                        calibrator.prob(f64::from(s))
-                    })
-                    .collect()
-            })
-            .collect();
-        MemberAnswer {
-            probs,
+        Member {
+            calibrator,
+            kind: MemberKind::Kge {
+                model,
+                scorer: Box::new(model.scorer(device)),
+            },
             rows,
             claim_probs,
             prior_kind,
         }
     }
-
     /// The trained entities of the category whose rows are closest to new entity `i`'s.
     fn similar(&self, rows: &[Vec<Vec<f32>>], i: usize, category: &str) -> Vec<Similar> {
         let Some(ids) = self.by_category.get(category) else {
@@ -429,130 +448,304 @@ impl Asker {
     }
 }
 
-/// One member's view of a prompt: per query, each candidate's probability; per new entity,
-/// its row (for "behaves like"); per claim, its probability before the claims were read; per
-/// new entity, the feature kind its prior used.
-struct MemberAnswer {
-    probs: Vec<Vec<f64>>,
+/// One ranked candidate: query `qi`'s candidate `ci` (the other end `other`). Ordered worst
+/// first, so a max-heap's top is the row to drop: the lowest mean, then the later query and
+/// candidate (the order the rows are shown in, reversed).
+struct Ranked {
+    mean: f64,
+    qi: usize,
+    ci: usize,
+    other: Node,
+    spread: f64,
+}
+
+impl Ranked {
+    fn order(&self, other: &Self) -> std::cmp::Ordering {
+        other
+            .mean
+            .total_cmp(&self.mean)
+            .then(self.qi.cmp(&other.qi))
+            .then(self.ci.cmp(&other.ci))
+    }
+}
+
+impl PartialEq for Ranked {
+    fn eq(&self, other: &Self) -> bool {
+        self.order(other).is_eq()
+    }
+}
+
+impl Eq for Ranked {}
+
+impl PartialOrd for Ranked {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Ranked {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.order(other)
+    }
+}
+
+/// The `top` best candidates offered so far, and nothing else.
+struct Best {
+    heap: BinaryHeap<Ranked>,
+    top: usize,
+}
+
+impl Best {
+    fn new(top: usize) -> Self {
+        Self {
+            heap: BinaryHeap::with_capacity(top + 1),
+            top,
+        }
+    }
+
+    /// Keeps `entry` if it is among the best so far; its spread is computed only then.
+    fn offer(&mut self, entry: Ranked, spread: impl FnOnce() -> f64) {
+        let better = self.heap.len() < self.top || self.heap.peek().is_some_and(|w| entry < *w);
+        if better {
+            self.heap.push(Ranked {
+                spread: spread(),
+                ..entry
+            });
+            if self.heap.len() > self.top {
+                self.heap.pop();
+            }
+        }
+    }
+
+    /// Best first: the highest mean, then the earlier query and candidate.
+    fn into_sorted(self) -> Vec<Ranked> {
+        self.heap.into_sorted_vec()
+    }
+}
+
+/// One member, ready to score a query's candidates: per new entity, its row (for "behaves
+/// like"); per claim, its probability before the claims were read; per new entity, the
+/// feature kind its prior used.
+struct Member<'a> {
+    calibrator: &'a Calibrator,
+    kind: MemberKind<'a>,
     rows: Vec<Vec<f32>>,
     claim_probs: Vec<f64>,
     prior_kind: Vec<Option<String>>,
 }
 
-/// One walk-transformer member's answer: no fitting. Each new entity is its category's token,
-/// its claimed edges the start of its context walks; every query is one forward pass. A claim's
-/// prior probability is the same question asked with no claims at all.
-fn member_walks(
-    scorer: &WalkScorer<'_>,
-    calibrator: &Calibrator,
-    prompt: &Prompt,
-    checked: &Checked,
-    candidates: &[Vec<Node>],
-) -> MemberAnswer {
-    let n_new = prompt.entities.len();
-    let (n, r_count) = (scorer.num_entities(), scorer.num_relations() as u32);
-    let category = |i: usize| prompt.entities[i].category.as_str();
-    // Features the model reads for the entity's category (others are ignored).
-    let features = |i: usize| {
-        checked.features[i]
+enum MemberKind<'a> {
+    Kge {
+        model: &'a KgeModel,
+        /// Boxed: the walk variant is larger.
+        scorer: Box<Scorer<'a>>,
+    },
+    Walks {
+        scorer: Box<WalkScorer<'a>>,
+        /// Per new entity: its claims as steps of its context walks.
+        claims: Vec<Vec<Step>>,
+        answers: Vec<NewAnswer>,
+        /// All-entity scores per (new entity, relation as read from it); a few at a time.
+        wide: HashMap<(usize, u32), Vec<f32>>,
+    },
+}
+
+/// All-entity score vectors a walk member keeps between queries (each is as long as the
+/// graph has entities).
+const WIDE_CACHE: usize = 8;
+
+impl Member<'_> {
+    /// The calibrated probability of each candidate of query `q`.
+    fn probs(
+        &mut self,
+        prompt: &Prompt,
+        checked: &Checked,
+        q: &QuerySpec,
+        cands: &[Node],
+    ) -> Vec<f64> {
+        let calibrator = self.calibrator;
+        let prob = |s: f32| calibrator.prob(f64::from(s));
+        let rows = &self.rows;
+        match &mut self.kind {
+            MemberKind::Kge { model, scorer } => {
+                let model: &KgeModel = model;
+                let row_of = |node: Node| -> &[f32] {
+                    match node {
+                        Node::Known(id) => model.entities.row(id as usize),
+                        Node::New(j) => &rows[j],
+                    }
+                };
+                let pair = |c: Node| match q.dir {
+                    Dir::Tail => foldin::score_rows(model, &rows[q.new], q.relation, row_of(c)),
+                    Dir::Head => foldin::score_rows(model, row_of(c), q.relation, &rows[q.new]),
+                };
+                if q.other.is_some() {
+                    return cands.iter().map(|&c| prob(pair(c))).collect();
+                }
+                // A pool: every trained entity's score in one product.
+                let qrow = foldin::query_row(model, &rows[q.new], q.relation, q.dir);
+                let all = scorer.against_query_rows(qrow, 1);
+                cands
+                    .iter()
+                    .map(|&c| match c {
+                        Node::Known(id) => {
+                            prob(all.get(id as usize).copied().unwrap_or(f32::NEG_INFINITY))
+                        }
+                        Node::New(_) => prob(pair(c)),
+                    })
+                    .collect()
+            }
+            MemberKind::Walks {
+                scorer,
+                claims,
+                answers,
+                wide,
+            } => {
+                let w = WalkView {
+                    scorer,
+                    prompt,
+                    checked,
+                };
+                let Some(rt) = w.read(q.relation, q.dir) else {
+                    return vec![prob(f32::NEG_INFINITY); cands.len()];
+                };
+                let key = (q.new, rt);
+                if cands.iter().any(|c| matches!(c, Node::Known(_))) && !wide.contains_key(&key) {
+                    if wide.len() >= WIDE_CACHE {
+                        wide.clear();
+                    }
+                    let tails = scorer.new_entity_tails(
+                        w.category(q.new),
+                        w.features(q.new),
+                        &claims[q.new],
+                        &[rt],
+                    );
+                    wide.insert(key, tails);
+                }
+                cands
+                    .iter()
+                    .map(|&c| {
+                        let s = match c {
+                            Node::Known(id) => wide
+                                .get(&key)
+                                .and_then(|t| t.get(id as usize))
+                                .copied()
+                                .unwrap_or(f32::NEG_INFINITY),
+                            Node::New(j) => scorer
+                                .new_entity_tails_with(
+                                    w.category(q.new),
+                                    w.features(q.new),
+                                    &claims[q.new],
+                                    rt,
+                                    &answers[j],
+                                )
+                                .last()
+                                .copied()
+                                .unwrap_or(f32::NEG_INFINITY),
+                        };
+                        prob(s)
+                    })
+                    .collect()
+            }
+        }
+    }
+}
+
+/// What a walk member reads of the prompt.
+struct WalkView<'s, 'm, 'p> {
+    scorer: &'s WalkScorer<'m>,
+    prompt: &'p Prompt,
+    checked: &'p Checked,
+}
+
+impl WalkView<'_, '_, '_> {
+    fn category(&self, i: usize) -> &str {
+        self.prompt.entities[i].category.as_str()
+    }
+
+    /// Features the model reads for the entity's category (others are ignored).
+    fn features(&self, i: usize) -> Option<(&str, &[f32])> {
+        self.checked.features[i]
             .as_ref()
-            .filter(|(kind, x)| scorer.reads_feature(category(i), kind, x.len()))
+            .filter(|(kind, x)| self.scorer.reads_feature(self.category(i), kind, x.len()))
             .map(|(kind, x)| (kind.as_str(), x.as_slice()))
-    };
-    // The relation as read from new entity `i`'s side (`None`: one the model never saw).
-    let read = |relation: u32, dir: Dir| -> Option<u32> {
+    }
+
+    /// The relation as read from a new entity's side (`None`: one the model never saw).
+    fn read(&self, relation: u32, dir: Dir) -> Option<u32> {
+        let r_count = self.scorer.num_relations() as u32;
         (relation < r_count).then_some(match dir {
             Dir::Tail => relation,
             Dir::Head => relation + r_count,
         })
-    };
-    let claims: Vec<Vec<Step>> =
-        (0..n_new)
-            .map(|i| {
-                checked
-                    .edges
-                    .iter()
-                    .filter_map(|e| match (e.head, e.tail) {
-                        (Node::New(h), Node::Known(t)) if h == i => read(e.relation, Dir::Tail)
-                            .map(|relation| Step {
-                                relation,
-                                entity: t,
-                            }),
-                        (Node::Known(h), Node::New(t)) if t == i => read(e.relation, Dir::Head)
-                            .map(|relation| Step {
-                                relation,
-                                entity: h,
-                            }),
-                        _ => None,
-                    })
-                    .filter(|s| (s.entity as usize) < n)
-                    .collect()
-            })
-            .collect();
-    let rows: Vec<NewAnswer> = (0..n_new)
-        .map(|i| scorer.new_entity_answer(category(i), features(i), &claims[i]))
-        .collect();
-    let prob = |s: f32| calibrator.prob(f64::from(s));
-    // All-entity scores per (new entity, relation as read from it), one pass each.
-    let mut wide: HashMap<(usize, u32), Vec<f32>> = HashMap::new();
-    for q in &checked.queries {
-        if let Some(rt) = read(q.relation, q.dir) {
-            wide.entry((q.new, rt)).or_insert_with(|| {
-                scorer.new_entity_tails(category(q.new), features(q.new), &claims[q.new], &[rt])
-            });
-        }
     }
-    let probs = checked
-        .queries
-        .iter()
-        .zip(candidates)
-        .map(|(q, cands)| {
-            let rt = read(q.relation, q.dir);
-            cands
+}
+
+/// One walk-transformer member, ready to score: no fitting. Each new entity is its
+/// category's token, its claimed edges the start of its context walks; every query is one
+/// forward pass. A claim's prior probability is the same question asked with no claims.
+fn prepare_walks<'a>(
+    scorer: WalkScorer<'a>,
+    calibrator: &'a Calibrator,
+    prompt: &Prompt,
+    checked: &Checked,
+) -> Member<'a> {
+    let n_new = prompt.entities.len();
+    let n = scorer.num_entities();
+    let w = WalkView {
+        scorer: &scorer,
+        prompt,
+        checked,
+    };
+    let claims: Vec<Vec<Step>> = (0..n_new)
+        .map(|i| {
+            checked
+                .edges
                 .iter()
-                .map(|&c| {
-                    let s = match (rt, c) {
-                        (None, _) => f32::NEG_INFINITY,
-                        (Some(rt), Node::Known(id)) => wide[&(q.new, rt)]
-                            .get(id as usize)
-                            .copied()
-                            .unwrap_or(f32::NEG_INFINITY),
-                        (Some(rt), Node::New(j)) => scorer
-                            .new_entity_tails_with(
-                                category(q.new),
-                                features(q.new),
-                                &claims[q.new],
-                                rt,
-                                &rows[j],
-                            )
-                            .last()
-                            .copied()
-                            .unwrap_or(f32::NEG_INFINITY),
-                    };
-                    prob(s)
+                .filter_map(|e| match (e.head, e.tail) {
+                    (Node::New(h), Node::Known(t)) if h == i => {
+                        w.read(e.relation, Dir::Tail).map(|relation| Step {
+                            relation,
+                            entity: t,
+                        })
+                    }
+                    (Node::Known(h), Node::New(t)) if t == i => {
+                        w.read(e.relation, Dir::Head).map(|relation| Step {
+                            relation,
+                            entity: h,
+                        })
+                    }
+                    _ => None,
                 })
+                .filter(|s| (s.entity as usize) < n)
                 .collect()
         })
         .collect();
+    let answers: Vec<NewAnswer> = (0..n_new)
+        .map(|i| scorer.new_entity_answer(w.category(i), w.features(i), &claims[i]))
+        .collect();
+    let prob = |s: f32| calibrator.prob(f64::from(s));
     // A claim's score before any claim is read; one pass per (new entity, relation as read).
     let mut before: HashMap<(usize, u32), Vec<f32>> = HashMap::new();
     let mut claim_probs = Vec::with_capacity(checked.edges.len());
     for e in &checked.edges {
         let mut prior = |i: usize, dir: Dir, other: u32| {
-            let rt = read(e.relation, dir)?;
+            let rt = w.read(e.relation, dir)?;
             before
                 .entry((i, rt))
-                .or_insert_with(|| scorer.new_entity_tails(category(i), features(i), &[], &[rt]))
+                .or_insert_with(|| {
+                    scorer.new_entity_tails(w.category(i), w.features(i), &[], &[rt])
+                })
                 .get(other as usize)
                 .copied()
         };
         let s = match (e.head, e.tail) {
             (Node::New(i), Node::Known(t)) => prior(i, Dir::Tail, t),
             (Node::Known(h), Node::New(i)) => prior(i, Dir::Head, h),
-            (Node::New(i), Node::New(j)) => read(e.relation, Dir::Tail).and_then(|rt| {
-                let other = scorer.new_entity_answer(category(j), features(j), &[]);
+            (Node::New(i), Node::New(j)) => w.read(e.relation, Dir::Tail).and_then(|rt| {
+                let other = scorer.new_entity_answer(w.category(j), w.features(j), &[]);
                 scorer
-                    .new_entity_tails_with(category(i), features(i), &[], rt, &other)
+                    .new_entity_tails_with(w.category(i), w.features(i), &[], rt, &other)
                     .last()
                     .copied()
             }),
@@ -563,13 +756,22 @@ fn member_walks(
         };
         claim_probs.push(prob(s.unwrap_or(f32::NEG_INFINITY)));
     }
-    MemberAnswer {
-        probs,
-        rows: rows.into_iter().map(|r| r.row).collect(),
+    drop(before);
+    let prior_kind = (0..n_new)
+        .map(|i| w.features(i).map(|(kind, _)| kind.to_owned()))
+        .collect();
+    let rows = answers.iter().map(|a| a.row.clone()).collect();
+    Member {
+        calibrator,
+        kind: MemberKind::Walks {
+            scorer: Box::new(scorer),
+            claims,
+            answers,
+            wide: HashMap::new(),
+        },
+        rows,
         claim_probs,
-        prior_kind: (0..n_new)
-            .map(|i| features(i).map(|(kind, _)| kind.to_owned()))
-            .collect(),
+        prior_kind,
     }
 }
 
@@ -577,4 +779,42 @@ fn member_walks(
 /// embedding row.
 pub(super) fn kge(model: &Model) -> Option<&KgeModel> {
     model.as_kge()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_heap_keeps_what_sorting_every_candidate_keeps() {
+        // Means with many ties, offered in a scrambled order.
+        let all: Vec<(f64, usize, usize)> = (0..500)
+            .map(|i| (f64::from((i * 37 % 23) as u32) / 7.0, i % 5, (i * 13) % 101))
+            .collect();
+        for top in [1, 7, 100, 499, 500, 1000] {
+            let mut best = Best::new(top);
+            for &(mean, qi, ci) in &all {
+                let entry = Ranked {
+                    mean,
+                    qi,
+                    ci,
+                    other: Node::Known(ci as u32),
+                    spread: 0.0,
+                };
+                best.offer(entry, || mean / 2.0);
+            }
+            let mut sorted = all.clone();
+            sorted.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
+            sorted.truncate(top);
+            let kept: Vec<(f64, usize, usize)> = best
+                .into_sorted()
+                .iter()
+                .map(|r| {
+                    assert_eq!(r.spread, r.mean / 2.0);
+                    (r.mean, r.qi, r.ci)
+                })
+                .collect();
+            assert_eq!(kept, sorted, "top {top}");
+        }
+    }
 }

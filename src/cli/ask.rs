@@ -1,6 +1,6 @@
 //! `hypograph ask`: a prompt file or one entity's flags in, a ranked answer out.
 
-use crate::ask::{Answer, Asker, Basis, Flags, prompt};
+use crate::ask::{Answer, Asker, Basis, Flags, Problem, prompt};
 use crate::store::{Action, Store};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -103,7 +103,12 @@ pub async fn ask(store: &Store, data_dir: &Path, args: AskArgs) -> anyhow::Resul
     let asker = Asker::load(store, data_dir, args.model).await?;
     let prompt = std::sync::Arc::new(prompt);
     let p = prompt.clone();
-    let answer = tokio::task::spawn_blocking(move || asker.answer(&p, &origin)).await??;
+    let (answer, origin) = tokio::task::spawn_blocking(move || {
+        let answer = asker.answer(&p, &origin);
+        (answer, origin)
+    })
+    .await?;
+    let answer = answer?;
     let submitted = match &target {
         Some((workflow, user)) => {
             let s = crate::ask::submission(
@@ -115,7 +120,15 @@ pub async fn ask(store: &Store, data_dir: &Path, args: AskArgs) -> anyhow::Resul
                 user,
             )
             .map_err(|p| anyhow::anyhow!("--pick: {}", p.message))?;
-            Some(store.submit_ask(&s).await?)
+            match store.submit_ask(&s).await {
+                Ok(summary) => Some(summary),
+                // Located like the prompt's other problems: the entity's line or flag.
+                Err(e @ crate::store::StoreError::EntityExists { index, .. }) => {
+                    let at = format!("entities[{index}].id");
+                    return Err(origin.locate(vec![Problem::new(at, e.to_string())]).into());
+                }
+                Err(e) => return Err(e.into()),
+            }
         }
         None => None,
     };

@@ -1,7 +1,7 @@
 //! `POST /api/v1/ask` and `POST /api/v1/ask/submit`, and what the `/ask` page shares with
 //! them: the loaded model ([`AskCache`]: one `Asker`, reloaded when a newer model is trained,
-//! one load at a time), answering on the blocking pool, the server's workflows by name, and
-//! submitting an answer's rows into one of them.
+//! one load at a time), answering on the blocking pool (one ask per user, a few at a time),
+//! the server's workflows by name, and submitting an answer's rows into one of them.
 
 use super::{AppState, authorize};
 use crate::ask::{Answer, AskError, Asker, Origin, Problem, Prompt};
@@ -12,8 +12,9 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use prometheus_client::metrics::counter::Counter;
 use serde::Deserialize;
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, LazyLock, RwLock};
+use std::sync::{Arc, LazyLock, Mutex, RwLock};
 
 /// Why an ask route could not answer.
 #[derive(Debug, thiserror::Error)]
@@ -23,6 +24,14 @@ pub enum AskRouteError {
     /// Problems with what was sent, by path (`edges[0][1]`, `pick`).
     #[error("the prompt has problems")]
     Problems(Vec<Problem>),
+    /// Over a limit of `ask::limits`, by path.
+    #[error("the prompt asks for more work than one ask may do")]
+    TooLarge(Vec<Problem>),
+    /// The user has an ask in flight already.
+    #[error(
+        "an ask by `{0}` is still being answered: one at a time per user; send this one when it is done"
+    )]
+    Busy(String),
     #[error("{0}")]
     UnknownWorkflow(String),
     #[error(
@@ -48,6 +57,8 @@ impl AskRouteError {
         match self {
             Self::NoModel | Self::ModelChanged { .. } => StatusCode::CONFLICT,
             Self::Problems(_) => StatusCode::BAD_REQUEST,
+            Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Busy(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::UnknownWorkflow(_) => StatusCode::NOT_FOUND,
             Self::Store(StoreError::Conflict(_)) => StatusCode::CONFLICT,
             Self::Load { .. } | Self::Store(_) | Self::Task(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -74,8 +85,11 @@ impl IntoResponse for AskRouteError {
     fn into_response(self) -> Response {
         let status = self.status();
         let mut body = serde_json::json!({ "error": self.public_message() });
-        if let Self::Problems(problems) = &self {
+        if let Self::Problems(problems) | Self::TooLarge(problems) = &self {
             body["problems"] = serde_json::to_value(problems).unwrap_or_default();
+        }
+        if let Self::Busy(_) = &self {
+            return (status, [(axum::http::header::RETRY_AFTER, "1")], Json(body)).into_response();
         }
         (status, Json(body)).into_response()
     }
@@ -100,15 +114,71 @@ pub fn loads() -> Counter {
 /// query) with the loaded one's; on a change one request loads it (graph, names, checkpoint,
 /// on the blocking pool) while the others keep answering with the model they had, or wait
 /// for the load when there is none yet.
-#[derive(Default)]
+///
+/// It also gates the answering: one ask in flight per user (a second one is answered 429
+/// at once rather than queued, so one person cannot fill the queue), and at most
+/// [`ask_slots`] answers computing at a time on the blocking pool, the others waiting for a
+/// slot; together with `ask::limits` they bound the memory and the cores asks may take.
 pub struct AskCache {
     /// Never held across an await.
     current: RwLock<Option<Arc<LoadedAsker>>>,
     /// Held by the one request that loads.
     loading: tokio::sync::Mutex<()>,
+    /// Answers computing now.
+    slots: Arc<tokio::sync::Semaphore>,
+    /// Users with an ask in flight (never held across an await).
+    busy: Arc<Mutex<HashSet<String>>>,
+}
+
+impl Default for AskCache {
+    fn default() -> Self {
+        Self {
+            current: RwLock::default(),
+            loading: tokio::sync::Mutex::default(),
+            slots: Arc::new(tokio::sync::Semaphore::new(ask_slots())),
+            busy: Arc::default(),
+        }
+    }
+}
+
+/// Answers computed at once: one core is left to the async runtime (pages, `/healthz`), so
+/// a burst of asks never starves the rest of the server; at least one.
+pub fn ask_slots() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, |n| n.get().saturating_sub(1))
+        .max(1)
+}
+
+/// A user's ask in flight; the user may ask again when it is dropped.
+struct UserTurn {
+    busy: Arc<Mutex<HashSet<String>>>,
+    user: String,
+}
+
+impl Drop for UserTurn {
+    fn drop(&mut self) {
+        if let Ok(mut b) = self.busy.lock() {
+            b.remove(&self.user);
+        }
+    }
 }
 
 impl AskCache {
+    /// `user`'s turn to ask, unless an ask of theirs is in flight.
+    fn turn(&self, user: &str) -> Result<UserTurn, AskRouteError> {
+        let mut busy = self
+            .busy
+            .lock()
+            .map_err(|_| AskRouteError::Task("the ask gate is poisoned".into()))?;
+        if !busy.insert(user.to_owned()) {
+            return Err(AskRouteError::Busy(user.to_owned()));
+        }
+        Ok(UserTurn {
+            busy: self.busy.clone(),
+            user: user.to_owned(),
+        })
+    }
+
     fn current(&self) -> Option<Arc<LoadedAsker>> {
         self.current.read().ok().and_then(|c| c.clone())
     }
@@ -165,23 +235,43 @@ impl AskCache {
     }
 }
 
-/// Answers `prompt` on the blocking pool. `at` prefixes the problems' paths (`prompt.` when
-/// the prompt sits inside a larger body).
+/// Answers `prompt` for `user` on the blocking pool, in their turn and a free slot of
+/// `gate`. `at` prefixes the problems' paths (`prompt.` when the prompt sits inside a larger
+/// body).
 pub async fn answer(
+    gate: &AskCache,
+    user: &str,
     loaded: Arc<LoadedAsker>,
     prompt: Arc<Prompt>,
     at: &str,
 ) -> Result<Answer, AskRouteError> {
-    let answered = tokio::task::spawn_blocking(move || loaded.asker.answer(&prompt, &Origin::Json))
+    let turn = gate.turn(user)?;
+    let slot = gate
+        .slots
+        .clone()
+        .acquire_owned()
         .await
-        .map_err(|e| AskRouteError::Task(format!("answering a prompt: {e}")))?;
+        .map_err(|e| AskRouteError::Task(format!("waiting for an ask slot: {e}")))?;
+    // The turn and the slot go with the work: a client that hangs up frees neither before
+    // the answer is done.
+    let answered = tokio::task::spawn_blocking(move || {
+        let answered = loaded.asker.answer(&prompt, &Origin::Json);
+        drop((slot, turn));
+        answered
+    })
+    .await
+    .map_err(|e| AskRouteError::Task(format!("answering a prompt: {e}")))?;
     answered.map_err(|e| {
-        AskRouteError::Problems(
-            e.problems()
-                .into_iter()
-                .map(|p| Problem::new(format!("{at}{}", p.path), p.message))
-                .collect(),
-        )
+        let problems = e
+            .problems()
+            .into_iter()
+            .map(|p| Problem::new(format!("{at}{}", p.path), p.message))
+            .collect();
+        if e.is_too_large() {
+            AskRouteError::TooLarge(problems)
+        } else {
+            AskRouteError::Problems(problems)
+        }
     })
 }
 
@@ -286,10 +376,16 @@ pub async fn submit(
         });
     }
     let prompt = Arc::new(req.prompt);
-    let answer = answer(loaded, prompt.clone(), at).await?;
+    let answer = answer(&state.asker, asker, loaded, prompt.clone(), at).await?;
     let s = crate::ask::submission(&prompt, &answer, &req.pick, req.assert, &workflow, asker)
         .map_err(|p| AskRouteError::Problems(vec![p]))?;
-    let summary = state.store.submit_ask(&s).await?;
+    let summary = state.store.submit_ask(&s).await.map_err(|e| match e {
+        StoreError::EntityExists { index, .. } => AskRouteError::Problems(vec![Problem::new(
+            format!("{at}entities[{index}].id"),
+            e.to_string(),
+        )]),
+        e => e.into(),
+    })?;
     tracing::info!(
         asker,
         workflow = %workflow,
@@ -316,13 +412,14 @@ pub async fn ask(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    if let Err(e) = authorize(&state, &headers, Action::Ask).await {
-        return e.into_response();
-    }
+    let user = match authorize(&state, &headers, Action::Ask).await {
+        Ok(u) => u,
+        Err(e) => return e.into_response(),
+    };
     let run = async {
         let prompt: Prompt = parse_body(&body)?;
         let loaded = state.asker.get(&state.store, &state.data_dir).await?;
-        answer(loaded, Arc::new(prompt), "").await
+        answer(&state.asker, &user.name, loaded, Arc::new(prompt), "").await
     };
     match run.await {
         Ok(a) => Json(a).into_response(),

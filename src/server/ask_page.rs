@@ -223,7 +223,11 @@ impl Fields {
             } else if let Some(rest) = path.strip_prefix("predict[") {
                 let line = index(rest).and_then(|i| line_of(&self.predict, i));
                 (Field::Predict, line.map(|n| format!("line {n}: ")))
-            } else if path.starts_with("context.entities") {
+            } else if path == "edges" {
+                (Field::Edges, None)
+            } else if path == "predict" {
+                (Field::Predict, None)
+            } else if path.starts_with("context.entities") || path == "context" {
                 (Field::Context, None)
             } else if path.starts_with("context.relations") {
                 (Field::Relations, None)
@@ -427,7 +431,7 @@ fn error_page(s: &Session, title: &str, e: &AskRouteError) -> Response {
     let message = e.public_message();
     let body = html! {
         h1 { (title) }
-        @if let AskRouteError::Problems(ps) = e {
+        @if let AskRouteError::Problems(ps) | AskRouteError::TooLarge(ps) = e {
             ul { @for p in ps { li.error { @if !p.path.is_empty() { code { (p.path) } ": " } (p.message) } } }
         } @else {
             p.error { (message) }
@@ -510,10 +514,12 @@ pub async fn answer(
         Ok(w) => w,
         Err(e) => return error_page(&s, "Not answered", &e),
     };
-    show_answer(&s, &l, &f, prompt, &workflows, None, StatusCode::OK).await
+    show_answer(&state, &s, &l, &f, prompt, &workflows, None, StatusCode::OK).await
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn show_answer(
+    state: &AppState,
     s: &Session,
     l: &Arc<LoadedAsker>,
     f: &Fields,
@@ -523,7 +529,7 @@ async fn show_answer(
     status: StatusCode,
 ) -> Response {
     let prompt = Arc::new(prompt);
-    match ask::answer(l.clone(), prompt.clone(), "").await {
+    match ask::answer(&state.asker, &s.user.name, l.clone(), prompt.clone(), "").await {
         Ok(answer) => {
             let shown = Shown {
                 answer: &answer,
@@ -536,12 +542,14 @@ async fn show_answer(
             )
                 .into_response()
         }
-        Err(AskRouteError::Problems(ps)) => (
-            StatusCode::BAD_REQUEST,
-            ask_page(s, &l.categories, f, &f.place(&ps), None, notice),
-        )
-            .into_response(),
-        Err(e) => error_page(s, "Not answered", &e),
+        Err(e) => match &e {
+            AskRouteError::Problems(ps) | AskRouteError::TooLarge(ps) => (
+                e.status(),
+                ask_page(s, &l.categories, f, &f.place(ps), None, notice),
+            )
+                .into_response(),
+            _ => error_page(s, "Not answered", &e),
+        },
     }
 }
 
@@ -605,6 +613,7 @@ pub async fn submit(
             );
             let f = Fields::from_prompt(&prompt);
             show_answer(
+                &state,
                 &s,
                 &l,
                 &f,

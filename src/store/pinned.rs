@@ -61,7 +61,7 @@ pub struct AskSubmission {
     pub asker: String,
     /// The prompt as the asker wrote it, kept as provenance.
     pub prompt: serde_json::Value,
-    /// New entities; one already stored under the same key must have the same category.
+    /// New entities: a key the graph already has is refused (`StoreError::EntityExists`).
     pub entities: Vec<EntityRecord>,
     /// Their features (may be empty).
     pub features: Vec<FeatureRecord>,
@@ -218,34 +218,38 @@ impl Store {
     /// Stores an ask submission in one transaction: a graph version (when anything is new)
     /// with the new entities and the asserted edges, then the rows as pinned candidates of
     /// the workflow. Rows already live, refuted, waiting or under review in the workflow are
-    /// reported in the summary and not stored. Errors (an entity stored with another
-    /// category, an unknown entity or relation, a probability outside [0, 1]) write nothing.
+    /// reported in the summary and not stored. Errors (an entity the graph already has, an
+    /// unknown entity or relation, a probability outside [0, 1]) write nothing.
     pub async fn submit_ask(&self, s: &AskSubmission) -> Result<SubmitSummary> {
         let mut tx = self.write_tx().await?;
         let mut keys = Keys::load(&mut tx).await?;
         let mut delta = Delta::default();
-        for e in &s.entities {
+        for (index, e) in s.entities.iter().enumerate() {
             if e.key.trim().is_empty() {
                 return Err(StoreError::Conflict("a new entity needs a key".into()));
             }
-            match keys.entity_ids.get(&e.key) {
-                Some(&id) => {
-                    let stored = &keys.category[id as usize];
-                    if *stored != e.category {
-                        return Err(StoreError::Conflict(format!(
-                            "entity `{}` is stored with category `{stored}`; the submission gives `{}`",
-                            e.key, e.category
-                        )));
-                    }
-                }
-                None => {
-                    keys.entity_ids
-                        .insert(e.key.clone(), keys.entity.len() as i64);
-                    keys.entity.push(e.key.clone());
-                    keys.category.push(e.category.clone());
-                    delta.entities.push(e);
-                }
+            // Declared twice in one submission: one entity, added once.
+            if delta.entities.iter().any(|d| d.key == e.key) {
+                continue;
             }
+            // An existing entity (imported, or an earlier ask's) is never redeclared: its
+            // features would be replaced by the asker's.
+            if let Some(&id) = keys.entity_ids.get(&e.key) {
+                let since: i64 = sqlx::query_scalar("SELECT added_in FROM entities WHERE id = $1")
+                    .bind(id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                return Err(StoreError::EntityExists {
+                    index,
+                    key: e.key.clone(),
+                    since,
+                });
+            }
+            keys.entity_ids
+                .insert(e.key.clone(), keys.entity.len() as i64);
+            keys.entity.push(e.key.clone());
+            keys.category.push(e.category.clone());
+            delta.entities.push(e);
         }
         // The new entities' features join the same version, checked as an import's are.
         let mut wanted = Vec::with_capacity(s.features.len());

@@ -428,3 +428,110 @@ fn each_category_keeps_its_own_vector_width() {
     let stats = env.json(&["stats"]);
     assert_eq!(stats["features"]["vector"], 72, "{stats}");
 }
+
+/// An ask creates entities; it never redeclares one the graph has. Here the entity came in
+/// an import after the model was trained, so the model does not know it and the answer is
+/// computed, but the submission is refused at the entity's flag and its features stay.
+#[test]
+fn an_ask_cannot_replace_an_entity_the_graph_has() {
+    let env = Env::new();
+    clustered(&env);
+    let e = env.write("late.tsv", "subject\tpredicate\tobject\nC99\tbinds\tG0\n");
+    let n = env.write(
+        "late-nodes.tsv",
+        "id\tcategory\tname\nC99\tCompound\tlate compound\nG0\tGene\tgene 0\n",
+    );
+    let f = env.write("late-features.tsv", "id\tf0\tf1\tf2\tf3\nC99\t1\t0\t0\t0\n");
+    let path = |p: &std::path::Path| p.to_str().expect("path").to_owned();
+    env.ok(&[
+        "import",
+        &path(&e),
+        "--nodes",
+        &path(&n),
+        "--features",
+        &path(&f),
+    ]);
+    let w = env.write(
+        "w.yaml",
+        staged_workflow("  - name: experts\n    plugin: human\n    quorum: 1\n"),
+    );
+    let alice = user(&env, "alice", "reviewer");
+    let versions = || env.count("SELECT count(*) FROM graph_versions");
+    let before = versions();
+    let err = env.fail(&[
+        "ask",
+        "--entity",
+        "C99",
+        "--category",
+        "Compound",
+        "--vector",
+        "9,9,9,9",
+        "--edge",
+        "C99 binds G1",
+        "--top",
+        "2",
+        "--submit",
+        &path(&w),
+        "--token",
+        &alice,
+    ]);
+    assert!(err.contains("--entity"), "located at the flag: {err}");
+    assert!(
+        err.contains("`C99` is already in the graph (since version 2)"),
+        "{err}"
+    );
+    assert_eq!(versions(), before, "nothing written");
+    assert_eq!(env.count("SELECT count(*) FROM ask_submissions"), 0);
+    let blame = env.json(&["graph", "blame", "C99", "--feature", "vector"]);
+    assert_eq!(blame.as_array().map(Vec::len), Some(1), "{blame}");
+    assert_eq!(
+        blame[0]["value"]["vector"],
+        serde_json::json!([1.0, 0.0, 0.0, 0.0]),
+        "{blame}"
+    );
+}
+
+/// The CLI holds a prompt to the server's limits: counts before anything is resolved, and
+/// the candidates the queries would score (here 32 bare entities, every relation, on a graph
+/// of 6,000 entities: over a million) before any is scored.
+#[test]
+fn the_cli_refuses_prompts_over_the_limits() {
+    let env = Env::new();
+    let mut edges = String::from("subject\tpredicate\tobject\n");
+    for i in 0..6000 {
+        edges.push_str(&format!("n{i}\tr{}\tn{}\n", i % 3, (i * 7 + 1) % 6000));
+    }
+    let e = env.write("chain.tsv", edges);
+    env.ok(&["import", e.to_str().expect("path")]);
+    env.ok(&[
+        "train",
+        "--epochs",
+        "1",
+        "--dim",
+        "8",
+        "--ensemble",
+        "1",
+        "--eval-every",
+        "0",
+    ]);
+    let mut flags = vec!["ask", "--entity", "x"];
+    flags.extend(std::iter::repeat_n(["--edge", "x r0 n1"], 257).flatten());
+    let err = env.fail(&flags);
+    assert!(
+        err.contains("257 claimed edges: at most 256 per ask"),
+        "{err}"
+    );
+    let entities: String = (0..32).map(|i| format!("  - id: x{i}\n")).collect();
+    let p = env.write("many.yaml", format!("entities:\n{entities}"));
+    let err = env.fail(&["ask", p.to_str().expect("path")]);
+    assert!(
+        err.contains("candidate triples to score: at most 1000000 per ask"),
+        "{err}"
+    );
+    assert!(err.contains("many.yaml:1"), "located at `entities`: {err}");
+    // Under the limit, the same graph answers.
+    let p = env.write("few.yaml", "entities:\n  - id: x\ntop: 3\n");
+    let ok = env.json(&["ask", p.to_str().expect("path")]);
+    assert_eq!(ok["rows"].as_array().map(Vec::len), Some(3), "{ok}");
+    assert_eq!(ok["candidates"], 36000, "{ok}");
+}

@@ -88,11 +88,18 @@ fn ask_and_submit_through_the_api() {
     );
 
     // A model trained while the server runs is picked up, and loaded once for requests
-    // that arrive together.
+    // that arrive together (from six users: one user has one ask in flight).
     train(&env);
+    let askers: Vec<String> = (0..6)
+        .map(|i| user(&env, &format!("asker{i}"), "reviewer"))
+        .collect();
     let answers: Vec<(u16, Value)> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..6)
-            .map(|_| s.spawn(|| post_json(&ask, &alice, &prompt("X"))))
+        let handles: Vec<_> = askers
+            .iter()
+            .map(|token| {
+                let ask = &ask;
+                s.spawn(move || post_json(ask, token, &prompt("X")))
+            })
             .collect();
         handles
             .into_iter()
@@ -221,20 +228,21 @@ fn ask_and_submit_through_the_api() {
     assert_eq!(listed[0]["tail"], first_row["tail"], "{listed:?}");
     assert_eq!(listed[2]["origin"], "claim", "{listed:?}");
 
-    // Again: nothing new, every row reported as already waiting.
+    // Again: `new:x` is in the graph now, and an ask never redeclares an entity (its
+    // features would be replaced): a located problem, nothing written.
     let (status, again) = post_json(&submit, &alice, &request_body);
-    assert_eq!(status, 200, "{again}");
-    assert_eq!(again["pinned"], json!([]), "{again}");
-    assert_eq!(again["version"], Value::Null, "{again}");
-    let reasons = again["already_known"].as_array().expect("reasons");
-    assert_eq!(reasons.len(), 4, "{again}");
+    assert_eq!(status, 400, "{again}");
+    let ps = problems(&again);
+    assert_eq!(ps.len(), 1, "{again}");
+    assert_eq!(ps[0].0, "prompt.entities[0].id", "{again}");
     assert!(
-        reasons.iter().all(|k| k["reason"]
-            .as_str()
-            .is_some_and(|r| r.contains("already waiting for `w`"))),
+        ps[0]
+            .1
+            .contains("`new:x` is already in the graph (since version 2)"),
         "{again}"
     );
     assert_eq!(env.count("SELECT count(*) FROM pinned_candidates"), 4);
+    assert_eq!(env.count("SELECT count(*) FROM ask_submissions"), 1);
 
     // Unknown workflows, ranks and shapes are refused with a reason, writing nothing.
     let (status, body) = post_json(
@@ -259,7 +267,7 @@ fn ask_and_submit_through_the_api() {
     let (status, body) = post_json(&submit, &alice, &json!({ "prompt": bad, "workflow": "w" }));
     assert_eq!(status, 400, "{body}");
     assert_eq!(problems(&body)[0].0, "prompt.edges[0][1]", "{body}");
-    assert_eq!(env.count("SELECT count(*) FROM ask_submissions"), 2);
+    assert_eq!(env.count("SELECT count(*) FROM ask_submissions"), 1);
 
     // A newer model is loaded on the next ask; an answer chosen from the old one is refused.
     // (`new:x` is in the graph now: model 2 trained on the submission's version.)
@@ -289,7 +297,7 @@ fn ask_and_submit_through_the_api() {
             .is_some_and(|e| e.contains("model 2")),
         "{body}"
     );
-    assert_eq!(env.count("SELECT count(*) FROM ask_submissions"), 2);
+    assert_eq!(env.count("SELECT count(*) FROM ask_submissions"), 1);
 
     // The routes are timed like the others.
     let (_, text) = get_text(&format!("{}/metrics", server.base), Some(&carol));
@@ -464,11 +472,14 @@ fn the_ask_page_escapes_places_problems_and_submits() {
         env.strings("SELECT name FROM entities WHERE key = 'new:x'"),
         [name]
     );
-    // Again: the rows not submitted, with their reason.
+    // Again: `new:x` is in the graph now, and an ask never redeclares an entity.
     let (status, html) = post(f);
-    assert_eq!(status, 200, "{html}");
-    assert!(html.contains("none: nothing new"), "{html}");
-    assert_eq!(html.matches("already waiting for `w`").count(), 4, "{html}");
+    assert_eq!(status, 400, "{html}");
+    assert!(
+        html.contains("<code>entities[0].id</code>: entity `new:x` is already in the graph"),
+        "{html}"
+    );
+    assert_eq!(env.count("SELECT count(*) FROM ask_submissions"), 1);
 
     // An unknown workflow names the known ones.
     let mut f = base_form(&csrf);
@@ -480,4 +491,154 @@ fn the_ask_page_escapes_places_problems_and_submits() {
         html.contains("`&lt;b&gt;nope&lt;/b&gt;`; this server knows: w"),
         "{html}"
     );
+}
+
+/// `n` bare new entities.
+fn bare(n: usize) -> Vec<Value> {
+    (0..n)
+        .map(|i| json!({ "id": format!("new:{i}") }))
+        .collect()
+}
+
+/// A prompt at every limit of `ask::limits` (the candidates stay under theirs on UMLS).
+fn maximal() -> Value {
+    let entities = bare(32);
+    let edges: Vec<Value> = (0..256)
+        .map(|i| json!([format!("new:{}", i % 32), "isa", "entity"]))
+        .collect();
+    let predict: Vec<Value> = (0..64)
+        .map(|i| json!([format!("new:{}", i % 32), "?", "?"]))
+        .collect();
+    json!({ "entities": entities, "edges": edges, "predict": predict, "top": 1000 })
+}
+
+/// One prompt may not make the server do unbounded work: each count past its limit is
+/// refused (413) with the limit and the value, before anything is computed; one user has one
+/// ask in flight (429 with `Retry-After`), while other users are served.
+#[test]
+fn asks_are_bounded_and_one_at_a_time_per_user() {
+    let env = Env::new();
+    let (alice, carol, _) = setup(&env);
+    train(&env);
+    let dave = user(&env, "dave", "reviewer");
+    let server = Server::start(&env, &[]);
+    let ask = format!("{}/api/v1/ask", server.base);
+
+    let over = |mut body: Value, key: &str, value: Value| {
+        body[key] = value;
+        let (status, body) = post_json(&ask, &alice, &body);
+        assert_eq!(status, 413, "{key}: {body}");
+        problems(&body)
+    };
+    let ps = over(maximal(), "entities", json!(bare(33)));
+    assert_eq!(
+        ps,
+        vec![(
+            "entities".to_owned(),
+            "33 new entities: at most 32 per ask".to_owned()
+        )]
+    );
+    let edges: Vec<Value> = (0..257)
+        .map(|_| json!(["new:0", "isa", "entity"]))
+        .collect();
+    let ps = over(maximal(), "edges", json!(edges));
+    assert_eq!(ps[0].0, "edges", "{ps:?}");
+    assert!(ps[0].1.contains("257 claimed edges: at most 256"), "{ps:?}");
+    let predict: Vec<Value> = (0..65).map(|_| json!(["new:0", "?", "?"])).collect();
+    let ps = over(maximal(), "predict", json!(predict));
+    assert!(ps[0].1.contains("65 predict lines: at most 64"), "{ps:?}");
+    let context: Vec<String> = (0..1001).map(|_| "alga".to_owned()).collect();
+    let ps = over(maximal(), "context", json!({ "entities": context }));
+    assert_eq!(ps[0].0, "context", "{ps:?}");
+    assert!(
+        ps[0].1.contains("1001 context entries: at most 1000"),
+        "{ps:?}"
+    );
+    let ps = over(maximal(), "top", json!(1001));
+    assert!(ps[0].1.contains("1001 rows: at most 1000"), "{ps:?}");
+    // The 5,000 bare entities that took a server past 6 GB: refused at once.
+    let ps = over(json!({}), "entities", json!(bare(5000)));
+    assert!(ps[0].1.contains("5000 new entities"), "{ps:?}");
+
+    // A prompt at the limits is answered, its best 1,000 of every candidate.
+    let (status, body) = post_json(&ask, &alice, &maximal());
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["rows"].as_array().map(Vec::len), Some(1000));
+    assert!(
+        body["candidates"].as_u64().is_some_and(|c| c > 1000),
+        "{body}"
+    );
+
+    // The same user six times at once: one is answered, the others are told to come back.
+    let barrier = std::sync::Barrier::new(6);
+    let answers: Vec<(u16, Option<String>, Value)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..6)
+            .map(|_| {
+                s.spawn(|| {
+                    barrier.wait();
+                    post_with_retry_after(&ask, &alice, &maximal())
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("a request thread"))
+            .collect()
+    });
+    let statuses: Vec<u16> = answers.iter().map(|a| a.0).collect();
+    assert!(
+        statuses.iter().all(|s| *s == 200 || *s == 429),
+        "{statuses:?}"
+    );
+    assert!(statuses.contains(&200), "{statuses:?}");
+    assert!(statuses.contains(&429), "{statuses:?}");
+    for (_, retry, body) in answers.iter().filter(|a| a.0 == 429) {
+        assert_eq!(retry.as_deref(), Some("1"), "{body}");
+        assert!(
+            body["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("`alice`") && e.contains("one at a time")),
+            "{body}"
+        );
+    }
+    // Done, alice may ask again; other users were never held by her turn.
+    assert_eq!(post_json(&ask, &alice, &prompt("X")).0, 200);
+    let others: Vec<u16> = std::thread::scope(|s| {
+        let handles: Vec<_> = [&alice, &carol, &dave]
+            .into_iter()
+            .map(|t| {
+                let ask = &ask;
+                s.spawn(move || post_json(ask, t, &maximal()).0)
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("a request thread"))
+            .collect()
+    });
+    assert_eq!(others, vec![200, 200, 200]);
+}
+
+/// A POST of JSON: status, `Retry-After` and the body as JSON.
+fn post_with_retry_after(url: &str, token: &str, body: &Value) -> (u16, Option<String>, Value) {
+    mt_runtime().block_on(async {
+        let resp = reqwest::Client::new()
+            .post(url)
+            .bearer_auth(token)
+            .json(body)
+            .timeout(std::time::Duration::from_secs(120))
+            .send()
+            .await
+            .expect("the server answers");
+        let retry = resp
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        (
+            resp.status().as_u16(),
+            retry,
+            resp.json().await.unwrap_or(Value::Null),
+        )
+    })
 }

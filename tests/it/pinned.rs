@@ -434,11 +434,19 @@ fn bad_submissions_are_errors_that_write_nothing() {
         s
     };
 
-    let mut s = with_new(submission(vec![row(&h[0], 0.5, PinnedOrigin::Prediction)]));
-    s.entities.push(entity("alga", "Drug"));
-    match submit(&env, &s) {
-        Err(StoreError::Conflict(m)) => assert!(m.contains("`alga`") && m.contains("Drug"), "{m}"),
-        other => panic!("{other:?}"),
+    // An entity the graph has is never declared again, whatever its category: its
+    // features would be the asker's.
+    for category in ["Drug", ""] {
+        let mut s = with_new(submission(vec![row(&h[0], 0.5, PinnedOrigin::Prediction)]));
+        s.entities.push(entity("alga", category));
+        match submit(&env, &s) {
+            Err(e @ StoreError::EntityExists { index: 1, .. }) => assert!(
+                e.to_string()
+                    .contains("`alga` is already in the graph (since version 1)"),
+                "{e}"
+            ),
+            other => panic!("{other:?}"),
+        }
     }
     let s = with_new(submission(vec![row(
         &triple("ask:new", "cures", "alga"),
@@ -465,9 +473,8 @@ fn bad_submissions_are_errors_that_write_nothing() {
     );
     assert_eq!(env.count("SELECT count(*) FROM ask_submissions"), 0);
 
-    // The same category is fine: the entity is not added again.
-    let mut s = submission(vec![row(&h[0], 0.5, PinnedOrigin::Prediction)]);
-    s.entities = vec![entity("alga", "")];
+    // Naming it as an end of the rows (not declaring it) is how an ask uses it.
+    let s = submission(vec![row(&h[0], 0.5, PinnedOrigin::Prediction)]);
     let summary = submit(&env, &s).expect("submit");
     assert_eq!((summary.version, summary.entities_added), (None, 0));
     assert_eq!(versions(), before);
