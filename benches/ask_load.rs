@@ -233,6 +233,43 @@ fn candidates_of(body: &Value) -> Option<usize> {
 }
 
 #[tokio::main(flavor = "multi_thread")]
+/// A cookie from `Set-Cookie` headers.
+fn set_cookie(headers: &reqwest::header::HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(reqwest::header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .filter_map(|v| v.split(';').next()?.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_owned())
+}
+
+/// Signs in through the sign-in form as a browser does (its login cookie and CSRF token):
+/// the session's `Cookie` header.
+async fn sign_in(base: &str, token: &str) -> anyhow::Result<String> {
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?;
+    let page = client.get(format!("{base}/login")).send().await?;
+    let nonce = set_cookie(page.headers(), "hg_login")
+        .ok_or_else(|| anyhow::anyhow!("no login cookie"))?;
+    let html = page.text().await?;
+    let marker = "name=\"csrf\" value=\"";
+    let csrf = html
+        .split_once(marker)
+        .and_then(|(_, rest)| rest.split('"').next())
+        .ok_or_else(|| anyhow::anyhow!("no csrf field on the sign-in page"))?;
+    let resp = client
+        .post(format!("{base}/login"))
+        .header("Cookie", format!("hg_login={nonce}"))
+        .form(&[("token", token), ("csrf", csrf)])
+        .send()
+        .await?;
+    let id = set_cookie(resp.headers(), "hg_session")
+        .ok_or_else(|| anyhow::anyhow!("sign-in refused: {}", resp.status()))?;
+    Ok(format!("hg_session={id}"))
+}
+
 async fn main() -> anyhow::Result<()> {
     let scale: f64 = env_or("SCALE", 1.0);
     let users: usize = env_or("USERS", 20);
@@ -351,7 +388,7 @@ async fn main() -> anyhow::Result<()> {
                 let t = Instant::now();
                 let mut req = client.get(&url).timeout(Duration::from_secs(30));
                 if let Some(c) = &cookie {
-                    req = req.header("Cookie", format!("hg_token={c}"));
+                    req = req.header("Cookie", c.as_str());
                 }
                 match req.send().await {
                     Ok(r) if r.status().is_success() => {
@@ -366,7 +403,7 @@ async fn main() -> anyhow::Result<()> {
         })
     };
     let health = probe("/healthz", None);
-    let queue = probe("/queue", Some(tokens[0].clone()));
+    let queue = probe("/queue", Some(sign_in(&base, &tokens[0]).await?));
 
     let t = Instant::now();
     let asks: Vec<_> = tokens
