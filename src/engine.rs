@@ -55,6 +55,10 @@ pub enum EngineError {
         "lost the lease on workflow `{0}` to another process: stopped after finishing the step at `{1}`; the lease holder carries on"
     )]
     LeaseLost(String, RoundState),
+    /// Earlier runs of a round died inside a step (an abort, a crash, a kill) until its
+    /// attempts were spent.
+    #[error("{0}")]
+    Died(String),
     #[error("round {number} of `{workflow}`: attempt {attempts} of {max} failed: {error}{}",
         if *failed { "; the round is now failed and the next run starts a new one" } else { "" })]
     Attempt {
@@ -378,22 +382,51 @@ pub async fn run_round(store: &Store, file: &Loaded, opts: &mut Options<'_>) -> 
             r
         }
     };
-    // A resumed round keeps the workflow text it started with.
-    let l = if round.spec == file.text {
-        file.clone()
+    // A resumed round keeps the workflow text it started with (validated again: it may come
+    // from an older version, whose ranges were wider).
+    let spec = if round.spec == file.text {
+        Ok(file.clone())
     } else {
-        let parsed = workflow::parse(&file.file, &round.spec, &|n| std::env::var(n).ok())?;
-        Loaded {
-            dir: file.dir.clone(),
-            ..parsed
-        }
+        workflow::parse(&file.file, &round.spec, &|n| std::env::var(n).ok()).map(|parsed| {
+            Loaded {
+                dir: file.dir.clone(),
+                ..parsed
+            }
+        })
     };
+    let max = spec
+        .as_ref()
+        .map_or(file.workflow.max_attempts, |l| l.workflow.max_attempts)
+        .max(1);
     let (id, number) = (round.id, round.number);
-    match drive(store, &l, round, opts).await {
-        Ok(r) => Ok(r),
-        Err(e @ (EngineError::Interrupted(_) | EngineError::LeaseLost(..))) => Err(e),
+    // Counted before any step runs, so that a step that kills the process counts too.
+    let (attempts, failed) = store.begin_attempt(id, max).await?;
+    if failed {
+        let error = store.round(id).await?.error.unwrap_or_default();
+        warn!(round = id, attempts, %error, "the round's attempts are spent");
+        return Err(EngineError::Attempt {
+            workflow: name,
+            number,
+            attempts,
+            max,
+            failed,
+            error: Box::new(EngineError::Died(error)),
+        });
+    }
+    let driven = match spec {
+        Ok(l) => drive(store, &l, round, opts).await,
+        Err(e) => Err(e.into()),
+    };
+    match driven {
+        Ok(r) => {
+            store.end_attempt(id).await?;
+            Ok(r)
+        }
+        Err(e @ (EngineError::Interrupted(_) | EngineError::LeaseLost(..))) => {
+            store.end_attempt(id).await?;
+            Err(e)
+        }
         Err(e) => {
-            let max = l.workflow.max_attempts.max(1);
             let (attempts, failed) = store.record_attempt(id, &e.to_string(), max).await?;
             warn!(round = id, attempts, failed, error = %e, "the run ended in an error");
             Err(EngineError::Attempt {

@@ -486,12 +486,20 @@ pub async fn status(store: &Store, args: StatusArgs) -> anyhow::Result<ExitCode>
                 )
             }
             RoundState::Failed => format!(" - {}", r.error.clone().unwrap_or_default()),
-            _ if r.attempts > 0 => format!(
-                " - {} attempt{} ended in an error, the last: {}",
-                r.attempts,
-                if r.attempts == 1 { "" } else { "s" },
-                r.error.clone().unwrap_or_default()
-            ),
+            // A run driving the round now counts as an attempt too (counted as it begins).
+            _ if r.attempts > 0 => match &r.error {
+                Some(e) => format!(
+                    " - {} attempt{} so far, the last error: {e}",
+                    r.attempts,
+                    if r.attempts == 1 { "" } else { "s" },
+                ),
+                None => format!(
+                    " - {} attempt{} so far, none reported an error (a run driving it now, or \
+                     one that died inside a step)",
+                    r.attempts,
+                    if r.attempts == 1 { "" } else { "s" },
+                ),
+            },
             _ => String::new(),
         };
         out!(
