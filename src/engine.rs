@@ -387,11 +387,9 @@ pub async fn run_round(store: &Store, file: &Loaded, opts: &mut Options<'_>) -> 
     let spec = if round.spec == file.text {
         Ok(file.clone())
     } else {
-        workflow::parse(&file.file, &round.spec, &|n| std::env::var(n).ok()).map(|parsed| {
-            Loaded {
-                dir: file.dir.clone(),
-                ..parsed
-            }
+        workflow::parse(&file.file, &round.spec, &|n| std::env::var(n).ok()).map(|parsed| Loaded {
+            dir: file.dir.clone(),
+            ..parsed
         })
     };
     let max = spec

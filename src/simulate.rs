@@ -218,7 +218,14 @@ impl Sim<'_> {
         );
         let clock = Instant::now();
         let round_seed = seed ^ round as u64;
-        let triples = self.propose(&graph, &excluded, &ensemble, &context, acquisition, round_seed);
+        let triples = self.propose(
+            &graph,
+            &excluded,
+            &ensemble,
+            &context,
+            acquisition,
+            round_seed,
+        );
         let generate_s = clock.elapsed().as_secs_f64();
         let clock = Instant::now();
         let candidates = Candidate::from_predictions(

@@ -75,16 +75,16 @@ pub async fn validate(db: &Location, args: ValidateArgs) -> anyhow::Result<ExitC
                     eprintln!("{}: note: {n}", f.display());
                 }
                 out!(
-                "{}: ok (workflow `{}`, {} stage{})",
-                f.display(),
-                l.workflow.name,
-                l.workflow.stages.len(),
-                if l.workflow.stages.len() == 1 {
-                    ""
-                } else {
-                    "s"
-                }
-            )
+                    "{}: ok (workflow `{}`, {} stage{})",
+                    f.display(),
+                    l.workflow.name,
+                    l.workflow.stages.len(),
+                    if l.workflow.stages.len() == 1 {
+                        ""
+                    } else {
+                        "s"
+                    }
+                )
             }
             Err(e) => {
                 ok = false;

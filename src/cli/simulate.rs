@@ -1,8 +1,8 @@
 //! `hypograph simulate`: compare acquisition strategies on a graph with hidden truth.
 
-use crate::limits;
 use crate::acquire::Acquisition;
 use crate::graph::{Interner, OnInvalid, Triple, kgx, tsv};
+use crate::limits;
 use crate::model::TrainConfig;
 use crate::plot::{Panel, Series};
 use crate::simulate::{self, RoundRecord, SimSpec, Universe};

@@ -642,10 +642,10 @@ type AuditRetraction = (i64, i64, String, String, Option<i64>, String, String);
 /// Withdraws `verdict_id` and re-decides its stage from the verdicts still standing: the one
 /// rule of retractions and undos (see [`Store::retract`]).
 async fn redecide(
-tx: &mut sqlx::AnyConnection,
-verdict_id: i64,
-reason: &str,
-by: &str,
+    tx: &mut sqlx::AnyConnection,
+    verdict_id: i64,
+    reason: &str,
+    by: &str,
 ) -> Result<Retracted> {
     let row: Option<RetractTarget> = sqlx::query_as(
         "SELECT v.hypothesis_id AS hyp, v.stage, h.round_id AS round, h.head, h.relation, \
@@ -720,8 +720,8 @@ by: &str,
     } else {
         let decision = decide(&standing, escalate).unwrap_or(Outcome::Inconclusive);
         let passed_on = t.hyp_stage > t.stage;
-        let next_open = matches!(t.state.as_str(), "dispatching" | "awaiting")
-            && t.round_stage == t.stage + 1;
+        let next_open =
+            matches!(t.state.as_str(), "dispatching" | "awaiting") && t.round_stage == t.stage + 1;
         let placed =
             super::rounds::dispose(decision, &rules.advance, rules.is_final, rules.refute_any);
         let advances = placed == Disposition::Advance;

@@ -103,9 +103,12 @@ pub async fn check_offline(store: Option<&Store>, l: &Loaded) -> Result<Vec<Stri
     let g = &l.workflow.graph;
     let names_source = g.fetch.is_some() || g.import.is_some() || g.kgx.is_some();
     let stored = match store {
-        Some(s) if s.head().await?.is_some() => {
-            Some(s.relation_keys().await?.into_iter().collect::<HashSet<String>>())
-        }
+        Some(s) if s.head().await?.is_some() => Some(
+            s.relation_keys()
+                .await?
+                .into_iter()
+                .collect::<HashSet<String>>(),
+        ),
         _ => None,
     };
     if !names_source {
@@ -128,8 +131,7 @@ pub async fn check_offline(store: Option<&Store>, l: &Loaded) -> Result<Vec<Stri
             Err(e) => return Err(e.into()),
             Ok(fetched) => {
                 let batch = read_fetched(l, &fetched)?;
-                let relations: HashSet<&str> =
-                    batch.relations.iter().map(String::as_str).collect();
+                let relations: HashSet<&str> = batch.relations.iter().map(String::as_str).collect();
                 check_relations_in(l, &format!("the `{name}` graph"), &|r| {
                     relations.contains(r)
                 })?;
@@ -137,8 +139,7 @@ pub async fn check_offline(store: Option<&Store>, l: &Loaded) -> Result<Vec<Stri
         },
         None => {
             if let Some((batch, _)) = read(l)? {
-                let relations: HashSet<&str> =
-                    batch.relations.iter().map(String::as_str).collect();
+                let relations: HashSet<&str> = batch.relations.iter().map(String::as_str).collect();
                 check_relations(l, &|r| relations.contains(r))?;
             }
         }

@@ -159,7 +159,11 @@ fn numbers_out_of_range_are_located_errors_before_any_work() {
         }
         let out = env.run(&["run", wp]);
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(1), "an error, not an abort: {stderr}");
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "an error, not an abort: {stderr}"
+        );
         assert!(stderr.contains("generate.top_k"), "{stderr}");
         assert_nothing_imported(&env);
     }
@@ -184,7 +188,8 @@ fn training_settings_out_of_range_are_refused_before_training() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(
-        stderr.contains("--negatives") && stderr.contains("100000000000000 is out of range 1..=65536"),
+        stderr.contains("--negatives")
+            && stderr.contains("100000000000000 is out of range 1..=65536"),
         "{stderr}"
     );
     let config = env.path("config.json");

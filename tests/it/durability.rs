@@ -252,7 +252,10 @@ fn a_round_failing_the_same_way_is_failed_after_max_attempts(env: Env) {
         vec!["generating 1"]
     );
     let status = env.ok(&["status"]);
-    assert!(status.contains("1 attempt so far, the last error"), "{status}");
+    assert!(
+        status.contains("1 attempt so far, the last error"),
+        "{status}"
+    );
     let second = env.run_with(&["run", wp], &fail);
     let stderr = String::from_utf8_lossy(&second.stderr);
     assert!(!second.status.success());
@@ -383,7 +386,11 @@ fn a_round_whose_step_kills_the_process_is_failed_after_max_attempts(env: Env) {
     );
     let third = env.run_with(&["run", wp], &crash);
     let stderr = String::from_utf8_lossy(&third.stderr);
-    assert_eq!(third.status.code(), Some(1), "an error, not a crash: {stderr}");
+    assert_eq!(
+        third.status.code(),
+        Some(1),
+        "an error, not a crash: {stderr}"
+    );
     assert!(
         stderr.contains("the round is now failed") && stderr.contains("inside `generating`"),
         "{stderr}"

@@ -204,7 +204,10 @@ fn drug_repurposing_runs_end_to_end_on_a_hetionet_fixture() {
 #[test]
 fn validate_needs_no_download_and_notes_what_it_cannot_check_yet() {
     let env = Env::new();
-    env.ok(&["import", data("umls/demo-visible.tsv").to_str().expect("path")]);
+    env.ok(&[
+        "import",
+        data("umls/demo-visible.tsv").to_str().expect("path"),
+    ]);
     let catalog = crate::support::hetionet_fixture_catalog(env.dir.path());
     let cache = env.path("cache");
     let vars = [
@@ -258,9 +261,16 @@ fn validate_needs_no_download_and_notes_what_it_cannot_check_yet() {
         ],
         &vars,
     );
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = std::fs::read_to_string(&file).expect("workflow");
-    let bad = env.write("bad.yaml", text.replace("relations: [CtD, CpD]", "relations: [CtD, CxD]"));
+    let bad = env.write(
+        "bad.yaml",
+        text.replace("relations: [CtD, CpD]", "relations: [CtD, CxD]"),
+    );
     let out = env.run_with(&["validate", bad.to_str().expect("path")], &vars);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
@@ -271,10 +281,16 @@ fn validate_needs_no_download_and_notes_what_it_cannot_check_yet() {
     assert!(!stderr.contains("not downloaded yet"), "{stderr}");
 
     // A run on the demo's database stops at the relation check, before any training.
-    let out = env.run_with(&["run", file.to_str().expect("path"), "--wait", "0s"], &vars);
+    let out = env.run_with(
+        &["run", file.to_str().expect("path"), "--wait", "0s"],
+        &vars,
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(stderr.contains("relation `CtD` is not in the graph"), "{stderr}");
+    assert!(
+        stderr.contains("relation `CtD` is not in the graph"),
+        "{stderr}"
+    );
     assert_eq!(env.count("SELECT count(*) FROM models"), 0);
     assert_eq!(env.count("SELECT count(*) FROM rounds"), 0);
 }

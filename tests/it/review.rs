@@ -570,7 +570,13 @@ fn an_undo_redecides_its_stage_like_a_retraction(env: Env) {
     verdict(&alice, other, "confirmed");
     // Undo through the web app, as the `z` key does: a signed-in form post with its CSRF.
     let undo = |token: &str, hyp: i64| {
-        let (_, _, page) = request(reqwest::Method::GET, &format!("{}/queue", server.base), None, Some(token), None);
+        let (_, _, page) = request(
+            reqwest::Method::GET,
+            &format!("{}/queue", server.base),
+            None,
+            Some(token),
+            None,
+        );
         let csrf = page
             .split("name=\"csrf\" content=\"")
             .nth(1)
@@ -598,7 +604,11 @@ fn an_undo_redecides_its_stage_like_a_retraction(env: Env) {
     };
     // Bob's refutation and Carol's decision still stand: the item stays answered.
     let (status, r) = undo(&alice, id);
-    assert_eq!((status, r["outcome"].as_str()), (200, Some("unchanged")), "{r}");
+    assert_eq!(
+        (status, r["outcome"].as_str()),
+        (200, Some("unchanged")),
+        "{r}"
+    );
     assert_eq!(items_of(id), vec!["answered"]);
     assert_eq!(
         env.count(&format!(
@@ -608,7 +618,11 @@ fn an_undo_redecides_its_stage_like_a_retraction(env: Env) {
     );
     // A lone verdict short of the quorum: nothing stands, back to the queue.
     let (status, r) = undo(&alice, other);
-    assert_eq!((status, r["outcome"].as_str()), (200, Some("requeued")), "{r}");
+    assert_eq!(
+        (status, r["outcome"].as_str()),
+        (200, Some("requeued")),
+        "{r}"
+    );
     assert_eq!(items_of(other), vec!["submitted"]);
     assert_eq!(env.count("SELECT count(*) FROM retractions"), 2);
 }

@@ -115,7 +115,11 @@ fn the_schema_rejects_what_the_parser_rejects_and_allows_variables() {
         "name: w\ngenerate:\n  top_k: 1000000000000000\n",
         false,
     );
-    check("    timeout: 72h\n", "    timeout: 72h\n    retries: 21\n", false);
+    check(
+        "    timeout: 72h\n",
+        "    timeout: 72h\n    retries: 21\n",
+        false,
+    );
 }
 
 /// Every number a workflow takes has a documented range in the schema (`crate::limits`).
@@ -126,9 +130,7 @@ fn every_number_in_the_workflow_schema_has_a_range() {
             Value::Object(o) => {
                 let numeric = match o.get("type") {
                     Some(Value::String(t)) => t == "integer" || t == "number",
-                    Some(Value::Array(ts)) => ts
-                        .iter()
-                        .any(|t| t == "integer" || t == "number"),
+                    Some(Value::Array(ts)) => ts.iter().any(|t| t == "integer" || t == "number"),
                     _ => false,
                 };
                 let low = o.contains_key("minimum") || o.contains_key("exclusiveMinimum");
