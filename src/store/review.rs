@@ -441,7 +441,7 @@ impl Store {
     ///   the reverse). Nothing is deleted.
     pub async fn retract(&self, verdict_id: i64, reason: &str, by: &str) -> Result<Retracted> {
         let mut tx = self.write_tx().await?;
-        let done = redecide(&mut *tx, verdict_id, reason, by).await?;
+        let done = redecide(&mut tx, verdict_id, reason, by).await?;
         tx.commit().await?;
         Ok(done)
     }
@@ -470,7 +470,7 @@ impl Store {
                 "{reviewer} has no verdict on hypothesis {hypothesis} that can still be undone"
             )));
         };
-        let done = redecide(&mut *tx, verdict_id, "undo", reviewer).await?;
+        let done = redecide(&mut tx, verdict_id, "undo", reviewer).await?;
         tx.commit().await?;
         Ok(done)
     }
