@@ -251,8 +251,8 @@ async fn sign_in(base: &str, token: &str) -> anyhow::Result<String> {
         .redirect(reqwest::redirect::Policy::none())
         .build()?;
     let page = client.get(format!("{base}/login")).send().await?;
-    let nonce = set_cookie(page.headers(), "hg_login")
-        .ok_or_else(|| anyhow::anyhow!("no login cookie"))?;
+    let nonce =
+        set_cookie(page.headers(), "hg_login").ok_or_else(|| anyhow::anyhow!("no login cookie"))?;
     let html = page.text().await?;
     let marker = "name=\"csrf\" value=\"";
     let csrf = html

@@ -18,7 +18,7 @@ use crate::store::{
     ImportOptions, ModelInfo, NewHypothesis, PinnedClaims, PinnedInfo, RoundInfo, RoundState,
     RoundUpdate, Store, StoreError,
 };
-use crate::training::{self, Job, TrainingError, Warm};
+use crate::training::{self, Job, LocalCheckpoint, TrainingError, Warm};
 use crate::workflow::source::{self, Source, SourceError};
 use crate::workflow::{
     self, Loaded, PluginKind, QuorumRule, RefuteOn, RetrainMode, StageSpec, WorkflowError,
@@ -55,6 +55,10 @@ pub enum EngineError {
         "lost the lease on workflow `{0}` to another process: stopped after finishing the step at `{1}`; the lease holder carries on"
     )]
     LeaseLost(String, RoundState),
+    /// Earlier runs of a round died inside a step (an abort, a crash, a kill) until its
+    /// attempts were spent.
+    #[error("{0}")]
+    Died(String),
     #[error("round {number} of `{workflow}`: attempt {attempts} of {max} failed: {error}{}",
         if *failed { "; the round is now failed and the next run starts a new one" } else { "" })]
     Attempt {
@@ -378,22 +382,49 @@ pub async fn run_round(store: &Store, file: &Loaded, opts: &mut Options<'_>) -> 
             r
         }
     };
-    // A resumed round keeps the workflow text it started with.
-    let l = if round.spec == file.text {
-        file.clone()
+    // A resumed round keeps the workflow text it started with (validated again: it may come
+    // from an older version, whose ranges were wider).
+    let spec = if round.spec == file.text {
+        Ok(file.clone())
     } else {
-        let parsed = workflow::parse(&file.file, &round.spec, &|n| std::env::var(n).ok())?;
-        Loaded {
+        workflow::parse(&file.file, &round.spec, &|n| std::env::var(n).ok()).map(|parsed| Loaded {
             dir: file.dir.clone(),
             ..parsed
-        }
+        })
     };
+    let max = spec
+        .as_ref()
+        .map_or(file.workflow.max_attempts, |l| l.workflow.max_attempts)
+        .max(1);
     let (id, number) = (round.id, round.number);
-    match drive(store, &l, round, opts).await {
-        Ok(r) => Ok(r),
-        Err(e @ (EngineError::Interrupted(_) | EngineError::LeaseLost(..))) => Err(e),
+    // Counted before any step runs, so that a step that kills the process counts too.
+    let (attempts, failed) = store.begin_attempt(id, max).await?;
+    if failed {
+        let error = store.round(id).await?.error.unwrap_or_default();
+        warn!(round = id, attempts, %error, "the round's attempts are spent");
+        return Err(EngineError::Attempt {
+            workflow: name,
+            number,
+            attempts,
+            max,
+            failed,
+            error: Box::new(EngineError::Died(error)),
+        });
+    }
+    let driven = match spec {
+        Ok(l) => drive(store, &l, round, opts).await,
+        Err(e) => Err(e.into()),
+    };
+    match driven {
+        Ok(r) => {
+            store.end_attempt(id).await?;
+            Ok(r)
+        }
+        Err(e @ (EngineError::Interrupted(_) | EngineError::LeaseLost(..))) => {
+            store.end_attempt(id).await?;
+            Err(e)
+        }
         Err(e) => {
-            let max = l.workflow.max_attempts.max(1);
             let (attempts, failed) = store.record_attempt(id, &e.to_string(), max).await?;
             warn!(round = id, attempts, failed, error = %e, "the run ended in an error");
             Err(EngineError::Attempt {
@@ -548,6 +579,84 @@ async fn step_rank(
     data_dir: &std::path::Path,
 ) -> Result<()> {
     let w = &l.workflow;
+    let RankInputs {
+        version,
+        model_id,
+        info,
+        graph,
+        excluded,
+        plan,
+        pinned_upto,
+    } = rank_inputs(store, l, round, data_dir).await?;
+    let seed = round_seed(l, round);
+    let is_random = w.rank.acquisition() == Acquisition::Random;
+    let cost = w.stages.iter().filter_map(|s| s.cost).sum::<f64>();
+    let (graph, candidates) =
+        score_candidates(l, info, graph, excluded, is_random, seed, cost).await?;
+    if round.state == RoundState::Generating {
+        store
+            .advance_round(
+                round.id,
+                RoundState::Generating,
+                RoundState::Ranking,
+                0,
+                RoundUpdate {
+                    metrics: Some(serde_json::json!({
+                        "candidates": candidates.len(),
+                        "pinned": plan.taken.len(),
+                        "pinned_skipped": plan.skipped.len(),
+                        "pinned_upto": pinned_upto,
+                    })),
+                    ..RoundUpdate::default()
+                },
+            )
+            .await?;
+        crash_point("ranking");
+    }
+    let batch = ranked_batch(l, &graph, &candidates, &plan, seed, cost);
+    let claims = PinnedClaims {
+        claimed: plan
+            .taken
+            .iter()
+            .enumerate()
+            .map(|(i, (p, _))| (p.id, i as i64))
+            .collect(),
+        skipped: plan.skipped,
+    };
+    store
+        .insert_ranked(
+            round.id,
+            RoundState::Ranking,
+            Some(model_id),
+            version,
+            &stage_metas(l),
+            &batch,
+            &claims,
+        )
+        .await?;
+    Ok(())
+}
+
+/// What a ranking reads before it scores: the round's model and graph, the triples it must
+/// never propose, and the plan for the workflow's waiting pinned rows.
+struct RankInputs {
+    version: i64,
+    model_id: i64,
+    info: LocalCheckpoint,
+    graph: crate::graph::Graph,
+    /// Known refutations, evaluation triples and pinned rows' triples.
+    excluded: HashSet<Triple>,
+    plan: PinnedPlan,
+    pinned_upto: i64,
+}
+
+async fn rank_inputs(
+    store: &Store,
+    l: &Loaded,
+    round: &RoundInfo,
+    data_dir: &std::path::Path,
+) -> Result<RankInputs> {
+    let w = &l.workflow;
     let (Some(version), Some(model_id)) = (round.base_version, round.model_id) else {
         return Err(StoreError::Corrupt(format!("round {} has no model", round.id)).into());
     };
@@ -582,14 +691,37 @@ async fn step_rank(
     let mut excluded = refuted;
     excluded.extend(held_out);
     excluded.extend(plan.exclude.iter().copied());
+    Ok(RankInputs {
+        version,
+        model_id,
+        info,
+        graph,
+        excluded,
+        plan,
+        pinned_upto,
+    })
+}
+
+/// The candidates a ranking chooses from, with the ensemble's predictions: every allowed
+/// pair's best (`generate`), or a uniform sample for `random`. Loading the model, scoring
+/// every allowed pair and the ensemble's predictions are CPU work: off the runtime's
+/// threads, so a server in the same process keeps answering. Hands the graph back.
+async fn score_candidates(
+    l: &Loaded,
+    info: LocalCheckpoint,
+    graph: crate::graph::Graph,
+    excluded: HashSet<Triple>,
+    is_random: bool,
+    seed: u64,
+    cost: f64,
+) -> Result<(crate::graph::Graph, Vec<Candidate>)> {
+    let w = &l.workflow;
     let relations: Vec<u32> = w
         .generate
         .relations
         .iter()
         .filter_map(|r| graph.relation_id(r))
         .collect();
-    let seed = round_seed(l, round);
-    let acquisition = w.rank.acquisition();
     let spec = AcquireSpec {
         relations,
         top_k: w.generate.top_k,
@@ -597,14 +729,8 @@ async fn step_rank(
         batch: 64,
         seed,
     };
-    let (random_n, cost) = (
-        w.rank.batch * 4,
-        w.stages.iter().filter_map(|s| s.cost).sum::<f64>(),
-    );
-    let is_random = acquisition == Acquisition::Random;
-    // Loading the model, scoring every allowed pair and the ensemble's predictions are CPU
-    // work: off the runtime's threads, so a server in the same process keeps answering.
-    let (graph, candidates) = cpu(move || -> Result<_> {
+    let random_n = w.rank.batch.saturating_mul(4);
+    cpu(move || -> Result<_> {
         let ensemble = training::load_model(&info, &Vocab::of(&graph))?;
         let device = model::default_device();
         let context = ensemble.context_of(&graph);
@@ -622,36 +748,29 @@ async fn step_rank(
         let candidates = Candidate::from_predictions(&triples, predictions, cost);
         Ok((graph, candidates))
     })
-    .await??;
-    if round.state == RoundState::Generating {
-        store
-            .advance_round(
-                round.id,
-                RoundState::Generating,
-                RoundState::Ranking,
-                0,
-                RoundUpdate {
-                    metrics: Some(serde_json::json!({
-                        "candidates": candidates.len(),
-                        "pinned": plan.taken.len(),
-                        "pinned_skipped": plan.skipped.len(),
-                        "pinned_upto": pinned_upto,
-                    })),
-                    ..RoundUpdate::default()
-                },
-            )
-            .await?;
-        crash_point("ranking");
-    }
+    .await?
+}
+
+/// The round's batch: the pinned rows the plan takes first, in the order they were
+/// submitted, valued by the same acquisition function on the ask's probability and spread;
+/// then the acquisition's picks among the candidates.
+fn ranked_batch(
+    l: &Loaded,
+    graph: &crate::graph::Graph,
+    candidates: &[Candidate],
+    plan: &PinnedPlan,
+    seed: u64,
+    cost: f64,
+) -> Vec<NewHypothesis> {
+    let w = &l.workflow;
+    let acquisition = w.rank.acquisition();
     let picks = acquire::select(
         &acquisition,
-        &candidates,
+        candidates,
         w.rank.batch - plan.taken.len(),
         w.rank.max_per_entity,
         seed,
     );
-    // Pinned rows come first, in the order they were submitted, valued by the same
-    // acquisition function on the ask's probability and spread.
     let pinned: Vec<Candidate> = plan
         .taken
         .iter()
@@ -695,27 +814,7 @@ async fn step_rank(
             rank: (first + p.rank) as i64,
         }
     }));
-    let claims = PinnedClaims {
-        claimed: plan
-            .taken
-            .iter()
-            .enumerate()
-            .map(|(i, (p, _))| (p.id, i as i64))
-            .collect(),
-        skipped: plan.skipped,
-    };
-    store
-        .insert_ranked(
-            round.id,
-            RoundState::Ranking,
-            Some(model_id),
-            version,
-            &stage_metas(l),
-            &batch,
-            &claims,
-        )
-        .await?;
-    Ok(())
+    batch
 }
 
 /// What a ranking does with its workflow's waiting pinned rows.

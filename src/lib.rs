@@ -9,6 +9,7 @@ pub mod engine;
 pub mod featurize;
 pub mod fetch;
 pub mod graph;
+pub mod limits;
 pub mod logging;
 pub mod model;
 pub mod plot;

@@ -92,168 +92,249 @@ pub fn run(
     spec: &SimSpec,
     on_round: &mut dyn FnMut(&RoundRecord),
 ) -> Result<Vec<RoundRecord>, SimError> {
-    let truth: HashSet<Triple> = hidden.iter().copied().collect();
-    let all_true = Known::new(&[visible, hidden, valid, test]);
-    let evaluation: HashSet<Triple> = valid.iter().chain(test).copied().collect();
-    let device = model::default_device();
-    let categories = Categories::from_names(universe.entities.iter().map(|(_, c)| &**c));
-    let reads_context = spec.config.model.reads_context();
-    // The graph the members read while scoring: what the simulated lab knows now.
-    let context_of = |known: &[Triple]| {
-        let (n, r) = (universe.entities.len(), universe.relations.len());
-        if reads_context {
-            Context::new(n, r, known, categories.clone())
-        } else {
-            Context::empty(n, r)
-        }
+    let sim = Sim {
+        universe,
+        spec,
+        valid,
+        test,
+        truth: hidden.iter().copied().collect(),
+        all_true: Known::new(&[visible, hidden, valid, test]),
+        evaluation: valid.iter().chain(test).copied().collect(),
+        device: model::default_device(),
+        categories: Categories::from_names(universe.entities.iter().map(|(_, c)| &**c)),
     };
     let mut records = Vec::new();
     for (name, acquisition) in &spec.strategies {
         for &seed in &spec.seeds {
-            let mut known: Vec<Triple> = visible.to_vec();
-            let mut refuted: HashSet<Triple> = HashSet::new();
             let config = spec
                 .config
                 .clone()
                 .with_seed(seed)
                 .with_eval_every(0)
                 .with_patience(0);
-            let mut members = train(
-                universe,
-                &categories,
-                &known,
-                &refuted,
-                &config,
-                spec.ensemble,
-                Vec::new(),
-            )?;
-            let (mut discoveries, mut cost) = (0usize, 0.0f64);
+            let mut lab = Lab {
+                known: visible.to_vec(),
+                refuted: HashSet::new(),
+                members: Vec::new(),
+                discoveries: 0,
+                cost: 0.0,
+            };
+            lab.members = sim.train(&lab, &config, Vec::new())?;
             for round in 1..=spec.rounds {
-                let graph = Graph::new(
-                    universe.entities.clone(),
-                    universe.relations.clone(),
-                    known.clone(),
-                )?;
-                let negatives = acquire::sample_like_candidates(
-                    &graph,
-                    &evaluation.union(&refuted).copied().collect(),
-                    valid,
-                    crate::training::CALIBRATION_NEGATIVES,
-                    seed ^ round as u64 ^ 0xca1b,
-                );
-                let context = context_of(&known);
-                let (ensemble, calibration) = Ensemble::calibrate(
-                    members.clone(),
-                    spec.calibration,
-                    valid,
-                    &negatives,
-                    &device,
-                    &context,
-                );
-                let excluded: HashSet<Triple> = evaluation.union(&refuted).copied().collect();
-                let scorers = ensemble.scorers(&device, &context);
-                let generate_spec = GenerateSpec {
-                    relations: spec.relations.clone(),
-                    top_k: spec.top_k,
-                    max_candidates: None,
-                    batch: 64,
-                    seed: seed ^ round as u64,
-                };
-                let clock = Instant::now();
-                // `random` tests what an unguided experimenter would: a uniform draw over every
-                // allowed pair, not over the model's favourites.
-                let triples: Vec<Triple> = if *acquisition == Acquisition::Random {
-                    acquire::sample_uniform(
-                        &graph,
-                        &excluded,
-                        &spec.relations,
-                        spec.batch * 4,
-                        generate_spec.seed,
-                    )
-                } else {
-                    acquire::generate(&graph, &excluded, scorers.as_slice(), &generate_spec)
-                        .iter()
-                        .map(|s| s.triple)
-                        .collect()
-                };
-                drop(scorers);
-                let generate_s = clock.elapsed().as_secs_f64();
-                let clock = Instant::now();
-                let candidates = Candidate::from_predictions(
-                    &triples,
-                    ensemble.predict(&triples, &device, &context),
-                    spec.cost,
-                );
-                let picks = acquire::select(
-                    acquisition,
-                    &candidates,
-                    spec.batch,
-                    spec.max_per_entity,
-                    seed.wrapping_mul(1_000_003) ^ round as u64,
-                );
-                let rank_s = clock.elapsed().as_secs_f64();
-                let clock = Instant::now();
-                let mut confirmed = 0;
-                for p in &picks {
-                    let t = candidates[p.index].triple;
-                    if truth.contains(&t) {
-                        confirmed += 1;
-                        known.push(t);
-                    } else {
-                        refuted.insert(t);
-                    }
-                }
-                discoveries += confirmed;
-                cost += spec.cost * picks.len() as f64;
-                let judge_s = clock.elapsed().as_secs_f64();
-                let clock = Instant::now();
-                let retrain = config.clone().with_epochs(spec.retrain_epochs);
-                members = train(
-                    universe,
-                    &categories,
-                    &known,
-                    &refuted,
-                    &retrain,
-                    spec.ensemble,
-                    members,
-                )?;
-                let train_s = clock.elapsed().as_secs_f64();
-                let context = context_of(&known);
-                let scorers: Vec<_> = members
-                    .iter()
-                    .map(|m| m.scorer(&device, &context))
-                    .collect();
-                let mrr = model::evaluate(scorers.as_slice(), test, &all_true, 256)
-                    .both
-                    .mrr;
-                let record = RoundRecord {
-                    strategy: name.clone(),
-                    seed,
-                    round,
-                    tested: picks.len(),
-                    confirmed,
-                    precision: if picks.is_empty() {
-                        0.0
-                    } else {
-                        confirmed as f64 / picks.len() as f64
-                    },
-                    cumulative_discoveries: discoveries,
-                    cumulative_cost: cost,
-                    test_mrr: mrr,
-                    ece: calibration.as_ref().map(|c| c.after.ece),
-                    brier: calibration.as_ref().map(|c| c.after.brier),
-                    generate_s,
-                    rank_s,
-                    judge_s,
-                    train_s,
-                    proposed: picks.iter().map(|p| candidates[p.index].triple).collect(),
-                };
+                let record = sim.round(&mut lab, name, acquisition, &config, seed, round)?;
                 on_round(&record);
                 records.push(record);
             }
         }
     }
     Ok(records)
+}
+
+/// What every run of a simulation shares.
+struct Sim<'a> {
+    universe: &'a Universe,
+    spec: &'a SimSpec,
+    valid: &'a [Triple],
+    test: &'a [Triple],
+    truth: HashSet<Triple>,
+    /// Every true triple, for filtered ranks.
+    all_true: Known,
+    /// Never proposed, labelled or trained on.
+    evaluation: HashSet<Triple>,
+    device: burn::tensor::Device,
+    categories: Categories,
+}
+
+/// What the simulated lab knows between the rounds of one strategy and seed.
+struct Lab {
+    known: Vec<Triple>,
+    refuted: HashSet<Triple>,
+    members: Vec<Model>,
+    discoveries: usize,
+    cost: f64,
+}
+
+impl Sim<'_> {
+    /// The graph the members read while scoring: what the simulated lab knows now.
+    fn context_of(&self, known: &[Triple]) -> Context {
+        let (n, r) = (self.universe.entities.len(), self.universe.relations.len());
+        if self.spec.config.model.reads_context() {
+            Context::new(n, r, known, self.categories.clone())
+        } else {
+            Context::empty(n, r)
+        }
+    }
+
+    fn train(
+        &self,
+        lab: &Lab,
+        config: &TrainConfig,
+        warm: Vec<Model>,
+    ) -> Result<Vec<Model>, ModelError> {
+        train(
+            self.universe,
+            &self.categories,
+            &lab.known,
+            &lab.refuted,
+            config,
+            self.spec.ensemble,
+            warm,
+        )
+    }
+
+    /// One round, as the engine runs it: calibrate, propose, rank, ask the oracle, ingest,
+    /// retrain warm, evaluate.
+    fn round(
+        &self,
+        lab: &mut Lab,
+        name: &str,
+        acquisition: &Acquisition,
+        config: &TrainConfig,
+        seed: u64,
+        round: usize,
+    ) -> Result<RoundRecord, SimError> {
+        let spec = self.spec;
+        let graph = Graph::new(
+            self.universe.entities.clone(),
+            self.universe.relations.clone(),
+            lab.known.clone(),
+        )?;
+        let excluded: HashSet<Triple> = self.evaluation.union(&lab.refuted).copied().collect();
+        let negatives = acquire::sample_like_candidates(
+            &graph,
+            &excluded,
+            self.valid,
+            crate::training::CALIBRATION_NEGATIVES,
+            seed ^ round as u64 ^ 0xca1b,
+        );
+        let context = self.context_of(&lab.known);
+        let (ensemble, calibration) = Ensemble::calibrate(
+            lab.members.clone(),
+            spec.calibration,
+            self.valid,
+            &negatives,
+            &self.device,
+            &context,
+        );
+        let clock = Instant::now();
+        let round_seed = seed ^ round as u64;
+        let triples = self.propose(
+            &graph,
+            &excluded,
+            &ensemble,
+            &context,
+            acquisition,
+            round_seed,
+        );
+        let generate_s = clock.elapsed().as_secs_f64();
+        let clock = Instant::now();
+        let candidates = Candidate::from_predictions(
+            &triples,
+            ensemble.predict(&triples, &self.device, &context),
+            spec.cost,
+        );
+        let picks = acquire::select(
+            acquisition,
+            &candidates,
+            spec.batch,
+            spec.max_per_entity,
+            seed.wrapping_mul(1_000_003) ^ round as u64,
+        );
+        let rank_s = clock.elapsed().as_secs_f64();
+        let clock = Instant::now();
+        let proposed: Vec<Triple> = picks.iter().map(|p| candidates[p.index].triple).collect();
+        let confirmed = self.judge(lab, &proposed);
+        let judge_s = clock.elapsed().as_secs_f64();
+        let clock = Instant::now();
+        let retrain = config.clone().with_epochs(spec.retrain_epochs);
+        let members = std::mem::take(&mut lab.members);
+        lab.members = self.train(lab, &retrain, members)?;
+        let train_s = clock.elapsed().as_secs_f64();
+        let context = self.context_of(&lab.known);
+        let scorers: Vec<_> = lab
+            .members
+            .iter()
+            .map(|m| m.scorer(&self.device, &context))
+            .collect();
+        let mrr = model::evaluate(scorers.as_slice(), self.test, &self.all_true, 256)
+            .both
+            .mrr;
+        Ok(RoundRecord {
+            strategy: name.to_owned(),
+            seed,
+            round,
+            tested: picks.len(),
+            confirmed,
+            precision: if picks.is_empty() {
+                0.0
+            } else {
+                confirmed as f64 / picks.len() as f64
+            },
+            cumulative_discoveries: lab.discoveries,
+            cumulative_cost: lab.cost,
+            test_mrr: mrr,
+            ece: calibration.as_ref().map(|c| c.after.ece),
+            brier: calibration.as_ref().map(|c| c.after.brier),
+            generate_s,
+            rank_s,
+            judge_s,
+            train_s,
+            proposed,
+        })
+    }
+
+    /// The round's candidates: the ensemble's favourites among every allowed pair, or, for
+    /// `random`, what an unguided experimenter would test: a uniform draw over every allowed
+    /// pair, not over the model's favourites. `seed` is the round's.
+    fn propose(
+        &self,
+        graph: &Graph,
+        excluded: &HashSet<Triple>,
+        ensemble: &Ensemble,
+        context: &Context,
+        acquisition: &Acquisition,
+        seed: u64,
+    ) -> Vec<Triple> {
+        let spec = self.spec;
+        let generate_spec = GenerateSpec {
+            relations: spec.relations.clone(),
+            top_k: spec.top_k,
+            max_candidates: None,
+            batch: 64,
+            seed,
+        };
+        if *acquisition == Acquisition::Random {
+            return acquire::sample_uniform(
+                graph,
+                excluded,
+                &spec.relations,
+                spec.batch.saturating_mul(4),
+                generate_spec.seed,
+            );
+        }
+        let scorers = ensemble.scorers(&self.device, context);
+        acquire::generate(graph, excluded, scorers.as_slice(), &generate_spec)
+            .iter()
+            .map(|s| s.triple)
+            .collect()
+    }
+
+    /// The oracle's verdicts on `proposed`, ingested: true ones join the known graph, the
+    /// rest are refuted. Returns how many were confirmed.
+    fn judge(&self, lab: &mut Lab, proposed: &[Triple]) -> usize {
+        let mut confirmed = 0;
+        for &t in proposed {
+            if self.truth.contains(&t) {
+                confirmed += 1;
+                lab.known.push(t);
+            } else {
+                lab.refuted.insert(t);
+            }
+        }
+        lab.discoveries += confirmed;
+        lab.cost += self.spec.cost * proposed.len() as f64;
+        confirmed
+    }
 }
 
 fn train(

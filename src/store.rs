@@ -1,5 +1,7 @@
-//! The SQLite store: the only module that speaks SQL. Owns the connection pool, the embedded
-//! migrations, the versioned edge table and everything read from or written to it.
+//! The store, on SQLite or PostgreSQL (one code path over sqlx's `Any` driver; the dialects
+//! differ only in `Backend`): the only module that speaks SQL. Owns the connection pool, both
+//! engines' embedded migrations, the versioned edge table and everything read from or written
+//! to it.
 
 mod access;
 mod features;

@@ -58,10 +58,13 @@ struct TopK {
 }
 
 impl TopK {
-    fn new(k: usize) -> Self {
+    /// Room for `k`, but never more than the `pairs` that can come: a huge `k` (a typo, a
+    /// config from elsewhere) costs nothing up front instead of aborting the allocation.
+    fn new(k: usize, pairs: u64) -> Self {
+        let room = usize::try_from(pairs).unwrap_or(usize::MAX).min(k);
         Self {
             k,
-            heap: BinaryHeap::with_capacity(k + 1),
+            heap: BinaryHeap::with_capacity(room.saturating_add(1)),
         }
     }
 
@@ -217,8 +220,8 @@ pub fn generate<P: LinkPredictor + ?Sized>(
             in_range[t as usize] = true;
         }
         let allowed = |t: Triple| t.head != t.tail && !graph.contains(t) && !refuted.contains(&t);
-        let mut top = TopK::new(spec.top_k);
-        let pairs = heads.len() as u64 * tails.len() as u64;
+        let pairs = (heads.len() as u64).saturating_mul(tails.len() as u64);
+        let mut top = TopK::new(spec.top_k, pairs);
         match spec.max_candidates {
             Some(max) if pairs > max as u64 => {
                 let sample: Vec<Triple> = (0..max)
@@ -393,6 +396,20 @@ mod tests {
     }
 
     #[test]
+    fn a_huge_top_k_costs_nothing_up_front() {
+        // Room for 2^64 - 1 entries (or a wrap to 0) would abort; only the pairs can come.
+        let spec = GenerateSpec {
+            relations: vec![0],
+            top_k: usize::MAX,
+            max_candidates: None,
+            batch: 2,
+            seed: 1,
+        };
+        let got = generate(&graph(), &HashSet::new(), &Formula(9), &spec);
+        assert_eq!(got.len(), 10, "4 drugs x 3 diseases, minus 2 known");
+    }
+
+    #[test]
     fn uniform_samples_cover_every_allowed_pair_and_nothing_else() {
         let g = graph();
         let refuted: HashSet<Triple> = [Triple::new(2, 0, 6)].into();
@@ -410,11 +427,13 @@ mod tests {
             );
         }
         assert_eq!(sample_uniform(&g, &refuted, &[0], 4, 7).len(), 4);
-        assert_eq!(
-            sample_uniform(&g, &refuted, &[], 5, 9),
-            sample_uniform(&g, &refuted, &[], 5, 9),
-            "seeded"
-        );
+        // The seed decides the draw: one seed always draws the same, and the seeds do not
+        // all draw alike (5 of 10 pairs: 252 possible samples).
+        let draws: Vec<Vec<Triple>> = (1..=8)
+            .map(|seed| sample_uniform(&g, &refuted, &[], 5, seed))
+            .collect();
+        assert_eq!(sample_uniform(&g, &refuted, &[], 5, 3), draws[2], "seeded");
+        assert!(draws.iter().any(|d| *d != draws[0]), "{draws:?}");
     }
 
     #[test]

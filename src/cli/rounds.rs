@@ -49,8 +49,9 @@ pub struct StatusArgs {
 }
 
 /// Loads every file and prints every problem; the exit code says whether all were valid.
-/// Relations are checked against the database's graph when there is one, else against the
-/// file the workflow would import.
+/// Relations are checked against the graph the workflow names (its file, or its fetched
+/// dataset when the cache holds it), else against the database's graph; what cannot be
+/// checked yet, or would stop a run on this database, is a note.
 pub async fn validate(db: &Location, args: ValidateArgs) -> anyhow::Result<ExitCode> {
     let store = if db.exists() {
         Some(Store::open(db, crate::store::OpenMode::Existing).await?)
@@ -61,25 +62,30 @@ pub async fn validate(db: &Location, args: ValidateArgs) -> anyhow::Result<ExitC
     for f in &args.files {
         let checked = match workflow::load(f) {
             // Validation never downloads: a `graph.fetch` the cache lacks is checked at the
-            // first run instead.
-            Ok(l) => match workflow::source::check_with(store.as_ref(), &l, false).await {
-                Ok(_) => Ok(l),
+            // first run instead, which the notes say.
+            Ok(l) => match workflow::source::check_offline(store.as_ref(), &l).await {
+                Ok(notes) => Ok((l, notes)),
                 Err(e) => Err(e.to_string()),
             },
             Err(e) => Err(e.to_string()),
         };
         match checked {
-            Ok(l) => out!(
-                "{}: ok (workflow `{}`, {} stage{})",
-                f.display(),
-                l.workflow.name,
-                l.workflow.stages.len(),
-                if l.workflow.stages.len() == 1 {
-                    ""
-                } else {
-                    "s"
+            Ok((l, notes)) => {
+                for n in notes {
+                    eprintln!("{}: note: {n}", f.display());
                 }
-            ),
+                out!(
+                    "{}: ok (workflow `{}`, {} stage{})",
+                    f.display(),
+                    l.workflow.name,
+                    l.workflow.stages.len(),
+                    if l.workflow.stages.len() == 1 {
+                        ""
+                    } else {
+                        "s"
+                    }
+                )
+            }
             Err(e) => {
                 ok = false;
                 eprintln!("{e}");
@@ -486,12 +492,20 @@ pub async fn status(store: &Store, args: StatusArgs) -> anyhow::Result<ExitCode>
                 )
             }
             RoundState::Failed => format!(" - {}", r.error.clone().unwrap_or_default()),
-            _ if r.attempts > 0 => format!(
-                " - {} attempt{} ended in an error, the last: {}",
-                r.attempts,
-                if r.attempts == 1 { "" } else { "s" },
-                r.error.clone().unwrap_or_default()
-            ),
+            // A run driving the round now counts as an attempt too (counted as it begins).
+            _ if r.attempts > 0 => match &r.error {
+                Some(e) => format!(
+                    " - {} attempt{} so far, the last error: {e}",
+                    r.attempts,
+                    if r.attempts == 1 { "" } else { "s" },
+                ),
+                None => format!(
+                    " - {} attempt{} so far, none reported an error (a run driving it now, or \
+                     one that died inside a step)",
+                    r.attempts,
+                    if r.attempts == 1 { "" } else { "s" },
+                ),
+            },
             _ => String::new(),
         };
         out!(

@@ -2,6 +2,7 @@
 
 use crate::acquire::Acquisition;
 use crate::graph::{Interner, OnInvalid, Triple, kgx, tsv};
+use crate::limits;
 use crate::model::TrainConfig;
 use crate::plot::{Panel, Series};
 use crate::simulate::{self, RoundRecord, SimSpec, Universe};
@@ -46,16 +47,16 @@ pub struct SimulateArgs {
     #[arg(long, default_value_t = 10)]
     rounds: usize,
     /// Hypotheses tested per round.
-    #[arg(long, default_value_t = 50)]
+    #[arg(long, default_value_t = 50, value_parser = limits::flag(limits::workflow::RANK_BATCH))]
     batch: usize,
     #[arg(long, default_value_t = 3)]
     seeds: u64,
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 3, value_parser = limits::flag(limits::train::ENSEMBLE))]
     ensemble: usize,
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 3, value_parser = limits::flag(limits::workflow::MAX_PER_ENTITY))]
     max_per_entity: usize,
     /// Candidates kept per relation before acquisition.
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, default_value_t = 200, value_parser = limits::flag(limits::workflow::TOP_K))]
     top_k: usize,
     /// Start from a saved TrainConfig JSON (e.g. a checkpoint's config.json, or one with a
     /// `walks` section for `--model walks`); the flags below override it.
@@ -64,21 +65,21 @@ pub struct SimulateArgs {
     /// The model kind every member is.
     #[arg(long, value_enum, default_value_t = crate::model::ModelKind::Complex)]
     model: crate::model::ModelKind,
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, value_parser = limits::flag(limits::train::DIM))]
     dim: usize,
     /// Training regime (`negatives` for graphs of 100K+ triples).
     #[arg(long, value_enum, default_value_t = crate::model::Regime::OneVsAll)]
     regime: crate::model::Regime,
     /// Negatives per batch in the `negatives` regime.
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = 256, value_parser = limits::flag(limits::train::NEGATIVES))]
     negatives: usize,
-    #[arg(long, default_value_t = 512)]
+    #[arg(long, default_value_t = 512, value_parser = limits::flag(limits::train::BATCH_SIZE))]
     batch_size: usize,
     /// Epochs of the first training in each run.
-    #[arg(long, default_value_t = 40)]
+    #[arg(long, default_value_t = 40, value_parser = limits::flag(limits::train::EPOCHS))]
     epochs: usize,
     /// Epochs of each warm retrain.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 5, value_parser = limits::flag(limits::workflow::RETRAIN_EPOCHS))]
     retrain_epochs: usize,
     #[arg(long, default_value_t = 1.0)]
     beta: f64,

@@ -2,6 +2,7 @@
 //! records in the store (read through a local directory: `training::local_checkpoint`).
 
 use crate::graph::{Graph, OnInvalid, Triple, tsv};
+use crate::limits;
 use crate::model::Ensemble;
 use crate::model::calibrate::{self, Method};
 use crate::model::checkpoint::Vocab;
@@ -26,57 +27,57 @@ pub struct TrainArgs {
     config: Option<PathBuf>,
     #[arg(long, value_enum)]
     model: Option<ModelKind>,
-    #[arg(long)]
+    #[arg(long, value_parser = limits::flag(limits::train::DIM))]
     dim: Option<usize>,
     #[arg(long, value_enum)]
     regime: Option<Regime>,
     #[arg(long, value_enum)]
     loss: Option<LossKind>,
-    #[arg(long)]
+    #[arg(long, value_parser = limits::flag(limits::train::LABEL_SMOOTHING))]
     label_smoothing: Option<f64>,
-    #[arg(long)]
+    #[arg(long, value_parser = limits::flag(limits::train::NEGATIVES))]
     negatives: Option<usize>,
     /// Negatives regime: `batch` shares the negatives across a batch (one GEMM), `per-positive`
     /// draws `--negatives` for each positive (as PyKEEN does).
     #[arg(long, value_enum)]
     negative_sharing: Option<NegativeSharing>,
-    #[arg(long)]
+    #[arg(long, value_parser = limits::flag(limits::train::MARGIN))]
     margin: Option<f64>,
     #[arg(long, value_enum)]
     optimizer: Option<OptimizerKind>,
-    #[arg(long)]
+    #[arg(long, value_parser = limits::flag(limits::train::LR))]
     lr: Option<f64>,
     #[arg(long, value_enum)]
     regularizer: Option<Regularizer>,
-    #[arg(long)]
+    #[arg(long, value_parser = limits::flag(limits::train::REG_WEIGHT))]
     reg_weight: Option<f64>,
-    #[arg(long)]
+    #[arg(long, value_parser = limits::flag(limits::train::BATCH_SIZE))]
     batch_size: Option<usize>,
-    #[arg(long)]
+    #[arg(long, value_parser = limits::flag(limits::train::EPOCHS))]
     epochs: Option<usize>,
-    #[arg(long)]
+    #[arg(long, value_parser = limits::flag(limits::train::EVAL_EVERY))]
     eval_every: Option<usize>,
-    #[arg(long)]
+    #[arg(long, value_parser = limits::flag(limits::train::PATIENCE))]
     patience: Option<usize>,
     #[arg(long)]
     seed: Option<u64>,
     /// Walk model (`--model walks`): width of every token's vector.
-    #[arg(long, help_heading = "Walk model")]
+    #[arg(long, value_parser = limits::flag(limits::walks::D_MODEL), help_heading = "Walk model")]
     d_model: Option<usize>,
     /// Walk model: transformer layers.
-    #[arg(long, help_heading = "Walk model")]
+    #[arg(long, value_parser = limits::flag(limits::walks::LAYERS), help_heading = "Walk model")]
     layers: Option<usize>,
     /// Walk model: attention heads (`--d-model` must be a multiple).
-    #[arg(long, help_heading = "Walk model")]
+    #[arg(long, value_parser = limits::flag(limits::walks::HEADS), help_heading = "Walk model")]
     heads: Option<usize>,
     /// Walk model: context walks per sequence, each from the query's entity.
-    #[arg(long, help_heading = "Walk model")]
+    #[arg(long, value_parser = limits::flag(limits::walks::CONTEXT_WALKS), help_heading = "Walk model")]
     context_walks: Option<usize>,
     /// Walk model: steps per context walk.
-    #[arg(long, help_heading = "Walk model")]
+    #[arg(long, value_parser = limits::flag(limits::walks::WALK_LENGTH), help_heading = "Walk model")]
     walk_length: Option<usize>,
     /// Walk model: probability a training sequence shows its entity as its category's token.
-    #[arg(long, help_heading = "Walk model")]
+    #[arg(long, value_parser = limits::flag(limits::walks::SHARE), help_heading = "Walk model")]
     id_dropout: Option<f64>,
     /// Validation triples (head, relation, tail keys) for early stopping.
     #[arg(long)]
@@ -85,7 +86,7 @@ pub struct TrainArgs {
     #[arg(long)]
     cold: bool,
     /// Ensemble members (different seeds, bootstrap samples of the training triples).
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = limits::flag(limits::train::ENSEMBLE))]
     ensemble: usize,
     /// How scores become probabilities, fitted on half the validation triples.
     #[arg(long, value_enum, default_value_t = Method::Platt)]
@@ -148,6 +149,20 @@ impl TrainArgs {
         }
         if self.regime == Some(Regime::Negatives) && self.loss.is_none() && self.config.is_none() {
             c.loss = LossKind::Softplus;
+        }
+        // The flags are checked as they are parsed; a config file's values only here.
+        let problems = c.problems();
+        if !problems.is_empty() {
+            let from = self
+                .config
+                .as_ref()
+                .map(|p| format!(" in {}", p.display()))
+                .unwrap_or_default();
+            let lines: Vec<String> = problems
+                .iter()
+                .map(|(field, why)| format!("  {field}{from}: {why}"))
+                .collect();
+            bail!("training settings out of range:\n{}", lines.join("\n"));
         }
         Ok(c)
     }

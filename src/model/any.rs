@@ -146,6 +146,11 @@ pub fn train(
     device: &Device,
     on_epoch: &mut (dyn FnMut(&EpochStats) + Send),
 ) -> Result<TrainOutcome<Model>, ModelError> {
+    // Checked here too, not only where configs are written: a config saved by an older
+    // version, or edited by hand, reaches training through `--config` and checkpoints.
+    if let Some((field, why)) = config.problems().into_iter().next() {
+        return Err(ModelError::BadConfig(format!("{field}: {why}")));
+    }
     let mismatch = |m: &Model| {
         ModelError::Incompatible(format!(
             "warm start from a {:?} model into a {:?} one",

@@ -256,13 +256,34 @@ impl WalkConfig {
             .min(self.context_walks)
     }
 
-    /// Every setting out of its range, as (field, why): shared by training and a workflow's
-    /// validation (which places them in the file).
+    /// Every setting out of its range (`crate::limits::walks`), as (field, why): shared by
+    /// training, `train`'s flags and a workflow's validation (which places them in the file).
     pub fn problems(&self) -> Vec<(&'static str, String)> {
+        use crate::limits::walks as l;
         let mut out = Vec::new();
-        if self.heads == 0 {
-            out.push(("heads", "must be positive".to_owned()));
-        } else if self.d_model == 0 || !self.d_model.is_multiple_of(self.heads) {
+        for (name, v, range) in [
+            ("heads", self.heads, l::HEADS),
+            ("d_model", self.d_model, l::D_MODEL),
+            ("layers", self.layers, l::LAYERS),
+            ("d_ff", self.d_ff, l::D_FF),
+            ("context_walks", self.context_walks, l::CONTEXT_WALKS),
+            ("walk_length", self.walk_length, l::WALK_LENGTH),
+            ("batch_size", self.batch_size, l::BATCH_SIZE),
+            ("samples", self.samples(), l::SAMPLES),
+            (
+                "min_walks",
+                self.min_walks.unwrap_or(WALK_MIN_WALKS),
+                l::MIN_WALKS,
+            ),
+        ] {
+            if let Err(why) = range.check(v) {
+                out.push((name, why));
+            }
+        }
+        if (1..=l::HEADS.max).contains(&self.heads)
+            && self.d_model > 0
+            && !self.d_model.is_multiple_of(self.heads)
+        {
             out.push((
                 "d_model",
                 format!(
@@ -270,16 +291,6 @@ impl WalkConfig {
                     self.d_model, self.heads
                 ),
             ));
-        }
-        for (name, v) in [
-            ("layers", self.layers),
-            ("d_ff", self.d_ff),
-            ("batch_size", self.batch_size),
-            ("samples", self.samples()),
-        ] {
-            if v == 0 {
-                out.push((name, "must be positive".to_owned()));
-            }
         }
         if let Some(least) = self.min_walks.filter(|&m| m > self.context_walks) {
             out.push((
@@ -296,29 +307,62 @@ impl WalkConfig {
                 "must be positive when there are context walks".to_owned(),
             ));
         }
-        for (name, p) in [
-            ("id_dropout", self.id_dropout),
-            ("mask_prob", self.mask_prob),
-            ("dropout", self.dropout),
-            ("warmup", self.warmup),
+        for (name, v, range) in [
+            ("dropout", self.dropout, l::SHARE),
+            ("id_dropout", self.id_dropout, l::SHARE),
+            ("mask_prob", self.mask_prob, l::SHARE),
+            ("warmup", self.warmup, l::SHARE),
+            ("lr", self.lr, l::LR),
+            ("walks_per_entity", self.walks_per_entity, l::WEIGHT),
+            ("rarity_alpha", self.rarity_alpha, l::RARITY_ALPHA),
+            ("mask_weight", self.mask_weight, l::WEIGHT),
+            ("refuted_weight", self.refuted_weight, l::WEIGHT),
+            ("weight_decay", self.weight_decay, l::WEIGHT_DECAY),
+            ("bce_weight", self.bce_weight(), l::WEIGHT),
         ] {
-            if !(0.0..1.0).contains(&p) {
-                out.push((name, format!("{p} must be in [0, 1)")));
+            if let Err(why) = range.check(v) {
+                out.push((name, why));
             }
         }
-        if !(self.lr > 0.0 && self.lr.is_finite()) {
-            out.push(("lr", format!("{} must be positive", self.lr)));
-        }
-        for (name, v) in [
-            ("walks_per_entity", self.walks_per_entity),
-            ("rarity_alpha", self.rarity_alpha),
-            ("mask_weight", self.mask_weight),
-            ("refuted_weight", self.refuted_weight),
-            ("weight_decay", self.weight_decay),
-            ("bce_weight", self.bce_weight()),
-        ] {
-            if !(v >= 0.0 && v.is_finite()) {
-                out.push((name, format!("{v} must not be negative")));
+        out
+    }
+}
+
+impl TrainConfig {
+    /// Every setting out of its range (`crate::limits::train`), as (field, why), the walk
+    /// model's as `walks.FIELD`: checked by `train`'s flags and again by training itself, so
+    /// a config saved by an older version or edited by hand cannot ask for a 16 PB tensor.
+    pub fn problems(&self) -> Vec<(String, String)> {
+        use crate::limits::train as l;
+        let mut out = Vec::new();
+        let mut check = |name: &str, r: Result<(), String>| {
+            if let Err(why) = r {
+                out.push((name.to_owned(), why));
+            }
+        };
+        check("dim", l::DIM.check(self.dim).map(drop));
+        check("negatives", l::NEGATIVES.check(self.negatives).map(drop));
+        check("lr", l::LR.check(self.lr).map(drop));
+        check("batch_size", l::BATCH_SIZE.check(self.batch_size).map(drop));
+        check("epochs", l::EPOCHS.check(self.epochs).map(drop));
+        check("eval_every", l::EVAL_EVERY.check(self.eval_every).map(drop));
+        check("patience", l::PATIENCE.check(self.patience).map(drop));
+        check(
+            "label_smoothing",
+            l::LABEL_SMOOTHING.check(self.label_smoothing).map(drop),
+        );
+        check("margin", l::MARGIN.check(self.margin).map(drop));
+        check(
+            "adversarial_temperature",
+            l::ADVERSARIAL_TEMPERATURE
+                .check(self.adversarial_temperature)
+                .map(drop),
+        );
+        check("reg_weight", l::REG_WEIGHT.check(self.reg_weight).map(drop));
+        check("init_scale", l::INIT_SCALE.check(self.init_scale).map(drop));
+        if let Some(w) = &self.walks {
+            for (field, why) in w.problems() {
+                out.push((format!("walks.{field}"), why));
             }
         }
         out

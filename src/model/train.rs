@@ -89,9 +89,15 @@ pub fn train(
         && config.negative_sharing == NegativeSharing::PerPositive;
     let step_floats = if per_positive {
         // The [batch, negatives, dim] blocks of per-positive candidates.
-        config.batch_size * candidates * 2 * config.dim
+        config
+            .batch_size
+            .saturating_mul(candidates)
+            .saturating_mul(config.dim.saturating_mul(2))
     } else {
-        config.batch_size.max(candidates) * candidates.max(2 * config.dim)
+        config
+            .batch_size
+            .max(candidates)
+            .saturating_mul(candidates.max(config.dim.saturating_mul(2)))
     };
     if step_floats >= SMALL_STEP {
         return train_inner(config, set, warm, device, on_epoch);
@@ -288,6 +294,9 @@ fn validate(config: &TrainConfig, set: &TrainSet<'_>) -> Result<(), ModelError> 
         return Err(ModelError::EmptyGraph);
     }
     let bad = |what: &str| Err(ModelError::BadConfig(what.to_owned()));
+    if let Some((field, why)) = config.problems().into_iter().next() {
+        return bad(&format!("{field}: {why}"));
+    }
     if config.model == ModelKind::Walks {
         return bad("the walk model trains with model::walks::train");
     }

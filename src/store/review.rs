@@ -440,172 +440,21 @@ impl Store {
     ///   the reverse). Nothing is deleted.
     pub async fn retract(&self, verdict_id: i64, reason: &str, by: &str) -> Result<Retracted> {
         let mut tx = self.write_tx().await?;
-        let row: Option<RetractTarget> = sqlx::query_as(
-            "SELECT v.hypothesis_id AS hyp, v.stage, h.round_id AS round, h.head, h.relation, \
-             h.tail, h.status, h.stage AS hyp_stage, rd.state, rd.stage AS round_stage, \
-             rd.result_version, st.quorum, st.rule, st.advance, st.is_final, st.refute_any, \
-             (SELECT max(stage) FROM round_stages WHERE round_id = h.round_id) AS last_stage \
-             FROM verdicts v JOIN hypotheses h ON h.id = v.hypothesis_id \
-             JOIN rounds rd ON rd.id = h.round_id \
-             LEFT JOIN round_stages st ON st.round_id = h.round_id AND st.stage = v.stage \
-             WHERE v.id = $1",
-        )
-        .bind(verdict_id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(t) = row else {
-            return Err(StoreError::Conflict(format!(
-                "verdict {verdict_id} does not exist"
-            )));
-        };
-        let already: Option<i64> =
-            sqlx::query_scalar("SELECT id FROM retractions WHERE verdict_id = $1")
-                .bind(verdict_id)
-                .fetch_optional(&mut *tx)
-                .await?;
-        if already.is_some() {
-            return Err(StoreError::Conflict(format!(
-                "verdict {verdict_id} is already retracted"
-            )));
-        }
-        let standing: Vec<(String, Option<String>)> = sqlx::query_as(
-            "SELECT verdict, role FROM verdicts WHERE hypothesis_id = $1 AND stage = $2 \
-             AND withdrawn = 0 AND id != $3 ORDER BY id",
-        )
-        .bind(t.hyp)
-        .bind(t.stage)
-        .bind(verdict_id)
-        .fetch_all(&mut *tx)
-        .await?;
-        let standing: Vec<(Outcome, bool)> = standing
-            .iter()
-            .filter_map(|(v, role)| Some((parse_outcome(v)?, role.as_deref() == Some("admin"))))
-            .collect();
-        let escalate = t.rule.as_deref() == Some("escalate");
-        let rules = StageRules::of(&t);
-        let stage_open =
-            t.state == "awaiting" && t.round_stage == t.stage && t.hyp_stage == t.stage;
-        let mut version = None;
-        let outcome: String = if t.status == "failed" || t.status == "expired" {
-            // It never reached a decision; nothing else depended on this verdict.
-            "unchanged".into()
-        } else if stage_open {
-            let (answered, _) = completion(&standing, t.quorum.unwrap_or(1), escalate);
-            if answered {
-                "unchanged".into()
-            } else {
-                sqlx::query(
-                    "UPDATE stage_items SET status = 'submitted', answered_at = NULL \
-                     WHERE hypothesis_id = $1 AND stage = $2",
-                )
-                .bind(t.hyp)
-                .bind(t.stage)
-                .execute(&mut *tx)
-                .await?;
-                sqlx::query("UPDATE hypotheses SET status = 'active', reason = NULL WHERE id = $1")
-                    .bind(t.hyp)
-                    .execute(&mut *tx)
-                    .await?;
-                "requeued".into()
-            }
-        } else {
-            let decision = decide(&standing, escalate).unwrap_or(Outcome::Inconclusive);
-            let passed_on = t.hyp_stage > t.stage;
-            let next_open = matches!(t.state.as_str(), "dispatching" | "awaiting")
-                && t.round_stage == t.stage + 1;
-            let placed =
-                super::rounds::dispose(decision, &rules.advance, rules.is_final, rules.refute_any);
-            let advances = placed == Disposition::Advance;
-            let (status, why): (&str, Option<String>) = match placed {
-                Disposition::Advance if passed_on => (t.status.as_str(), None),
-                Disposition::Advance if next_open => {
-                    sqlx::query("UPDATE hypotheses SET stage = $1 WHERE id = $2")
-                        .bind(t.stage + 1)
-                        .bind(t.hyp)
-                        .execute(&mut *tx)
-                        .await?;
-                    sqlx::query(
-                        "INSERT INTO stage_items (hypothesis_id, stage, status) VALUES ($1, $2, 'queued') \
-                         ON CONFLICT DO NOTHING",
-                    )
-                    .bind(t.hyp)
-                    .bind(t.stage + 1)
-                    .execute(&mut *tx)
-                    .await?;
-                    ("active", None)
-                }
-                Disposition::Advance => {
-                    let why = format!(
-                        "stage {} now answers {} after retraction {verdict_id}, but the round has moved past the next stage",
-                        t.stage,
-                        decision.as_str()
-                    );
-                    ("stopped", Some(why))
-                }
-                Disposition::Final(o) => (o.as_str(), None),
-                Disposition::Stop => {
-                    let why = format!("stage {} answered {}", t.stage, decision.as_str());
-                    ("stopped", Some(why))
-                }
-            };
-            if passed_on && !advances {
-                // The later stages no longer hold it.
-                sqlx::query(
-                    "UPDATE stage_items SET status = 'failed', reason = $1 WHERE hypothesis_id = $2 \
-                     AND stage > $3 AND status IN ('queued', 'submitted')",
-                )
-                .bind(format!(
-                    "withdrawn: stage {} re-decided after retraction {verdict_id}",
-                    t.stage
-                ))
-                .bind(t.hyp)
-                .bind(t.stage)
-                .execute(&mut *tx)
-                .await?;
-                sqlx::query("UPDATE hypotheses SET stage = $1 WHERE id = $2")
-                    .bind(t.stage)
-                    .bind(t.hyp)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            if status != t.status {
-                sqlx::query("UPDATE hypotheses SET status = $1, reason = $2 WHERE id = $3")
-                    .bind(status)
-                    .bind(why.unwrap_or_else(|| {
-                        format!("re-decided after verdict {verdict_id} was retracted: {reason}")
-                    }))
-                    .bind(t.hyp)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            if t.result_version.is_some() {
-                version = follow_in_graph(&mut tx, &t, status, verdict_id, reason, by).await?;
-            }
-            if status == t.status {
-                "unchanged".into()
-            } else {
-                status.to_owned()
-            }
-        };
-        let id = withdraw(&mut tx, verdict_id, reason, by, version, &outcome).await?;
-        super::notify::announce_hypothesis(&mut tx, t.hyp).await?;
+        let done = redecide(&mut tx, verdict_id, reason, by).await?;
         tx.commit().await?;
-        Ok(Retracted {
-            id,
-            verdict_id,
-            hypothesis: t.hyp,
-            version,
-            outcome,
-        })
+        Ok(done)
     }
 
     /// Withdraws `reviewer`'s standing verdict on a hypothesis while its stage is still open
-    /// (the round awaits there and the hypothesis is not decided): the undo is a retraction
+    /// (the round waits there and the hypothesis is not decided): the undo is a retraction
     /// record by the reviewer, the verdict stays for the audit, and they may answer again.
+    /// The stage is re-decided as a retraction re-decides it: when the verdicts still standing
+    /// complete the item (an admin's call on an escalation, a quorum still met), it stays
+    /// answered (`unchanged`); else it goes back to the queue (`requeued`).
     pub async fn undo_review(&self, hypothesis: i64, reviewer: &str) -> Result<Retracted> {
         let mut tx = self.write_tx().await?;
-        let row: Option<(i64, i64)> = sqlx::query_as(
-            "SELECT v.id, v.stage FROM verdicts v JOIN hypotheses h ON h.id = v.hypothesis_id \
+        let verdict_id: Option<i64> = sqlx::query_scalar(
+            "SELECT v.id FROM verdicts v JOIN hypotheses h ON h.id = v.hypothesis_id \
              JOIN rounds rd ON rd.id = h.round_id WHERE v.hypothesis_id = $1 AND v.reviewer = $2 \
              AND v.withdrawn = 0 AND v.stage = h.stage AND h.status = 'active' \
              AND rd.state IN ('dispatching', 'awaiting') AND rd.stage = h.stage \
@@ -615,29 +464,14 @@ impl Store {
         .bind(reviewer)
         .fetch_optional(&mut *tx)
         .await?;
-        let Some((verdict_id, stage)) = row else {
+        let Some(verdict_id) = verdict_id else {
             return Err(StoreError::Conflict(format!(
                 "{reviewer} has no verdict on hypothesis {hypothesis} that can still be undone"
             )));
         };
-        sqlx::query(
-            "UPDATE stage_items SET status = 'submitted', answered_at = NULL \
-             WHERE hypothesis_id = $1 AND stage = $2 AND status = 'answered'",
-        )
-        .bind(hypothesis)
-        .bind(stage)
-        .execute(&mut *tx)
-        .await?;
-        let id = withdraw(&mut tx, verdict_id, "undo", reviewer, None, "requeued").await?;
-        super::notify::announce_hypothesis(&mut tx, hypothesis).await?;
+        let done = redecide(&mut tx, verdict_id, "undo", reviewer).await?;
         tx.commit().await?;
-        Ok(Retracted {
-            id,
-            verdict_id,
-            hypothesis,
-            version: None,
-            outcome: "requeued".into(),
-        })
+        Ok(done)
     }
 
     /// A hypothesis with its verdicts (and retractions) and the graph around it: what a
@@ -803,6 +637,174 @@ type AuditVerdict = (
 
 /// id, verdict, reason, by, version, outcome, at.
 type AuditRetraction = (i64, i64, String, String, Option<i64>, String, String);
+
+/// Withdraws `verdict_id` and re-decides its stage from the verdicts still standing: the one
+/// rule of retractions and undos (see [`Store::retract`]).
+async fn redecide(
+    tx: &mut sqlx::AnyConnection,
+    verdict_id: i64,
+    reason: &str,
+    by: &str,
+) -> Result<Retracted> {
+    let row: Option<RetractTarget> = sqlx::query_as(
+        "SELECT v.hypothesis_id AS hyp, v.stage, h.round_id AS round, h.head, h.relation, \
+         h.tail, h.status, h.stage AS hyp_stage, rd.state, rd.stage AS round_stage, \
+         rd.result_version, st.quorum, st.rule, st.advance, st.is_final, st.refute_any, \
+         (SELECT max(stage) FROM round_stages WHERE round_id = h.round_id) AS last_stage \
+         FROM verdicts v JOIN hypotheses h ON h.id = v.hypothesis_id \
+         JOIN rounds rd ON rd.id = h.round_id \
+         LEFT JOIN round_stages st ON st.round_id = h.round_id AND st.stage = v.stage \
+         WHERE v.id = $1",
+    )
+    .bind(verdict_id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(t) = row else {
+        return Err(StoreError::Conflict(format!(
+            "verdict {verdict_id} does not exist"
+        )));
+    };
+    let already: Option<i64> =
+        sqlx::query_scalar("SELECT id FROM retractions WHERE verdict_id = $1")
+            .bind(verdict_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+    if already.is_some() {
+        return Err(StoreError::Conflict(format!(
+            "verdict {verdict_id} is already retracted"
+        )));
+    }
+    let standing: Vec<(String, Option<String>)> = sqlx::query_as(
+        "SELECT verdict, role FROM verdicts WHERE hypothesis_id = $1 AND stage = $2 \
+         AND withdrawn = 0 AND id != $3 ORDER BY id",
+    )
+    .bind(t.hyp)
+    .bind(t.stage)
+    .bind(verdict_id)
+    .fetch_all(&mut *tx)
+    .await?;
+    let standing: Vec<(Outcome, bool)> = standing
+        .iter()
+        .filter_map(|(v, role)| Some((parse_outcome(v)?, role.as_deref() == Some("admin"))))
+        .collect();
+    let escalate = t.rule.as_deref() == Some("escalate");
+    let rules = StageRules::of(&t);
+    // The stage closes only from `awaiting`: at its own stage the round has not closed it.
+    let stage_open = matches!(t.state.as_str(), "dispatching" | "awaiting")
+        && t.round_stage == t.stage
+        && t.hyp_stage == t.stage;
+    let mut version = None;
+    let outcome: String = if t.status == "failed" || t.status == "expired" {
+        // It never reached a decision; nothing else depended on this verdict.
+        "unchanged".into()
+    } else if stage_open {
+        let (answered, _) = completion(&standing, t.quorum.unwrap_or(1), escalate);
+        if answered {
+            "unchanged".into()
+        } else {
+            sqlx::query(
+                "UPDATE stage_items SET status = 'submitted', answered_at = NULL \
+                 WHERE hypothesis_id = $1 AND stage = $2 AND status = 'answered'",
+            )
+            .bind(t.hyp)
+            .bind(t.stage)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query("UPDATE hypotheses SET status = 'active', reason = NULL WHERE id = $1")
+                .bind(t.hyp)
+                .execute(&mut *tx)
+                .await?;
+            "requeued".into()
+        }
+    } else {
+        let decision = decide(&standing, escalate).unwrap_or(Outcome::Inconclusive);
+        let passed_on = t.hyp_stage > t.stage;
+        let next_open =
+            matches!(t.state.as_str(), "dispatching" | "awaiting") && t.round_stage == t.stage + 1;
+        let placed =
+            super::rounds::dispose(decision, &rules.advance, rules.is_final, rules.refute_any);
+        let advances = placed == Disposition::Advance;
+        let (status, why): (&str, Option<String>) = match placed {
+            Disposition::Advance if passed_on => (t.status.as_str(), None),
+            Disposition::Advance if next_open => {
+                sqlx::query("UPDATE hypotheses SET stage = $1 WHERE id = $2")
+                    .bind(t.stage + 1)
+                    .bind(t.hyp)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query(
+                    "INSERT INTO stage_items (hypothesis_id, stage, status) VALUES ($1, $2, 'queued') \
+                     ON CONFLICT DO NOTHING",
+                )
+                .bind(t.hyp)
+                .bind(t.stage + 1)
+                .execute(&mut *tx)
+                .await?;
+                ("active", None)
+            }
+            Disposition::Advance => {
+                let why = format!(
+                    "stage {} now answers {} after retraction {verdict_id}, but the round has moved past the next stage",
+                    t.stage,
+                    decision.as_str()
+                );
+                ("stopped", Some(why))
+            }
+            Disposition::Final(o) => (o.as_str(), None),
+            Disposition::Stop => {
+                let why = format!("stage {} answered {}", t.stage, decision.as_str());
+                ("stopped", Some(why))
+            }
+        };
+        if passed_on && !advances {
+            // The later stages no longer hold it.
+            sqlx::query(
+                "UPDATE stage_items SET status = 'failed', reason = $1 WHERE hypothesis_id = $2 \
+                 AND stage > $3 AND status IN ('queued', 'submitted')",
+            )
+            .bind(format!(
+                "withdrawn: stage {} re-decided after retraction {verdict_id}",
+                t.stage
+            ))
+            .bind(t.hyp)
+            .bind(t.stage)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query("UPDATE hypotheses SET stage = $1 WHERE id = $2")
+                .bind(t.stage)
+                .bind(t.hyp)
+                .execute(&mut *tx)
+                .await?;
+        }
+        if status != t.status {
+            sqlx::query("UPDATE hypotheses SET status = $1, reason = $2 WHERE id = $3")
+                .bind(status)
+                .bind(why.unwrap_or_else(|| {
+                    format!("re-decided after verdict {verdict_id} was retracted: {reason}")
+                }))
+                .bind(t.hyp)
+                .execute(&mut *tx)
+                .await?;
+        }
+        if t.result_version.is_some() {
+            version = follow_in_graph(&mut *tx, &t, status, verdict_id, reason, by).await?;
+        }
+        if status == t.status {
+            "unchanged".into()
+        } else {
+            status.to_owned()
+        }
+    };
+    let id = withdraw(&mut *tx, verdict_id, reason, by, version, &outcome).await?;
+    super::notify::announce_hypothesis(&mut *tx, t.hyp).await?;
+    Ok(Retracted {
+        id,
+        verdict_id,
+        hypothesis: t.hyp,
+        version,
+        outcome,
+    })
+}
 
 /// A verdict to retract, with its hypothesis, round and stage.
 #[derive(sqlx::FromRow)]

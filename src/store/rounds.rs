@@ -91,7 +91,8 @@ pub struct RoundInfo {
     pub retrained_model: Option<i64>,
     pub metrics: serde_json::Value,
     pub error: Option<String>,
-    /// Runs that drove this round and ended in an error.
+    /// Runs that drove this round and ended in an error or died inside a step, and the run
+    /// driving it now, if any (`Store::begin_attempt`).
     pub attempts: i64,
     pub fire_time: Option<String>,
     pub created_at: String,
@@ -305,9 +306,70 @@ impl Store {
         self.round(id).await
     }
 
-    /// Counts a run that drove the open round `id` into `error`. After `max_attempts` such
-    /// runs the round is failed with that error, so the next fire starts a new round instead
-    /// of failing the same way forever. Returns the attempts so far and whether it failed.
+    /// Counts the run about to drive the open round `id` as an attempt, before any step runs:
+    /// a run the process never comes back from (an abort inside a step, a crash, a kill) has
+    /// then counted, so a round whose step kills the process every time ends `failed` after
+    /// `max_attempts` runs instead of being retried forever. A round whose attempts such runs
+    /// have spent is failed here. A run that ends without an error gives its attempt back
+    /// ([`Store::end_attempt`]); one that ends in an error keeps it ([`Store::record_attempt`]).
+    /// Returns the attempts so far and whether the round is now failed.
+    pub async fn begin_attempt(&self, id: i64, max_attempts: u32) -> Result<(i64, bool)> {
+        let mut tx = self.write_tx().await?;
+        let row: Option<(i64, String, Option<String>)> = sqlx::query_as(
+            "SELECT attempts, state, error FROM rounds \
+             WHERE id = $1 AND state NOT IN ('done', 'failed')",
+        )
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some((attempts, state, error)) = row else {
+            tx.rollback().await?;
+            return Ok((0, false));
+        };
+        if attempts >= i64::from(max_attempts.max(1)) {
+            let before = error
+                .map(|e| format!("; the last error reported: {e}"))
+                .unwrap_or_default();
+            sqlx::query(
+                "UPDATE rounds SET state = 'failed', error = $1, updated_at = $2 WHERE id = $3",
+            )
+            .bind(format!(
+                "failed after {attempts} attempts: the last run stopped inside `{state}` \
+                 without reporting an error (the process died: an abort, a crash or a \
+                 kill){before}"
+            ))
+            .bind(now())
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            return Ok((attempts, true));
+        }
+        sqlx::query("UPDATE rounds SET attempts = attempts + 1, updated_at = $1 WHERE id = $2")
+            .bind(now())
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok((attempts + 1, false))
+    }
+
+    /// Gives back the attempt [`Store::begin_attempt`] counted, for a run that ended without
+    /// an error (the round done or waiting, or the run stopped by a signal or a lost lease).
+    pub async fn end_attempt(&self, id: i64) -> Result<()> {
+        let mut tx = self.write_tx().await?;
+        sqlx::query("UPDATE rounds SET attempts = attempts - 1 WHERE id = $1 AND attempts > 0")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Records the `error` a run that began an attempt on the open round `id` ended in (the
+    /// attempt was counted when it began). After `max_attempts` such runs the round is failed
+    /// with that error, so the next fire starts a new round instead of failing the same way
+    /// forever. Returns the attempts so far and whether it failed.
     pub async fn record_attempt(
         &self,
         id: i64,
@@ -316,7 +378,7 @@ impl Store {
     ) -> Result<(i64, bool)> {
         let mut tx = self.write_tx().await?;
         let attempts: Option<i64> = sqlx::query_scalar(
-            "UPDATE rounds SET attempts = attempts + 1, error = $1, updated_at = $2 \
+            "UPDATE rounds SET error = $1, updated_at = $2 \
              WHERE id = $3 AND state NOT IN ('done', 'failed') RETURNING attempts",
         )
         .bind(error)

@@ -91,6 +91,84 @@ pub async fn check_with(
     })
 }
 
+/// What `validate` checks of the relations `l` names, with nothing downloaded: against the
+/// graph the workflow names (its file, or its `graph.fetch` dataset when the cache holds it),
+/// else against the database's graph. Returns notes that do not fail validation: a
+/// `graph.fetch` dataset not downloaded yet (its relations are checked at the first run,
+/// before any training), and relations a database that already holds another graph lacks
+/// (a run on that database stops before training: the workflow's graph is imported only
+/// into an empty one).
+pub async fn check_offline(store: Option<&Store>, l: &Loaded) -> Result<Vec<String>, SourceError> {
+    let mut notes = Vec::new();
+    let g = &l.workflow.graph;
+    let names_source = g.fetch.is_some() || g.import.is_some() || g.kgx.is_some();
+    let stored = match store {
+        Some(s) if s.head().await?.is_some() => Some(
+            s.relation_keys()
+                .await?
+                .into_iter()
+                .collect::<HashSet<String>>(),
+        ),
+        _ => None,
+    };
+    if !names_source {
+        if let Some(relations) = &stored {
+            check_relations_in(l, "the database's graph", &|r| relations.contains(r))?;
+        }
+        return Ok(notes);
+    }
+    match &g.fetch {
+        Some(name) => match fetch_cached(name, false).await {
+            Err(FetchError::NotCached { .. }) => {
+                if !l.workflow.generate.relations.is_empty() {
+                    notes.push(format!(
+                        "graph.fetch `{name}` is not downloaded yet (`hypograph fetch {name} \
+                         --no-import` fetches it ahead): the relations of generate.relations are \
+                         checked at the first run, before any training"
+                    ));
+                }
+            }
+            Err(e) => return Err(e.into()),
+            Ok(fetched) => {
+                let batch = read_fetched(l, &fetched)?;
+                let relations: HashSet<&str> = batch.relations.iter().map(String::as_str).collect();
+                check_relations_in(l, &format!("the `{name}` graph"), &|r| {
+                    relations.contains(r)
+                })?;
+            }
+        },
+        None => {
+            if let Some((batch, _)) = read(l)? {
+                let relations: HashSet<&str> = batch.relations.iter().map(String::as_str).collect();
+                check_relations(l, &|r| relations.contains(r))?;
+            }
+        }
+    }
+    if let Some(relations) = &stored {
+        let lacking: Vec<&str> = l
+            .workflow
+            .generate
+            .relations
+            .iter()
+            .filter(|r| !relations.contains(r.as_str()))
+            .map(String::as_str)
+            .collect();
+        if !lacking.is_empty() {
+            notes.push(format!(
+                "the database already holds a graph, without {}: a run on this database stops \
+                 before training (the workflow's graph is imported only into an empty database; \
+                 `--db` names another)",
+                lacking
+                    .iter()
+                    .map(|r| format!("`{r}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+    }
+    Ok(notes)
+}
+
 /// The named dataset from the cache, verified (downloaded first when it is not there).
 async fn fetch_cached(name: &str, network: bool) -> Result<Fetched, FetchError> {
     let datasets = fetch::catalog_in_force()?;
@@ -214,6 +292,15 @@ pub(crate) fn table_source(
 
 /// Every relation in `generate.relations` that `known` does not know, as located issues.
 fn check_relations(l: &Loaded, known: &dyn Fn(&str) -> bool) -> Result<(), WorkflowError> {
+    check_relations_in(l, "the graph", known)
+}
+
+/// As [`check_relations`], naming the graph (`graph`) in the messages.
+fn check_relations_in(
+    l: &Loaded,
+    graph: &str,
+    known: &dyn Fn(&str) -> bool,
+) -> Result<(), WorkflowError> {
     let positions = super::Positions::of(&l.text);
     let issues: Vec<Issue> = l
         .workflow
@@ -227,7 +314,7 @@ fn check_relations(l: &Loaded, known: &dyn Fn(&str) -> bool) -> Result<(), Workf
             Issue {
                 pos: positions.find(&path),
                 path,
-                message: format!("relation `{r}` is not in the graph"),
+                message: format!("relation `{r}` is not in {graph}"),
             }
         })
         .collect();

@@ -2,6 +2,7 @@
 //! silently ignored setting.
 
 use crate::acquire::Acquisition;
+use crate::limits;
 use crate::model::calibrate::Method;
 use crate::model::{LossKind, ModelKind, OptimizerKind, Regime, TrainConfig, WalkConfig};
 use crate::plugin::Outcome;
@@ -50,10 +51,12 @@ pub struct Workflow {
     pub stop: StopSpec,
     /// Seeds training, ranking and plugins: equal seeds replay equal rounds.
     #[serde(default = "default_seed")]
+    #[schemars(transform = limits::workflow::SEED.schema())]
     pub seed: u64,
     /// Runs (a `run` or a daemon fire) that may drive a round into an error before the round
     /// is marked failed and the next fire starts a new one.
     #[serde(default = "default_max_attempts")]
+    #[schemars(transform = limits::workflow::MAX_ATTEMPTS.schema())]
     pub max_attempts: u32,
     /// Where plugin manifests (`NAME.yaml`) are looked up (default: `../plugins` from the
     /// workflow file).
@@ -178,21 +181,28 @@ pub enum CalibrationSpec {
 pub struct ModelSpec {
     #[schemars(schema_with = "value_enum::<ModelKind>")]
     pub kind: ModelKind,
+    #[schemars(transform = limits::train::DIM.schema())]
     pub dim: usize,
     #[schemars(schema_with = "value_enum::<Regime>")]
     pub regime: Regime,
     /// Default: cross-entropy for one-vs-all, softplus for negatives.
     #[schemars(schema_with = "optional_value_enum::<LossKind>")]
     pub loss: Option<LossKind>,
+    #[schemars(transform = limits::train::NEGATIVES.schema())]
     pub negatives: usize,
     #[schemars(schema_with = "value_enum::<OptimizerKind>")]
     pub optimizer: OptimizerKind,
+    #[schemars(transform = limits::train::LR.schema())]
     pub lr: f64,
+    #[schemars(transform = limits::train::BATCH_SIZE.schema())]
     pub batch_size: usize,
     /// Epochs of the first training.
+    #[schemars(transform = limits::train::FIRST_EPOCHS.schema())]
     pub epochs: usize,
     /// Epochs of each retrain after a round.
+    #[schemars(transform = limits::workflow::RETRAIN_EPOCHS.schema())]
     pub retrain_epochs: usize,
+    #[schemars(transform = limits::train::ENSEMBLE.schema())]
     pub ensemble: usize,
     pub calibration: CalibrationSpec,
     pub retrain: RetrainMode,
@@ -206,36 +216,56 @@ pub struct ModelSpec {
 #[serde(deny_unknown_fields, default)]
 pub struct WalksSpec {
     /// Width of every token's vector (a multiple of `heads`).
+    #[schemars(transform = limits::walks::D_MODEL.schema())]
     pub d_model: Option<usize>,
+    #[schemars(transform = limits::walks::LAYERS.schema())]
     pub layers: Option<usize>,
+    #[schemars(transform = limits::walks::HEADS.schema())]
     pub heads: Option<usize>,
     /// Width of the feed-forward block.
+    #[schemars(transform = limits::walks::D_FF.schema())]
     pub d_ff: Option<usize>,
+    #[schemars(transform = limits::walks::SHARE.schema())]
     pub dropout: Option<f64>,
     /// Context walks per sequence, each starting at the query's entity.
+    #[schemars(transform = limits::walks::CONTEXT_WALKS.schema())]
     pub context_walks: Option<usize>,
     /// Steps (relation, entity) per walk.
+    #[schemars(transform = limits::walks::WALK_LENGTH.schema())]
     pub walk_length: Option<usize>,
     /// Extra sequences per entity and epoch that start a rarity-biased walk.
+    #[schemars(transform = limits::walks::WEIGHT.schema())]
     pub walks_per_entity: Option<f64>,
     /// Bias of a walk's next relation towards rare ones (count^-alpha).
+    #[schemars(transform = limits::walks::RARITY_ALPHA.schema())]
     pub rarity_alpha: Option<f64>,
     /// Probability that a training sequence shows its entity as its category's token.
+    #[schemars(transform = limits::walks::SHARE.schema())]
     pub id_dropout: Option<f64>,
+    #[schemars(transform = limits::walks::SHARE.schema())]
     pub mask_prob: Option<f64>,
+    #[schemars(transform = limits::walks::WEIGHT.schema())]
     pub mask_weight: Option<f64>,
     /// Weight of a refuted triple's penalty beside a true triple's loss.
+    #[schemars(transform = limits::walks::WEIGHT.schema())]
     pub refuted_weight: Option<f64>,
+    #[schemars(transform = limits::walks::LR.schema())]
     pub lr: Option<f64>,
+    #[schemars(transform = limits::walks::WEIGHT_DECAY.schema())]
     pub weight_decay: Option<f64>,
     /// Share of the steps spent warming the learning rate up.
+    #[schemars(transform = limits::walks::SHARE.schema())]
     pub warmup: Option<f64>,
+    #[schemars(transform = limits::walks::BATCH_SIZE.schema())]
     pub batch_size: Option<usize>,
     /// Context samples averaged per query at scoring time.
+    #[schemars(transform = limits::walks::SAMPLES.schema())]
     pub samples: Option<usize>,
     /// Fewest context walks a training batch draws (shorter sequences, cheaper steps).
+    #[schemars(transform = limits::walks::MIN_WALKS.schema())]
     pub min_walks: Option<usize>,
     /// Weight of the binary cross-entropy term that makes scores compare across queries.
+    #[schemars(transform = limits::walks::WEIGHT.schema())]
     pub bce_weight: Option<f64>,
 }
 
@@ -347,8 +377,10 @@ pub struct GenerateSpec {
     /// Relations to propose edges for (all when empty).
     pub relations: Vec<String>,
     /// Candidates kept per relation, best first.
+    #[schemars(transform = limits::workflow::TOP_K.schema())]
     pub top_k: usize,
     /// Score a uniform sample of this many pairs per relation instead of every pair.
+    #[schemars(transform = limits::workflow::MAX_CANDIDATES.schema())]
     pub max_candidates: Option<usize>,
 }
 
@@ -381,14 +413,18 @@ pub enum AcquisitionName {
 pub struct RankSpec {
     pub acquisition: AcquisitionName,
     /// UCB's weight on the spread.
+    #[schemars(transform = limits::workflow::BETA.schema())]
     pub beta: f64,
     /// The random share of an `epsilon` batch.
+    #[schemars(transform = limits::workflow::PROBABILITY.schema())]
     pub epsilon: f64,
     /// What an `epsilon` batch exploits with.
     pub inner: AcquisitionName,
     /// Hypotheses per round.
+    #[schemars(transform = limits::workflow::RANK_BATCH.schema())]
     pub batch: usize,
     /// At most this many hypotheses per entity in one batch.
+    #[schemars(transform = limits::workflow::MAX_PER_ENTITY.schema())]
     pub max_per_entity: Option<usize>,
 }
 
@@ -492,12 +528,15 @@ pub struct StageSpec {
     pub timeout: Option<String>,
     /// Attempts after the first on retryable errors.
     #[serde(default = "default_retries")]
+    #[schemars(transform = limits::workflow::RETRIES.schema())]
     pub retries: u32,
     /// Cost per hypothesis (divides the acquisition value when ranking).
     #[serde(default)]
+    #[schemars(transform = limits::workflow::COST.schema())]
     pub cost: Option<f64>,
     /// Hypotheses per submission.
     #[serde(default = "default_batch")]
+    #[schemars(transform = limits::workflow::STAGE_BATCH.schema())]
     pub batch: usize,
     /// How long one request (http, llm) or one program run (command) may take.
     #[serde(default)]
@@ -510,6 +549,7 @@ pub struct StageSpec {
     pub truth: Option<PathBuf>,
     /// Probability that the oracle's verdict is flipped.
     #[serde(default)]
+    #[schemars(transform = limits::workflow::PROBABILITY.schema())]
     pub flip_rate: Option<f64>,
     /// The oracle's answer delay per batch ("0s", "2s").
     #[serde(default)]
@@ -517,6 +557,7 @@ pub struct StageSpec {
     pub latency: Option<String>,
     /// Simulated outage: the oracle's first this-many submissions fail (retryably).
     #[serde(default)]
+    #[schemars(transform = limits::workflow::OUTAGE.schema())]
     pub outage: Option<u32>,
 
     // http
@@ -535,9 +576,11 @@ pub struct StageSpec {
     pub token_env: Option<String>,
     /// Batches in flight at once (http, llm).
     #[serde(default)]
+    #[schemars(transform = limits::workflow::CONCURRENCY.schema())]
     pub concurrency: Option<usize>,
     /// Consecutive failed batches after which the stage pauses until the next run.
     #[serde(default)]
+    #[schemars(transform = limits::workflow::BREAKER.schema())]
     pub breaker: Option<u32>,
     // llm
     #[serde(default)]
@@ -548,18 +591,21 @@ pub struct StageSpec {
     pub prompt: Option<String>,
     /// Dollars per 1,000 prompt and completion tokens.
     #[serde(default)]
+    #[schemars(transform = limits::workflow::PRICE_PER_1K.schema())]
     pub price_per_1k: Option<[f64; 2]>,
     // command
     #[serde(default)]
     pub command: Option<Vec<String>>,
     // human
     #[serde(default)]
+    #[schemars(transform = limits::workflow::QUORUM.schema())]
     pub quorum: Option<u32>,
     #[serde(default)]
     pub rule: Option<QuorumRule>,
     /// human: waiting items whose fresh score (after a retrain) falls below this are marked
     /// stale in the review queue.
     #[serde(default)]
+    #[schemars(transform = limits::workflow::PROBABILITY.schema())]
     pub stale_below: Option<f64>,
 }
 
@@ -651,7 +697,9 @@ pub struct IngestSpec {
 #[serde(deny_unknown_fields, default)]
 pub struct StopSpec {
     /// No more rounds after this many have finished.
+    #[schemars(transform = limits::workflow::MAX_ROUNDS.schema())]
     pub max_rounds: Option<u64>,
     /// No more rounds once this much has been spent across rounds.
+    #[schemars(transform = limits::workflow::BUDGET.schema())]
     pub budget: Option<f64>,
 }

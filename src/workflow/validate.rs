@@ -3,6 +3,7 @@
 //! problem is collected (with its field path; positions are added by the caller).
 
 use super::{AcquisitionName, Issue, Loaded, PluginKind, StageSpec, cron_schedule};
+use crate::limits::{self, Range};
 use crate::plugin::manifest::Manifest;
 use crate::spec_parse::duration;
 use std::path::Path;
@@ -62,9 +63,23 @@ impl Checks<'_> {
         }
     }
 
-    fn at_least_one(&mut self, path: &str, value: usize) {
-        if value == 0 {
-            self.bad(path, "must be at least 1");
+    /// A number must lie in its setting's range (`crate::limits`).
+    fn range<T>(&mut self, path: &str, value: T, range: Range<T>)
+    where
+        T: Copy + PartialOrd + std::fmt::Display,
+    {
+        if let Err(why) = range.check(value) {
+            self.bad(path, why);
+        }
+    }
+
+    /// As [`Self::range`], for a setting that may be left out.
+    fn optional<T>(&mut self, path: &str, value: Option<T>, range: Range<T>)
+    where
+        T: Copy + PartialOrd + std::fmt::Display,
+    {
+        if let Some(v) = value {
+            self.range(path, v, range);
         }
     }
 
@@ -94,6 +109,11 @@ impl Checks<'_> {
         {
             self.bad("retrain.schedule", e);
         }
+        self.range(
+            "max_attempts",
+            w.max_attempts,
+            limits::workflow::MAX_ATTEMPTS,
+        );
     }
 
     fn files(&mut self) {
@@ -185,20 +205,18 @@ impl Checks<'_> {
 
     fn model(&mut self) {
         let m = &self.l.workflow.model;
-        if m.dim == 0 || m.dim > 4096 {
-            self.bad("model.dim", format!("{} is out of range 1..=4096", m.dim));
-        }
-        self.at_least_one("model.epochs", m.epochs);
-        if m.ensemble == 0 || m.ensemble > 32 {
-            self.bad(
-                "model.ensemble",
-                format!("{} is out of range 1..=32", m.ensemble),
-            );
-        }
-        if !(m.lr > 0.0 && m.lr.is_finite()) {
-            self.bad("model.lr", format!("{} must be positive", m.lr));
-        }
-        self.at_least_one("model.batch_size", m.batch_size);
+        use limits::train as l;
+        self.range("model.dim", m.dim, l::DIM);
+        self.range("model.negatives", m.negatives, l::NEGATIVES);
+        self.range("model.lr", m.lr, l::LR);
+        self.range("model.batch_size", m.batch_size, l::BATCH_SIZE);
+        self.range("model.epochs", m.epochs, l::FIRST_EPOCHS);
+        self.range(
+            "model.retrain_epochs",
+            m.retrain_epochs,
+            limits::workflow::RETRAIN_EPOCHS,
+        );
+        self.range("model.ensemble", m.ensemble, l::ENSEMBLE);
         if m.walks.is_some() && m.kind != crate::model::ModelKind::Walks {
             self.bad(
                 "model.walks",
@@ -217,32 +235,21 @@ impl Checks<'_> {
 
     fn generate_and_rank(&mut self) {
         let w = &self.l.workflow;
-        self.at_least_one("generate.top_k", w.generate.top_k);
-        if let Some(n) = w.generate.max_candidates {
-            self.at_least_one("generate.max_candidates", n);
-        }
+        use limits::workflow as l;
+        self.range("generate.top_k", w.generate.top_k, l::TOP_K);
+        self.optional(
+            "generate.max_candidates",
+            w.generate.max_candidates,
+            l::MAX_CANDIDATES,
+        );
         let r = &w.rank;
-        if r.batch == 0 || r.batch > 1_000_000 {
-            self.bad(
-                "rank.batch",
-                format!("{} is out of range 1..=1000000", r.batch),
-            );
-        }
-        if !(r.beta >= 0.0 && r.beta.is_finite()) {
-            self.bad("rank.beta", format!("{} must be >= 0", r.beta));
-        }
-        if !(0.0..=1.0).contains(&r.epsilon) {
-            self.bad(
-                "rank.epsilon",
-                format!("{} is out of range 0..=1", r.epsilon),
-            );
-        }
+        self.range("rank.batch", r.batch, l::RANK_BATCH);
+        self.range("rank.beta", r.beta, l::BETA);
+        self.range("rank.epsilon", r.epsilon, l::PROBABILITY);
         if r.inner == AcquisitionName::Epsilon {
             self.bad("rank.inner", "an epsilon mix cannot nest another");
         }
-        if let Some(n) = r.max_per_entity {
-            self.at_least_one("rank.max_per_entity", n);
-        }
+        self.optional("rank.max_per_entity", r.max_per_entity, l::MAX_PER_ENTITY);
     }
 
     fn stages(&mut self) {
@@ -287,22 +294,20 @@ impl Checks<'_> {
         self.duration(&at("timeout"), s.timeout.as_ref());
         self.duration(&at("latency"), s.latency.as_ref());
         self.duration(&at("request_timeout"), s.request_timeout.as_ref());
-        if let Some(f) = s.flip_rate
-            && !(0.0..=1.0).contains(&f)
-        {
-            self.bad(&at("flip_rate"), format!("{f} is out of range 0..=1"));
-        }
-        if let Some(c) = s.cost
-            && !(c >= 0.0 && c.is_finite())
-        {
-            self.bad(&at("cost"), format!("{c} must be >= 0"));
-        }
-        self.at_least_one(&at("batch"), s.batch);
-        if s.retries > 20 {
-            self.bad(
-                &at("retries"),
-                format!("{} is out of range 0..=20", s.retries),
-            );
+        use limits::workflow as l;
+        self.optional(&at("flip_rate"), s.flip_rate, l::PROBABILITY);
+        self.optional(&at("cost"), s.cost, l::COST);
+        self.range(&at("batch"), s.batch, l::STAGE_BATCH);
+        self.range(&at("retries"), s.retries, l::RETRIES);
+        self.optional(&at("outage"), s.outage, l::OUTAGE);
+        self.optional(&at("concurrency"), s.concurrency, l::CONCURRENCY);
+        self.optional(&at("breaker"), s.breaker, l::BREAKER);
+        self.optional(&at("quorum"), s.quorum, l::QUORUM);
+        self.optional(&at("stale_below"), s.stale_below, l::PROBABILITY);
+        if let Some(prices) = s.price_per_1k {
+            for (j, p) in prices.into_iter().enumerate() {
+                self.range(&at(&format!("price_per_1k[{j}]")), p, l::PRICE_PER_1K);
+            }
         }
         // A stage whose plugin was not found has its error already.
         if let Some(kind) = self.l.kinds.get(i).copied().flatten() {
@@ -352,13 +357,8 @@ impl Checks<'_> {
 
     fn stop(&mut self) {
         let stop = &self.l.workflow.stop;
-        if let Some(b) = stop.budget
-            && !(b > 0.0 && b.is_finite())
-        {
-            self.bad("stop.budget", format!("{b} must be positive"));
-        }
-        if stop.max_rounds == Some(0) {
-            self.bad("stop.max_rounds", "must be at least 1");
-        }
+        use limits::workflow as l;
+        self.optional("stop.budget", stop.budget, l::BUDGET);
+        self.optional("stop.max_rounds", stop.max_rounds, l::MAX_ROUNDS);
     }
 }

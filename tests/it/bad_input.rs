@@ -1,6 +1,6 @@
 //! Bad input gets a clear error, a non-zero exit, and changes nothing.
 
-use crate::support::Env;
+use crate::support::{Env, data};
 
 fn assert_nothing_imported(env: &Env) {
     if env.db.exists() {
@@ -152,4 +152,84 @@ fn an_empty_file_is_refused_and_creates_no_database() {
     let f = env.write("bad.tsv", "a\tr\n");
     let stderr = env.fail(&["import", f.to_str().expect("path"), "--skip-invalid"]);
     assert!(stderr.contains("holds no valid triple"), "{stderr}");
+}
+
+/// A number far outside its range is a located validation error, and `run` refuses it before
+/// any work, instead of a 16 PB top-k heap aborting the round at `generating` (or
+/// `18446744073709551615` wrapping to 0).
+#[test]
+fn numbers_out_of_range_are_located_errors_before_any_work() {
+    let env = Env::new();
+    for top_k in ["1000000000000000", "18446744073709551615", "0"] {
+        let w = env.write(
+            "w.yaml",
+            format!(
+                "name: w\ngraph:\n  import: {}\ngenerate:\n  top_k: {top_k}\nmodel:\n  \
+                 negatives: 100000000000000\nstages:\n  - name: s\n    plugin: human\n",
+                data("umls/demo-visible.tsv").display()
+            ),
+        );
+        let wp = w.to_str().expect("path");
+        let out = env.run(&["validate", wp]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        for want in [
+            format!("{wp}:5:3: generate.top_k: {top_k} is out of range 1..=1000000"),
+            format!("{wp}:7:3: model.negatives: 100000000000000 is out of range 1..=65536"),
+        ] {
+            assert!(stderr.contains(&want), "want {want:?} in {stderr}");
+        }
+        let out = env.run(&["run", wp]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "an error, not an abort: {stderr}"
+        );
+        assert!(stderr.contains("generate.top_k"), "{stderr}");
+        assert_nothing_imported(&env);
+    }
+}
+
+/// `train`'s flags have the workflow's ranges: a usage error naming the flag (exit 2), not
+/// an abort in the middle of training; a saved config is checked before training too.
+#[test]
+fn training_settings_out_of_range_are_refused_before_training() {
+    let env = Env::new();
+    let g = env.write("g.tsv", "a\tr\tb\nb\tr\tc\nc\tr\ta\n");
+    env.ok(&["import", g.to_str().expect("path")]);
+    let out = env.run(&[
+        "train",
+        "--regime",
+        "negatives",
+        "--negatives",
+        "100000000000000",
+        "--epochs",
+        "1",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("--negatives")
+            && stderr.contains("100000000000000 is out of range 1..=65536"),
+        "{stderr}"
+    );
+    let config = env.path("config.json");
+    let saved = hypograph::model::TrainConfig::new()
+        .with_regime(hypograph::model::Regime::Negatives)
+        .with_negatives(100_000_000_000_000);
+    std::fs::write(
+        &config,
+        serde_json::to_string(&saved).expect("serialize config"),
+    )
+    .expect("write config");
+    let err = env.fail(&["train", "--config", config.to_str().expect("path")]);
+    assert!(
+        err.contains(&format!(
+            "negatives in {}: 100000000000000 is out of range 1..=65536",
+            config.display()
+        )),
+        "{err}"
+    );
+    assert_eq!(env.count("SELECT count(*) FROM models"), 0);
 }

@@ -252,7 +252,10 @@ fn a_round_failing_the_same_way_is_failed_after_max_attempts(env: Env) {
         vec!["generating 1"]
     );
     let status = env.ok(&["status"]);
-    assert!(status.contains("1 attempt ended in an error"), "{status}");
+    assert!(
+        status.contains("1 attempt so far, the last error"),
+        "{status}"
+    );
     let second = env.run_with(&["run", wp], &fail);
     let stderr = String::from_utf8_lossy(&second.stderr);
     assert!(!second.status.success());
@@ -353,6 +356,55 @@ on_both!(
     a_run_that_loses_its_lease_stops_with_an_error,
     a_run_that_loses_its_lease_stops_with_an_error
 );
+/// A step that kills the process (the crash hook here, standing for an allocation that
+/// aborts) has counted an attempt before it ran: after `max_attempts` such runs the next run
+/// fails the round instead of dying the same way, and the run after that starts a new round.
+fn a_round_whose_step_kills_the_process_is_failed_after_max_attempts(env: Env) {
+    let oracle = format!(
+        "  - name: assay\n    plugin: oracle\n    truth: {}\n",
+        data("umls/demo-hidden.tsv").display()
+    );
+    let w = env.write("w.yaml", workflow(&oracle, "max_attempts: 2\n"));
+    let wp = w.to_str().expect("path");
+    let crash = [("HYPOGRAPH_CRASH_AT", "generating")];
+    for n in 1..=2 {
+        let out = env.run_with(&["run", wp], &crash);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && stderr.contains("aborting"),
+            "{stderr}"
+        );
+        assert_eq!(
+            env.strings("SELECT state || ' ' || attempts FROM rounds"),
+            vec![format!("generating {n}")],
+            "the dead run counted"
+        );
+    }
+    let status = env.ok(&["status"]);
+    assert!(
+        status.contains("2 attempts so far, none reported an error"),
+        "{status}"
+    );
+    let third = env.run_with(&["run", wp], &crash);
+    let stderr = String::from_utf8_lossy(&third.stderr);
+    assert_eq!(
+        third.status.code(),
+        Some(1),
+        "an error, not a crash: {stderr}"
+    );
+    assert!(
+        stderr.contains("the round is now failed") && stderr.contains("inside `generating`"),
+        "{stderr}"
+    );
+    assert_eq!(
+        env.strings("SELECT state FROM rounds WHERE number = 1"),
+        vec!["failed"]
+    );
+    let out = env.ok(&["run", wp]);
+    assert!(out.contains("round 2: 30 hypotheses"), "{out}");
+    check_round(&env, 2);
+}
+
 on_both!(
     a_round_failing_the_same_way_is_failed_after_max_attempts,
     a_round_failing_the_same_way_is_failed_after_max_attempts
@@ -360,4 +412,8 @@ on_both!(
 on_both!(
     an_admin_abandons_a_stuck_round,
     an_admin_abandons_a_stuck_round
+);
+on_both!(
+    a_round_whose_step_kills_the_process_is_failed_after_max_attempts,
+    a_round_whose_step_kills_the_process_is_failed_after_max_attempts
 );

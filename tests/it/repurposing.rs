@@ -2,7 +2,7 @@
 //! fixture: an OpenAI-compatible fake triages, two reviewers vote through the API, and the
 //! bundled example assay service answers by callback to the real server.
 
-use crate::support::{Env, Server, get_json, mt_runtime, post_json, user};
+use crate::support::{Env, Server, data, get_json, mt_runtime, post_json, user};
 use serde_json::json;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -206,4 +206,102 @@ fn drug_repurposing_runs_end_to_end_on_a_hetionet_fixture() {
         "{out}"
     );
     drop(assay);
+}
+
+/// A newcomer's first `validate` (the README's command, after its demo filled the default
+/// database, with the variables the file names set and Hetionet not downloaded) passes, with
+/// notes; once the dataset is in the cache its relations are checked against it; and a run
+/// on the demo's database stops at the relation check, before any training.
+#[test]
+fn validate_needs_no_download_and_notes_what_it_cannot_check_yet() {
+    let env = Env::new();
+    env.ok(&[
+        "import",
+        data("umls/demo-visible.tsv").to_str().expect("path"),
+    ]);
+    let catalog = crate::support::hetionet_fixture_catalog(env.dir.path());
+    let cache = env.path("cache");
+    let vars = [
+        ("HYPOGRAPH_CACHE", cache.to_str().expect("path")),
+        ("HYPOGRAPH_FETCH_CATALOG", catalog.to_str().expect("path")),
+        ("LLM_BASE_URL", "http://127.0.0.1:9/v1"),
+        ("LLM_MODEL", "m"),
+        ("ASSAY_URL", "http://127.0.0.1:9/assay"),
+        ("HYPOGRAPH_URL", "http://127.0.0.1:9"),
+    ];
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("workflows");
+    let mut files: Vec<String> = std::fs::read_dir(&dir)
+        .expect("workflows")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .map(|p| p.to_str().expect("path").to_owned())
+        .collect();
+    files.sort();
+    let mut args = vec!["validate"];
+    args.extend(files.iter().map(String::as_str));
+    let out = env.run_with(&args, &vars);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let file = dir.join("drug-repurposing.yaml");
+    for want in [
+        format!(
+            "{}: note: graph.fetch `hetionet` is not downloaded yet",
+            file.display()
+        ),
+        "checked at the first run, before any training".to_owned(),
+        "the database already holds a graph, without `CtD`, `CpD`".to_owned(),
+    ] {
+        assert!(stderr.contains(&want), "want {want:?} in {stderr}");
+    }
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("drug-repurposing.yaml: ok"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    // Downloaded (the fixture stands in), the dataset's relations are checked: a misspelt
+    // one is a located error.
+    let hetionet = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/formats/hetionet");
+    let out = env.run_with(
+        &[
+            "fetch",
+            "hetionet",
+            "--no-import",
+            "--from",
+            hetionet.to_str().expect("path"),
+        ],
+        &vars,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&file).expect("workflow");
+    let bad = env.write(
+        "bad.yaml",
+        text.replace("relations: [CtD, CpD]", "relations: [CtD, CxD]"),
+    );
+    let out = env.run_with(&["validate", bad.to_str().expect("path")], &vars);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("generate.relations[1]: relation `CxD` is not in the `hetionet` graph"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("not downloaded yet"), "{stderr}");
+
+    // A run on the demo's database stops at the relation check, before any training.
+    let out = env.run_with(
+        &["run", file.to_str().expect("path"), "--wait", "0s"],
+        &vars,
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("relation `CtD` is not in the graph"),
+        "{stderr}"
+    );
+    assert_eq!(env.count("SELECT count(*) FROM models"), 0);
+    assert_eq!(env.count("SELECT count(*) FROM rounds"), 0);
 }

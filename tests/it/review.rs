@@ -541,6 +541,99 @@ fn stale_items_follow_the_threshold_and_sink_in_the_queue(env: Env) {
     assert_eq!(cards, want, "{html}");
 }
 
+/// An undo re-decides the stage as a retraction does: when the verdicts still standing
+/// complete the item (here the admin's call on an escalated split), it stays answered, since
+/// the reviewers behind those verdicts cannot answer again and a requeued item would only
+/// expire.
+fn an_undo_redecides_its_stage_like_a_retraction(env: Env) {
+    let alice = user(&env, "alice", "reviewer");
+    let bob = user(&env, "bob", "reviewer");
+    let carol = user(&env, "carol", "admin");
+    let server = Server::start(&env, &[]);
+    let w = env.write(
+        "w.yaml",
+        workflow("  - name: experts\n    plugin: human\n    quorum: 2\n    rule: escalate\n"),
+    );
+    run(&env, &w);
+    let items = get(&format!("{}/api/v1/queue?limit=2", server.base), &alice).1["items"].clone();
+    let (id, other) = (
+        items[0]["id"].as_i64().expect("id"),
+        items[1]["id"].as_i64().expect("id"),
+    );
+    let verdict = |token: &str, hyp: i64, v: &str| {
+        post(
+            &format!("{}/api/v1/hypotheses/{hyp}/verdict", server.base),
+            Some(token),
+            &json!({ "verdict": v }),
+        )
+        .1
+    };
+    verdict(&alice, id, "confirmed");
+    assert_eq!(verdict(&bob, id, "refuted")["escalated"], true);
+    assert_eq!(verdict(&carol, id, "confirmed")["answered"], true);
+    verdict(&alice, other, "confirmed");
+    // Undo through the web app, as the `z` key does: a signed-in form post with its CSRF.
+    let undo = |token: &str, hyp: i64| {
+        let (_, _, page) = request(
+            reqwest::Method::GET,
+            &format!("{}/queue", server.base),
+            None,
+            Some(token),
+            None,
+        );
+        let csrf = page
+            .split("name=\"csrf\" content=\"")
+            .nth(1)
+            .and_then(|s| s.split('"').next())
+            .expect("a CSRF meta tag")
+            .to_owned();
+        runtime().block_on(async {
+            let resp = reqwest::Client::new()
+                .post(format!("{}/review/{hyp}/undo", server.base))
+                .timeout(std::time::Duration::from_secs(60))
+                .header(
+                    "Cookie",
+                    crate::support::session(&server.base, token).expect("the token signs in"),
+                )
+                .header("Accept", "application/json")
+                .form(&[("csrf", csrf.as_str())])
+                .send()
+                .await
+                .expect("the server answers");
+            let status = resp.status().as_u16();
+            (status, resp.json::<Value>().await.unwrap_or(Value::Null))
+        })
+    };
+    let items_of = |hyp: i64| {
+        env.strings(&format!(
+            "SELECT status FROM stage_items WHERE hypothesis_id = {hyp}"
+        ))
+    };
+    // Bob's refutation and Carol's decision still stand: the item stays answered.
+    let (status, r) = undo(&alice, id);
+    assert_eq!(
+        (status, r["outcome"].as_str()),
+        (200, Some("unchanged")),
+        "{r}"
+    );
+    assert_eq!(items_of(id), vec!["answered"]);
+    assert_eq!(
+        env.count(&format!(
+            "SELECT count(*) FROM verdicts WHERE hypothesis_id = {id} AND withdrawn = 1"
+        )),
+        1
+    );
+    // A lone verdict short of the quorum: nothing stands, back to the queue.
+    let (status, r) = undo(&alice, other);
+    assert_eq!(
+        (status, r["outcome"].as_str()),
+        (200, Some("requeued")),
+        "{r}"
+    );
+    assert_eq!(items_of(other), vec!["submitted"]);
+    assert_eq!(env.count("SELECT count(*) FROM retractions"), 2);
+}
+
 on_both!(
     reviewers_reach_a_quorum_by_api_and_terminal_and_a_retraction_removes_the_edge,
     reviewers_reach_a_quorum_by_api_and_terminal_and_a_retraction_removes_the_edge
@@ -564,4 +657,8 @@ on_both!(
 on_both!(
     assay_callbacks_are_authenticated_idempotent_and_checked,
     assay_callbacks_are_authenticated_idempotent_and_checked
+);
+on_both!(
+    an_undo_redecides_its_stage_like_a_retraction,
+    an_undo_redecides_its_stage_like_a_retraction
 );

@@ -107,6 +107,52 @@ fn the_schema_rejects_what_the_parser_rejects_and_allows_variables() {
     check("timeout: 72h", "timeout: \"2\"", true);
     check("truth: t.tsv", "truth: ${DATA}/t.tsv", true);
     check("name: w\n", "name: w\nseed: ${SEED}\n", true);
+    // Numbers outside their ranges, as `validate` rejects them.
+    check("dim: 8", "dim: 5000", false);
+    check("dim: 8", "dim: 0", false);
+    check(
+        "name: w\n",
+        "name: w\ngenerate:\n  top_k: 1000000000000000\n",
+        false,
+    );
+    check(
+        "    timeout: 72h\n",
+        "    timeout: 72h\n    retries: 21\n",
+        false,
+    );
+}
+
+/// Every number a workflow takes has a documented range in the schema (`crate::limits`).
+#[test]
+fn every_number_in_the_workflow_schema_has_a_range() {
+    fn walk(v: &Value, path: &str, missing: &mut Vec<String>) {
+        match v {
+            Value::Object(o) => {
+                let numeric = match o.get("type") {
+                    Some(Value::String(t)) => t == "integer" || t == "number",
+                    Some(Value::Array(ts)) => ts.iter().any(|t| t == "integer" || t == "number"),
+                    _ => false,
+                };
+                let low = o.contains_key("minimum") || o.contains_key("exclusiveMinimum");
+                let high = o.contains_key("maximum") || o.contains_key("exclusiveMaximum");
+                if numeric && !(low && high) {
+                    missing.push(path.to_owned());
+                }
+                for (k, child) in o {
+                    walk(child, &format!("{path}/{k}"), missing);
+                }
+            }
+            Value::Array(items) => {
+                for (i, child) in items.iter().enumerate() {
+                    walk(child, &format!("{path}/{i}"), missing);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut missing = Vec::new();
+    walk(&printed("workflow"), "", &mut missing);
+    assert!(missing.is_empty(), "numbers without a range: {missing:#?}");
 }
 
 #[test]

@@ -343,7 +343,7 @@ stages:
         "{err}"
     );
     assert!(
-        err.contains("model.walks.id_dropout: 1.5 must be in [0, 1)"),
+        err.contains("model.walks.id_dropout: 1.5 is out of range [0, 1)"),
         "{err}"
     );
     assert!(

@@ -267,7 +267,9 @@ mod tests {
                 at = st.entity;
             }
         }
-        assert_eq!(query_seed(42, 3, 1, 5), query_seed(42, 3, 1, 5));
+        // Pinned: a query's seed is the same in every run and on every machine (a change
+        // here changes every stored walk model's scores).
+        assert_eq!(query_seed(42, 3, 1, 5), 0x9194_fbf3_7862_b41e);
         assert_ne!(query_seed(42, 3, 1, 5), query_seed(42, 1, 3, 5));
         // An inverse keeps its seed when relations are added.
         assert_eq!(query_seed(42, 3, 6, 5), query_seed(42, 3, 7, 6));
