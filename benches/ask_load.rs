@@ -191,11 +191,11 @@ fn prompt(g: &Graph, tag: &str, wide: usize) -> Value {
         }
     }
     let mut predict = Vec::new();
-    for i in 0..n {
+    for (i, relation) in named.iter().enumerate().take(n) {
         let id = format!("{tag}:new{i}");
         if i < wide {
             predict.push(json!([id, "?", "?"]));
-        } else if let Some(r) = &named[i] {
+        } else if let Some(r) = relation {
             predict.push(json!([id, r, "?"]));
         }
     }
@@ -232,7 +232,6 @@ fn candidates_of(body: &Value) -> Option<usize> {
     })
 }
 
-#[tokio::main(flavor = "multi_thread")]
 /// A cookie from `Set-Cookie` headers.
 fn set_cookie(headers: &reqwest::header::HeaderMap, name: &str) -> Option<String> {
     headers
@@ -270,6 +269,7 @@ async fn sign_in(base: &str, token: &str) -> anyhow::Result<String> {
     Ok(format!("hg_session={id}"))
 }
 
+#[tokio::main(flavor = "multi_thread")]
 async fn main() -> anyhow::Result<()> {
     let scale: f64 = env_or("SCALE", 1.0);
     let users: usize = env_or("USERS", 20);

@@ -84,7 +84,11 @@ mod tests {
         p.predict.push(Default::default());
         p.context.relations.push(String::new());
         p.top += 1;
-        let paths: Vec<String> = check(&p).unwrap_err().into_iter().map(|p| p.path).collect();
+        let paths: Vec<String> = check(&p)
+            .expect_err("over the limits")
+            .into_iter()
+            .map(|p| p.path)
+            .collect();
         assert_eq!(paths, ["entities", "edges", "context", "predict", "top"]);
     }
 }

@@ -61,16 +61,7 @@ impl Http {
         if let Some(t) = &self.token {
             req = req.bearer_auth(t);
         }
-        let resp = req.send().await.map_err(|e| {
-            let kind = if e.is_timeout() {
-                "timed out"
-            } else if e.is_connect() {
-                "connection failed"
-            } else {
-                "request failed"
-            };
-            PluginError::Retryable(format!("{kind}: POST {url}: {}", root_cause(&e)))
-        })?;
+        let resp = req.send().await.map_err(|e| send_error(url, &e))?;
         let status = resp.status();
         let text = resp.text().await.map_err(|e| {
             PluginError::Retryable(format!("reading the answer of {url}: {}", root_cause(&e)))
@@ -144,6 +135,19 @@ impl Http {
         }
         Ok(out)
     }
+}
+
+/// A request that got no answer: an outage to retry (the engine's backoff and breaker), named
+/// by what failed.
+pub(super) fn send_error(url: &str, e: &reqwest::Error) -> PluginError {
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "connection failed"
+    } else {
+        "request failed"
+    };
+    PluginError::Retryable(format!("{kind}: POST {url}: {}", root_cause(e)))
 }
 
 /// The innermost error message (reqwest's Display stops at the outer layer).

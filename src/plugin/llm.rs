@@ -230,19 +230,10 @@ impl Llm {
         if let Some(k) = &self.api_key {
             req = req.bearer_auth(k);
         }
-        let resp = req.send().await.map_err(|e| {
-            let kind = if e.is_timeout() {
-                "timed out"
-            } else if e.is_connect() {
-                "connection failed"
-            } else {
-                "request failed"
-            };
-            PluginError::Retryable(format!(
-                "{kind}: POST {url}: {}",
-                super::http::root_cause(&e)
-            ))
-        })?;
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| super::http::send_error(&url, &e))?;
         let status = resp.status();
         let text = resp
             .text()
