@@ -300,6 +300,14 @@ async fn main() -> anyhow::Result<()> {
         &db,
         &[
             "train",
+            // Negatives shared by the batch: one epoch over Hetionet's size in minutes even
+            // with the debug binary (the model is not what this bench measures).
+            "--regime",
+            "negatives",
+            "--negatives",
+            "64",
+            "--batch-size",
+            "8192",
             "--epochs",
             "1",
             "--dim",
