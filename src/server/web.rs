@@ -40,12 +40,11 @@ fn mac(key: &[u8; 32], purpose: &str, value: &str) -> blake3::Hash {
     h.finalize()
 }
 
-/// Whether `given` is the MAC of `value` for `purpose`: `blake3::Hash` compares in constant
-/// time.
-fn mac_matches(key: &[u8; 32], purpose: &str, value: &str, given: Option<&str>) -> bool {
+/// Whether the hex token `given` is `expected`: `blake3::Hash` compares in constant time.
+fn hash_matches(expected: &blake3::Hash, given: Option<&str>) -> bool {
     given
         .and_then(|g| blake3::Hash::from_hex(g.trim()).ok())
-        .is_some_and(|g| g == mac(key, purpose, value))
+        .is_some_and(|g| g == *expected)
 }
 
 fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
@@ -145,11 +144,12 @@ pub(super) async fn session(
 }
 
 pub(super) fn check_csrf(s: &Session, given: Option<&str>) -> Result<(), Denied> {
-    match given.and_then(|g| blake3::Hash::from_hex(g.trim()).ok()) {
-        Some(g) if g == s.csrf_mac => Ok(()),
-        _ => Err(Denied::Forbidden(
+    if hash_matches(&s.csrf_mac, given) {
+        Ok(())
+    } else {
+        Err(Denied::Forbidden(
             "the form's CSRF token is missing or wrong: reload the page and try again".into(),
-        )),
+        ))
     }
 }
 
@@ -298,8 +298,9 @@ pub async fn login(
     headers: HeaderMap,
     Form(f): Form<LoginForm>,
 ) -> Response {
-    let from_our_form = cookie_value(&headers, LOGIN_COOKIE)
-        .is_some_and(|nonce| mac_matches(&state.csrf_key, "login", &nonce, f.csrf.as_deref()));
+    let from_our_form = cookie_value(&headers, LOGIN_COOKIE).is_some_and(|nonce| {
+        hash_matches(&mac(&state.csrf_key, "login", &nonce), f.csrf.as_deref())
+    });
     if !from_our_form {
         return sign_in_refused(
             StatusCode::FORBIDDEN,

@@ -338,19 +338,12 @@ impl Store {
             .bind(name)
             .fetch_one(&self.pool)
             .await?;
-        let mut out = [0u8; 32];
-        let ok = hex.len() == 64
-            && out.iter_mut().enumerate().all(|(i, b)| {
-                u8::from_str_radix(hex.get(2 * i..2 * i + 2).unwrap_or("x"), 16)
-                    .map(|v| *b = v)
-                    .is_ok()
-            });
-        if !ok {
-            return Err(StoreError::Corrupt(format!(
-                "server secret `{name}` is not 32 bytes of hex"
-            )));
-        }
-        Ok(out)
+        // 32 bytes as 64 hex digits: the form blake3's hashes parse from.
+        blake3::Hash::from_hex(hex.trim())
+            .map(|h| *h.as_bytes())
+            .map_err(|_| {
+                StoreError::Corrupt(format!("server secret `{name}` is not 32 bytes of hex"))
+            })
     }
 
     /// The callback keys of `hypotheses`' items at `stage`: random, made for the items that
