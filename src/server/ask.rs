@@ -245,6 +245,15 @@ pub async fn answer(
     prompt: Arc<Prompt>,
     at: &str,
 ) -> Result<Answer, AskRouteError> {
+    let located = |problems: Vec<Problem>| -> Vec<Problem> {
+        problems
+            .into_iter()
+            .map(|p| Problem::new(format!("{at}{}", p.path), p.message))
+            .collect()
+    };
+    // The counts need no graph: an oversized prompt is refused before it takes the user's
+    // turn or waits for a slot.
+    crate::ask::limits::check(&prompt).map_err(|p| AskRouteError::TooLarge(located(p)))?;
     let turn = gate.turn(user)?;
     let slot = gate
         .slots
@@ -262,11 +271,7 @@ pub async fn answer(
     .await
     .map_err(|e| AskRouteError::Task(format!("answering a prompt: {e}")))?;
     answered.map_err(|e| {
-        let problems = e
-            .problems()
-            .into_iter()
-            .map(|p| Problem::new(format!("{at}{}", p.path), p.message))
-            .collect();
+        let problems = located(e.problems());
         if e.is_too_large() {
             AskRouteError::TooLarge(problems)
         } else {
