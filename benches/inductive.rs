@@ -527,7 +527,10 @@ fn ask_latency(dir: &Path) -> anyhow::Result<()> {
             calibrator: Calibrator::Sigmoid,
         });
     }
-    let ensemble = Ensemble { members };
+    let ensemble = Ensemble {
+        members,
+        popularity: None,
+    };
     println!(
         "3 members, dim {}, trained in {:.1} s",
         config.dim,

@@ -1369,6 +1369,7 @@ async fn step_retrain(
     .await?;
     let mut test_mrr = None;
     let mut hits10 = None;
+    let mut popularity_mrr = None;
     if let Some(test) = &w.evaluate.test {
         let (triples, _) = training::map_file(&l.resolve(test), &trained.graph)?;
         let valid = match &w.evaluate.valid {
@@ -1382,14 +1383,23 @@ async fn step_retrain(
         let known = Known::new(&[trained.graph.triples(), &triples, &valid, &filter]);
         let ensemble = trained.ensemble.clone();
         let context = ensemble.context_of(&trained.graph);
-        let metrics = cpu(move || {
+        let graph = trained.graph.clone();
+        let (metrics, popularity) = cpu(move || {
             let device = model::default_device();
             let scorers = ensemble.scorers(&device, &context);
-            model::evaluate(scorers.as_slice(), &triples, &known, 256)
+            let metrics = model::evaluate(scorers.as_slice(), &triples, &known, 256);
+            // The baseline beside it, on the same graph, test triples and filter.
+            let counts = model::Popularity::new(
+                graph.num_entities(),
+                graph.num_relations(),
+                graph.triples(),
+            );
+            (metrics, model::evaluate(&counts, &triples, &known, 256))
         })
         .await?;
         test_mrr = Some(metrics.both.mrr);
         hits10 = Some(metrics.both.hits_at_10);
+        popularity_mrr = Some(popularity.both.mrr);
     }
     let counts = store.hypothesis_counts(round.id).await?;
     let count = |s: &str| counts.get(s).copied().unwrap_or(0);
@@ -1433,6 +1443,7 @@ async fn step_retrain(
                     "cost": cost,
                     "test_mrr": test_mrr,
                     "test_hits_at_10": hits10,
+                    "popularity_test_mrr": popularity_mrr,
                     "calibration": trained.calibration,
                     "seconds": timings,
                 })),

@@ -10,6 +10,7 @@ pub mod ensemble;
 pub mod eval;
 pub mod foldin;
 pub mod kge;
+pub mod popularity;
 pub mod prior;
 mod score;
 mod shared_negatives;
@@ -24,8 +25,9 @@ pub use config::{
 };
 pub use context::{Categories, Context, EntityFeatures, FeatureGroup, Step};
 pub use ensemble::{Ensemble, Prediction};
-pub use eval::{Known, LinkPredictor, Metrics, SideMetrics, evaluate};
+pub use eval::{Known, LinkPredictor, Metrics, Ranks, SideMetrics, evaluate, rank_all};
 pub use kge::{KgeModel, Scorer};
+pub use popularity::Popularity;
 pub use train::{EpochStats, TrainOutcome, TrainSet, train};
 pub use walks::{NewAnswer, WalkModel, WalkScorer};
 

@@ -291,10 +291,36 @@ pub async fn train(
         .map(|o| (o.best_valid_mrr, o.best_epoch, o.history.len()))
         .unwrap_or((None, 0, 0));
     let models: Vec<model::Model> = outcomes.into_iter().map(|o| o.model).collect();
-    let context = model::Context::of_graph_if(config.model.reads_context(), &graph);
+    let mut context = model::Context::of_graph_if(config.model.reads_context(), &graph);
+    let mut blend = None;
+    if config.popularity_prior() && !valid.is_empty() {
+        let counts = std::sync::Arc::new(model::Popularity::new(
+            graph.num_entities(),
+            graph.num_relations(),
+            graph.triples(),
+        ));
+        let fitted = blocking(|| {
+            let scorers: Vec<_> = models.iter().map(|m| m.scorer(&device, &context)).collect();
+            model::popularity::PopularityWeights::fit(
+                scorers.as_slice(),
+                &counts,
+                graph.num_relations(),
+                &valid,
+                &known,
+            )
+        });
+        context = context.with_popularity(counts);
+        tracing::info!(
+            valid_mrr_model = fitted.1.valid_mrr_model,
+            valid_mrr_blended = fitted.1.valid_mrr_blended,
+            "popularity blend fitted on validation"
+        );
+        blend = Some(fitted);
+    }
     let (ensemble, calibration) = blocking(|| {
         Ensemble::calibrate(
             models,
+            blend.as_ref().map(|b| b.0.clone()),
             job.calibration,
             &valid,
             &negatives,
@@ -335,6 +361,7 @@ pub async fn train(
         "valid_skipped": valid_unknown,
         "refuted_negatives": refuted.len(),
         "calibration": calibration,
+        "popularity_blend": blend.as_ref().map(|b| b.1),
         "priors": prior_report,
     });
     let path = std::fs::canonicalize(&dir).unwrap_or(dir.clone());

@@ -345,8 +345,8 @@ async fn run_leased(
 /// Discoveries and MRR per finished round, as a Markdown table.
 pub fn summary_table(rounds: &[RoundInfo]) -> String {
     let mut s = String::from(
-        "| round | state | hypotheses | confirmed | refuted | precision | discoveries | test MRR | version |\n\
-         | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n",
+        "| round | state | hypotheses | confirmed | refuted | precision | discoveries | test MRR | popularity MRR | version |\n\
+         | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n",
     );
     let mut discoveries = 0i64;
     for r in rounds {
@@ -354,7 +354,7 @@ pub fn summary_table(rounds: &[RoundInfo]) -> String {
         let get = |k: &str| m.get(k).and_then(|v| v.as_i64()).unwrap_or(0);
         discoveries += get("confirmed");
         s.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
             r.number,
             r.state,
             get("hypotheses"),
@@ -366,6 +366,10 @@ pub fn summary_table(rounds: &[RoundInfo]) -> String {
                 .unwrap_or_default(),
             discoveries,
             m.get("test_mrr")
+                .and_then(|v| v.as_f64())
+                .map(|p| format!("{p:.3}"))
+                .unwrap_or_default(),
+            m.get("popularity_test_mrr")
                 .and_then(|v| v.as_f64())
                 .map(|p| format!("{p:.3}"))
                 .unwrap_or_default(),

@@ -5,7 +5,7 @@ use crate::graph::{Interner, OnInvalid, Triple, kgx, tsv};
 use crate::limits;
 use crate::model::TrainConfig;
 use crate::plot::{Panel, Series};
-use crate::simulate::{self, RoundRecord, SimSpec, Universe};
+use crate::simulate::{self, RoundRecord, SimSpec, Strategy, Universe};
 use anyhow::{Context, bail};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
@@ -41,8 +41,12 @@ pub struct SimulateArgs {
     /// How member scores become probabilities (as in a workflow's `model.calibration`).
     #[arg(long, value_enum, default_value_t = crate::model::calibrate::Method::Platt)]
     calibration: crate::model::calibrate::Method,
-    /// Comma-separated: random, greedy, uncertainty, spread, bald, ucb, thompson, epsilon.
-    #[arg(long, default_value = "random,greedy,uncertainty,ucb,thompson,bald")]
+    /// Comma-separated: random, popularity (the two baselines: no model), greedy, uncertainty,
+    /// spread, bald, ucb, thompson, epsilon.
+    #[arg(
+        long,
+        default_value = "random,popularity,greedy,uncertainty,ucb,thompson,bald"
+    )]
     strategies: String,
     #[arg(long, default_value_t = 10)]
     rounds: usize,
@@ -93,8 +97,9 @@ pub struct SimulateArgs {
     out: PathBuf,
 }
 
-fn strategy(name: &str, beta: f64, epsilon: f64) -> anyhow::Result<Acquisition> {
-    Ok(match name {
+fn strategy(name: &str, beta: f64, epsilon: f64) -> anyhow::Result<Strategy> {
+    Ok(Strategy::Acquire(match name {
+        "popularity" => return Ok(Strategy::Popularity),
         "random" => Acquisition::Random,
         "greedy" => Acquisition::Greedy,
         "uncertainty" => Acquisition::Uncertainty,
@@ -107,9 +112,9 @@ fn strategy(name: &str, beta: f64, epsilon: f64) -> anyhow::Result<Acquisition> 
             inner: Box::new(Acquisition::Greedy),
         },
         other => bail!(
-            "unknown strategy `{other}` (random, greedy, uncertainty, spread, bald, ucb, thompson, epsilon)"
+            "unknown strategy `{other}` (random, popularity, greedy, uncertainty, spread, bald, ucb, thompson, epsilon)"
         ),
-    })
+    }))
 }
 
 pub fn run(args: SimulateArgs) -> anyhow::Result<ExitCode> {

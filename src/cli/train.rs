@@ -79,6 +79,10 @@ pub struct TrainArgs {
     /// Walk model: probability a training sequence shows its entity as its category's token.
     #[arg(long, value_parser = limits::flag(limits::walks::SHARE), help_heading = "Walk model")]
     id_dropout: Option<f64>,
+    /// Blend the popularity baseline into the scores, weighted per relation and side on the
+    /// validation triples (default: true; needs `--valid`).
+    #[arg(long)]
+    popularity_prior: Option<bool>,
     /// Validation triples (head, relation, tail keys) for early stopping.
     #[arg(long)]
     valid: Option<PathBuf>,
@@ -147,6 +151,9 @@ impl TrainArgs {
         if !walks {
             set!(lr, batch_size);
         }
+        if let Some(p) = self.popularity_prior {
+            c.popularity_prior = Some(p);
+        }
         if self.regime == Some(Regime::Negatives) && self.loss.is_none() && self.config.is_none() {
             c.loss = LossKind::Softplus;
         }
@@ -183,6 +190,9 @@ pub struct EvalArgs {
     /// Write a reliability diagram of the test triples (against candidate-like negatives).
     #[arg(long)]
     reliability: Option<PathBuf>,
+    /// Also print the metrics of each relation beside the popularity baseline's.
+    #[arg(long)]
+    by_relation: bool,
     #[arg(long)]
     json: bool,
 }
@@ -318,8 +328,16 @@ pub async fn eval(store: &Store, data_dir: &Path, args: EvalArgs) -> anyhow::Res
     let device = model::default_device();
     let context = ensemble.context_of(&graph);
     let scorers = ensemble.scorers(&device, &context);
-    let metrics = model::evaluate(scorers.as_slice(), &test.triples, &known, 256);
+    let ranks = model::rank_all(scorers.as_slice(), &test.triples, &known, 256);
     drop(scorers);
+    let metrics = ranks.metrics();
+    // The baseline on the same protocol: the same test triples, the same filter.
+    let popularity =
+        model::Popularity::new(graph.num_entities(), graph.num_relations(), graph.triples());
+    let pop_ranks = model::rank_all(&popularity, &test.triples, &known, 256);
+    let pop_metrics = pop_ranks.metrics();
+    let relations = by_relation(&graph, &test.triples, &ranks, &pop_ranks);
+    let below: Vec<&RelationRow> = relations.iter().filter(|r| r.below()).collect();
     let exclude: std::collections::HashSet<Triple> =
         filter_sets.iter().flatten().copied().collect();
     let calibration = test_calibration(
@@ -338,14 +356,32 @@ pub async fn eval(store: &Store, data_dir: &Path, args: EvalArgs) -> anyhow::Res
         std::fs::write(path, svg).with_context(|| format!("writing {}", path.display()))?;
     }
     if args.json {
-        let out = serde_json::json!({
+        let mut out = serde_json::json!({
             "model": info.id,
             "graph_version": info.graph_version,
             "test_triples": test.triples.len(),
             "skipped_unknown": test.unknown,
             "metrics": metrics,
+            "popularity": pop_metrics,
+            "ratio_to_popularity": ratio(metrics.both.mrr, pop_metrics.both.mrr),
+            "below_popularity": below.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(),
             "calibration": calibration.as_ref().map(|(b, a)| serde_json::json!({ "before": b, "after": a })),
         });
+        if args.by_relation {
+            out["by_relation"] = relations
+                .iter()
+                .map(|r| {
+                    serde_json::json!({
+                        "relation": r.name,
+                        "test_triples": r.count,
+                        "metrics": r.model,
+                        "popularity": r.popularity,
+                        "ratio_to_popularity": ratio(r.model.both.mrr, r.popularity.both.mrr),
+                        "below_popularity": r.below(),
+                    })
+                })
+                .collect();
+        }
         out!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(ExitCode::SUCCESS);
     }
@@ -360,7 +396,7 @@ pub async fn eval(store: &Store, data_dir: &Path, args: EvalArgs) -> anyhow::Res
             String::new()
         }
     );
-    out!("side    MRR     H@1     H@3     H@10    mean rank");
+    out!("side        MRR     H@1     H@3     H@10    mean rank");
     let calibration_line = calibration.as_ref().map(|(b, a)| {
         format!(
             "calibration on test (+ {} candidate-like negatives each): ECE {:.4} -> {:.4}, Brier {:.4} -> {:.4}",
@@ -375,9 +411,10 @@ pub async fn eval(store: &Store, data_dir: &Path, args: EvalArgs) -> anyhow::Res
         ("both", metrics.both),
         ("head", metrics.head),
         ("tail", metrics.tail),
+        ("popularity", pop_metrics.both),
     ] {
         out!(
-            "{name:<6}  {:.4}  {:.4}  {:.4}  {:.4}  {:.1}",
+            "{name:<10}  {:.4}  {:.4}  {:.4}  {:.4}  {:.1}",
             s.mrr,
             s.hits_at_1,
             s.hits_at_3,
@@ -385,10 +422,93 @@ pub async fn eval(store: &Store, data_dir: &Path, args: EvalArgs) -> anyhow::Res
             s.mean_rank
         );
     }
+    out!(
+        "model / popularity (MRR, both sides): {}",
+        ratio_text(metrics.both.mrr, pop_metrics.both.mrr)
+    );
+    if args.by_relation {
+        out!("");
+        out!("relation                      test    MRR     H@10    pop MRR pop H@10  ratio");
+        for r in &relations {
+            out!(
+                "{:<28}  {:>6}  {:.4}  {:.4}  {:.4}  {:.4}   {}{}",
+                r.name,
+                r.count,
+                r.model.both.mrr,
+                r.model.both.hits_at_10,
+                r.popularity.both.mrr,
+                r.popularity.both.hits_at_10,
+                ratio_text(r.model.both.mrr, r.popularity.both.mrr),
+                if r.below() { "  BELOW POPULARITY" } else { "" }
+            );
+        }
+    }
+    if !below.is_empty() {
+        let names: Vec<String> = below
+            .iter()
+            .map(|r| format!("{} ({} test triples)", r.name, r.count))
+            .collect();
+        out!(
+            "below popularity on {} of {} relations: {}",
+            below.len(),
+            relations.len(),
+            names.join(", ")
+        );
+    }
     if let Some(line) = calibration_line {
         out!("{line}");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// One relation's figures beside the popularity baseline's.
+struct RelationRow {
+    name: String,
+    count: usize,
+    model: model::Metrics,
+    popularity: model::Metrics,
+}
+
+impl RelationRow {
+    /// The model ranks this relation's test triples worse than counting does.
+    fn below(&self) -> bool {
+        self.model.both.mrr < self.popularity.both.mrr
+    }
+}
+
+fn by_relation(
+    graph: &Graph,
+    test: &[Triple],
+    model: &model::Ranks,
+    popularity: &model::Ranks,
+) -> Vec<RelationRow> {
+    let pop: std::collections::HashMap<u32, model::Metrics> =
+        popularity.by_relation(test).into_iter().collect();
+    let counts = test
+        .iter()
+        .fold(std::collections::HashMap::new(), |mut m, t| {
+            *m.entry(t.relation).or_insert(0usize) += 1;
+            m
+        });
+    model
+        .by_relation(test)
+        .into_iter()
+        .map(|(r, m)| RelationRow {
+            name: graph.relation_key(r).to_owned(),
+            count: counts.get(&r).copied().unwrap_or(0),
+            model: m,
+            popularity: pop.get(&r).copied().unwrap_or_default(),
+        })
+        .collect()
+}
+
+/// `a / b`, or `None` when the baseline scores nothing (no ratio to give).
+fn ratio(a: f64, b: f64) -> Option<f64> {
+    (b > 0.0).then(|| a / b)
+}
+
+fn ratio_text(a: f64, b: f64) -> String {
+    ratio(a, b).map_or_else(|| "-".to_owned(), |x| format!("{x:.2}x"))
 }
 
 /// ECE and Brier of the ensemble's probabilities on test positives and negatives drawn the
@@ -430,6 +550,7 @@ fn test_calibration(
                 calibrator: calibrate::Calibrator::Sigmoid,
             })
             .collect(),
+        popularity: ensemble.popularity.clone(),
     };
     let mean = |e: &Ensemble| -> Vec<f64> {
         e.predict(&triples, device, context)

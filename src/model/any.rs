@@ -6,6 +6,7 @@
 use super::context::{Categories, Context};
 use super::eval::LinkPredictor;
 use super::kge::{KgeModel, Scorer};
+use super::popularity::{Popularity, PopularityWeights};
 use super::train::{EpochStats, TrainOutcome, TrainSet};
 use super::walks::{self, WalkModel, WalkScorer};
 use super::{ModelError, ModelKind, TrainConfig};
@@ -105,13 +106,38 @@ impl ModelKind {
 pub enum AnyScorer<'a> {
     Kge(Scorer<'a>),
     Walks(WalkScorer<'a>),
+    /// A scorer with the popularity baseline blended in (an ensemble's fitted weights and the
+    /// counts of the graph the question is asked about).
+    Blended {
+        inner: Box<AnyScorer<'a>>,
+        weights: &'a PopularityWeights,
+        counts: &'a Popularity,
+    },
 }
 
-impl AnyScorer<'_> {
+impl<'a> AnyScorer<'a> {
     fn inner(&self) -> &dyn LinkPredictor {
         match self {
             AnyScorer::Kge(s) => s,
             AnyScorer::Walks(s) => s,
+            AnyScorer::Blended { inner, .. } => inner.as_ref(),
+        }
+    }
+
+    /// This scorer with `weights` of `counts` added to its scores (itself when either is
+    /// missing).
+    pub fn blended(
+        self,
+        weights: Option<&'a PopularityWeights>,
+        counts: Option<&'a Popularity>,
+    ) -> Self {
+        match (weights, counts) {
+            (Some(weights), Some(counts)) => AnyScorer::Blended {
+                inner: Box::new(self),
+                weights,
+                counts,
+            },
+            _ => self,
         }
     }
 }
@@ -121,13 +147,36 @@ impl LinkPredictor for AnyScorer<'_> {
         self.inner().num_entities()
     }
     fn triples(&self, triples: &[Triple]) -> Vec<f32> {
-        self.inner().triples(triples)
+        let mut s = self.inner().triples(triples);
+        if let AnyScorer::Blended {
+            weights, counts, ..
+        } = self
+        {
+            for (x, t) in s.iter_mut().zip(triples) {
+                *x += weights.triple_term(counts, *t);
+            }
+        }
+        s
     }
     fn tails(&self, queries: &[(u32, u32)]) -> Vec<f32> {
-        self.inner().tails(queries)
+        let mut s = self.inner().tails(queries);
+        if let AnyScorer::Blended {
+            weights, counts, ..
+        } = self
+        {
+            weights.add_to_rows(counts, &mut s, queries.iter().map(|q| q.1), true);
+        }
+        s
     }
     fn heads(&self, queries: &[(u32, u32)]) -> Vec<f32> {
-        self.inner().heads(queries)
+        let mut s = self.inner().heads(queries);
+        if let AnyScorer::Blended {
+            weights, counts, ..
+        } = self
+        {
+            weights.add_to_rows(counts, &mut s, queries.iter().map(|q| q.0), false);
+        }
+        s
     }
 }
 

@@ -246,6 +246,10 @@ fn priors_sum(dir: &Path) -> Result<String, CheckpointError> {
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 struct CalibrationFile {
     members: Vec<super::calibrate::Calibrator>,
+    /// The popularity blend (absent in files written before it existed, and when training
+    /// did not choose one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    popularity: Option<super::popularity::PopularityWeights>,
 }
 
 /// Saves every member and the calibrators; returns one checksum over the members' weights.
@@ -265,6 +269,7 @@ pub fn save_ensemble(
             .iter()
             .map(|m| m.calibrator.clone())
             .collect(),
+        popularity: ensemble.popularity.clone(),
     };
     let path = dir.join(CALIBRATION);
     let text = serde_json::to_vec_pretty(&file).map_err(|e| corrupt(&path, e))?;
@@ -299,11 +304,18 @@ pub fn load_ensemble(
     }
     let mut members = Vec::with_capacity(file.members.len());
     let mut vocab = None;
+    let popularity = file.popularity;
     for (i, calibrator) in file.members.into_iter().enumerate() {
         let (model, v) = load(&dir.join(format!("member-{i}")), None)?;
         vocab = Some(v);
         members.push(super::ensemble::Member { model, calibrator });
     }
     let vocab = vocab.ok_or_else(|| corrupt(dir, "an ensemble without members"))?;
-    Ok((super::Ensemble { members }, vocab))
+    Ok((
+        super::Ensemble {
+            members,
+            popularity,
+        },
+        vocab,
+    ))
 }

@@ -145,9 +145,18 @@ pub struct TrainConfig {
     /// existed) means `WalkConfig`'s defaults. The walk model also reads `label_smoothing`,
     /// `eval_every`, `patience` and `seed` from here; it ignores the other fields.
     pub walks: Option<WalkConfig>,
+    /// Whether training blends the popularity baseline into the scores, with a weight per
+    /// relation and side chosen on the validation triples (`model::popularity`): the model
+    /// starts from what counting knows. `None` (configs saved before it existed): yes.
+    pub popularity_prior: Option<bool>,
 }
 
 impl TrainConfig {
+    /// Whether training fits a popularity blend (only where it has validation triples).
+    pub fn popularity_prior(&self) -> bool {
+        self.popularity_prior.unwrap_or(true)
+    }
+
     /// The walk model's hyperparameters, defaults filled in.
     pub fn walk_config(&self) -> WalkConfig {
         self.walks.clone().unwrap_or_else(WalkConfig::new)

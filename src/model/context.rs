@@ -148,6 +148,9 @@ pub struct Context {
     offsets: Vec<usize>,
     steps: Vec<Step>,
     categories: Categories,
+    /// The graph's answer counts, when a model blends them into its scores
+    /// ([`super::popularity::PopularityWeights`]).
+    popularity: Option<std::sync::Arc<super::popularity::Popularity>>,
 }
 
 impl Context {
@@ -201,7 +204,32 @@ impl Context {
             offsets,
             steps,
             categories,
+            popularity: None,
         }
+    }
+
+    /// This context with the answer counts of `graph` (what a blended model adds to its
+    /// scores), counted from the same graph the question is asked about.
+    pub fn with_popularity_of(self, graph: &Graph) -> Self {
+        self.with_popularity(std::sync::Arc::new(super::popularity::Popularity::new(
+            graph.num_entities(),
+            graph.num_relations(),
+            graph.triples(),
+        )))
+    }
+
+    /// This context with answer counts already made (of the same graph).
+    pub fn with_popularity(
+        mut self,
+        counts: std::sync::Arc<super::popularity::Popularity>,
+    ) -> Self {
+        self.popularity = Some(counts);
+        self
+    }
+
+    /// The answer counts, when they were attached.
+    pub fn popularity(&self) -> Option<&super::popularity::Popularity> {
+        self.popularity.as_deref()
     }
 
     /// Every live edge of a graph, with its categories.

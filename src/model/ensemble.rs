@@ -6,6 +6,7 @@ use super::any::{AnyScorer, Model, train};
 use super::calibrate::{self, Calibrator, Method, Report};
 use super::context::{Categories, Context};
 use super::eval::LinkPredictor;
+use super::popularity::PopularityWeights;
 use super::train::{EpochStats, TrainOutcome, TrainSet};
 use super::{ModelError, TrainConfig};
 use crate::graph::Triple;
@@ -24,6 +25,10 @@ pub struct Member {
 #[derive(Debug, Clone)]
 pub struct Ensemble {
     pub members: Vec<Member>,
+    /// The popularity baseline blended into every member's scores, when training chose to
+    /// (`TrainConfig::popularity_prior`); the counts come from the graph asked about
+    /// ([`Ensemble::context_of`]).
+    pub popularity: Option<PopularityWeights>,
 }
 
 /// A candidate's probability under the ensemble.
@@ -114,6 +119,7 @@ impl Ensemble {
     /// the graph the members are trained on, for members that read it.
     pub fn calibrate(
         models: Vec<Model>,
+        popularity: Option<PopularityWeights>,
         method: Method,
         valid: &[Triple],
         negatives: &[Vec<Triple>],
@@ -141,7 +147,9 @@ impl Ensemble {
         let mut members = Vec::with_capacity(models.len());
         let mut raw_test: Vec<Vec<f64>> = Vec::new();
         for model in models {
-            let scorer = model.scorer(device, context);
+            let scorer = model
+                .scorer(device, context)
+                .blended(popularity.as_ref(), context.popularity());
             let calibrator = if can_fit {
                 let s: Vec<f64> = scorer.triples(&fit_t).into_iter().map(f64::from).collect();
                 Calibrator::fit(method, &s, &fit_l)
@@ -154,7 +162,10 @@ impl Ensemble {
             drop(scorer);
             members.push(Member { model, calibrator });
         }
-        let ensemble = Self { members };
+        let ensemble = Self {
+            members,
+            popularity,
+        };
         if !can_fit {
             return (ensemble, None);
         }
@@ -191,14 +202,26 @@ impl Ensemble {
 
     /// The graph's context if a member reads it, else an empty one (cheap).
     pub fn context_of(&self, graph: &crate::graph::Graph) -> Context {
-        Context::of_graph_if(self.reads_context(), graph)
+        let context = Context::of_graph_if(self.reads_context(), graph);
+        if self.popularity.is_some() {
+            context.with_popularity_of(graph)
+        } else {
+            context
+        }
+    }
+
+    /// Member `i`'s scorer, with the popularity blend where the ensemble has one.
+    pub fn scorer<'a>(&'a self, i: usize, device: &Device, context: &'a Context) -> AnyScorer<'a> {
+        self.members[i]
+            .model
+            .scorer(device, context)
+            .blended(self.popularity.as_ref(), context.popularity())
     }
 
     /// Every member's scorer: the ensemble as one [`super::LinkPredictor`] (`as_slice()`).
     pub fn scorers<'a>(&'a self, device: &Device, context: &'a Context) -> Vec<AnyScorer<'a>> {
-        self.members
-            .iter()
-            .map(|m| m.model.scorer(device, context))
+        (0..self.members.len())
+            .map(|i| self.scorer(i, device, context))
             .collect()
     }
 
@@ -213,8 +236,9 @@ impl Ensemble {
         let per_member: Vec<Vec<f64>> = self
             .members
             .iter()
-            .map(|m| {
-                let scorer = m.model.scorer(device, context);
+            .enumerate()
+            .map(|(i, m)| {
+                let scorer = self.scorer(i, device, context);
                 scorer
                     .triples(triples)
                     .into_iter()

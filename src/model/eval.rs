@@ -189,6 +189,58 @@ pub fn evaluate<S: LinkPredictor + ?Sized>(
     known: &Known,
     batch: usize,
 ) -> Metrics {
+    rank_all(scorer, test, known, batch).metrics()
+}
+
+/// The filtered ranks of each test triple, in the order of the test triples: what overall and
+/// per-relation metrics are both made of (one scoring pass for both).
+#[derive(Debug, Clone, Default)]
+pub struct Ranks {
+    /// Rank of the true head of `(?, r, t)`.
+    pub head: Vec<f64>,
+    /// Rank of the true tail of `(h, r, ?)`.
+    pub tail: Vec<f64>,
+}
+
+impl Ranks {
+    pub fn metrics(&self) -> Metrics {
+        metrics_of(&self.head, &self.tail)
+    }
+
+    /// Metrics per relation of `test` (the triples these ranks were computed for), by
+    /// relation id.
+    pub fn by_relation(&self, test: &[Triple]) -> Vec<(u32, Metrics)> {
+        let mut groups: std::collections::BTreeMap<u32, (Vec<f64>, Vec<f64>)> =
+            std::collections::BTreeMap::new();
+        for ((t, &h), &tl) in test.iter().zip(&self.head).zip(&self.tail) {
+            let g = groups.entry(t.relation).or_default();
+            g.0.push(h);
+            g.1.push(tl);
+        }
+        groups
+            .into_iter()
+            .map(|(r, (h, t))| (r, metrics_of(&h, &t)))
+            .collect()
+    }
+}
+
+fn metrics_of(head: &[f64], tail: &[f64]) -> Metrics {
+    let mut both = head.to_vec();
+    both.extend_from_slice(tail);
+    Metrics {
+        both: SideMetrics::from_ranks(&both),
+        head: SideMetrics::from_ranks(head),
+        tail: SideMetrics::from_ranks(tail),
+    }
+}
+
+/// Ranks every triple of `test` on both sides against all entities, `batch` queries a pass.
+pub fn rank_all<S: LinkPredictor + ?Sized>(
+    scorer: &S,
+    test: &[Triple],
+    known: &Known,
+    batch: usize,
+) -> Ranks {
     let n = scorer.num_entities();
     let mut head_ranks = Vec::with_capacity(test.len());
     let mut tail_ranks = Vec::with_capacity(test.len());
@@ -214,12 +266,9 @@ pub fn evaluate<S: LinkPredictor + ?Sized>(
             ));
         }
     }
-    let mut both = head_ranks.clone();
-    both.extend_from_slice(&tail_ranks);
-    Metrics {
-        both: SideMetrics::from_ranks(&both),
-        head: SideMetrics::from_ranks(&head_ranks),
-        tail: SideMetrics::from_ranks(&tail_ranks),
+    Ranks {
+        head: head_ranks,
+        tail: tail_ranks,
     }
 }
 

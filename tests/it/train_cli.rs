@@ -70,6 +70,79 @@ fn train_then_eval_umls() {
         "8 epochs of ComplEx should be far above random (0.04): {mrr}"
     );
     assert_eq!(report["skipped_unknown"], 0);
+    // The popularity baseline on the same protocol stands beside the model.
+    let pop = report["popularity"]["both"]["mrr"]
+        .as_f64()
+        .expect("pop mrr");
+    assert_eq!(report["popularity"]["both"]["count"], 2 * 661);
+    assert!(pop > 0.05 && pop < mrr, "popularity {pop}, model {mrr}");
+    let ratio = report["ratio_to_popularity"].as_f64().expect("ratio");
+    assert!((ratio - mrr / pop).abs() < 1e-9, "{ratio}");
+    assert!(report.get("by_relation").is_none(), "only when asked");
+
+    let report = env.json(&[
+        "eval",
+        "--by-relation",
+        "--test",
+        data("umls/test.txt").to_str().expect("path"),
+    ]);
+    let rows = report["by_relation"].as_array().expect("rows");
+    let counted: u64 = rows
+        .iter()
+        .map(|r| r["test_triples"].as_u64().expect("count"))
+        .sum();
+    assert_eq!(counted, 661, "every test triple in exactly one relation");
+    let below: Vec<&str> = rows
+        .iter()
+        .filter(|r| r["below_popularity"] == true)
+        .map(|r| r["relation"].as_str().expect("name"))
+        .collect();
+    for r in rows {
+        let (m, p) = (
+            r["metrics"]["both"]["mrr"].as_f64().expect("mrr"),
+            r["popularity"]["both"]["mrr"].as_f64().expect("pop"),
+        );
+        assert_eq!(r["below_popularity"] == true, m < p, "{r}");
+    }
+    let listed: Vec<&str> = report["below_popularity"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|v| v.as_str().expect("name"))
+        .collect();
+    assert_eq!(listed, below);
+}
+
+#[test]
+fn eval_says_where_a_model_is_below_popularity() {
+    // One epoch at a negligible learning rate: a model that learned nothing, so counting
+    // answers beats it, and eval must say so without being asked for the per-relation table.
+    let env = Env::new();
+    env.ok(&["import", data("umls/train.txt").to_str().expect("path")]);
+    env.ok(&["train", "--epochs", "1", "--dim", "8", "--lr", "1e-6"]);
+    let test = data("umls/test.txt");
+    let out = env.ok(&["eval", "--test", test.to_str().expect("path")]);
+    assert!(out.contains("\npopularity  "), "{out}");
+    assert!(
+        out.contains("model / popularity (MRR, both sides): 0."),
+        "{out}"
+    );
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("below popularity on "))
+        .unwrap_or_else(|| panic!("no below-popularity line: {out}"));
+    assert!(line.contains("isa ("), "{line}");
+    let out = env.ok(&[
+        "eval",
+        "--by-relation",
+        "--test",
+        test.to_str().expect("path"),
+    ]);
+    let isa = out
+        .lines()
+        .find(|l| l.starts_with("isa "))
+        .unwrap_or_else(|| panic!("no isa row: {out}"));
+    assert!(isa.ends_with("BELOW POPULARITY"), "{isa}");
 }
 
 #[test]
