@@ -26,7 +26,9 @@ pub use context::{Categories, Context, EntityFeatures, FeatureGroup, Step};
 pub use ensemble::{Ensemble, Prediction};
 pub use eval::{Known, LinkPredictor, Metrics, SideMetrics, evaluate};
 pub use kge::{KgeModel, Scorer};
-pub use train::{EpochStats, TrainOutcome, TrainSet, train};
+pub use train::{
+    BatchStats, EpochStats, OnProgress, TrainEvent, TrainOutcome, TrainSet, on_epochs, train,
+};
 pub use walks::{NewAnswer, WalkModel, WalkScorer};
 
 /// Errors at the model boundary.
