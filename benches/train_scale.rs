@@ -71,9 +71,15 @@ fn main() -> anyhow::Result<()> {
     };
     let device = model::default_device();
     let started = Instant::now();
-    let out = model::train(&config, &set, None, &device, &mut |s| {
-        println!("epoch {}: {:.1} s, loss {:.4}", s.epoch, s.seconds, s.loss);
-    })?;
+    let out = model::train(
+        &config,
+        &set,
+        None,
+        &device,
+        &mut model::on_epochs(|s| {
+            println!("epoch {}: {:.1} s, loss {:.4}", s.epoch, s.seconds, s.loss);
+        }),
+    )?;
     let total = started.elapsed().as_secs_f64();
     println!(
         "train:   ComplEx dim 128, batch {}, {} shared negatives: {:.1} s/epoch, peak RSS {:.2} GiB  (goal < 10 s, < 4 GiB)",

@@ -90,14 +90,20 @@ fn main() -> anyhow::Result<()> {
             refuted: &[],
         };
         let device = model::default_device();
-        let out = model::train(&config, &set, None, &device, &mut |s| {
-            if std::env::var("VERBOSE").is_ok() {
-                eprintln!(
-                    "{name} epoch {} loss {:.4} valid {:?} {:.2}s",
-                    s.epoch, s.loss, s.valid_mrr, s.seconds
-                );
-            }
-        })?;
+        let out = model::train(
+            &config,
+            &set,
+            None,
+            &device,
+            &mut model::on_epochs(|s| {
+                if std::env::var("VERBOSE").is_ok() {
+                    eprintln!(
+                        "{name} epoch {} loss {:.4} valid {:?} {:.2}s",
+                        s.epoch, s.loss, s.valid_mrr, s.seconds
+                    );
+                }
+            }),
+        )?;
         let scorer = out.model.scorer(&device);
         let m = model::evaluate(&scorer, &test, &known, 256).both;
         let secs: f64 =

@@ -132,12 +132,18 @@ fn ours(
     let config = config.clone().with_eval_every(1).with_patience(0);
     let mut points = Vec::new();
     let mut clock = 0.0;
-    model::train(&config, set, None, device, &mut |s: &EpochStats| {
-        clock += s.train_seconds;
-        if let Some(mrr) = s.valid_mrr {
-            points.push((s.epoch, clock, mrr));
-        }
-    })?;
+    model::train(
+        &config,
+        set,
+        None,
+        device,
+        &mut model::on_epochs(|s: &EpochStats| {
+            clock += s.train_seconds;
+            if let Some(mrr) = s.valid_mrr {
+                points.push((s.epoch, clock, mrr));
+            }
+        }),
+    )?;
     Ok(Curve { points })
 }
 

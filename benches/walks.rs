@@ -132,14 +132,21 @@ fn umls() -> anyhow::Result<()> {
             best_valid_mrr: None,
             stopped_early: false,
         },
-        Err(_) => walks::train(&config, &set, &categories, None, &device, &mut |s| {
-            if verbose {
-                eprintln!(
-                    "epoch {} loss {:.4} valid {:?} {:.1}s (train {:.1}s)",
-                    s.epoch, s.loss, s.valid_mrr, s.seconds, s.train_seconds
-                );
-            }
-        })?,
+        Err(_) => walks::train(
+            &config,
+            &set,
+            &categories,
+            None,
+            &device,
+            &mut model::on_epochs(|s| {
+                if verbose {
+                    eprintln!(
+                        "epoch {} loss {:.4} valid {:?} {:.1}s (train {:.1}s)",
+                        s.epoch, s.loss, s.valid_mrr, s.seconds, s.train_seconds
+                    );
+                }
+            }),
+        )?,
     };
     if let Ok(dir) = std::env::var("WALKS_SAVE") {
         walks::save(&out.model, Path::new(&dir))?;

@@ -7,4 +7,6 @@ mod functions;
 pub mod generate;
 
 pub use functions::{Acquisition, Candidate, Pick, mutual_information, select};
-pub use generate::{GenerateSpec, Scored, generate, sample_like_candidates, sample_uniform};
+pub use generate::{
+    GenerateSpec, Scored, generate, generate_reporting, sample_like_candidates, sample_uniform,
+};

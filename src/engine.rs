@@ -288,7 +288,21 @@ async fn train_for(
         backend: model::Backend::Cpu,
         workflow: Some(l.workflow.name.clone()),
     };
-    let trained = training::train(store, data_dir, &job, &mut |_, _| {}).await?;
+    // A line per epoch (and throttled lines within long ones), never a bar: see above.
+    let mut progress = crate::progress::TrainProgress::new(
+        crate::progress::Reporter::lines(),
+        format!(
+            "workflow {}: {}",
+            l.workflow.name,
+            training::shape(&job.config)
+        ),
+        job.ensemble.max(1),
+        job.config.epochs,
+    );
+    let trained = training::train(store, data_dir, &job, &mut |member, e| {
+        progress.event(member, e)
+    })
+    .await?;
     rescore_open(store, &l.workflow.name, &trained).await?;
     Ok(trained)
 }
@@ -730,6 +744,7 @@ async fn score_candidates(
         seed,
     };
     let random_n = w.rank.batch.saturating_mul(4);
+    let workflow = w.name.clone();
     cpu(move || -> Result<_> {
         let ensemble = training::load_model(&info, &Vocab::of(&graph))?;
         let device = model::default_device();
@@ -738,7 +753,24 @@ async fn score_candidates(
             acquire::sample_uniform(&graph, &excluded, &spec.relations, random_n, seed)
         } else {
             let scorers = ensemble.scorers(&device, &context);
-            acquire::generate(&graph, &excluded, scorers.as_slice(), &spec)
+            // Lines, not a bar: the engine runs in daemons and servers as often as in a
+            // terminal. At most one every `progress::LINE_EVERY`.
+            let mut reporter = crate::progress::Reporter::lines();
+            let started = std::time::Instant::now();
+            let mut report = |done: u64, total: u64| {
+                reporter.update(done, total, || {
+                    format!(
+                        "workflow {workflow}: generating candidates: {}",
+                        crate::progress::counted(
+                            done,
+                            total,
+                            "pairs",
+                            started.elapsed().as_secs_f64()
+                        )
+                    )
+                })
+            };
+            acquire::generate_reporting(&graph, &excluded, scorers.as_slice(), &spec, &mut report)
                 .into_iter()
                 .map(|s| s.triple)
                 .collect()

@@ -14,6 +14,7 @@ pub mod logging;
 pub mod model;
 pub mod plot;
 pub mod plugin;
+pub mod progress;
 pub mod schedule;
 pub mod server;
 pub mod simulate;

@@ -1,6 +1,9 @@
 //! Logging setup: `RUST_LOG` wins; otherwise `-v` raises the level. Logs go to stderr so that
 //! stdout stays clean for results, coloured only when stderr is a terminal: escape codes in a
-//! log file or a pipe are noise to whoever reads or greps it.
+//! log file or a pipe are noise to whoever reads or greps it. When stderr is not a terminal
+//! (a daemon, CI, `run > log`), progress lines (`hypograph::progress` at `info`: a line per
+//! training epoch, throttled lines within long work) are written even without `-v`: there is
+//! no bar there to show that the work moves.
 
 use std::io::IsTerminal;
 use tracing_subscriber::EnvFilter;
@@ -12,25 +15,34 @@ pub enum LogFormat {
 }
 
 pub fn init(verbose: u8, format: LogFormat) {
-    let level = match verbose {
-        0 => "warn",
-        1 => "info",
-        2 => "debug",
-        _ => "trace",
-    };
+    let terminal = std::io::stderr().is_terminal();
     let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new(format!("warn,hypograph={level}")));
+        .unwrap_or_else(|_| EnvFilter::new(default_filter(verbose, terminal)));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(colour(std::io::stderr().is_terminal(), |v| {
-            std::env::var_os(v)
-        }))
+        .with_ansi(colour(terminal, |v| std::env::var_os(v)))
         .with_writer(std::io::stderr);
     // A second init (tests calling the CLI in-process) is harmless: keep the first.
     let _ = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),
     };
+}
+
+/// The filter without `RUST_LOG`: `-v` raises hypograph's level; off a terminal, progress
+/// lines are on at the default level too.
+fn default_filter(verbose: u8, terminal: bool) -> String {
+    let level = match verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    if verbose == 0 && !terminal {
+        format!("warn,hypograph={level},{}=info", crate::progress::TARGET)
+    } else {
+        format!("warn,hypograph={level}")
+    }
 }
 
 /// Whether log lines get ANSI colours: only on a terminal, and not when `NO_COLOR` is set to
@@ -59,6 +71,17 @@ pub fn peak_rss_bytes() -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn progress_lines_reach_a_log_file_without_v() {
+        assert_eq!(
+            default_filter(0, false),
+            "warn,hypograph=warn,hypograph::progress=info"
+        );
+        assert_eq!(default_filter(0, true), "warn,hypograph=warn");
+        assert_eq!(default_filter(1, false), "warn,hypograph=info");
+        assert_eq!(default_filter(2, true), "warn,hypograph=debug");
+    }
 
     #[test]
     fn colour_only_on_a_terminal_without_no_color() {

@@ -28,7 +28,9 @@ pub use ensemble::{Ensemble, Prediction};
 pub use eval::{Known, LinkPredictor, Metrics, Ranks, SideMetrics, evaluate, rank_all};
 pub use kge::{KgeModel, Scorer};
 pub use popularity::Popularity;
-pub use train::{EpochStats, TrainOutcome, TrainSet, train};
+pub use train::{
+    BatchStats, EpochStats, OnProgress, TrainEvent, TrainOutcome, TrainSet, on_epochs, train,
+};
 pub use walks::{NewAnswer, WalkModel, WalkScorer};
 
 /// Errors at the model boundary.

@@ -14,7 +14,7 @@ use crate::model::checkpoint::{self, CheckpointError, Vocab};
 use crate::model::ensemble::CalibrationSummary;
 use crate::model::prior::{Examples, Priors};
 use crate::model::{
-    self, Ensemble, EpochStats, Known, ModelError, ModelKind, TrainConfig, TrainSet,
+    self, Ensemble, EpochStats, Known, ModelError, ModelKind, TrainConfig, TrainEvent, TrainSet,
 };
 use crate::plot::{Panel, Series};
 use crate::store::{ModelInfo, NewModel, Store, StoreError};
@@ -186,12 +186,13 @@ fn blocking<T>(f: impl FnOnce() -> T) -> T {
     }
 }
 
-/// Trains `job` and records the checkpoint. `on_epoch(member, stats)` reports progress.
+/// Trains `job` and records the checkpoint. `on_progress(member, event)` reports progress
+/// (`crate::progress::TrainProgress` shows it).
 pub async fn train(
     store: &Store,
     data_dir: &Path,
     job: &Job,
-    on_epoch: &mut (dyn FnMut(usize, &EpochStats) + Send),
+    on_progress: &mut (dyn FnMut(usize, &TrainEvent) + Send),
 ) -> Result<Trained> {
     let config = &job.config;
     let v = job.version;
@@ -271,7 +272,7 @@ pub async fn train(
         categories.features = entity_features(&vectors);
     }
     let outcomes = blocking(|| {
-        model::ensemble::train_members(config, &set, &categories, k, warm, &device, on_epoch)
+        model::ensemble::train_members(config, &set, &categories, k, warm, &device, on_progress)
     })?;
     let seconds = started.elapsed().as_secs_f64();
     let histories: Vec<Vec<EpochStats>> = outcomes.iter().map(|o| o.history.clone()).collect();

@@ -181,10 +181,17 @@ pub struct Prepared {
     shown: String,
     started: Instant,
     parsed: std::time::Duration,
+    progress: crate::progress::Reporter,
 }
 
 pub fn prepare(args: ImportArgs) -> anyhow::Result<Prepared> {
     let started = Instant::now();
+    // A spinner naming the step on a terminal; off one, a line at a step's end only when the
+    // import has run `progress::LINE_EVERY` (short imports stay quiet).
+    let mut progress = crate::progress::Reporter::steps();
+    if let Some(f) = &args.file {
+        progress.update(0, 0, || format!("import: reading {}", f.display()));
+    }
     let on_invalid = if args.skip_invalid {
         OnInvalid::Skip
     } else {
@@ -205,11 +212,24 @@ pub fn prepare(args: ImportArgs) -> anyhow::Result<Prepared> {
         ),
         None => (TripleBatch::default(), "features", Vec::new()),
     };
+    if let Some(f) = &args.features {
+        progress.update(0, 0, || format!("import: reading features {}", f.display()));
+    }
     let features = args.features.as_deref().map(read_features).transpose()?;
     let parsed = started.elapsed();
-    for skipped in &batch.skipped {
-        eprintln!("skipped {skipped}");
-    }
+    progress.update(0, 0, || {
+        format!(
+            "import: read {} lines ({} distinct triples) in {}; writing the version",
+            batch.lines_read,
+            batch.triples.len(),
+            crate::progress::duration(parsed.as_secs_f64())
+        )
+    });
+    progress.suspend(|| {
+        for skipped in &batch.skipped {
+            eprintln!("skipped {skipped}");
+        }
+    });
     // Nothing to import is a mistake (a truncated download, the wrong file), not a no-op:
     // saying "already in the graph" would hide it, and no database should be created for it.
     if source.is_some() && batch.triples.is_empty() && batch.entities.is_empty() {
@@ -274,6 +294,7 @@ pub fn prepare(args: ImportArgs) -> anyhow::Result<Prepared> {
         shown,
         started,
         parsed,
+        progress,
     })
 }
 
@@ -286,13 +307,22 @@ pub async fn run(store: &Store, p: Prepared) -> anyhow::Result<ExitCode> {
         shown,
         started,
         parsed,
+        mut progress,
     } = p;
     let records = features.as_ref().map_or(&[][..], |f| &f.records[..]);
-    let outcome = match store.import_with_features(&batch, records, &opts).await {
+    let outcome = store.import_with_features(&batch, records, &opts).await;
+    let elapsed = started.elapsed();
+    progress.update(0, 0, || {
+        format!(
+            "import: done in {}",
+            crate::progress::duration(elapsed.as_secs_f64())
+        )
+    });
+    progress.finish();
+    let outcome = match outcome {
         Ok(outcome) => outcome,
         Err(e) => return Err(locate(e, features.as_ref())),
     };
-    let elapsed = started.elapsed();
     tracing::info!(
         parse_ms = parsed.as_millis() as u64,
         total_ms = elapsed.as_millis() as u64,

@@ -7,8 +7,8 @@ use crate::model::Ensemble;
 use crate::model::calibrate::{self, Method};
 use crate::model::checkpoint::Vocab;
 use crate::model::{
-    self, EpochStats, Known, LossKind, ModelKind, NegativeSharing, OptimizerKind, Regime,
-    Regularizer, TrainConfig,
+    self, Known, LossKind, ModelKind, NegativeSharing, OptimizerKind, Regime, Regularizer,
+    TrainConfig, TrainEvent,
 };
 use crate::store::{Store, VersionRef};
 use crate::training::{self, Job, LocalCheckpoint, Warm};
@@ -241,32 +241,19 @@ pub async fn train(store: &Store, data_dir: &Path, args: TrainArgs) -> anyhow::R
         workflow: None,
     };
     let k = job.ensemble.max(1);
-    let bar = indicatif::ProgressBar::new((config.epochs * k) as u64);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{spinner} {prefix}epoch {pos}/{len} [{bar:30}] {msg} eta {eta}",
-        )?
-        .progress_chars("=> "),
+    // A bar on a terminal; a line per epoch (and throttled lines within long ones) otherwise.
+    let mut progress = crate::progress::TrainProgress::new(
+        crate::progress::Reporter::new(),
+        training::shape(&config),
+        k,
+        config.epochs,
     );
-    let mut last_mrr = None;
-    let trained = training::train(store, data_dir, &job, &mut |member, s: &EpochStats| {
-        if s.valid_mrr.is_some() {
-            last_mrr = s.valid_mrr;
-        }
-        if k > 1 {
-            bar.set_prefix(format!("member {}/{k} ", member + 1));
-        }
-        bar.set_message(format!(
-            "loss {:.4}{}",
-            s.loss,
-            last_mrr
-                .map(|m| format!(" valid MRR {m:.3}"))
-                .unwrap_or_default()
-        ));
-        bar.set_position((member * config.epochs + s.epoch) as u64);
+    let trained = training::train(store, data_dir, &job, &mut |member, e: &TrainEvent| {
+        progress.event(member, e)
     })
-    .await?;
-    bar.finish_and_clear();
+    .await;
+    progress.finish();
+    let trained = trained?;
     let id = trained.info.id;
     if args.json {
         out!("{}", serde_json::to_string_pretty(&trained.info)?);
@@ -328,7 +315,15 @@ pub async fn eval(store: &Store, data_dir: &Path, args: EvalArgs) -> anyhow::Res
     let device = model::default_device();
     let context = ensemble.context_of(&graph);
     let scorers = ensemble.scorers(&device, &context);
-    let ranks = model::rank_all(scorers.as_slice(), &test.triples, &known, 256);
+    let counted = crate::progress::Counted::new(
+        scorers.as_slice(),
+        crate::progress::Reporter::new(),
+        format!("evaluating model {}", info.id),
+        "queries",
+        2 * test.triples.len() as u64,
+    );
+    let ranks = model::rank_all(&counted, &test.triples, &known, 256);
+    counted.finish();
     drop(scorers);
     let metrics = ranks.metrics();
     // The baseline on the same protocol: the same test triples, the same filter.

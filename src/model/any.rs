@@ -7,7 +7,7 @@ use super::context::{Categories, Context};
 use super::eval::LinkPredictor;
 use super::kge::{KgeModel, Scorer};
 use super::popularity::{Popularity, PopularityWeights};
-use super::train::{EpochStats, TrainOutcome, TrainSet};
+use super::train::{OnProgress, TrainOutcome, TrainSet};
 use super::walks::{self, WalkModel, WalkScorer};
 use super::{ModelError, ModelKind, TrainConfig};
 use crate::graph::Triple;
@@ -186,14 +186,15 @@ pub fn warm_compatible(saved: &TrainConfig, config: &TrainConfig) -> bool {
 }
 
 /// Trains a model of `config.model`'s kind (from `warm` if given) and returns the best weights.
-/// `categories` are the graph's, for models that read them.
+/// `categories` are the graph's, for models that read them; `on_progress` hears of batches and
+/// epochs as they finish.
 pub fn train(
     config: &TrainConfig,
     set: &TrainSet<'_>,
     categories: &Categories,
     warm: Option<Model>,
     device: &Device,
-    on_epoch: &mut (dyn FnMut(&EpochStats) + Send),
+    on_progress: OnProgress<'_>,
 ) -> Result<TrainOutcome<Model>, ModelError> {
     // Checked here too, not only where configs are written: a config saved by an older
     // version, or edited by hand, reaches training through `--config` and checkpoints.
@@ -214,7 +215,7 @@ pub fn train(
                 Some(Model::Kge(m)) => Some(m),
                 Some(other) => return Err(mismatch(&other)),
             };
-            super::train::train(config, set, warm, device, on_epoch).map(|o| o.map(Model::Kge))
+            super::train::train(config, set, warm, device, on_progress).map(|o| o.map(Model::Kge))
         }
         ModelKind::Walks => {
             let warm = match warm {
@@ -222,7 +223,7 @@ pub fn train(
                 Some(Model::Walks(m)) => Some(m),
                 Some(other) => return Err(mismatch(&other)),
             };
-            walks::train(config, set, categories, warm, device, on_epoch)
+            walks::train(config, set, categories, warm, device, on_progress)
                 .map(|o| o.map(Model::Walks))
         }
     }

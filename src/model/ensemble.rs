@@ -7,7 +7,7 @@ use super::calibrate::{self, Calibrator, Method, Report};
 use super::context::{Categories, Context};
 use super::eval::LinkPredictor;
 use super::popularity::PopularityWeights;
-use super::train::{EpochStats, TrainOutcome, TrainSet};
+use super::train::{TrainEvent, TrainOutcome, TrainSet};
 use super::{ModelError, TrainConfig};
 use crate::graph::Triple;
 use burn::tensor::Device;
@@ -68,6 +68,7 @@ pub struct CalibrationSummary {
 
 /// Trains `k` members. Member `i` uses seed `config.seed + i` and, when `k > 1`, a bootstrap
 /// sample of the training triples; `warm[i]`, if present, is its starting point.
+/// `on_progress(i, event)` hears of member `i`'s batches and epochs.
 pub fn train_members(
     config: &TrainConfig,
     set: &TrainSet<'_>,
@@ -75,7 +76,7 @@ pub fn train_members(
     k: usize,
     mut warm: Vec<Option<Model>>,
     device: &Device,
-    on_epoch: &mut (dyn FnMut(usize, &EpochStats) + Send),
+    on_progress: &mut (dyn FnMut(usize, &TrainEvent) + Send),
 ) -> Result<Vec<TrainOutcome<Model>>, ModelError> {
     if k == 0 {
         return Err(ModelError::BadConfig(
@@ -106,7 +107,7 @@ pub fn train_members(
             categories,
             start,
             device,
-            &mut |s| on_epoch(i, s),
+            &mut |e| on_progress(i, e),
         )?);
     }
     Ok(out)

@@ -15,7 +15,7 @@ use rand::rngs::StdRng;
 use rand::seq::{IndexedRandom, SliceRandom};
 use rand::{Rng, SeedableRng};
 use rustc_hash::FxHashMap;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// What a model trains on, in dense graph ids.
 pub struct TrainSet<'a> {
@@ -40,6 +40,86 @@ pub struct EpochStats {
     pub seconds: f64,
     /// Wall time of the epoch's training steps alone (validation excluded).
     pub train_seconds: f64,
+}
+
+/// Progress within an epoch, as [`TrainEvent::Batch`] reports it.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct BatchStats {
+    pub epoch: usize,
+    /// Epochs the run trains at most.
+    pub epochs: usize,
+    /// Batches done in this epoch, of `batches`.
+    pub done: usize,
+    pub batches: usize,
+    /// Training examples done in this epoch (each a `unit`: a triple or a query).
+    pub examples: usize,
+    pub unit: &'static str,
+    /// Mean loss of the epoch's batches so far.
+    pub loss: f64,
+    /// Seconds since the epoch began.
+    pub seconds: f64,
+}
+
+impl BatchStats {
+    /// Examples a second so far this epoch.
+    pub fn per_second(&self) -> f64 {
+        self.examples as f64 / self.seconds.max(1e-9)
+    }
+
+    /// Seconds the epoch's training steps still need at the rate so far.
+    pub fn eta_seconds(&self) -> f64 {
+        let left = self.batches.saturating_sub(self.done) as f64;
+        self.seconds / self.done.max(1) as f64 * left
+    }
+}
+
+/// What a training loop reports as it goes: within an epoch (after its first batch, then at
+/// most every [`BATCH_REPORT_EVERY`], so reporting costs nothing next to a step), when the
+/// validation starts, and each finished epoch. The caller decides how to show it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum TrainEvent {
+    Batch(BatchStats),
+    /// The epoch's steps are done; ranking the validation triples begins.
+    Validating {
+        epoch: usize,
+    },
+    Epoch(EpochStats),
+}
+
+/// The callback a training loop reports its [`TrainEvent`]s to.
+pub type OnProgress<'a> = &'a mut (dyn FnMut(&TrainEvent) + Send);
+
+/// A callback for [`TrainEvent`]s that only wants finished epochs.
+pub fn on_epochs(mut f: impl FnMut(&EpochStats) + Send) -> impl FnMut(&TrainEvent) + Send {
+    move |e| {
+        if let TrainEvent::Epoch(s) = e {
+            f(s)
+        }
+    }
+}
+
+/// Least time between two [`TrainEvent::Batch`] reports of an epoch.
+pub const BATCH_REPORT_EVERY: Duration = Duration::from_millis(500);
+
+/// When a loop reports a batch: the first of each epoch, then at most every
+/// [`BATCH_REPORT_EVERY`].
+#[derive(Debug, Default)]
+pub(crate) struct BatchTicker {
+    last: Option<Instant>,
+}
+
+impl BatchTicker {
+    pub(crate) fn due(&mut self) -> bool {
+        let now = Instant::now();
+        if self
+            .last
+            .is_none_or(|last| now.duration_since(last) >= BATCH_REPORT_EVERY)
+        {
+            self.last = Some(now);
+            return true;
+        }
+        false
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -73,12 +153,13 @@ const VALID_SAMPLE: usize = 2_000;
 const SMALL_STEP: usize = 1 << 20;
 
 /// Trains a model (from `warm` if given, grown to this graph) and returns the best weights.
+/// `on_progress` hears of batches and epochs as they finish.
 pub fn train(
     config: &TrainConfig,
     set: &TrainSet<'_>,
     warm: Option<KgeModel>,
     device: &Device,
-    on_epoch: &mut (dyn FnMut(&EpochStats) + Send),
+    on_progress: OnProgress<'_>,
 ) -> Result<TrainOutcome, ModelError> {
     validate(config, set)?;
     let candidates = match config.regime {
@@ -100,11 +181,11 @@ pub fn train(
             .saturating_mul(candidates.max(config.dim.saturating_mul(2)))
     };
     if step_floats >= SMALL_STEP {
-        return train_inner(config, set, warm, device, on_epoch);
+        return train_inner(config, set, warm, device, on_progress);
     }
     match rayon::ThreadPoolBuilder::new().num_threads(1).build() {
-        Ok(pool) => pool.install(|| train_inner(config, set, warm, device, on_epoch)),
-        Err(_) => train_inner(config, set, warm, device, on_epoch),
+        Ok(pool) => pool.install(|| train_inner(config, set, warm, device, on_progress)),
+        Err(_) => train_inner(config, set, warm, device, on_progress),
     }
 }
 
@@ -113,7 +194,7 @@ fn train_inner(
     set: &TrainSet<'_>,
     warm: Option<KgeModel>,
     device: &Device,
-    on_epoch: &mut (dyn FnMut(&EpochStats) + Send),
+    on_progress: OnProgress<'_>,
 ) -> Result<TrainOutcome, ModelError> {
     let mut rng = StdRng::seed_from_u64(config.seed);
     let mut model = match warm {
@@ -161,11 +242,18 @@ fn train_inner(
     };
     let mut stop = EarlyStop::new(config, !valid.is_empty());
     let mut step = 0u64;
+    let unit = match config.regime {
+        Regime::OneVsAll => "queries",
+        Regime::Negatives => "triples",
+    };
+    let per_epoch = examples.len().div_ceil(config.batch_size);
     for epoch in 1..=config.epochs {
         let started = Instant::now();
         examples.shuffle(&mut rng);
         let mut loss_sum = 0.0;
         let mut batches = 0usize;
+        let mut done = 0usize;
+        let mut ticker = BatchTicker::default();
         for batch in examples.chunks(config.batch_size) {
             step += 1;
             let loss = match config.regime {
@@ -184,6 +272,19 @@ fn train_inner(
             }
             loss_sum += loss;
             batches += 1;
+            done += batch.len();
+            if ticker.due() {
+                on_progress(&TrainEvent::Batch(BatchStats {
+                    epoch,
+                    epochs: config.epochs,
+                    done: batches,
+                    batches: per_epoch,
+                    examples: done,
+                    unit,
+                    loss: loss_sum / batches as f64,
+                    seconds: started.elapsed().as_secs_f64(),
+                }));
+            }
         }
         let mut stats = EpochStats {
             epoch,
@@ -193,12 +294,13 @@ fn train_inner(
             train_seconds: started.elapsed().as_secs_f64(),
         };
         if stop.due(epoch) {
+            on_progress(&TrainEvent::Validating { epoch });
             let scorer = model.scorer(device);
             let mrr = evaluate(&scorer, &valid, set.known, 256).both.mrr;
             stop.validated(&mut stats, mrr, || model.clone());
         }
         stats.seconds = started.elapsed().as_secs_f64();
-        on_epoch(&stats);
+        on_progress(&TrainEvent::Epoch(stats));
         if stop.end_epoch(stats) {
             break;
         }

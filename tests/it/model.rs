@@ -388,3 +388,86 @@ fn refuted_triples_are_pushed_down() {
         mean(&without)
     );
 }
+
+/// Every training loop reports its progress within an epoch (its first batch at least:
+/// batches done of the epoch's, a finite running loss, examples a second), then the
+/// validation when it is due, then the finished epoch: one-vs-all, the shared negatives' host
+/// step, burn's negatives step, and the walk model.
+#[test]
+fn training_loops_report_batches_validation_and_epochs() {
+    use model::{TrainEvent, WalkConfig};
+    let n = 21;
+    let (train, valid) = planted(n as u32);
+    let known = Known::new(&[&train, &valid]);
+    let set = TrainSet {
+        num_entities: n,
+        num_relations: 2,
+        train: &train,
+        valid: &valid,
+        known: &known,
+        refuted: &[],
+    };
+    let walks = WalkConfig::new()
+        .with_d_model(16)
+        .with_layers(1)
+        .with_heads(2)
+        .with_d_ff(32)
+        .with_batch_size(16);
+    let configs = [
+        ("one-vs-all", small(ModelKind::Complex, Regime::OneVsAll)),
+        (
+            "shared negatives",
+            small(ModelKind::Complex, Regime::Negatives),
+        ),
+        (
+            "burn negatives",
+            small(ModelKind::Rotate, Regime::Negatives),
+        ),
+        ("walks", {
+            let mut c = small(ModelKind::Walks, Regime::OneVsAll);
+            c.walks = Some(walks);
+            c
+        }),
+    ];
+    for (name, config) in configs {
+        let config = config.with_epochs(2).with_eval_every(2);
+        let mut events: Vec<TrainEvent> = Vec::new();
+        model::any::train(
+            &config,
+            &set,
+            &model::Categories::none(n),
+            None,
+            &model::default_device(),
+            &mut |e| events.push(*e),
+        )
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+        for epoch in 1..=2 {
+            let of_epoch: Vec<&TrainEvent> = events
+                .iter()
+                .filter(|e| match e {
+                    TrainEvent::Batch(b) => b.epoch == epoch,
+                    TrainEvent::Validating { epoch: v } => *v == epoch,
+                    TrainEvent::Epoch(s) => s.epoch == epoch,
+                })
+                .collect();
+            let TrainEvent::Batch(first) = of_epoch[0] else {
+                panic!("{name}: epoch {epoch} starts with {:?}", of_epoch[0]);
+            };
+            assert_eq!((first.done, first.epochs), (1, 2), "{name}: {first:?}");
+            assert!(
+                first.batches >= 1 && first.examples >= 1,
+                "{name}: {first:?}"
+            );
+            assert!(first.loss.is_finite() && first.per_second() > 0.0, "{name}");
+            let last = of_epoch.last().expect("events");
+            assert!(
+                matches!(last, TrainEvent::Epoch(s) if s.valid_mrr.is_some() == (epoch == 2)),
+                "{name}: {last:?}"
+            );
+            let validating = of_epoch
+                .iter()
+                .any(|e| matches!(e, TrainEvent::Validating { .. }));
+            assert_eq!(validating, epoch == 2, "{name}: {of_epoch:?}");
+        }
+    }
+}

@@ -517,3 +517,61 @@ fn simulate_relations_hides_and_proposes_only_those() {
         "{err}"
     );
 }
+
+/// Off a terminal (stderr a pipe, as in a daemon, CI or `train > log`), training writes one
+/// `info` line per epoch with the model, the epoch, its loss, the validation MRR where it was
+/// computed and its seconds: with `-v`, and without it (progress lines are on by default
+/// there, as there is no bar to show that the work moves).
+#[test]
+fn epochs_are_logged_when_stderr_is_not_a_terminal() {
+    let env = Env::new();
+    env.ok(&["import", data("umls/train.txt").to_str().expect("path")]);
+    let valid = data("umls/valid.txt");
+    for verbose in [true, false] {
+        let mut args = if verbose { vec!["-v"] } else { Vec::new() };
+        args.extend([
+            "train",
+            "--epochs",
+            "3",
+            "--dim",
+            "16",
+            "--eval-every",
+            "2",
+            "--valid",
+            valid.to_str().expect("path"),
+        ]);
+        let out = env.run(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stderr}");
+        for epoch in 1..=3 {
+            let head = format!("complex dim 16 epoch {epoch}/3: loss ");
+            let line = stderr
+                .lines()
+                .find(|l| l.contains(&head))
+                .unwrap_or_else(|| panic!("no line for epoch {epoch} (-v: {verbose}):\n{stderr}"));
+            assert!(line.contains("INFO"), "{line}");
+            assert!(line.contains("hypograph::progress"), "{line}");
+            let loss = line
+                .split(&head)
+                .nth(1)
+                .and_then(|rest| rest.split(',').next())
+                .and_then(|l| l.parse::<f64>().ok());
+            assert!(loss.is_some_and(f64::is_finite), "{line}");
+            let seconds = line
+                .rsplit(", ")
+                .next()
+                .and_then(|s| s.strip_suffix('s'))
+                .and_then(|s| s.parse::<f64>().ok());
+            assert!(seconds.is_some_and(|s| s >= 0.0), "{line}");
+            assert_eq!(
+                line.contains("valid MRR 0."),
+                epoch >= 2,
+                "validated at epochs 2 and 3: {line}"
+            );
+        }
+        assert!(
+            !stderr.contains("\x1b["),
+            "no bar or colour on a pipe: {stderr:?}"
+        );
+    }
+}

@@ -9,7 +9,10 @@ use crate::model::ModelError;
 use crate::model::config::{TrainConfig, WalkConfig};
 use crate::model::context::{Categories, Context, Step};
 use crate::model::eval::evaluate;
-use crate::model::train::{EarlyStop, EpochStats, TrainOutcome, TrainSet, refuted_sample};
+use crate::model::train::{
+    BatchStats, BatchTicker, EarlyStop, EpochStats, OnProgress, TrainEvent, TrainOutcome, TrainSet,
+    refuted_sample,
+};
 use burn::module::Module;
 use burn::optim::grad_clipping::GradientClippingConfig;
 use burn::optim::{AdamWConfig, GradientsParams};
@@ -58,14 +61,14 @@ struct Example {
 }
 
 /// Trains a walk model (from `warm` if given, grown to this graph) and returns the best
-/// weights by validation MRR.
+/// weights by validation MRR. `on_progress` hears of batches and epochs as they finish.
 pub fn train(
     config: &TrainConfig,
     set: &TrainSet<'_>,
     categories: &Categories,
     warm: Option<WalkModel>,
     device: &Device,
-    on_epoch: &mut (dyn FnMut(&EpochStats) + Send),
+    on_progress: OnProgress<'_>,
 ) -> Result<TrainOutcome<WalkModel>, ModelError> {
     let wc = config.walk_config();
     check(config, &wc, set)?;
@@ -193,6 +196,9 @@ pub fn train(
         }
         let mut loss_sum = 0.0;
         let mut batches = 0usize;
+        let mut done = 0usize;
+        let mut ticker = BatchTicker::default();
+        let per_epoch = epoch_examples.len().div_ceil(wc.batch_size);
         for chunk in epoch_examples.chunks(wc.batch_size) {
             let t = Instant::now();
             let mut rows: Vec<Example> = chunk.to_vec();
@@ -257,6 +263,19 @@ pub fn train(
             step += 1;
             loss_sum += value;
             batches += 1;
+            done += chunk.len();
+            if ticker.due() {
+                on_progress(&TrainEvent::Batch(BatchStats {
+                    epoch,
+                    epochs: config.epochs,
+                    done: batches,
+                    batches: per_epoch,
+                    examples: done,
+                    unit: "queries",
+                    loss: loss_sum / batches as f64,
+                    seconds: started.elapsed().as_secs_f64(),
+                }));
+            }
         }
         let mut stats = EpochStats {
             epoch,
@@ -266,6 +285,7 @@ pub fn train(
             train_seconds: started.elapsed().as_secs_f64(),
         };
         if stop.due(epoch) {
+            on_progress(&TrainEvent::Validating { epoch });
             let snapshot = WalkModel {
                 net: net.valid(),
                 ..model.clone()
@@ -277,7 +297,7 @@ pub fn train(
             stop.validated(&mut stats, mrr, || snapshot.net);
         }
         stats.seconds = started.elapsed().as_secs_f64();
-        on_epoch(&stats);
+        on_progress(&TrainEvent::Epoch(stats));
         if stop.end_epoch(stats) {
             break;
         }
