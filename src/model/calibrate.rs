@@ -48,32 +48,65 @@ impl Calibrator {
 
     /// Newton's method on the log-loss of sigmoid(a s + b), with Platt's smoothed targets.
     pub fn fit_platt(scores: &[f64], labels: &[bool]) -> Self {
+        // Newton's method with a backtracking line search (Lin, Lin and Weng 2007): plain
+        // Newton steps from a = 1 diverge when the scores are large (a blended model's reach
+        // tens), where the sigmoid saturates and the Hessian vanishes.
         let pos = labels.iter().filter(|&&l| l).count() as f64;
         let neg = labels.len() as f64 - pos;
         let (t_pos, t_neg) = ((pos + 1.0) / (pos + 2.0), 1.0 / (neg + 2.0));
-        let (mut a, mut b) = (1.0f64, 0.0f64);
+        let target = |l: bool| if l { t_pos } else { t_neg };
+        let loss = |a: f64, b: f64| -> f64 {
+            scores
+                .iter()
+                .zip(labels)
+                .map(|(&s, &l)| {
+                    let z = a * s + b;
+                    let t = target(l);
+                    // -(t log p + (1 - t) log(1 - p)), stable for any z.
+                    if z >= 0.0 {
+                        t * (-z).exp().ln_1p() + (1.0 - t) * (z + (-z).exp().ln_1p())
+                    } else {
+                        t * (-z + z.exp().ln_1p()) + (1.0 - t) * z.exp().ln_1p()
+                    }
+                })
+                .sum()
+        };
+        let (mut a, mut b) = (0.0f64, ((neg + 1.0) / (pos + 1.0)).ln());
+        let mut current = loss(a, b);
         for _ in 0..100 {
-            let (mut ga, mut gb, mut haa, mut hab, mut hbb) = (0.0, 0.0, 1e-9, 0.0, 1e-9);
+            let (mut ga, mut gb, mut haa, mut hab, mut hbb) = (0.0, 0.0, 1e-12, 0.0, 1e-12);
             for (&s, &l) in scores.iter().zip(labels) {
                 let p = sigmoid(a * s + b);
-                let t = if l { t_pos } else { t_neg };
-                let d = p - t;
-                let w = (p * (1.0 - p)).max(1e-12);
+                let d = p - target(l);
+                let w = p * (1.0 - p);
                 ga += d * s;
                 gb += d;
                 haa += w * s * s;
                 hab += w * s;
                 hbb += w;
             }
-            let det = haa * hbb - hab * hab;
-            if det.abs() < 1e-18 {
+            if ga.abs() < 1e-9 && gb.abs() < 1e-9 {
                 break;
             }
-            let da = (hbb * ga - hab * gb) / det;
-            let db = (haa * gb - hab * ga) / det;
-            a -= da;
-            b -= db;
-            if da.abs() < 1e-10 && db.abs() < 1e-10 {
+            let det = haa * hbb - hab * hab;
+            let (da, db) = if det.abs() > 1e-18 {
+                ((hbb * ga - hab * gb) / det, (haa * gb - hab * ga) / det)
+            } else {
+                (ga, gb)
+            };
+            let mut step = 1.0;
+            let mut improved = false;
+            while step > 1e-10 {
+                let (na, nb) = (a - step * da, b - step * db);
+                let l = loss(na, nb);
+                if l < current - 1e-4 * step * (ga * da + gb * db) {
+                    (a, b, current) = (na, nb, l);
+                    improved = true;
+                    break;
+                }
+                step /= 2.0;
+            }
+            if !improved {
                 break;
             }
         }
@@ -231,6 +264,20 @@ mod tests {
             .map(|&s| rng.random::<f64>() < sigmoid(2.0 * s - 1.0))
             .collect();
         (scores, labels)
+    }
+
+    /// Scores in the tens (a blended model's) saturate the sigmoid at the start: the fit must
+    /// still find the map rather than a step function.
+    #[test]
+    fn platt_fits_large_scores() {
+        let (scores, labels) = synthetic(20_000);
+        let big: Vec<f64> = scores.iter().map(|s| 40.0 * s + 25.0).collect();
+        let Calibrator::Platt { a, b } = Calibrator::fit_platt(&big, &labels) else {
+            panic!("platt");
+        };
+        // s = (big - 25) / 40, and the truth is sigmoid(2 s - 1).
+        assert!((a - 2.0 / 40.0).abs() < 0.005, "a {a}");
+        assert!((b - (-1.0 - 2.0 * 25.0 / 40.0)).abs() < 0.15, "b {b}");
     }
 
     #[test]
