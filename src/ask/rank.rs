@@ -11,6 +11,7 @@ use super::{
 use crate::graph::Triple;
 use crate::model::calibrate::Calibrator;
 use crate::model::foldin::{self, Dir, FoldConfig, Node};
+use crate::model::popularity::{Popularity, PopularityWeights};
 use crate::model::{KgeModel, Model, NewAnswer, Prediction, Scorer, Step, WalkScorer};
 use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::time::Instant;
@@ -141,6 +142,10 @@ impl Asker {
                 ),
             })
             .collect();
+        let blend = self.blend();
+        for m in &mut members {
+            m.blend = blend;
+        }
         let prior_kind: Vec<Option<String>> = members
             .first()
             .map(|m| m.prior_kind.clone())
@@ -373,7 +378,8 @@ impl Asker {
             .edges
             .iter()
             .map(|e| {
-                let s = foldin::score_rows(model, before(e.head), e.relation, before(e.tail));
+                let s = foldin::score_rows(model, before(e.head), e.relation, before(e.tail))
+                    + self.blend_term(e.head, e.relation, e.tail);
                 calibrator.prob(f64::from(s))
             })
             .collect();
@@ -384,6 +390,7 @@ impl Asker {
         let rows = foldin::fold_in(model, &init, &checked.edges, pool_fn, &config);
         Member {
             calibrator,
+            blend: None,
             kind: MemberKind::Kge {
                 model,
                 scorer: Box::new(model.scorer(device)),
@@ -393,6 +400,29 @@ impl Asker {
             prior_kind,
         }
     }
+    /// The ensemble's popularity blend, when it has one.
+    fn blend(&self) -> Option<(&PopularityWeights, &Popularity)> {
+        self.ensemble
+            .popularity
+            .as_ref()
+            .zip(self.context.popularity())
+    }
+
+    /// The popularity term of a claimed edge: each trained end's count on its side.
+    fn blend_term(&self, head: Node, relation: u32, tail: Node) -> f32 {
+        let Some((w, counts)) = self.blend() else {
+            return 0.0;
+        };
+        let mut s = 0.0;
+        if let Node::Known(id) = tail {
+            s += w.weight(relation, true) * counts.count(relation, id, true).ln_1p();
+        }
+        if let Node::Known(id) = head {
+            s += w.weight(relation, false) * counts.count(relation, id, false).ln_1p();
+        }
+        s
+    }
+
     /// The trained entities of the category whose rows are closest to new entity `i`'s.
     fn similar(&self, rows: &[Vec<Vec<f32>>], i: usize, category: &str) -> Vec<Similar> {
         let Some(ids) = self.by_category.get(category) else {
@@ -528,6 +558,9 @@ impl Best {
 /// feature kind its prior used.
 struct Member<'a> {
     calibrator: &'a Calibrator,
+    /// The ensemble's popularity blend and the graph's counts: what a trained candidate's
+    /// score gains as the query's answer (the calibrator was fitted on blended scores).
+    blend: Option<(&'a PopularityWeights, &'a Popularity)>,
     kind: MemberKind<'a>,
     rows: Vec<Vec<f32>>,
     claim_probs: Vec<f64>,
@@ -564,7 +597,18 @@ impl Member<'_> {
         cands: &[Node],
     ) -> Vec<f64> {
         let calibrator = self.calibrator;
-        let prob = |s: f32| calibrator.prob(f64::from(s));
+        let blend = self.blend;
+        // A trained candidate's popularity term as this query's answer; a new entity has none.
+        let bonus = |c: Node| -> f32 {
+            match (c, blend) {
+                (Node::Known(id), Some((w, counts))) => {
+                    let tail = q.dir == Dir::Tail;
+                    w.weight(q.relation, tail) * counts.count(q.relation, id, tail).ln_1p()
+                }
+                _ => 0.0,
+            }
+        };
+        let prob = |s: f32, c: Node| calibrator.prob(f64::from(s + bonus(c)));
         let rows = &self.rows;
         match &mut self.kind {
             MemberKind::Kge { model, scorer } => {
@@ -580,7 +624,7 @@ impl Member<'_> {
                     Dir::Head => foldin::score_rows(model, row_of(c), q.relation, &rows[q.new]),
                 };
                 if q.other.is_some() {
-                    return cands.iter().map(|&c| prob(pair(c))).collect();
+                    return cands.iter().map(|&c| prob(pair(c), c)).collect();
                 }
                 // A pool: every trained entity's score in one product.
                 let qrow = foldin::query_row(model, &rows[q.new], q.relation, q.dir);
@@ -588,10 +632,11 @@ impl Member<'_> {
                 cands
                     .iter()
                     .map(|&c| match c {
-                        Node::Known(id) => {
-                            prob(all.get(id as usize).copied().unwrap_or(f32::NEG_INFINITY))
-                        }
-                        Node::New(_) => prob(pair(c)),
+                        Node::Known(id) => prob(
+                            all.get(id as usize).copied().unwrap_or(f32::NEG_INFINITY),
+                            c,
+                        ),
+                        Node::New(_) => prob(pair(c), c),
                     })
                     .collect()
             }
@@ -607,7 +652,7 @@ impl Member<'_> {
                     checked,
                 };
                 let Some(rt) = w.read(q.relation, q.dir) else {
-                    return vec![prob(f32::NEG_INFINITY); cands.len()];
+                    return vec![calibrator.prob(f64::NEG_INFINITY); cands.len()];
                 };
                 let key = (q.new, rt);
                 if cands.iter().any(|c| matches!(c, Node::Known(_))) && !wide.contains_key(&key) {
@@ -643,7 +688,7 @@ impl Member<'_> {
                                 .copied()
                                 .unwrap_or(f32::NEG_INFINITY),
                         };
-                        prob(s)
+                        prob(s, c)
                     })
                     .collect()
             }
@@ -763,6 +808,7 @@ fn prepare_walks<'a>(
     let rows = answers.iter().map(|a| a.row.clone()).collect();
     Member {
         calibrator,
+        blend: None,
         kind: MemberKind::Walks {
             scorer: Box::new(scorer),
             claims,

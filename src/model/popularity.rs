@@ -245,7 +245,8 @@ impl PopularityWeights {
         (weights, report)
     }
 
-    fn weight(&self, relation: u32, tail: bool) -> f32 {
+    /// The weight of `relation`'s counts on one side (0 for a relation it does not know).
+    pub fn weight(&self, relation: u32, tail: bool) -> f32 {
         let side = if tail { &self.tail } else { &self.head };
         side.get(relation as usize).copied().unwrap_or(0.0)
     }
