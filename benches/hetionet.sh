@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The real-data benchmark: every model kind on the shared Hetionet v1.0 split, beside the
-# popularity baseline on the same filtered protocol, with training time; then CtD discovery
+# popularity baseline on the same filtered protocol, with training time; then new compounds
+# asked about with k = 0, 1, 3, 10 claims (benches/hetionet_compounds.py); then CtD discovery
 # (random, popularity, greedy, ucb). Reads ../shared (never copies it into the project).
 #
 #   benches/hetionet.sh [OUT]            # default OUT: target/hetionet-bench
@@ -9,7 +10,7 @@
 #
 # Environment: HYPOGRAPH (the binary; default: builds and uses target/release/hypograph),
 # SHARED (default ../shared beside the repository), KINDS (default: complex distmult rotate),
-# PARTS (default: standard ctd), EPOCHS (default 30), CTD_ROUNDS (8), CTD_BATCH (25),
+# PARTS (default: standard compounds ctd), EPOCHS (default 30), CTD_EPOCHS (EPOCHS), CTD_ROUNDS (8), CTD_BATCH (25),
 # CTD_STRATEGIES (random,popularity,greedy,ucb).
 # Prints one line per model (MRR, H@10, popularity's, ratio, seconds) and leaves each
 # run's JSON under OUT for BENCHMARKS.md.
@@ -18,7 +19,7 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 out="${1:-$root/target/hetionet-bench}"
 shared="${SHARED:-$root/../shared}"
 kinds="${KINDS:-complex distmult rotate}"
-parts="${PARTS:-standard ctd}"
+parts="${PARTS:-standard compounds ctd}"
 epochs="${EPOCHS:-30}"
 if [ -z "${HYPOGRAPH:-}" ]; then
     (cd "$root" && cargo build --release --quiet)
@@ -75,14 +76,32 @@ EOF
     done
 fi
 
+if [[ " $parts " == *" compounds "* ]]; then
+    # New compounds: ComplEx trained on the graph without them, asked through the server.
+    dir="$out/compounds"
+    rm -rf "$dir"
+    mkdir -p "$dir"
+    "$HYPOGRAPH" --db "$dir/db" import "$split/compounds/kgx" >/dev/null
+    start=$(date +%s.%N)
+    # shellcheck disable=SC2046
+    "$HYPOGRAPH" --db "$dir/db" --data-dir "$dir/data" train --cold --model complex \
+        $(args_for complex) --epochs "$epochs" --json >"$dir/train.json" 2>"$dir/train.log"
+    echo "compounds: complex trained in $(echo "$(date +%s.%N) - $start" | bc | cut -d. -f1) s"
+    python3 "$root/benches/hetionet_compounds.py" "$HYPOGRAPH" "$dir/db" "$split" \
+        --data-dir "$dir/data" --json "$dir/compounds.json"
+fi
+
 if [[ " $parts " == *" ctd "* ]]; then
     dir="$out/ctd"
     mkdir -p "$dir"
+    # The transductive ComplEx configuration (loss, learning rate) when that part has run.
+    config=$(ls "$out"/standard-complex/data/models/*/member-0/config.json 2>/dev/null | tail -1 || true)
     "$HYPOGRAPH" simulate "$split/ctd/kgx" --hidden "$split/ctd/truth.tsv" \
         --valid "$split/ctd/valid.tsv" --test "$split/ctd/test.tsv" --relations CtD \
         --strategies "${CTD_STRATEGIES:-random,popularity,greedy,ucb}" \
         --rounds "${CTD_ROUNDS:-8}" --batch "${CTD_BATCH:-25}" --seeds 1 --ensemble 1 \
-        --regime negatives --negatives 256 --batch-size 4096 --dim 128 --epochs "$epochs" \
+        ${config:+--config "$config"} \
+        --regime negatives --negatives 256 --batch-size 4096 --dim 128 --epochs "${CTD_EPOCHS:-$epochs}" \
         --retrain-epochs 2 --out "$dir" >"$dir/log.txt" 2>&1
     cat "$dir/summary.md"
 fi

@@ -9,7 +9,7 @@ use crate::model::{
     self, Categories, Context, Ensemble, Known, Model, ModelError, TrainConfig, TrainSet,
 };
 use serde::Serialize;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::Instant;
 
 /// How a simulated lab picks its hypotheses.
@@ -116,6 +116,7 @@ pub fn run(
         categories: Categories::from_names(universe.entities.iter().map(|(_, c)| &**c)),
     };
     let mut records = Vec::new();
+    let mut initial: HashMap<u64, Vec<Model>> = HashMap::new();
     for (name, strategy) in &spec.strategies {
         for &seed in &spec.seeds {
             let acquisition = match strategy {
@@ -137,7 +138,16 @@ pub fn run(
                 .with_eval_every(0)
                 .with_patience(0);
             let mut lab = Lab::new(visible);
-            lab.members = sim.train(&lab, &config, Vec::new())?;
+            // Every strategy of a seed starts from the same model: one cold training, not one
+            // per strategy (on real Hetionet that is minutes each), and a fairer comparison.
+            lab.members = match initial.get(&seed) {
+                Some(members) => Vec::clone(members),
+                None => {
+                    let members = sim.train(&lab, &config, Vec::new())?;
+                    initial.insert(seed, members.clone());
+                    members
+                }
+            };
             for round in 1..=spec.rounds {
                 let record = sim.round(&mut lab, name, acquisition, &config, seed, round)?;
                 on_round(&record);
