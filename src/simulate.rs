@@ -65,6 +65,12 @@ pub struct RoundRecord {
     /// validation split against candidate-like negatives.
     pub ece: Option<f64>,
     pub brier: Option<f64>,
+    /// Where decisions are made: ECE (10 bins) of the round's `TOP_CALIBRATION` best
+    /// candidates by calibrated mean against the hidden truth, their mean probability and the
+    /// fraction of them true. None when nothing ranked them (`popularity`).
+    pub top_ece: Option<f64>,
+    pub top_predicted: Option<f64>,
+    pub top_observed: Option<f64>,
     /// Seconds spent generating and scoring candidates.
     pub generate_s: f64,
     /// Seconds spent on the ensemble's mean and spread and on acquisition.
@@ -194,7 +200,37 @@ impl Lab {
     }
 }
 
+/// How many of a round's best candidates its top-of-ranking calibration is measured on.
+pub const TOP_CALIBRATION: usize = 200;
+
 impl Sim<'_> {
+    /// `(ECE, mean predicted, fraction true)` of the best `TOP_CALIBRATION` candidates.
+    fn top_calibration(&self, candidates: &[Candidate]) -> Option<(f64, f64, f64)> {
+        let mut order: Vec<usize> = (0..candidates.len()).collect();
+        order.sort_by(|&a, &b| {
+            candidates[b]
+                .mean
+                .total_cmp(&candidates[a].mean)
+                .then(a.cmp(&b))
+        });
+        order.truncate(TOP_CALIBRATION);
+        if order.is_empty() {
+            return None;
+        }
+        let probs: Vec<f64> = order.iter().map(|&i| candidates[i].mean).collect();
+        let labels: Vec<bool> = order
+            .iter()
+            .map(|&i| self.truth.contains(&candidates[i].triple))
+            .collect();
+        let n = probs.len() as f64;
+        let report = crate::model::calibrate::report(&probs, &labels, 10);
+        Some((
+            report.ece,
+            probs.iter().sum::<f64>() / n,
+            labels.iter().filter(|&&l| l).count() as f64 / n,
+        ))
+    }
+
     /// One round of the popularity baseline: the most popular untested pairs of each relation,
     /// asked and ingested like any strategy's; nothing is trained.
     fn popularity_round(&self, lab: &mut Lab, name: &str, seed: u64, round: usize) -> RoundRecord {
@@ -258,6 +294,9 @@ impl Sim<'_> {
             cumulative_cost: lab.cost,
             test_mrr: mrr,
             ece: None,
+            top_ece: None,
+            top_predicted: None,
+            top_observed: None,
             brier: None,
             generate_s,
             rank_s,
@@ -320,6 +359,20 @@ impl Sim<'_> {
             seed ^ round as u64 ^ 0xca1b,
         );
         let context = self.context_of(&lab.known);
+        let negatives = {
+            let scorers: Vec<_> = lab
+                .members
+                .iter()
+                .map(|m| m.scorer(&self.device, &context))
+                .collect();
+            crate::training::with_top_negatives(
+                &graph,
+                scorers.as_slice(),
+                &excluded,
+                self.valid,
+                negatives,
+            )
+        };
         let (ensemble, calibration) = Ensemble::calibrate(
             lab.members.clone(),
             None,
@@ -355,6 +408,7 @@ impl Sim<'_> {
         );
         let rank_s = clock.elapsed().as_secs_f64();
         let clock = Instant::now();
+        let top = self.top_calibration(&candidates);
         let proposed: Vec<Triple> = picks.iter().map(|p| candidates[p.index].triple).collect();
         let confirmed = self.judge(lab, &proposed);
         let judge_s = clock.elapsed().as_secs_f64();
@@ -387,6 +441,9 @@ impl Sim<'_> {
             cumulative_cost: lab.cost,
             test_mrr: mrr,
             ece: calibration.as_ref().map(|c| c.after.ece),
+            top_ece: top.map(|t| t.0),
+            top_predicted: top.map(|t| t.1),
+            top_observed: top.map(|t| t.2),
             brier: calibration.as_ref().map(|c| c.after.brier),
             generate_s,
             rank_s,

@@ -361,7 +361,7 @@ fn summary(records: &[RoundRecord]) -> String {
         rows.entry(&r.strategy).or_default().push(r);
     }
     let mut md = format!(
-        "| strategy | discoveries after {last} rounds (mean ± sd over seeds) | mean precision | test MRR | ECE | Brier | cost |\n| --- | --- | --- | --- | --- | --- | --- |\n"
+        "| strategy | discoveries after {last} rounds (mean ± sd over seeds) | mean precision | test MRR | ECE | Brier | top-200 ECE (predicted / observed) | cost |\n| --- | --- | --- | --- | --- | --- | --- | --- |\n"
     );
     for (s, rs) in rows {
         let k = rs.len() as f64;
@@ -385,8 +385,22 @@ fn summary(records: &[RoundRecord]) -> String {
             }
         };
         let (ece, brier) = (calibration(|r| r.ece), calibration(|r| r.brier));
+        // Over every round of the strategy: each round's best candidates against the truth.
+        let every: Vec<&RoundRecord> = records.iter().filter(|r| r.strategy == s).collect();
+        let avg = |f: fn(&RoundRecord) -> Option<f64>| {
+            let v: Vec<f64> = every.iter().filter_map(|r| f(r)).collect();
+            (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+        };
+        let top = match (
+            avg(|r| r.top_ece),
+            avg(|r| r.top_predicted),
+            avg(|r| r.top_observed),
+        ) {
+            (Some(e), Some(p), Some(o)) => format!("{e:.3} ({p:.3} / {o:.3})"),
+            _ => "–".to_owned(),
+        };
         md.push_str(&format!(
-            "| {s} | {mean:.1} ± {sd:.1} | {precision:.3} | {mrr:.3} | {ece} | {brier} | {cost:.0} |\n"
+            "| {s} | {mean:.1} ± {sd:.1} | {precision:.3} | {mrr:.3} | {ece} | {brier} | {top} | {cost:.0} |\n"
         ));
     }
     let n = records.len().max(1) as f64;
@@ -438,11 +452,11 @@ fn write_outputs(
     }
     std::fs::write(dir.join("truth.tsv"), text)?;
     let mut csv = String::from(
-        "strategy,seed,round,tested,confirmed,precision,cumulative_discoveries,cumulative_cost,test_mrr,ece,brier,generate_s,rank_s,judge_s,train_s\n",
+        "strategy,seed,round,tested,confirmed,precision,cumulative_discoveries,cumulative_cost,test_mrr,ece,brier,top_ece,top_predicted,top_observed,generate_s,rank_s,judge_s,train_s\n",
     );
     for r in records {
         csv.push_str(&format!(
-            "{},{},{},{},{},{},{},{},{},{},{},{:.4},{:.4},{:.4},{:.4}\n",
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{:.4},{:.4},{:.4},{:.4}\n",
             r.strategy,
             r.seed,
             r.round,
@@ -454,6 +468,9 @@ fn write_outputs(
             r.test_mrr,
             r.ece.map(|x| x.to_string()).unwrap_or_default(),
             r.brier.map(|x| x.to_string()).unwrap_or_default(),
+            r.top_ece.map(|x| x.to_string()).unwrap_or_default(),
+            r.top_predicted.map(|x| x.to_string()).unwrap_or_default(),
+            r.top_observed.map(|x| x.to_string()).unwrap_or_default(),
             r.generate_s,
             r.rank_s,
             r.judge_s,

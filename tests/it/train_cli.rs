@@ -357,11 +357,23 @@ fn simulate_writes_csv_summary_and_plot() {
             .all(|l| l.split(',').nth(3) == Some("10")),
         "{csv}"
     );
+    // Calibration where decisions are made: each round's best candidates against the truth.
+    let header: Vec<&str> = csv.lines().next().expect("header").split(',').collect();
+    let col = |name: &str| header.iter().position(|c| *c == name).expect(name);
+    let (ece, predicted, observed) = (col("top_ece"), col("top_predicted"), col("top_observed"));
+    for line in csv.lines().skip(1) {
+        let f: Vec<&str> = line.split(',').collect();
+        for c in [ece, predicted, observed] {
+            let v: f64 = f[c].parse().unwrap_or_else(|e| panic!("{line}: {e}"));
+            assert!((0.0..=1.0).contains(&v), "{line}");
+        }
+    }
     let md = std::fs::read_to_string(out.join("summary.md")).expect("md");
     assert!(
         md.starts_with("| strategy | discoveries after 2 rounds"),
         "{md}"
     );
+    assert!(md.contains("top-200 ECE (predicted / observed)"), "{md}");
     let svg = std::fs::read_to_string(out.join("curves.svg")).expect("svg");
     // Series lines are drawn 2 px wide; axes and ticks are polylines too.
     assert_eq!(
