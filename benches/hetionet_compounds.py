@@ -147,6 +147,9 @@ try:
     rr = {arm: collections.defaultdict(list) for arm in ("ask", "popularity", "vote")}
     by_rel = {arm: collections.defaultdict(list) for arm in ("ask", "popularity", "vote")}
     latency = []
+    # Reliability by rank: do the probabilities fall with rank as the observed rate does?
+    BUCKETS = [1, 3, 10, 30, 100, 1000]
+    reliability = {k: [[] for _ in BUCKETS] for k in ks}
     for me, rows in compounds:
         for k in ks:
             claims, hidden = rows[:k], [x for x in rows[k:] if x[0] == me]
@@ -159,6 +162,10 @@ try:
                               "predict": [[me, r, "?"]], "top": 1000})
                 latency.append(answer["seconds"])
                 order = [row["tail"] for row in answer["rows"] if row["relation"] == r]
+                probs = [row["probability"] for row in answer["rows"] if row["relation"] == r]
+                for i, (c, p) in enumerate(zip(order, probs)):
+                    b = next(j for j, hi in enumerate(BUCKETS) if i < hi)
+                    reliability[k][b].append((p, c in truths))
                 score = {c: -i for i, c in enumerate(order)}
                 for t in sorted(truths):
                     if t in score:
@@ -194,6 +201,22 @@ for (k, r) in sorted(key for key in by_rel["ask"] if key[0] == k3):
     flag = "  BELOW POPULARITY" if v["ask"] < v["popularity"] else ""
     print(f"  {r:<5} {len(by_rel['ask'][(k, r)]):>5}  {v['ask']:.4f} / {v['popularity']:.4f} / {v['vote']:.4f}{flag}")
     out["per_relation_k3"][r] = v
+print("reliability by rank (rows of every ask; mean probability / fraction true / rows)")
+out["reliability"] = {}
+lo_names = ["1", "2-3", "4-10", "11-30", "31-100", "101-1000"]
+print("  k  " + "  ".join(f"{n:>22}" for n in lo_names))
+for k in ks:
+    cells, rows_out = [], []
+    for name, cell in zip(lo_names, reliability[k]):
+        if cell:
+            p = sum(x for x, _ in cell) / len(cell)
+            o = sum(1 for _, y in cell if y) / len(cell)
+            cells.append(f"{p:.3f} / {o:.3f} / {len(cell):>5}")
+            rows_out.append({"ranks": name, "predicted": p, "observed": o, "rows": len(cell)})
+        else:
+            cells.append("-")
+    print(f"{k:>3}  " + "  ".join(f"{c:>22}" for c in cells))
+    out["reliability"][k] = rows_out
 lat = sorted(latency)
 p50, p95 = lat[len(lat) // 2], lat[min(len(lat) - 1, int(len(lat) * 0.95))]
 print(f"ask latency over {len(lat)} asks (server-reported): median {p50 * 1000:.0f} ms, p95 {p95 * 1000:.0f} ms")

@@ -234,58 +234,32 @@ pub fn top_ranked_negatives<P: LinkPredictor + ?Sized>(
                 .entry(p.relation)
                 .or_insert_with(|| endpoints(graph, p.relation).1);
             // A min-heap of the best `per_positive` so far (ties: the lower id wins).
-            let mut best: BinaryHeap<Reverse<(Score, Reverse<u32>)>> = BinaryHeap::new();
+            let mut best: BinaryHeap<Reverse<Entry>> = BinaryHeap::new();
             for &e in range.iter() {
                 let s = match row.get(e as usize) {
                     Some(s) if s.is_finite() => *s,
                     _ => continue,
                 };
+                let c = Triple::new(p.head, p.relation, e);
                 if best.len() == per_positive
-                    && best.peek().is_some_and(|Reverse((w, _))| Score(s) <= *w)
+                    && best.peek().is_some_and(|Reverse(w)| Entry(s, c) <= *w)
                 {
                     continue;
                 }
-                let c = Triple::new(p.head, p.relation, e);
                 if e == p.tail || e == p.head || graph.contains(c) || exclude.contains(&c) {
                     continue;
                 }
-                best.push(Reverse((Score(s), Reverse(e))));
+                best.push(Reverse(Entry(s, c)));
                 if best.len() > per_positive {
                     best.pop();
                 }
             }
-            let mut picked: Vec<(Score, u32)> = best
-                .into_iter()
-                .map(|Reverse((s, Reverse(e)))| (s, e))
-                .collect();
-            picked.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
-            out.push(
-                picked
-                    .into_iter()
-                    .map(|(_, e)| Triple::new(p.head, p.relation, e))
-                    .collect(),
-            );
+            let mut picked: Vec<Entry> = best.into_iter().map(|Reverse(x)| x).collect();
+            picked.sort_by(|a, b| b.cmp(a));
+            out.push(picked.into_iter().map(|x| x.1).collect());
         }
     }
     out
-}
-
-/// A finite score with a total order, for heaps.
-#[derive(Debug, Clone, Copy, PartialEq)]
-struct Score(f32);
-
-impl Eq for Score {}
-
-impl PartialOrd for Score {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for Score {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.0.total_cmp(&other.0)
-    }
 }
 
 /// Generates the best-scored unknown, unrefuted triples of each relation in `spec`.
