@@ -9,5 +9,4 @@ pub mod generate;
 pub use functions::{Acquisition, Candidate, Pick, mutual_information, select};
 pub use generate::{
     GenerateSpec, Scored, generate, generate_reporting, sample_like_candidates, sample_uniform,
-    top_ranked_negatives,
 };

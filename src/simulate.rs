@@ -359,20 +359,6 @@ impl Sim<'_> {
             seed ^ round as u64 ^ 0xca1b,
         );
         let context = self.context_of(&lab.known);
-        let negatives = {
-            let scorers: Vec<_> = lab
-                .members
-                .iter()
-                .map(|m| m.scorer(&self.device, &context))
-                .collect();
-            crate::training::with_top_negatives(
-                &graph,
-                scorers.as_slice(),
-                &excluded,
-                self.valid,
-                negatives,
-            )
-        };
         let (ensemble, calibration) = Ensemble::calibrate(
             lab.members.clone(),
             None,

@@ -61,38 +61,6 @@ type Result<T> = std::result::Result<T, TrainingError>;
 /// this, one true for ten false, how likely is this one".
 pub const CALIBRATION_NEGATIVES: usize = 10;
 
-/// Besides those, each validation positive's own top-ranked unknown tails (the model's
-/// favourites, blend included): what a ranked batch shows reviewers, so the probabilities at
-/// the top of a ranking are fitted on what happens there.
-pub const CALIBRATION_TOP_NEGATIVES: usize = 5;
-
-/// `negatives[i]` plus the predictor's own top-ranked unknown tails of `valid[i]`'s query.
-pub fn with_top_negatives<P: model::LinkPredictor + ?Sized>(
-    graph: &Graph,
-    predictor: &P,
-    exclude: &HashSet<Triple>,
-    valid: &[Triple],
-    mut negatives: Vec<Vec<Triple>>,
-) -> Vec<Vec<Triple>> {
-    let top = acquire::top_ranked_negatives(
-        graph,
-        predictor,
-        exclude,
-        valid,
-        CALIBRATION_TOP_NEGATIVES,
-        256,
-    );
-    negatives.resize(valid.len(), Vec::new());
-    for (n, t) in negatives.iter_mut().zip(top) {
-        for x in t {
-            if !n.contains(&x) {
-                n.push(x);
-            }
-        }
-    }
-    negatives
-}
-
 /// Where the first weights come from.
 #[derive(Debug, Clone)]
 pub enum Warm {
@@ -350,20 +318,6 @@ pub async fn train(
         );
         blend = Some(fitted);
     }
-    let negatives = if valid.is_empty() {
-        negatives
-    } else {
-        blocking(|| {
-            let scorers: Vec<_> = models
-                .iter()
-                .map(|m| {
-                    m.scorer(&device, &context)
-                        .blended(blend.as_ref().map(|b| &b.0), context.popularity())
-                })
-                .collect();
-            with_top_negatives(&graph, scorers.as_slice(), &not_negative, &valid, negatives)
-        })
-    };
     let (ensemble, calibration) = blocking(|| {
         Ensemble::calibrate(
             models,
