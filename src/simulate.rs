@@ -206,16 +206,20 @@ pub const TOP_CALIBRATION: usize = 200;
 impl Sim<'_> {
     /// `(ECE, mean predicted, fraction true)` of the best `TOP_CALIBRATION` candidates.
     fn top_calibration(&self, candidates: &[Candidate]) -> Option<(f64, f64, f64)> {
-        let mut order: Vec<usize> = (0..candidates.len()).collect();
-        order.sort_by(|&a, &b| {
+        if candidates.is_empty() {
+            return None;
+        }
+        // Only the best are needed: a partial select, not a sort of every candidate.
+        let best_first = |&a: &usize, &b: &usize| {
             candidates[b]
                 .mean
                 .total_cmp(&candidates[a].mean)
                 .then(a.cmp(&b))
-        });
-        order.truncate(TOP_CALIBRATION);
-        if order.is_empty() {
-            return None;
+        };
+        let mut order: Vec<usize> = (0..candidates.len()).collect();
+        if order.len() > TOP_CALIBRATION {
+            order.select_nth_unstable_by(TOP_CALIBRATION - 1, best_first);
+            order.truncate(TOP_CALIBRATION);
         }
         let probs: Vec<f64> = order.iter().map(|&i| candidates[i].mean).collect();
         let labels: Vec<bool> = order

@@ -137,15 +137,12 @@ impl Asker {
                 Model::Walks(model) => prepare_walks(
                     model.scorer(&device, &self.context),
                     &member.calibrator,
+                    self.blend(),
                     prompt,
                     &checked,
                 ),
             })
             .collect();
-        let blend = self.blend();
-        for m in &mut members {
-            m.blend = blend;
-        }
         let prior_kind: Vec<Option<String>> = members
             .first()
             .map(|m| m.prior_kind.clone())
@@ -390,7 +387,7 @@ impl Asker {
         let rows = foldin::fold_in(model, &init, &checked.edges, pool_fn, &config);
         Member {
             calibrator,
-            blend: None,
+            blend: self.blend(),
             kind: MemberKind::Kge {
                 model,
                 scorer: Box::new(model.scorer(device)),
@@ -415,10 +412,10 @@ impl Asker {
         };
         let mut s = 0.0;
         if let Node::Known(id) = tail {
-            s += w.weight(relation, true) * counts.count(relation, id, true).ln_1p();
+            s += w.end_term(counts, relation, id, true);
         }
         if let Node::Known(id) = head {
-            s += w.weight(relation, false) * counts.count(relation, id, false).ln_1p();
+            s += w.end_term(counts, relation, id, false);
         }
         s
     }
@@ -602,8 +599,7 @@ impl Member<'_> {
         let bonus = |c: Node| -> f32 {
             match (c, blend) {
                 (Node::Known(id), Some((w, counts))) => {
-                    let tail = q.dir == Dir::Tail;
-                    w.weight(q.relation, tail) * counts.count(q.relation, id, tail).ln_1p()
+                    w.end_term(counts, q.relation, id, q.dir == Dir::Tail)
                 }
                 _ => 0.0,
             }
@@ -732,6 +728,7 @@ impl WalkView<'_, '_, '_> {
 fn prepare_walks<'a>(
     scorer: WalkScorer<'a>,
     calibrator: &'a Calibrator,
+    blend: Option<(&'a PopularityWeights, &'a Popularity)>,
     prompt: &Prompt,
     checked: &Checked,
 ) -> Member<'a> {
@@ -808,7 +805,7 @@ fn prepare_walks<'a>(
     let rows = answers.iter().map(|a| a.row.clone()).collect();
     Member {
         calibrator,
-        blend: None,
+        blend,
         kind: MemberKind::Walks {
             scorer: Box::new(scorer),
             claims,

@@ -246,7 +246,7 @@ impl PopularityWeights {
     }
 
     /// The weight of `relation`'s counts on one side (0 for a relation it does not know).
-    pub fn weight(&self, relation: u32, tail: bool) -> f32 {
+    fn weight(&self, relation: u32, tail: bool) -> f32 {
         let side = if tail { &self.tail } else { &self.head };
         side.get(relation as usize).copied().unwrap_or(0.0)
     }
@@ -284,8 +284,13 @@ impl PopularityWeights {
 
     /// The prior's part of a triple's score: both of its ends' terms.
     pub fn triple_term(&self, counts: &Popularity, t: Triple) -> f32 {
-        self.weight(t.relation, true) * counts.count(t.relation, t.tail, true).ln_1p()
-            + self.weight(t.relation, false) * counts.count(t.relation, t.head, false).ln_1p()
+        self.end_term(counts, t.relation, t.tail, true)
+            + self.end_term(counts, t.relation, t.head, false)
+    }
+
+    /// One end's term: what `entity` gains as `relation`'s tail (or head) for how often it is.
+    pub fn end_term(&self, counts: &Popularity, relation: u32, entity: u32, tail: bool) -> f32 {
+        self.weight(relation, tail) * counts.count(relation, entity, tail).ln_1p()
     }
 }
 
