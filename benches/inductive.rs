@@ -530,6 +530,7 @@ fn ask_latency(dir: &Path) -> anyhow::Result<()> {
     let ensemble = Ensemble {
         members,
         popularity: None,
+        verdicts: Default::default(),
     };
     println!(
         "3 members, dim {}, trained in {:.1} s",

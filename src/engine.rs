@@ -284,6 +284,7 @@ async fn train_for(
         holdout: held_out_files(l),
         ensemble: spec.ensemble,
         calibration: spec.calibration_method(),
+        verdict_calibration: spec.verdict_calibration,
         warm,
         backend: model::Backend::Cpu,
         workflow: Some(l.workflow.name.clone()),
@@ -812,6 +813,7 @@ fn ranked_batch(
             std: p.spread,
             members: Vec::new(),
             cost,
+            base: None,
         })
         .collect();
     let mut values = vec![0.0; pinned.len()];
@@ -831,6 +833,7 @@ fn ranked_batch(
             spread: p.spread,
             acquisition: if value.is_finite() { value } else { 0.0 },
             rank: i as i64,
+            base_score: None,
         })
         .collect();
     let first = batch.len();
@@ -844,6 +847,7 @@ fn ranked_batch(
             spread: c.std,
             acquisition: p.value,
             rank: (first + p.rank) as i64,
+            base_score: c.base,
         }
     }));
     batch

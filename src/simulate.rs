@@ -5,6 +5,7 @@
 use crate::acquire::{self, Acquisition, Candidate, GenerateSpec};
 use crate::graph::{Graph, GraphError, Triple};
 use crate::model::calibrate::Method;
+use crate::model::recalibrate::{Verdict, VerdictCalibration};
 use crate::model::{
     self, Categories, Context, Ensemble, Known, Model, ModelError, TrainConfig, TrainSet,
 };
@@ -47,6 +48,9 @@ pub struct SimSpec {
     /// How member scores become probabilities, fitted on the validation split each round as
     /// the engine does.
     pub calibration: Method,
+    /// Whether each round's probabilities are recalibrated on the earlier rounds' verdicts
+    /// (`model::recalibrate`), as the engine does.
+    pub verdict_calibration: bool,
 }
 
 /// What one round of one run produced.
@@ -183,6 +187,8 @@ struct Sim<'a> {
 struct Lab {
     known: Vec<Triple>,
     refuted: HashSet<Triple>,
+    /// Every verdict so far, with the probability its pick had before recalibration.
+    verdicts: Vec<Verdict>,
     members: Vec<Model>,
     discoveries: usize,
     cost: f64,
@@ -193,6 +199,7 @@ impl Lab {
         Self {
             known: visible.to_vec(),
             refuted: HashSet::new(),
+            verdicts: Vec::new(),
             members: Vec::new(),
             discoveries: 0,
             cost: 0.0,
@@ -265,6 +272,7 @@ impl Sim<'_> {
                 std: 0.0,
                 members: Vec::new(),
                 cost: spec.cost,
+                base: None,
             })
             .collect();
         let picks = acquire::select(
@@ -363,7 +371,7 @@ impl Sim<'_> {
             seed ^ round as u64 ^ 0xca1b,
         );
         let context = self.context_of(&lab.known);
-        let (ensemble, calibration) = Ensemble::calibrate(
+        let (mut ensemble, calibration) = Ensemble::calibrate(
             lab.members.clone(),
             None,
             spec.calibration,
@@ -372,6 +380,9 @@ impl Sim<'_> {
             &self.device,
             &context,
         );
+        if spec.verdict_calibration {
+            ensemble.verdicts = VerdictCalibration::fit(&lab.verdicts);
+        }
         let clock = Instant::now();
         let round_seed = seed ^ round as u64;
         let triples = self.propose(
@@ -401,9 +412,22 @@ impl Sim<'_> {
         let top = self.top_calibration(&candidates);
         let proposed: Vec<Triple> = picks.iter().map(|p| candidates[p.index].triple).collect();
         let confirmed = self.judge(lab, &proposed);
+        lab.verdicts.extend(picks.iter().map(|p| {
+            let c = &candidates[p.index];
+            Verdict {
+                relation: c.triple.relation,
+                probability: c.base.unwrap_or(c.mean),
+                confirmed: self.truth.contains(&c.triple),
+            }
+        }));
         let judge_s = clock.elapsed().as_secs_f64();
         let clock = Instant::now();
-        let retrain = config.clone().with_epochs(spec.retrain_epochs);
+        // Each retrain draws its own shuffles and negatives, as the engine's round seed does:
+        // replaying the first training's opening epochs every round biased the model.
+        let retrain = config
+            .clone()
+            .with_epochs(spec.retrain_epochs)
+            .with_seed(round_seed.wrapping_mul(0x9e37_79b9_7f4a_7c15));
         let members = std::mem::take(&mut lab.members);
         lab.members = self.train(lab, &retrain, members)?;
         let train_s = clock.elapsed().as_secs_f64();
@@ -653,6 +677,7 @@ mod tests {
                 .with_batch_size(32),
             retrain_epochs: 5,
             cost: 2.0,
+            verdict_calibration: true,
             calibration: Method::Platt,
         };
         let mut seen = 0;

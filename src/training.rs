@@ -13,6 +13,7 @@ use crate::model::calibrate::{self, Method};
 use crate::model::checkpoint::{self, CheckpointError, Vocab};
 use crate::model::ensemble::CalibrationSummary;
 use crate::model::prior::{Examples, Priors};
+use crate::model::recalibrate::{Verdict, VerdictCalibration};
 use crate::model::{
     self, Ensemble, EpochStats, Known, ModelError, ModelKind, TrainConfig, TrainEvent, TrainSet,
 };
@@ -84,6 +85,8 @@ pub struct Job {
     pub holdout: Vec<PathBuf>,
     pub ensemble: usize,
     pub calibration: Method,
+    /// Whether the ensemble is recalibrated per relation on review's earlier verdicts.
+    pub verdict_calibration: bool,
     pub warm: Warm,
     pub backend: model::Backend,
     /// The workflow training it, recorded with the model.
@@ -318,7 +321,7 @@ pub async fn train(
         );
         blend = Some(fitted);
     }
-    let (ensemble, calibration) = blocking(|| {
+    let (mut ensemble, calibration) = blocking(|| {
         Ensemble::calibrate(
             models,
             blend.as_ref().map(|b| b.0.clone()),
@@ -329,6 +332,32 @@ pub async fn train(
             &context,
         )
     });
+
+    if job.verdict_calibration {
+        let verdicts: Vec<Verdict> = store
+            .judged(v, job.workflow.as_deref())
+            .await?
+            .into_iter()
+            .filter_map(|(relation, probability, confirmed)| {
+                Some(Verdict {
+                    relation: graph.relation_id(&relation)?,
+                    probability,
+                    confirmed,
+                })
+            })
+            .collect();
+        ensemble.verdicts = VerdictCalibration::fit(&verdicts);
+        for (r, s) in ensemble.verdicts.relations() {
+            tracing::info!(
+                relation = graph.relation_key(r),
+                verdicts = s.verdicts,
+                confirmed = s.confirmed,
+                slope = s.a,
+                intercept = s.b,
+                "recalibrated on review's verdicts"
+            );
+        }
+    }
 
     let (priors, prior_report) =
         blocking(|| fit_priors_on(&ensemble, &vectors, skipped_features, config.seed));

@@ -39,6 +39,9 @@ pub struct Candidate {
     pub members: Vec<f64>,
     /// Cost of testing it; the value is divided by it when positive.
     pub cost: f64,
+    /// `mean` before the verdict recalibration (`Prediction::base`); `None` where it was
+    /// not computed by an ensemble (popularity, pinned asks).
+    pub base: Option<f64>,
 }
 
 impl Candidate {
@@ -58,6 +61,7 @@ impl Candidate {
                 std: p.std,
                 members: p.members,
                 cost,
+                base: Some(p.base),
             })
             .collect()
     }
@@ -219,6 +223,7 @@ mod tests {
             std,
             members: members.to_vec(),
             cost: 0.0,
+            base: Some(mean),
         }
     }
 

@@ -167,9 +167,16 @@ impl Asker {
         let mut n_candidates = 0;
         for (qi, q) in checked.queries.iter().enumerate() {
             let cands = self.candidates(q, &pools, checked.all_mode, &context);
+            let verdicts = &self.ensemble.verdicts;
             let per_member: Vec<Vec<f64>> = members
                 .iter_mut()
-                .map(|m| m.probs(prompt, &checked, q, &cands))
+                .map(|m| {
+                    let mut probs = m.probs(prompt, &checked, q, &cands);
+                    for p in &mut probs {
+                        *p = verdicts.prob(q.relation, *p);
+                    }
+                    probs
+                })
                 .collect();
             for (ci, &c) in cands.iter().enumerate() {
                 let triple = match q.dir {

@@ -41,6 +41,10 @@ pub struct SimulateArgs {
     /// How member scores become probabilities (as in a workflow's `model.calibration`).
     #[arg(long, value_enum, default_value_t = crate::model::calibrate::Method::Platt)]
     calibration: crate::model::calibrate::Method,
+    /// Keep the validation-fitted probabilities as they are: no recalibration on the earlier
+    /// rounds' verdicts (as a workflow's `rank.verdict_calibration: false`).
+    #[arg(long)]
+    no_verdict_calibration: bool,
     /// Comma-separated: random, popularity (the two baselines: no model), greedy, uncertainty,
     /// spread, bald, ucb, thompson, epsilon.
     #[arg(
@@ -246,6 +250,7 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<ExitCode> {
         retrain_epochs: args.retrain_epochs,
         cost: args.cost,
         calibration: args.calibration,
+        verdict_calibration: !args.no_verdict_calibration,
     };
     let total = (spec.strategies.len() * spec.seeds.len() * spec.rounds) as u64;
     let bar = indicatif::ProgressBar::new(total);

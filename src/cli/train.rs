@@ -95,6 +95,10 @@ pub struct TrainArgs {
     /// How scores become probabilities, fitted on half the validation triples.
     #[arg(long, value_enum, default_value_t = Method::Platt)]
     calibration: Method,
+    /// Keep the validation-fitted probabilities: no recalibration on review's verdicts on
+    /// earlier rounds' picks (`model::recalibrate`).
+    #[arg(long)]
+    no_verdict_calibration: bool,
     /// Compute backend (GPU ones need a build with the matching cargo feature).
     #[arg(long, value_enum, default_value_t = model::Backend::Cpu)]
     device: model::Backend,
@@ -236,6 +240,7 @@ pub async fn train(store: &Store, data_dir: &Path, args: TrainArgs) -> anyhow::R
         holdout: Vec::new(),
         ensemble: args.ensemble,
         calibration: args.calibration,
+        verdict_calibration: !args.no_verdict_calibration,
         warm: if args.cold { Warm::Cold } else { Warm::Latest },
         backend: args.device,
         workflow: None,
@@ -546,6 +551,7 @@ fn test_calibration(
             })
             .collect(),
         popularity: ensemble.popularity.clone(),
+        verdicts: Default::default(),
     };
     let mean = |e: &Ensemble| -> Vec<f64> {
         e.predict(&triples, device, context)

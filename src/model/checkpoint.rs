@@ -13,6 +13,11 @@ use std::path::{Path, PathBuf};
 
 const WEIGHTS: &str = "weights.bpk";
 const CONFIG: &str = "config.json";
+/// The optimizer's state beside the weights, so a warm retrain continues Adagrad or Adam
+/// where the last one stopped (restarting Adagrad's accumulators made each warm retrain jolt
+/// the model). Optional: a checkpoint without it warm-starts with fresh state.
+const OPTIMIZER: &str = "optimizer.bin";
+const OPTIMIZER_MAGIC: &[u8; 8] = b"HGOPT\0\0\x01";
 const VOCAB: &str = "vocab.json";
 
 /// The weights as a burn module, the unit burn records.
@@ -81,7 +86,71 @@ fn save_kge(model: &KgeModel, dir: &Path) -> Result<(), CheckpointError> {
     let path = dir.join(WEIGHTS);
     weights
         .save_file(&path)
-        .map_err(|e| corrupt(&path, format!("writing weights: {e:?}")))
+        .map_err(|e| corrupt(&path, format!("writing weights: {e:?}")))?;
+    save_optimizer(model, &dir.join(OPTIMIZER))
+}
+
+/// Writes the tables' optimizer state: a magic, then per table its first and second moments,
+/// each as a little-endian u64 count and that many f32.
+fn save_optimizer(model: &KgeModel, path: &Path) -> Result<(), CheckpointError> {
+    let (e, r) = (model.entities.state(), model.relations.state());
+    if e.0.is_empty() && r.0.is_empty() {
+        return match std::fs::remove_file(path) {
+            Err(err) if err.kind() != std::io::ErrorKind::NotFound => Err(io(path)(err)),
+            _ => Ok(()),
+        };
+    }
+    let total: usize = [e.0, e.1, r.0, r.1].iter().map(|v| 8 + 4 * v.len()).sum();
+    let mut bytes = Vec::with_capacity(OPTIMIZER_MAGIC.len() + total);
+    bytes.extend_from_slice(OPTIMIZER_MAGIC);
+    for v in [e.0, e.1, r.0, r.1] {
+        bytes.extend_from_slice(&(v.len() as u64).to_le_bytes());
+        for x in v {
+            bytes.extend_from_slice(&x.to_le_bytes());
+        }
+    }
+    std::fs::write(path, bytes).map_err(io(path))
+}
+
+/// Restores the state [`save_optimizer`] wrote, if the file is there.
+fn load_optimizer(model: &mut KgeModel, path: &Path) -> Result<(), CheckpointError> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io(path)(e)),
+    };
+    let rest = bytes
+        .strip_prefix(OPTIMIZER_MAGIC.as_slice())
+        .ok_or_else(|| corrupt(path, "not an optimizer state file"))?;
+    let mut at = 0usize;
+    let mut next = || -> Result<Vec<f32>, CheckpointError> {
+        let len = rest
+            .get(at..at + 8)
+            .and_then(|b| <[u8; 8]>::try_from(b).ok())
+            .map(u64::from_le_bytes)
+            .ok_or_else(|| corrupt(path, "truncated"))?;
+        let n = usize::try_from(len).map_err(|e| corrupt(path, e))?;
+        let end = n
+            .checked_mul(4)
+            .and_then(|b| b.checked_add(at + 8))
+            .filter(|&end| end <= rest.len())
+            .ok_or_else(|| corrupt(path, "truncated"))?;
+        let v = rest[at + 8..end]
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        at = end;
+        Ok(v)
+    };
+    let (ef, es, rf, rs) = (next()?, next()?, next()?, next()?);
+    model
+        .entities
+        .set_state(ef, es)
+        .map_err(|e| corrupt(path, format!("entities: {e}")))?;
+    model
+        .relations
+        .set_state(rf, rs)
+        .map_err(|e| corrupt(path, format!("relations: {e}")))
 }
 
 /// blake3 of a checkpoint's weights file.
@@ -160,13 +229,15 @@ fn load_kge(
             .map_err(|e| corrupt(&weights_path, format!("{e:?}")))?;
         Ok(Table::from_data(rows, width, v))
     };
-    Ok(KgeModel {
+    let mut model = KgeModel {
         entities: data(weights.entities, n, ew)?,
         relations: data(weights.relations, rel_rows, rw)?,
         config,
         num_entities: n,
         num_relations: m,
-    })
+    };
+    load_optimizer(&mut model, &dir.join(OPTIMIZER))?;
+    Ok(model)
 }
 
 impl Vocab {
@@ -250,6 +321,13 @@ struct CalibrationFile {
     /// did not choose one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     popularity: Option<super::popularity::PopularityWeights>,
+    /// The verdict recalibration (absent in files written before it existed, and before a
+    /// relation had enough verdicts).
+    #[serde(
+        default,
+        skip_serializing_if = "super::recalibrate::VerdictCalibration::is_empty"
+    )]
+    verdicts: super::recalibrate::VerdictCalibration,
 }
 
 /// Saves every member and the calibrators; returns one checksum over the members' weights.
@@ -270,6 +348,7 @@ pub fn save_ensemble(
             .map(|m| m.calibrator.clone())
             .collect(),
         popularity: ensemble.popularity.clone(),
+        verdicts: ensemble.verdicts.clone(),
     };
     let path = dir.join(CALIBRATION);
     let text = serde_json::to_vec_pretty(&file).map_err(|e| corrupt(&path, e))?;
@@ -304,7 +383,7 @@ pub fn load_ensemble(
     }
     let mut members = Vec::with_capacity(file.members.len());
     let mut vocab = None;
-    let popularity = file.popularity;
+    let (popularity, verdicts) = (file.popularity, file.verdicts);
     for (i, calibrator) in file.members.into_iter().enumerate() {
         let (model, v) = load(&dir.join(format!("member-{i}")), None)?;
         vocab = Some(v);
@@ -315,6 +394,7 @@ pub fn load_ensemble(
         super::Ensemble {
             members,
             popularity,
+            verdicts,
         },
         vocab,
     ))

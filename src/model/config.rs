@@ -149,12 +149,24 @@ pub struct TrainConfig {
     /// relation and side chosen on the validation triples (`model::popularity`): the model
     /// starts from what counting knows. `None` (configs saved before it existed): yes.
     pub popularity_prior: Option<bool>,
+    /// Weight of a refuted triple (negative evidence from review) beside one positive of the
+    /// embedding models' loss. `None` (configs saved before it existed): [`REFUTED_WEIGHT`].
+    /// The walk model reads its own `walks.refuted_weight`.
+    pub refuted_weight: Option<f64>,
 }
+
+/// Default weight of a refuted triple in the embedding models' loss (`refuted_weight`).
+pub const REFUTED_WEIGHT: f64 = 1.0;
 
 impl TrainConfig {
     /// Whether training fits a popularity blend (only where it has validation triples).
     pub fn popularity_prior(&self) -> bool {
         self.popularity_prior.unwrap_or(true)
+    }
+
+    /// Weight of a refuted triple beside one positive (embedding models).
+    pub fn refuted_weight(&self) -> f64 {
+        self.refuted_weight.unwrap_or(REFUTED_WEIGHT)
     }
 
     /// The walk model's hyperparameters, defaults filled in.

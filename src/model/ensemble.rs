@@ -7,6 +7,7 @@ use super::calibrate::{self, Calibrator, Method, Report};
 use super::context::{Categories, Context};
 use super::eval::LinkPredictor;
 use super::popularity::PopularityWeights;
+use super::recalibrate::VerdictCalibration;
 use super::train::{TrainEvent, TrainOutcome, TrainSet};
 use super::{ModelError, TrainConfig};
 use crate::graph::Triple;
@@ -29,6 +30,10 @@ pub struct Ensemble {
     /// (`TrainConfig::popularity_prior`); the counts come from the graph asked about
     /// ([`Ensemble::context_of`]).
     pub popularity: Option<PopularityWeights>,
+    /// Per relation, the map from the calibrated probability to the rate review confirmed,
+    /// fitted on earlier rounds' verdicts (`model::recalibrate`); empty until a relation has
+    /// enough of them.
+    pub verdicts: VerdictCalibration,
 }
 
 /// A candidate's probability under the ensemble.
@@ -37,6 +42,8 @@ pub struct Prediction {
     pub mean: f64,
     pub std: f64,
     pub members: Vec<f64>,
+    /// The members' mean before the verdict recalibration: what the next fit reads.
+    pub base: f64,
 }
 
 impl Prediction {
@@ -49,6 +56,7 @@ impl Prediction {
             mean,
             std: var.sqrt(),
             members,
+            base: mean,
         }
     }
 }
@@ -166,6 +174,7 @@ impl Ensemble {
         let ensemble = Self {
             members,
             popularity,
+            verdicts: VerdictCalibration::default(),
         };
         if !can_fit {
             return (ensemble, None);
@@ -247,8 +256,20 @@ impl Ensemble {
                     .collect()
             })
             .collect();
-        (0..triples.len())
-            .map(|j| Prediction::of(per_member.iter().map(|p| p[j]).collect()))
+        triples
+            .iter()
+            .enumerate()
+            .map(|(j, t)| {
+                let base = Prediction::of(per_member.iter().map(|p| p[j]).collect()).mean;
+                let members = per_member
+                    .iter()
+                    .map(|p| self.verdicts.prob(t.relation, p[j]))
+                    .collect();
+                Prediction {
+                    base,
+                    ..Prediction::of(members)
+                }
+            })
             .collect()
     }
 }

@@ -174,10 +174,12 @@ impl Batch<'_> {
                 },
             );
 
-        // Refuted triples: softplus(score) pushes them down (tail direction).
+        // Refuted triples: softplus(score) pushes them down (tail direction), each weighted
+        // like one positive of the batch times `refuted_weight` (a mean over the few refuted
+        // rows made each weigh as much as the whole batch of positives).
         let refuted = &self.triples[b..];
-        if !refuted.is_empty() {
-            let m = refuted.len();
+        let refuted_weight = config.refuted_weight() as f32;
+        if !refuted.is_empty() && refuted_weight > 0.0 {
             let mut q = vec![0.0f32; w];
             let mut value = 0.0f64;
             for (j, t) in refuted.iter().enumerate() {
@@ -185,7 +187,7 @@ impl Batch<'_> {
                 query_into(kind, false, ent(t.head), r, &mut q);
                 let s = dot(&q, ent(t.tail));
                 value += f64::from(softplus(s));
-                let gs = sigmoid(s) / m as f32;
+                let gs = sigmoid(s) * refuted_weight * scale;
                 let i = b + j;
                 let dq: Vec<f32> = ent(t.tail).iter().map(|&x| gs * x).collect();
                 for (d, &x) in d_tail[i * w..(i + 1) * w].iter_mut().zip(&q) {
@@ -200,7 +202,7 @@ impl Batch<'_> {
                     &mut d_rel[i * rw..(i + 1) * rw],
                 );
             }
-            loss += value / m as f64;
+            loss += value * f64::from(refuted_weight) / b as f64;
         }
 
         // Sum each distinct row's contributions, in a fixed order.
@@ -644,6 +646,48 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// A refuted triple weighs like one positive of the batch times `refuted_weight`: its
+    /// term is linear in the weight and bounded by the refuted rows' share of the batch (a
+    /// mean over the refuted rows made each weigh as much as every positive together).
+    #[test]
+    fn a_refutation_weighs_like_one_positive() {
+        let device = crate::model::default_device();
+        let (model, train, refuted) = setup(ModelKind::Complex, 3);
+        let known = Known::new(&[&train]);
+        // As many refutations as training triples, so a batch of 40 draws 10 (a quarter).
+        let refuted: Vec<Triple> = refuted.iter().cycle().take(train.len()).copied().collect();
+        let set = TrainSet {
+            num_entities: model.num_entities,
+            num_relations: model.num_relations,
+            train: &train,
+            valid: &[],
+            known: &known,
+            refuted: &refuted,
+        };
+        let batch: Vec<(Triple, Side)> = train[..40].iter().map(|&t| (t, Side::Tail)).collect();
+        let loss = |weight: f64| {
+            let mut m = model.clone();
+            m.config = m.config.clone().with_refuted_weight(Some(weight));
+            gradients(&m, &batch, &set, &device, &mut StdRng::seed_from_u64(4)).loss
+        };
+        let (none, one, two) = (loss(0.0), loss(1.0), loss(2.0));
+        let term = one - none;
+        assert!(term > 0.0, "refutations add to the loss");
+        close(two - none, 2.0 * term, "linear in the weight");
+        use crate::model::LinkPredictor;
+        let scorer = model.scorer(&device);
+        let worst = scorer
+            .triples(&refuted)
+            .into_iter()
+            .map(|s| f64::from(softplus(s)))
+            .fold(0.0f64, f64::max);
+        assert!(
+            term <= 10.0 * worst / 40.0 + 1e-6,
+            "10 refuted rows of a 40-row batch: {term} > {}",
+            10.0 * worst / 40.0
+        );
     }
 
     /// The same gradients whatever the number of threads, bit for bit.

@@ -209,9 +209,33 @@ impl Table {
         }
     }
 
-    /// Drops optimizer state (it is not part of a checkpoint).
-    pub fn without_state(&self) -> Self {
-        Self::from_data(self.rows, self.width, self.data.clone())
+    /// The optimizer state, first and second moments (each empty before the first step;
+    /// Adagrad has no second).
+    pub fn state(&self) -> (&[f32], &[f32]) {
+        (&self.first, &self.second)
+    }
+
+    /// Restores optimizer state saved by [`Table::state`]; each part is empty or one value per
+    /// parameter.
+    pub fn set_state(&mut self, first: Vec<f32>, second: Vec<f32>) -> Result<(), String> {
+        for (what, v) in [("first", &first), ("second", &second)] {
+            if !v.is_empty() && v.len() != self.data.len() {
+                return Err(format!(
+                    "{what} moments hold {} values for a table of {}",
+                    v.len(),
+                    self.data.len()
+                ));
+            }
+        }
+        self.first = first;
+        self.second = second;
+        Ok(())
+    }
+
+    /// Forgets the optimizer state (another optimizer's state would be misread).
+    pub fn drop_state(&mut self) {
+        self.first = Vec::new();
+        self.second = Vec::new();
     }
 }
 

@@ -224,4 +224,26 @@ impl Store {
         .await?;
         Ok(rows.into_iter().map(|(h, r, t)| [h, r, t]).collect())
     }
+
+    /// Every hypothesis scored before version `v` (of `workflow`'s rounds, or of every
+    /// workflow) that review confirmed or refuted and whose pre-recalibration probability is
+    /// known: `(relation key, base_score, confirmed)`, oldest first. What the verdict
+    /// recalibration (`model::recalibrate`) is fitted on.
+    pub async fn judged(&self, v: i64, workflow: Option<&str>) -> Result<Vec<(String, f64, bool)>> {
+        let rows: Vec<(String, f64, String)> = sqlx::query_as(
+            "SELECT r.key, h.base_score, h.status FROM hypotheses h \
+             JOIN relations r ON r.id = h.relation JOIN rounds o ON o.id = h.round_id \
+             WHERE h.graph_version < $1 AND h.base_score IS NOT NULL \
+             AND h.status IN ('confirmed', 'refuted') \
+             AND (CAST($2 AS TEXT) IS NULL OR o.workflow = $2) ORDER BY h.id",
+        )
+        .bind(v)
+        .bind(workflow)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(r, p, status)| (r, p, status == "confirmed"))
+            .collect())
+    }
 }

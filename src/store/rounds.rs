@@ -4,7 +4,8 @@
 
 use super::pinned::PinnedClaims;
 use super::write::{
-    Delta, Keys, Meta, PG_CHUNK, commit, pg_array, pg_float_array, pg_text_array, values_sql,
+    Delta, Keys, Meta, PG_CHUNK, commit, pg_array, pg_float_array, pg_optional_float_array,
+    pg_text_array, values_sql,
 };
 use super::{Result, Store, StoreError};
 use crate::plugin::{Outcome, Verdict};
@@ -150,6 +151,8 @@ pub struct NewHypothesis {
     pub spread: f64,
     pub acquisition: f64,
     pub rank: i64,
+    /// `score` before the verdict recalibration; `None` where no ensemble computed it.
+    pub base_score: Option<f64>,
 }
 
 /// A stored hypothesis, with what a plugin or reviewer needs to see.
@@ -578,11 +581,12 @@ impl Store {
             for (chunk, chunk_ids) in batch.chunks(PG_CHUNK).zip(ids.chunks(PG_CHUNK)) {
                 sqlx::query(
                     "INSERT INTO hypotheses (round_id, head, relation, tail, score, spread, \
-                     acquisition, rank, model_id, graph_version) \
-                     SELECT $1, h, r, t, s, sp, a, k, $9, $10 FROM unnest(CAST($2 AS BIGINT[]), \
+                     acquisition, rank, model_id, graph_version, base_score) \
+                     SELECT $1, h, r, t, s, sp, a, k, $9, $10, bs FROM unnest(CAST($2 AS BIGINT[]), \
                      CAST($3 AS BIGINT[]), CAST($4 AS BIGINT[]), CAST($5 AS DOUBLE PRECISION[]), \
                      CAST($6 AS DOUBLE PRECISION[]), CAST($7 AS DOUBLE PRECISION[]), \
-                     CAST($8 AS BIGINT[])) AS u(h, r, t, s, sp, a, k)",
+                     CAST($8 AS BIGINT[]), CAST($11 AS DOUBLE PRECISION[])) \
+                     AS u(h, r, t, s, sp, a, k, bs)",
                 )
                 .bind(round)
                 .bind(pg_array(chunk_ids.iter().map(|t| t[0])))
@@ -594,6 +598,7 @@ impl Store {
                 .bind(pg_array(chunk.iter().map(|h| h.rank)))
                 .bind(model_id)
                 .bind(graph_version)
+                .bind(pg_optional_float_array(chunk.iter().map(|h| h.base_score)))
                 .execute(&mut *tx)
                 .await?;
             }
@@ -604,7 +609,7 @@ impl Store {
         } else {
             0
         };
-        let per_chunk = super::write::MAX_PARAMS / 10;
+        let per_chunk = super::write::MAX_PARAMS / 11;
         for (chunk, chunk_ids) in batch[..on_sqlite]
             .chunks(per_chunk)
             .zip(ids[..on_sqlite].chunks(per_chunk))
@@ -612,8 +617,8 @@ impl Store {
             let sql = values_sql(
                 self.backend,
                 "INSERT INTO hypotheses (round_id, head, relation, tail, score, spread, \
-                 acquisition, rank, model_id, graph_version) VALUES ",
-                10,
+                 acquisition, rank, model_id, graph_version, base_score) VALUES ",
+                11,
                 chunk.len(),
             );
             let mut q = sqlx::query(AssertSqlSafe(sql));
@@ -628,7 +633,8 @@ impl Store {
                     .bind(h.acquisition)
                     .bind(h.rank)
                     .bind(model_id)
-                    .bind(graph_version);
+                    .bind(graph_version)
+                    .bind(h.base_score);
             }
             q.execute(&mut *tx).await?;
         }

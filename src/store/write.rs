@@ -665,12 +665,21 @@ pub(super) fn pg_array(values: impl Iterator<Item = i64>) -> String {
 /// A PostgreSQL array literal of floats, each written so it reads back as the same `f64`
 /// (`NaN`, `Infinity`, `-Infinity` spelled as PostgreSQL spells them).
 pub(super) fn pg_float_array(values: impl Iterator<Item = f64>) -> String {
+    pg_optional_float_array(values.map(Some))
+}
+
+/// A PostgreSQL array literal of optional floats, `NULL` for none.
+pub(super) fn pg_optional_float_array(values: impl Iterator<Item = Option<f64>>) -> String {
     use std::fmt::Write;
     let mut s = String::from("{");
     for (i, v) in values.enumerate() {
         if i > 0 {
             s.push(',');
         }
+        let Some(v) = v else {
+            s.push_str("NULL");
+            continue;
+        };
         if v.is_nan() {
             s.push_str("NaN");
         } else if v.is_infinite() {

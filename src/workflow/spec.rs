@@ -205,6 +205,10 @@ pub struct ModelSpec {
     #[schemars(transform = limits::train::ENSEMBLE.schema())]
     pub ensemble: usize,
     pub calibration: CalibrationSpec,
+    /// Whether each retrain recalibrates a relation's probabilities on the verdicts review
+    /// gave earlier rounds' picks (once it has 20): the top of a ranking, where validation
+    /// triples say little (`model::recalibrate`).
+    pub verdict_calibration: bool,
     pub retrain: RetrainMode,
     /// The walk transformer's settings (`kind: walks`); unset ones keep their defaults.
     /// `lr` and `batch_size` above apply to the shallow kinds; the walk model has its own.
@@ -323,6 +327,7 @@ impl Default for ModelSpec {
             retrain_epochs: 5,
             ensemble: 3,
             calibration: CalibrationSpec::Platt,
+            verdict_calibration: true,
             retrain: RetrainMode::Warm,
             walks: None,
         }

@@ -228,6 +228,15 @@ fn checkpoint_reloads_to_identical_scores_and_rejects_corruption() {
     let sum = checkpoint::save(&saved, &vocab, dir.path()).expect("save");
     let (back, back_vocab) = checkpoint::load(dir.path(), Some(&sum)).expect("load");
     assert_eq!(back_vocab, vocab);
+    // The optimizer's state comes back with the weights, so a warm retrain continues it.
+    let model::Model::Kge(back_kge) = &back else {
+        panic!("a RotatE checkpoint loaded as another kind");
+    };
+    assert!(
+        !back_kge.entities.state().0.is_empty(),
+        "no optimizer state"
+    );
+    assert_eq!(back_kge, &out.model);
     let device = model::default_device();
     let context = model::Context::empty(20, 2);
     use model::LinkPredictor;
@@ -246,6 +255,19 @@ fn checkpoint_reloads_to_identical_scores_and_rejects_corruption() {
         err.contains("entity 3 is `e3` in the checkpoint and `x` in this graph"),
         "{err}"
     );
+
+    // A truncated optimizer state is refused by name.
+    let state = dir.path().join("optimizer.bin");
+    let bytes = std::fs::read(&state).expect("read state");
+    std::fs::write(&state, &bytes[..bytes.len() / 2]).expect("write");
+    let err = checkpoint::load(dir.path(), Some(&sum))
+        .expect_err("truncated state")
+        .to_string();
+    assert!(
+        err.contains("optimizer.bin is corrupted: truncated"),
+        "{err}"
+    );
+    std::fs::write(&state, &bytes).expect("write");
 
     // A flipped byte is caught by the checksum; garbage without one by the reader.
     let weights = dir.path().join("weights.bpk");

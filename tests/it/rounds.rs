@@ -520,6 +520,59 @@ fn sigterm_finishes_the_step_and_the_round_resumes(env: Env) {
     check_round(&env, 1, 30);
 }
 
+/// Review's verdicts on round 1's picks recalibrate round 2's probabilities of that
+/// relation: round 1 scores as validation calibrated them, round 2 does not, and each
+/// hypothesis keeps the probability the next fit reads.
+fn verdicts_recalibrate_the_next_rounds_probabilities(env: Env) {
+    let text = workflow("w", "").replace(
+        "generate:\n  top_k: 40\n",
+        "generate:\n  relations: [affects]\n  top_k: 200\n",
+    );
+    let w = env.write("w.yaml", text);
+    env.ok(&["run", w.to_str().expect("path"), "--rounds", "2"]);
+    let count = |number: i64, condition: &str| {
+        env.count(&format!(
+            "SELECT count(*) FROM hypotheses h JOIN rounds r ON r.id = h.round_id \
+             WHERE r.number = {number} AND {condition}"
+        ))
+    };
+    assert_eq!(count(1, "h.base_score BETWEEN 0 AND 1"), 30);
+    assert_eq!(count(2, "h.base_score BETWEEN 0 AND 1"), 30);
+    assert_eq!(
+        count(1, "abs(h.score - h.base_score) < 1e-12"),
+        30,
+        "no verdicts yet: round 1 is not recalibrated"
+    );
+    assert_eq!(
+        count(2, "abs(h.score - h.base_score) < 1e-12"),
+        0,
+        "30 verdicts on `affects` recalibrate every round-2 probability"
+    );
+    // The recalibration travels with the model that round 2 scored with.
+    let confirmed = count(1, "h.status = 'confirmed'");
+    let observed = confirmed as f64 / 30.0;
+    let mean = |number: i64, column: &str| -> f64 {
+        env.strings(&format!(
+            "SELECT CAST(avg(h.{column}) AS TEXT) FROM hypotheses h JOIN rounds r \
+             ON r.id = h.round_id WHERE r.number = {number}"
+        ))[0]
+            .parse()
+            .expect("a mean")
+    };
+    // Round 2's picks sit where round 1's did, so their recalibrated mean is nearer the rate
+    // round 1's verdicts observed than their validation-calibrated mean is.
+    assert!(
+        (mean(2, "score") - observed).abs() < (mean(2, "base_score") - observed).abs(),
+        "observed {observed}, recalibrated {}, validation-calibrated {}",
+        mean(2, "score"),
+        mean(2, "base_score")
+    );
+}
+
+on_both!(
+    verdicts_recalibrate_the_next_rounds_probabilities,
+    verdicts_recalibrate_the_next_rounds_probabilities
+);
 on_both!(
     a_round_runs_end_to_end_and_records_everything,
     a_round_runs_end_to_end_and_records_everything

@@ -213,6 +213,7 @@ fn stage_items_answer_once_and_expire_visibly() {
                 spread: 0.1,
                 acquisition: 0.5 - i as f64 * 0.1,
                 rank: i as i64,
+                base_score: Some(0.4),
             })
             .collect();
         store
@@ -308,6 +309,7 @@ fn a_stage_with_a_reopened_item_does_not_close() {
                 spread: 0.1,
                 acquisition: 0.5,
                 rank: i as i64,
+                base_score: None,
             })
             .collect();
         store
