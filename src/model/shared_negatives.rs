@@ -676,7 +676,6 @@ mod tests {
         let term = one - none;
         assert!(term > 0.0, "refutations add to the loss");
         close(two - none, 2.0 * term, "linear in the weight");
-        use crate::model::LinkPredictor;
         let scorer = model.scorer(&device);
         let worst = scorer
             .triples(&refuted)
