@@ -46,70 +46,11 @@ impl Calibrator {
         }
     }
 
-    /// Newton's method on the log-loss of sigmoid(a s + b), with Platt's smoothed targets.
+    /// Logistic regression on the score with Platt's smoothed targets.
     pub fn fit_platt(scores: &[f64], labels: &[bool]) -> Self {
-        // Newton's method with a backtracking line search (Lin, Lin and Weng 2007): plain
-        // Newton steps from a = 1 diverge when the scores are large (a blended model's reach
-        // tens), where the sigmoid saturates and the Hessian vanishes.
         let pos = labels.iter().filter(|&&l| l).count() as f64;
         let neg = labels.len() as f64 - pos;
-        let (t_pos, t_neg) = ((pos + 1.0) / (pos + 2.0), 1.0 / (neg + 2.0));
-        let target = |l: bool| if l { t_pos } else { t_neg };
-        let loss = |a: f64, b: f64| -> f64 {
-            scores
-                .iter()
-                .zip(labels)
-                .map(|(&s, &l)| {
-                    let z = a * s + b;
-                    let t = target(l);
-                    // -(t log p + (1 - t) log(1 - p)), stable for any z.
-                    if z >= 0.0 {
-                        t * (-z).exp().ln_1p() + (1.0 - t) * (z + (-z).exp().ln_1p())
-                    } else {
-                        t * (-z + z.exp().ln_1p()) + (1.0 - t) * z.exp().ln_1p()
-                    }
-                })
-                .sum()
-        };
-        let (mut a, mut b) = (0.0f64, ((neg + 1.0) / (pos + 1.0)).ln());
-        let mut current = loss(a, b);
-        for _ in 0..100 {
-            let (mut ga, mut gb, mut haa, mut hab, mut hbb) = (0.0, 0.0, 1e-12, 0.0, 1e-12);
-            for (&s, &l) in scores.iter().zip(labels) {
-                let p = sigmoid(a * s + b);
-                let d = p - target(l);
-                let w = p * (1.0 - p);
-                ga += d * s;
-                gb += d;
-                haa += w * s * s;
-                hab += w * s;
-                hbb += w;
-            }
-            if ga.abs() < 1e-9 && gb.abs() < 1e-9 {
-                break;
-            }
-            let det = haa * hbb - hab * hab;
-            let (da, db) = if det.abs() > 1e-18 {
-                ((hbb * ga - hab * gb) / det, (haa * gb - hab * ga) / det)
-            } else {
-                (ga, gb)
-            };
-            let mut step = 1.0;
-            let mut improved = false;
-            while step > 1e-10 {
-                let (na, nb) = (a - step * da, b - step * db);
-                let l = loss(na, nb);
-                if l < current - 1e-4 * step * (ga * da + gb * db) {
-                    (a, b, current) = (na, nb, l);
-                    improved = true;
-                    break;
-                }
-                step /= 2.0;
-            }
-            if !improved {
-                break;
-            }
-        }
+        let (a, b) = fit_logistic(scores, labels, (0.0, ((neg + 1.0) / (pos + 1.0)).ln()), 0.0);
         Self::Platt { a, b }
     }
 
@@ -155,6 +96,82 @@ impl Calibrator {
             }
         }
     }
+}
+
+/// Fits sigmoid(a s + b) to `labels` with Platt's smoothed targets, minimizing the log-loss
+/// plus `slope_prior / 2 (a - a0)^2` from `start = (a0, b0)`, by Newton's method with a
+/// backtracking line search (Lin, Lin and Weng 2007): plain Newton steps diverge when the
+/// scores are large (a blended model's reach tens), where the sigmoid saturates and the
+/// Hessian vanishes. The objective is convex, so each accepted step makes progress.
+pub fn fit_logistic(
+    scores: &[f64],
+    labels: &[bool],
+    start: (f64, f64),
+    slope_prior: f64,
+) -> (f64, f64) {
+    let pos = labels.iter().filter(|&&l| l).count() as f64;
+    let neg = labels.len() as f64 - pos;
+    let (t_pos, t_neg) = ((pos + 1.0) / (pos + 2.0), 1.0 / (neg + 2.0));
+    let target = |l: bool| if l { t_pos } else { t_neg };
+    let a0 = start.0;
+    let objective = |a: f64, b: f64| -> f64 {
+        let data: f64 = scores
+            .iter()
+            .zip(labels)
+            .map(|(&s, &l)| {
+                let z = a * s + b;
+                // -(t log p + (1 - t) log(1 - p)) = softplus(z) - t z, stable for any z.
+                let softplus = if z > 0.0 {
+                    z + (-z).exp().ln_1p()
+                } else {
+                    z.exp().ln_1p()
+                };
+                softplus - target(l) * z
+            })
+            .sum();
+        data + 0.5 * slope_prior * (a - a0).powi(2)
+    };
+    let (mut a, mut b) = start;
+    let mut current = objective(a, b);
+    for _ in 0..100 {
+        let (mut ga, mut gb) = (slope_prior * (a - a0), 0.0);
+        let (mut haa, mut hab, mut hbb) = (slope_prior + 1e-12, 0.0, 1e-12);
+        for (&s, &l) in scores.iter().zip(labels) {
+            let p = sigmoid(a * s + b);
+            let d = p - target(l);
+            let w = p * (1.0 - p);
+            ga += d * s;
+            gb += d;
+            haa += w * s * s;
+            hab += w * s;
+            hbb += w;
+        }
+        if ga.abs() < 1e-9 && gb.abs() < 1e-9 {
+            break;
+        }
+        let det = haa * hbb - hab * hab;
+        let (da, db) = if det.abs() > 1e-18 {
+            ((hbb * ga - hab * gb) / det, (haa * gb - hab * ga) / det)
+        } else {
+            (ga, gb)
+        };
+        let mut step = 1.0;
+        let mut improved = false;
+        while step > 1e-10 {
+            let (na, nb) = (a - step * da, b - step * db);
+            let value = objective(na, nb);
+            if value < current - 1e-4 * step * (ga * da + gb * db) {
+                (a, b, current) = (na, nb, value);
+                improved = true;
+                break;
+            }
+            step /= 2.0;
+        }
+        if !improved {
+            break;
+        }
+    }
+    (a, b)
 }
 
 /// One bin of a reliability diagram.

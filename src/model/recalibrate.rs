@@ -10,6 +10,7 @@
 //! [`SLOPE_PRIOR`] verdicts): picks sit in a narrow band of probabilities, where slope and
 //! intercept are nearly interchangeable, and the ranking must stay the model's.
 
+use super::calibrate::fit_logistic;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -96,79 +97,16 @@ impl VerdictCalibration {
     }
 }
 
-/// Newton's method on the log-loss of sigmoid(a x + b) with Platt's smoothed targets, plus
-/// `SLOPE_PRIOR / 2 (a - 1)^2`. Convex, so a damped Newton step always makes progress.
+/// Logistic regression on the logit with the slope pulled towards 1 (`SLOPE_PRIOR`).
 fn fit_shift(xs: &[(f64, bool)]) -> Shift {
-    let pos = xs.iter().filter(|x| x.1).count();
-    let neg = xs.len() - pos;
-    let (t_pos, t_neg) = (
-        (pos as f64 + 1.0) / (pos as f64 + 2.0),
-        1.0 / (neg as f64 + 2.0),
-    );
-    let target = |l: bool| if l { t_pos } else { t_neg };
-    let objective = |a: f64, b: f64| -> f64 {
-        let data: f64 = xs
-            .iter()
-            .map(|&(x, l)| {
-                let z = a * x + b;
-                let t = target(l);
-                // -(t log p + (1 - t) log(1 - p)) = softplus(z) - t z, stable for any z.
-                let softplus = if z > 0.0 {
-                    z + (-z).exp().ln_1p()
-                } else {
-                    z.exp().ln_1p()
-                };
-                softplus - t * z
-            })
-            .sum();
-        data + 0.5 * SLOPE_PRIOR * (a - 1.0).powi(2)
-    };
-    let (mut a, mut b) = (1.0f64, 0.0f64);
-    let mut current = objective(a, b);
-    for _ in 0..100 {
-        let (mut ga, mut gb) = (SLOPE_PRIOR * (a - 1.0), 0.0);
-        let (mut haa, mut hab, mut hbb) = (SLOPE_PRIOR, 0.0, 1e-12);
-        for &(x, l) in xs {
-            let p = sigmoid(a * x + b);
-            let d = p - target(l);
-            let w = p * (1.0 - p);
-            ga += d * x;
-            gb += d;
-            haa += w * x * x;
-            hab += w * x;
-            hbb += w;
-        }
-        if ga.abs() < 1e-9 && gb.abs() < 1e-9 {
-            break;
-        }
-        let det = haa * hbb - hab * hab;
-        let (da, db) = if det > 1e-18 {
-            ((hbb * ga - hab * gb) / det, (haa * gb - hab * ga) / det)
-        } else {
-            (ga, gb)
-        };
-        let mut step = 1.0;
-        let mut improved = false;
-        while step > 1e-10 {
-            let (na, nb) = (a - step * da, b - step * db);
-            let value = objective(na, nb);
-            if value < current - 1e-4 * step * (ga * da + gb * db) {
-                (a, b, current) = (na, nb, value);
-                improved = true;
-                break;
-            }
-            step /= 2.0;
-        }
-        if !improved {
-            break;
-        }
-    }
+    let (x, labels): (Vec<f64>, Vec<bool>) = xs.iter().copied().unzip();
+    let (a, b) = fit_logistic(&x, &labels, (1.0, 0.0), SLOPE_PRIOR);
     Shift {
         // A falling map would reverse the model's ranking; a flat one is the most it may say.
         a: a.max(0.0),
         b,
         verdicts: xs.len(),
-        confirmed: pos,
+        confirmed: labels.iter().filter(|&&l| l).count(),
     }
 }
 
