@@ -128,6 +128,7 @@ impl KgeModel {
                 rows.extend_from_slice(&self.relations.data[start..start + old * w]);
                 rows.extend((0..(num_relations - old) * w).map(|_| fresh()));
             }
+            // The rows moved, so the relations' optimizer state starts over (a few rows).
             self.relations = Table::from_data(num_relations * halves, w, rows);
             self.num_relations = num_relations;
         }
