@@ -249,12 +249,16 @@ pub async fn train(
                 .enumerate()
                 .map(|(i, m)| {
                     let mut model = m.model;
+                    checkpoint::restore_optimizer(
+                        &mut model,
+                        &checkpoint::member_dir(local.dir(), i),
+                    )?;
                     if let (Some(p), Some(kge)) = (old_priors.get(i), model.as_kge_mut()) {
                         seed_new_rows(kge, &graph, &features, p, config.seed);
                     }
-                    Some(model)
+                    Ok(Some(model))
                 })
-                .collect();
+                .collect::<std::result::Result<_, CheckpointError>>()?;
             warm_from = Some(id);
         }
     }

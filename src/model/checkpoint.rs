@@ -112,7 +112,16 @@ fn save_optimizer(model: &KgeModel, path: &Path) -> Result<(), CheckpointError> 
     std::fs::write(path, bytes).map_err(io(path))
 }
 
-/// Restores the state [`save_optimizer`] wrote, if the file is there.
+/// Restores the optimizer state saved beside a member checkpoint (`dir`, as
+/// [`member_dir`] names it), if it is there: only a warm start needs it, so [`load`] leaves
+/// it on disk (it is as large as the weights).
+pub fn restore_optimizer(model: &mut Model, dir: &Path) -> Result<(), CheckpointError> {
+    match model {
+        Model::Kge(m) => load_optimizer(m, &dir.join(OPTIMIZER)),
+        Model::Walks(_) => Ok(()),
+    }
+}
+
 fn load_optimizer(model: &mut KgeModel, path: &Path) -> Result<(), CheckpointError> {
     let bytes = match std::fs::read(path) {
         Ok(b) => b,
@@ -229,15 +238,13 @@ fn load_kge(
             .map_err(|e| corrupt(&weights_path, format!("{e:?}")))?;
         Ok(Table::from_data(rows, width, v))
     };
-    let mut model = KgeModel {
+    Ok(KgeModel {
         entities: data(weights.entities, n, ew)?,
         relations: data(weights.relations, rel_rows, rw)?,
         config,
         num_entities: n,
         num_relations: m,
-    };
-    load_optimizer(&mut model, &dir.join(OPTIMIZER))?;
-    Ok(model)
+    })
 }
 
 impl Vocab {
@@ -330,6 +337,11 @@ struct CalibrationFile {
     verdicts: super::recalibrate::VerdictCalibration,
 }
 
+/// Member `i`'s checkpoint directory inside an ensemble's.
+pub fn member_dir(dir: &Path, i: usize) -> PathBuf {
+    dir.join(format!("member-{i}"))
+}
+
 /// Saves every member and the calibrators; returns one checksum over the members' weights.
 pub fn save_ensemble(
     ensemble: &super::Ensemble,
@@ -338,7 +350,7 @@ pub fn save_ensemble(
 ) -> Result<String, CheckpointError> {
     let mut sums = String::new();
     for (i, m) in ensemble.members.iter().enumerate() {
-        sums.push_str(&save(&m.model, vocab, &dir.join(format!("member-{i}")))?);
+        sums.push_str(&save(&m.model, vocab, &member_dir(dir, i))?);
         sums.push('\n');
     }
     let file = CalibrationFile {
@@ -368,7 +380,7 @@ pub fn load_ensemble(
         .map_err(|e| corrupt(&path, e))?;
     let mut sums = String::new();
     for i in 0..file.members.len() {
-        sums.push_str(&checksum(&dir.join(format!("member-{i}")).join(WEIGHTS))?);
+        sums.push_str(&checksum(&member_dir(dir, i).join(WEIGHTS))?);
         sums.push('\n');
     }
     sums.push_str(&priors_sum(dir)?);
@@ -385,7 +397,7 @@ pub fn load_ensemble(
     let mut vocab = None;
     let (popularity, verdicts) = (file.popularity, file.verdicts);
     for (i, calibrator) in file.members.into_iter().enumerate() {
-        let (model, v) = load(&dir.join(format!("member-{i}")), None)?;
+        let (model, v) = load(&member_dir(dir, i), None)?;
         vocab = Some(v);
         members.push(super::ensemble::Member { model, calibrator });
     }

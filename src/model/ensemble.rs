@@ -256,11 +256,12 @@ impl Ensemble {
                     .collect()
             })
             .collect();
+        let k = per_member.len().max(1) as f64;
         triples
             .iter()
             .enumerate()
             .map(|(j, t)| {
-                let base = Prediction::of(per_member.iter().map(|p| p[j]).collect()).mean;
+                let base = per_member.iter().map(|p| p[j]).sum::<f64>() / k;
                 let members = per_member
                     .iter()
                     .map(|p| self.verdicts.prob(t.relation, p[j]))

@@ -228,8 +228,10 @@ fn checkpoint_reloads_to_identical_scores_and_rejects_corruption() {
     let sum = checkpoint::save(&saved, &vocab, dir.path()).expect("save");
     let (back, back_vocab) = checkpoint::load(dir.path(), Some(&sum)).expect("load");
     assert_eq!(back_vocab, vocab);
-    // The optimizer's state comes back with the weights, so a warm retrain continues it.
-    let model::Model::Kge(back_kge) = &back else {
+    // The optimizer's state comes back beside the weights, so a warm retrain continues it.
+    let mut back_warm = back.clone();
+    checkpoint::restore_optimizer(&mut back_warm, dir.path()).expect("optimizer state");
+    let model::Model::Kge(back_kge) = &back_warm else {
         panic!("a RotatE checkpoint loaded as another kind");
     };
     assert!(
@@ -260,7 +262,7 @@ fn checkpoint_reloads_to_identical_scores_and_rejects_corruption() {
     let state = dir.path().join("optimizer.bin");
     let bytes = std::fs::read(&state).expect("read state");
     std::fs::write(&state, &bytes[..bytes.len() / 2]).expect("write");
-    let err = checkpoint::load(dir.path(), Some(&sum))
+    let err = checkpoint::restore_optimizer(&mut back.clone(), dir.path())
         .expect_err("truncated state")
         .to_string();
     assert!(
