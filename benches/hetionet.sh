@@ -10,7 +10,9 @@
 #
 # Environment: HYPOGRAPH (the binary; default: builds and uses target/release/hypograph),
 # SHARED (default ../shared beside the repository), KINDS (default: complex distmult rotate),
-# PARTS (default: standard compounds ctd), EPOCHS (default 30), CTD_EPOCHS (EPOCHS), CTD_ROUNDS (8), CTD_BATCH (25),
+# PARTS (default: standard compounds ctd), COMPOUNDS_KIND (the new-compound part's model,
+# default complex), EPOCHS (default 30), WALK_EPOCHS (the walk model's,
+# default 6), CTD_EPOCHS (EPOCHS), CTD_ROUNDS (8), CTD_BATCH (25),
 # CTD_STRATEGIES (random,popularity,greedy,ucb).
 # Prints one line per model (MRR, H@10, popularity's, ratio, seconds) and leaves each
 # run's JSON under OUT for BENCHMARKS.md.
@@ -38,7 +40,10 @@ args_for() {
         complex) echo "--regime negatives --loss cross-entropy --negatives 256 --batch-size 4096 --lr 0.05" ;;
         distmult) echo "--regime negatives --loss cross-entropy --negatives 256 --batch-size 4096 --lr 0.05" ;;
         rotate) echo "--regime negatives --loss adversarial --negatives 256 --batch-size 4096 --optimizer adam --lr 0.001" ;;
-        walks) echo "" ;;
+        # At Hetionet's size: a budget of queries per epoch, a sampled softmax over each
+        # relation's range with sparse entity updates (BENCHMARKS.md, "The walk transformer on
+        # the real Hetionet").
+        walks) echo "--batch-size 512 --sampled-negatives 64 --context-walks 2 --layers 1 --lr 0.01 --entity-lr 0.02 --queries-per-epoch 200000" ;;
         *) echo "unknown kind $1" >&2; exit 2 ;;
     esac
 }
@@ -55,9 +60,11 @@ if [[ " $parts " == *" standard "* ]]; then
         mkdir -p "$dir"
         cp "$base" "$dir/db"
         start=$(date +%s.%N)
+        kind_epochs=$epochs every=10
+        if [ "$kind" = walks ]; then kind_epochs=${WALK_EPOCHS:-6} every=1; fi
         # shellcheck disable=SC2046
         "$HYPOGRAPH" --db "$dir/db" --data-dir "$dir/data" train --cold --model "$kind" \
-            $(args_for "$kind") --epochs "$epochs" --eval-every 10 --patience 2 \
+            $(args_for "$kind") --epochs "$kind_epochs" --eval-every "$every" --patience 2 \
             --valid "$split/standard/valid.tsv" --json >"$dir/train.json" 2>"$dir/train.log"
         seconds=$(echo "$(date +%s.%N) - $start" | bc)
         "$HYPOGRAPH" --db "$dir/db" --data-dir "$dir/data" eval --by-relation --json \
@@ -77,8 +84,11 @@ EOF
 fi
 
 if [[ " $parts " == *" compounds "* ]]; then
-    # New compounds: ComplEx trained on the graph without them, asked through the server.
+    # New compounds: a model (ComplEx unless COMPOUNDS_KIND says) trained on the graph without
+    # them, asked through the server.
+    ckind="${COMPOUNDS_KIND:-complex}"
     dir="$out/compounds"
+    if [ "$ckind" != complex ]; then dir="$out/compounds-$ckind"; fi
     rm -rf "$dir"
     mkdir -p "$dir"
     # 1% of the graph held out for early stopping and the popularity blend, as in the standard
@@ -86,11 +96,13 @@ if [[ " $parts " == *" compounds "* ]]; then
     python3 "$root/benches/hetionet_holdout.py" "$split/compounds/kgx" "$dir/kgx" "$dir/valid.tsv"
     "$HYPOGRAPH" --db "$dir/db" import "$dir/kgx" >/dev/null
     start=$(date +%s.%N)
+    kind_epochs=$epochs every=10
+    if [ "$ckind" = walks ]; then kind_epochs=${WALK_EPOCHS:-6} every=1; fi
     # shellcheck disable=SC2046
-    "$HYPOGRAPH" --db "$dir/db" --data-dir "$dir/data" train --cold --model complex \
-        $(args_for complex) --epochs "$epochs" --eval-every 10 --patience 2 \
+    "$HYPOGRAPH" --db "$dir/db" --data-dir "$dir/data" train --cold --model "$ckind" \
+        $(args_for "$ckind") --epochs "$kind_epochs" --eval-every "$every" --patience 2 \
         --valid "$dir/valid.tsv" --json >"$dir/train.json" 2>"$dir/train.log"
-    echo "compounds: complex trained in $(echo "$(date +%s.%N) - $start" | bc | cut -d. -f1) s"
+    echo "compounds: $ckind trained in $(echo "$(date +%s.%N) - $start" | bc | cut -d. -f1) s"
     python3 "$root/benches/hetionet_compounds.py" "$HYPOGRAPH" "$dir/db" "$split" \
         --data-dir "$dir/data" --json "$dir/compounds.json"
 fi

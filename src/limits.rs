@@ -163,6 +163,9 @@ pub mod walks {
     pub const WALK_LENGTH: Range<usize> = Range::closed(0, 16);
     pub const MIN_WALKS: Range<usize> = Range::closed(0, 32);
     pub const SAMPLES: Range<usize> = Range::closed(1, 64);
+    pub const QUERIES_PER_EPOCH: Range<usize> = Range::closed(1, 1 << 32);
+    /// With `BATCH_SIZE`, at most 64M candidate scores a batch.
+    pub const SAMPLED_NEGATIVES: Range<usize> = Range::closed(1, 4_096);
     pub const BATCH_SIZE: Range<usize> = Range::closed(1, 16_384);
     /// Probabilities and shares: dropout, id_dropout, mask_prob, warmup.
     pub const SHARE: Range<f64> = Range::below(0.0, 1.0);

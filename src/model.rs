@@ -12,6 +12,7 @@ pub mod foldin;
 pub mod kge;
 pub mod popularity;
 pub mod prior;
+pub mod range;
 pub mod recalibrate;
 mod score;
 mod shared_negatives;

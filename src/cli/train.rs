@@ -79,6 +79,18 @@ pub struct TrainArgs {
     /// Walk model: probability a training sequence shows its entity as its category's token.
     #[arg(long, value_parser = limits::flag(limits::walks::SHARE), help_heading = "Walk model")]
     id_dropout: Option<f64>,
+    /// Walk model: training queries per epoch, drawn afresh each epoch (default: every
+    /// training triple in both directions).
+    #[arg(long, value_parser = limits::flag(limits::walks::QUERIES_PER_EPOCH), help_heading = "Walk model")]
+    queries_per_epoch: Option<usize>,
+    /// Walk model: negatives per query from its relation's range, a sampled softmax with
+    /// sparse entity updates (default: a softmax over every entity).
+    #[arg(long, value_parser = limits::flag(limits::walks::SAMPLED_NEGATIVES), help_heading = "Walk model")]
+    sampled_negatives: Option<usize>,
+    /// Walk model: peak learning rate of the entity rows under `--sampled-negatives`
+    /// (default: `--lr`).
+    #[arg(long, value_parser = limits::flag(limits::walks::LR), help_heading = "Walk model")]
+    entity_lr: Option<f64>,
     /// Blend the popularity baseline into the scores, weighted per relation and side on the
     /// validation triples (default: true; needs `--valid`).
     #[arg(long)]
@@ -135,6 +147,15 @@ impl TrainArgs {
                 lr,
                 batch_size
             );
+            if self.queries_per_epoch.is_some() {
+                w.queries_per_epoch = self.queries_per_epoch;
+            }
+            if self.sampled_negatives.is_some() {
+                w.sampled_negatives = self.sampled_negatives;
+            }
+            if self.entity_lr.is_some() {
+                w.entity_lr = self.entity_lr;
+            }
             c.walks = Some(w);
         }
         macro_rules! set {

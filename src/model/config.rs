@@ -248,6 +248,22 @@ pub struct WalkConfig {
     /// across queries (what choosing hypotheses among all pairs needs), not only within one.
     /// `None` (configs saved before it existed): [`WALK_BCE_WEIGHT`].
     pub bce_weight: Option<f64>,
+    /// Training queries per epoch, drawn afresh each epoch from the training triples (both
+    /// directions) without replacement: a fixed budget, so an epoch on a large graph costs
+    /// what it costs on a small one. `None`: every training triple in both directions.
+    pub queries_per_epoch: Option<usize>,
+    /// Negatives per query, drawn uniformly from its relation's range (`model::range`): the
+    /// softmax runs over the answer and these instead of every entity, only the entity rows a
+    /// batch touches take an optimizer step (sparse Adam on the host), and scoring sinks the
+    /// entities outside a relation's range. `None`: a softmax over every entity, whose
+    /// gradient updates the whole entity table each step (fine for thousands of entities, not
+    /// for 47K).
+    pub sampled_negatives: Option<usize>,
+    /// Peak learning rate of the entity rows under `sampled_negatives` (their sparse Adam
+    /// follows the same warm-up and decay as `lr`). A row takes a step only when a batch
+    /// touches it, a few dozen times in a budgeted training on 47K entities, so it needs
+    /// larger steps than the shared weights. `None`: `lr`.
+    pub entity_lr: Option<f64>,
 }
 
 /// Weight of the binary cross-entropy term when a config does not say.
@@ -296,6 +312,16 @@ impl WalkConfig {
                 self.min_walks.unwrap_or(WALK_MIN_WALKS),
                 l::MIN_WALKS,
             ),
+            (
+                "queries_per_epoch",
+                self.queries_per_epoch.unwrap_or(1),
+                l::QUERIES_PER_EPOCH,
+            ),
+            (
+                "sampled_negatives",
+                self.sampled_negatives.unwrap_or(1),
+                l::SAMPLED_NEGATIVES,
+            ),
         ] {
             if let Err(why) = range.check(v) {
                 out.push((name, why));
@@ -340,6 +366,7 @@ impl WalkConfig {
             ("refuted_weight", self.refuted_weight, l::WEIGHT),
             ("weight_decay", self.weight_decay, l::WEIGHT_DECAY),
             ("bce_weight", self.bce_weight(), l::WEIGHT),
+            ("entity_lr", self.entity_lr.unwrap_or(self.lr), l::LR),
         ] {
             if let Err(why) = range.check(v) {
                 out.push((name, why));

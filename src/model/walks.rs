@@ -15,6 +15,7 @@
 
 mod net;
 pub mod sample;
+mod sampled;
 mod score;
 mod train;
 
@@ -409,6 +410,47 @@ mod tests {
         let mrr = evaluate(&scorer, &probe, &Known::default(), 64).tail.mrr;
         // Random ranking of 30 entities gives about 0.13.
         assert!(mrr > 0.45, "tail MRR {mrr}");
+    }
+
+    /// A sampled softmax over each relation's range, with sparse updates of the entity
+    /// table and a fixed query budget per epoch (120 of the 172 training queries), learns the
+    /// graph as the full softmax does, and sinks every entity outside a relation's range.
+    #[test]
+    fn a_sampled_softmax_learns_and_keeps_to_the_range() {
+        let (t, cats) = graph();
+        let known = Known::new(&[&t]);
+        let set = TrainSet {
+            num_entities: 30,
+            num_relations: 3,
+            train: &t,
+            valid: &[],
+            known: &known,
+            refuted: &[],
+        };
+        let mut c = config(150);
+        c.walks = c.walks.map(|w| {
+            w.with_sampled_negatives(Some(8))
+                .with_queries_per_epoch(Some(120))
+        });
+        let model = train(&c, &set, &cats, None, &Device::flex(), &mut |_| {})
+            .expect("trains")
+            .model;
+        let context = Context::new(30, 3, &t, cats);
+        let scorer = model.scorer(&Device::flex(), &context);
+        let probe: Vec<Triple> = t.iter().filter(|x| x.relation < 2).copied().collect();
+        let mrr = evaluate(&scorer, &probe, &Known::default(), 64).tail.mrr;
+        assert!(mrr > 0.45, "tail MRR {mrr}");
+        // Relation 2's answers are all even: odd entities are outside its range.
+        let scores = scorer.tails(&[(4, 2)]);
+        for (e, s) in scores.iter().enumerate() {
+            if e % 2 == 1 {
+                assert!(*s < -1_000.0, "odd entity {e} scored {s}");
+            } else {
+                assert!(s.abs() < 1_000.0, "even entity {e} scored {s}");
+            }
+        }
+        // Relation 0 ranges over both categories: nothing sunk.
+        assert!(scorer.tails(&[(4, 0)]).iter().all(|s| s.abs() < 1_000.0));
     }
 
     #[test]

@@ -271,6 +271,17 @@ pub struct WalksSpec {
     /// Weight of the binary cross-entropy term that makes scores compare across queries.
     #[schemars(transform = limits::walks::WEIGHT.schema())]
     pub bce_weight: Option<f64>,
+    /// Training queries per epoch, drawn afresh each epoch (default: every training triple,
+    /// both directions): a fixed budget for large graphs.
+    #[schemars(transform = limits::walks::QUERIES_PER_EPOCH.schema())]
+    pub queries_per_epoch: Option<usize>,
+    /// Negatives per query from its relation's range: a sampled softmax with sparse entity
+    /// updates instead of a softmax over every entity (default: every entity).
+    #[schemars(transform = limits::walks::SAMPLED_NEGATIVES.schema())]
+    pub sampled_negatives: Option<usize>,
+    /// Peak learning rate of the entity rows under `sampled_negatives` (default: `lr`).
+    #[schemars(transform = limits::walks::LR.schema())]
+    pub entity_lr: Option<f64>,
 }
 
 impl WalksSpec {
@@ -307,6 +318,15 @@ impl WalksSpec {
         }
         if self.bce_weight.is_some() {
             c.bce_weight = self.bce_weight;
+        }
+        if self.queries_per_epoch.is_some() {
+            c.queries_per_epoch = self.queries_per_epoch;
+        }
+        if self.sampled_negatives.is_some() {
+            c.sampled_negatives = self.sampled_negatives;
+        }
+        if self.entity_lr.is_some() {
+            c.entity_lr = self.entity_lr;
         }
         c
     }

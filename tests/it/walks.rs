@@ -366,3 +366,75 @@ stages:
         "{err}"
     );
 }
+
+/// The walk model at scale, through the binary: a fixed query budget per epoch and a sampled
+/// softmax over each relation's range (flags saved in the checkpoint's config), and a scorer
+/// that ranks only the range: a compound "treats" a gene scores below every disease.
+#[test]
+fn a_sampled_softmax_walk_model_trains_and_ranks_only_the_range() {
+    let env = Env::new();
+    // 12 compounds, 6 diseases, 8 genes (categories from the keys); compound i treats
+    // disease i % 6 and binds genes i % 8 and (i + 1) % 8.
+    let mut graph = String::new();
+    for i in 0..12 {
+        graph += &format!("Compound::{i}\ttreats\tDisease::{}\n", i % 6);
+        graph += &format!("Compound::{i}\tbinds\tGene::{}\n", i % 8);
+        graph += &format!("Compound::{i}\tbinds\tGene::{}\n", (i + 1) % 8);
+    }
+    let file = env.write("g.tsv", graph);
+    env.ok(&[
+        "import",
+        path(&file),
+        "--no-header",
+        "--delimiter",
+        "tab",
+        "--map",
+        "subject=1,predicate=2,object=3,category_from_key=::",
+    ]);
+    let config = small_config(&env);
+    let out = env.json(&[
+        "train",
+        "--config",
+        &config,
+        "--epochs",
+        "3",
+        "--queries-per-epoch",
+        "40",
+        "--sampled-negatives",
+        "4",
+        "--entity-lr",
+        "0.02",
+    ]);
+    assert_eq!(out["kind"], "walks", "{out}");
+    let models = env.dir.path().join("hypograph-data/models");
+    let dir = std::fs::read_dir(&models)
+        .expect("models")
+        .next()
+        .expect("one model")
+        .expect("entry")
+        .path();
+    let saved: Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("member-0/config.json")).expect("config.json"),
+    )
+    .expect("json");
+    assert_eq!(saved["walks"]["queries_per_epoch"], 40, "{saved}");
+    assert_eq!(saved["walks"]["sampled_negatives"], 4, "{saved}");
+    assert_eq!(saved["walks"]["entity_lr"], 0.02, "{saved}");
+
+    let c = env.write(
+        "c.tsv",
+        "Compound::0\ttreats\tDisease::3\nCompound::0\ttreats\tGene::5\n",
+    );
+    let rows = env.json(&["predict", path(&c)]);
+    let p = |i: usize| rows[i]["probability"].as_f64().expect("probability");
+    assert!(
+        p(1) < p(0) && p(1) < 1e-3,
+        "a gene is outside treats' range: {rows}"
+    );
+
+    // A bad budget is refused with the flag's range.
+    let bad = env.run(&["train", "--model", "walks", "--sampled-negatives", "0"]);
+    assert!(!bad.status.success());
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(err.contains("sampled-negatives"), "{err}");
+}

@@ -197,16 +197,16 @@ impl WalkNet {
 
     /// Hidden states `[rows * len, d]` of a batch of token sequences.
     pub fn encode(&self, batch: &Batch, device: &Device) -> Tensor<2> {
+        self.encode_with(batch, self.entities.val(), device)
+    }
+
+    /// [`WalkNet::encode`] with `entities` standing for the entity table: a batch whose
+    /// entity tokens index those rows (a sampled-softmax step's local rows, so only they get
+    /// a gradient).
+    pub fn encode_with(&self, batch: &Batch, entities: Tensor<2>, device: &Device) -> Tensor<2> {
         let (rows, len) = (batch.rows, batch.len);
         let d = self.entities.dims()[1];
-        let vocab = Tensor::cat(
-            vec![
-                self.special.val(),
-                self.relations.val(),
-                self.entities.val(),
-            ],
-            0,
-        );
+        let vocab = Tensor::cat(vec![self.special.val(), self.relations.val(), entities], 0);
         let tokens: Tensor<1, Int> =
             Tensor::from_data(TensorData::new(batch.tokens.clone(), [rows * len]), device);
         let pos_ids: Tensor<1, Int> =

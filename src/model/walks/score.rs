@@ -7,6 +7,7 @@ use super::sample::{Sampler, query_seed};
 use crate::graph::Triple;
 use crate::model::context::{Context, Step};
 use crate::model::eval::LinkPredictor;
+use crate::model::range::Ranges;
 use burn::module::Module;
 use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Tensor};
@@ -38,6 +39,7 @@ impl WalkModel {
             layout: Layout::new(&wc, self.net().sizes()),
             category: self.category_map(context.categories()),
             samples: wc.samples(),
+            ranges: wc.sampled_negatives.map(|_| Ranges::new(context)),
         }
     }
 }
@@ -52,6 +54,9 @@ pub struct WalkScorer<'a> {
     category: Vec<u32>,
     /// Context samples averaged per query.
     samples: usize,
+    /// A model trained on sampled negatives never saw an entity outside a relation's range
+    /// as a candidate: its score there is sunk.
+    ranges: Option<Ranges>,
 }
 
 impl WalkScorer<'_> {
@@ -169,13 +174,24 @@ impl WalkScorer<'_> {
         if rows.is_empty() {
             return Vec::new();
         }
-        let mut out = Vec::with_capacity(rows.len() * self.num_entities());
+        let n = self.num_entities();
+        let mut out = Vec::with_capacity(rows.len() * n);
         for chunk in rows.chunks(CHUNK) {
             out.extend(super::to_vec(
                 self.net.entity_logits(self.states(chunk, feature)),
             ));
         }
+        for (row, q) in out.chunks_exact_mut(n).zip(rows) {
+            self.mask(q.1, row);
+        }
         out
+    }
+
+    /// Sinks the scores of entities outside `relation`'s range (a sampled-softmax model).
+    fn mask(&self, relation: u32, scores: &mut [f32]) {
+        if let Some(r) = &self.ranges {
+            r.mask(relation, scores);
+        }
     }
 
     fn query_rows(&self, queries: &[(u32, u32)]) -> Vec<f32> {
@@ -335,8 +351,10 @@ impl WalkScorer<'_> {
         feature: Option<(usize, &[f32])>,
         extra: &NewAnswer,
     ) -> Vec<f32> {
+        let relation = row.1;
         let q = self.states(&[row], feature);
         let mut out = super::to_vec(self.net.entity_logits(q));
+        self.mask(relation, &mut out);
         out.push(extra.score(&out));
         out
     }

@@ -4,11 +4,13 @@
 use super::WalkModel;
 use super::net::{Batch, Layout, Row, WalkNet};
 use super::sample::Sampler;
+use super::sampled::Sampled;
 use crate::graph::Triple;
 use crate::model::ModelError;
 use crate::model::config::{TrainConfig, WalkConfig};
 use crate::model::context::{Categories, Context, Step};
 use crate::model::eval::evaluate;
+use crate::model::range::Ranges;
 use crate::model::train::{
     BatchStats, BatchTicker, EarlyStop, EpochStats, OnProgress, TrainEvent, TrainOutcome, TrainSet,
     refuted_sample,
@@ -53,11 +55,11 @@ pub fn sequence_len(config: &TrainConfig) -> usize {
 /// One training example: predict `tail` from `(head, relation)` (relation may be an inverse
 /// id); `refuted`: the triple is known false and its probability is pushed down.
 #[derive(Debug, Clone, Copy)]
-struct Example {
-    head: u32,
-    relation: u32,
-    tail: u32,
-    refuted: bool,
+pub(super) struct Example {
+    pub head: u32,
+    pub relation: u32,
+    pub tail: u32,
+    pub refuted: bool,
 }
 
 /// Trains a walk model (from `warm` if given, grown to this graph) and returns the best
@@ -151,7 +153,10 @@ pub fn train(
         })
         .collect();
     let walk_examples = (wc.walks_per_entity * n as f64).round() as usize;
-    let per_epoch = examples.len() + walk_examples;
+    let queries = wc
+        .queries_per_epoch
+        .map_or(examples.len(), |q| q.min(examples.len()));
+    let per_epoch = queries + walk_examples;
     let batches_per_epoch = per_epoch.div_ceil(wc.batch_size);
     let total_steps = (batches_per_epoch * config.epochs).max(1);
     let warmup = ((wc.warmup * total_steps as f64) as usize).max(1);
@@ -166,6 +171,11 @@ pub fn train(
 
     let autodiff = device.clone().autodiff();
     let mut net: WalkNet = model.net().clone().fork(&autodiff).train();
+    let ranges = wc.sampled_negatives.map(|_| Ranges::new(&context));
+    let mut sampled = ranges
+        .as_ref()
+        .zip(wc.sampled_negatives)
+        .map(|(r, k)| Sampled::new(model.net(), r, k));
     let mut optim = AdamWConfig::new()
         .with_weight_decay(wc.weight_decay as f32)
         .with_epsilon(1e-8)
@@ -176,7 +186,8 @@ pub fn train(
     for epoch in 1..=config.epochs {
         let started = Instant::now();
         examples.shuffle(&mut rng);
-        let mut epoch_examples = examples.clone();
+        // A fixed budget takes a fresh sample of the training queries every epoch.
+        let mut epoch_examples = examples[..queries].to_vec();
         // Biased walks pick extra targets: the first step of a walk from a random entity.
         for _ in 0..walk_examples {
             let start = rng.random_range(0..n as u32);
@@ -217,7 +228,7 @@ pub fn train(
             let mut batch_layout = layout;
             let least = wc.min_walks().min(layout.walks);
             batch_layout.walks = rng.random_range(least..=layout.walks);
-            let batch = build_batch(
+            let mut batch = build_batch(
                 &batch_layout,
                 &sampler,
                 &wc,
@@ -228,7 +239,7 @@ pub fn train(
             );
             let t = add_phase(0, t);
             // Each query's known answers, for the binary cross-entropy term.
-            let answers: Vec<Vec<u32>> = if wc.bce_weight() > 0.0 {
+            let answers: Vec<Vec<u32>> = if wc.bce_weight() > 0.0 || sampled.is_some() {
                 rows.iter()
                     .map(|ex| {
                         context
@@ -242,21 +253,45 @@ pub fn train(
             } else {
                 vec![Vec::new(); rows.len()]
             };
-            let loss = batch_loss(
-                &net,
-                &batch,
-                &rows,
-                &answers,
-                &wc,
-                config.label_smoothing,
-                &autodiff,
-            );
+            let (loss, leaves) = match sampled.as_mut() {
+                Some(s) => {
+                    let (loss, leaves) = s.loss(
+                        &net,
+                        &mut batch,
+                        &batch_layout,
+                        &rows,
+                        &answers,
+                        &wc,
+                        config.label_smoothing,
+                        &autodiff,
+                        &mut rng,
+                    );
+                    (loss, Some(leaves))
+                }
+                None => (
+                    batch_loss(
+                        &net,
+                        &batch,
+                        &rows,
+                        &answers,
+                        &wc,
+                        config.label_smoothing,
+                        &autodiff,
+                    ),
+                    None,
+                ),
+            };
             let value = f64::from(loss.clone().into_scalar::<f32>());
             if !value.is_finite() {
                 return Err(ModelError::Diverged { epoch, loss: value });
             }
             let t = add_phase(1, t);
-            let grads = GradientsParams::from_grads(loss.backward(), &net);
+            let grads = loss.backward();
+            if let (Some(s), Some(leaves)) = (sampled.as_mut(), leaves.as_ref()) {
+                let lr = lr_at(step) * wc.entity_lr.unwrap_or(wc.lr) / wc.lr;
+                s.step(leaves, &grads, lr, step as u64 + 1);
+            }
+            let grads = GradientsParams::from_grads(grads, &net);
             let t = add_phase(2, t);
             net = optim.step(lr_at(step), net, grads);
             add_phase(3, t);
@@ -287,7 +322,7 @@ pub fn train(
         if stop.due(epoch) {
             on_progress(&TrainEvent::Validating { epoch });
             let snapshot = WalkModel {
-                net: net.valid(),
+                net: with_table(&sampled, net.valid()),
                 ..model.clone()
             };
             let mrr = {
@@ -302,11 +337,19 @@ pub fn train(
             break;
         }
     }
-    Ok(stop.finish(net.valid()).map(|best| {
+    Ok(stop.finish(with_table(&sampled, net.valid())).map(|best| {
         model.net = best.fork(&Device::flex());
         model.config = config.clone();
         model
     }))
+}
+
+/// `net` with the sampled step's host entity table written in, when training keeps one.
+fn with_table(sampled: &Option<Sampled<'_>>, net: WalkNet) -> WalkNet {
+    match sampled {
+        Some(s) => s.write(net),
+        None => net,
+    }
 }
 
 fn check(config: &TrainConfig, wc: &WalkConfig, set: &TrainSet<'_>) -> Result<(), ModelError> {
@@ -419,7 +462,12 @@ fn ints(v: impl Iterator<Item = i64>, device: &Device) -> Tensor<1, Int> {
 }
 
 /// Mean cross-entropy of `logits` against `targets` (one per row), label-smoothed by `eps`.
-fn cross_entropy(logits: Tensor<2>, targets: &[u32], eps: f64, device: &Device) -> Tensor<1> {
+pub(super) fn cross_entropy(
+    logits: Tensor<2>,
+    targets: &[u32],
+    eps: f64,
+    device: &Device,
+) -> Tensor<1> {
     let [rows, n] = logits.dims();
     let logp = log_softmax(logits, 1);
     let idx: Tensor<2, Int> =
