@@ -378,6 +378,11 @@ mod tests {
     }
 
     fn trained(epochs: usize) -> (WalkModel, Vec<Triple>, Categories) {
+        trained_with(&config(epochs))
+    }
+
+    /// A model trained on [`graph`] with `config`.
+    fn trained_with(config: &TrainConfig) -> (WalkModel, Vec<Triple>, Categories) {
         let (t, cats) = graph();
         let known = Known::new(&[&t]);
         let set = TrainSet {
@@ -388,15 +393,7 @@ mod tests {
             known: &known,
             refuted: &[],
         };
-        let out = train(
-            &config(epochs),
-            &set,
-            &cats,
-            None,
-            &Device::flex(),
-            &mut |_| {},
-        )
-        .expect("trains");
+        let out = train(config, &set, &cats, None, &Device::flex(), &mut |_| {}).expect("trains");
         (out.model, t, cats)
     }
 
@@ -417,24 +414,12 @@ mod tests {
     /// graph as the full softmax does, and sinks every entity outside a relation's range.
     #[test]
     fn a_sampled_softmax_learns_and_keeps_to_the_range() {
-        let (t, cats) = graph();
-        let known = Known::new(&[&t]);
-        let set = TrainSet {
-            num_entities: 30,
-            num_relations: 3,
-            train: &t,
-            valid: &[],
-            known: &known,
-            refuted: &[],
-        };
         let mut c = config(150);
         c.walks = c.walks.map(|w| {
             w.with_sampled_negatives(Some(8))
                 .with_queries_per_epoch(Some(120))
         });
-        let model = train(&c, &set, &cats, None, &Device::flex(), &mut |_| {})
-            .expect("trains")
-            .model;
+        let (model, t, cats) = trained_with(&c);
         let context = Context::new(30, 3, &t, cats);
         let scorer = model.scorer(&Device::flex(), &context);
         let probe: Vec<Triple> = t.iter().filter(|x| x.relation < 2).copied().collect();

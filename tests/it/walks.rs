@@ -27,6 +27,17 @@ fn small_config(env: &Env) -> String {
         .to_owned()
 }
 
+/// The directory of the one model trained in `env`.
+fn model_dir(env: &Env) -> std::path::PathBuf {
+    let models = env.dir.path().join("hypograph-data/models");
+    std::fs::read_dir(&models)
+        .expect("models")
+        .next()
+        .expect("one model")
+        .expect("entry")
+        .path()
+}
+
 fn path(p: &std::path::Path) -> &str {
     p.to_str().expect("path")
 }
@@ -51,13 +62,7 @@ fn walk_model_trains_evaluates_predicts_reloads_and_warm_starts() {
         out.starts_with("model 1: walks d_model 32, 1 layer on version 1, 6 epochs"),
         "{out}"
     );
-    let models = env.dir.path().join("hypograph-data/models");
-    let dir = std::fs::read_dir(&models)
-        .expect("models")
-        .next()
-        .expect("one model")
-        .expect("entry")
-        .path();
+    let dir = model_dir(&env);
     for f in [
         "member-0/weights.bpk",
         "member-0/walks.json",
@@ -406,13 +411,7 @@ fn a_sampled_softmax_walk_model_trains_and_ranks_only_the_range() {
         "0.02",
     ]);
     assert_eq!(out["kind"], "walks", "{out}");
-    let models = env.dir.path().join("hypograph-data/models");
-    let dir = std::fs::read_dir(&models)
-        .expect("models")
-        .next()
-        .expect("one model")
-        .expect("entry")
-        .path();
+    let dir = model_dir(&env);
     let saved: Value = serde_json::from_str(
         &std::fs::read_to_string(dir.join("member-0/config.json")).expect("config.json"),
     )
