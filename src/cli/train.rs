@@ -147,15 +147,11 @@ impl TrainArgs {
                 lr,
                 batch_size
             );
-            if self.queries_per_epoch.is_some() {
-                w.queries_per_epoch = self.queries_per_epoch;
+            // Optional in the config too: a flag given replaces it.
+            macro_rules! walk_opt {
+                ($($field:ident),*) => { $( if self.$field.is_some() { w.$field = self.$field; } )* };
             }
-            if self.sampled_negatives.is_some() {
-                w.sampled_negatives = self.sampled_negatives;
-            }
-            if self.entity_lr.is_some() {
-                w.entity_lr = self.entity_lr;
-            }
+            walk_opt!(queries_per_epoch, sampled_negatives, entity_lr);
             c.walks = Some(w);
         }
         macro_rules! set {

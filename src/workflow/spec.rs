@@ -310,24 +310,18 @@ impl WalksSpec {
             warmup,
             batch_size
         );
-        if self.samples.is_some() {
-            c.samples = self.samples;
+        // Settings that are optional in the config too: named ones replace, others stay.
+        macro_rules! set_opt {
+            ($($f:ident),*) => { $( if self.$f.is_some() { c.$f = self.$f; } )* };
         }
-        if self.min_walks.is_some() {
-            c.min_walks = self.min_walks;
-        }
-        if self.bce_weight.is_some() {
-            c.bce_weight = self.bce_weight;
-        }
-        if self.queries_per_epoch.is_some() {
-            c.queries_per_epoch = self.queries_per_epoch;
-        }
-        if self.sampled_negatives.is_some() {
-            c.sampled_negatives = self.sampled_negatives;
-        }
-        if self.entity_lr.is_some() {
-            c.entity_lr = self.entity_lr;
-        }
+        set_opt!(
+            samples,
+            min_walks,
+            bce_weight,
+            queries_per_epoch,
+            sampled_negatives,
+            entity_lr
+        );
         c
     }
 }
