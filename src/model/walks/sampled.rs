@@ -21,8 +21,8 @@ use burn::tensor::{Device, Gradients, Int, Tensor, TensorData};
 use rand::Rng;
 
 /// The host entity table and what one step needs to map the batch's entities onto it.
-pub(super) struct Sampled<'a> {
-    ranges: &'a Ranges,
+pub(super) struct Sampled {
+    ranges: Ranges,
     negatives: usize,
     d: usize,
     /// `num_entities x (d + 1)`: each entity's row, then its bias.
@@ -47,9 +47,9 @@ struct Candidates {
     queries: usize,
 }
 
-impl<'a> Sampled<'a> {
+impl Sampled {
     /// The host copy of `net`'s entity rows and biases.
-    pub fn new(net: &WalkNet, ranges: &'a Ranges, negatives: usize) -> Self {
+    pub fn new(net: &WalkNet, ranges: Ranges, negatives: usize) -> Self {
         let [n, d] = net.entities.dims();
         let rows = super::to_vec(net.entities.val());
         let bias = super::to_vec1(net.entity_bias.val());
@@ -257,11 +257,14 @@ impl<'a> Sampled<'a> {
             .grad(grads)
             .map(super::to_vec1)
             .unwrap_or_else(|| vec![0.0; s]);
-        let lr = lr as f32;
+        // The table's layout: each row, then its bias.
+        let mut g = Vec::with_capacity(s * (d + 1));
+        for (row, b) in g_rows.chunks_exact(d).zip(g_bias) {
+            g.extend_from_slice(row);
+            g.push(b);
+        }
         self.table
-            .step(&leaves.ids, 0..d, &g_rows, OptimizerKind::Adam, lr, t);
-        self.table
-            .step(&leaves.ids, d..d + 1, &g_bias, OptimizerKind::Adam, lr, t);
+            .step(&leaves.ids, 0..d + 1, &g, OptimizerKind::Adam, lr as f32, t);
     }
 }
 

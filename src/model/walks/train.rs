@@ -171,11 +171,9 @@ pub fn train(
 
     let autodiff = device.clone().autodiff();
     let mut net: WalkNet = model.net().clone().fork(&autodiff).train();
-    let ranges = wc.sampled_negatives.map(|_| Ranges::new(&context));
-    let mut sampled = ranges
-        .as_ref()
-        .zip(wc.sampled_negatives)
-        .map(|(r, k)| Sampled::new(model.net(), r, k));
+    let mut sampled = wc
+        .sampled_negatives
+        .map(|k| Sampled::new(model.net(), Ranges::new(&context), k));
     let mut optim = AdamWConfig::new()
         .with_weight_decay(wc.weight_decay as f32)
         .with_epsilon(1e-8)
@@ -345,7 +343,7 @@ pub fn train(
 }
 
 /// `net` with the sampled step's host entity table written in, when training keeps one.
-fn with_table(sampled: &Option<Sampled<'_>>, net: WalkNet) -> WalkNet {
+fn with_table(sampled: &Option<Sampled>, net: WalkNet) -> WalkNet {
     match sampled {
         Some(s) => s.write(net),
         None => net,
