@@ -176,6 +176,19 @@ pub mod walks {
     pub const WEIGHT_DECAY: Range<f64> = Range::closed(0.0, 10.0);
 }
 
+/// The message-passing models (`model::gnn`).
+pub mod gnn {
+    use super::Range;
+
+    pub const DIM: Range<usize> = Range::closed(1, 1024);
+    pub const LAYERS: Range<usize> = Range::closed(1, 32);
+    /// Each query of a batch holds `nodes x dim` floats per layer while it trains.
+    pub const BATCH_SIZE: Range<usize> = Range::closed(1, 256);
+    pub const NEGATIVES: Range<usize> = Range::closed(1, 65_536);
+    pub const QUERIES_PER_EPOCH: Range<usize> = Range::closed(1, 1 << 32);
+    pub const LR: Range<f64> = Range::above(0.0, 1.0);
+}
+
 /// The rest of a workflow.
 pub mod workflow {
     use super::Range;

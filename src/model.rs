@@ -9,6 +9,7 @@ pub mod context;
 pub mod ensemble;
 pub mod eval;
 pub mod foldin;
+pub mod gnn;
 pub mod kge;
 pub mod popularity;
 pub mod prior;
@@ -22,7 +23,7 @@ pub mod walks;
 
 pub use any::{AnyScorer, Model, warm_compatible};
 pub use config::{
-    LossKind, ModelKind, NegativeSharing, OptimizerKind, Regime, Regularizer, TrainConfig,
+    GnnConfig, LossKind, ModelKind, NegativeSharing, OptimizerKind, Regime, Regularizer, TrainConfig,
     WalkConfig,
 };
 pub use context::{Categories, Context, EntityFeatures, FeatureGroup, Step};

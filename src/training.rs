@@ -160,6 +160,8 @@ pub fn kind_name(k: ModelKind) -> &'static str {
         ModelKind::Distmult => "distmult",
         ModelKind::Rotate => "rotate",
         ModelKind::Walks => "walks",
+        ModelKind::Ultra => "ultra",
+        ModelKind::Gnn => "gnn",
     }
 }
 
@@ -174,6 +176,10 @@ pub fn shape(config: &TrainConfig) -> String {
                 w.layers,
                 if w.layers == 1 { "" } else { "s" }
             )
+        }
+        ModelKind::Ultra | ModelKind::Gnn => {
+            let s = config.gnn_config().shape();
+            format!("{} dim {}, {} layers", kind_name(config.model), s.dim, s.layers)
         }
         kind => format!("{} dim {}", kind_name(kind), config.dim),
     }

@@ -408,7 +408,7 @@ impl Asker {
             crate::model::Model::Walks(w) => w
                 .feature_group(category, kind)
                 .map(|g| w.feature_groups[g].width),
-            crate::model::Model::Kge(_) => None,
+            crate::model::Model::Kge(_) | crate::model::Model::Gnn(_) => None,
         })
     }
 

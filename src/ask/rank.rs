@@ -12,7 +12,8 @@ use crate::graph::Triple;
 use crate::model::calibrate::Calibrator;
 use crate::model::foldin::{self, Dir, FoldConfig, Node};
 use crate::model::popularity::{Popularity, PopularityWeights};
-use crate::model::{KgeModel, Model, NewAnswer, Prediction, Scorer, Step, WalkScorer};
+use crate::model::gnn::{GnnModel, GnnScorer};
+use crate::model::{Context, KgeModel, Model, NewAnswer, Prediction, Scorer, Step, WalkScorer};
 use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::time::Instant;
 
@@ -140,6 +141,15 @@ impl Asker {
                     self.blend(),
                     prompt,
                     &checked,
+                ),
+                Model::Gnn(model) => prepare_gnn(
+                    model,
+                    &self.context,
+                    &device,
+                    &member.calibrator,
+                    self.blend(),
+                    &checked,
+                    prompt.entities.len(),
                 ),
             })
             .collect();
@@ -432,6 +442,15 @@ impl Asker {
         let Some(ids) = self.by_category.get(category) else {
             return Vec::new();
         };
+        // Members without entity rows (message passing) have nothing to compare.
+        let rows: Vec<Vec<Vec<f32>>> = rows
+            .iter()
+            .filter(|r| r.get(i).is_some_and(|x| !x.is_empty()))
+            .cloned()
+            .collect();
+        if rows.is_empty() {
+            return Vec::new();
+        }
         let k = rows.len().max(1) as f64;
         // Each member's trained rows in the space its new rows live in.
         let tables: Vec<Option<(Vec<f32>, usize)>> = self
@@ -439,7 +458,7 @@ impl Asker {
             .members
             .iter()
             .map(|m| match &m.model {
-                Model::Kge(_) => None,
+                Model::Kge(_) | Model::Gnn(_) => None,
                 Model::Walks(w) => Some((w.entity_table(), w.row_width())),
             })
             .collect();
@@ -585,6 +604,14 @@ enum MemberKind<'a> {
         /// All-entity scores per (new entity, relation as read from it); a few at a time.
         wide: HashMap<(usize, u32), Vec<f32>>,
     },
+    Gnn {
+        /// Message passing over the graph with the prompt's new entities (ids from
+        /// `first_new`) and claimed edges added, for this prompt only.
+        scorer: Box<GnnScorer<'a>>,
+        first_new: u32,
+        /// Every node's logit per (new entity, relation as read from it).
+        wide: HashMap<(usize, u32), Vec<f32>>,
+    },
 }
 
 /// All-entity score vectors a walk member keeps between queries (each is as long as the
@@ -640,6 +667,39 @@ impl Member<'_> {
                             c,
                         ),
                         Node::New(_) => prob(pair(c), c),
+                    })
+                    .collect()
+            }
+            MemberKind::Gnn {
+                scorer,
+                first_new,
+                wide,
+            } => {
+                let r_count = scorer.num_relations();
+                if q.relation >= r_count {
+                    return vec![calibrator.prob(f64::NEG_INFINITY); cands.len()];
+                }
+                let rt = match q.dir {
+                    Dir::Tail => q.relation,
+                    Dir::Head => q.relation + r_count,
+                };
+                let key = (q.new, rt);
+                if !wide.contains_key(&key) {
+                    if wide.len() >= WIDE_CACHE {
+                        wide.clear();
+                    }
+                    let logits = scorer.logits(&[(*first_new + q.new as u32, rt)]);
+                    wide.insert(key, logits);
+                }
+                let row = &wide[&key];
+                cands
+                    .iter()
+                    .map(|&c| {
+                        let id = match c {
+                            Node::Known(id) => id as usize,
+                            Node::New(j) => *first_new as usize + j,
+                        };
+                        prob(row.get(id).copied().unwrap_or(f32::NEG_INFINITY), c)
                     })
                     .collect()
             }
@@ -726,6 +786,55 @@ impl WalkView<'_, '_, '_> {
             Dir::Tail => relation,
             Dir::Head => relation + r_count,
         })
+    }
+}
+
+/// One message-passing member, ready to score: no fitting. The prompt's new entities join
+/// the graph as nodes after the trained ones, its claims as edges (both directions), for this
+/// prompt only. A claim's prior probability is its score on the graph without the claims.
+fn prepare_gnn<'a>(
+    model: &'a GnnModel,
+    context: &'a Context,
+    device: &burn::tensor::Device,
+    calibrator: &'a Calibrator,
+    blend: Option<(&'a PopularityWeights, &'a Popularity)>,
+    checked: &Checked,
+    n_new: usize,
+) -> Member<'a> {
+    let first_new = context.num_entities() as u32;
+    let id = |n: Node| match n {
+        Node::Known(id) => id,
+        Node::New(j) => first_new + j as u32,
+    };
+    let claims: Vec<(u32, u32, u32)> = checked
+        .edges
+        .iter()
+        .map(|e| (id(e.head), e.relation, id(e.tail)))
+        .collect();
+    let nodes = first_new as usize + n_new;
+    let bare = GnnScorer::with_nodes(model, device, context, &[], nodes);
+    let prob = |s: f32| calibrator.prob(f64::from(s));
+    let r_count = bare.num_relations();
+    let claim_probs = claims
+        .iter()
+        .map(|&(h, r, t)| {
+            let s = (r < r_count)
+                .then(|| bare.logits(&[(h, r)]).get(t as usize).copied())
+                .flatten();
+            prob(s.unwrap_or(f32::NEG_INFINITY))
+        })
+        .collect();
+    Member {
+        calibrator,
+        blend,
+        kind: MemberKind::Gnn {
+            scorer: Box::new(GnnScorer::with_nodes(model, device, context, &claims, nodes)),
+            first_new,
+            wide: HashMap::new(),
+        },
+        rows: vec![Vec::new(); n_new],
+        claim_probs,
+        prior_kind: vec![None; n_new],
     }
 }
 

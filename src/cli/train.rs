@@ -91,6 +91,11 @@ pub struct TrainArgs {
     /// (default: `--lr`).
     #[arg(long, value_parser = limits::flag(limits::walks::LR), help_heading = "Walk model")]
     entity_lr: Option<f64>,
+    /// Message passing (`--model ultra`): a PyTorch checkpoint of ULTRA to start from
+    /// (default: the embedded `ultra_4g`). `--lr`, `--batch-size`, `--negatives`,
+    /// `--queries-per-epoch`, and for `--model gnn` `--dim` and `--layers`, apply too.
+    #[arg(long, help_heading = "Message passing")]
+    weights: Option<PathBuf>,
     /// Blend the popularity baseline into the scores, weighted per relation and side on the
     /// validation triples (default: true; needs `--valid`).
     #[arg(long)]
@@ -126,8 +131,28 @@ impl TrainArgs {
             }
             None => TrainConfig::new(),
         };
-        let walks = self.model == Some(ModelKind::Walks)
-            || (self.model.is_none() && c.model == ModelKind::Walks);
+        let kind = self.model.unwrap_or(c.model);
+        let walks = kind == ModelKind::Walks;
+        let gnn = model::gnn::is_gnn(kind);
+        if gnn && self.config.is_none() && self.epochs.is_none() {
+            c.epochs = model::config::gnn_epochs(kind);
+        }
+        if gnn {
+            let mut g = c.gnn_config();
+            if let Some(p) = &self.weights {
+                g.weights = Some(p.display().to_string());
+            }
+            macro_rules! gnn_opt {
+                ($($field:ident),*) => { $( if self.$field.is_some() { g.$field = self.$field; } )* };
+            }
+            gnn_opt!(lr, batch_size, negatives, queries_per_epoch, layers);
+            if self.dim.is_some() {
+                g.dim = self.dim;
+            }
+            c.gnn = Some(g);
+        } else if self.weights.is_some() {
+            anyhow::bail!("--weights is for --model ultra");
+        }
         if walks && self.config.is_none() && self.epochs.is_none() {
             c.epochs = model::config::WALK_EPOCHS;
         }
@@ -157,9 +182,11 @@ impl TrainArgs {
         macro_rules! set {
             ($($field:ident),*) => { $( if let Some(v) = self.$field { c.$field = v; } )* };
         }
+        if !gnn {
+            set!(dim);
+        }
         set!(
             model,
-            dim,
             regime,
             loss,
             label_smoothing,
@@ -169,7 +196,7 @@ impl TrainArgs {
             optimizer
         );
         set!(regularizer, reg_weight, epochs, eval_every, patience, seed);
-        if !walks {
+        if !walks && !gnn {
             set!(lr, batch_size);
         }
         if let Some(p) = self.popularity_prior {

@@ -5,6 +5,7 @@
 
 use super::context::{Categories, Context};
 use super::eval::LinkPredictor;
+use super::gnn::{GnnModel, GnnScorer};
 use super::kge::{KgeModel, Scorer};
 use super::popularity::{Popularity, PopularityWeights};
 use super::train::{OnProgress, TrainOutcome, TrainSet};
@@ -23,6 +24,9 @@ pub enum Model {
     Kge(KgeModel),
     /// The transformer over random walks (`model::walks`): reads the graph around a query.
     Walks(WalkModel),
+    /// Conditional message passing (`model::gnn`: ULTRA or trained from scratch): reads the
+    /// whole graph around a query, no entity rows.
+    Gnn(GnnModel),
 }
 
 impl Model {
@@ -30,6 +34,7 @@ impl Model {
         match self {
             Model::Kge(m) => &m.config,
             Model::Walks(m) => &m.config,
+            Model::Gnn(m) => &m.config,
         }
     }
 
@@ -41,6 +46,7 @@ impl Model {
         match self {
             Model::Kge(m) => m.num_entities,
             Model::Walks(m) => m.num_entities,
+            Model::Gnn(m) => m.num_entities,
         }
     }
 
@@ -48,6 +54,7 @@ impl Model {
         match self {
             Model::Kge(m) => m.num_relations,
             Model::Walks(m) => m.num_relations,
+            Model::Gnn(m) => m.num_relations,
         }
     }
 
@@ -62,14 +69,14 @@ impl Model {
     pub fn as_kge(&self) -> Option<&KgeModel> {
         match self {
             Model::Kge(m) => Some(m),
-            Model::Walks(_) => None,
+            Model::Walks(_) | Model::Gnn(_) => None,
         }
     }
 
     pub fn as_kge_mut(&mut self) -> Option<&mut KgeModel> {
         match self {
             Model::Kge(m) => Some(m),
-            Model::Walks(_) => None,
+            Model::Walks(_) | Model::Gnn(_) => None,
         }
     }
 
@@ -78,6 +85,7 @@ impl Model {
         match self {
             Model::Kge(m) => m.grow(num_entities, num_relations, rng),
             Model::Walks(m) => m.grow(num_entities, num_relations, rng),
+            Model::Gnn(m) => m.grow(num_entities, num_relations),
         }
     }
 
@@ -87,6 +95,7 @@ impl Model {
         match self {
             Model::Kge(m) => AnyScorer::Kge(m.scorer(device)),
             Model::Walks(m) => AnyScorer::Walks(m.scorer(device, context)),
+            Model::Gnn(m) => AnyScorer::Gnn(m.scorer(device, context)),
         }
     }
 }
@@ -96,7 +105,7 @@ impl ModelKind {
     pub fn reads_context(self) -> bool {
         match self {
             ModelKind::Complex | ModelKind::Distmult | ModelKind::Rotate => false,
-            ModelKind::Walks => true,
+            ModelKind::Walks | ModelKind::Ultra | ModelKind::Gnn => true,
         }
     }
 }
@@ -106,6 +115,7 @@ impl ModelKind {
 pub enum AnyScorer<'a> {
     Kge(Scorer<'a>),
     Walks(WalkScorer<'a>),
+    Gnn(GnnScorer<'a>),
     /// A scorer with the popularity baseline blended in (an ensemble's fitted weights and the
     /// counts of the graph the question is asked about).
     Blended {
@@ -120,6 +130,7 @@ impl<'a> AnyScorer<'a> {
         match self {
             AnyScorer::Kge(s) => s,
             AnyScorer::Walks(s) => s,
+            AnyScorer::Gnn(s) => s,
             AnyScorer::Blended { inner, .. } => inner.as_ref(),
         }
     }
@@ -225,6 +236,15 @@ pub fn train(
             };
             walks::train(config, set, categories, warm, device, on_progress)
                 .map(|o| o.map(Model::Walks))
+        }
+        ModelKind::Ultra | ModelKind::Gnn => {
+            let warm = match warm {
+                None => None,
+                Some(Model::Gnn(m)) => Some(m),
+                Some(other) => return Err(mismatch(&other)),
+            };
+            super::gnn::train::train(config, set, categories, warm, device, on_progress)
+                .map(|o| o.map(Model::Gnn))
         }
     }
 }

@@ -66,6 +66,7 @@ pub fn save(model: &Model, vocab: &Vocab, dir: &Path) -> Result<String, Checkpoi
     match model {
         Model::Kge(m) => save_kge(m, dir)?,
         Model::Walks(m) => super::walks::save(m, dir)?,
+        Model::Gnn(m) => super::gnn::save(m, dir)?,
     }
     let config = dir.join(CONFIG);
     model.config().save(&config).map_err(io(&config))?;
@@ -118,7 +119,7 @@ fn save_optimizer(model: &KgeModel, path: &Path) -> Result<(), CheckpointError> 
 pub fn restore_optimizer(model: &mut Model, dir: &Path) -> Result<(), CheckpointError> {
     match model {
         Model::Kge(m) => load_optimizer(m, &dir.join(OPTIMIZER)),
-        Model::Walks(_) => Ok(()),
+        Model::Walks(_) | Model::Gnn(_) => Ok(()),
     }
 }
 
@@ -198,6 +199,7 @@ pub fn load(
             Model::Kge(load_kge(dir, config, n, m)?)
         }
         ModelKind::Walks => Model::Walks(super::walks::load(dir, config, n, m)?),
+        ModelKind::Ultra | ModelKind::Gnn => Model::Gnn(super::gnn::load(dir, config, n, m)?),
     };
     Ok((model, vocab))
 }

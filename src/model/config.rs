@@ -16,6 +16,12 @@ pub enum ModelKind {
     /// A transformer over relation-typed random walks, trained with masked entities and
     /// relations (`model::walks`); its hyperparameters are `TrainConfig::walks`.
     Walks,
+    /// ULTRA (`model::gnn`): conditional message passing over the graph with relations
+    /// represented from the relation graph, starting from published pretrained weights (the
+    /// embedded checkpoint, or `gnn.weights`); `epochs: 0` answers zero-shot.
+    Ultra,
+    /// The same message-passing network trained from random weights on this graph.
+    Gnn,
 }
 
 /// How training pairs positives with negatives.
@@ -153,6 +159,73 @@ pub struct TrainConfig {
     /// embedding models' loss. `None` (configs saved before it existed): [`REFUTED_WEIGHT`].
     /// The walk model reads its own `walks.refuted_weight`.
     pub refuted_weight: Option<f64>,
+    /// The message-passing models' settings (`model: ultra` or `gnn`); `None`: defaults.
+    pub gnn: Option<GnnConfig>,
+}
+
+/// Settings of the message-passing models (`model::gnn`).
+#[derive(Config, Debug, PartialEq)]
+pub struct GnnConfig {
+    /// A PyTorch checkpoint of ULTRA to start from (`model: ultra`); `None`: the embedded
+    /// `ultra_4g` weights.
+    pub weights: Option<String>,
+    /// Width of every state (`model: gnn`; ULTRA's is its checkpoint's). `None`: 64.
+    pub dim: Option<usize>,
+    /// Layers of each network (`model: gnn`). `None`: 6.
+    pub layers: Option<usize>,
+    /// AdamW's learning rate. `None`: 5e-4 (ULTRA's).
+    pub lr: Option<f64>,
+    /// Training queries per step; they share one pass over the graph. `None`: 8.
+    pub batch_size: Option<usize>,
+    /// Negatives per training query, drawn from the relation's range. `None`: 128.
+    pub negatives: Option<usize>,
+    /// Training queries per epoch, drawn afresh each epoch. `None`: every training triple in
+    /// both directions.
+    pub queries_per_epoch: Option<usize>,
+}
+
+impl GnnConfig {
+    /// The network's size for a model trained from scratch.
+    pub fn shape(&self) -> super::gnn::Shape {
+        let d = super::gnn::Shape::default();
+        super::gnn::Shape {
+            dim: self.dim.unwrap_or(d.dim),
+            layers: self.layers.unwrap_or(d.layers),
+        }
+    }
+
+    pub fn lr(&self) -> f64 {
+        self.lr.unwrap_or(5e-4)
+    }
+
+    pub fn batch_size(&self) -> usize {
+        self.batch_size.unwrap_or(8)
+    }
+
+    pub fn negatives(&self) -> usize {
+        self.negatives.unwrap_or(128)
+    }
+
+    /// Every setting out of its range, as (field, why).
+    pub fn problems(&self) -> Vec<(&'static str, String)> {
+        use crate::limits::gnn as l;
+        let mut out = Vec::new();
+        for (name, v, range) in [
+            ("dim", self.dim, l::DIM),
+            ("layers", self.layers, l::LAYERS),
+            ("batch_size", self.batch_size, l::BATCH_SIZE),
+            ("negatives", self.negatives, l::NEGATIVES),
+            ("queries_per_epoch", self.queries_per_epoch, l::QUERIES_PER_EPOCH),
+        ] {
+            if let Some(Err(why)) = v.map(|v| range.check(v)) {
+                out.push((name, why));
+            }
+        }
+        if let Some(Err(why)) = self.lr.map(|v| l::LR.check(v)) {
+            out.push(("lr", why));
+        }
+        out
+    }
 }
 
 /// Default weight of a refuted triple in the embedding models' loss (`refuted_weight`).
@@ -172,6 +245,11 @@ impl TrainConfig {
     /// The walk model's hyperparameters, defaults filled in.
     pub fn walk_config(&self) -> WalkConfig {
         self.walks.clone().unwrap_or_else(WalkConfig::new)
+    }
+
+    /// The message-passing models' settings, defaults filled in.
+    pub fn gnn_config(&self) -> GnnConfig {
+        self.gnn.clone().unwrap_or_else(GnnConfig::new)
     }
 }
 
@@ -413,6 +491,11 @@ impl TrainConfig {
                 out.push((format!("walks.{field}"), why));
             }
         }
+        if let Some(g) = &self.gnn {
+            for (field, why) in g.problems() {
+                out.push((format!("gnn.{field}"), why));
+            }
+        }
         out
     }
 }
@@ -420,6 +503,15 @@ impl TrainConfig {
 /// Epochs that suit the walk model when nothing else says (`TrainConfig.epochs` counts them:
 /// a workflow's `epochs` and `retrain_epochs` apply to every kind).
 pub const WALK_EPOCHS: usize = 40;
+
+/// Epochs of the message-passing models when nothing else says: none for ULTRA (its
+/// published weights answer as they are, zero-shot), a few for a network from scratch.
+pub fn gnn_epochs(kind: ModelKind) -> usize {
+    match kind {
+        ModelKind::Ultra => 0,
+        _ => 10,
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -94,7 +94,9 @@ pub fn query_into(kind: ModelKind, head_query: bool, e: &[f32], rel: &[f32], q: 
                 }
             }
         }
-        ModelKind::Walks => unreachable!("the walk model has no KGE rows to fold in"),
+        ModelKind::Walks | ModelKind::Ultra | ModelKind::Gnn => {
+            unreachable!("only embedding models have rows to fold in")
+        }
         ModelKind::Rotate => {
             let k = e.len() / 2;
             let (er, ei) = e.split_at(k);
@@ -143,7 +145,9 @@ pub(super) fn query_grad(
                 }
             }
         }
-        ModelKind::Walks => unreachable!("the walk model has no KGE rows to fold in"),
+        ModelKind::Walks | ModelKind::Ultra | ModelKind::Gnn => {
+            unreachable!("only embedding models have rows to fold in")
+        }
         ModelKind::Rotate => {
             let k = g.len() / 2;
             let (gr, gi) = g.split_at(k);

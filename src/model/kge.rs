@@ -158,7 +158,7 @@ pub(crate) fn widths(config: &TrainConfig) -> (usize, usize) {
         ModelKind::Rotate => (2 * k, k),
         // The walk model has no KGE tables (`model::walks`); `model::train` refuses it, so
         // these widths only size an empty shell.
-        ModelKind::Walks => (k, k),
+        ModelKind::Walks | ModelKind::Ultra | ModelKind::Gnn => (k, k),
     }
 }
 

@@ -73,7 +73,9 @@ pub fn query(kind: ModelKind, side: Side, e: &Ent, r: &Rel) -> Query {
                 },
             }
         }
-        ModelKind::Walks => unreachable!("the walk model scores with model::walks"),
+        ModelKind::Walks | ModelKind::Ultra | ModelKind::Gnn => {
+            unreachable!("only embedding models score with model::score")
+        }
         ModelKind::Rotate => {
             let (er, ei) = (e.re.clone(), complex_part(&e.im));
             let (c, s) = (r.re.clone().cos(), r.re.clone().sin());
@@ -243,7 +245,9 @@ mod tests {
                 let hr = (h.0 * r.0 - h.1 * r.1, h.0 * r.1 + h.1 * r.0);
                 hr.0 * tl.0 + hr.1 * tl.1
             }
-            ModelKind::Walks => unreachable!("the walk model scores with model::walks"),
+            ModelKind::Walks | ModelKind::Ultra | ModelKind::Gnn => {
+            unreachable!("only embedding models score with model::score")
+        }
             ModelKind::Rotate => {
                 let (c, s) = (r.0.cos(), r.0.sin());
                 let hr = (h.0 * c - h.1 * s, h.0 * s + h.1 * c);

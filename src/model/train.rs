@@ -402,8 +402,11 @@ fn validate(config: &TrainConfig, set: &TrainSet<'_>) -> Result<(), ModelError> 
     if let Some((field, why)) = config.problems().into_iter().next() {
         return bad(&format!("{field}: {why}"));
     }
-    if config.model == ModelKind::Walks {
-        return bad("the walk model trains with model::walks::train");
+    if matches!(
+        config.model,
+        ModelKind::Walks | ModelKind::Ultra | ModelKind::Gnn
+    ) {
+        return bad("only the embedding models train with model::train");
     }
     if config.dim == 0 {
         return bad("dim must be positive");

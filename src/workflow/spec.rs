@@ -213,6 +213,49 @@ pub struct ModelSpec {
     /// The walk transformer's settings (`kind: walks`); unset ones keep their defaults.
     /// `lr` and `batch_size` above apply to the shallow kinds; the walk model has its own.
     pub walks: Option<WalksSpec>,
+    /// The message-passing models' settings (`kind: ultra` or `gnn`); unset ones keep their
+    /// defaults. `lr`, `batch_size` and `negatives` above apply to the shallow kinds.
+    pub gnn: Option<GnnSpec>,
+}
+
+/// The message-passing models' settings a workflow may set (see `model::GnnConfig`).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct GnnSpec {
+    /// A PyTorch checkpoint of ULTRA to start from (`kind: ultra`); default: the embedded
+    /// `ultra_4g` weights.
+    pub weights: Option<String>,
+    /// Width of every state (`kind: gnn`).
+    #[schemars(transform = limits::gnn::DIM.schema())]
+    pub dim: Option<usize>,
+    /// Layers of each network (`kind: gnn`).
+    #[schemars(transform = limits::gnn::LAYERS.schema())]
+    pub layers: Option<usize>,
+    #[schemars(transform = limits::gnn::LR.schema())]
+    pub lr: Option<f64>,
+    /// Training queries per step (they share one pass over the graph).
+    #[schemars(transform = limits::gnn::BATCH_SIZE.schema())]
+    pub batch_size: Option<usize>,
+    /// Negatives per training query, from the relation's range.
+    #[schemars(transform = limits::gnn::NEGATIVES.schema())]
+    pub negatives: Option<usize>,
+    /// Training queries per epoch, drawn afresh each epoch.
+    #[schemars(transform = limits::gnn::QUERIES_PER_EPOCH.schema())]
+    pub queries_per_epoch: Option<usize>,
+}
+
+impl GnnSpec {
+    pub fn config(&self) -> crate::model::GnnConfig {
+        crate::model::GnnConfig {
+            weights: self.weights.clone(),
+            dim: self.dim,
+            layers: self.layers,
+            lr: self.lr,
+            batch_size: self.batch_size,
+            negatives: self.negatives,
+            queries_per_epoch: self.queries_per_epoch,
+        }
+    }
 }
 
 /// The walk transformer's hyperparameters a workflow may set (see `model::WalkConfig`).
@@ -344,6 +387,7 @@ impl Default for ModelSpec {
             verdict_calibration: true,
             retrain: RetrainMode::Warm,
             walks: None,
+            gnn: None,
         }
     }
 }
@@ -379,6 +423,10 @@ impl ModelSpec {
                     .unwrap_or_default()
                     .apply(WalkConfig::new())
             }))
+            .with_gnn(
+                crate::model::gnn::is_gnn(self.kind)
+                    .then(|| self.gnn.clone().unwrap_or_default().config()),
+            )
     }
 
     pub fn calibration_method(&self) -> Method {

@@ -226,6 +226,20 @@ impl Checks<'_> {
                 ),
             );
         }
+        if m.gnn.is_some() && !crate::model::gnn::is_gnn(m.kind) {
+            self.bad(
+                "model.gnn",
+                format!(
+                    "is read only with `kind: ultra` or `kind: gnn`, not `{}`",
+                    crate::training::kind_name(m.kind)
+                ),
+            );
+        }
+        if let Some(g) = &m.gnn {
+            for (field, why) in g.config().problems() {
+                self.bad(&format!("model.gnn.{field}"), why);
+            }
+        }
         if let Some(w) = &m.walks {
             for (field, why) in w.apply(crate::model::WalkConfig::new()).problems() {
                 self.bad(&format!("model.walks.{field}"), why);
