@@ -109,14 +109,25 @@ def vocab(triples, extra=()):
 
 @torch.no_grad()
 def tail_logits(model, data, heads, rels):
-    """Every node's logit as the tail of (head, rel) for a batch: [batch, nodes]."""
+    """Every node's logit as the tail of (head, rel) for a batch: [batch, nodes]. A relation
+    id at or beyond R (an inverse) asks for heads of the direct relation, built as ULTRA's
+    test builds a head batch (`tasks.all_negative`): the model turns it into a tail query
+    itself, with the relation graph conditioned on the direct relation."""
     n = data.num_nodes
-    b = len(heads)
-    batch = torch.zeros(b, n, 3, dtype=torch.long)
-    batch[:, :, 0] = torch.tensor(heads).unsqueeze(1)
-    batch[:, :, 1] = torch.arange(n).unsqueeze(0)
-    batch[:, :, 2] = torch.tensor(rels).unsqueeze(1)
-    return model(data, batch)
+    R = data.num_relations // 2
+    rows = []
+    for h, r in zip(heads, rels):
+        batch = torch.zeros(1, n, 3, dtype=torch.long)
+        if r < R:
+            batch[:, :, 0] = h
+            batch[:, :, 1] = torch.arange(n)
+            batch[:, :, 2] = r
+        else:
+            batch[:, :, 0] = torch.arange(n)
+            batch[:, :, 1] = h
+            batch[:, :, 2] = r - R
+        rows.append(model(data, batch)[0])
+    return torch.stack(rows)
 
 
 def main():

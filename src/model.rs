@@ -23,8 +23,8 @@ pub mod walks;
 
 pub use any::{AnyScorer, Model, warm_compatible};
 pub use config::{
-    GnnConfig, LossKind, ModelKind, NegativeSharing, OptimizerKind, Regime, Regularizer, TrainConfig,
-    WalkConfig,
+    GnnConfig, LossKind, ModelKind, NegativeSharing, OptimizerKind, Regime, Regularizer,
+    TrainConfig, WalkConfig,
 };
 pub use context::{Categories, Context, EntityFeatures, FeatureGroup, Step};
 pub use ensemble::{Ensemble, Prediction};

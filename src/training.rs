@@ -179,7 +179,12 @@ pub fn shape(config: &TrainConfig) -> String {
         }
         ModelKind::Ultra | ModelKind::Gnn => {
             let s = config.gnn_config().shape();
-            format!("{} dim {}, {} layers", kind_name(config.model), s.dim, s.layers)
+            format!(
+                "{} dim {}, {} layers",
+                kind_name(config.model),
+                s.dim,
+                s.layers
+            )
         }
         kind => format!("{} dim {}", kind_name(kind), config.dim),
     }

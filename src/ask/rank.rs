@@ -11,8 +11,8 @@ use super::{
 use crate::graph::Triple;
 use crate::model::calibrate::Calibrator;
 use crate::model::foldin::{self, Dir, FoldConfig, Node};
-use crate::model::popularity::{Popularity, PopularityWeights};
 use crate::model::gnn::{GnnModel, GnnScorer};
+use crate::model::popularity::{Popularity, PopularityWeights};
 use crate::model::{Context, KgeModel, Model, NewAnswer, Prediction, Scorer, Step, WalkScorer};
 use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::time::Instant;
@@ -828,7 +828,9 @@ fn prepare_gnn<'a>(
         calibrator,
         blend,
         kind: MemberKind::Gnn {
-            scorer: Box::new(GnnScorer::with_nodes(model, device, context, &claims, nodes)),
+            scorer: Box::new(GnnScorer::with_nodes(
+                model, device, context, &claims, nodes,
+            )),
             first_new,
             wide: HashMap::new(),
         },

@@ -215,7 +215,11 @@ impl GnnConfig {
             ("layers", self.layers, l::LAYERS),
             ("batch_size", self.batch_size, l::BATCH_SIZE),
             ("negatives", self.negatives, l::NEGATIVES),
-            ("queries_per_epoch", self.queries_per_epoch, l::QUERIES_PER_EPOCH),
+            (
+                "queries_per_epoch",
+                self.queries_per_epoch,
+                l::QUERIES_PER_EPOCH,
+            ),
         ] {
             if let Some(Err(why)) = v.map(|v| range.check(v)) {
                 out.push((name, why));

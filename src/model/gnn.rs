@@ -53,16 +53,16 @@ pub enum GnnError {
         source: params::ParamsError,
     },
     #[error("{path}: {cause}")]
-    Io {
-        path: String,
-        cause: std::io::Error,
-    },
+    Io { path: String, cause: std::io::Error },
 }
 
 /// Reads ULTRA weights from a PyTorch checkpoint file, or the embedded one for `None`.
 pub fn pretrained(path: Option<&Path>) -> Result<Params, GnnError> {
     let (name, bytes) = match path {
-        None => ("the embedded ULTRA checkpoint".to_owned(), EMBEDDED_CHECKPOINT.to_vec()),
+        None => (
+            "the embedded ULTRA checkpoint".to_owned(),
+            EMBEDDED_CHECKPOINT.to_vec(),
+        ),
         Some(p) => (
             p.display().to_string(),
             std::fs::read(p).map_err(|cause| GnnError::Io {
@@ -160,10 +160,12 @@ impl<'a> GnnScorer<'a> {
         let valid: Vec<(u32, u32)> = queries.iter().copied().filter(ok).collect();
         let mut scored = Vec::with_capacity(valid.len() * g);
         for chunk in valid.chunks(SCORE_BATCH) {
-            scored.extend(
-                self.net
-                    .tails(&self.graph, &self.relation_graph, chunk, &Removed::default()),
-            );
+            scored.extend(self.net.tails(
+                &self.graph,
+                &self.relation_graph,
+                chunk,
+                &Removed::default(),
+            ));
         }
         if valid.len() == queries.len() {
             return scored;
@@ -192,7 +194,8 @@ impl<'a> GnnScorer<'a> {
             let take = n.min(g);
             row[..take].copy_from_slice(&logits[i * g..i * g + take]);
             if (q.1 as usize) < 2 * self.num_relations as usize {
-                self.ranges.mask(q.1, &mut row[..take.min(self.ranges.num_entities())]);
+                self.ranges
+                    .mask(q.1, &mut row[..take.min(self.ranges.num_entities())]);
             }
         }
         out
@@ -321,7 +324,10 @@ pub fn load(
         .try_into_vec::<f32>()
         .map_err(|e| corrupt(&path, format!("{e:?}")))?;
     if data.len() != len {
-        return Err(corrupt(&path, format!("{} weights, the shape needs {len}", data.len())));
+        return Err(corrupt(
+            &path,
+            format!("{} weights, the shape needs {len}", data.len()),
+        ));
     }
     Ok(GnnModel {
         config,
@@ -357,7 +363,11 @@ mod tests {
                 let n = m.len() as u32;
                 *m.entry(k.to_owned()).or_insert(n)
             };
-            let (h, r, t) = (id(&mut ents, f[0]), id(&mut rels, f[1]), id(&mut ents, f[2]));
+            let (h, r, t) = (
+                id(&mut ents, f[0]),
+                id(&mut rels, f[1]),
+                id(&mut ents, f[2]),
+            );
             triples.push(Triple::new(h, r, t));
         }
         let n = ents.len();
@@ -371,10 +381,9 @@ mod tests {
     fn matches_the_reference_implementation() {
         let (context, ents, rels) = toy();
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/ultra");
-        let reference: serde_json::Value = serde_json::from_slice(
-            &std::fs::read(dir.join("reference_4g.json")).expect("fixture"),
-        )
-        .expect("json");
+        let reference: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.join("reference_4g.json")).expect("fixture"))
+                .expect("json");
         let model = GnnModel {
             config: TrainConfig::new().with_model(ModelKind::Ultra),
             num_entities: ents.len(),

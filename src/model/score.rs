@@ -246,8 +246,8 @@ mod tests {
                 hr.0 * tl.0 + hr.1 * tl.1
             }
             ModelKind::Walks | ModelKind::Ultra | ModelKind::Gnn => {
-            unreachable!("only embedding models score with model::score")
-        }
+                unreachable!("only embedding models score with model::score")
+            }
             ModelKind::Rotate => {
                 let (c, s) = (r.0.cos(), r.0.sin());
                 let hr = (h.0 * c - h.1 * s, h.0 * s + h.1 * c);

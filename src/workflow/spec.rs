@@ -196,8 +196,8 @@ pub struct ModelSpec {
     pub lr: f64,
     #[schemars(transform = limits::train::BATCH_SIZE.schema())]
     pub batch_size: usize,
-    /// Epochs of the first training.
-    #[schemars(transform = limits::train::FIRST_EPOCHS.schema())]
+    /// Epochs of the first training (0 only with `kind: ultra`: zero-shot).
+    #[schemars(transform = limits::train::EPOCHS.schema())]
     pub epochs: usize,
     /// Epochs of each retrain after a round.
     #[schemars(transform = limits::workflow::RETRAIN_EPOCHS.schema())]

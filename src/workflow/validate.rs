@@ -210,7 +210,13 @@ impl Checks<'_> {
         self.range("model.negatives", m.negatives, l::NEGATIVES);
         self.range("model.lr", m.lr, l::LR);
         self.range("model.batch_size", m.batch_size, l::BATCH_SIZE);
-        self.range("model.epochs", m.epochs, l::FIRST_EPOCHS);
+        // ULTRA's published weights answer as they are: a first training of 0 epochs is
+        // zero-shot. Every other kind needs at least one.
+        if m.kind == crate::model::ModelKind::Ultra {
+            self.range("model.epochs", m.epochs, l::EPOCHS);
+        } else {
+            self.range("model.epochs", m.epochs, l::FIRST_EPOCHS);
+        }
         self.range(
             "model.retrain_epochs",
             m.retrain_epochs,

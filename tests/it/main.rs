@@ -13,6 +13,7 @@ mod entity_web;
 mod features;
 mod fetch;
 mod formats;
+mod gnn;
 mod history;
 mod import;
 mod migrations;

@@ -35,7 +35,13 @@ impl Net<'_> {
         let b = batch.queries.len();
         let n = graph.num_nodes;
         let mut trace = Trace::default();
-        let enc = self.encode(graph, rel_graph, batch.queries, batch.removed, Some(&mut trace));
+        let enc = self.encode(
+            graph,
+            rel_graph,
+            batch.queries,
+            batch.removed,
+            Some(&mut trace),
+        );
         let lay = self.layout.clone();
         let w0 = self.w(&lay.mlp0_weight).to_vec();
         let b0 = self.w(&lay.mlp0_bias).to_vec();
@@ -57,9 +63,7 @@ impl Net<'_> {
                     (0..h)
                         .map(|o| {
                             let row = &w0[o * h..(o + 1) * h];
-                            b0[o]
-                                + dot(&row[..d], f)
-                                + dot(&row[d..], query)
+                            b0[o] + dot(&row[..d], f) + dot(&row[d..], query)
                         })
                         .collect()
                 })
@@ -131,7 +135,15 @@ impl Net<'_> {
             for (q, g) in dboundary.iter().enumerate() {
                 add(&mut dquery[q], g);
             }
-            self.project_backward(layer, &trace.rep, hidden, &dper_type, types * b, &mut drep, grad);
+            self.project_backward(
+                layer,
+                &trace.rep,
+                hidden,
+                &dper_type,
+                types * b,
+                &mut drep,
+                grad,
+            );
         }
         // The first layer's input is the boundary itself.
         for &(hd, q) in &heads {
@@ -192,15 +204,17 @@ impl Net<'_> {
         let (gamma, beta) = (self.w(&layer.norm_weight), self.w(&layer.norm_bias));
 
         // Through relu(norm(z)): dz per row, and the norm's own gradients.
+        // Partial sums over fixed blocks of rows, added in order: the same gradient whatever
+        // the threads do (a resumed training must retrace the first one).
         let mut dz = vec![0f32; rows * d];
-        let (dgamma, dbeta) = dz
-            .par_chunks_mut(d)
-            .zip(trace.z.par_chunks(d))
-            .zip(dout.par_chunks(d))
-            .with_min_len(256)
-            .fold(
-                || (vec![0f32; d], vec![0f32; d]),
-                |(mut dg, mut dbt), ((dzr, z), go)| {
+        let block = (rows / 64).max(256);
+        let partials: Vec<(Vec<f32>, Vec<f32>)> = dz
+            .par_chunks_mut(block * d)
+            .zip(trace.z.par_chunks(block * d))
+            .zip(dout.par_chunks(block * d))
+            .map(|((dzb, zb), gob)| {
+                let (mut dg, mut dbt) = (vec![0f32; d], vec![0f32; d]);
+                for ((dzr, z), go) in dzb.chunks_mut(d).zip(zb.chunks(d)).zip(gob.chunks(d)) {
                     let (mean, inv) = norm_stats(z);
                     let mut dn = [0f32; 1024];
                     let mut nrm = [0f32; 1024];
@@ -219,17 +233,15 @@ impl Net<'_> {
                     for k in 0..d {
                         dzr[k] = inv * (dn[k] - m1 - nrm[k] * m2);
                     }
-                    (dg, dbt)
-                },
-            )
-            .reduce(
-                || (vec![0f32; d], vec![0f32; d]),
-                |(mut a, mut b), (c, e)| {
-                    add(&mut a, &c);
-                    add(&mut b, &e);
-                    (a, b)
-                },
-            );
+                }
+                (dg, dbt)
+            })
+            .collect();
+        let (mut dgamma, mut dbeta) = (vec![0f32; d], vec![0f32; d]);
+        for (g, b) in &partials {
+            add(&mut dgamma, g);
+            add(&mut dbeta, b);
+        }
         add(&mut grad[layer.norm_weight.clone()], &dgamma);
         add(&mut grad[layer.norm_bias.clone()], &dbeta);
 
@@ -291,12 +303,13 @@ impl Net<'_> {
                 }
             });
         let types = graph.num_types;
-        let dper_type = (0..n)
-            .into_par_iter()
-            .with_min_len(64)
-            .fold(
-                || vec![0f32; types * width],
-                |mut acc, i| {
+        let block = (n / 64).max(256);
+        let starts: Vec<usize> = (0..n).step_by(block).collect();
+        let partials: Vec<Vec<f32>> = starts
+            .par_iter()
+            .map(|&start| {
+                let mut acc = vec![0f32; types * width];
+                for i in start..(start + block).min(n) {
                     let (sources, tys) = graph.incoming(i);
                     let skip = removed_at(removed, i);
                     let g = &dagg[i * width..(i + 1) * width];
@@ -314,16 +327,14 @@ impl Net<'_> {
                             }
                         }
                     }
-                    acc
-                },
-            )
-            .reduce(
-                || vec![0f32; types * width],
-                |mut a, c| {
-                    add(&mut a, &c);
-                    a
-                },
-            );
+                }
+                acc
+            })
+            .collect();
+        let mut dper_type = vec![0f32; types * width];
+        for p in &partials {
+            add(&mut dper_type, p);
+        }
         let dboundary = boundary
             .iter()
             .map(|&(node, q)| dagg[(node as usize * b + q) * d..][..d].to_vec())
@@ -489,13 +500,18 @@ mod tests {
                 let analytic = f64::from(grad[at]);
                 let tol = 2e-3 + 0.05 * numeric.abs().max(analytic.abs());
                 if (numeric - analytic).abs() >= tol {
-                    bad.push(format!("{name}[{at}]: analytic {analytic}, numeric {numeric}"));
+                    bad.push(format!(
+                        "{name}[{at}]: analytic {analytic}, numeric {numeric}"
+                    ));
                 }
                 checked += 1;
             }
         }
         assert!(bad.is_empty(), "{}", bad.join("\n"));
-        assert!(checked > 150, "{checked} coordinates checked, {kinks} at kinks");
+        assert!(
+            checked > 150,
+            "{checked} coordinates checked, {kinks} at kinks"
+        );
         assert!(kinks * 4 < checked, "{kinks} at kinks, {checked} checked");
         assert!(grad.iter().any(|g| *g != 0.0));
     }

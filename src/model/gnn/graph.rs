@@ -26,8 +26,9 @@ impl Adjacency {
         num_types: usize,
         edges: impl Iterator<Item = (u32, u32, u32)> + Clone,
     ) -> Self {
-        let ok =
-            |&(s, t, o): &(u32, u32, u32)| (s as usize) < num_nodes && (o as usize) < num_nodes && (t as usize) < num_types;
+        let ok = |&(s, t, o): &(u32, u32, u32)| {
+            (s as usize) < num_nodes && (o as usize) < num_nodes && (t as usize) < num_types
+        };
         let mut offsets = vec![0usize; num_nodes + 1];
         for (_, _, o) in edges.clone().filter(ok) {
             offsets[o as usize + 1] += 1;
@@ -117,17 +118,19 @@ impl Adjacency {
     pub fn relation_graph(&self) -> Adjacency {
         let m = self.num_types;
         let words = m.div_ceil(64);
-        // heads[e] / tails[e]: the types an entity is the head / tail of, as bitsets.
-        // An incoming edge (s, t) of e says e is a tail of t and s is a head of t.
+        // head_of[e] / tail_of[e]: the types an entity is the head / tail of. An incoming
+        // edge (s, t) of e says e is a tail of t and s is a head of t.
         let mut head_of = vec![Vec::<u32>::new(); self.num_nodes];
-        let mut tail_of = vec![Vec::<u32>::new(); self.num_nodes];
+        let tail_of: Vec<Vec<u32>> = (0..self.num_nodes)
+            .map(|e| self.incoming(e).1.to_vec())
+            .collect();
         for e in 0..self.num_nodes {
             let (srcs, tys) = self.incoming(e);
             for (&s, &t) in srcs.iter().zip(tys) {
-                tail_of[e].push(t);
                 head_of[s as usize].push(t);
             }
         }
+        let mut tail_of = tail_of;
         // pairs[k][a] = bitset of b.
         let mut pairs = vec![vec![0u64; m * words]; INTERACTIONS];
         let mut set = |k: usize, a: &[u32], b: &[u32]| {

@@ -8,11 +8,27 @@
 //! matrix products over chunks of rows, so memory stays bounded by the states themselves.
 
 use super::graph::Adjacency;
-use super::params::{Layout, LayerSlots, Params};
+use super::params::{LayerSlots, Layout, Params};
 use burn::tensor::{Device, Tensor, TensorData};
 use rayon::prelude::*;
 
 const NORM_EPS: f32 = 1e-5;
+
+/// Seconds spent in the sparse sums and in the dense updates (products, norms, the MLP),
+/// for benchmarks to say where the time goes.
+static PHASES: std::sync::Mutex<[f64; 2]> = std::sync::Mutex::new([0.0; 2]);
+
+/// Seconds so far in the sparse sums and in the dense parts.
+pub fn phases() -> [f64; 2] {
+    PHASES.lock().map(|p| *p).unwrap_or_default()
+}
+
+fn add_phase(i: usize, since: std::time::Instant) -> std::time::Instant {
+    if let Ok(mut p) = PHASES.lock() {
+        p[i] += since.elapsed().as_secs_f64();
+    }
+    std::time::Instant::now()
+}
 /// Rows of a dense update per burn product: bounds the concatenated input's memory.
 const CHUNK_ROWS: usize = 1 << 16;
 
@@ -163,7 +179,10 @@ impl<'a> Net<'a> {
         let d = self.layout.shape.dim;
         let b = queries.len();
         let n = graph.num_nodes;
-        let rels: Vec<u32> = queries.iter().map(|q| q.1).collect();
+        // ULTRA lights the relation graph at the direct relation even when the query asks
+        // for heads (its inverse); the query vector is then the inverse's representation.
+        let direct = (rel_graph.num_nodes / 2).max(1) as u32;
+        let rels: Vec<u32> = queries.iter().map(|q| q.1 % direct).collect();
         let rep = self.relations(
             rel_graph,
             &rels,
@@ -204,7 +223,12 @@ impl<'a> Net<'a> {
 
     /// This layer's relation vectors: `W2 relu(W0 rep + b0) + b2` for every (type, query).
     /// Also returns the hidden activations (after the ReLU), which the backward pass reads.
-    pub(super) fn project(&self, layer: &LayerSlots, rep: &[f32], rows: usize) -> (Vec<f32>, Vec<f32>) {
+    pub(super) fn project(
+        &self,
+        layer: &LayerSlots,
+        rep: &[f32],
+        rows: usize,
+    ) -> (Vec<f32>, Vec<f32>) {
         let d = self.layout.shape.dim;
         let mut h = self.linear(rep.to_vec(), rows, d, &layer.project0_weight, d);
         add_bias(&mut h, self.w(&layer.project0_bias));
@@ -259,6 +283,7 @@ impl<'a> Net<'a> {
         let (gamma, beta) = (self.w(&layer.norm_weight), self.w(&layer.norm_bias));
         let nodes_per_chunk = (CHUNK_ROWS / b).max(1);
         for start in (0..n).step_by(nodes_per_chunk) {
+            let t0 = std::time::Instant::now();
             let end = (start + nodes_per_chunk).min(n);
             // [state, sum] for the chunk's rows: 2 d wide.
             let mut cat = vec![0f32; (end - start) * b * 2 * d];
@@ -298,6 +323,7 @@ impl<'a> Net<'a> {
                 }
             }
             let rows = (end - start) * b;
+            let t0 = add_phase(0, t0);
             if let Some(t) = trace.as_deref_mut() {
                 t.cat.extend_from_slice(&cat);
             }
@@ -319,6 +345,7 @@ impl<'a> Net<'a> {
                         o[k] = y.max(0.0) + xi[k];
                     }
                 });
+            add_phase(1, t0);
         }
         out
     }
@@ -344,10 +371,11 @@ impl<'a> Net<'a> {
         let state_half: Vec<f32> = (0..h)
             .flat_map(|o| w0[o * 2 * d..o * 2 * d + d].iter().copied())
             .collect();
-        let wt = Tensor::<2>::from_data(TensorData::new(state_half, [h, d]), &self.device)
-            .transpose();
+        let wt =
+            Tensor::<2>::from_data(TensorData::new(state_half, [h, d]), &self.device).transpose();
         let w2 = self.w(&self.layout.mlp2_weight);
         let b2 = self.w(&self.layout.mlp2_bias)[0];
+        let t0 = std::time::Instant::now();
         let mut logits = vec![0f32; b * n];
         let nodes_per_chunk = (CHUNK_ROWS / b).max(1);
         for start in (0..n).step_by(nodes_per_chunk) {
@@ -377,6 +405,7 @@ impl<'a> Net<'a> {
                 logits[q * n + node] = s;
             }
         }
+        add_phase(1, t0);
         logits
     }
 }

@@ -191,7 +191,9 @@ impl Params {
         let dim = dict
             .get("entity_model.layers.0.layer_norm.weight")
             .map(|t| t.data.len())
-            .ok_or_else(|| ParamsError::Missing("entity_model.layers.0.layer_norm.weight".into()))?;
+            .ok_or_else(|| {
+                ParamsError::Missing("entity_model.layers.0.layer_norm.weight".into())
+            })?;
         let layers = (0..)
             .take_while(|i| dict.contains_key(&format!("entity_model.layers.{i}.linear.weight")))
             .count();
@@ -239,8 +241,9 @@ mod tests {
     fn the_layout_is_ultras_and_loads_by_name() {
         let layout = Layout::new(Shape::default());
         assert_eq!(layout.named.len(), 82);
-        let dict = super::super::pth::read_state_dict(super::super::EMBEDDED_CHECKPOINT, Some("model"))
-            .expect("readable");
+        let dict =
+            super::super::pth::read_state_dict(super::super::EMBEDDED_CHECKPOINT, Some("model"))
+                .expect("readable");
         let p = Params::from_state_dict(&dict).expect("loads");
         assert_eq!(p.shape, Shape::default());
         assert_eq!(p.data.len(), layout.len);

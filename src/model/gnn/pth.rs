@@ -35,10 +35,14 @@ pub fn read_state_dict(
         .find(|(name, _)| name.ends_with("data.pkl"))
         .ok_or_else(|| PthError::Zip("no data.pkl inside".into()))?;
     let prefix = pkl_name.trim_end_matches("data.pkl");
-    if let Some((_, order)) = files.iter().find(|(n, _)| *n == format!("{prefix}byteorder"))
+    if let Some((_, order)) = files
+        .iter()
+        .find(|(n, _)| *n == format!("{prefix}byteorder"))
         && order.as_slice() != b"little"
     {
-        return Err(PthError::Zip("only little-endian storages are supported".into()));
+        return Err(PthError::Zip(
+            "only little-endian storages are supported".into(),
+        ));
     }
     let root = Unpickler::new(pkl).run()?;
     let dict = match entry {
@@ -74,7 +78,12 @@ pub fn read_state_dict(
         // Strided read: checkpoints are contiguous in practice, but a view saved as-is is not.
         let mut index = vec![0usize; t.shape.len()];
         for _ in 0..numel {
-            let at = t.offset + index.iter().zip(&t.stride).map(|(i, s)| i * s).sum::<usize>();
+            let at = t.offset
+                + index
+                    .iter()
+                    .zip(&t.stride)
+                    .map(|(i, s)| i * s)
+                    .sum::<usize>();
             let b = raw
                 .get(at * 4..at * 4 + 4)
                 .ok_or_else(|| bad(format!("element {at} lies beyond its storage")))?;
@@ -485,12 +494,15 @@ fn persistent(pid: Value) -> Result<Value, PthError> {
         return Err(PthError::Pickle("a persistent id is not a tuple".into()));
     };
     match items.as_slice() {
-        [Value::Str(kind), Value::Global(_, dtype), Value::Str(key), ..] if kind == "storage" => {
-            Ok(Value::Storage(Storage {
-                dtype: dtype.clone(),
-                key: key.clone(),
-            }))
-        }
+        [
+            Value::Str(kind),
+            Value::Global(_, dtype),
+            Value::Str(key),
+            ..,
+        ] if kind == "storage" => Ok(Value::Storage(Storage {
+            dtype: dtype.clone(),
+            key: key.clone(),
+        })),
         _ => Err(PthError::Pickle("unknown persistent id".into())),
     }
 }
@@ -503,7 +515,9 @@ fn reduce(callable: Value, args: Value) -> Result<Value, PthError> {
         ("collections", "OrderedDict") => Ok(Value::Dict(Vec::new())),
         ("torch._utils", "_rebuild_tensor_v2") => {
             let Value::Tuple(a) = args else {
-                return Err(PthError::Pickle("_rebuild_tensor_v2 without arguments".into()));
+                return Err(PthError::Pickle(
+                    "_rebuild_tensor_v2 without arguments".into(),
+                ));
             };
             let bad = || PthError::Pickle("_rebuild_tensor_v2 with unexpected arguments".into());
             let Some(Value::Storage(s)) = a.first() else {
@@ -541,14 +555,17 @@ mod tests {
         assert_eq!(t.shape, vec![64, 128]);
         assert_eq!(t.data.len(), 64 * 128);
         assert_eq!(dict["entity_model.mlp.2.weight"].shape, vec![1, 128]);
-        assert_eq!(dict["relation_model.layers.5.relation.weight"].shape, vec![4, 64]);
+        assert_eq!(
+            dict["relation_model.layers.5.relation.weight"].shape,
+            vec![4, 64]
+        );
         assert!(t.data.iter().all(|x| x.is_finite()));
         assert!(t.data.iter().any(|&x| x != 0.0));
     }
 
     #[test]
     fn refuses_what_is_not_a_checkpoint() {
-        let err = read_state_dict(b"not a zip at all", None).unwrap_err();
+        let err = read_state_dict(b"not a zip at all", None).expect_err("not a zip");
         assert!(matches!(err, PthError::Zip(_)), "{err}");
         let mut bytes = super::super::EMBEDDED_CHECKPOINT.to_vec();
         bytes.truncate(bytes.len() / 2);

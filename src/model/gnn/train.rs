@@ -14,13 +14,12 @@ use crate::model::context::{Categories, Context};
 use crate::model::eval::evaluate;
 use crate::model::range::Ranges;
 use crate::model::train::{
-    BatchStats, BatchTicker, EarlyStop, EpochStats, OnProgress, TrainEvent, TrainOutcome,
-    TrainSet,
+    BatchStats, BatchTicker, EarlyStop, EpochStats, OnProgress, TrainEvent, TrainOutcome, TrainSet,
 };
 use burn::tensor::Device;
+use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
-use rand::SeedableRng;
 use std::collections::HashMap;
 use std::path::Path;
 use std::time::Instant;
@@ -56,10 +55,9 @@ pub fn train(
     };
     let mut stop: EarlyStop<Params> = EarlyStop::new(config, !set.valid.is_empty());
     if config.epochs == 0 {
-        return Ok(stop.finish(model.params.clone()).map(|p| GnnModel {
-            params: p,
-            ..model
-        }));
+        return Ok(stop
+            .finish(model.params.clone())
+            .map(|p| GnnModel { params: p, ..model }));
     }
     let context = Context::new(n, m, set.train, categories.clone());
     let graph = Adjacency::of_context(&context, &[], 0);
@@ -67,7 +65,10 @@ pub fn train(
     let ranges = Ranges::new(&context);
     let mut refuted: HashMap<(u32, u32), Vec<u32>> = HashMap::new();
     for t in set.refuted {
-        refuted.entry((t.head, t.relation)).or_default().push(t.tail);
+        refuted
+            .entry((t.head, t.relation))
+            .or_default()
+            .push(t.tail);
         refuted
             .entry((t.tail, t.relation + m as u32))
             .or_default()
@@ -113,7 +114,11 @@ pub fn train(
                 chunk
                     .iter()
                     .flat_map(|&(g, r, a)| {
-                        let back = if (r as usize) < m { r + m as u32 } else { r - m as u32 };
+                        let back = if (r as usize) < m {
+                            r + m as u32
+                        } else {
+                            r - m as u32
+                        };
                         [(a, g, r), (g, a, back)]
                     })
                     .collect(),
@@ -155,6 +160,7 @@ pub fn train(
             adam.step(&mut model.params.data, &grad, lr, wd);
             loss_sum += loss;
             batches += 1;
+            crash_point(epoch, batches);
             if ticker.due() {
                 on_progress(&TrainEvent::Batch(BatchStats {
                     epoch,
@@ -179,7 +185,9 @@ pub fn train(
             on_progress(&TrainEvent::Validating { epoch });
             let mrr = {
                 let scorer = model.scorer(device, &context);
-                evaluate(&scorer, &valid, set.known, super::SCORE_BATCH).both.mrr
+                evaluate(&scorer, &valid, set.known, super::SCORE_BATCH)
+                    .both
+                    .mrr
             };
             stop.validated(&mut stats, mrr, || model.params.clone());
         }
@@ -194,6 +202,21 @@ pub fn train(
         model.params = p;
         model
     }))
+}
+
+/// Aborts the process after the first step when `HYPOGRAPH_CRASH_AT=fine-tuning`: debug
+/// builds only, for the tests of a kill in the middle of training.
+fn crash_point(epoch: usize, batches: usize) {
+    #[cfg(debug_assertions)]
+    if epoch == 1
+        && batches == 1
+        && std::env::var("HYPOGRAPH_CRASH_AT").is_ok_and(|v| v == "fine-tuning")
+    {
+        eprintln!("HYPOGRAPH_CRASH_AT=fine-tuning: aborting");
+        std::process::abort();
+    }
+    #[cfg(not(debug_assertions))]
+    let _ = (epoch, batches);
 }
 
 fn check(set: &TrainSet<'_>) -> Result<(), ModelError> {
