@@ -443,12 +443,7 @@ impl Asker {
             return Vec::new();
         };
         // Members without entity rows (message passing) have nothing to compare.
-        let rows: Vec<Vec<Vec<f32>>> = rows
-            .iter()
-            .filter(|r| r.get(i).is_some_and(|x| !x.is_empty()))
-            .cloned()
-            .collect();
-        if rows.is_empty() {
+        if rows.iter().all(|r| r.get(i).is_none_or(|x| x.is_empty())) {
             return Vec::new();
         }
         let k = rows.len().max(1) as f64;
