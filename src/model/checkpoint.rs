@@ -46,14 +46,14 @@ pub enum CheckpointError {
     Corrupt { path: PathBuf, reason: String },
 }
 
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CheckpointError + '_ {
+pub(crate) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CheckpointError + '_ {
     move |cause| CheckpointError::Io {
         path: path.to_owned(),
         cause,
     }
 }
 
-fn corrupt(path: &Path, reason: impl std::fmt::Display) -> CheckpointError {
+pub(crate) fn corrupt(path: &Path, reason: impl std::fmt::Display) -> CheckpointError {
     CheckpointError::Corrupt {
         path: path.to_owned(),
         reason: reason.to_string(),

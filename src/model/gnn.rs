@@ -17,7 +17,7 @@ pub mod params;
 pub mod pth;
 pub mod train;
 
-use super::checkpoint::CheckpointError;
+use super::checkpoint::{CheckpointError, corrupt, io};
 use super::config::{ModelKind, TrainConfig};
 use super::context::Context;
 use super::eval::LinkPredictor;
@@ -252,20 +252,6 @@ struct Meta {
     shape: Shape,
     num_entities: usize,
     num_relations: usize,
-}
-
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CheckpointError + '_ {
-    move |cause| CheckpointError::Io {
-        path: path.to_owned(),
-        cause,
-    }
-}
-
-fn corrupt(path: &Path, reason: impl std::fmt::Display) -> CheckpointError {
-    CheckpointError::Corrupt {
-        path: path.to_owned(),
-        reason: reason.to_string(),
-    }
 }
 
 pub fn save(model: &GnnModel, dir: &Path) -> Result<(), CheckpointError> {

@@ -3,6 +3,7 @@
 //! entities joining the graph, a workflow round, and a kill in the middle of fine-tuning.
 
 use crate::support::{Env, data, run_now};
+use crate::walks::cluster_mean;
 use serde_json::Value;
 
 fn path(p: &std::path::Path) -> &str {
@@ -143,22 +144,6 @@ fn a_network_trains_from_scratch() {
     let mrr = report["metrics"]["both"]["mrr"].as_f64().expect("mrr");
     // Random weights rank at random (about 0.04); 640 training queries move well above it.
     assert!(mrr > 0.15, "{mrr}");
-}
-
-/// Mean probability of the `treats` rows whose disease is in `cluster`.
-fn cluster_mean(answer: &Value, cluster: usize) -> f64 {
-    let rows = answer["rows"].as_array().expect("rows");
-    let p: Vec<f64> = rows
-        .iter()
-        .filter(|r| {
-            r["tail"]
-                .as_str()
-                .and_then(|t| t[1..].parse::<usize>().ok())
-                .is_some_and(|d| d % 3 == cluster)
-        })
-        .map(|r| r["probability"].as_f64().expect("p"))
-        .collect();
-    p.iter().sum::<f64>() / p.len().max(1) as f64
 }
 
 #[test]

@@ -161,7 +161,7 @@ fn simulate_runs_with_walk_members() {
 }
 
 /// Mean probability of the `treats` rows whose disease is in `cluster`, among all rows.
-fn cluster_mean(answer: &Value, cluster: usize) -> f64 {
+pub fn cluster_mean(answer: &Value, cluster: usize) -> f64 {
     let rows = answer["rows"].as_array().expect("rows");
     let p: Vec<f64> = rows
         .iter()
