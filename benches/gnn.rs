@@ -122,17 +122,11 @@ fn main() -> anyhow::Result<()> {
                     .collect()
             })
             .collect();
-        let removed = Removed::new(
-            chosen
-                .iter()
-                .flat_map(|t| {
-                    [
-                        (t.tail, t.head, t.relation),
-                        (t.head, t.tail, t.relation + m as u32),
-                    ]
-                })
-                .collect(),
-        );
+        let own: Vec<(u32, u32, u32)> = chosen
+            .iter()
+            .map(|t| (t.head, t.relation, t.tail))
+            .collect();
+        let removed = Removed::of_queries(&own, m);
         let mut grad = vec![0f32; params.data.len()];
         let t = Instant::now();
         let loss = net.loss_and_grad(

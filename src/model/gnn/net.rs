@@ -54,6 +54,21 @@ impl Removed {
         Self { edges }
     }
 
+    /// The edges of training queries `(given, relation id with inverses, answer)`: each
+    /// query's own edge and its reverse, over a graph of `num_relations` relations.
+    pub fn of_queries(queries: &[(u32, u32, u32)], num_relations: usize) -> Self {
+        let m = num_relations as u32;
+        Self::new(
+            queries
+                .iter()
+                .flat_map(|&(g, r, a)| {
+                    let back = if r < m { r + m } else { r - m };
+                    [(a, g, r), (g, a, back)]
+                })
+                .collect(),
+        )
+    }
+
     pub(super) fn at(&self, target: u32) -> &[(u32, u32, u32)] {
         let lo = self.edges.partition_point(|e| e.0 < target);
         let hi = self.edges.partition_point(|e| e.0 <= target);

@@ -110,19 +110,7 @@ pub fn train(
         for chunk in examples[..per_epoch].chunks(batch_size) {
             let queries: Vec<(u32, u32)> = chunk.iter().map(|e| (e.0, e.1)).collect();
             // Each query's own edge and its reverse leave the graph.
-            let removed = Removed::new(
-                chunk
-                    .iter()
-                    .flat_map(|&(g, r, a)| {
-                        let back = if (r as usize) < m {
-                            r + m as u32
-                        } else {
-                            r - m as u32
-                        };
-                        [(a, g, r), (g, a, back)]
-                    })
-                    .collect(),
-            );
+            let removed = Removed::of_queries(chunk, m);
             let candidates: Vec<Vec<u32>> = chunk
                 .iter()
                 .map(|&(g, r, a)| {
