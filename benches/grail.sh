@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # ULTRA zero-shot on GraIL's inductive graphs (issue 26): hypograph's Rust implementation
 # through the real binary (import the inference graph, `train --model ultra --epochs 0`, `eval`
-# filtered over train + valid + test, every entity a candidate), beside the reference PyTorch
+# on the inductive valid + test splits merged, as ULTRA's GraIL datasets do, filtered over all
+# of them, every entity a candidate), beside the reference PyTorch
 # run of the same checkpoint (benches/ultra_reference.py) when a virtual environment with
 # torch and torch-geometric is given, and beside the ULTRA paper's figures.
 #
@@ -9,6 +10,7 @@
 #   VENV=/path/to/venv benches/grail.sh       # also the reference run
 #   GRAPHS="fb237_v1 WN18RR_v1" CHECKPOINT=../shared/models/ultra/ultra_3g.pth benches/grail.sh
 #
+# LIMIT=N evaluates a fixed random sample of N test triples (both implementations the same).
 # Environment: HYPOGRAPH (the binary; default: builds and uses target/release/hypograph),
 # SHARED (default ../shared beside the repository), CHECKPOINT (default: the embedded
 # ultra_4g weights for hypograph, the same file for the reference).
@@ -31,18 +33,24 @@ for g in $graphs; do
     rm -rf "$dir"
     mkdir -p "$dir"
     ind="$data/${g}_ind"
+    # ULTRA's GraIL protocol: the inductive valid and test splits merged as the test set.
+    cat "$ind/valid.txt" "$ind/test.txt" >"$dir/test.txt"
+    if [ -n "${LIMIT:-}" ]; then
+        # A fixed random sample of LIMIT test triples, the same for both implementations.
+        python3 -c 'import random, sys; p, k = sys.argv[1], int(sys.argv[2]); l = open(p).readlines(); keep = sorted(random.Random(0).sample(range(len(l)), min(k, len(l)))); open(p, "w").writelines(l[i] for i in keep)' "$dir/test.txt" "$LIMIT"
+    fi
     "$HYPOGRAPH" --db "$dir/db" import "$ind/train.txt" --no-header --delimiter tab \
         --map subject=1,predicate=2,object=3 >/dev/null
     start=$(date +%s.%N)
     "$HYPOGRAPH" --db "$dir/db" --data-dir "$dir/data" train --model ultra --epochs 0 \
         --weights "$checkpoint" --popularity-prior false >"$dir/train.txt" 2>"$dir/train.log"
-    "$HYPOGRAPH" --db "$dir/db" --data-dir "$dir/data" eval --json --test "$ind/test.txt" \
-        --filter "$ind/valid.txt" >"$dir/eval.json" 2>>"$dir/train.log"
+    "$HYPOGRAPH" --db "$dir/db" --data-dir "$dir/data" eval --json --test "$dir/test.txt" \
+        >"$dir/eval.json" 2>>"$dir/train.log"
     secs=$(echo "$(date +%s.%N) - $start" | bc)
     ref="{}"
     if [ -n "${VENV:-}" ]; then
         "$VENV/bin/python" "$root/benches/ultra_reference.py" eval --checkpoint "$checkpoint" \
-            --graph "$ind/train.txt" --test "$ind/test.txt" --filter "$ind/valid.txt" \
+            --graph "$ind/train.txt" --test "$dir/test.txt" \
             --out "$dir/reference.json" >/dev/null 2>"$dir/reference.log"
         ref="$dir/reference.json"
     fi

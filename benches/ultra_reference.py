@@ -14,10 +14,14 @@ added as ULTRA does: relation r + R):
       zero-shot filtered MRR / Hits@1,3,10 over both directions of T, every entity of the
       graph a candidate (ULTRA's protocol on GraIL's inductive graphs).
 
-Two changes make the reference run on a CPU without compiled extensions (the shared
-README's advice): `torch_scatter` is a stand-in over `torch_geometric.utils.scatter`, and the
-convolution takes PyG's message + aggregate path instead of the fused rspmm kernel; both
-compute the same sums.
+Two changes make the reference run on a CPU without compiled extensions: `torch_scatter` is
+a stand-in over `torch_geometric.utils.scatter`, and the convolution takes PyG's message +
+aggregate path instead of the fused rspmm kernel. The two paths do NOT compute the same sums:
+the kernel (which the published checkpoints were trained with, on GPUs) adds
+`relation[type] * input[edge_index[1]]` into `edge_index[0]`, while PyG's default flow sends
+`edge_index[0]`'s state to `edge_index[1]`. So the fallback is given the flipped edge index,
+which makes it compute the kernel's sums. Without the flip the checkpoints answer a different
+question: zero-shot MRR on GraIL's fb237_v1 falls from 0.499 (the paper's figure) to 0.194.
 """
 import argparse
 import json
@@ -58,9 +62,10 @@ def load_model(checkpoint):
     from torch_geometric.nn.conv import MessagePassing
     from ultra import layers, models
 
-    # PyG's message + aggregate path (same sums as the fused kernel, no C++ extension).
+    # PyG's message + aggregate path (no C++ extension) over the flipped edge index: the
+    # fused kernel aggregates into edge_index[0] from edge_index[1], PyG the other way round.
     def propagate(self, edge_index, size=None, **kwargs):
-        return MessagePassing.propagate(self, edge_index, size, **kwargs)
+        return MessagePassing.propagate(self, edge_index.flip(0), size, **kwargs)
 
     layers.GeneralizedRelationalConv.propagate = propagate
     cfg = dict(input_dim=64, hidden_dims=[64] * 6, message_func="distmult",

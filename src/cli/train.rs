@@ -585,27 +585,10 @@ fn test_calibration(
         .map(|_| true)
         .chain(negatives.iter().map(|_| false))
         .collect();
-    let raw = Ensemble {
-        members: ensemble
-            .members
-            .iter()
-            .map(|m| model::ensemble::Member {
-                model: m.model.clone(),
-                calibrator: calibrate::Calibrator::Sigmoid,
-            })
-            .collect(),
-        popularity: ensemble.popularity.clone(),
-        verdicts: Default::default(),
-    };
-    let mean = |e: &Ensemble| -> Vec<f64> {
-        e.predict(&triples, device, context)
-            .into_iter()
-            .map(|p| p.mean)
-            .collect()
-    };
+    let (raw, calibrated) = ensemble.mean_raw_and_calibrated(&triples, device, context);
     Some((
-        calibrate::report(&mean(&raw), &labels, 10),
-        calibrate::report(&mean(ensemble), &labels, 10),
+        calibrate::report(&raw, &labels, 10),
+        calibrate::report(&calibrated, &labels, 10),
     ))
 }
 

@@ -235,6 +235,47 @@ impl Ensemble {
             .collect()
     }
 
+    /// Each triple's mean probability before calibration (the sigmoid of every member's score)
+    /// and after, from one scoring pass: a message-passing member pays a graph pass per
+    /// distinct (head, relation), so scoring twice doubles an evaluation's cost.
+    pub fn mean_raw_and_calibrated(
+        &self,
+        triples: &[Triple],
+        device: &Device,
+        context: &Context,
+    ) -> (Vec<f64>, Vec<f64>) {
+        let scores: Vec<Vec<f32>> = (0..self.members.len())
+            .map(|i| self.scorer(i, device, context).triples(triples))
+            .collect();
+        let k = scores.len().max(1) as f64;
+        let raw = (0..triples.len())
+            .map(|j| {
+                scores
+                    .iter()
+                    .map(|s| Calibrator::Sigmoid.prob(f64::from(s[j])))
+                    .sum::<f64>()
+                    / k
+            })
+            .collect();
+        let calibrated = triples
+            .iter()
+            .enumerate()
+            .map(|(j, t)| {
+                let members = self
+                    .members
+                    .iter()
+                    .zip(&scores)
+                    .map(|(m, s)| {
+                        self.verdicts
+                            .prob(t.relation, m.calibrator.prob(f64::from(s[j])))
+                    })
+                    .collect();
+                Prediction::of(members).mean
+            })
+            .collect();
+        (raw, calibrated)
+    }
+
     /// Calibrated probabilities of `triples` under every member, reading `context` (the graph
     /// the question is asked about) where a member reads context.
     pub fn predict(

@@ -55,7 +55,8 @@ impl Removed {
     }
 
     /// The edges of training queries `(given, relation id with inverses, answer)`: each
-    /// query's own edge and its reverse, over a graph of `num_relations` relations.
+    /// query's own edge (the answer's state flowing into the given node) and its reverse,
+    /// over a graph of `num_relations` relations.
     pub fn of_queries(queries: &[(u32, u32, u32)], num_relations: usize) -> Self {
         let m = num_relations as u32;
         Self::new(
@@ -63,7 +64,7 @@ impl Removed {
                 .iter()
                 .flat_map(|&(g, r, a)| {
                     let back = if r < m { r + m } else { r - m };
-                    [(a, g, r), (g, a, back)]
+                    [(g, a, r), (a, g, back)]
                 })
                 .collect(),
         )
