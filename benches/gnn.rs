@@ -105,6 +105,49 @@ fn main() -> anyhow::Result<()> {
             peak_mib()
         );
     }
+    // Pruned scoring (A*Net-style, model::gnn::prune): at most K senders a layer per query,
+    // beside full propagation on the same queries: speed, and how much of the full pass's
+    // top 10 the pruned one keeps.
+    let prunes: Vec<usize> = std::env::var("GNN_PRUNE")
+        .ok()
+        .map(|s| s.split(',').filter_map(|x| x.parse().ok()).collect())
+        .unwrap_or_else(|| vec![500, 2000, 8000]);
+    let b = 8;
+    let q = pick(b);
+    let n = graph.num_nodes;
+    let full = net.tails(&graph, &rel_graph, &q, &Removed::default());
+    let top = |row: &[f32]| -> Vec<usize> {
+        let mut idx: Vec<usize> = (0..row.len()).collect();
+        idx.sort_by(|&a, &b| row[b].total_cmp(&row[a]));
+        idx.truncate(10);
+        idx
+    };
+    for &k in &prunes {
+        let mut secs = Vec::new();
+        let mut logits = Vec::new();
+        for _ in 0..reps {
+            let t = Instant::now();
+            logits = net.tails_pruned(&graph, &rel_graph, &q, k);
+            secs.push(t.elapsed().as_secs_f64());
+        }
+        let kept: usize = (0..b)
+            .map(|i| {
+                let (f, p) = (
+                    top(&full[i * n..(i + 1) * n]),
+                    top(&logits[i * n..(i + 1) * n]),
+                );
+                f.iter().filter(|x| p.contains(x)).count()
+            })
+            .sum();
+        let s = median(secs);
+        println!(
+            "pruned to {k:>5} senders a layer, batch {b}: {:.0} ms a batch, {:.1} queries/s; keeps {:.0}% of full propagation's top 10 | peak {:.0} MiB",
+            s * 1e3,
+            b as f64 / s,
+            100.0 * kept as f64 / (10 * b) as f64,
+            peak_mib()
+        );
+    }
     // Fine-tuning steps: batch 8, 128 negatives each, the batch's own edges removed.
     let steps: usize = env("GNN_TRAIN_STEPS").unwrap_or(2);
     let b = 8;

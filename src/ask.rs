@@ -124,8 +124,8 @@ pub struct Claim {
 }
 
 pub use limits::MAX_TOP;
-/// Paths shown per row.
-const PATHS_PER_ROW: usize = 3;
+/// Evidence paths shown per answer row (and per hypothesis, from the model).
+pub const PATHS_PER_ROW: usize = 3;
 /// Resembling entities shown per new entity.
 const SIMILAR: usize = 5;
 

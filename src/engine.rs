@@ -606,7 +606,7 @@ async fn step_rank(
     let seed = round_seed(l, round);
     let is_random = w.rank.acquisition() == Acquisition::Random;
     let cost = w.stages.iter().filter_map(|s| s.cost).sum::<f64>();
-    let (graph, candidates) =
+    let (graph, candidates, ensemble) =
         score_candidates(l, info, graph, excluded, is_random, seed, cost).await?;
     if round.state == RoundState::Generating {
         store
@@ -629,6 +629,11 @@ async fn step_rank(
         crash_point("ranking");
     }
     let batch = ranked_batch(l, &graph, &candidates, &plan, seed, cost);
+    let batch = if ensemble.explains() {
+        cpu(move || explain_batch(&ensemble, &graph, batch)).await?
+    } else {
+        batch
+    };
     let claims = PinnedClaims {
         claimed: plan
             .taken
@@ -729,7 +734,7 @@ async fn score_candidates(
     is_random: bool,
     seed: u64,
     cost: f64,
-) -> Result<(crate::graph::Graph, Vec<Candidate>)> {
+) -> Result<(crate::graph::Graph, Vec<Candidate>, model::Ensemble)> {
     let w = &l.workflow;
     let relations: Vec<u32> = w
         .generate
@@ -779,7 +784,7 @@ async fn score_candidates(
         let predictions = ensemble.predict(&triples, &device, &context);
         drop(context);
         let candidates = Candidate::from_predictions(&triples, predictions, cost);
-        Ok((graph, candidates))
+        Ok((graph, candidates, ensemble))
     })
     .await?
 }
@@ -834,6 +839,7 @@ fn ranked_batch(
             acquisition: if value.is_finite() { value } else { 0.0 },
             rank: i as i64,
             base_score: None,
+            model_paths: None,
         })
         .collect();
     let first = batch.len();
@@ -848,8 +854,50 @@ fn ranked_batch(
             acquisition: p.value,
             rank: (first + p.rank) as i64,
             base_score: c.base,
+            model_paths: None,
         }
     }));
+    batch
+}
+
+/// Hypotheses of a batch the model explains from its own gradients (each costs a forward and
+/// a backward pass over the whole graph: about a second on Hetionet); the rest keep the
+/// graph's evidence only.
+const EXPLAINED_PER_ROUND: usize = 50;
+
+/// The batch with the model's own evidence paths on its first [`EXPLAINED_PER_ROUND`]
+/// hypotheses, in rank order.
+fn explain_batch(
+    ensemble: &model::Ensemble,
+    graph: &crate::graph::Graph,
+    mut batch: Vec<NewHypothesis>,
+) -> Vec<NewHypothesis> {
+    use crate::ask::paths::{Overlay, Path};
+    let triples: Vec<Option<Triple>> = batch
+        .iter()
+        .take(EXPLAINED_PER_ROUND)
+        .map(|h| {
+            Some(Triple {
+                head: graph.entity_id(&h.head)?,
+                relation: graph.relation_id(&h.relation)?,
+                tail: graph.entity_id(&h.tail)?,
+            })
+        })
+        .collect();
+    let device = model::default_device();
+    let context = ensemble.context_of(graph);
+    let found = ensemble.explain(&triples, crate::ask::PATHS_PER_ROW, &device, &context);
+    let overlay = Overlay::new(graph, Vec::new(), &[]);
+    for (h, paths) in batch.iter_mut().zip(found) {
+        if paths.is_empty() {
+            continue;
+        }
+        let paths: Vec<Path> = paths
+            .iter()
+            .map(|p| Path::of_model(&overlay, p, &[]))
+            .collect();
+        h.model_paths = serde_json::to_string(&paths).ok();
+    }
     batch
 }
 

@@ -187,6 +187,7 @@ pub mod gnn {
     pub const NEGATIVES: Range<usize> = Range::closed(1, 65_536);
     pub const QUERIES_PER_EPOCH: Range<usize> = Range::closed(1, 1 << 32);
     pub const LR: Range<f64> = Range::above(0.0, 1.0);
+    pub const PRUNE_SENDERS: Range<usize> = Range::closed(1, 1 << 32);
 }
 
 /// The rest of a workflow.

@@ -48,6 +48,7 @@ pub fn unknown_batch(graph: &Graph, n: usize, seed: u64) -> Vec<NewHypothesis> {
             acquisition: 1.0 - out.len() as f64 / n as f64,
             rank: out.len() as i64,
             base_score: None,
+            model_paths: None,
         });
     }
     out

@@ -4,7 +4,7 @@
 //! paths of equal length are ordered by the summed log-degree of their inner nodes.
 
 use crate::graph::Graph;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
 /// A node of the graph seen with the prompt: trained entities keep their ids, the prompt's
@@ -12,7 +12,7 @@ use std::collections::HashMap;
 pub type NodeId = u32;
 
 /// One edge of a path, walked from `from` to `to`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Step {
     pub from: String,
     pub relation: String,
@@ -23,9 +23,13 @@ pub struct Step {
     pub claim: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Path {
     pub steps: Vec<Step>,
+    /// For a path the model itself found (a message-passing member): the share of the
+    /// answer's score its edges carried. `None` for a path found in the graph.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub share: Option<f64>,
 }
 
 /// At most this many second-level nodes are expanded from one source, bounding a path search
@@ -194,8 +198,50 @@ pub fn paths(overlay: &Overlay<'_>, reach: &Reach, target: NodeId, limit: usize)
                     claim,
                 })
                 .collect(),
+            share: None,
         })
         .collect()
+}
+
+impl Path {
+    /// A hypothesis's stored model paths (`hypotheses.model_paths`), empty when it has none
+    /// or they do not parse.
+    pub fn list_of(stored: Option<&serde_json::Value>) -> Vec<Self> {
+        stored
+            .and_then(|v| serde_json::from_value(v.clone()).ok())
+            .unwrap_or_default()
+    }
+
+    /// A path the model found, its nodes named through `overlay`; a hop over one of the
+    /// prompt's claims is marked as a claim.
+    pub fn of_model(
+        overlay: &Overlay<'_>,
+        path: &crate::model::gnn::ModelPath,
+        claims: &[(NodeId, u32, NodeId)],
+    ) -> Self {
+        let steps = path
+            .hops
+            .iter()
+            .map(|h| {
+                let triple = if h.forward {
+                    (h.from, h.relation, h.to)
+                } else {
+                    (h.to, h.relation, h.from)
+                };
+                Step {
+                    from: overlay.key(h.from).to_owned(),
+                    relation: overlay.graph.relation_key(h.relation).to_owned(),
+                    to: overlay.key(h.to).to_owned(),
+                    forward: h.forward,
+                    claim: claims.contains(&triple),
+                }
+            })
+            .collect();
+        Self {
+            steps,
+            share: Some(f64::from(path.share)),
+        }
+    }
 }
 
 impl std::fmt::Display for Path {
@@ -210,6 +256,9 @@ impl std::fmt::Display for Path {
             } else {
                 write!(f, " <-{}{mark}- {}", s.relation, s.to)?;
             }
+        }
+        if let Some(share) = self.share {
+            write!(f, "  ({:.1}% of the score)", 100.0 * share)?;
         }
         Ok(())
     }

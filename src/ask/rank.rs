@@ -255,6 +255,39 @@ impl Asker {
             }
         }
         drop(reach);
+        // A message-passing member explains its own answers: the paths that carried the
+        // score, found from its gradients, replace the graph's for the top rows (each costs
+        // a forward and a backward pass over the whole graph).
+        if let Some((scorer, first_new)) = members.iter().find_map(|m| match &m.kind {
+            MemberKind::Gnn {
+                scorer, first_new, ..
+            } => Some((scorer, *first_new)),
+            _ => None,
+        }) {
+            let r_count = scorer.num_relations();
+            for (i, r) in scored.iter().enumerate().take(MODEL_PATH_ROWS) {
+                let q = &checked.queries[r.qi];
+                if q.relation >= r_count {
+                    continue;
+                }
+                let rt = match q.dir {
+                    Dir::Tail => q.relation,
+                    Dir::Head => q.relation + r_count,
+                };
+                let answer = match r.other {
+                    Node::Known(id) => id,
+                    Node::New(j) => first_new + j as u32,
+                };
+                let model_paths: Vec<paths::Path> = scorer
+                    .explain((first_new + q.new as u32, rt), answer, PATHS_PER_ROW)
+                    .iter()
+                    .map(|p| paths::Path::of_model(&overlay, p, &claims))
+                    .collect();
+                if !model_paths.is_empty() {
+                    found[i] = model_paths;
+                }
+            }
+        }
         let edges_of = |i: usize| {
             checked
                 .edges
@@ -612,6 +645,9 @@ enum MemberKind<'a> {
 /// All-entity score vectors a walk member keeps between queries (each is as long as the
 /// graph has entities).
 const WIDE_CACHE: usize = 8;
+
+/// Rows whose evidence a message-passing member finds from its own gradients.
+const MODEL_PATH_ROWS: usize = 5;
 
 impl Member<'_> {
     /// The calibrated probability of each candidate of query `q`.

@@ -399,6 +399,9 @@ pub async fn review(store: &Store, args: ReviewArgs) -> anyhow::Result<ExitCode>
             h.acquisition,
             h.rank + 1
         );
+        for p in crate::ask::paths::Path::list_of(h.model_paths.as_ref()) {
+            out!("  model path: {p}");
+        }
         for v in store.verdicts(h.id).await? {
             if let Some(r) = v["evidence"]["rationale"].as_str() {
                 out!(

@@ -96,6 +96,10 @@ pub struct TrainArgs {
     /// `--queries-per-epoch`, and for `--model gnn` `--dim` and `--layers`, apply too.
     #[arg(long, help_heading = "Message passing")]
     weights: Option<PathBuf>,
+    /// Message passing: scoring reads only this many senders a layer per query (A*Net-style
+    /// pruning; default: every node). Training propagates in full.
+    #[arg(long, value_parser = limits::flag(limits::gnn::PRUNE_SENDERS), help_heading = "Message passing")]
+    prune_senders: Option<usize>,
     /// Blend the popularity baseline into the scores, weighted per relation and side on the
     /// validation triples (default: true; needs `--valid`).
     #[arg(long)]
@@ -145,13 +149,22 @@ impl TrainArgs {
             macro_rules! gnn_opt {
                 ($($field:ident),*) => { $( if self.$field.is_some() { g.$field = self.$field; } )* };
             }
-            gnn_opt!(lr, batch_size, negatives, queries_per_epoch, layers);
+            gnn_opt!(
+                lr,
+                batch_size,
+                negatives,
+                queries_per_epoch,
+                layers,
+                prune_senders
+            );
             if self.dim.is_some() {
                 g.dim = self.dim;
             }
             c.gnn = Some(g);
         } else if self.weights.is_some() {
             anyhow::bail!("--weights is for --model ultra");
+        } else if self.prune_senders.is_some() {
+            anyhow::bail!("--prune-senders is for --model ultra or gnn");
         }
         if walks && self.config.is_none() && self.epochs.is_none() {
             c.epochs = model::config::WALK_EPOCHS;

@@ -182,6 +182,10 @@ pub struct GnnConfig {
     /// Training queries per epoch, drawn afresh each epoch. `None`: every training triple in
     /// both directions.
     pub queries_per_epoch: Option<usize>,
+    /// Scoring reads only this many senders a layer per query (A*Net-style pruning,
+    /// `model::gnn::prune`); `None`: every node sends (full propagation). Training always
+    /// propagates in full.
+    pub prune_senders: Option<usize>,
 }
 
 impl GnnConfig {
@@ -220,6 +224,7 @@ impl GnnConfig {
                 self.queries_per_epoch,
                 l::QUERIES_PER_EPOCH,
             ),
+            ("prune_senders", self.prune_senders, l::PRUNE_SENDERS),
         ] {
             if let Some(Err(why)) = v.map(|v| range.check(v)) {
                 out.push((name, why));

@@ -235,6 +235,38 @@ impl Ensemble {
             .collect()
     }
 
+    /// Whether a member can name the paths that carried its scores (a message-passing one).
+    pub fn explains(&self) -> bool {
+        self.members
+            .iter()
+            .any(|m| matches!(m.model, Model::Gnn(_)))
+    }
+
+    /// The paths that carried each triple's score (up to `limit` each), from the first
+    /// message-passing member; empty for a `None` triple or where no member passes messages.
+    pub fn explain(
+        &self,
+        triples: &[Option<Triple>],
+        limit: usize,
+        device: &Device,
+        context: &Context,
+    ) -> Vec<Vec<super::gnn::ModelPath>> {
+        let Some(model) = self.members.iter().find_map(|m| match &m.model {
+            Model::Gnn(g) => Some(g),
+            _ => None,
+        }) else {
+            return vec![Vec::new(); triples.len()];
+        };
+        let scorer = model.scorer(device, context);
+        triples
+            .iter()
+            .map(|t| match t {
+                Some(t) => scorer.explain((t.head, t.relation), t.tail, limit),
+                None => Vec::new(),
+            })
+            .collect()
+    }
+
     /// Each triple's mean probability before calibration (the sigmoid of every member's score)
     /// and after, from one scoring pass: a message-passing member pays a graph pass per
     /// distinct (head, relation), so scoring twice doubles an evaluation's cost.

@@ -10,10 +10,12 @@
 //! The model reads the [`Context`] it is handed: its scores change as the graph grows, with no
 //! entity rows to grow.
 
+pub mod explain;
 pub mod grad;
 pub mod graph;
 pub mod net;
 pub mod params;
+pub mod prune;
 pub mod pth;
 pub mod train;
 
@@ -25,6 +27,7 @@ use super::range::Ranges;
 use crate::graph::Triple;
 use burn::module::{Module, Param};
 use burn::tensor::{Device, Tensor, TensorData};
+pub use explain::{Hop, ModelPath};
 pub use graph::Adjacency;
 pub use net::{Net, Removed};
 pub use params::{Params, Shape};
@@ -110,6 +113,8 @@ pub struct GnnScorer<'a> {
     relation_graph: Adjacency,
     ranges: Ranges,
     num_relations: u32,
+    /// Senders a layer when scoring pruned (`GnnConfig::prune_senders`).
+    prune: Option<usize>,
 }
 
 impl<'a> GnnScorer<'a> {
@@ -142,7 +147,21 @@ impl<'a> GnnScorer<'a> {
             relation_graph,
             ranges: Ranges::new(context),
             num_relations: context.num_relations() as u32,
+            prune: model.config.gnn_config().prune_senders,
         }
+    }
+
+    /// The paths that carried `answer` as the tail of `query` (a relation id with inverses:
+    /// `r + R` asks for heads of `r`), most important first.
+    pub fn explain(&self, query: (u32, u32), answer: u32, limit: usize) -> Vec<ModelPath> {
+        self.net.explain(
+            &self.graph,
+            &self.relation_graph,
+            query,
+            answer,
+            self.num_relations,
+            limit,
+        )
     }
 
     /// Relations of the graph (without inverses).
@@ -160,12 +179,17 @@ impl<'a> GnnScorer<'a> {
         let valid: Vec<(u32, u32)> = queries.iter().copied().filter(ok).collect();
         let mut scored = Vec::with_capacity(valid.len() * g);
         for chunk in valid.chunks(SCORE_BATCH) {
-            scored.extend(self.net.tails(
-                &self.graph,
-                &self.relation_graph,
-                chunk,
-                &Removed::default(),
-            ));
+            scored.extend(match self.prune {
+                Some(k) => self
+                    .net
+                    .tails_pruned(&self.graph, &self.relation_graph, chunk, k),
+                None => self.net.tails(
+                    &self.graph,
+                    &self.relation_graph,
+                    chunk,
+                    &Removed::default(),
+                ),
+            });
         }
         if valid.len() == queries.len() {
             return scored;

@@ -514,6 +514,12 @@ pub async fn queue(
                     }
                     @for p in paths { li { "path: " (h.head) " " (p[0]) " " (p[1]) " " (p[2]) " " (h.tail) } }
                 }
+                @let model_paths = crate::ask::paths::Path::list_of(h.model_paths.as_ref());
+                @if !model_paths.is_empty() {
+                    ul.evidence.model-paths {
+                        @for p in &model_paths { li { "model path: " (p.to_string()) } }
+                    }
+                }
                 div.progress { (item.reviews) "/" (item.quorum) " reviews so far" }
                 form.answer method="post" action=(format!("/review/{}", h.id)) {
                     input type="hidden" name="csrf" value=(s.csrf);

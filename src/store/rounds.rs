@@ -153,6 +153,9 @@ pub struct NewHypothesis {
     pub rank: i64,
     /// `score` before the verdict recalibration; `None` where no ensemble computed it.
     pub base_score: Option<f64>,
+    /// The paths that carried the score, found by the model itself, as JSON (see
+    /// `db/migrations/0020`); `None` where it found none.
+    pub model_paths: Option<String>,
 }
 
 /// A stored hypothesis, with what a plugin or reviewer needs to see.
@@ -179,6 +182,9 @@ pub struct HypothesisInfo {
     /// The newest model's probability, when it retrained after this was ranked.
     pub fresh_score: Option<f64>,
     pub fresh_model: Option<i64>,
+    /// The model's own evidence paths (JSON), where it found any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model_paths: Option<serde_json::Value>,
     /// Set when it was a pinned row (submitted via `ask`) rather than acquired: its score
     /// and spread are then the ask's.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -195,7 +201,7 @@ macro_rules! hypothesis_select {
              te.key AS tail, he.name AS head_name, te.name AS tail_name, he.category AS head_category, \
              te.category AS tail_category, h.score, h.spread, h.acquisition, h.rank, h.model_id, \
              h.graph_version, h.stage, h.status, h.reason, h.fresh_score, h.fresh_model, \
-             (SELECT CAST(",
+             h.model_paths, (SELECT CAST(",
             $json_object,
             "('row', pc.id, 'submission', ps.id, 'asker', ps.asker, \
              'origin', pc.origin, 'via', 'ask') AS TEXT) FROM pinned_candidates pc \
@@ -238,6 +244,11 @@ pub(super) fn hypothesis_from(row: &sqlx::any::AnyRow) -> Result<HypothesisInfo>
         reason: row.try_get("reason")?,
         fresh_score: row.try_get("fresh_score")?,
         fresh_model: row.try_get("fresh_model")?,
+        model_paths: row
+            .try_get::<Option<String>, _>("model_paths")?
+            .map(|t| serde_json::from_str(&t))
+            .transpose()
+            .map_err(|e| StoreError::Corrupt(format!("hypothesis model paths: {e}")))?,
         pinned: super::pinned::mark_from(row.try_get("pinned")?)?,
     })
 }
@@ -581,12 +592,12 @@ impl Store {
             for (chunk, chunk_ids) in batch.chunks(PG_CHUNK).zip(ids.chunks(PG_CHUNK)) {
                 sqlx::query(
                     "INSERT INTO hypotheses (round_id, head, relation, tail, score, spread, \
-                     acquisition, rank, model_id, graph_version, base_score) \
-                     SELECT $1, h, r, t, s, sp, a, k, $9, $10, bs FROM unnest(CAST($2 AS BIGINT[]), \
+                     acquisition, rank, model_id, graph_version, base_score, model_paths) \
+                     SELECT $1, h, r, t, s, sp, a, k, $9, $10, bs, mp FROM unnest(CAST($2 AS BIGINT[]), \
                      CAST($3 AS BIGINT[]), CAST($4 AS BIGINT[]), CAST($5 AS DOUBLE PRECISION[]), \
                      CAST($6 AS DOUBLE PRECISION[]), CAST($7 AS DOUBLE PRECISION[]), \
-                     CAST($8 AS BIGINT[]), CAST($11 AS DOUBLE PRECISION[])) \
-                     AS u(h, r, t, s, sp, a, k, bs)",
+                     CAST($8 AS BIGINT[]), CAST($11 AS DOUBLE PRECISION[]), CAST($12 AS TEXT[])) \
+                     AS u(h, r, t, s, sp, a, k, bs, mp)",
                 )
                 .bind(round)
                 .bind(pg_array(chunk_ids.iter().map(|t| t[0])))
@@ -599,6 +610,7 @@ impl Store {
                 .bind(model_id)
                 .bind(graph_version)
                 .bind(pg_optional_float_array(chunk.iter().map(|h| h.base_score)))
+                .bind(pg_text_array(chunk.iter().map(|h| h.model_paths.as_deref())))
                 .execute(&mut *tx)
                 .await?;
             }
@@ -609,7 +621,7 @@ impl Store {
         } else {
             0
         };
-        let per_chunk = super::write::MAX_PARAMS / 11;
+        let per_chunk = super::write::MAX_PARAMS / 12;
         for (chunk, chunk_ids) in batch[..on_sqlite]
             .chunks(per_chunk)
             .zip(ids[..on_sqlite].chunks(per_chunk))
@@ -617,8 +629,8 @@ impl Store {
             let sql = values_sql(
                 self.backend,
                 "INSERT INTO hypotheses (round_id, head, relation, tail, score, spread, \
-                 acquisition, rank, model_id, graph_version, base_score) VALUES ",
-                11,
+                 acquisition, rank, model_id, graph_version, base_score, model_paths) VALUES ",
+                12,
                 chunk.len(),
             );
             let mut q = sqlx::query(AssertSqlSafe(sql));
@@ -634,7 +646,8 @@ impl Store {
                     .bind(h.rank)
                     .bind(model_id)
                     .bind(graph_version)
-                    .bind(h.base_score);
+                    .bind(h.base_score)
+                    .bind(h.model_paths.as_deref());
             }
             q.execute(&mut *tx).await?;
         }

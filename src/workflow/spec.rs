@@ -242,6 +242,10 @@ pub struct GnnSpec {
     /// Training queries per epoch, drawn afresh each epoch.
     #[schemars(transform = limits::gnn::QUERIES_PER_EPOCH.schema())]
     pub queries_per_epoch: Option<usize>,
+    /// Scoring reads only this many senders a layer per query (A*Net-style pruning);
+    /// default: every node (full propagation).
+    #[schemars(transform = limits::gnn::PRUNE_SENDERS.schema())]
+    pub prune_senders: Option<usize>,
 }
 
 impl GnnSpec {
@@ -254,6 +258,7 @@ impl GnnSpec {
             batch_size: self.batch_size,
             negatives: self.negatives,
             queries_per_epoch: self.queries_per_epoch,
+            prune_senders: self.prune_senders,
         }
     }
 }

@@ -206,8 +206,131 @@ fn a_new_entity_joins_the_graph_for_its_question_only() {
         cluster_mean(&one, 1) > cluster_mean(&one, 0),
         "cluster-1 genes: {one}"
     );
+    // The top rows' evidence is the model's own: paths from the new compound to the
+    // answer, each with its share of the score.
+    for row in &rows[..3] {
+        let paths = row["paths"].as_array().expect("paths");
+        assert!(!paths.is_empty(), "{row}");
+        for p in paths {
+            let share = p["share"].as_f64().expect("a model path has a share");
+            assert!(share > 0.0 && share <= 1.0, "{p}");
+            let steps = p["steps"].as_array().expect("steps");
+            assert_eq!(steps[0]["from"], "new-mol", "{p}");
+            assert_eq!(steps[steps.len() - 1]["to"], row["tail"], "{p}");
+        }
+    }
     // The stored graph is untouched.
     assert_eq!(env.ok(&["graph", "log"]), before);
+}
+
+/// A model path as stored with a hypothesis: its steps join `head` to `tail` and its share
+/// lies in (0, 1].
+fn check_model_path(p: &Value, head: &str, tail: &str) {
+    let share = p["share"].as_f64().expect("share");
+    assert!(share > 0.0 && share <= 1.0, "{p}");
+    let steps = p["steps"].as_array().expect("steps");
+    assert_eq!(steps[0]["from"], head, "{p}");
+    assert_eq!(steps[steps.len() - 1]["to"], tail, "{p}");
+    for w in steps.windows(2) {
+        assert_eq!(w[0]["to"], w[1]["from"], "{p}");
+    }
+}
+
+#[test]
+fn review_cards_show_the_paths_the_model_read() {
+    let env = Env::new();
+    let alice = crate::support::user(&env, "alice", "reviewer");
+    let server = crate::support::Server::start(&env, &[]);
+    let wf = env.write(
+        "w.yaml",
+        format!(
+            "name: w
+graph:
+  import: {}
+model:
+  kind: ultra
+  epochs: 0
+  ensemble: 1
+  calibration: none
+generate:
+  relations: [treats]
+  top_k: 20
+rank:
+  acquisition: greedy
+  batch: 4
+stages:
+  - name: experts
+    plugin: human
+seed: 3
+",
+            data("umls/demo-visible.tsv").display()
+        ),
+    );
+    run_now(&env, &wf);
+    let rows = env.strings(
+        "SELECT head.key || ' ' || tail.key || ' ' || COALESCE(h.model_paths, 'NULL') FROM hypotheses h \
+         JOIN entities head ON head.id = h.head JOIN entities tail ON tail.id = h.tail \
+         ORDER BY h.rank",
+    );
+    assert_eq!(rows.len(), 4);
+    let rows: Vec<&String> = rows.iter().filter(|r| !r.ends_with(" NULL")).collect();
+    assert!(
+        !rows.is_empty(),
+        "the model explains some of its hypotheses"
+    );
+    for row in &rows {
+        let mut parts = row.splitn(3, ' ');
+        let (head, tail, json) = (
+            parts.next().expect("head"),
+            parts.next().expect("tail"),
+            parts.next().expect("paths"),
+        );
+        let paths: Value = serde_json::from_str(json).expect("stored JSON");
+        let paths = paths.as_array().expect("a list");
+        assert!(!paths.is_empty(), "{row}");
+        for p in paths {
+            check_model_path(p, head, tail);
+        }
+    }
+    // Reviewers see them on the cards, and plugins in the queue's items.
+    let (_, q) = crate::support::get_json(&format!("{}/api/v1/queue", server.base), &alice);
+    let items = q["items"].as_array().expect("items");
+    assert_eq!(items.len(), 4, "{q}");
+    let explained: Vec<&Value> = items
+        .iter()
+        .filter(|i| !i["model_paths"].is_null())
+        .collect();
+    assert_eq!(explained.len(), rows.len(), "{q}");
+    for item in explained {
+        let paths = item["model_paths"]
+            .as_array()
+            .expect("model paths in the API");
+        check_model_path(
+            &paths[0],
+            item["head"].as_str().expect("head"),
+            item["tail"].as_str().expect("tail"),
+        );
+    }
+    let cookie = crate::support::session(&server.base, &alice).expect("signed in");
+    let html = crate::support::mt_runtime().block_on(async {
+        reqwest::Client::new()
+            .get(format!("{}/queue", server.base))
+            .header("Cookie", cookie)
+            .send()
+            .await
+            .expect("queue page")
+            .text()
+            .await
+            .expect("html")
+    });
+    let cards: Vec<&str> = html.split("<div class=\"card").skip(1).collect();
+    assert_eq!(cards.len(), 4, "{html}");
+    let shown = cards.iter().filter(|c| c.contains("model path: ")).count();
+    assert_eq!(shown, rows.len(), "{html}");
+    assert_eq!(
+        html.matches("% of the score)").count(),
+        html.matches("model path: ").count()
+    );
 }
 
 fn ultra_workflow(env: &Env) -> std::path::PathBuf {

@@ -214,6 +214,7 @@ fn stage_items_answer_once_and_expire_visibly() {
                 acquisition: 0.5 - i as f64 * 0.1,
                 rank: i as i64,
                 base_score: Some(0.4),
+                model_paths: None,
             })
             .collect();
         store
@@ -310,6 +311,7 @@ fn a_stage_with_a_reopened_item_does_not_close() {
                 acquisition: 0.5,
                 rank: i as i64,
                 base_score: None,
+                model_paths: None,
             })
             .collect();
         store

@@ -11,6 +11,10 @@ use rayon::prelude::*;
 
 const CHUNK_ROWS: usize = 1 << 16;
 
+/// A layer's gradients: of its input states, of its types' vectors, of each boundary row and
+/// of every node's incoming sum.
+pub(super) type LayerGrads = (Vec<f32>, Vec<f32>, Vec<Vec<f32>>, Vec<f32>);
+
 /// A training batch: queries, each with its candidates (the answer first, then negatives).
 pub struct Batch<'b> {
     pub queries: &'b [(u32, u32)],
@@ -120,7 +124,7 @@ impl Net<'_> {
             let hidden = &trace.projected[l];
             let mut per_type = self.linear(hidden.clone(), types * b, d, &layer.project2_weight, d);
             super::net::add_bias(&mut per_type, self.w(&layer.project2_bias));
-            let (dx_in, dper_type, dboundary) = self.layer_backward(
+            let (dx_in, dper_type, dboundary, _) = self.layer_backward(
                 layer,
                 graph,
                 &trace.entity_layers[l],
@@ -159,7 +163,7 @@ impl Net<'_> {
         let mut dx = drep;
         for (l, layer) in lay.relation_layers.iter().enumerate().rev() {
             let per_type = self.interactions(layer, rel_graph.num_types, b);
-            let (dx_in, dper_type, _) = self.layer_backward(
+            let (dx_in, dper_type, _, _) = self.layer_backward(
                 layer,
                 rel_graph,
                 &trace.relation_layers[l],
@@ -182,10 +186,10 @@ impl Net<'_> {
     }
 
     /// One layer backwards: from the gradient of its output, the gradients of its input
-    /// states, of its types' vectors and of each boundary row; its weights' gradients are
-    /// added into `grad`.
+    /// states, of its types' vectors, of each boundary row and of every node's incoming sum
+    /// (which edge importance reads); its weights' gradients are added into `grad`.
     #[allow(clippy::too_many_arguments)]
-    fn layer_backward(
+    pub(super) fn layer_backward(
         &self,
         layer: &LayerSlots,
         graph: &Adjacency,
@@ -196,7 +200,7 @@ impl Net<'_> {
         removed: &Removed,
         boundary: &[(u32, usize)],
         grad: &mut [f32],
-    ) -> (Vec<f32>, Vec<f32>, Vec<Vec<f32>>) {
+    ) -> LayerGrads {
         let d = self.layout.shape.dim;
         let n = graph.num_nodes;
         let width = b * d;
@@ -339,7 +343,7 @@ impl Net<'_> {
             .iter()
             .map(|&(node, q)| dagg[(node as usize * b + q) * d..][..d].to_vec())
             .collect();
-        (dx_in, dper_type, dboundary)
+        (dx_in, dper_type, dboundary, dagg)
     }
 
     /// Back through `P = W2 relu(W0 rep + b0) + b2` into the relation representations.

@@ -110,6 +110,12 @@ impl Adjacency {
         self.sources.is_empty()
     }
 
+    /// Where `node`'s incoming edges start in the graph's edge order (a per-edge array is
+    /// indexed `first_edge(node) + k` for its `k`-th incoming edge).
+    pub fn first_edge(&self, node: usize) -> usize {
+        self.offsets[node]
+    }
+
     /// The incoming edges of `node`: sources and types.
     pub fn incoming(&self, node: usize) -> (&[u32], &[u32]) {
         let r = self.offsets[node]..self.offsets[node + 1];
