@@ -115,6 +115,8 @@ pub struct GnnScorer<'a> {
     num_relations: u32,
     /// Senders a layer when scoring pruned (`GnnConfig::prune_senders`).
     prune: Option<usize>,
+    /// The pruned passes' backgrounds, one per relation asked about.
+    backgrounds: prune::Backgrounds,
 }
 
 impl<'a> GnnScorer<'a> {
@@ -148,6 +150,7 @@ impl<'a> GnnScorer<'a> {
             ranges: Ranges::new(context),
             num_relations: context.num_relations() as u32,
             prune: model.config.gnn_config().prune_senders,
+            backgrounds: prune::Backgrounds::default(),
         }
     }
 
@@ -180,9 +183,13 @@ impl<'a> GnnScorer<'a> {
         let mut scored = Vec::with_capacity(valid.len() * g);
         for chunk in valid.chunks(SCORE_BATCH) {
             scored.extend(match self.prune {
-                Some(k) => self
-                    .net
-                    .tails_pruned(&self.graph, &self.relation_graph, chunk, k),
+                Some(k) => self.net.tails_pruned(
+                    &self.graph,
+                    &self.relation_graph,
+                    chunk,
+                    k,
+                    &self.backgrounds,
+                ),
                 None => self.net.tails(
                     &self.graph,
                     &self.relation_graph,

@@ -151,42 +151,55 @@ impl Net<'_> {
             return Vec::new();
         }
         let importance = self.edge_importance(graph, rel_graph, query, answer);
-        let total: f32 = importance.iter().flatten().map(|v| v.max(0.0)).sum();
-        let beams = beam_search(graph, &importance, query.0, answer);
-        let mut found: Vec<(f32, ModelPath)> = Vec::new();
-        for (l, layer) in beams.iter().enumerate() {
-            for (rank, e) in layer[answer as usize].iter().enumerate() {
-                if e.dist <= 0.0 {
-                    continue;
-                }
-                let Some(hops) = backtrack(graph, &beams, l, answer, rank, num_relations) else {
-                    continue;
-                };
-                if hops.first().map(|h| h.from) != Some(query.0) {
-                    continue;
-                }
-                let mut seen: Vec<u32> = hops.iter().map(|h| h.from).collect();
-                seen.push(answer);
-                let before = seen.len();
-                seen.sort_unstable();
-                seen.dedup();
-                if seen.len() != before {
-                    continue;
-                }
-                let len = hops.len() as f32;
-                found.push((
-                    e.dist / len,
-                    ModelPath {
-                        hops,
-                        weight: e.dist,
-                        share: if total > 0.0 { e.dist / total } else { 0.0 },
-                    },
-                ));
-            }
-        }
-        found.sort_by(|a, b| b.0.total_cmp(&a.0));
-        found.into_iter().take(limit).map(|(_, p)| p).collect()
+        ranked_paths(graph, &importance, query.0, answer, num_relations)
+            .into_iter()
+            .filter(|p| p.weight > 0.0)
+            .take(limit)
+            .collect()
     }
+}
+
+/// Every simple path the beam search finds from `head` to `answer`, by mean importance per
+/// hop, highest first, whatever its sign.
+fn ranked_paths(
+    graph: &Adjacency,
+    importance: &[Vec<f32>],
+    head: u32,
+    answer: u32,
+    num_relations: u32,
+) -> Vec<ModelPath> {
+    let total: f32 = importance.iter().flatten().map(|v| v.max(0.0)).sum();
+    let beams = beam_search(graph, importance, head, answer);
+    let mut found: Vec<(f32, ModelPath)> = Vec::new();
+    for (l, layer) in beams.iter().enumerate() {
+        for (rank, e) in layer[answer as usize].iter().enumerate() {
+            let Some(hops) = backtrack(graph, &beams, l, answer, rank, num_relations) else {
+                continue;
+            };
+            if hops.first().map(|h| h.from) != Some(head) {
+                continue;
+            }
+            let mut seen: Vec<u32> = hops.iter().map(|h| h.from).collect();
+            seen.push(answer);
+            let before = seen.len();
+            seen.sort_unstable();
+            seen.dedup();
+            if seen.len() != before {
+                continue;
+            }
+            let len = hops.len() as f32;
+            found.push((
+                e.dist / len,
+                ModelPath {
+                    hops,
+                    weight: e.dist,
+                    share: if total > 0.0 { e.dist / total } else { 0.0 },
+                },
+            ));
+        }
+    }
+    found.sort_by(|a, b| b.0.total_cmp(&a.0));
+    found.into_iter().map(|(_, p)| p).collect()
 }
 
 /// Per layer and node, the `BEAM` best paths from `head` that end there after that many
@@ -296,8 +309,19 @@ mod tests {
         let params = crate::model::gnn::pretrained(None).expect("embedded checkpoint");
         let device = crate::model::default_device();
         let net = Net::new(&params, &device);
-        let paths = net.explain(&graph, &rel_graph, (0, 0), 3, r, 5);
+        let importance = net.edge_importance(&graph, &rel_graph, (0, 0), 3);
+        assert_eq!(importance.len(), 6, "one row of importances a layer");
+        let paths = super::ranked_paths(&graph, &importance, 0, 3, r);
         assert!(!paths.is_empty(), "a path reaches the answer");
+        // What `explain` shows is the positive part, in the same order.
+        let shown = net.explain(&graph, &rel_graph, (0, 0), 3, r, 5);
+        let positive: Vec<_> = paths
+            .iter()
+            .filter(|p| p.weight > 0.0)
+            .take(5)
+            .cloned()
+            .collect();
+        assert_eq!(shown, positive);
         for p in &paths {
             assert_eq!(p.hops.first().map(|h| h.from), Some(0));
             assert_eq!(p.hops.last().map(|h| h.to), Some(3));
@@ -312,7 +336,7 @@ mod tests {
                 };
                 assert!(triples.contains(&triple), "{triple:?} is a graph triple");
             }
-            assert!(p.share <= 1.0 + 1e-4);
+            assert!(p.share.abs() <= 1.0 + 1e-4);
         }
         // The only simple path from 0 to 3 is the chain, walked forward.
         assert_eq!(

@@ -274,7 +274,7 @@ impl<'a> Net<'a> {
     /// One conditional layer: every node's sum of `state(source) * relation(type)` over its
     /// incoming edges plus its boundary, then `relu(norm(W [state, sum] + b)) + state`.
     #[allow(clippy::too_many_arguments)]
-    fn layer(
+    pub(super) fn layer(
         &self,
         layer: &LayerSlots,
         graph: &Adjacency,
