@@ -155,6 +155,25 @@ fn main() -> anyhow::Result<()> {
             peak_mib()
         );
     }
+    // Evidence: the paths that carried one answer (a forward and a backward pass, then the
+    // beam search), as `ask` and a round's top hypotheses pay for each.
+    let answer = top(&full[..n])[0] as u32;
+    let t = Instant::now();
+    let paths = net.explain(&graph, &rel_graph, q[0], answer, m as u32, 3);
+    println!(
+        "explain one answer: {:.0} ms, {} paths{} | peak {:.0} MiB",
+        t.elapsed().as_secs_f64() * 1e3,
+        paths.len(),
+        paths
+            .first()
+            .map(|p| format!(
+                ", the first {} hops with {:.1}% of the score",
+                p.hops.len(),
+                100.0 * p.share
+            ))
+            .unwrap_or_default(),
+        peak_mib()
+    );
     // Fine-tuning steps: batch 8, 128 negatives each, the batch's own edges removed.
     let steps: usize = env("GNN_TRAIN_STEPS").unwrap_or(2);
     let b = 8;

@@ -241,18 +241,10 @@ fn review_cards_show_the_paths_the_model_read() {
     let env = Env::new();
     let alice = crate::support::user(&env, "alice", "reviewer");
     let server = crate::support::Server::start(&env, &[]);
-    let wf = env.write(
-        "w.yaml",
-        format!(
-            "name: w
-graph:
-  import: {}
-model:
-  kind: ultra
-  epochs: 0
-  ensemble: 1
-  calibration: none
-generate:
+    let wf = ultra_yaml(
+        &env,
+        "",
+        "generate:
   relations: [treats]
   top_k: 20
 rank:
@@ -263,8 +255,6 @@ stages:
     plugin: human
 seed: 3
 ",
-            data("umls/demo-visible.tsv").display()
-        ),
     );
     run_now(&env, &wf);
     let rows = env.strings(
@@ -311,18 +301,7 @@ seed: 3
             item["tail"].as_str().expect("tail"),
         );
     }
-    let cookie = crate::support::session(&server.base, &alice).expect("signed in");
-    let html = crate::support::mt_runtime().block_on(async {
-        reqwest::Client::new()
-            .get(format!("{}/queue", server.base))
-            .header("Cookie", cookie)
-            .send()
-            .await
-            .expect("queue page")
-            .text()
-            .await
-            .expect("html")
-    });
+    let html = crate::support::queue_page(&server.base, &alice);
     let cards: Vec<&str> = html.split("<div class=\"card").skip(1).collect();
     assert_eq!(cards.len(), 4, "{html}");
     let shown = cards.iter().filter(|c| c.contains("model path: ")).count();
@@ -333,7 +312,9 @@ seed: 3
     );
 }
 
-fn ultra_workflow(env: &Env) -> std::path::PathBuf {
+/// A workflow on the UMLS demo graph with a zero-shot ULTRA model: `model` adds settings
+/// under `model:`, `rest` the sections after it.
+fn ultra_yaml(env: &Env, model: &str, rest: &str) -> std::path::PathBuf {
     env.write(
         "ultra.yaml",
         format!(
@@ -343,11 +324,22 @@ graph:
 model:
   kind: ultra
   epochs: 0
-  retrain_epochs: 1
   ensemble: 1
   calibration: none
-  gnn: {{queries_per_epoch: 24, batch_size: 8, negatives: 16}}
-generate:
+{model}{rest}",
+            data("umls/demo-visible.tsv").display()
+        ),
+    )
+}
+
+fn ultra_workflow(env: &Env) -> std::path::PathBuf {
+    ultra_yaml(
+        env,
+        "  retrain_epochs: 1
+  gnn: {queries_per_epoch: 24, batch_size: 8, negatives: 16}
+",
+        &format!(
+            "generate:
   relations: [treats, prevents]
   top_k: 60
 rank:
@@ -361,7 +353,6 @@ stop:
   max_rounds: 1
 seed: 3
 ",
-            data("umls/demo-visible.tsv").display(),
             data("umls/demo-hidden.tsv").display()
         ),
     )

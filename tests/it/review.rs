@@ -513,18 +513,7 @@ fn stale_items_follow_the_threshold_and_sink_in_the_queue(env: Env) {
     assert_eq!(page, expected[4..8], "{second}");
 
     // The web page: the same order, stale cards marked.
-    let cookie = crate::support::session(&server.base, &alice).expect("signed in");
-    let html = runtime().block_on(async {
-        reqwest::Client::new()
-            .get(format!("{}/queue", server.base))
-            .header("Cookie", cookie)
-            .send()
-            .await
-            .expect("queue page")
-            .text()
-            .await
-            .expect("html")
-    });
+    let html = crate::support::queue_page(&server.base, &alice);
     let cards: Vec<(i64, bool)> = html
         .split("<div class=\"card")
         .skip(1)

@@ -556,6 +556,22 @@ pub fn get_text(url: &str, token: Option<&str>) -> (u16, String) {
     (status, body)
 }
 
+/// The review queue's page as `token`'s signed-in browser gets it (a session cookie).
+pub fn queue_page(base: &str, token: &str) -> String {
+    let cookie = session(base, token).expect("signed in");
+    mt_runtime().block_on(async {
+        reqwest::Client::new()
+            .get(format!("{base}/queue"))
+            .header("Cookie", cookie)
+            .send()
+            .await
+            .expect("queue page")
+            .text()
+            .await
+            .expect("html")
+    })
+}
+
 /// A GET with a bearer token, its body as JSON (`Null` if it is not).
 pub fn get_json(url: &str, token: &str) -> (u16, Value) {
     let (status, body) = get_text(url, Some(token));
