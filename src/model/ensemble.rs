@@ -152,7 +152,10 @@ impl Ensemble {
         };
         let (fit_t, fit_l, fit_pos) = labelled(0);
         let (test_t, test_l, test_pos) = labelled(1);
-        let can_fit = fit_pos > 0 && test_pos > 0 && fit_t.len() > fit_pos;
+        // Nothing to fit means nothing to score: a message-passing member would pay a graph
+        // pass per validation pair only to report the raw sigmoid twice.
+        let can_fit =
+            method != Method::None && fit_pos > 0 && test_pos > 0 && fit_t.len() > fit_pos;
         let mut members = Vec::with_capacity(models.len());
         let mut raw_test: Vec<Vec<f64>> = Vec::new();
         for model in models {
