@@ -44,7 +44,7 @@ for g in $graphs; do
     start=$(date +%s.%N)
     "$HYPOGRAPH" --db "$dir/db" --data-dir "$dir/data" train --model ultra --epochs 0 \
         --weights "$checkpoint" --popularity-prior false >"$dir/train.txt" 2>"$dir/train.log"
-    "$HYPOGRAPH" --db "$dir/db" --data-dir "$dir/data" eval --json --test "$dir/test.txt" \
+    "$HYPOGRAPH" --db "$dir/db" --data-dir "$dir/data" eval --json --no-calibration --test "$dir/test.txt" \
         >"$dir/eval.json" 2>>"$dir/train.log"
     secs=$(echo "$(date +%s.%N) - $start" | bc)
     ref="{}"
