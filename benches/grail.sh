@@ -11,6 +11,8 @@
 #   GRAPHS="fb237_v1 WN18RR_v1" CHECKPOINT=../shared/models/ultra/ultra_3g.pth benches/grail.sh
 #
 # LIMIT=N evaluates a fixed random sample of N test triples (both implementations the same).
+# Both sides rank realistically (an answer tied with others sits in the middle of its ties);
+# the reference also reports ULTRA's own pessimistic rank (ties count against the answer).
 # Environment: HYPOGRAPH (the binary; default: builds and uses target/release/hypograph),
 # SHARED (default ../shared beside the repository), CHECKPOINT (default: the embedded
 # ultra_4g weights for hypograph, the same file for the reference).

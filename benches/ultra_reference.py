@@ -182,7 +182,7 @@ def main():
         hi, ri, ti = entities[h], relations[r], entities[t]
         queries.append((hi, ri, ti, known_t[(hi, ri)]))
         queries.append((ti, ri + R, hi, known_h[(ti, ri)]))
-    ranks = []
+    ranks, pessimistic = [], []
     start = time.time()
     for i in range(0, len(queries), args.batch):
         chunk = queries[i: i + args.batch]
@@ -190,13 +190,21 @@ def main():
         for row, (h, r, target, known) in zip(logits, chunk):
             mask = torch.ones_like(row, dtype=torch.bool)
             mask[list(known)] = False
-            # ULTRA's compute_ranking: ties count against the answer.
-            ranks.append(int(((row >= row[target]) & mask).sum()) + 1)
+            # ULTRA's compute_ranking counts ties against the answer; hypograph's realistic
+            # rank (PyKEEN's) puts the answer in the middle of its ties. Both are kept: on
+            # small graphs with symmetric neighbourhoods exact ties are common.
+            worst = int(((row >= row[target]) & mask).sum()) + 1
+            best = int(((row > row[target]) & mask).sum()) + 1
+            pessimistic.append(worst)
+            ranks.append((worst + best) / 2)
     seconds = time.time() - start
     ranks_t = torch.tensor(ranks, dtype=torch.float)
+    pess_t = torch.tensor(pessimistic, dtype=torch.float)
     result = {
         "graph": args.graph, "test": args.test, "queries": len(ranks),
         "mrr": float((1 / ranks_t).mean()),
+        "mrr_pessimistic": float((1 / pess_t).mean()),
+        "hits@10_pessimistic": float((pess_t <= 10).float().mean()),
         "hits@1": float((ranks_t <= 1).float().mean()),
         "hits@3": float((ranks_t <= 3).float().mean()),
         "hits@10": float((ranks_t <= 10).float().mean()),
