@@ -861,7 +861,7 @@ fn ranked_batch(
 }
 
 /// Hypotheses of a batch the model explains from its own gradients (each costs a forward and
-/// a backward pass over the whole graph: about a second on Hetionet); the rest keep the
+/// a backward pass over the whole graph: about 1.5 s on Hetionet); the rest keep the
 /// graph's evidence only.
 const EXPLAINED_PER_ROUND: usize = 50;
 

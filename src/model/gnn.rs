@@ -157,6 +157,9 @@ impl<'a> GnnScorer<'a> {
     /// The paths that carried `answer` as the tail of `query` (a relation id with inverses:
     /// `r + R` asks for heads of `r`), most important first.
     pub fn explain(&self, query: (u32, u32), answer: u32, limit: usize) -> Vec<ModelPath> {
+        if query.1 as usize >= self.graph.num_types {
+            return Vec::new();
+        }
         self.net.explain(
             &self.graph,
             &self.relation_graph,
