@@ -3,7 +3,7 @@
 //! entities joining the graph, a workflow round, and a kill in the middle of fine-tuning.
 
 use crate::support::{Env, data, run_now};
-use crate::walks::cluster_mean;
+use crate::walks::{ask_new_compound, cluster_mean, sorted_probabilities};
 use serde_json::Value;
 
 fn path(p: &std::path::Path) -> &str {
@@ -173,31 +173,10 @@ fn a_new_entity_joins_the_graph_for_its_question_only() {
         "16",
     ]);
     let before = env.ok(&["graph", "log"]);
-    let ask = |genes: [&str; 2]| -> Value {
-        env.json(&[
-            "ask",
-            "--entity",
-            "new-mol",
-            "--category",
-            "Compound",
-            "--edge",
-            &format!("new-mol binds {}", genes[0]),
-            "--edge",
-            &format!("new-mol binds {}", genes[1]),
-            "--predict",
-            "new-mol treats ?",
-            "--top",
-            "12",
-        ])
-    };
+    let ask = |genes: [&str; 2]| ask_new_compound(&env, genes);
     let zero = ask(["G0", "G6"]);
     let rows = zero["rows"].as_array().expect("rows");
-    assert_eq!(rows.len(), 12, "{zero}");
-    let p: Vec<f64> = rows
-        .iter()
-        .map(|r| r["probability"].as_f64().expect("p"))
-        .collect();
-    assert!(p.windows(2).all(|w| w[0] >= w[1]), "sorted: {p:?}");
+    sorted_probabilities(&zero);
     for c in zero["claims"].as_array().expect("claims") {
         let p = c["prior_probability"].as_f64().expect("prior");
         assert!((0.0..=1.0).contains(&p), "{c}");

@@ -161,6 +161,38 @@ fn simulate_runs_with_walk_members() {
 }
 
 /// Mean probability of the `treats` rows whose disease is in `cluster`, among all rows.
+/// `ask` about a new compound claimed to bind `genes` on the clustered graph: its top 12
+/// `treats` answers.
+pub fn ask_new_compound(env: &Env, genes: [&str; 2]) -> Value {
+    env.json(&[
+        "ask",
+        "--entity",
+        "new-mol",
+        "--category",
+        "Compound",
+        "--edge",
+        &format!("new-mol binds {}", genes[0]),
+        "--edge",
+        &format!("new-mol binds {}", genes[1]),
+        "--predict",
+        "new-mol treats ?",
+        "--top",
+        "12",
+    ])
+}
+
+/// An answer's 12 row probabilities, checked to come best first.
+pub fn sorted_probabilities(answer: &Value) -> Vec<f64> {
+    let rows = answer["rows"].as_array().expect("rows");
+    assert_eq!(rows.len(), 12, "{answer}");
+    let p: Vec<f64> = rows
+        .iter()
+        .map(|r| r["probability"].as_f64().expect("p"))
+        .collect();
+    assert!(p.windows(2).all(|w| w[0] >= w[1]), "sorted: {p:?}");
+    p
+}
+
 pub fn cluster_mean(answer: &Value, cluster: usize) -> f64 {
     let rows = answer["rows"].as_array().expect("rows");
     let p: Vec<f64> = rows
@@ -193,31 +225,9 @@ fn ask_reads_the_prompt_as_context_without_fitting() {
         "--ensemble",
         "2",
     ]);
-    let ask = |genes: [&str; 2]| -> Value {
-        env.json(&[
-            "ask",
-            "--entity",
-            "new-mol",
-            "--category",
-            "Compound",
-            "--edge",
-            &format!("new-mol binds {}", genes[0]),
-            "--edge",
-            &format!("new-mol binds {}", genes[1]),
-            "--predict",
-            "new-mol treats ?",
-            "--top",
-            "12",
-        ])
-    };
+    let ask = |genes: [&str; 2]| ask_new_compound(&env, genes);
     let zero = ask(["G0", "G6"]);
-    let rows = zero["rows"].as_array().expect("rows");
-    assert_eq!(rows.len(), 12, "{zero}");
-    let p: Vec<f64> = rows
-        .iter()
-        .map(|r| r["probability"].as_f64().expect("p"))
-        .collect();
-    assert!(p.windows(2).all(|w| w[0] >= w[1]), "sorted: {p:?}");
+    let p = sorted_probabilities(&zero);
     assert!(p.iter().all(|x| (0.0..=1.0).contains(x)), "{p:?}");
     assert_eq!(zero["entities"][0]["basis"], "edges");
     assert_eq!(zero["entities"][0]["edges"], 2);

@@ -263,10 +263,19 @@ impl<'a> Net<'a> {
         w: &std::ops::Range<usize>,
         outputs: usize,
     ) -> Vec<f32> {
-        let w = Tensor::<2>::from_data(
-            TensorData::new(self.w(w).to_vec(), [outputs, inputs]),
-            &self.device,
-        );
+        self.linear_by(a, rows, inputs, self.w(w).to_vec(), outputs)
+    }
+
+    /// `rows x inputs` times the transpose of the `outputs x inputs` weight `w`.
+    pub(super) fn linear_by(
+        &self,
+        a: Vec<f32>,
+        rows: usize,
+        inputs: usize,
+        w: Vec<f32>,
+        outputs: usize,
+    ) -> Vec<f32> {
+        let w = Tensor::<2>::from_data(TensorData::new(w, [outputs, inputs]), &self.device);
         let a = Tensor::<2>::from_data(TensorData::new(a, [rows, inputs]), &self.device);
         to_vec(a.matmul(w.transpose()))
     }
@@ -354,16 +363,20 @@ impl<'a> Net<'a> {
                 .zip(z.par_chunks(d))
                 .zip(x[start * width..end * width].par_chunks(d))
                 .with_min_len(256)
-                .for_each(|((o, z), xi)| {
-                    let (mean, inv) = norm_stats(z);
-                    for k in 0..d {
-                        let y = (z[k] - mean) * inv * gamma[k] + beta[k];
-                        o[k] = y.max(0.0) + xi[k];
-                    }
-                });
+                .for_each(|((o, z), xi)| norm_relu_shortcut(o, z, xi, gamma, beta));
             add_phase(1, t0);
         }
         out
+    }
+
+    /// The state half of the scoring MLP's first layer (`2 dim x dim`): the part of a
+    /// node's hidden activations that does not depend on the query.
+    pub(super) fn mlp_state_half(&self) -> Vec<f32> {
+        let d = self.layout.shape.dim;
+        let w0 = self.w(&self.layout.mlp0_weight);
+        (0..2 * d)
+            .flat_map(|o| w0[o * 2 * d..o * 2 * d + d].iter().copied())
+            .collect()
     }
 
     /// The MLP over `[state, query]` for every (node, query): `batch x nodes` logits.
@@ -384,11 +397,9 @@ impl<'a> Net<'a> {
                     .collect()
             })
             .collect();
-        let state_half: Vec<f32> = (0..h)
-            .flat_map(|o| w0[o * 2 * d..o * 2 * d + d].iter().copied())
-            .collect();
         let wt =
-            Tensor::<2>::from_data(TensorData::new(state_half, [h, d]), &self.device).transpose();
+            Tensor::<2>::from_data(TensorData::new(self.mlp_state_half(), [h, d]), &self.device)
+                .transpose();
         let w2 = self.w(&self.layout.mlp2_weight);
         let b2 = self.w(&self.layout.mlp2_bias)[0];
         let t0 = std::time::Instant::now();
@@ -423,6 +434,22 @@ impl<'a> Net<'a> {
         }
         add_phase(1, t0);
         logits
+    }
+}
+
+/// A layer's output row from its pre-norm row `z` and input state `x`:
+/// `relu(norm(z) * gamma + beta) + x`.
+pub(super) fn norm_relu_shortcut(
+    out: &mut [f32],
+    z: &[f32],
+    x: &[f32],
+    gamma: &[f32],
+    beta: &[f32],
+) {
+    let (mean, inv) = norm_stats(z);
+    for k in 0..z.len() {
+        let y = (z[k] - mean) * inv * gamma[k] + beta[k];
+        out[k] = y.max(0.0) + x[k];
     }
 }
 

@@ -12,9 +12,8 @@
 //! propagation.
 
 use super::graph::Adjacency;
-use super::net::{Net, Removed, Trace, add_bias, norm_stats, to_vec};
+use super::net::{Net, Removed, Trace, add_bias, norm_relu_shortcut};
 use super::params::LayerSlots;
-use burn::tensor::{Tensor, TensorData};
 use rayon::prelude::*;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -72,30 +71,12 @@ impl Net<'_> {
             let lt = trace.entity_layers.last_mut();
             x = self.layer(layer, graph, &x, &per_type, &[], 1, &Removed::default(), lt);
         }
-        let h = 2 * d;
-        let w0 = self.w(&self.layout.mlp0_weight);
-        let state_half: Vec<f32> = (0..h)
-            .flat_map(|o| w0[o * 2 * d..o * 2 * d + d].iter().copied())
-            .collect();
-        let last_hidden = self.linear_raw(x.clone(), n, d, state_half, h);
+        let last_hidden = self.linear_by(x.clone(), n, d, self.mlp_state_half(), 2 * d);
         Background {
             layers: trace.entity_layers.into_iter().map(|t| t.cat).collect(),
             last: x,
             last_hidden,
         }
-    }
-
-    fn linear_raw(
-        &self,
-        a: Vec<f32>,
-        rows: usize,
-        inputs: usize,
-        w: Vec<f32>,
-        outputs: usize,
-    ) -> Vec<f32> {
-        let w = Tensor::<2>::from_data(TensorData::new(w, [outputs, inputs]), &self.device);
-        let a = Tensor::<2>::from_data(TensorData::new(a, [rows, inputs]), &self.device);
-        to_vec(a.matmul(w.transpose()))
     }
 
     /// Logits of every node as the tail of each `(head, relation)` query (`queries x nodes`),
@@ -162,26 +143,18 @@ impl Net<'_> {
     /// `relu(norm(W [x, sum] + b)) + x` for `m` rows of `[x, sum]`.
     fn update(&self, layer: &LayerSlots, cat: Vec<f32>, m: usize) -> Vec<f32> {
         let d = self.layout.shape.dim;
-        let w = Tensor::<2>::from_data(
-            TensorData::new(self.w(&layer.linear_weight).to_vec(), [d, 2 * d]),
-            &self.device,
-        );
         let x: Vec<f32> = cat
             .chunks(2 * d)
             .flat_map(|r| r[..d].iter().copied())
             .collect();
-        let a = Tensor::<2>::from_data(TensorData::new(cat, [m, 2 * d]), &self.device);
-        let mut z = to_vec(a.matmul(w.transpose()));
+        let mut z = self.linear(cat, m, 2 * d, &layer.linear_weight, d);
         add_bias(&mut z, self.w(&layer.linear_bias));
         let (gamma, beta) = (self.w(&layer.norm_weight), self.w(&layer.norm_bias));
-        for (zr, xr) in z.chunks_mut(d).zip(x.chunks(d)) {
-            let (mean, inv) = norm_stats(zr);
-            for k in 0..d {
-                let y = (zr[k] - mean) * inv * gamma[k] + beta[k];
-                zr[k] = y.max(0.0) + xr[k];
-            }
+        let mut out = vec![0f32; z.len()];
+        for ((o, zr), xr) in out.chunks_mut(d).zip(z.chunks(d)).zip(x.chunks(d)) {
+            norm_relu_shortcut(o, zr, xr, gamma, beta);
         }
-        z
+        out
     }
 
     /// One query's logits over every node, from `head` with `query` as its boundary;
